@@ -1,0 +1,248 @@
+/* Front door, out-of-line parts: the generic malloc and free paths,
+ * calloc, realloc, the aligned family and usable size. */
+#include "alloc.h"
+#include "hakmem.h"
+#include "init.h"
+#include "large.h"
+#include "shared_pool.h"
+#include "stats.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Requests above this are refused with ENOMEM before any arithmetic. */
+#define ALLOC_MAX ((size_t)PTRDIFF_MAX - ((size_t)64 << 20))
+
+void *alloc_malloc_generic(size_t size)
+{
+  if (size <= HAK_SMALL_MAX)
+    return tcache_alloc(size_class_of(size));
+  if (size > ALLOC_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  hak_init();
+  bool fresh;
+  return large_alloc(size, HAK_MIN_ALIGN, &fresh);
+}
+
+/* The slab a pointer belongs to, validated as check = 1 asks: a carved
+ * block start in a slab that is in use.  NULL if it is not one. */
+static struct slab *slab_checked(struct superslab *ss, void *p)
+{
+  struct slab *s = superslab_slab_of(ss, (uintptr_t)p);
+  if (s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN)
+    return NULL;
+  size_t off = (size_t)((char *)p - slab_start(s));
+  if (off % s->block_size != 0 || off / s->block_size >= s->capacity)
+    return NULL;
+  return s;
+}
+
+void alloc_free_remote(struct slab *s, void *p)
+{
+  if (HAK_UNLIKELY(s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN))
+    hak_fatal_pointer("free(): invalid pointer", p);
+  slab_free_remote(s, p);
+}
+
+void alloc_free_generic(void *p, uintptr_t entry)
+{
+  if (!p)
+    return;
+  if (entry == 0)
+    hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
+  if (entry & REGISTRY_TAG_LARGE) {
+    struct large_hdr *h = large_from_entry(entry, p);
+    if (!h)
+      hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
+    large_free(h, p);
+    return;
+  }
+  /* check = 1: validate, then take the normal path. */
+  struct slab *s = slab_checked((struct superslab *)entry, p);
+  if (!s)
+    hak_fatal_pointer("free(): invalid pointer", p);
+  if (atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id) {
+    for (void *q = s->free; q; q = *(void **)q)
+      if (q == p)
+        hak_fatal_pointer("free(): double free", p);
+    *(void **)p = s->free;
+    s->free = p;
+    if (--s->used == 0 && s != tcache_self.active[s->cls])
+      tcache_slab_emptied(s);
+    return;
+  }
+  slab_free_remote(s, p);
+}
+
+HAK_EXPORT void *hak_malloc(size_t size)
+{
+  return alloc_malloc(size);
+}
+
+HAK_EXPORT void hak_free(void *p)
+{
+  alloc_free(p);
+}
+
+HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
+{
+  size_t total;
+  if (__builtin_mul_overflow(nmemb, size, &total) || total > ALLOC_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (total <= HAK_SMALL_MAX) {
+    void *p = alloc_malloc(total);
+    if (p)
+      memset(p, 0, total);
+    return p;
+  }
+  hak_init();
+  bool fresh;
+  void *p = large_alloc(total, HAK_MIN_ALIGN, &fresh);
+  if (p && !fresh)
+    memset(p, 0, total);
+  return p;
+}
+
+/* Usable size of a block hakmem owns; fatal error for any other pointer. */
+static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **large)
+{
+  *large = NULL;
+  if (entry == 0)
+    hak_fatal_pointer("invalid pointer (not allocated by hakmem)", p);
+  if (entry & REGISTRY_TAG_LARGE) {
+    struct large_hdr *h = large_from_entry(entry, p);
+    if (!h || h->magic != LARGE_MAGIC || p != large_block(h) || h->state != LARGE_LIVE)
+      hak_fatal_pointer("invalid pointer", p);
+    *large = h;
+    return large_usable(h);
+  }
+  struct slab *s = superslab_slab_of((struct superslab *)entry, (uintptr_t)p);
+  if (s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN)
+    hak_fatal_pointer("invalid pointer", p);
+  return s->block_size;
+}
+
+HAK_EXPORT void *hak_realloc(void *p, size_t size)
+{
+  if (!p)
+    return alloc_malloc(size);
+  if (size == 0) {
+    alloc_free(p);
+    return NULL;
+  }
+  if (size > ALLOC_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  struct large_hdr *h;
+  size_t usable = usable_size(p, registry_lookup((uintptr_t)p), &h);
+  if (h && size > HAK_SMALL_MAX)
+    return large_realloc(h, size);
+  /* Small block: stay in place while the request fits and uses at least
+   * half of the block; otherwise move to the right class. */
+  if (!h && size <= usable && size > usable / 2)
+    return p;
+  void *n = alloc_malloc(size);
+  if (!n)
+    return NULL;
+  memcpy(n, p, size < usable ? size : usable);
+  alloc_free(p);
+  return n;
+}
+
+HAK_EXPORT void *hak_reallocarray(void *p, size_t nmemb, size_t size)
+{
+  size_t total;
+  if (__builtin_mul_overflow(nmemb, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return hak_realloc(p, total);
+}
+
+/* Aligned allocation; align is a power of two. */
+static void *alloc_aligned(size_t align, size_t size)
+{
+  if (align <= HAK_MIN_ALIGN)
+    return alloc_malloc(size);
+  if (size > ALLOC_MAX || align > ALLOC_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  int cls = size_class_for_aligned(size, align);
+  if (cls >= 0)
+    return tcache_alloc((unsigned)cls);
+  hak_init();
+  bool fresh;
+  return large_alloc(size, align, &fresh);
+}
+
+HAK_EXPORT int hak_posix_memalign(void **memptr, size_t align, size_t size)
+{
+  if (align < sizeof(void *) || !hak_is_pow2(align))
+    return EINVAL;
+  int saved = errno;
+  void *p = alloc_aligned(align, size);
+  if (!p) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *memptr = p;
+  return 0;
+}
+
+HAK_EXPORT void *hak_aligned_alloc(size_t align, size_t size)
+{
+  if (!hak_is_pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return alloc_aligned(align, size);
+}
+
+HAK_EXPORT void *hak_memalign(size_t align, size_t size)
+{
+  /* As glibc: a non-power-of-two alignment is rounded up to one. */
+  if (align > ALLOC_MAX) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!hak_is_pow2(align))
+    align = align <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzll(align - 1));
+  return alloc_aligned(align, size);
+}
+
+HAK_EXPORT void *hak_valloc(size_t size)
+{
+  return alloc_aligned(HAK_PAGE_SIZE, size);
+}
+
+HAK_EXPORT void *hak_pvalloc(size_t size)
+{
+  if (size > ALLOC_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return alloc_aligned(HAK_PAGE_SIZE, size ? hak_align_up(size, HAK_PAGE_SIZE) : HAK_PAGE_SIZE);
+}
+
+HAK_EXPORT size_t hak_malloc_usable_size(const void *p)
+{
+  if (!p)
+    return 0;
+  struct large_hdr *h;
+  return usable_size(p, registry_lookup((uintptr_t)p), &h);
+}
+
+HAK_EXPORT int hak_trim(size_t pad)
+{
+  (void)pad;
+  tcache_collect();
+  bool released = shared_pool_trim();
+  released |= bigcache_flush();
+  return released;
+}

@@ -1,0 +1,117 @@
+/* BigCache: recently freed large mappings kept for reuse by a request of
+ * the same size class, so that a program that frees and re-requests big
+ * buffers does not pay mmap, munmap and page faults each time.  Bounded by
+ * count and bytes; a mapping that does not fit is unmapped at once. */
+#include "large.h"
+#include "config.h"
+#include "stats.h"
+
+#include <pthread.h>
+
+#define BIGCACHE_BUCKETS 64
+#define BIGCACHE_MAX_COUNT 64
+#define BIGCACHE_MAX_BYTES ((size_t)128 << 20)
+#define BIGCACHE_MAX_BLOCK ((size_t)32 << 20)
+
+static pthread_mutex_t bigcache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct large_hdr *bucket[BIGCACHE_BUCKETS];
+static size_t cached_bytes;
+static unsigned cached_count;
+
+/* Size classes in pages: 1..4 exactly, then four per doubling. */
+size_t bigcache_round(size_t map_size)
+{
+  size_t pages = (map_size + HAK_PAGE_SIZE - 1) / HAK_PAGE_SIZE;
+  if (pages > 4) {
+    unsigned lg = 63u - (unsigned)__builtin_clzll(pages - 1); /* pages-1 >= 2^lg */
+    size_t step = (size_t)1 << (lg - 2);
+    pages = (pages + step - 1) & ~(step - 1);
+  }
+  return pages * HAK_PAGE_SIZE;
+}
+
+static int bucket_of(size_t map_size)
+{
+  size_t pages = map_size / HAK_PAGE_SIZE;
+  if (pages <= 4)
+    return (int)pages - 1;
+  unsigned lg = 63u - (unsigned)__builtin_clzll(pages - 1);
+  size_t step = (size_t)1 << (lg - 2);
+  int b = (int)(4 * (lg - 1)) + (int)((pages - 1 - ((size_t)1 << lg)) / step);
+  return b < BIGCACHE_BUCKETS ? b : -1;
+}
+
+struct large_hdr *bigcache_take(size_t map_size)
+{
+  int b = bucket_of(map_size);
+  if (b < 0 || !hak_config.bigcache)
+    return NULL;
+  pthread_mutex_lock(&bigcache_lock);
+  struct large_hdr **pp = &bucket[b];
+  while (*pp && (*pp)->map_size != map_size)
+    pp = &(*pp)->cache_next;
+  struct large_hdr *h = *pp;
+  if (h) {
+    *pp = h->cache_next;
+    cached_bytes -= h->map_size;
+    cached_count--;
+  }
+  pthread_mutex_unlock(&bigcache_lock);
+  stats_add(h ? &hak_counters.bigcache_hits : &hak_counters.bigcache_misses, 1);
+  return h;
+}
+
+bool bigcache_put(struct large_hdr *h)
+{
+  int b = bucket_of(h->map_size);
+  if (b < 0 || !hak_config.bigcache || h->map_size > BIGCACHE_MAX_BLOCK)
+    return false;
+  bool kept = false;
+  pthread_mutex_lock(&bigcache_lock);
+  if (cached_count < BIGCACHE_MAX_COUNT && cached_bytes + h->map_size <= BIGCACHE_MAX_BYTES) {
+    h->state = LARGE_CACHED;
+    h->cache_next = bucket[b];
+    bucket[b] = h;
+    cached_bytes += h->map_size;
+    cached_count++;
+    kept = true;
+  }
+  pthread_mutex_unlock(&bigcache_lock);
+  return kept;
+}
+
+bool bigcache_flush(void)
+{
+  struct large_hdr *all = NULL;
+  pthread_mutex_lock(&bigcache_lock);
+  for (int b = 0; b < BIGCACHE_BUCKETS; b++) {
+    while (bucket[b]) {
+      struct large_hdr *h = bucket[b];
+      bucket[b] = h->cache_next;
+      h->cache_next = all;
+      all = h;
+    }
+  }
+  cached_bytes = 0;
+  cached_count = 0;
+  pthread_mutex_unlock(&bigcache_lock);
+  bool any = all != NULL;
+  while (all) {
+    struct large_hdr *next = all->cache_next;
+    large_unmap(all);
+    all = next;
+  }
+  return any;
+}
+
+void bigcache_usage(struct bigcache_usage *u)
+{
+  pthread_mutex_lock(&bigcache_lock);
+  u->bytes = cached_bytes;
+  u->count = cached_count;
+  pthread_mutex_unlock(&bigcache_lock);
+}
+
+void bigcache_prefork(void) { pthread_mutex_lock(&bigcache_lock); }
+void bigcache_postfork_parent(void) { pthread_mutex_unlock(&bigcache_lock); }
+void bigcache_postfork_child(void) { pthread_mutex_init(&bigcache_lock, NULL); }

@@ -1,0 +1,81 @@
+/* Lazy initialisation, thread-exit hook, fork handlers, exit report. */
+#include "init.h"
+#include "config.h"
+#include "large.h"
+#include "shared_pool.h"
+#include "stats.h"
+#include "tcache.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+extern char **environ;
+
+_Atomic int hak_init_state;
+static pthread_key_t tcache_key;
+static _Atomic bool tcache_key_ready;
+
+static void thread_exit(void *arg)
+{
+  (void)arg;
+  tcache_flush();
+}
+
+static void fork_prepare(void)
+{
+  shared_pool_prefork();
+  bigcache_prefork();
+  superslab_registry_lock();
+}
+
+static void fork_parent(void)
+{
+  superslab_registry_unlock();
+  bigcache_postfork_parent();
+  shared_pool_postfork_parent();
+}
+
+static void fork_child(void)
+{
+  superslab_registry_reinit();
+  bigcache_postfork_child();
+  shared_pool_postfork_child(tcache_self.id);
+}
+
+void hak_init_slow(void)
+{
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&hak_init_state, &expected, 1)) {
+    /* Another thread is initialising; it does not allocate meanwhile. */
+    while (atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2)
+      sched_yield();
+    return;
+  }
+  config_load(environ, getauxval(AT_SECURE) != 0);
+  shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
+  shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
+  atomic_store_explicit(&hak_init_state, 2, memory_order_release);
+  /* From here malloc works fully, so these may allocate. */
+  if (pthread_key_create(&tcache_key, thread_exit) == 0)
+    atomic_store_explicit(&tcache_key_ready, true, memory_order_release);
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+void init_thread_started(void *tcache)
+{
+  if (atomic_load_explicit(&tcache_key_ready, memory_order_acquire))
+    pthread_setspecific(tcache_key, tcache);
+}
+
+__attribute__((constructor)) static void hak_constructor(void)
+{
+  hak_init();
+}
+
+__attribute__((destructor)) static void hak_destructor(void)
+{
+  if (hak_config.stats)
+    stats_report(STDERR_FILENO);
+}

@@ -1,0 +1,68 @@
+/* Large allocations: requests above the largest size class (32 KiB) get a
+ * mapping of their own.  The mapping starts with a header; the block
+ * follows at an offset that satisfies the requested alignment.  Mappings
+ * are aligned to the registry unit (512 KiB) so that each registry entry
+ * of the mapping names its header, and sizes are rounded to the BigCache
+ * granularity (four steps per doubling) so that a cached mapping fits the
+ * next request of the same size class exactly.
+ *
+ * A header is written by the thread that maps the block and read by the
+ * thread that frees it; hand-over goes through the program's own
+ * synchronisation, as for any block.  BigCache state is under its own lock
+ * (the large lock in the fork order). */
+#ifndef HAKMEM_LARGE_H
+#define HAKMEM_LARGE_H
+
+#include "hakmem_internal.h"
+
+#define LARGE_MAGIC 0x48414b4d4c415247ull /* "HAKMLARG" */
+#define LARGE_HEADER_SIZE 64
+
+enum large_state { LARGE_LIVE = 1, LARGE_CACHED = 2 };
+
+struct large_hdr {
+  uint64_t magic;
+  size_t map_size;            /* bytes mapped, starting at the header */
+  size_t offset;              /* block = (char *)hdr + offset */
+  uint32_t state;             /* enum large_state */
+  struct large_hdr *cache_next;
+};
+
+HAK_INLINE void *large_block(struct large_hdr *h) { return (char *)h + h->offset; }
+HAK_INLINE size_t large_usable(const struct large_hdr *h) { return h->map_size - h->offset; }
+
+/* A block of size bytes aligned to align (a power of two).  *fresh is set
+ * when the memory is known to be zero (a new mapping).  NULL, errno ENOMEM
+ * on failure. */
+void *large_alloc(size_t size, size_t align, bool *fresh);
+/* Frees the block of h; p is the pointer the program passed, checked
+ * against the header (fatal error if it is not the block's start). */
+void large_free(struct large_hdr *h, void *p);
+/* Resizes the block of h to size bytes, moving pages rather than copying
+ * when it must move.  Returns the new block or NULL (old block intact). */
+void *large_realloc(struct large_hdr *h, size_t size);
+/* The header a registry entry points to, if p is inside its block. */
+struct large_hdr *large_from_entry(uintptr_t entry, const void *p);
+
+/* Unmaps a header's whole mapping and clears its registry entries. */
+void large_unmap(struct large_hdr *h);
+
+/* ---- BigCache (bigcache.c) ---- */
+
+/* Rounds a mapping size up to its BigCache size class. */
+size_t bigcache_round(size_t map_size);
+/* A cached mapping of exactly map_size bytes, or NULL. */
+struct large_hdr *bigcache_take(size_t map_size);
+/* Offers a freed mapping to the cache; false if it was not kept. */
+bool bigcache_put(struct large_hdr *h);
+/* Unmaps every cached mapping; returns true if there was any. */
+bool bigcache_flush(void);
+
+struct bigcache_usage { uint64_t bytes, count; };
+void bigcache_usage(struct bigcache_usage *u);
+
+void bigcache_prefork(void);
+void bigcache_postfork_parent(void);
+void bigcache_postfork_child(void);
+
+#endif

@@ -1,0 +1,346 @@
+/* Shared pool: slab hand-out stages, EMPTY recycling, SuperSlab lists. */
+#include "shared_pool.h"
+#include "os.h"
+#include "stats.h"
+
+#include <errno.h>
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct slab *empty_list[HAK_NUM_CLASSES];
+static unsigned empty_count[HAK_NUM_CLASSES];
+static struct slab *orphan_list[HAK_NUM_CLASSES];
+static struct superslab *all_list;
+static struct superslab *unused_list;
+static unsigned kept_empty;
+/* Allocation counts of slabs that were re-formatted or unmapped. */
+static uint64_t retired_allocs[HAK_NUM_CLASSES];
+
+static unsigned pool_ss_lg = HAK_SS_LG_DEFAULT;
+static bool pool_empty_reuse = true;
+
+void shared_pool_set_superslab_lg(unsigned lg) { pool_ss_lg = lg; }
+void shared_pool_set_empty_reuse(bool on) { pool_empty_reuse = on; }
+
+static struct superslab *superslab_of_slab(struct slab *s)
+{
+  return (struct superslab *)((uintptr_t)s & ~((uintptr_t)HAK_UNIT_SIZE - 1));
+}
+
+/* ---- intrusive lists (pool lock) ---- */
+
+static void slab_list_push(struct slab **head, struct slab *s)
+{
+  s->prev = NULL;
+  s->next = *head;
+  if (*head)
+    (*head)->prev = s;
+  *head = s;
+}
+
+static void slab_list_remove(struct slab **head, struct slab *s)
+{
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    *head = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
+static struct slab *slab_list_pop(struct slab **head)
+{
+  struct slab *s = *head;
+  if (s)
+    slab_list_remove(head, s);
+  return s;
+}
+
+static void unused_list_add(struct superslab *ss)
+{
+  if (ss->on_unused_list)
+    return;
+  ss->on_unused_list = true;
+  ss->unused_prev = NULL;
+  ss->unused_next = unused_list;
+  if (unused_list)
+    unused_list->unused_prev = ss;
+  unused_list = ss;
+}
+
+static void unused_list_remove(struct superslab *ss)
+{
+  if (!ss->on_unused_list)
+    return;
+  ss->on_unused_list = false;
+  if (ss->unused_prev)
+    ss->unused_prev->unused_next = ss->unused_next;
+  else
+    unused_list = ss->unused_next;
+  if (ss->unused_next)
+    ss->unused_next->unused_prev = ss->unused_prev;
+}
+
+static void all_list_add(struct superslab *ss)
+{
+  ss->all_prev = NULL;
+  ss->all_next = all_list;
+  if (all_list)
+    all_list->all_prev = ss;
+  all_list = ss;
+}
+
+static void all_list_remove(struct superslab *ss)
+{
+  if (ss->all_prev)
+    ss->all_prev->all_next = ss->all_next;
+  else
+    all_list = ss->all_next;
+  if (ss->all_next)
+    ss->all_next->all_prev = ss->all_prev;
+}
+
+/* ---- slot state changes (pool lock) ---- */
+
+static void slab_retire_counts(struct slab *s)
+{
+  retired_allocs[s->cls] += atomic_load_explicit(&s->allocs, memory_order_relaxed);
+  atomic_store_explicit(&s->allocs, 0, memory_order_relaxed);
+}
+
+/* A slab of ss goes from free (UNUSED or EMPTY) to in use. */
+static void superslab_slab_taken(struct superslab *ss)
+{
+  if (ss->ninuse++ == 0 && ss->empty_kept) {
+    ss->empty_kept = false;
+    kept_empty--;
+  }
+}
+
+static void slab_hand_out(struct slab *s, uint64_t owner)
+{
+  s->state = SLAB_ACTIVE;
+  s->next = s->prev = NULL;
+  atomic_store_explicit(&s->owner, owner, memory_order_release);
+}
+
+static void slab_to_unused(struct superslab *ss, struct slab *s)
+{
+  slab_retire_counts(s);
+  s->state = SLAB_UNUSED;
+  s->free = NULL;
+  s->carved = 0;
+  ss->nunused++;
+  unused_list_add(ss);
+}
+
+static void superslab_unmap_locked(struct superslab *ss)
+{
+  for (unsigned i = 1; i < ss->nslabs; i++) {
+    struct slab *s = &ss->slabs[i];
+    if (s->state == SLAB_EMPTY) {
+      slab_list_remove(&empty_list[s->cls], s);
+      empty_count[s->cls]--;
+    }
+    slab_retire_counts(s);
+  }
+  if (ss->empty_kept)
+    kept_empty--;
+  unused_list_remove(ss);
+  all_list_remove(ss);
+  superslab_destroy(ss);
+  stats_add(&hak_counters.superslabs_unmapped, 1);
+}
+
+/* Every slab of ss is free now: ask the release policy. */
+static void superslab_emptied_locked(struct superslab *ss)
+{
+  if (superslab_release_policy(ss, kept_empty) == SUPERSLAB_KEEP) {
+    ss->empty_kept = true;
+    kept_empty++;
+  } else {
+    superslab_unmap_locked(ss);
+  }
+}
+
+/* Claims an UNUSED slot, or re-formats another class's EMPTY slab. */
+static struct slab *pool_claim_slot_locked(void)
+{
+  struct superslab *ss = unused_list;
+  if (ss) {
+    for (unsigned i = 1; i < ss->nslabs; i++) {
+      struct slab *s = &ss->slabs[i];
+      if (s->state == SLAB_UNUSED) {
+        if (--ss->nunused == 0)
+          unused_list_remove(ss);
+        superslab_slab_taken(ss);
+        return s;
+      }
+    }
+  }
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    struct slab *s = slab_list_pop(&empty_list[c]);
+    if (s) {
+      empty_count[c]--;
+      slab_retire_counts(s);
+      superslab_slab_taken(superslab_of_slab(s));
+      return s;
+    }
+  }
+  return NULL;
+}
+
+struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
+{
+  pthread_mutex_lock(&pool_lock);
+  struct slab *s = slab_list_pop(&orphan_list[cls]);
+  if (s) {
+    stats_add(&hak_counters.pool_adopt, 1);
+    goto out;
+  }
+  if (pool_empty_reuse && (s = slab_list_pop(&empty_list[cls]))) {
+    empty_count[cls]--;
+    superslab_slab_taken(superslab_of_slab(s));
+    stats_add(&hak_counters.pool_reuse_empty, 1);
+    goto out;
+  }
+  s = pool_claim_slot_locked();
+  if (s) {
+    stats_add(&hak_counters.pool_claim_unused, 1);
+  } else {
+    struct superslab *ss = superslab_create(pool_ss_lg);
+    if (!ss) {
+      pthread_mutex_unlock(&pool_lock);
+      errno = ENOMEM;
+      return NULL;
+    }
+    all_list_add(ss);
+    unused_list_add(ss);
+    stats_add(&hak_counters.pool_new_superslab, 1);
+    s = pool_claim_slot_locked();
+  }
+  slab_format(s, cls, (uint32_t)size_class_size(cls));
+out:
+  slab_hand_out(s, owner);
+  pthread_mutex_unlock(&pool_lock);
+  return s;
+}
+
+void shared_pool_release_empty(struct slab *s)
+{
+  struct superslab *ss = superslab_of_slab(s);
+  stats_add(&hak_counters.slabs_emptied, 1);
+  pthread_mutex_lock(&pool_lock);
+  atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
+  if (pool_empty_reuse && empty_count[s->cls] < SHARED_POOL_EMPTY_PER_CLASS) {
+    s->state = SLAB_EMPTY;
+    slab_list_push(&empty_list[s->cls], s);
+    empty_count[s->cls]++;
+  } else {
+    slab_to_unused(ss, s);
+  }
+  if (--ss->ninuse == 0)
+    superslab_emptied_locked(ss);
+  pthread_mutex_unlock(&pool_lock);
+}
+
+void shared_pool_orphan(struct slab *s)
+{
+  pthread_mutex_lock(&pool_lock);
+  atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
+  s->state = SLAB_ORPHAN;
+  slab_list_push(&orphan_list[s->cls], s);
+  pthread_mutex_unlock(&pool_lock);
+}
+
+/* Decommits the runs of consecutive UNUSED slabs of ss. */
+static bool superslab_decommit_unused_locked(struct superslab *ss)
+{
+  bool any = false;
+  unsigned i = 1;
+  while (i < ss->nslabs) {
+    if (ss->slabs[i].state != SLAB_UNUSED) {
+      i++;
+      continue;
+    }
+    unsigned j = i;
+    while (j < ss->nslabs && ss->slabs[j].state == SLAB_UNUSED)
+      j++;
+    if (os_decommit((char *)ss + ((size_t)i << HAK_SLAB_SHIFT),
+                    (size_t)(j - i) << HAK_SLAB_SHIFT) == 0)
+      any = true;
+    i = j;
+  }
+  return any;
+}
+
+bool shared_pool_trim(void)
+{
+  bool released = false;
+  pthread_mutex_lock(&pool_lock);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    struct slab *s;
+    while ((s = slab_list_pop(&empty_list[c]))) {
+      empty_count[c]--;
+      slab_to_unused(superslab_of_slab(s), s);
+    }
+  }
+  struct superslab *next;
+  for (struct superslab *ss = all_list; ss; ss = next) {
+    next = ss->all_next;
+    if (ss->ninuse == 0) {
+      superslab_unmap_locked(ss);
+      released = true;
+    } else if (ss->nunused) {
+      released |= superslab_decommit_unused_locked(ss);
+    }
+  }
+  pthread_mutex_unlock(&pool_lock);
+  return released;
+}
+
+void shared_pool_usage(struct shared_pool_usage *u)
+{
+  *u = (struct shared_pool_usage){0};
+  pthread_mutex_lock(&pool_lock);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    u->allocs[c] = retired_allocs[c];
+  for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
+    u->superslabs_live++;
+    u->superslabs_empty += ss->empty_kept;
+    u->superslab_bytes += (size_t)1 << ss->lg;
+    for (unsigned i = 1; i < ss->nslabs; i++) {
+      struct slab *s = &ss->slabs[i];
+      if (s->state == SLAB_UNUSED)
+        continue;
+      u->allocs[s->cls] += atomic_load_explicit(&s->allocs, memory_order_relaxed);
+      uint64_t used = *(volatile uint32_t *)&s->used;
+      uint64_t carved = *(volatile uint32_t *)&s->carved;
+      if (used > carved)
+        used = carved;
+      u->in_use_bytes += used * s->block_size;
+      u->free_bytes += (carved - used) * s->block_size;
+    }
+  }
+  pthread_mutex_unlock(&pool_lock);
+}
+
+void shared_pool_prefork(void) { pthread_mutex_lock(&pool_lock); }
+void shared_pool_postfork_parent(void) { pthread_mutex_unlock(&pool_lock); }
+
+void shared_pool_postfork_child(uint64_t survivor)
+{
+  pthread_mutex_init(&pool_lock, NULL);
+  for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
+    for (unsigned i = 1; i < ss->nslabs; i++) {
+      struct slab *s = &ss->slabs[i];
+      if (s->state == SLAB_ACTIVE &&
+          atomic_load_explicit(&s->owner, memory_order_relaxed) != survivor) {
+        atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_relaxed);
+        s->state = SLAB_ORPHAN;
+        slab_list_push(&orphan_list[s->cls], s);
+      }
+    }
+  }
+}

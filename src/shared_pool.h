@@ -1,0 +1,62 @@
+/* Shared pool: hands slabs to threads and takes them back.
+ *
+ * A thread asks for a slab of a class; the pool answers in stages, each
+ * counted: adopt a slab a dead thread left with live blocks; stage 1,
+ * reuse an EMPTY slab of the same class (still formatted, pages warm);
+ * stage 2, claim an UNUSED slot of a live SuperSlab, or re-format an EMPTY
+ * slab of another class; stage 3, map a new SuperSlab.  Each class keeps
+ * at most a few EMPTY slabs (the soft cap); more go back to UNUSED so any
+ * class can claim them and whole SuperSlabs can become free.  A SuperSlab
+ * whose every slab is free is kept or unmapped as superslab_release_policy
+ * says.
+ *
+ * Everything here runs under one mutex, the pool lock.  It is taken at
+ * most once per 64 KiB slab handed out or returned, never on the fast
+ * path.  Lock order (fork handlers take them in this order): pool lock,
+ * large lock, registry lock. */
+#ifndef HAKMEM_SHARED_POOL_H
+#define HAKMEM_SHARED_POOL_H
+
+#include "superslab.h"
+#include "size_class.h"
+
+/* EMPTY slabs a class keeps before returning further ones to UNUSED. */
+#define SHARED_POOL_EMPTY_PER_CLASS 4
+
+/* A slab of class cls now owned by owner, or NULL (errno ENOMEM).  An
+ * adopted slab may still hold a remote-free stack: the caller drains it. */
+struct slab *shared_pool_acquire(unsigned cls, uint64_t owner);
+/* The owner gives back a slab none of whose blocks is in use. */
+void shared_pool_release_empty(struct slab *s);
+/* The owner is exiting: s keeps live blocks and becomes adoptable. */
+void shared_pool_orphan(struct slab *s);
+
+/* Returns every free slab's memory to the OS and unmaps free SuperSlabs.
+ * Returns true if anything was released. */
+bool shared_pool_trim(void);
+
+struct shared_pool_usage {
+  uint64_t allocs[HAK_NUM_CLASSES];  /* allocations served per class */
+  uint64_t in_use_bytes;             /* blocks handed out (owner view) */
+  uint64_t free_bytes;               /* carved or formatted but free */
+  uint64_t superslabs_live;
+  uint64_t superslabs_empty;
+  uint64_t superslab_bytes;
+};
+/* Sums counters over all slabs.  Other threads' fields are read without
+ * synchronisation with them, so the figures are a momentary estimate. */
+void shared_pool_usage(struct shared_pool_usage *u);
+
+/* Superslab size for SuperSlabs mapped from now on (config superslab_lg). */
+void shared_pool_set_superslab_lg(unsigned lg);
+/* Whether stage 1 may reuse EMPTY slabs of the same class (config ss_empty_reuse). */
+void shared_pool_set_empty_reuse(bool on);
+
+/* Fork: lock before fork, unlock in the parent, reset in the child.  The
+ * child also turns slabs owned by threads that do not exist in it into
+ * orphans, so their blocks can be reused. */
+void shared_pool_prefork(void);
+void shared_pool_postfork_parent(void);
+void shared_pool_postfork_child(uint64_t survivor);
+
+#endif

@@ -1,0 +1,175 @@
+/* Statistics report and the error lines, written with write(2) and
+ * formatted by hand: this code may run inside malloc or at exit. */
+#include "stats.h"
+#include "config.h"
+#include "large.h"
+#include "os.h"
+#include "shared_pool.h"
+#include "hakmem.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct hak_counters hak_counters;
+
+/* A line buffer; appends silently stop at its end. */
+struct line {
+  char buf[256];
+  size_t len;
+};
+
+static void line_str(struct line *l, const char *s)
+{
+  while (*s && l->len < sizeof l->buf - 1)
+    l->buf[l->len++] = *s++;
+}
+
+static void line_u64(struct line *l, uint64_t v)
+{
+  char tmp[24];
+  int i = (int)sizeof tmp;
+  do {
+    tmp[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (i < (int)sizeof tmp && l->len < sizeof l->buf - 1)
+    l->buf[l->len++] = tmp[i++];
+}
+
+static void line_hex(struct line *l, uintptr_t v)
+{
+  char tmp[20];
+  int i = (int)sizeof tmp;
+  do {
+    tmp[--i] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v);
+  line_str(l, "0x");
+  while (i < (int)sizeof tmp && l->len < sizeof l->buf - 1)
+    l->buf[l->len++] = tmp[i++];
+}
+
+static void line_write(struct line *l, int fd)
+{
+  l->buf[l->len++] = '\n';
+  size_t off = 0;
+  while (off < l->len) {
+    ssize_t n = write(fd, l->buf + off, l->len - off);
+    if (n <= 0)
+      break;
+    off += (size_t)n;
+  }
+}
+
+void hak_warn(const char *msg)
+{
+  struct line l = { .len = 0 };
+  line_str(&l, "hakmem: ");
+  line_str(&l, msg);
+  line_write(&l, STDERR_FILENO);
+}
+
+void hak_fatal_pointer(const char *what, const void *ptr)
+{
+  struct line l = { .len = 0 };
+  line_str(&l, "hakmem: ");
+  line_str(&l, what);
+  line_str(&l, " ");
+  line_hex(&l, (uintptr_t)ptr);
+  line_write(&l, STDERR_FILENO);
+  abort();
+}
+
+int hakmem_stats_get(hak_stats_t *st)
+{
+  struct shared_pool_usage u;
+  struct bigcache_usage b;
+  shared_pool_usage(&u);
+  bigcache_usage(&b);
+  memset(st, 0, sizeof *st);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    st->malloc_calls += u.allocs[c];
+    st->refills += atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed);
+  }
+#define LOAD(f) atomic_load_explicit(&hak_counters.f, memory_order_relaxed)
+  st->remote_frees = LOAD(remote_frees);
+  st->remote_drains = LOAD(remote_drains);
+  st->slabs_emptied = LOAD(slabs_emptied);
+  st->pool_reuse_empty = LOAD(pool_reuse_empty);
+  st->pool_claim_unused = LOAD(pool_claim_unused);
+  st->pool_new_superslab = LOAD(pool_new_superslab);
+  st->pool_adopt = LOAD(pool_adopt);
+  st->superslabs_unmapped = LOAD(superslabs_unmapped);
+  st->large_allocs = LOAD(large_allocs);
+  st->large_frees = LOAD(large_frees);
+  st->bigcache_hits = LOAD(bigcache_hits);
+  st->bigcache_misses = LOAD(bigcache_misses);
+#undef LOAD
+  st->superslabs_live = u.superslabs_live;
+  st->superslabs_empty = u.superslabs_empty;
+  st->os_mmap = atomic_load_explicit(&os_counters.mmap_calls, memory_order_relaxed);
+  st->os_munmap = atomic_load_explicit(&os_counters.munmap_calls, memory_order_relaxed);
+  st->os_madvise = atomic_load_explicit(&os_counters.madvise_calls, memory_order_relaxed);
+  st->os_mremap = atomic_load_explicit(&os_counters.mremap_calls, memory_order_relaxed);
+  st->mapped_bytes = atomic_load_explicit(&os_counters.mapped_bytes, memory_order_relaxed);
+  st->bigcache_bytes = b.bytes;
+  uint64_t large_mapped = st->mapped_bytes > u.superslab_bytes ? st->mapped_bytes - u.superslab_bytes : 0;
+  st->large_bytes = large_mapped > b.bytes ? large_mapped - b.bytes : 0;
+  return 0;
+}
+
+static void report_u64(int fd, const char *name, uint64_t v)
+{
+  struct line l = { .len = 0 };
+  line_str(&l, "hakmem: ");
+  line_str(&l, name);
+  line_str(&l, " ");
+  line_u64(&l, v);
+  line_write(&l, fd);
+}
+
+void stats_report(int fd)
+{
+  hak_stats_t st;
+  hakmem_stats_get(&st);
+  struct line l = { .len = 0 };
+  line_str(&l, "hakmem: stats pid=");
+  line_u64(&l, (uint64_t)getpid());
+  line_write(&l, fd);
+#define R(f) report_u64(fd, #f, st.f)
+  R(malloc_calls); R(refills); R(remote_frees); R(remote_drains);
+  R(slabs_emptied); R(pool_reuse_empty); R(pool_claim_unused);
+  R(pool_new_superslab); R(pool_adopt); R(superslabs_live);
+  R(superslabs_empty); R(superslabs_unmapped); R(large_allocs);
+  R(large_frees); R(bigcache_hits); R(bigcache_misses); R(os_mmap);
+  R(os_munmap); R(os_madvise); R(os_mremap); R(mapped_bytes);
+  R(large_bytes); R(bigcache_bytes);
+#undef R
+  /* Per class: block size, allocations, refills (classes never used are skipped). */
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    uint64_t refills = atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed);
+    if (!u.allocs[c] && !refills)
+      continue;
+    struct line cl = { .len = 0 };
+    line_str(&cl, "hakmem: class ");
+    line_u64(&cl, size_class_size(c));
+    line_str(&cl, " allocs ");
+    line_u64(&cl, u.allocs[c]);
+    line_str(&cl, " refills ");
+    line_u64(&cl, refills);
+    line_write(&cl, fd);
+  }
+}
+
+void hakmem_stats_print(int fd)
+{
+  stats_report(fd);
+}
+
+const char *hakmem_version(void)
+{
+  return PACKAGE_VERSION;
+}

@@ -1,0 +1,38 @@
+/* Statistics: process-wide event counters and the report.
+ *
+ * Counters are relaxed atomics bumped only on slow paths (refills, pool
+ * stages, OS calls), so they cost nothing on the fast path; allocation
+ * counts live in each slab (written by its owner) and are summed by the
+ * shared pool when a report is made. */
+#ifndef HAKMEM_STATS_H
+#define HAKMEM_STATS_H
+
+#include "hakmem_internal.h"
+#include "size_class.h"
+
+struct hak_counters {
+  _Atomic uint64_t refills[HAK_NUM_CLASSES];
+  _Atomic uint64_t remote_frees;      /* blocks collected from remote stacks */
+  _Atomic uint64_t remote_drains;
+  _Atomic uint64_t slabs_emptied;
+  _Atomic uint64_t pool_reuse_empty;
+  _Atomic uint64_t pool_claim_unused;
+  _Atomic uint64_t pool_new_superslab;
+  _Atomic uint64_t pool_adopt;
+  _Atomic uint64_t superslabs_unmapped;
+  _Atomic uint64_t large_allocs;
+  _Atomic uint64_t large_frees;
+  _Atomic uint64_t bigcache_hits;
+  _Atomic uint64_t bigcache_misses;
+};
+extern struct hak_counters hak_counters;
+
+HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
+{
+  atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* Writes the report (one "hakmem: name value" line per counter) to fd. */
+void stats_report(int fd);
+
+#endif

@@ -1,0 +1,92 @@
+/* SuperSlab: a 2^superslab_lg-byte region aligned to its size, cut into
+ * 64 KiB slabs.  Slab 0 holds this header (the rest of slab 0 is never
+ * touched, so costs address space only) and slabs 1..n-1 hold blocks.
+ *
+ * The registry maps any address to the hakmem object covering it, in O(1):
+ * a two-level table indexed by address >> 32 and then by 512 KiB unit.  An
+ * entry is a SuperSlab pointer (low bit 0) or a large-block header pointer
+ * (low bit 1).  Lookups are lock-free loads; updates are made under the
+ * registry lock by the thread that maps or unmaps the range, before the
+ * range is handed out and after it is withdrawn.
+ *
+ * SuperSlab fields other than the slab array belong to the shared pool
+ * and are read and written under its lock. */
+#ifndef HAKMEM_SUPERSLAB_H
+#define HAKMEM_SUPERSLAB_H
+
+#include <pthread.h>
+#include "slab.h"
+
+#define SUPERSLAB_MAGIC 0x48414b4d53534c42ull /* "HAKMSSLB" */
+
+struct superslab {
+  uint64_t magic;
+  uint32_t lg;                 /* log2 of the size */
+  uint32_t nslabs;             /* including the header slab */
+  uint32_t ninuse;             /* slabs ACTIVE or ORPHAN */
+  uint32_t nunused;            /* slabs UNUSED */
+  bool on_unused_list;
+  bool empty_kept;             /* fully free and kept by the release policy */
+  struct superslab *all_next, *all_prev;       /* every live SuperSlab */
+  struct superslab *unused_next, *unused_prev; /* those with UNUSED slots */
+  struct slab slabs[HAK_SS_MAX_SLABS];
+};
+
+/* ---- registry ---- */
+
+#define REGISTRY_L1_BITS 16   /* 48-bit user address space, 4 GiB per leaf */
+#define REGISTRY_L2_BITS (32 - HAK_UNIT_SHIFT)
+#define REGISTRY_TAG_LARGE ((uintptr_t)1)
+
+struct registry_leaf {
+  _Atomic uintptr_t entry[1u << REGISTRY_L2_BITS];
+};
+extern _Atomic(struct registry_leaf *) registry_l1[1u << REGISTRY_L1_BITS];
+
+/* The registry entry covering address a, or 0 if hakmem does not own it. */
+HAK_INLINE uintptr_t registry_lookup(uintptr_t a)
+{
+  if (HAK_UNLIKELY(a >> (32 + REGISTRY_L1_BITS)))
+    return 0;
+  struct registry_leaf *leaf =
+      atomic_load_explicit(&registry_l1[a >> 32], memory_order_acquire);
+  if (HAK_UNLIKELY(!leaf))
+    return 0;
+  return atomic_load_explicit(&leaf->entry[(a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)],
+                              memory_order_relaxed);
+}
+
+/* Records entry for every unit of [base, base+size) (base unit-aligned).
+ * Returns true on error (no memory for a registry leaf). */
+bool registry_set(uintptr_t base, size_t size, uintptr_t entry);
+/* Clears the entries of [base, base+size). */
+void registry_clear(uintptr_t base, size_t size);
+
+/* Slab of a block inside SuperSlab ss. */
+HAK_INLINE struct slab *superslab_slab_of(struct superslab *ss, uintptr_t a)
+{
+  return &ss->slabs[(a - (uintptr_t)ss) >> HAK_SLAB_SHIFT];
+}
+
+/* Maps and registers a new SuperSlab of 2^lg bytes with every slot UNUSED.
+ * Returns NULL (errno ENOMEM) on failure.  Caller holds the pool lock. */
+struct superslab *superslab_create(unsigned lg);
+/* Unregisters and unmaps a SuperSlab no slab of which is in use. */
+void superslab_destroy(struct superslab *ss);
+
+enum superslab_release {
+  SUPERSLAB_KEEP,    /* keep it mapped for reuse */
+  SUPERSLAB_UNMAP,   /* give it back to the OS */
+};
+/* The release policy: what to do with a SuperSlab that has just become
+ * fully free, given how many fully free ones are already kept.  Every path
+ * that empties a SuperSlab asks this function and nothing else. */
+enum superslab_release superslab_release_policy(const struct superslab *ss,
+                                                unsigned kept_empty);
+
+/* Fork support: the registry lock, taken last in the documented order. */
+void superslab_registry_lock(void);
+void superslab_registry_unlock(void);
+void superslab_registry_reinit(void);
+
+#endif

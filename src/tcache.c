@@ -1,0 +1,162 @@
+/* Thread cache slow paths: refill, EMPTY hand-back, flush at thread exit. */
+#include "tcache.h"
+#include "init.h"
+#include "shared_pool.h"
+#include "stats.h"
+
+__thread struct tcache tcache_self __attribute__((tls_model("initial-exec")));
+
+static _Atomic uint64_t tcache_next_id = 1;
+
+/* Slabs of the ring a refill looks at before asking the shared pool. */
+#define TCACHE_RING_SCAN 8
+
+static void tcache_thread_init(void)
+{
+  hak_init();
+  /* hak_init may allocate (fork-handler registration), which initialises
+   * this thread's cache already. */
+  if (tcache_self.id != 0)
+    return;
+  tcache_self.id = atomic_fetch_add_explicit(&tcache_next_id, 1, memory_order_relaxed);
+  init_thread_started(&tcache_self);
+}
+
+static void ring_insert(unsigned cls, struct slab *s)
+{
+  struct slab *a = tcache_self.active[cls];
+  if (!a) {
+    s->next = s->prev = s;
+    tcache_self.active[cls] = s;
+    return;
+  }
+  s->prev = a;
+  s->next = a->next;
+  a->next->prev = s;
+  a->next = s;
+}
+
+/* Unlinks s; if it was active, the next slab of the ring becomes active. */
+static void ring_remove(unsigned cls, struct slab *s)
+{
+  if (s->next == s) {
+    tcache_self.active[cls] = NULL;
+  } else {
+    s->prev->next = s->next;
+    s->next->prev = s->prev;
+    if (tcache_self.active[cls] == s)
+      tcache_self.active[cls] = s->next;
+  }
+  s->next = s->prev = NULL;
+}
+
+/* Collects s's remote-free stack, counting it. */
+static uint32_t tcache_drain(struct slab *s)
+{
+  uint32_t n = slab_drain_remote(s);
+  if (n) {
+    stats_add(&hak_counters.remote_drains, 1);
+    stats_add(&hak_counters.remote_frees, n);
+  }
+  return n;
+}
+
+/* Gives s blocks on its local list if it can: remote frees first (warm
+ * memory), then fresh carving. */
+static bool slab_refill(struct slab *s)
+{
+  if (s->free)
+    return true;
+  if (tcache_drain(s))
+    return true;
+  return slab_carve(s) != 0;
+}
+
+void *tcache_alloc_slow(unsigned cls)
+{
+  if (HAK_UNLIKELY(tcache_self.id == 0))
+    tcache_thread_init();
+  struct slab *s = tcache_self.active[cls];
+  if (s && !slab_refill(s)) {
+    struct slab *t = s->next;
+    for (unsigned k = 0; t != s && k < TCACHE_RING_SCAN; k++, t = t->next)
+      if (slab_has_room(t) && slab_refill(t))
+        break;
+    s = t != s && t->free ? t : NULL;
+  }
+  if (!s) {
+    for (;;) {
+      s = shared_pool_acquire(cls, tcache_self.id);
+      if (!s)
+        return NULL;
+      ring_insert(cls, s);
+      if (slab_refill(s))
+        break;
+      /* An adopted orphan with every block still live: keep it in the
+       * ring (its blocks will come back) and ask again. */
+    }
+  }
+  tcache_self.active[cls] = s;
+  stats_add(&hak_counters.refills[cls], 1);
+  void *p = s->free;
+  s->free = *(void **)p;
+  s->used++;
+  slab_count_alloc(s);
+  return p;
+}
+
+void tcache_slab_emptied(struct slab *s)
+{
+  ring_remove(s->cls, s);
+  shared_pool_release_empty(s);
+}
+
+/* Drains every slab of the ring and hands back those with no block in
+ * use; with orphan_live the remaining slabs are orphaned, otherwise they stay in the ring. */
+static void tcache_release_class(unsigned cls, bool orphan_live)
+{
+  struct slab *s = tcache_self.active[cls];
+  if (!s)
+    return;
+  /* Break the ring into a list so slabs can leave it while we walk. */
+  s->prev->next = NULL;
+  struct slab *keep = NULL;
+  while (s) {
+    struct slab *next = s->next;
+    tcache_drain(s);
+    if (s->used == 0) {
+      s->next = s->prev = NULL;
+      shared_pool_release_empty(s);
+    } else if (orphan_live) {
+      s->next = s->prev = NULL;
+      shared_pool_orphan(s);
+    } else {
+      /* Re-link into a new ring. */
+      if (!keep) {
+        keep = s->next = s->prev = s;
+      } else {
+        s->prev = keep->prev;
+        s->next = keep;
+        keep->prev->next = s;
+        keep->prev = s;
+      }
+    }
+    s = next;
+  }
+  tcache_self.active[cls] = keep;
+}
+
+void tcache_flush(void)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    tcache_release_class(c, true);
+  tcache_self.id = 0;
+}
+
+void tcache_collect(void)
+{
+  if (tcache_self.id == 0)
+    return;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    tcache_release_class(c, false);
+}

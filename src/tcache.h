@@ -1,0 +1,57 @@
+/* Thread cache: each thread's slabs, per class.
+ *
+ * A thread owns a ring of slabs per class and allocates from one of them,
+ * the active slab, by popping its local free list.  Frees of blocks in a
+ * slab the thread owns push onto that slab's list; frees from other
+ * threads go to the slab's remote stack.  When the active slab runs dry
+ * the thread refills in one batch: collect the slab's remote stack, carve
+ * a page of fresh blocks, move to another slab of the ring with room, or
+ * take a slab from the shared pool.  A non-active slab whose last block
+ * comes back goes to the shared pool as EMPTY; the active one stays, so a
+ * one-block malloc/free loop never leaves the fast path.
+ *
+ * All state is thread-local (initial-exec TLS) and touched only by its
+ * thread; at thread exit the cache is flushed: empty slabs go back to the
+ * pool and slabs with live blocks become orphans other threads adopt. */
+#ifndef HAKMEM_TCACHE_H
+#define HAKMEM_TCACHE_H
+
+#include "slab.h"
+#include "size_class.h"
+
+struct tcache {
+  struct slab *active[HAK_NUM_CLASSES];
+  uint64_t id;            /* 0 until the thread's first refill */
+  bool exiting;           /* flushed once; re-initialises if used again */
+};
+
+extern __thread struct tcache tcache_self __attribute__((tls_model("initial-exec")));
+
+/* Slow path of tcache_alloc: refills class cls and returns a block, or
+ * NULL with errno ENOMEM. */
+void *tcache_alloc_slow(unsigned cls);
+/* Slow path of a local free that left slab s with no block in use. */
+void tcache_slab_emptied(struct slab *s);
+
+/* Fast path: the thread's active slab of the class pops one block. */
+HAK_INLINE void *tcache_alloc(unsigned cls)
+{
+  struct slab *s = tcache_self.active[cls];
+  if (HAK_LIKELY(s != NULL)) {
+    void *p = s->free;
+    if (HAK_LIKELY(p != NULL)) {
+      s->free = *(void **)p;
+      s->used++;
+      slab_count_alloc(s);
+      return p;
+    }
+  }
+  return tcache_alloc_slow(cls);
+}
+
+/* Flushes the calling thread's cache (thread exit). */
+void tcache_flush(void);
+/* Returns the calling thread's EMPTY-able slabs to the pool (malloc_trim). */
+void tcache_collect(void);
+
+#endif
