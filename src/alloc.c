@@ -1,6 +1,7 @@
 /* Front door, out-of-line parts: the generic malloc and free paths,
  * calloc, realloc, the aligned family and usable size. */
 #include "alloc.h"
+#include "config.h"
 #include "hakmem.h"
 #include "init.h"
 #include "large.h"
@@ -26,23 +27,28 @@ void *alloc_malloc_generic(size_t size)
   return large_alloc(size, HAK_MIN_ALIGN, &fresh);
 }
 
-/* The slab a pointer belongs to, validated as check = 1 asks: a carved
- * block start in a slab that is in use.  NULL if it is not one. */
-static struct slab *slab_checked(struct superslab *ss, void *p)
+/* Whether p is the start of a carved block of s (check = 1). */
+static bool slab_checked(struct slab *s, void *p)
 {
-  struct slab *s = superslab_slab_of(ss, (uintptr_t)p);
-  if (s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN)
-    return NULL;
   size_t off = (size_t)((char *)p - slab_start(s));
-  if (off % s->block_size != 0 || off / s->block_size >= s->capacity)
-    return NULL;
-  return s;
+  return off % s->block_size == 0 && off / s->block_size < s->carved;
 }
 
-void alloc_free_remote(struct slab *s, void *p)
+void alloc_free_slab_slow(struct slab *s, void *p)
 {
   if (HAK_UNLIKELY(s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN))
     hak_fatal_pointer("free(): invalid pointer", p);
+  if (HAK_UNLIKELY(hak_config.check)) {
+    if (!slab_checked(s, p))
+      hak_fatal_pointer("free(): invalid pointer", p);
+    if (atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id) {
+      for (void *q = s->free; q; q = *(void **)q)
+        if (q == p)
+          hak_fatal_pointer("free(): double free", p);
+      tcache_free_local(s, p);
+      return;
+    }
+  }
   slab_free_remote(s, p);
 }
 
@@ -52,28 +58,10 @@ void alloc_free_generic(void *p, uintptr_t entry)
     return;
   if (entry == 0)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
-  if (entry & REGISTRY_TAG_LARGE) {
-    struct large_hdr *h = large_from_entry(entry, p);
-    if (!h)
-      hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
-    large_free(h, p);
-    return;
-  }
-  /* check = 1: validate, then take the normal path. */
-  struct slab *s = slab_checked((struct superslab *)entry, p);
-  if (!s)
-    hak_fatal_pointer("free(): invalid pointer", p);
-  if (atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id) {
-    for (void *q = s->free; q; q = *(void **)q)
-      if (q == p)
-        hak_fatal_pointer("free(): double free", p);
-    *(void **)p = s->free;
-    s->free = p;
-    if (--s->used == 0 && s != tcache_self.active[s->cls])
-      tcache_slab_emptied(s);
-    return;
-  }
-  slab_free_remote(s, p);
+  struct large_hdr *h = large_from_entry(entry, p);
+  if (!h)
+    hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
+  large_free(h, p);
 }
 
 HAK_EXPORT void *hak_malloc(size_t size)
@@ -113,14 +101,14 @@ static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **lar
   *large = NULL;
   if (entry == 0)
     hak_fatal_pointer("invalid pointer (not allocated by hakmem)", p);
-  if (entry & REGISTRY_TAG_LARGE) {
+  if (!registry_is_superslab(entry)) {
     struct large_hdr *h = large_from_entry(entry, p);
     if (!h || h->magic != LARGE_MAGIC || p != large_block(h) || h->state != LARGE_LIVE)
       hak_fatal_pointer("invalid pointer", p);
     *large = h;
     return large_usable(h);
   }
-  struct slab *s = superslab_slab_of((struct superslab *)entry, (uintptr_t)p);
+  struct slab *s = superslab_slab_of(entry, (uintptr_t)p);
   if (s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN)
     hak_fatal_pointer("invalid pointer", p);
   return s->block_size;

@@ -9,14 +9,15 @@
 #ifndef HAKMEM_ALLOC_H
 #define HAKMEM_ALLOC_H
 
-#include "config.h"
 #include "size_class.h"
 #include "superslab.h"
 #include "tcache.h"
 
 void *alloc_malloc_generic(size_t size);
 void alloc_free_generic(void *p, uintptr_t entry);
-void alloc_free_remote(struct slab *s, void *p);
+/* A free of a block in slab s that the fast path did not finish: another
+ * thread's slab, a bad pointer, or check = 1. */
+void alloc_free_slab_slow(struct slab *s, void *p);
 
 HAK_INLINE void *alloc_malloc(size_t size)
 {
@@ -28,19 +29,16 @@ HAK_INLINE void *alloc_malloc(size_t size)
 HAK_INLINE void alloc_free(void *p)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
-  if (HAK_LIKELY(e != 0 && (e & REGISTRY_TAG_LARGE) == 0 && !hak_config.check)) {
-    struct slab *s = superslab_slab_of((struct superslab *)e, (uintptr_t)p);
-    if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id)) {
+  if (HAK_LIKELY(registry_is_superslab(e))) {
+    struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+    if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.free_key)) {
       /* The cheap double-free check: the block is already the list head. */
       if (HAK_UNLIKELY(p == s->free))
         hak_fatal_pointer("free(): double free", p);
-      *(void **)p = s->free;
-      s->free = p;
-      if (HAK_UNLIKELY(--s->used == 0) && s != tcache_self.active[s->cls])
-        tcache_slab_emptied(s);
+      tcache_free_local(s, p);
       return;
     }
-    alloc_free_remote(s, p);
+    alloc_free_slab_slow(s, p);
     return;
   }
   alloc_free_generic(p, e);

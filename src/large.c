@@ -28,7 +28,7 @@ static struct large_hdr *large_map(size_t map_size, size_t align)
     return NULL;
   h->magic = LARGE_MAGIC;
   h->map_size = map_size;
-  if (registry_set((uintptr_t)h, map_size, (uintptr_t)h | REGISTRY_TAG_LARGE)) {
+  if (registry_set((uintptr_t)h, map_size, (uintptr_t)h)) {
     os_unmap(h, map_size);
     errno = ENOMEM;
     return NULL;
@@ -67,7 +67,7 @@ void *large_alloc(size_t size, size_t align, bool *fresh)
 
 struct large_hdr *large_from_entry(uintptr_t entry, const void *p)
 {
-  struct large_hdr *h = (struct large_hdr *)(entry & ~REGISTRY_TAG_LARGE);
+  struct large_hdr *h = (struct large_hdr *)entry;
   if ((const char *)p < (const char *)h + LARGE_HEADER_SIZE ||
       (const char *)p >= (const char *)h + h->map_size)
     return NULL;
@@ -109,7 +109,7 @@ void *large_realloc(struct large_hdr *h, size_t size)
   size_t old_units = hak_align_up(h->map_size, HAK_UNIT_SIZE);
   if (os_resize_in_place(h, h->map_size, map_size) == 0) {
     if (registry_set((uintptr_t)h + old_units, hak_align_up(map_size, HAK_UNIT_SIZE) - old_units,
-                     (uintptr_t)h | REGISTRY_TAG_LARGE) == false) {
+                     (uintptr_t)h) == false) {
       h->map_size = map_size;
       return large_block(h);
     }
@@ -126,7 +126,7 @@ void *large_realloc(struct large_hdr *h, size_t size)
   uintptr_t old_base = (uintptr_t)h;
   /* Register the new range first (the only step that can fail for want
    * of memory), then withdraw the old one before its pages move. */
-  if (registry_set((uintptr_t)n, map_size, (uintptr_t)n | REGISTRY_TAG_LARGE)) {
+  if (registry_set((uintptr_t)n, map_size, (uintptr_t)n)) {
     os_unmap(n, map_size);
     errno = ENOMEM;
     return NULL;
@@ -134,7 +134,7 @@ void *large_realloc(struct large_hdr *h, size_t size)
   registry_clear(old_base, old_size);
   if (os_move(h, old_size, n, map_size) != 0) {
     registry_clear((uintptr_t)n, map_size);
-    registry_set(old_base, old_size, old_base | REGISTRY_TAG_LARGE);
+    registry_set(old_base, old_size, old_base);
     os_unmap(n, map_size);
     errno = ENOMEM;
     return NULL;

@@ -41,7 +41,8 @@ void large_free(struct large_hdr *h, void *p);
 /* Resizes the block of h to size bytes, moving pages rather than copying
  * when it must move.  Returns the new block or NULL (old block intact). */
 void *large_realloc(struct large_hdr *h, size_t size);
-/* The header a registry entry points to, if p is inside its block. */
+/* The header a (non-SuperSlab, non-zero) registry entry points to, if p
+ * is inside its block; NULL otherwise. */
 struct large_hdr *large_from_entry(uintptr_t entry, const void *p);
 
 /* Unmaps a header's whole mapping and clears its registry entries. */

@@ -105,8 +105,8 @@ static void all_list_remove(struct superslab *ss)
 
 static void slab_retire_counts(struct slab *s)
 {
-  retired_allocs[s->cls] += atomic_load_explicit(&s->allocs, memory_order_relaxed);
-  atomic_store_explicit(&s->allocs, 0, memory_order_relaxed);
+  retired_allocs[s->cls] += s->allocs;
+  s->allocs = 0;
 }
 
 /* A slab of ss goes from free (UNUSED or EMPTY) to in use. */
@@ -314,9 +314,9 @@ void shared_pool_usage(struct shared_pool_usage *u)
       struct slab *s = &ss->slabs[i];
       if (s->state == SLAB_UNUSED)
         continue;
-      u->allocs[s->cls] += atomic_load_explicit(&s->allocs, memory_order_relaxed);
+      u->allocs[s->cls] += *(volatile uint64_t *)&s->allocs;
       uint64_t used = *(volatile uint32_t *)&s->used;
-      uint64_t carved = *(volatile uint32_t *)&s->carved;
+      uint64_t carved = *(volatile uint16_t *)&s->carved;
       if (used > carved)
         used = carved;
       u->in_use_bytes += used * s->block_size;

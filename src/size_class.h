@@ -1,7 +1,8 @@
 /* Size classes: size -> class and class -> block size, from one table.
  * Classes run from 16 B to 32 KiB: steps of 16 B up to 128 B, then four
- * classes per doubling, so a block wastes less than 20 % of itself for any
- * request of 16 B or more.  Every power of two is a class, so a block of a
+ * classes per doubling, so a block wastes at most 25 % of itself for any
+ * request of 48 B or more and under 20 % above 64 B (below 48 B the 16-byte
+ * minimum alignment decides).  Every power of two is a class, so a block of a
  * power-of-two class is naturally aligned to its size (slabs are 64 KiB
  * aligned).  The tables are constant; no locking. */
 #ifndef HAKMEM_SIZE_CLASS_H

@@ -7,7 +7,7 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size)
   s->used = 0;
   s->carved = 0;
   s->block_size = block_size;
-  s->capacity = (uint32_t)(HAK_SLAB_SIZE / block_size);
+  s->capacity = (uint16_t)(HAK_SLAB_SIZE / block_size);
   s->cls = (uint8_t)cls;
   atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
 }
@@ -33,7 +33,7 @@ uint32_t slab_drain_remote(struct slab *s)
 
 uint32_t slab_carve(struct slab *s)
 {
-  uint32_t left = s->capacity - s->carved;
+  uint32_t left = (uint32_t)s->capacity - s->carved;
   if (left == 0)
     return 0;
   /* A page at a time keeps untouched pages out of the resident set. */
@@ -48,6 +48,6 @@ uint32_t slab_carve(struct slab *s)
     *(void **)p = p + s->block_size;
   *(void **)p = s->free;
   s->free = first;
-  s->carved += n;
+  s->carved = (uint16_t)(s->carved + n);
   return n;
 }

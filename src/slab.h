@@ -27,21 +27,24 @@ enum slab_state {
   SLAB_EMPTY,       /* every block free; kept formatted for its class */
 };
 
+/* One cache line: free finds its slab by address arithmetic and touches
+ * only this line. */
 struct slab {
   void *free;                 /* owner: local free list */
   uint32_t used;              /* owner: blocks handed out and not yet returned */
-  uint32_t carved;            /* owner: blocks cut from the bump area so far */
-  uint32_t capacity;          /* blocks in the slab */
+  uint16_t carved;            /* owner: blocks cut from the bump area so far */
+  uint16_t capacity;          /* blocks in the slab (at most 4096) */
   uint32_t block_size;
   uint8_t cls;
   uint8_t state;              /* enum slab_state; pool lock or owner */
   uint8_t index;              /* position in the SuperSlab */
   uint8_t pad_;
   _Atomic uint64_t owner;     /* owning thread id or HAK_NO_OWNER */
-  _Atomic uint64_t allocs;    /* owner: allocations served (written only by the owner) */
+  uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
   _Atomic(void *) remote;     /* cross-thread free stack */
   struct slab *next, *prev;   /* owner ring or pool list */
 };
+_Static_assert(sizeof(struct slab) == 64, "slab descriptor is one cache line");
 
 /* First byte of the slab's blocks.  The slab descriptor lives in the
  * SuperSlab header, within the first registry unit of the SuperSlab, so
@@ -81,12 +84,5 @@ HAK_INLINE bool slab_has_room(const struct slab *s)
          atomic_load_explicit(&s->remote, memory_order_relaxed);
 }
 
-/* Owner counter bump without a locked instruction: only the owner writes. */
-HAK_INLINE void slab_count_alloc(struct slab *s)
-{
-  atomic_store_explicit(&s->allocs,
-                        atomic_load_explicit(&s->allocs, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-}
 
 #endif

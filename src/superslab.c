@@ -65,7 +65,7 @@ struct superslab *superslab_create(unsigned lg)
     ss->slabs[i].state = i == 0 ? SLAB_HEADER : SLAB_UNUSED;
     atomic_store_explicit(&ss->slabs[i].owner, HAK_NO_OWNER, memory_order_relaxed);
   }
-  if (registry_set((uintptr_t)ss, size, (uintptr_t)ss)) {
+  if (registry_set((uintptr_t)ss, size, (uintptr_t)ss | REGISTRY_TAG_SUPERSLAB)) {
     os_unmap(ss, size);
     return NULL;
   }

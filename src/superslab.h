@@ -4,8 +4,9 @@
  *
  * The registry maps any address to the hakmem object covering it, in O(1):
  * a two-level table indexed by address >> 32 and then by 512 KiB unit.  An
- * entry is a SuperSlab pointer (low bit 0) or a large-block header pointer
- * (low bit 1).  Lookups are lock-free loads; updates are made under the
+ * entry is a SuperSlab pointer with the low bit set, a large-block header
+ * pointer (low bit clear), or 0 for memory hakmem does not own; free tells
+ * its common case, a SuperSlab block, by that one bit.  Lookups are lock-free loads; updates are made under the
  * registry lock by the thread that maps or unmaps the range, before the
  * range is handed out and after it is withdrawn.
  *
@@ -20,6 +21,9 @@
 #define SUPERSLAB_MAGIC 0x48414b4d53534c42ull /* "HAKMSSLB" */
 
 struct superslab {
+  /* First, so that a slab's descriptor is at base + index * 64.  Entry 0
+   * describes the header slab itself. */
+  struct slab slabs[HAK_SS_MAX_SLABS];
   uint64_t magic;
   uint32_t lg;                 /* log2 of the size */
   uint32_t nslabs;             /* including the header slab */
@@ -29,14 +33,13 @@ struct superslab {
   bool empty_kept;             /* fully free and kept by the release policy */
   struct superslab *all_next, *all_prev;       /* every live SuperSlab */
   struct superslab *unused_next, *unused_prev; /* those with UNUSED slots */
-  struct slab slabs[HAK_SS_MAX_SLABS];
 };
 
 /* ---- registry ---- */
 
 #define REGISTRY_L1_BITS 16   /* 48-bit user address space, 4 GiB per leaf */
 #define REGISTRY_L2_BITS (32 - HAK_UNIT_SHIFT)
-#define REGISTRY_TAG_LARGE ((uintptr_t)1)
+#define REGISTRY_TAG_SUPERSLAB ((uintptr_t)1)
 
 struct registry_leaf {
   _Atomic uintptr_t entry[1u << REGISTRY_L2_BITS];
@@ -62,10 +65,16 @@ bool registry_set(uintptr_t base, size_t size, uintptr_t entry);
 /* Clears the entries of [base, base+size). */
 void registry_clear(uintptr_t base, size_t size);
 
-/* Slab of a block inside SuperSlab ss. */
-HAK_INLINE struct slab *superslab_slab_of(struct superslab *ss, uintptr_t a)
+HAK_INLINE bool registry_is_superslab(uintptr_t entry)
 {
-  return &ss->slabs[(a - (uintptr_t)ss) >> HAK_SLAB_SHIFT];
+  return entry & REGISTRY_TAG_SUPERSLAB;
+}
+
+/* Slab of a block at a, given the registry entry of a SuperSlab. */
+HAK_INLINE struct slab *superslab_slab_of(uintptr_t entry, uintptr_t a)
+{
+  uintptr_t base = entry - REGISTRY_TAG_SUPERSLAB;
+  return (struct slab *)base + ((a - base) >> HAK_SLAB_SHIFT);
 }
 
 /* Maps and registers a new SuperSlab of 2^lg bytes with every slot UNUSED.

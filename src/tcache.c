@@ -3,8 +3,17 @@
 #include "init.h"
 #include "shared_pool.h"
 #include "stats.h"
+#include "config.h"
 
-__thread struct tcache tcache_self __attribute__((tls_model("initial-exec")));
+/* Never handed out, never written: its list is always empty. */
+struct slab tcache_no_slab = { .state = SLAB_HEADER };
+
+#define NO_SLAB_X4 &tcache_no_slab, &tcache_no_slab, &tcache_no_slab, &tcache_no_slab
+__thread struct tcache tcache_self __attribute__((tls_model("initial-exec"))) = {
+  .active = { NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4,
+              NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4 },
+};
+_Static_assert(HAK_NUM_CLASSES == 40, "tcache_self initialiser covers every class");
 
 static _Atomic uint64_t tcache_next_id = 1;
 
@@ -19,13 +28,14 @@ static void tcache_thread_init(void)
   if (tcache_self.id != 0)
     return;
   tcache_self.id = atomic_fetch_add_explicit(&tcache_next_id, 1, memory_order_relaxed);
+  tcache_self.free_key = hak_config.check ? HAK_NO_OWNER - 1 : tcache_self.id;
   init_thread_started(&tcache_self);
 }
 
 static void ring_insert(unsigned cls, struct slab *s)
 {
   struct slab *a = tcache_self.active[cls];
-  if (!a) {
+  if (a == &tcache_no_slab) {
     s->next = s->prev = s;
     tcache_self.active[cls] = s;
     return;
@@ -40,7 +50,7 @@ static void ring_insert(unsigned cls, struct slab *s)
 static void ring_remove(unsigned cls, struct slab *s)
 {
   if (s->next == s) {
-    tcache_self.active[cls] = NULL;
+    tcache_self.active[cls] = &tcache_no_slab;
   } else {
     s->prev->next = s->next;
     s->next->prev = s->prev;
@@ -77,7 +87,9 @@ void *tcache_alloc_slow(unsigned cls)
   if (HAK_UNLIKELY(tcache_self.id == 0))
     tcache_thread_init();
   struct slab *s = tcache_self.active[cls];
-  if (s && !slab_refill(s)) {
+  if (s == &tcache_no_slab) {
+    s = NULL;
+  } else if (!slab_refill(s)) {
     struct slab *t = s->next;
     for (unsigned k = 0; t != s && k < TCACHE_RING_SCAN; k++, t = t->next)
       if (slab_has_room(t) && slab_refill(t))
@@ -101,7 +113,7 @@ void *tcache_alloc_slow(unsigned cls)
   void *p = s->free;
   s->free = *(void **)p;
   s->used++;
-  slab_count_alloc(s);
+  s->allocs++;
   return p;
 }
 
@@ -116,7 +128,7 @@ void tcache_slab_emptied(struct slab *s)
 static void tcache_release_class(unsigned cls, bool orphan_live)
 {
   struct slab *s = tcache_self.active[cls];
-  if (!s)
+  if (s == &tcache_no_slab)
     return;
   /* Break the ring into a list so slabs can leave it while we walk. */
   s->prev->next = NULL;
@@ -143,7 +155,7 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
     }
     s = next;
   }
-  tcache_self.active[cls] = keep;
+  tcache_self.active[cls] = keep ? keep : &tcache_no_slab;
 }
 
 void tcache_flush(void)
@@ -151,6 +163,7 @@ void tcache_flush(void)
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, true);
   tcache_self.id = 0;
+  tcache_self.free_key = 0;
 }
 
 void tcache_collect(void)

@@ -20,10 +20,16 @@
 #include "size_class.h"
 
 struct tcache {
+  /* Never NULL: a class without a slab points at tcache_no_slab, whose
+   * list is empty, so the fast path has a single test. */
   struct slab *active[HAK_NUM_CLASSES];
   uint64_t id;            /* 0 until the thread's first refill */
-  bool exiting;           /* flushed once; re-initialises if used again */
+  /* What free compares a slab's owner with: id, or with check = 1 a value
+   * no slab has, which sends every free through the validating path. */
+  uint64_t free_key;
 };
+
+extern struct slab tcache_no_slab;
 
 extern __thread struct tcache tcache_self __attribute__((tls_model("initial-exec")));
 
@@ -33,20 +39,29 @@ void *tcache_alloc_slow(unsigned cls);
 /* Slow path of a local free that left slab s with no block in use. */
 void tcache_slab_emptied(struct slab *s);
 
-/* Fast path: the thread's active slab of the class pops one block. */
+/* Fast path: the thread's active slab of the class pops one block; the
+ * only branch is the empty-list test. */
 HAK_INLINE void *tcache_alloc(unsigned cls)
 {
   struct slab *s = tcache_self.active[cls];
-  if (HAK_LIKELY(s != NULL)) {
-    void *p = s->free;
-    if (HAK_LIKELY(p != NULL)) {
-      s->free = *(void **)p;
-      s->used++;
-      slab_count_alloc(s);
-      return p;
-    }
+  void *p = s->free;
+  if (HAK_LIKELY(p != NULL)) {
+    s->free = *(void **)p;
+    s->used++;
+    s->allocs++;
+    return p;
   }
   return tcache_alloc_slow(cls);
+}
+
+/* Owner's free of p into s: push; a non-active slab left with no block in
+ * use goes back to the pool. */
+HAK_INLINE void tcache_free_local(struct slab *s, void *p)
+{
+  *(void **)p = s->free;
+  s->free = p;
+  if (HAK_UNLIKELY(--s->used == 0) && s != tcache_self.active[s->cls])
+    tcache_slab_emptied(s);
 }
 
 /* Flushes the calling thread's cache (thread exit). */

@@ -1,0 +1,454 @@
+/* Unit tests of the allocator's layers, through their internal interfaces
+ * (linked against libhakmem_core, which does not replace malloc). */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hakmem.h"
+#include "alloc.h"
+#include "config.h"
+#include "large.h"
+#include "os.h"
+#include "shared_pool.h"
+#include "size_class.h"
+#include "slab.h"
+#include "superslab.h"
+#include "tcache.h"
+
+static hak_stats_t stats_now(void)
+{
+  hak_stats_t st;
+  ck_assert_int_eq(hakmem_stats_get(&st), 0);
+  return st;
+}
+
+/* ---- size classes ---- */
+
+START_TEST(size_class_table)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    size_t b = size_class_size(c);
+    ck_assert_uint_eq(b % 16, 0);
+    if (c > 0)
+      ck_assert_uint_gt(b, size_class_size(c - 1));
+  }
+  ck_assert_uint_eq(size_class_size(HAK_NUM_CLASSES - 1), HAK_SMALL_MAX);
+  for (size_t p = 16; p <= HAK_SMALL_MAX; p *= 2)
+    ck_assert_uint_eq(size_class_size(size_class_of(p)), p);
+}
+END_TEST
+
+START_TEST(size_class_lookup_is_smallest_fit)
+{
+  for (size_t n = 0; n <= HAK_SMALL_MAX; n++) {
+    unsigned c = size_class_of(n);
+    ck_assert_uint_ge(size_class_size(c), n);
+    if (c > 0)
+      ck_assert_uint_lt(size_class_size(c - 1), n);
+    if (n <= HAK_TINY_MAX)
+      ck_assert_uint_eq(size_class_of_tiny(n), c);
+    /* The 16-byte minimum dictates the waste of tiny requests; from 48 B
+     * on it stays within 25 % of the block, above 64 B under 20 %. */
+    if (n >= 48)
+      ck_assert_uint_le((size_class_size(c) - n) * 4, size_class_size(c));
+    if (n > 64)
+      ck_assert_uint_lt((size_class_size(c) - n) * 5, size_class_size(c));
+  }
+}
+END_TEST
+
+START_TEST(size_class_aligned)
+{
+  for (size_t align = 32; align <= HAK_SMALL_MAX; align *= 2)
+    for (size_t n = 1; n <= HAK_SMALL_MAX; n = n * 3 + 1) {
+      int c = size_class_for_aligned(n, align);
+      ck_assert_int_ge(c, 0);
+      ck_assert_uint_ge(size_class_size((unsigned)c), n);
+      ck_assert_uint_eq(size_class_size((unsigned)c) % align, 0);
+    }
+  ck_assert_int_eq(size_class_for_aligned(HAK_SMALL_MAX + 1, 64), -1);
+  ck_assert_int_eq(size_class_for_aligned(64, HAK_SMALL_MAX * 2), -1);
+}
+END_TEST
+
+/* ---- slab ---- */
+
+START_TEST(slab_carve_and_drain)
+{
+  struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
+  ck_assert_ptr_nonnull(ss);
+  struct slab *s = &ss->slabs[3];
+  slab_format(s, size_class_of(64), 64);
+  ck_assert_uint_eq(s->capacity, HAK_SLAB_SIZE / 64);
+  ck_assert_ptr_eq(slab_start(s), (char *)ss + 3 * HAK_SLAB_SIZE);
+  /* Carving goes a page at a time. */
+  ck_assert_uint_eq(slab_carve(s), HAK_PAGE_SIZE / 64);
+  ck_assert_ptr_eq(s->free, slab_start(s));
+  /* Take every block, then give three back through the remote stack. */
+  void *blocks[HAK_SLAB_SIZE / 64];
+  unsigned n = 0;
+  for (;;) {
+    if (!s->free && !slab_carve(s))
+      break;
+    blocks[n++] = s->free;
+    s->free = *(void **)s->free;
+    s->used++;
+  }
+  ck_assert_uint_eq(n, s->capacity);
+  ck_assert_uint_eq(s->used, s->capacity);
+  ck_assert(!slab_has_room(s));
+  slab_free_remote(s, blocks[0]);
+  slab_free_remote(s, blocks[7]);
+  slab_free_remote(s, blocks[100]);
+  ck_assert(slab_has_room(s));
+  ck_assert_uint_eq(slab_drain_remote(s), 3);
+  ck_assert_uint_eq(s->used, s->capacity - 3);
+  ck_assert_uint_eq(slab_drain_remote(s), 0);
+  unsigned k = 0;
+  for (void *p = s->free; p; p = *(void **)p)
+    k++;
+  ck_assert_uint_eq(k, 3);
+  superslab_destroy(ss);
+}
+END_TEST
+
+/* ---- registry ---- */
+
+START_TEST(registry_bounds)
+{
+  struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
+  ck_assert_ptr_nonnull(ss);
+  uintptr_t base = (uintptr_t)ss, size = (uintptr_t)1 << HAK_SS_LG_DEFAULT;
+  uintptr_t entry = base | REGISTRY_TAG_SUPERSLAB;
+  ck_assert_uint_eq(registry_lookup(base), entry);
+  ck_assert_uint_eq(registry_lookup(base + size / 2 + 17), entry);
+  ck_assert_uint_eq(registry_lookup(base + size - 1), entry);
+  ck_assert_uint_ne(registry_lookup(base - 1), entry);
+  ck_assert_uint_ne(registry_lookup(base + size), entry);
+  ck_assert_ptr_eq(superslab_slab_of(entry, base + 5 * HAK_SLAB_SIZE + 100), &ss->slabs[5]);
+  int on_stack;
+  ck_assert_uint_eq(registry_lookup((uintptr_t)&on_stack), 0);
+  ck_assert_uint_eq(registry_lookup((uintptr_t)&registry_l1), 0);
+  ck_assert_uint_eq(registry_lookup(~(uintptr_t)0), 0);
+  superslab_destroy(ss);
+  ck_assert_uint_eq(registry_lookup(base), 0);
+  ck_assert_uint_eq(registry_lookup(base + size - 1), 0);
+}
+END_TEST
+
+START_TEST(registry_large_blocks)
+{
+  char *p = hak_malloc(200000);
+  ck_assert_ptr_nonnull(p);
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  ck_assert(e != 0 && !registry_is_superslab(e));
+  struct large_hdr *h = large_from_entry(e, p);
+  ck_assert_ptr_nonnull(h);
+  ck_assert_ptr_eq(large_block(h), p);
+  ck_assert_uint_ge(large_usable(h), 200000);
+  ck_assert_ptr_eq(large_from_entry(e, p + 199999), h);
+  ck_assert_ptr_null(large_from_entry(e, (char *)h + h->map_size));
+  hak_free(p);
+}
+END_TEST
+
+/* ---- thread cache and shared pool ---- */
+
+static void *alloc_free_many(void *arg)
+{
+  size_t n = (size_t)(uintptr_t)arg;
+  void **v = malloc(n * sizeof *v);
+  for (size_t i = 0; i < n; i++)
+    v[i] = hak_malloc(256);
+  for (size_t i = 0; i < n; i++)
+    hak_free(v[i]);
+  free(v);
+  return NULL;
+}
+
+START_TEST(pool_reuses_empty_slabs)
+{
+  hak_stats_t a = stats_now();
+  /* 2000 blocks of 256 B span several slabs; all but the active one
+   * become EMPTY on free and go back to the pool... */
+  alloc_free_many((void *)(uintptr_t)2000);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_gt(b.slabs_emptied, a.slabs_emptied);
+  /* ...and the next round takes them back through stage 1. */
+  alloc_free_many((void *)(uintptr_t)2000);
+  hak_stats_t c = stats_now();
+  ck_assert_uint_gt(c.pool_reuse_empty, b.pool_reuse_empty);
+  ck_assert_uint_eq(c.pool_new_superslab, b.pool_new_superslab);
+  ck_assert_uint_ge(c.malloc_calls - a.malloc_calls, 4000);
+}
+END_TEST
+
+START_TEST(pool_stage2_claims_unused)
+{
+  hak_stats_t a = stats_now();
+  void *p = hak_malloc(5000);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_claim_unused - a.pool_claim_unused +
+                    b.pool_new_superslab - a.pool_new_superslab, 1);
+  hak_free(p);
+}
+END_TEST
+
+static void *leave_blocks(void *arg)
+{
+  void **out = arg;
+  for (int i = 0; i < 64; i++)
+    out[i] = hak_malloc(96);
+  return NULL;
+}
+
+START_TEST(exited_thread_slabs_are_adopted)
+{
+  void *blocks[64];
+  pthread_t t;
+  hak_stats_t a = stats_now();
+  ck_assert_int_eq(pthread_create(&t, NULL, leave_blocks, blocks), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* The thread's slab is an orphan now; our frees are remote pushes. */
+  for (int i = 0; i < 64; i++)
+    hak_free(blocks[i]);
+  /* Our next allocations of the class adopt the slab and, once its local
+   * list runs dry, collect the 64 blocks. */
+  for (int i = 0; i < 64; i++)
+    blocks[i] = hak_malloc(96);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_adopt - a.pool_adopt, 1);
+  ck_assert_uint_eq(b.remote_frees - a.remote_frees, 64);
+  for (int i = 0; i < 64; i++)
+    hak_free(blocks[i]);
+}
+END_TEST
+
+static void *free_remote(void *arg)
+{
+  void **v = arg;
+  for (int i = 0; i < 1000; i++)
+    hak_free(v[i]);
+  return NULL;
+}
+
+START_TEST(remote_frees_are_drained)
+{
+  void *v[1000];
+  for (int i = 0; i < 1000; i++)
+    v[i] = hak_malloc(48);
+  hak_stats_t a = stats_now();
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, free_remote, v), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* Allocating the class again drains the remote stacks. */
+  for (int i = 0; i < 1000; i++)
+    v[i] = hak_malloc(48);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_ge(b.remote_drains - a.remote_drains, 1);
+  ck_assert_uint_ge(b.remote_frees - a.remote_frees, 1);
+  for (int i = 0; i < 1000; i++)
+    hak_free(v[i]);
+}
+END_TEST
+
+START_TEST(one_block_loop_stays_on_fast_path)
+{
+  void *p = hak_malloc(32);
+  hak_free(p);
+  hak_stats_t a = stats_now();
+  for (int i = 0; i < 100000; i++) {
+    p = hak_malloc(32);
+    *(volatile char *)p = 1;
+    hak_free(p);
+  }
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.refills, a.refills);
+  ck_assert_uint_eq(b.slabs_emptied, a.slabs_emptied);
+  ck_assert_uint_ge(b.malloc_calls - a.malloc_calls, 100000);
+}
+END_TEST
+
+/* ---- large blocks ---- */
+
+START_TEST(bigcache_reuses_mappings)
+{
+  char *p = hak_malloc(3 << 20);
+  memset(p, 0x5a, 3 << 20);
+  hak_free(p);
+  hak_stats_t a = stats_now();
+  char *q = hak_malloc(3 << 20);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.bigcache_hits - a.bigcache_hits, 1);
+  ck_assert_uint_eq(b.os_mmap, a.os_mmap);
+  hak_free(q);
+  /* calloc of a reused mapping is still zero. */
+  unsigned char *z = hak_calloc(1, 3 << 20);
+  for (size_t i = 0; i < (3u << 20); i += 4093)
+    ck_assert_uint_eq(z[i], 0);
+  hak_free(z);
+}
+END_TEST
+
+START_TEST(large_realloc_moves_pages)
+{
+  size_t n = 1 << 20;
+  unsigned char *p = hak_malloc(n);
+  for (size_t i = 0; i < n; i++)
+    p[i] = (unsigned char)(i * 7);
+  hak_stats_t a = stats_now();
+  for (size_t m = 2 * n; m <= 64 * n; m *= 2) {
+    p = hak_realloc(p, m);
+    ck_assert_ptr_nonnull(p);
+  }
+  hak_stats_t b = stats_now();
+  ck_assert_uint_gt(b.os_mremap, a.os_mremap);
+  for (size_t i = 0; i < n; i++)
+    ck_assert_uint_eq(p[i], (unsigned char)(i * 7));
+  p = hak_realloc(p, 100);
+  for (size_t i = 0; i < 100; i++)
+    ck_assert_uint_eq(p[i], (unsigned char)(i * 7));
+  ck_assert(registry_is_superslab(registry_lookup((uintptr_t)p)));
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(trim_returns_memory)
+{
+  alloc_free_many((void *)(uintptr_t)20000);
+  void *big = hak_malloc(1 << 20);
+  hak_free(big);
+  hak_stats_t a = stats_now();
+  ck_assert_int_eq(hak_trim(0), 1);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_gt(b.os_madvise + b.os_munmap, a.os_madvise + a.os_munmap);
+  ck_assert_uint_eq(b.bigcache_bytes, 0);
+  ck_assert_uint_lt(b.mapped_bytes, a.mapped_bytes);
+}
+END_TEST
+
+/* ---- bad pointers ---- */
+
+START_TEST(free_of_foreign_pointer_aborts)
+{
+  static char not_ours[64];
+  hak_free(not_ours + 16);
+}
+END_TEST
+
+START_TEST(double_free_aborts)
+{
+  void *p = hak_malloc(40);
+  hak_free(p);
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(free_into_header_slab_aborts)
+{
+  void *p = hak_malloc(40);
+  uintptr_t ss = registry_lookup((uintptr_t)p) - REGISTRY_TAG_SUPERSLAB;
+  hak_free((void *)(ss + 4096));
+}
+END_TEST
+
+START_TEST(check_mode_catches_interior_pointer)
+{
+  hak_config.check = 1;
+  char *p = hak_malloc(64);
+  hak_free(p + 16);
+}
+END_TEST
+
+/* ---- configuration ---- */
+
+START_TEST(config_values)
+{
+  int v;
+  const char *yes[] = { "1", "yes", "TRUE", "On" }, *no[] = { "0", "No", "false", "OFF" };
+  for (int i = 0; i < 4; i++) {
+    ck_assert(config_parse_bool(yes[i], &v) && v == 1);
+    ck_assert(config_parse_bool(no[i], &v) && v == 0);
+  }
+  ck_assert(!config_parse_bool("maybe", &v));
+  ck_assert(!config_parse_bool("", &v));
+  ck_assert(config_parse_int("20", 19, 21, &v) && v == 20);
+  ck_assert(!config_parse_int("22", 19, 21, &v));
+  ck_assert(!config_parse_int("2O", 0, 100, &v));
+  ck_assert(!config_parse_int("99999999999999", 0, 100, &v));
+  ck_assert(!config_parse_int("-", -5, 5, &v));
+  ck_assert(config_parse_int("-5", -5, 5, &v) && v == -5);
+}
+END_TEST
+
+START_TEST(config_environment)
+{
+  char *env[] = { "HAKMEM_STATS=yes", "HAKMEM_SUPERSLAB_LG=19", "HAKMEM_BIGCACHE=maybe",
+                  "HAKMEM_NO_SUCH_THING=1", "PATH=/bin", "HAKMEM_CHECK", NULL };
+  config_load(env, false);
+  ck_assert_int_eq(hak_config.stats, 1);
+  ck_assert_int_eq(hak_config.superslab_lg, 19);
+  ck_assert_int_eq(hak_config.bigcache, 1); /* bad value: default stands */
+  ck_assert_int_eq(hak_config.check, 0);
+  config_load(env, true); /* secure execution: environment ignored */
+  ck_assert_int_eq(hak_config.stats, 0);
+  ck_assert_int_eq(hak_config.superslab_lg, HAK_SS_LG_DEFAULT);
+}
+END_TEST
+
+static Suite *unit_suite(void)
+{
+  Suite *s = suite_create("unit");
+  TCase *t = tcase_create("size_class");
+  tcase_add_test(t, size_class_table);
+  tcase_add_test(t, size_class_lookup_is_smallest_fit);
+  tcase_add_test(t, size_class_aligned);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("slab_registry");
+  tcase_add_test(t, slab_carve_and_drain);
+  tcase_add_test(t, registry_bounds);
+  tcase_add_test(t, registry_large_blocks);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("pool");
+  tcase_set_timeout(t, 60);
+  tcase_add_test(t, pool_reuses_empty_slabs);
+  tcase_add_test(t, pool_stage2_claims_unused);
+  tcase_add_test(t, exited_thread_slabs_are_adopted);
+  tcase_add_test(t, remote_frees_are_drained);
+  tcase_add_test(t, one_block_loop_stays_on_fast_path);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("large");
+  tcase_set_timeout(t, 60);
+  tcase_add_test(t, bigcache_reuses_mappings);
+  tcase_add_test(t, large_realloc_moves_pages);
+  tcase_add_test(t, trim_returns_memory);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("bad_pointers");
+  tcase_add_test_raise_signal(t, free_of_foreign_pointer_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, double_free_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, free_into_header_slab_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, check_mode_catches_interior_pointer, SIGABRT);
+  suite_add_tcase(s, t);
+
+  t = tcase_create("config");
+  tcase_add_test(t, config_values);
+  tcase_add_test(t, config_environment);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void)
+{
+  SRunner *r = srunner_create(unit_suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
