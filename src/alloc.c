@@ -16,7 +16,7 @@
 
 void *alloc_malloc_generic(size_t size)
 {
-  if (size <= HAK_SMALL_MAX)
+  if (size <= HAK_MEDIUM_MAX)
     return tcache_alloc(size_class_of(size));
   if (size > ALLOC_MAX) {
     errno = ENOMEM;
@@ -36,6 +36,16 @@ static bool slab_checked(struct slab *s, void *p)
 
 void alloc_free_slab_slow(struct slab *s, void *p)
 {
+  if (s->state == SLAB_SPAN_TAIL) {
+    /* A medium block beyond the slab's first slot. */
+    s -= s->head_offset;
+    if (atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.free_key) {
+      if (HAK_UNLIKELY(p == s->free))
+        hak_fatal_pointer("free(): double free", p);
+      tcache_free_local(s, p);
+      return;
+    }
+  }
   if (HAK_UNLIKELY(s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN))
     hak_fatal_pointer("free(): invalid pointer", p);
   if (HAK_UNLIKELY(hak_config.check)) {
@@ -81,7 +91,7 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  if (total <= HAK_SMALL_MAX) {
+  if (total <= HAK_MEDIUM_MAX) {
     void *p = alloc_malloc(total);
     if (p)
       memset(p, 0, total);
@@ -109,6 +119,8 @@ static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **lar
     return large_usable(h);
   }
   struct slab *s = superslab_slab_of(entry, (uintptr_t)p);
+  if (s->state == SLAB_SPAN_TAIL)
+    s -= s->head_offset;
   if (s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN)
     hak_fatal_pointer("invalid pointer", p);
   return s->block_size;
@@ -128,7 +140,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
   }
   struct large_hdr *h;
   size_t usable = usable_size(p, registry_lookup((uintptr_t)p), &h);
-  if (h && size > HAK_SMALL_MAX)
+  if (h && size > HAK_MEDIUM_MAX)
     return large_realloc(h, size);
   /* Small block: stay in place while the request fits and uses at least
    * half of the block; otherwise move to the right class. */

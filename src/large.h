@@ -1,4 +1,4 @@
-/* Large allocations: requests above the largest size class (32 KiB) get a
+/* Large allocations: requests above the largest size class (256 KiB) get a
  * mapping of their own.  The mapping starts with a header; the block
  * follows at an offset that satisfies the requested alignment.  Mappings
  * are aligned to the registry unit (512 KiB) so that each registry entry

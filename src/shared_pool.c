@@ -132,6 +132,13 @@ static void slab_to_unused(struct superslab *ss, struct slab *s)
   s->free = NULL;
   s->carved = 0;
   ss->nunused++;
+  if (size_class_is_medium(s->cls)) {
+    /* The medium slab spans every slot: all become UNUSED together. */
+    for (unsigned i = 2; i < ss->nslabs; i++)
+      ss->slabs[i].state = SLAB_UNUSED;
+    ss->nunused = ss->nslabs - 1;
+    s->cls = 0;
+  }
   unused_list_add(ss);
 }
 
@@ -179,7 +186,7 @@ static struct slab *pool_claim_slot_locked(void)
       }
     }
   }
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+  for (unsigned c = 0; c < HAK_NUM_SMALL_CLASSES; c++) {
     struct slab *s = slab_list_pop(&empty_list[c]);
     if (s) {
       empty_count[c]--;
@@ -189,6 +196,41 @@ static struct slab *pool_claim_slot_locked(void)
     }
   }
   return NULL;
+}
+
+/* A SuperSlab none of whose slots is in use, for a medium slab: a kept
+ * free one (its EMPTY small slabs given up) or a new one. */
+static struct superslab *pool_claim_superslab_locked(void)
+{
+  struct superslab *ss;
+  for (ss = all_list; ss; ss = ss->all_next)
+    if (ss->ninuse == 0 && ss->lg == pool_ss_lg)
+      break;
+  if (ss) {
+    for (unsigned i = 1; i < ss->nslabs; i++) {
+      struct slab *s = &ss->slabs[i];
+      if (s->state == SLAB_EMPTY) {
+        slab_list_remove(&empty_list[s->cls], s);
+        empty_count[s->cls]--;
+        slab_to_unused(ss, s);
+      }
+    }
+    stats_add(&hak_counters.pool_claim_unused, 1);
+  } else {
+    ss = superslab_create(pool_ss_lg);
+    if (!ss)
+      return NULL;
+    all_list_add(ss);
+    stats_add(&hak_counters.pool_new_superslab, 1);
+  }
+  unused_list_remove(ss);
+  ss->nunused = 0;
+  superslab_slab_taken(ss);
+  for (unsigned i = 2; i < ss->nslabs; i++) {
+    ss->slabs[i].state = SLAB_SPAN_TAIL;
+    ss->slabs[i].head_offset = (uint8_t)(i - 1);
+  }
+  return ss;
 }
 
 struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
@@ -203,6 +245,18 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
     empty_count[cls]--;
     superslab_slab_taken(superslab_of_slab(s));
     stats_add(&hak_counters.pool_reuse_empty, 1);
+    goto out;
+  }
+  if (size_class_is_medium(cls)) {
+    struct superslab *ss = pool_claim_superslab_locked();
+    if (!ss) {
+      pthread_mutex_unlock(&pool_lock);
+      errno = ENOMEM;
+      return NULL;
+    }
+    s = &ss->slabs[1];
+    slab_format(s, cls, (uint32_t)size_class_size(cls),
+                ((size_t)ss->nslabs - 1) << HAK_SLAB_SHIFT);
     goto out;
   }
   s = pool_claim_slot_locked();
@@ -220,7 +274,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
     stats_add(&hak_counters.pool_new_superslab, 1);
     s = pool_claim_slot_locked();
   }
-  slab_format(s, cls, (uint32_t)size_class_size(cls));
+  slab_format(s, cls, (uint32_t)size_class_size(cls), HAK_SLAB_SIZE);
 out:
   slab_hand_out(s, owner);
   pthread_mutex_unlock(&pool_lock);
@@ -233,7 +287,9 @@ void shared_pool_release_empty(struct slab *s)
   stats_add(&hak_counters.slabs_emptied, 1);
   pthread_mutex_lock(&pool_lock);
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
-  if (pool_empty_reuse && empty_count[s->cls] < SHARED_POOL_EMPTY_PER_CLASS) {
+  unsigned cap = size_class_is_medium(s->cls) ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
+                                              : SHARED_POOL_EMPTY_PER_CLASS;
+  if (pool_empty_reuse && empty_count[s->cls] < cap) {
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;
@@ -312,7 +368,7 @@ void shared_pool_usage(struct shared_pool_usage *u)
     u->superslab_bytes += (size_t)1 << ss->lg;
     for (unsigned i = 1; i < ss->nslabs; i++) {
       struct slab *s = &ss->slabs[i];
-      if (s->state == SLAB_UNUSED)
+      if (s->state == SLAB_UNUSED || s->state == SLAB_SPAN_TAIL)
         continue;
       u->allocs[s->cls] += *(volatile uint64_t *)&s->allocs;
       uint64_t used = *(volatile uint32_t *)&s->used;

@@ -4,7 +4,8 @@
  * counted: adopt a slab a dead thread left with live blocks; stage 1,
  * reuse an EMPTY slab of the same class (still formatted, pages warm);
  * stage 2, claim an UNUSED slot of a live SuperSlab, or re-format an EMPTY
- * slab of another class; stage 3, map a new SuperSlab.  Each class keeps
+ * slab of another class; stage 3, map a new SuperSlab.  A medium class
+ * needs a whole SuperSlab at stage 2 (a free one) or 3.  Each class keeps
  * at most a few EMPTY slabs (the soft cap); more go back to UNUSED so any
  * class can claim them and whole SuperSlabs can become free.  A SuperSlab
  * whose every slab is free is kept or unmapped as superslab_release_policy
@@ -20,8 +21,10 @@
 #include "superslab.h"
 #include "size_class.h"
 
-/* EMPTY slabs a class keeps before returning further ones to UNUSED. */
+/* EMPTY slabs a class keeps before returning further ones to UNUSED (a
+ * medium slab is a whole SuperSlab, so medium classes keep one). */
 #define SHARED_POOL_EMPTY_PER_CLASS 4
+#define SHARED_POOL_EMPTY_PER_MEDIUM_CLASS 1
 
 /* A slab of class cls now owned by owner, or NULL (errno ENOMEM).  An
  * adopted slab may still hold a remote-free stack: the caller drains it. */

@@ -1,15 +1,18 @@
-/* Size-class tables; generated once by hand from the rule in size_class.h
- * and checked by tests/test_unit.c. */
+/* Size-class tables, generated from the rule in size_class.h and checked
+ * against it by tests/test_unit.c. */
 #include "size_class.h"
 
 const uint32_t size_class_block[HAK_NUM_CLASSES] = {
-  16, 32, 48, 64, 80, 96, 112, 128, 160, 192,
-  224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
-  1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144,
-  7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+  16, 32, 48, 64, 80, 96, 112, 128,
+  160, 192, 224, 256, 320, 384, 448, 512,
+  640, 768, 896, 1024, 1280, 1536, 1792, 2048,
+  2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
+  10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+  40960, 49152, 57344, 65536, 81920, 98304, 114688, 131072,
+  163840, 196608, 229376, 262144,
 };
 
-/* Index: (n + 15) / 16 for n <= 1024. */
+/* Index: (n + 15) / 16 for n <= 1 KiB. */
 const uint8_t size_class_tiny[HAK_TINY_MAX / 16 + 1] = {
   0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,
   11, 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15,
@@ -18,8 +21,8 @@ const uint8_t size_class_tiny[HAK_TINY_MAX / 16 + 1] = {
   19,
 };
 
-/* Index: (n + 127) / 128 for n <= 32768.  Every class above 1 KiB is a
- * multiple of 128 bytes, so this rounding never skips a class. */
+/* Index: (n + 127) / 128 for n <= 32 KiB.  Every class from 1 KiB to 32 KiB
+ * is a multiple of 128 bytes, so this rounding never skips a class. */
 const uint8_t size_class_small[HAK_SMALL_MAX / 128 + 1] = {
   0, 7, 11, 13, 15, 16, 17, 18, 19, 20, 20, 21, 21, 22, 22, 23,
   23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26, 26, 27, 27, 27,
@@ -40,11 +43,19 @@ const uint8_t size_class_small[HAK_SMALL_MAX / 128 + 1] = {
   39,
 };
 
+/* Index: (n + 8191) / 8192 for n <= 256 KiB; medium classes are multiples
+ * of 8 KiB. */
+const uint8_t size_class_medium[HAK_MEDIUM_MAX / 8192 + 1] = {
+  0, 31, 35, 37, 39, 40, 41, 42, 43, 44, 44, 45, 45, 46, 46, 47,
+  47, 48, 48, 48, 48, 49, 49, 49, 49, 50, 50, 50, 50, 51, 51, 51,
+  51,
+};
+
 int size_class_for_aligned(size_t n, size_t align)
 {
   if (n > HAK_SMALL_MAX || align > HAK_SMALL_MAX)
     return -1;
-  for (unsigned c = size_class_of(n < align ? align : n); c < HAK_NUM_CLASSES; c++)
+  for (unsigned c = size_class_of(n < align ? align : n); c < HAK_NUM_SMALL_CLASSES; c++)
     if ((size_class_block[c] & (align - 1)) == 0)
       return (int)c;
   return -1;

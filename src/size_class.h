@@ -1,22 +1,28 @@
 /* Size classes: size -> class and class -> block size, from one table.
- * Classes run from 16 B to 32 KiB: steps of 16 B up to 128 B, then four
- * classes per doubling, so a block wastes at most 25 % of itself for any
- * request of 48 B or more and under 20 % above 64 B (below 48 B the 16-byte
- * minimum alignment decides).  Every power of two is a class, so a block of a
- * power-of-two class is naturally aligned to its size (slabs are 64 KiB
- * aligned).  The tables are constant; no locking. */
+ *
+ * Small classes run from 16 B to 32 KiB: steps of 16 B up to 128 B, then
+ * four classes per doubling, so a block wastes at most 25 % of itself for
+ * any request of 48 B or more and under 20 % above 64 B (below 48 B the
+ * 16-byte minimum alignment decides).  Every power of two is a class, and
+ * small slabs are 64 KiB aligned, so a block of a power-of-two class is
+ * naturally aligned to its size.  Medium classes continue the same
+ * progression from 40 KiB to 256 KiB; each medium slab spans a whole
+ * SuperSlab.  The tables are constant; no locking. */
 #ifndef HAKMEM_SIZE_CLASS_H
 #define HAKMEM_SIZE_CLASS_H
 
 #include "hakmem_internal.h"
 
-#define HAK_NUM_CLASSES 40
-#define HAK_SMALL_MAX   32768u   /* largest small block; above it, large.c */
-#define HAK_TINY_MAX    1024u    /* sizes served by the 16-byte-step table */
+#define HAK_NUM_CLASSES       52
+#define HAK_NUM_SMALL_CLASSES 40
+#define HAK_TINY_MAX    1024u     /* sizes served by the 16-byte-step table */
+#define HAK_SMALL_MAX   32768u    /* largest block of a 64 KiB slab */
+#define HAK_MEDIUM_MAX  262144u   /* largest slab block; above it, large.c */
 
 extern const uint32_t size_class_block[HAK_NUM_CLASSES];
 extern const uint8_t size_class_tiny[HAK_TINY_MAX / 16 + 1];
 extern const uint8_t size_class_small[HAK_SMALL_MAX / 128 + 1];
+extern const uint8_t size_class_medium[HAK_MEDIUM_MAX / 8192 + 1];
 
 /* Class of a request of n <= HAK_TINY_MAX bytes: one table load. */
 HAK_INLINE unsigned size_class_of_tiny(size_t n)
@@ -24,12 +30,14 @@ HAK_INLINE unsigned size_class_of_tiny(size_t n)
   return size_class_tiny[(n + 15) >> 4];
 }
 
-/* Class of a request of n <= HAK_SMALL_MAX bytes. */
+/* Class of a request of n <= HAK_MEDIUM_MAX bytes. */
 HAK_INLINE unsigned size_class_of(size_t n)
 {
   if (n <= HAK_TINY_MAX)
     return size_class_tiny[(n + 15) >> 4];
-  return size_class_small[(n + 127) >> 7];
+  if (n <= HAK_SMALL_MAX)
+    return size_class_small[(n + 127) >> 7];
+  return size_class_medium[(n + 8191) >> 13];
 }
 
 HAK_INLINE size_t size_class_size(unsigned cls)
@@ -37,7 +45,12 @@ HAK_INLINE size_t size_class_size(unsigned cls)
   return size_class_block[cls];
 }
 
-/* Smallest class whose blocks hold n bytes and are aligned to align
+HAK_INLINE bool size_class_is_medium(unsigned cls)
+{
+  return cls >= HAK_NUM_SMALL_CLASSES;
+}
+
+/* Smallest small class whose blocks hold n bytes and are aligned to align
  * (a power of two <= HAK_SMALL_MAX); -1 when none does. */
 int size_class_for_aligned(size_t n, size_t align);
 

@@ -1,13 +1,13 @@
 /* Slab operations off the fast path: formatting, carving, remote drain. */
 #include "slab.h"
 
-void slab_format(struct slab *s, unsigned cls, uint32_t block_size)
+void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_bytes)
 {
   s->free = NULL;
   s->used = 0;
   s->carved = 0;
   s->block_size = block_size;
-  s->capacity = (uint16_t)(HAK_SLAB_SIZE / block_size);
+  s->capacity = (uint16_t)(span_bytes / block_size);
   s->cls = (uint8_t)cls;
   atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
 }
@@ -39,7 +39,7 @@ uint32_t slab_carve(struct slab *s)
   /* A page at a time keeps untouched pages out of the resident set. */
   uint32_t n = HAK_PAGE_SIZE / s->block_size;
   if (n == 0)
-    n = 1;
+    n = 4;
   if (n > left)
     n = left;
   char *first = slab_start(s) + (size_t)s->carved * s->block_size;

@@ -1,4 +1,6 @@
-/* Slab: one 64 KiB run of same-size blocks inside a SuperSlab.
+/* Slab: a run of same-size blocks inside a SuperSlab: one 64 KiB slot for
+ * small classes; for medium classes every slot after the header, with the
+ * descriptor in slot 1 and the other slots marked SLAB_SPAN_TAIL.
  *
  * Concurrency contract:
  *  - free, used, carved and allocs belong to the owning thread (owner ==
@@ -25,6 +27,7 @@ enum slab_state {
   SLAB_ACTIVE,      /* owned by a thread */
   SLAB_ORPHAN,      /* its thread exited with blocks live; adoptable */
   SLAB_EMPTY,       /* every block free; kept formatted for its class */
+  SLAB_SPAN_TAIL,   /* part of the medium slab head_offset slots before */
 };
 
 /* One cache line: free finds its slab by address arithmetic and touches
@@ -38,7 +41,7 @@ struct slab {
   uint8_t cls;
   uint8_t state;              /* enum slab_state; pool lock or owner */
   uint8_t index;              /* position in the SuperSlab */
-  uint8_t pad_;
+  uint8_t head_offset;        /* SLAB_SPAN_TAIL: distance to the head slot */
   _Atomic uint64_t owner;     /* owning thread id or HAK_NO_OWNER */
   uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
   _Atomic(void *) remote;     /* cross-thread free stack */
@@ -55,15 +58,16 @@ HAK_INLINE char *slab_start(const struct slab *s)
   return (char *)(base + ((uintptr_t)s->index << HAK_SLAB_SHIFT));
 }
 
-/* Formats s for blocks of block_size bytes; no block is carved yet. */
-void slab_format(struct slab *s, unsigned cls, uint32_t block_size);
+/* Formats s for blocks of block_size bytes in span_bytes of memory; no
+ * block is carved yet. */
+void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_bytes);
 
 /* Owner: takes the remote-free stack and appends it to the local list.
  * Returns the number of blocks collected. */
 uint32_t slab_drain_remote(struct slab *s);
 
-/* Owner: cuts up to a page's worth of never-used blocks into the local
- * list.  Returns the number carved (0 when the slab is fully carved). */
+/* Owner: cuts up to a page's worth of never-used blocks (four blocks when
+ * they are page-sized or more) into the local list.  Returns the number carved (0 when the slab is fully carved). */
 uint32_t slab_carve(struct slab *s);
 
 /* Any thread: one CAS push of p onto the slab's remote stack. */

@@ -11,9 +11,10 @@ struct slab tcache_no_slab = { .state = SLAB_HEADER };
 #define NO_SLAB_X4 &tcache_no_slab, &tcache_no_slab, &tcache_no_slab, &tcache_no_slab
 __thread struct tcache tcache_self __attribute__((tls_model("initial-exec"))) = {
   .active = { NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4,
-              NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4 },
+              NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4,
+              NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4 },
 };
-_Static_assert(HAK_NUM_CLASSES == 40, "tcache_self initialiser covers every class");
+_Static_assert(HAK_NUM_CLASSES == 52, "tcache_self initialiser covers every class");
 
 static _Atomic uint64_t tcache_next_id = 1;
 

@@ -35,15 +35,16 @@ START_TEST(size_class_table)
     if (c > 0)
       ck_assert_uint_gt(b, size_class_size(c - 1));
   }
-  ck_assert_uint_eq(size_class_size(HAK_NUM_CLASSES - 1), HAK_SMALL_MAX);
-  for (size_t p = 16; p <= HAK_SMALL_MAX; p *= 2)
+  ck_assert_uint_eq(size_class_size(HAK_NUM_SMALL_CLASSES - 1), HAK_SMALL_MAX);
+  ck_assert_uint_eq(size_class_size(HAK_NUM_CLASSES - 1), HAK_MEDIUM_MAX);
+  for (size_t p = 16; p <= HAK_MEDIUM_MAX; p *= 2)
     ck_assert_uint_eq(size_class_size(size_class_of(p)), p);
 }
 END_TEST
 
 START_TEST(size_class_lookup_is_smallest_fit)
 {
-  for (size_t n = 0; n <= HAK_SMALL_MAX; n++) {
+  for (size_t n = 0; n <= HAK_MEDIUM_MAX; n++) {
     unsigned c = size_class_of(n);
     ck_assert_uint_ge(size_class_size(c), n);
     if (c > 0)
@@ -81,7 +82,7 @@ START_TEST(slab_carve_and_drain)
   struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
   ck_assert_ptr_nonnull(ss);
   struct slab *s = &ss->slabs[3];
-  slab_format(s, size_class_of(64), 64);
+  slab_format(s, size_class_of(64), 64, HAK_SLAB_SIZE);
   ck_assert_uint_eq(s->capacity, HAK_SLAB_SIZE / 64);
   ck_assert_ptr_eq(slab_start(s), (char *)ss + 3 * HAK_SLAB_SIZE);
   /* Carving goes a page at a time. */
@@ -141,15 +142,15 @@ END_TEST
 
 START_TEST(registry_large_blocks)
 {
-  char *p = hak_malloc(200000);
+  char *p = hak_malloc(400000);
   ck_assert_ptr_nonnull(p);
   uintptr_t e = registry_lookup((uintptr_t)p);
   ck_assert(e != 0 && !registry_is_superslab(e));
   struct large_hdr *h = large_from_entry(e, p);
   ck_assert_ptr_nonnull(h);
   ck_assert_ptr_eq(large_block(h), p);
-  ck_assert_uint_ge(large_usable(h), 200000);
-  ck_assert_ptr_eq(large_from_entry(e, p + 199999), h);
+  ck_assert_uint_ge(large_usable(h), 400000);
+  ck_assert_ptr_eq(large_from_entry(e, p + 399999), h);
   ck_assert_ptr_null(large_from_entry(e, (char *)h + h->map_size));
   hak_free(p);
 }
@@ -269,6 +270,50 @@ START_TEST(one_block_loop_stays_on_fast_path)
   ck_assert_uint_eq(b.refills, a.refills);
   ck_assert_uint_eq(b.slabs_emptied, a.slabs_emptied);
   ck_assert_uint_ge(b.malloc_calls - a.malloc_calls, 100000);
+}
+END_TEST
+
+static void *free_all(void *arg)
+{
+  void **v = arg;
+  for (int i = 0; i < 20; i++)
+    hak_free(v[i]);
+  return NULL;
+}
+
+START_TEST(medium_blocks_span_a_superslab)
+{
+  void *v[40];
+  hak_stats_t a = stats_now();
+  for (int i = 0; i < 40; i++) {
+    v[i] = hak_malloc(100000);
+    ck_assert_ptr_nonnull(v[i]);
+    ck_assert_uint_eq(hak_malloc_usable_size(v[i]), 114688);
+    memset(v[i], i, 100000);
+    uintptr_t e = registry_lookup((uintptr_t)v[i]);
+    ck_assert(registry_is_superslab(e));
+  }
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.large_allocs, a.large_allocs);
+  /* 1984 KiB / 112 KiB = 17 blocks a slab: three slabs. */
+  ck_assert_uint_eq(b.pool_new_superslab - a.pool_new_superslab +
+                    b.pool_claim_unused - a.pool_claim_unused, 3);
+  /* Half freed by another thread, half here, tail slots included. */
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, free_all, v), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  for (int i = 20; i < 40; i++) {
+    ck_assert_uint_eq(((unsigned char *)v[i])[99999], (unsigned char)i);
+    hak_free(v[i]);
+  }
+  for (int i = 0; i < 40; i++)
+    v[i] = hak_malloc(100000);
+  hak_stats_t c = stats_now();
+  ck_assert_uint_ge(c.remote_frees - b.remote_frees, 1);
+  for (int i = 0; i < 40; i++)
+    hak_free(v[i]);
+  hak_stats_t d = stats_now();
+  ck_assert_uint_gt(d.slabs_emptied, c.slabs_emptied);
 }
 END_TEST
 
@@ -421,6 +466,7 @@ static Suite *unit_suite(void)
   tcase_add_test(t, exited_thread_slabs_are_adopted);
   tcase_add_test(t, remote_frees_are_drained);
   tcase_add_test(t, one_block_loop_stays_on_fast_path);
+  tcase_add_test(t, medium_blocks_span_a_superslab);
   suite_add_tcase(s, t);
 
   t = tcase_create("large");
