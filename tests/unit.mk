@@ -8,3 +8,20 @@ tests_test_unit_SOURCES = tests/test_unit.c
 tests_test_unit_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
 tests_test_unit_LDFLAGS = $(SANITIZE_CFLAGS)
 tests_test_unit_LDADD = src/libhakmem_core.la $(CHECK_LIBS)
+
+# Integration: what the built and installed library looks like from outside.
+if !SANITIZE
+TESTS += tests/exports.sh tests/install.sh
+dist_check_SCRIPTS += tests/exports.sh tests/install.sh
+if HAVE_CHECK
+check_PROGRAMS += tests/test_dlopen
+check_LTLIBRARIES = tests/libdlopen_lib.la
+TESTS += tests/test_dlopen
+endif
+endif
+tests_test_dlopen_SOURCES = tests/test_dlopen.c
+tests_test_dlopen_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_dlopen_LDADD = src/libhakmem.la $(CHECK_LIBS) -ldl
+tests_libdlopen_lib_la_SOURCES = tests/dlopen_lib.c
+tests_libdlopen_lib_la_LDFLAGS = -module -avoid-version -rpath /nowhere
+AM_TESTS_ENVIRONMENT = DLOPEN_LIB=$(abs_top_builddir)/tests/.libs/libdlopen_lib.so; export DLOPEN_LIB; MAKE='$(MAKE)'; export MAKE; CC='$(CC)'; export CC;

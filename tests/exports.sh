@@ -1,0 +1,34 @@
+#!/bin/sh
+# libhakmem.so exports the public API and the standard allocation names,
+# nothing else.
+set -eu
+lib=src/.libs/libhakmem.so.0
+[ -f "$lib" ] || { echo "exports.sh: $lib not built" >&2; exit 1; }
+command -v nm >/dev/null || { echo "exports.sh: nm not found, skipped" >&2; exit 77; }
+
+expected='__libc_calloc __libc_free __libc_malloc __libc_memalign __libc_pvalloc
+__libc_realloc __libc_valloc aligned_alloc calloc free hak_aligned_alloc
+hak_calloc hak_free hak_malloc hak_malloc_usable_size hak_memalign
+hak_posix_memalign hak_pvalloc hak_realloc hak_reallocarray hak_trim
+hak_valloc hakmem_stats_get hakmem_stats_print hakmem_version mallinfo
+mallinfo2 malloc malloc_stats malloc_trim malloc_usable_size memalign
+posix_memalign pvalloc realloc reallocarray valloc'
+
+want=$(echo $expected | tr ' ' '\n' | sort)
+have=$(nm -D --defined-only "$lib" | awk '{print $3}' | sort)
+if [ "$want" != "$have" ]; then
+  echo "exports.sh: exported symbols differ (< expected, > exported):" >&2
+  printf '%s\n' "$want" >/tmp/exports.want.$$
+  printf '%s\n' "$have" >/tmp/exports.have.$$
+  diff /tmp/exports.want.$$ /tmp/exports.have.$$ >&2 || true
+  rm -f /tmp/exports.want.$$ /tmp/exports.have.$$
+  exit 1
+fi
+# The soname is versioned, and malloc is not: a versioned malloc would not
+# interpose glibc's.
+readelf -d "$lib" | grep -q 'SONAME.*\[libhakmem\.so\.0\]' || { echo "exports.sh: soname is not libhakmem.so.0" >&2; exit 1; }
+if nm -D --defined-only "$lib" | grep -q '@'; then
+  echo "exports.sh: symbols carry versions" >&2
+  exit 1
+fi
+echo "exports.sh: $(echo "$have" | wc -l) symbols, as expected"
