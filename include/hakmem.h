@@ -64,6 +64,12 @@ typedef struct hak_stats {
   uint64_t mapped_bytes;        /* bytes currently mapped by hakmem */
   uint64_t large_bytes;         /* bytes in live large blocks (mapping size) */
   uint64_t bigcache_bytes;      /* bytes held by BigCache */
+  uint64_t lean_decommit;       /* memory-lean mode: decommits of free SuperSlabs and slots */
+  uint64_t lean_retire;         /* memory-lean mode: free SuperSlabs unmapped */
+  uint64_t purge_decommit;      /* purge passes that gave memory back */
+  uint64_t purge_threads;       /* times the purge thread was started */
+  uint64_t prewarm_bytes;       /* bytes faulted in at start-up (prewarm) */
+  uint64_t os_refused;          /* OS calls refused: range not hakmem's */
 } hak_stats_t;
 
 /* Fills *st; returns 0. */

@@ -4,14 +4,28 @@
  * count and bytes; a mapping that does not fit is unmapped at once. */
 #include "large.h"
 #include "config.h"
+#include "os.h"
 #include "stats.h"
 
 #include <pthread.h>
 
 #define BIGCACHE_BUCKETS 64
-#define BIGCACHE_MAX_COUNT 64
-#define BIGCACHE_MAX_BYTES ((size_t)128 << 20)
 #define BIGCACHE_MAX_BLOCK ((size_t)32 << 20)
+
+/* Bounds per mode: fast keeps more; lean keeps at most its target. */
+static unsigned bigcache_max_count(void)
+{
+  return hak_config.mode == HAK_MODE_FAST ? 128 : 64;
+}
+
+static size_t bigcache_max_bytes(void)
+{
+  if (hak_config.ss_mem_lean)
+    return (size_t)hak_config.ss_mem_lean_target_mb << 20;
+  return hak_config.mode == HAK_MODE_FAST ? (size_t)512 << 20 : (size_t)128 << 20;
+}
+
+static _Atomic bool bigcache_wanted;
 
 static pthread_mutex_t bigcache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct large_hdr *bucket[BIGCACHE_BUCKETS];
@@ -61,15 +75,30 @@ struct large_hdr *bigcache_take(size_t map_size)
   return h;
 }
 
+/* Gives back the pages of a cached mapping except its header page. */
+static void bigcache_decommit(struct large_hdr *h)
+{
+  if (os_decommit((char *)h + HAK_PAGE_SIZE, h->map_size - HAK_PAGE_SIZE, true) == 0)
+    h->decommitted = true;
+}
+
 bool bigcache_put(struct large_hdr *h)
 {
   int b = bucket_of(h->map_size);
   if (b < 0 || !hak_config.bigcache || h->map_size > BIGCACHE_MAX_BLOCK)
     return false;
+  /* Without batching, every freed block gives its pages back at once. */
+  bool decommit_now = !hak_config.batch_madvise && hak_config.purge_delay_ms >= 0;
   bool kept = false;
   pthread_mutex_lock(&bigcache_lock);
-  if (cached_count < BIGCACHE_MAX_COUNT && cached_bytes + h->map_size <= BIGCACHE_MAX_BYTES) {
+  if (cached_count < bigcache_max_count() && cached_bytes + h->map_size <= bigcache_max_bytes()) {
     h->state = LARGE_CACHED;
+    h->decommitted = false;
+    h->cached_at_ms = hak_now_ms();
+    if (decommit_now)
+      bigcache_decommit(h);
+    else if (hak_config.purge_delay_ms >= 0)
+      atomic_store_explicit(&bigcache_wanted, true, memory_order_relaxed);
     h->cache_next = bucket[b];
     bucket[b] = h;
     cached_bytes += h->map_size;
@@ -102,6 +131,33 @@ bool bigcache_flush(void)
     all = next;
   }
   return any;
+}
+
+bool bigcache_purge_wanted(void)
+{
+  return atomic_load_explicit(&bigcache_wanted, memory_order_relaxed);
+}
+
+bool bigcache_take_purge_wanted(void)
+{
+  return atomic_exchange(&bigcache_wanted, false);
+}
+
+bool bigcache_purge(uint64_t now_ms, bool idle)
+{
+  bool pending = false;
+  pthread_mutex_lock(&bigcache_lock);
+  for (int b = 0; b < BIGCACHE_BUCKETS; b++)
+    for (struct large_hdr *h = bucket[b]; h; h = h->cache_next) {
+      if (h->decommitted)
+        continue;
+      if (idle || now_ms - h->cached_at_ms >= (uint64_t)hak_config.purge_delay_ms)
+        bigcache_decommit(h);
+      else
+        pending = true;
+    }
+  pthread_mutex_unlock(&bigcache_lock);
+  return pending;
 }
 
 void bigcache_usage(struct bigcache_usage *u)

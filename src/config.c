@@ -5,11 +5,16 @@
 #include <strings.h>
 
 struct hak_config hak_config = {
-  .stats = 0,
-  .check = 0,
+  .mode = HAK_MODE_BALANCED,
   .bigcache = 1,
+  .batch_madvise = 1,
   .ss_empty_reuse = 1,
+  .ss_empty_scan_limit = 8,
   .superslab_lg = HAK_SS_LG_DEFAULT,
+  .purge_delay_ms = 1000,
+  .ss_mem_lean_target_mb = 10,
+  .ss_mem_lean_decommit = HAK_DECOMMIT_FREE,
+  .thp = HAK_THP_OFF,
 };
 
 const struct config_option config_options[] = {

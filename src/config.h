@@ -9,12 +9,33 @@
 
 #include "hakmem_internal.h"
 
+enum hak_mode { HAK_MODE_MINIMAL, HAK_MODE_FAST, HAK_MODE_BALANCED, HAK_MODE_RESEARCH };
+enum hak_thp { HAK_THP_OFF, HAK_THP_AUTO, HAK_THP_ON };
+enum hak_decommit { HAK_DECOMMIT_FREE, HAK_DECOMMIT_DONTNEED, HAK_DECOMMIT_OFF };
+
+/* The effective configuration.  Each field is one option of the table in
+ * config.c (key = field name). */
 struct hak_config {
-  int stats;           /* print the statistics report at exit */
-  int check;           /* validate every free */
-  int bigcache;        /* keep recently freed large mappings for reuse */
-  int ss_empty_reuse;  /* shared pool stage 1: reuse EMPTY slabs of a class */
-  int superslab_lg;    /* log2 of the SuperSlab size */
+  int mode;                  /* enum hak_mode: the preset the other values start from */
+  int stats;                 /* full statistics report at exit */
+  int ss_os_stats;           /* report the OS call counters at exit */
+  int shared_pool_stage_stats; /* report the shared-pool stage counters at exit */
+  int ss_stats_dump;         /* report per-class and SuperSlab lines at exit */
+  char stats_file[256];      /* reports go here (appended) instead of stderr; "" = stderr */
+  int check;                 /* validate every free */
+  int verbose;               /* print the effective configuration at start-up */
+  int quiet;                 /* silence warnings (bad options, OS failures) */
+  int bigcache;              /* keep recently freed large mappings for reuse */
+  int batch_madvise;         /* decommit freed large blocks in batches */
+  int ss_empty_reuse;        /* shared pool stage 1: reuse EMPTY slabs of a class */
+  int ss_empty_scan_limit;   /* slabs of its ring a thread scans before asking the pool */
+  int superslab_lg;          /* log2 of the SuperSlab size */
+  int prewarm;               /* map and fault in a SuperSlab at start-up */
+  int purge_delay_ms;        /* decommit SuperSlabs empty this long; -1 = never */
+  int ss_mem_lean;           /* memory-lean mode */
+  int ss_mem_lean_target_mb; /* lean: bound on retained-but-unused memory */
+  int ss_mem_lean_decommit;  /* enum hak_decommit: how lean mode decommits */
+  int thp;                   /* enum hak_thp: transparent huge pages per mapping */
 };
 extern struct hak_config hak_config;
 

@@ -5,8 +5,10 @@
 #include "shared_pool.h"
 #include "stats.h"
 #include "tcache.h"
+#include "purge.h"
 
 #include <pthread.h>
+#include <string.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <unistd.h>
@@ -42,6 +44,27 @@ static void fork_child(void)
   superslab_registry_reinit();
   bigcache_postfork_child();
   shared_pool_postfork_child(tcache_self.id);
+  purge_postfork_child();
+}
+
+/* verbose = 1: one line with the effective configuration. */
+static void init_print_config(void)
+{
+  static const char *const modes[] = { "minimal", "fast", "balanced", "research" };
+  static const char *const thp[] = { "off", "auto", "on" };
+  char line[256] = "config: mode ";
+  size_t n = strlen(line);
+#define APPEND(s) do { const char *s_ = (s); while (*s_ && n < sizeof line - 1) line[n++] = *s_++; line[n] = 0; } while (0)
+  APPEND(modes[hak_config.mode & 3]);
+  APPEND(hak_config.ss_mem_lean ? ", memory-lean" : "");
+  APPEND(hak_config.bigcache ? ", bigcache" : ", no bigcache");
+  APPEND(hak_config.prewarm ? ", prewarm" : "");
+  APPEND(hak_config.purge_delay_ms >= 0 ? ", purge after delay" : ", no purge");
+  APPEND(", thp ");
+  APPEND(thp[hak_config.thp % 3]);
+  APPEND(hak_config.check ? ", check" : "");
+#undef APPEND
+  hak_warn(line);
 }
 
 void hak_init_slow(void)
@@ -61,6 +84,10 @@ void hak_init_slow(void)
   if (pthread_key_create(&tcache_key, thread_exit) == 0)
     atomic_store_explicit(&tcache_key_ready, true, memory_order_release);
   pthread_atfork(fork_prepare, fork_parent, fork_child);
+  if (hak_config.prewarm && !hak_config.ss_mem_lean)
+    shared_pool_prewarm();
+  if (hak_config.verbose)
+    init_print_config();
 }
 
 void init_thread_started(void *tcache)
@@ -76,6 +103,5 @@ __attribute__((constructor)) static void hak_constructor(void)
 
 __attribute__((destructor)) static void hak_destructor(void)
 {
-  if (hak_config.stats)
-    stats_report(STDERR_FILENO);
+  stats_report_at_exit();
 }

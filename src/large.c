@@ -3,6 +3,8 @@
 #include "os.h"
 #include "stats.h"
 #include "superslab.h"
+#include "config.h"
+#include "purge.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -28,6 +30,9 @@ static struct large_hdr *large_map(size_t map_size, size_t align)
     return NULL;
   h->magic = LARGE_MAGIC;
   h->map_size = map_size;
+  if (hak_config.thp != HAK_THP_AUTO)
+    h->huge_advised = os_advise_huge(h, map_size, hak_config.thp == HAK_THP_ON) == 0 &&
+                      hak_config.thp == HAK_THP_ON;
   if (registry_set((uintptr_t)h, map_size, (uintptr_t)h)) {
     os_unmap(h, map_size);
     errno = ENOMEM;
@@ -56,6 +61,10 @@ void *large_alloc(size_t size, size_t align, bool *fresh)
   if (align <= HAK_UNIT_SIZE)
     h = bigcache_take(map_size);
   *fresh = h == NULL;
+  if (h && hak_config.thp == HAK_THP_AUTO && !h->huge_advised && map_size >= ((size_t)2 << 20)) {
+    /* Reused from BigCache: a hot block, worth huge pages. */
+    h->huge_advised = os_advise_huge(h, map_size, true) == 0;
+  }
   if (!h && !(h = large_map(map_size, align)))
     return NULL;
   h->offset = offset;
@@ -81,7 +90,9 @@ void large_free(struct large_hdr *h, void *p)
   if (h->state != LARGE_LIVE)
     hak_fatal_pointer("free(): double free", p);
   stats_add(&hak_counters.large_frees, 1);
-  if (!bigcache_put(h))
+  if (bigcache_put(h))
+    purge_kick();
+  else
     large_unmap(h);
 }
 

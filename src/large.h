@@ -25,6 +25,9 @@ struct large_hdr {
   size_t map_size;            /* bytes mapped, starting at the header */
   size_t offset;              /* block = (char *)hdr + offset */
   uint32_t state;             /* enum large_state */
+  bool huge_advised;          /* MADV_HUGEPAGE applied */
+  bool decommitted;           /* cached, and its pages given back */
+  uint64_t cached_at_ms;      /* when it entered BigCache */
   struct large_hdr *cache_next;
 };
 
@@ -58,6 +61,13 @@ struct large_hdr *bigcache_take(size_t map_size);
 bool bigcache_put(struct large_hdr *h);
 /* Unmaps every cached mapping; returns true if there was any. */
 bool bigcache_flush(void);
+/* The purge's part for BigCache: decommits cached mappings older than
+ * purge_delay_ms (all of them when idle), in one pass: with batch_madvise
+ * = 1 freed blocks wait for it, with 0 each is decommitted as it is freed.
+ * Returns true if some wait for later. */
+bool bigcache_purge(uint64_t now_ms, bool idle);
+bool bigcache_purge_wanted(void);
+bool bigcache_take_purge_wanted(void);
 
 struct bigcache_usage { uint64_t bytes, count; };
 void bigcache_usage(struct bigcache_usage *u);

@@ -12,6 +12,7 @@ struct os_counters {
   _Atomic uint64_t madvise_calls;
   _Atomic uint64_t mremap_calls;
   _Atomic uint64_t mapped_bytes;   /* currently mapped */
+  _Atomic uint64_t refused;        /* calls refused: range not hakmem's */
 };
 extern struct os_counters os_counters;
 
@@ -20,9 +21,24 @@ extern struct os_counters os_counters;
 void *os_map_aligned(size_t size, size_t align);
 /* Unmaps a range obtained from os_map_aligned (or a page-aligned part of one). */
 void os_unmap(void *addr, size_t size);
-/* Gives the pages' contents back to the OS; the range stays mapped and reads
- * as zero afterwards.  Returns 0 or an errno value. */
-int os_decommit(void *addr, size_t size);
+/* Gives the pages back to the OS; the range stays mapped.  dontneed:
+ * MADV_DONTNEED (pages leave the resident set now and read as zero);
+ * otherwise MADV_FREE (the kernel reclaims them when it needs memory; until
+ * then they keep their contents).  Returns 0 or an errno value.  The first
+ * ENOMEM turns decommit off for good (one warning): callers then unmap. */
+int os_decommit(void *addr, size_t size, bool dontneed);
+/* False once decommit has failed with ENOMEM. */
+bool os_decommit_enabled(void);
+/* Transparent huge page advice for a mapping: huge true -> MADV_HUGEPAGE,
+ * false -> MADV_NOHUGEPAGE.  Returns 0 or an errno value. */
+int os_advise_huge(void *addr, size_t size, bool huge);
+
+/* Whether [addr, addr+size) lies in memory os_map_aligned handed out (at
+ * the granularity of the 512 KiB registry unit); unmap, decommit and
+ * advice refuse any other range. */
+bool os_owns_range(const void *addr, size_t size);
+/* Test hook: the next decommit fails with err (0 = no injection). */
+void os_inject_decommit_error(int err);
 /* Grows or shrinks the mapping at old (old_size bytes) in place to new_size.
  * Returns 0 on success, an errno value if the neighbouring range is taken. */
 int os_resize_in_place(void *old, size_t old_size, size_t new_size);

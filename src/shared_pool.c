@@ -16,6 +16,12 @@ static unsigned kept_empty;
 /* Allocation counts of slabs that were re-formatted or unmapped. */
 static uint64_t retired_allocs[HAK_NUM_CLASSES];
 
+/* Bumped on every hand-out and hand-back: the purge compares it between
+ * ticks to tell an idle program. */
+static uint64_t pool_activity;
+/* Set when memory became purgeable; the purge thread takes it. */
+static _Atomic bool pool_purge_wanted;
+
 static unsigned pool_ss_lg = HAK_SS_LG_DEFAULT;
 static bool pool_empty_reuse = true;
 
@@ -116,6 +122,10 @@ static void superslab_slab_taken(struct superslab *ss)
     ss->empty_kept = false;
     kept_empty--;
   }
+  /* thp = auto: a 2 MiB SuperSlab half in use is hot: huge pages. */
+  if (hak_config.thp == HAK_THP_AUTO && !ss->huge_advised && ss->lg >= 21 &&
+      ss->ninuse * 2 >= ss->nslabs)
+    ss->huge_advised = os_advise_huge(ss, (size_t)1 << ss->lg, true) == 0;
 }
 
 static void slab_hand_out(struct slab *s, uint64_t owner)
@@ -160,15 +170,82 @@ static void superslab_unmap_locked(struct superslab *ss)
   stats_add(&hak_counters.superslabs_unmapped, 1);
 }
 
+/* Gives up the EMPTY slabs of ss (their free lists live in the pages
+ * about to be decommitted). */
+static void superslab_unformat_empty_locked(struct superslab *ss)
+{
+  for (unsigned i = 1; i < ss->nslabs; i++) {
+    struct slab *s = &ss->slabs[i];
+    if (s->state == SLAB_EMPTY) {
+      slab_list_remove(&empty_list[s->cls], s);
+      empty_count[s->cls]--;
+      slab_to_unused(ss, s);
+    }
+  }
+}
+
+/* Decommits the runs of UNUSED, still committed slots of ss.  Returns true
+ * if anything was decommitted. */
+static bool superslab_decommit_unused_locked(struct superslab *ss, bool dontneed)
+{
+  bool any = false;
+  unsigned i = 1;
+  while (i < ss->nslabs) {
+    if (ss->slabs[i].state != SLAB_UNUSED || (ss->decommitted >> i & 1)) {
+      i++;
+      continue;
+    }
+    unsigned j = i;
+    while (j < ss->nslabs && ss->slabs[j].state == SLAB_UNUSED && !(ss->decommitted >> j & 1))
+      j++;
+    if (superslab_decommit_slots(ss, i, j, dontneed) == 0)
+      any = true;
+    i = j;
+  }
+  return any;
+}
+
+static bool superslab_fully_decommitted(const struct superslab *ss)
+{
+  uint32_t all = (uint32_t)(((uint64_t)1 << ss->nslabs) - 2);
+  return (ss->decommitted & all) == all;
+}
+
+/* Bytes of kept, fully free SuperSlabs still committed. */
+static size_t kept_committed_bytes_locked(void)
+{
+  size_t bytes = 0;
+  for (struct superslab *ss = all_list; ss; ss = ss->all_next)
+    if (ss->empty_kept)
+      bytes += ((size_t)(ss->nslabs - 1 - (unsigned)__builtin_popcount(ss->decommitted)))
+               << HAK_SLAB_SHIFT;
+  return bytes;
+}
+
 /* Every slab of ss is free now: ask the release policy. */
 static void superslab_emptied_locked(struct superslab *ss)
 {
-  if (superslab_release_policy(ss, kept_empty) == SUPERSLAB_KEEP) {
-    ss->empty_kept = true;
-    kept_empty++;
-  } else {
-    superslab_unmap_locked(ss);
+  enum superslab_release r =
+      superslab_release_policy(ss, kept_empty, kept_committed_bytes_locked());
+  if (r == SUPERSLAB_DECOMMIT) {
+    superslab_unformat_empty_locked(ss);
+    superslab_decommit_unused_locked(ss, hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED);
+    if (!superslab_fully_decommitted(ss))
+      r = SUPERSLAB_UNMAP;
+    else
+      stats_add(&hak_counters.lean_decommit, 1);
   }
+  if (r == SUPERSLAB_UNMAP) {
+    if (hak_config.ss_mem_lean)
+      stats_add(&hak_counters.lean_retire, 1);
+    superslab_unmap_locked(ss);
+    return;
+  }
+  ss->empty_kept = true;
+  ss->empty_since_ms = hak_now_ms();
+  kept_empty++;
+  if (r == SUPERSLAB_KEEP)
+    pool_purge_wanted = true;
 }
 
 /* Claims an UNUSED slot, or re-formats another class's EMPTY slab. */
@@ -182,6 +259,7 @@ static struct slab *pool_claim_slot_locked(void)
         if (--ss->nunused == 0)
           unused_list_remove(ss);
         superslab_slab_taken(ss);
+        ss->decommitted &= ~(1u << i);
         return s;
       }
     }
@@ -225,6 +303,7 @@ static struct superslab *pool_claim_superslab_locked(void)
   }
   unused_list_remove(ss);
   ss->nunused = 0;
+  ss->decommitted = 0;
   superslab_slab_taken(ss);
   for (unsigned i = 2; i < ss->nslabs; i++) {
     ss->slabs[i].state = SLAB_SPAN_TAIL;
@@ -236,6 +315,7 @@ static struct superslab *pool_claim_superslab_locked(void)
 struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
 {
   pthread_mutex_lock(&pool_lock);
+  pool_activity++;
   struct slab *s = slab_list_pop(&orphan_list[cls]);
   if (s) {
     stats_add(&hak_counters.pool_adopt, 1);
@@ -286,15 +366,23 @@ void shared_pool_release_empty(struct slab *s)
   struct superslab *ss = superslab_of_slab(s);
   stats_add(&hak_counters.slabs_emptied, 1);
   pthread_mutex_lock(&pool_lock);
+  pool_activity++;
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
-  unsigned cap = size_class_is_medium(s->cls) ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
-                                              : SHARED_POOL_EMPTY_PER_CLASS;
+  unsigned cap = size_class_is_medium(s->cls) || hak_config.ss_mem_lean
+                     ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
+                     : SHARED_POOL_EMPTY_PER_CLASS;
   if (pool_empty_reuse && empty_count[s->cls] < cap) {
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;
+    pool_purge_wanted = true;
   } else {
     slab_to_unused(ss, s);
+    /* Lean: a slot nobody uses is not worth its pages. */
+    if (hak_config.ss_mem_lean && hak_config.ss_mem_lean_decommit != HAK_DECOMMIT_OFF &&
+        ss->ninuse > 1 && superslab_decommit_unused_locked(
+                              ss, hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED))
+      stats_add(&hak_counters.lean_decommit, 1);
   }
   if (--ss->ninuse == 0)
     superslab_emptied_locked(ss);
@@ -308,27 +396,6 @@ void shared_pool_orphan(struct slab *s)
   s->state = SLAB_ORPHAN;
   slab_list_push(&orphan_list[s->cls], s);
   pthread_mutex_unlock(&pool_lock);
-}
-
-/* Decommits the runs of consecutive UNUSED slabs of ss. */
-static bool superslab_decommit_unused_locked(struct superslab *ss)
-{
-  bool any = false;
-  unsigned i = 1;
-  while (i < ss->nslabs) {
-    if (ss->slabs[i].state != SLAB_UNUSED) {
-      i++;
-      continue;
-    }
-    unsigned j = i;
-    while (j < ss->nslabs && ss->slabs[j].state == SLAB_UNUSED)
-      j++;
-    if (os_decommit((char *)ss + ((size_t)i << HAK_SLAB_SHIFT),
-                    (size_t)(j - i) << HAK_SLAB_SHIFT) == 0)
-      any = true;
-    i = j;
-  }
-  return any;
 }
 
 bool shared_pool_trim(void)
@@ -349,7 +416,7 @@ bool shared_pool_trim(void)
       superslab_unmap_locked(ss);
       released = true;
     } else if (ss->nunused) {
-      released |= superslab_decommit_unused_locked(ss);
+      released |= superslab_decommit_unused_locked(ss, true);
     }
   }
   pthread_mutex_unlock(&pool_lock);
@@ -378,6 +445,76 @@ void shared_pool_usage(struct shared_pool_usage *u)
       u->in_use_bytes += used * s->block_size;
       u->free_bytes += (carved - used) * s->block_size;
     }
+  }
+  pthread_mutex_unlock(&pool_lock);
+}
+
+bool shared_pool_take_purge_wanted(void)
+{
+  return atomic_exchange(&pool_purge_wanted, false);
+}
+
+bool shared_pool_purge_wanted(void)
+{
+  return atomic_load_explicit(&pool_purge_wanted, memory_order_relaxed);
+}
+
+bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
+{
+  bool pending = false;
+  pthread_mutex_lock(&pool_lock);
+  bool idle = pool_activity == *activity_io;
+  *activity_io = pool_activity;
+  *idle_io = idle;
+  for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
+    if (ss->empty_kept) {
+      if (superslab_fully_decommitted(ss))
+        continue;
+      if (idle || superslab_purge_due(ss->empty_since_ms, now_ms)) {
+        superslab_unformat_empty_locked(ss);
+        if (superslab_decommit_unused_locked(ss, true))
+          stats_add(&hak_counters.purge_decommit, 1);
+      } else {
+        pending = true;
+      }
+      continue;
+    }
+    /* A SuperSlab in use: its free slots are purged once the program has
+     * been idle for a whole purge period. */
+    bool has_empty = false;
+    for (unsigned i = 1; i < ss->nslabs; i++)
+      has_empty |= ss->slabs[i].state == SLAB_EMPTY;
+    bool has_committed_unused = false;
+    for (unsigned i = 1; i < ss->nslabs; i++)
+      has_committed_unused |= ss->slabs[i].state == SLAB_UNUSED && !(ss->decommitted >> i & 1);
+    if (!has_empty && !has_committed_unused)
+      continue;
+    if (idle) {
+      superslab_unformat_empty_locked(ss);
+      if (superslab_decommit_unused_locked(ss, true))
+        stats_add(&hak_counters.purge_decommit, 1);
+    } else {
+      pending = true;
+    }
+  }
+  pthread_mutex_unlock(&pool_lock);
+  return pending;
+}
+
+void shared_pool_prewarm(void)
+{
+  pthread_mutex_lock(&pool_lock);
+  struct superslab *ss = superslab_create(pool_ss_lg);
+  if (ss) {
+    all_list_add(ss);
+    unused_list_add(ss);
+    /* Fault the slots in now so the first slabs cost no page faults. */
+    char *first = (char *)ss + HAK_SLAB_SIZE;
+    size_t bytes = ((size_t)ss->nslabs - 1) << HAK_SLAB_SHIFT;
+    for (size_t off = 0; off < bytes; off += HAK_PAGE_SIZE)
+      ((volatile char *)first)[off] = 0;
+    stats_add(&hak_counters.prewarm_bytes, bytes);
+    stats_add(&hak_counters.pool_new_superslab, 1);
   }
   pthread_mutex_unlock(&pool_lock);
 }

@@ -20,6 +20,7 @@
 
 #include "superslab.h"
 #include "size_class.h"
+#include "config.h"
 
 /* EMPTY slabs a class keeps before returning further ones to UNUSED (a
  * medium slab is a whole SuperSlab, so medium classes keep one). */
@@ -49,6 +50,18 @@ struct shared_pool_usage {
 /* Sums counters over all slabs.  Other threads' fields are read without
  * synchronisation with them, so the figures are a momentary estimate. */
 void shared_pool_usage(struct shared_pool_usage *u);
+
+/* The purge, run by the background purge thread (purge.c) every tick:
+ * decommits kept SuperSlabs whose purge delay has passed and, when the pool
+ * saw no activity since the previous tick (*activity_io), every free slot.
+ * Sets *idle_io; returns true if something purgeable remains for later. */
+bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io);
+/* Whether memory became purgeable since the purge last looked; the take_
+ * variant also clears the flag. */
+bool shared_pool_purge_wanted(void);
+bool shared_pool_take_purge_wanted(void);
+/* Maps a SuperSlab and faults its pages in (prewarm = 1). */
+void shared_pool_prewarm(void);
 
 /* Superslab size for SuperSlabs mapped from now on (config superslab_lg). */
 void shared_pool_set_superslab_lg(unsigned lg);

@@ -7,11 +7,20 @@
 #include "shared_pool.h"
 #include "hakmem.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct hak_counters hak_counters;
+
+uint64_t hak_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* A line buffer; appends silently stop at its end. */
 struct line {
@@ -64,6 +73,8 @@ static void line_write(struct line *l, int fd)
 
 void hak_warn(const char *msg)
 {
+  if (hak_config.quiet)
+    return;
   struct line l = { .len = 0 };
   line_str(&l, "hakmem: ");
   line_str(&l, msg);
@@ -105,7 +116,13 @@ int hakmem_stats_get(hak_stats_t *st)
   st->large_frees = LOAD(large_frees);
   st->bigcache_hits = LOAD(bigcache_hits);
   st->bigcache_misses = LOAD(bigcache_misses);
+  st->lean_decommit = LOAD(lean_decommit);
+  st->lean_retire = LOAD(lean_retire);
+  st->purge_decommit = LOAD(purge_decommit);
+  st->purge_threads = LOAD(purge_threads);
+  st->prewarm_bytes = LOAD(prewarm_bytes);
 #undef LOAD
+  st->os_refused = atomic_load_explicit(&os_counters.refused, memory_order_relaxed);
   st->superslabs_live = u.superslabs_live;
   st->superslabs_empty = u.superslabs_empty;
   st->os_mmap = atomic_load_explicit(&os_counters.mmap_calls, memory_order_relaxed);
@@ -129,7 +146,11 @@ static void report_u64(int fd, const char *name, uint64_t v)
   line_write(&l, fd);
 }
 
-void stats_report(int fd)
+/* Sections of the report, chosen by stats (all), ss_os_stats,
+ * shared_pool_stage_stats and ss_stats_dump. */
+enum { REPORT_OS = 1, REPORT_POOL = 2, REPORT_DUMP = 4, REPORT_ALL = 7 };
+
+static void stats_report_sections(int fd, unsigned sections)
 {
   hak_stats_t st;
   hakmem_stats_get(&st);
@@ -138,14 +159,24 @@ void stats_report(int fd)
   line_u64(&l, (uint64_t)getpid());
   line_write(&l, fd);
 #define R(f) report_u64(fd, #f, st.f)
-  R(malloc_calls); R(refills); R(remote_frees); R(remote_drains);
-  R(slabs_emptied); R(pool_reuse_empty); R(pool_claim_unused);
-  R(pool_new_superslab); R(pool_adopt); R(superslabs_live);
-  R(superslabs_empty); R(superslabs_unmapped); R(large_allocs);
-  R(large_frees); R(bigcache_hits); R(bigcache_misses); R(os_mmap);
-  R(os_munmap); R(os_madvise); R(os_mremap); R(mapped_bytes);
-  R(large_bytes); R(bigcache_bytes);
+  if (sections == REPORT_ALL) {
+    R(malloc_calls); R(refills); R(remote_frees); R(remote_drains);
+    R(slabs_emptied); R(large_allocs); R(large_frees); R(bigcache_hits);
+    R(bigcache_misses); R(large_bytes); R(bigcache_bytes); R(lean_decommit);
+    R(lean_retire); R(purge_decommit); R(purge_threads); R(prewarm_bytes);
+  }
+  if (sections & REPORT_POOL) {
+    R(pool_reuse_empty); R(pool_claim_unused); R(pool_new_superslab); R(pool_adopt);
+  }
+  if (sections & (REPORT_POOL | REPORT_DUMP)) {
+    R(superslabs_live); R(superslabs_empty); R(superslabs_unmapped);
+  }
+  if (sections & REPORT_OS) {
+    R(os_mmap); R(os_munmap); R(os_madvise); R(os_mremap); R(os_refused); R(mapped_bytes);
+  }
 #undef R
+  if (!(sections & REPORT_DUMP))
+    return;
   /* Per class: block size, allocations, refills (classes never used are skipped). */
   struct shared_pool_usage u;
   shared_pool_usage(&u);
@@ -162,6 +193,33 @@ void stats_report(int fd)
     line_u64(&cl, refills);
     line_write(&cl, fd);
   }
+}
+
+void stats_report(int fd)
+{
+  stats_report_sections(fd, REPORT_ALL);
+}
+
+void stats_report_at_exit(void)
+{
+  unsigned sections = hak_config.stats ? REPORT_ALL
+                    : (hak_config.ss_os_stats ? REPORT_OS : 0) |
+                      (hak_config.shared_pool_stage_stats ? REPORT_POOL : 0) |
+                      (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
+  if (!sections)
+    return;
+  int fd = STDERR_FILENO;
+  /* stats_file is never opened in secure execution (the option is not
+   * read from the environment there, and the conf file is root's). */
+  if (hak_config.stats_file[0])
+    fd = open(hak_config.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) {
+    hak_warn("stats_file cannot be opened; report on stderr");
+    fd = STDERR_FILENO;
+  }
+  stats_report_sections(fd, sections);
+  if (fd != STDERR_FILENO)
+    close(fd);
 }
 
 void hakmem_stats_print(int fd)

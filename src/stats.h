@@ -24,7 +24,15 @@ struct hak_counters {
   _Atomic uint64_t large_frees;
   _Atomic uint64_t bigcache_hits;
   _Atomic uint64_t bigcache_misses;
+  _Atomic uint64_t lean_decommit;     /* lean mode: SuperSlabs/slots decommitted at once */
+  _Atomic uint64_t lean_retire;       /* lean mode: SuperSlabs unmapped */
+  _Atomic uint64_t purge_decommit;    /* purge passes that decommitted memory */
+  _Atomic uint64_t prewarm_bytes;
+  _Atomic uint64_t purge_threads;
 };
+
+/* Monotonic milliseconds from a cheap clock. */
+uint64_t hak_now_ms(void);
 extern struct hak_counters hak_counters;
 
 HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
@@ -34,5 +42,7 @@ HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
 
 /* Writes the report (one "hakmem: name value" line per counter) to fd. */
 void stats_report(int fd);
+/* The report at exit, as the stats options ask, to stats_file or stderr. */
+void stats_report_at_exit(void);
 
 #endif

@@ -1,5 +1,6 @@
 /* SuperSlab mapping, the address registry and the release policy. */
 #include "superslab.h"
+#include "config.h"
 #include "os.h"
 
 #include <string.h>
@@ -69,6 +70,9 @@ struct superslab *superslab_create(unsigned lg)
     os_unmap(ss, size);
     return NULL;
   }
+  if (hak_config.thp != HAK_THP_AUTO)
+    ss->huge_advised = os_advise_huge(ss, size, hak_config.thp == HAK_THP_ON) == 0 &&
+                       hak_config.thp == HAK_THP_ON;
   return ss;
 }
 
@@ -80,13 +84,53 @@ void superslab_destroy(struct superslab *ss)
   os_unmap(ss, size);
 }
 
-enum superslab_release superslab_release_policy(const struct superslab *ss,
-                                                unsigned kept_empty)
+/* Fully free SuperSlabs kept per mode: a few absorb a program that frees
+ * and reallocates its last slabs; more go back to the OS. */
+static unsigned keep_limit(void)
 {
-  (void)ss;
-  /* One spare SuperSlab absorbs a program that repeatedly frees and
-   * reallocates its last slabs; further empty ones go back to the OS. */
-  return kept_empty < 1 ? SUPERSLAB_KEEP : SUPERSLAB_UNMAP;
+  switch (hak_config.mode) {
+  case HAK_MODE_MINIMAL: return 0;
+  case HAK_MODE_FAST: return 16;
+  default: return 4;
+  }
+}
+
+enum superslab_release superslab_release_policy(const struct superslab *ss,
+                                                unsigned kept_empty,
+                                                size_t kept_committed_bytes)
+{
+  size_t size = (size_t)1 << ss->lg;
+  if (hak_config.ss_mem_lean) {
+    /* Lean: decommit at once; keep mapped (it costs address space only)
+     * while the committed part of what is kept stays under the target. */
+    size_t target = (size_t)hak_config.ss_mem_lean_target_mb << 20;
+    if (kept_empty >= keep_limit() + 4)
+      return SUPERSLAB_UNMAP;
+    if (hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_OFF)
+      return kept_committed_bytes + size <= target ? SUPERSLAB_KEEP : SUPERSLAB_UNMAP;
+    return os_decommit_enabled() ? SUPERSLAB_DECOMMIT : SUPERSLAB_UNMAP;
+  }
+  if (kept_empty >= keep_limit())
+    return SUPERSLAB_UNMAP;
+  return SUPERSLAB_KEEP;
+}
+
+bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms)
+{
+  return hak_config.purge_delay_ms >= 0 &&
+         now_ms - since_ms >= (uint64_t)hak_config.purge_delay_ms;
+}
+
+int superslab_decommit_slots(struct superslab *ss, unsigned first, unsigned last, bool dontneed)
+{
+  if (first >= last)
+    return 0;
+  int err = os_decommit((char *)ss + ((size_t)first << HAK_SLAB_SHIFT),
+                        (size_t)(last - first) << HAK_SLAB_SHIFT, dontneed);
+  if (err == 0)
+    for (unsigned i = first; i < last; i++)
+      ss->decommitted |= 1u << i;
+  return err;
 }
 
 void superslab_registry_lock(void) { pthread_mutex_lock(&registry_lock); }

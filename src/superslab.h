@@ -31,6 +31,9 @@ struct superslab {
   uint32_t nunused;            /* slabs UNUSED */
   bool on_unused_list;
   bool empty_kept;             /* fully free and kept by the release policy */
+  uint32_t decommitted;        /* slots whose pages were given back (bit i = slot i) */
+  bool huge_advised;           /* MADV_HUGEPAGE applied */
+  uint64_t empty_since_ms;     /* when it became fully free (monotonic ms) */
   struct superslab *all_next, *all_prev;       /* every live SuperSlab */
   struct superslab *unused_next, *unused_prev; /* those with UNUSED slots */
 };
@@ -84,14 +87,27 @@ struct superslab *superslab_create(unsigned lg);
 void superslab_destroy(struct superslab *ss);
 
 enum superslab_release {
-  SUPERSLAB_KEEP,    /* keep it mapped for reuse */
-  SUPERSLAB_UNMAP,   /* give it back to the OS */
+  SUPERSLAB_KEEP,      /* keep it mapped and committed for reuse */
+  SUPERSLAB_DECOMMIT,  /* keep it mapped, give its pages back now */
+  SUPERSLAB_UNMAP,     /* give it back to the OS */
 };
 /* The release policy: what to do with a SuperSlab that has just become
- * fully free, given how many fully free ones are already kept.  Every path
- * that empties a SuperSlab asks this function and nothing else. */
+ * fully free, given how many fully free ones are kept already and how many
+ * bytes of kept memory are still committed.  Every path that empties a
+ * SuperSlab asks this function and nothing else; the answer follows the
+ * configuration (mode, ss_mem_lean, purge_delay_ms). */
 enum superslab_release superslab_release_policy(const struct superslab *ss,
-                                                unsigned kept_empty);
+                                                unsigned kept_empty,
+                                                size_t kept_committed_bytes);
+/* Whether a SuperSlab kept empty since since_ms is due for decommit at
+ * now_ms (the delayed half of the policy, applied by the purge). */
+bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms);
+
+/* Decommits slots [first, last) of ss (not the header slot) and records
+ * them as decommitted; dontneed chooses MADV_DONTNEED (the pages are gone
+ * from the resident set at once) over MADV_FREE (reclaimed lazily).
+ * Returns 0 or an errno value; on failure nothing is recorded. */
+int superslab_decommit_slots(struct superslab *ss, unsigned first, unsigned last, bool dontneed);
 
 /* Fork support: the registry lock, taken last in the documented order. */
 void superslab_registry_lock(void);

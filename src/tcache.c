@@ -4,6 +4,7 @@
 #include "shared_pool.h"
 #include "stats.h"
 #include "config.h"
+#include "purge.h"
 
 /* Never handed out, never written: its list is always empty. */
 struct slab tcache_no_slab = { .state = SLAB_HEADER };
@@ -122,6 +123,7 @@ void tcache_slab_emptied(struct slab *s)
 {
   ring_remove(s->cls, s);
   shared_pool_release_empty(s);
+  purge_kick();
 }
 
 /* Drains every slab of the ring and hands back those with no block in
@@ -157,6 +159,7 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
     s = next;
   }
   tcache_self.active[cls] = keep ? keep : &tcache_no_slab;
+  purge_kick();
 }
 
 void tcache_flush(void)

@@ -1,0 +1,76 @@
+/* The background purge thread. */
+#include "purge.h"
+#include "config.h"
+#include "large.h"
+#include "shared_pool.h"
+#include "stats.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+static _Atomic bool purge_running;
+
+static void purge_sleep(uint64_t ms)
+{
+  struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+}
+
+static void *purge_main(void *arg)
+{
+  (void)arg;
+  uint64_t tick = hak_config.purge_delay_ms < 10 ? 10 : (uint64_t)hak_config.purge_delay_ms;
+  if (tick > 1000)
+    tick = 1000;
+  uint64_t activity = UINT64_MAX;
+  for (;;) {
+    shared_pool_take_purge_wanted();
+    bigcache_take_purge_wanted();
+    purge_sleep(tick);
+    bool idle;
+    uint64_t now = hak_now_ms();
+    bool pending = shared_pool_purge(now, &idle, &activity);
+    pending |= bigcache_purge(now, idle);
+    if (pending || shared_pool_purge_wanted() || bigcache_purge_wanted())
+      continue;
+    /* Nothing left: stop, unless memory became purgeable meanwhile and no
+     * kicker saw purge_running false yet. */
+    atomic_store(&purge_running, false);
+    if (!shared_pool_purge_wanted() && !bigcache_purge_wanted())
+      return NULL;
+    bool expected = false;
+    if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
+      return NULL;
+  }
+}
+
+void purge_kick(void)
+{
+  if (hak_config.purge_delay_ms < 0 || atomic_load_explicit(&purge_running, memory_order_relaxed) ||
+      !(shared_pool_purge_wanted() || bigcache_purge_wanted()))
+    return;
+  bool expected = false;
+  if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
+    return;
+  stats_add(&hak_counters.purge_threads, 1);
+  /* The thread takes no signals meant for the program. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  pthread_t t;
+  if (pthread_create(&t, &attr, purge_main, NULL) != 0)
+    atomic_store(&purge_running, false);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void purge_postfork_child(void)
+{
+  atomic_store(&purge_running, false);
+}
