@@ -19,9 +19,6 @@ _Static_assert(HAK_NUM_CLASSES == 52, "tcache_self initialiser covers every clas
 
 static _Atomic uint64_t tcache_next_id = 1;
 
-/* Slabs of the ring a refill looks at before asking the shared pool. */
-#define TCACHE_RING_SCAN 8
-
 static void tcache_thread_init(void)
 {
   hak_init();
@@ -93,7 +90,8 @@ void *tcache_alloc_slow(unsigned cls)
     s = NULL;
   } else if (!slab_refill(s)) {
     struct slab *t = s->next;
-    for (unsigned k = 0; t != s && k < TCACHE_RING_SCAN; k++, t = t->next)
+    /* Up to ss_empty_scan_limit slabs of the ring before asking the pool. */
+    for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next)
       if (slab_has_room(t) && slab_refill(t))
         break;
     s = t != s && t->free ? t : NULL;
