@@ -25,3 +25,13 @@ tests_test_dlopen_LDADD = src/libhakmem.la $(CHECK_LIBS) -ldl
 tests_libdlopen_lib_la_SOURCES = tests/dlopen_lib.c
 tests_libdlopen_lib_la_LDFLAGS = -module -avoid-version -rpath /nowhere
 AM_TESTS_ENVIRONMENT = DLOPEN_LIB=$(abs_top_builddir)/tests/.libs/libdlopen_lib.so; export DLOPEN_LIB; MAKE='$(MAKE)'; export MAKE; CC='$(CC)'; export CC;
+
+# Memory lifecycle: release policy, purge, OS guard, THP (core-linked).
+if HAVE_CHECK
+check_PROGRAMS += tests/test_lifecycle
+TESTS += tests/test_lifecycle
+endif
+tests_test_lifecycle_SOURCES = tests/test_lifecycle.c
+tests_test_lifecycle_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
+tests_test_lifecycle_LDFLAGS = $(SANITIZE_CFLAGS)
+tests_test_lifecycle_LDADD = src/libhakmem_core.la $(CHECK_LIBS)

@@ -1,0 +1,362 @@
+/* Memory lifecycle: the release policy under each mode and decommit kind,
+ * the purge of an idle program, the OS layer's guard and fail-fast, THP
+ * advice.  RSS checks use generous bounds, never wall time. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "config.h"
+#include "os.h"
+#include "shared_pool.h"
+#include "superslab.h"
+
+static hak_stats_t stats_now(void)
+{
+  hak_stats_t st;
+  hakmem_stats_get(&st);
+  return st;
+}
+
+/* Initialises hakmem (which loads the defaults), then applies a setting. */
+static void start(void)
+{
+  hak_free(hak_malloc(1));
+}
+
+#define BLOCKS 40000   /* 40000 x 1 KiB: about 20 SuperSlabs */
+static void *churned[BLOCKS];  /* addresses of the last churn (freed) */
+
+static void *fill_and_free(void *arg)
+{
+  (void)arg;
+  void **v = malloc(BLOCKS * sizeof *v);
+  for (int i = 0; i < BLOCKS; i++) {
+    v[i] = hak_malloc(1000);
+    memset(v[i], 0xab, 1000);
+    churned[i] = v[i];
+  }
+  for (int i = 0; i < BLOCKS; i++)
+    hak_free(v[i]);
+  free(v);
+  return NULL;
+}
+
+/* Runs fill_and_free in a thread that then exits (its cache is flushed). */
+static void churn(void)
+{
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, fill_and_free, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+
+/* Pages of [p, p+len) resident, by mincore. */
+static size_t resident_pages(void *p, size_t len)
+{
+  size_t n = len / 4096, r = 0;
+  unsigned char *vec = malloc(n);
+  ck_assert_int_eq(mincore(p, len, vec), 0);
+  for (size_t i = 0; i < n; i++)
+    r += vec[i] & 1;
+  free(vec);
+  return r;
+}
+
+static long rss_kb(void)
+{
+  long size, res;
+  FILE *f = fopen("/proc/self/statm", "r");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &res), 2);
+  fclose(f);
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+START_TEST(lean_decommits_at_once_dontneed)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
+  hak_stats_t a = stats_now();
+  churn();
+  hak_stats_t b = stats_now();
+  ck_assert_uint_gt(b.lean_decommit, a.lean_decommit);
+  /* The kept free SuperSlabs are decommitted: of the SuperSlabs the
+   * thread used, those still mapped have almost no page resident
+   * (MADV_DONTNEED takes effect at once). */
+  ck_assert_uint_ge(b.superslabs_empty, 1);
+  unsigned checked = 0;
+  for (int i = 0; i < BLOCKS; i += 500) {
+    uintptr_t e = registry_lookup((uintptr_t)churned[i]);
+    if (!registry_is_superslab(e))
+      continue;
+    struct superslab *ss = (struct superslab *)(e - REGISTRY_TAG_SUPERSLAB);
+    if (!ss->empty_kept)
+      continue; /* also holds the main thread's slabs */
+    ck_assert_uint_eq(resident_pages((char *)ss + (1 << 16), (1 << 21) - (1 << 16)), 0);
+    checked++;
+  }
+  ck_assert_uint_ge(checked, 1);
+}
+END_TEST
+
+START_TEST(lean_decommit_free_reuses_and_zeroes)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_FREE;
+  churn();
+  hak_stats_t a = stats_now();
+  ck_assert_uint_gt(a.lean_decommit, 0);
+  ck_assert_uint_gt(a.superslabs_empty, 0);
+  /* Decommitted SuperSlabs are reused before new ones are mapped, and
+   * calloc still hands out zeroes there. */
+  unsigned char **v = malloc(BLOCKS * sizeof *v);
+  for (int i = 0; i < BLOCKS; i++) {
+    v[i] = hak_calloc(1, 1000);
+    for (int k = 0; k < 1000; k += 97)
+      ck_assert_uint_eq(v[i][k], 0);
+  }
+  hak_stats_t b = stats_now();
+  /* Every kept (decommitted) SuperSlab was taken before any new one. */
+  ck_assert_uint_eq(b.superslabs_empty, 0);
+  ck_assert_uint_ge(b.pool_claim_unused - a.pool_claim_unused, a.superslabs_empty);
+  for (int i = 0; i < BLOCKS; i++)
+    hak_free(v[i]);
+  free(v);
+}
+END_TEST
+
+START_TEST(lean_decommit_off_only_keeps)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_OFF;
+  hak_config.ss_mem_lean_target_mb = 4;
+  hak_stats_t a = stats_now();
+  churn();
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.lean_decommit, a.lean_decommit);
+  /* Kept memory is bounded by the target: 4 MiB = two SuperSlabs. */
+  ck_assert_uint_le(b.superslabs_empty, 2);
+  ck_assert_uint_gt(b.lean_retire, a.lean_retire);
+}
+END_TEST
+
+START_TEST(balanced_idle_program_shrinks)
+{
+  start();
+  hak_config.purge_delay_ms = 100;
+  long before = rss_kb();
+  void **v = malloc(100000 * sizeof *v);
+  for (int i = 0; i < 100000; i++) {
+    v[i] = hak_malloc(500);
+    memset(v[i], 1, 500);
+  }
+  long peak = rss_kb();
+  ck_assert_int_gt(peak - before, 40000);
+  for (int i = 0; i < 100000; i++)
+    hak_free(v[i]);
+  free(v);
+  /* No further malloc or free: the purge thread must do it.  Poll for up
+   * to 10 s (slow machines); the bound is generous. */
+  long now = peak;
+  for (int i = 0; i < 100 && now - before > (peak - before) / 10; i++) {
+    usleep(100000);
+    now = rss_kb();
+  }
+  ck_assert_int_le(now - before, (peak - before) / 10);
+  hak_stats_t s = stats_now();
+  ck_assert_uint_ge(s.purge_threads, 1);
+  ck_assert_uint_ge(s.purge_decommit, 1);
+}
+END_TEST
+
+START_TEST(fast_mode_never_decommits)
+{
+  start();
+  hak_config.mode = HAK_MODE_FAST;
+  hak_config.purge_delay_ms = -1;
+  churn();
+  usleep(300000);
+  hak_stats_t s = stats_now();
+  ck_assert_uint_eq(s.purge_threads, 0);
+  ck_assert_uint_eq(s.purge_decommit, 0);
+  ck_assert_uint_eq(s.lean_decommit, 0);
+  ck_assert_uint_ge(s.superslabs_empty, 4);
+}
+END_TEST
+
+START_TEST(minimal_mode_unmaps_at_once)
+{
+  start();
+  hak_config.mode = HAK_MODE_MINIMAL;
+  hak_config.purge_delay_ms = -1;
+  hak_stats_t a = stats_now();
+  churn();
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.superslabs_empty, 0);
+  ck_assert_uint_gt(b.superslabs_unmapped, a.superslabs_unmapped);
+}
+END_TEST
+
+START_TEST(os_guard_refuses_foreign_ranges)
+{
+  start();
+  static char not_ours[3 * 4096];
+  char *page = (char *)(((uintptr_t)not_ours + 4095) & ~(uintptr_t)4095);
+  hak_stats_t a = stats_now();
+  ck_assert_int_eq(os_decommit(page, 4096, true), EINVAL);
+  os_unmap(page, 4096);
+  ck_assert_int_eq(os_advise_huge(page, 4096, true), EINVAL);
+  page[0] = 1; /* still mapped */
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.os_refused - a.os_refused, 3);
+  ck_assert(!os_owns_range(page, 4096));
+  void *p = hak_malloc(100);
+  ck_assert(os_owns_range(p, 100));
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(decommit_enomem_fails_fast_to_unmap)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_FREE;
+  os_inject_decommit_error(ENOMEM);
+  hak_stats_t a = stats_now();
+  churn();
+  hak_stats_t b = stats_now();
+  ck_assert(!os_decommit_enabled());
+  /* Nothing more is decommitted: free SuperSlabs are unmapped instead. */
+  ck_assert_uint_gt(b.lean_retire, a.lean_retire);
+  churn();
+  hak_stats_t c = stats_now();
+  ck_assert_uint_eq(c.lean_decommit, b.lean_decommit);
+  ck_assert_uint_gt(c.lean_retire, b.lean_retire);
+}
+END_TEST
+
+/* VmFlags of the mapping containing p, from /proc/self/smaps. */
+static void vmflags_of(const void *p, char *out, size_t cap)
+{
+  FILE *f = fopen("/proc/self/smaps", "r");
+  ck_assert_ptr_nonnull(f);
+  char line[512];
+  bool in = false;
+  out[0] = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+      continue;
+    }
+    if (in && strncmp(line, "VmFlags:", 8) == 0) {
+      snprintf(out, cap, "%s", line + 8);
+      break;
+    }
+  }
+  fclose(f);
+}
+
+static bool thp_supported(void)
+{
+  return access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) == 0;
+}
+
+START_TEST(thp_advice_is_applied)
+{
+  if (!thp_supported()) {
+    fprintf(stderr, "thp_advice_is_applied: no transparent huge pages here, nothing to check\n");
+    return;
+  }
+  start();
+  char flags[256];
+  hak_config.thp = HAK_THP_ON;
+  struct superslab *on = superslab_create(21);
+  ck_assert_ptr_nonnull(on);
+  vmflags_of(on, flags, sizeof flags);
+  ck_assert_msg(strstr(flags, " hg") != NULL, "VmFlags:%s", flags);
+  void *big = hak_malloc(4 << 20);
+  vmflags_of(big, flags, sizeof flags);
+  ck_assert_msg(strstr(flags, " hg") != NULL, "VmFlags:%s", flags);
+  hak_free(big);
+  hak_config.thp = HAK_THP_OFF;
+  struct superslab *off = superslab_create(21);
+  ck_assert_ptr_nonnull(off);
+  vmflags_of(off, flags, sizeof flags);
+  ck_assert_msg(strstr(flags, " nh") != NULL, "VmFlags:%s", flags);
+  superslab_destroy(on);
+  superslab_destroy(off);
+}
+END_TEST
+
+START_TEST(prewarm_faults_a_superslab_in)
+{
+  start();
+  hak_stats_t a = stats_now();
+  shared_pool_prewarm();
+  hak_stats_t b = stats_now();
+  ck_assert_uint_ge(b.prewarm_bytes - a.prewarm_bytes, (1u << 21) - (1u << 16));
+  ck_assert_uint_eq(b.pool_new_superslab - a.pool_new_superslab, 1);
+}
+END_TEST
+
+START_TEST(bigcache_batches_decommit)
+{
+  start();
+  hak_config.purge_delay_ms = 50;
+  hak_config.batch_madvise = 0;
+  void *p = hak_malloc(1 << 20);
+  hak_stats_t a = stats_now();
+  hak_free(p);
+  hak_stats_t b = stats_now();
+  /* Unbatched: the free itself gave the pages back. */
+  ck_assert_uint_eq(b.os_madvise - a.os_madvise, 1);
+  hak_config.batch_madvise = 1;
+  p = hak_malloc(1 << 20);
+  memset(p, 1, 1 << 20);
+  b = stats_now();
+  hak_free(p);
+  hak_stats_t c = stats_now();
+  ck_assert_uint_eq(c.os_madvise, b.os_madvise);
+  /* Batched: the purge thread does it after the delay. */
+  for (int i = 0; i < 100; i++) {
+    usleep(50000);
+    if (stats_now().os_madvise > c.os_madvise)
+      break;
+  }
+  ck_assert_uint_gt(stats_now().os_madvise, c.os_madvise);
+  ck_assert_uint_le(resident_pages((char *)p - 64 + 4096, (1 << 20) - 4096), 1);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("lifecycle");
+  TCase *t = tcase_create("policy");
+  tcase_set_timeout(t, 120);
+  tcase_add_test(t, lean_decommits_at_once_dontneed);
+  tcase_add_test(t, lean_decommit_free_reuses_and_zeroes);
+  tcase_add_test(t, lean_decommit_off_only_keeps);
+  tcase_add_test(t, balanced_idle_program_shrinks);
+  tcase_add_test(t, fast_mode_never_decommits);
+  tcase_add_test(t, minimal_mode_unmaps_at_once);
+  tcase_add_test(t, os_guard_refuses_foreign_ranges);
+  tcase_add_test(t, decommit_enomem_fails_fast_to_unmap);
+  tcase_add_test(t, thp_advice_is_applied);
+  tcase_add_test(t, prewarm_faults_a_superslab_in);
+  tcase_add_test(t, bigcache_batches_decommit);
+  suite_add_tcase(s, t);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
