@@ -277,7 +277,7 @@ START_TEST(thp_advice_is_applied)
     return;
   }
   start();
-  char flags[256];
+  char flags[512];
   hak_config.thp = HAK_THP_ON;
   struct superslab *on = superslab_create(21);
   ck_assert_ptr_nonnull(on);
