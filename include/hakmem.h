@@ -41,9 +41,9 @@ HAK_API int   hak_trim(size_t pad);
 
 /* A snapshot of the allocator's counters (process-wide). */
 typedef struct hak_stats {
-  uint64_t malloc_calls;        /* small allocations served (all threads) */
+  uint64_t malloc_calls;        /* allocations served from slabs (sizes up to 256 KiB, all threads) */
   uint64_t refills;             /* thread-cache refills from a slab */
-  uint64_t remote_frees;        /* frees pushed to another thread's slab */
+  uint64_t remote_frees;        /* blocks freed by other threads, counted when the owner collects them */
   uint64_t remote_drains;       /* remote-free stacks collected by owners */
   uint64_t slabs_emptied;       /* slabs found EMPTY and returned to the pool */
   uint64_t pool_reuse_empty;    /* shared pool stage 1: EMPTY slab of the class reused */

@@ -71,6 +71,7 @@ void *large_alloc(size_t size, size_t align, bool *fresh)
   h->state = LARGE_LIVE;
   h->cache_next = NULL;
   stats_add(&hak_counters.large_allocs, 1);
+  stats_add(&hak_counters.large_live_bytes, h->map_size);
   return large_block(h);
 }
 
@@ -90,6 +91,7 @@ void large_free(struct large_hdr *h, void *p)
   if (h->state != LARGE_LIVE)
     hak_fatal_pointer("free(): double free", p);
   stats_add(&hak_counters.large_frees, 1);
+  atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size, memory_order_relaxed);
   if (bigcache_put(h))
     purge_kick();
   else
@@ -112,6 +114,8 @@ void *large_realloc(struct large_hdr *h, size_t size)
       size_t old_units = hak_align_up(h->map_size, HAK_UNIT_SIZE);
       if (old_units > keep_units)
         registry_clear((uintptr_t)h + keep_units, old_units - keep_units);
+      atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size - map_size,
+                                memory_order_relaxed);
       h->map_size = map_size;
     }
     return large_block(h);
@@ -121,6 +125,7 @@ void *large_realloc(struct large_hdr *h, size_t size)
   if (os_resize_in_place(h, h->map_size, map_size) == 0) {
     if (registry_set((uintptr_t)h + old_units, hak_align_up(map_size, HAK_UNIT_SIZE) - old_units,
                      (uintptr_t)h) == false) {
+      stats_add(&hak_counters.large_live_bytes, map_size - h->map_size);
       h->map_size = map_size;
       return large_block(h);
     }
@@ -150,6 +155,7 @@ void *large_realloc(struct large_hdr *h, size_t size)
     errno = ENOMEM;
     return NULL;
   }
+  stats_add(&hak_counters.large_live_bytes, map_size - old_size);
   n->map_size = map_size;
   return large_block(n);
 }

@@ -131,8 +131,7 @@ int hakmem_stats_get(hak_stats_t *st)
   st->os_mremap = atomic_load_explicit(&os_counters.mremap_calls, memory_order_relaxed);
   st->mapped_bytes = atomic_load_explicit(&os_counters.mapped_bytes, memory_order_relaxed);
   st->bigcache_bytes = b.bytes;
-  uint64_t large_mapped = st->mapped_bytes > u.superslab_bytes ? st->mapped_bytes - u.superslab_bytes : 0;
-  st->large_bytes = large_mapped > b.bytes ? large_mapped - b.bytes : 0;
+  st->large_bytes = atomic_load_explicit(&hak_counters.large_live_bytes, memory_order_relaxed);
   return 0;
 }
 

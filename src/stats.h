@@ -29,6 +29,7 @@ struct hak_counters {
   _Atomic uint64_t purge_decommit;    /* purge passes that decommitted memory */
   _Atomic uint64_t prewarm_bytes;
   _Atomic uint64_t purge_threads;
+  _Atomic uint64_t large_live_bytes;  /* mapping bytes of live large blocks */
 };
 
 /* Monotonic milliseconds from a cheap clock. */

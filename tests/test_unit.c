@@ -448,6 +448,7 @@ static Suite *unit_suite(void)
 {
   Suite *s = suite_create("unit");
   TCase *t = tcase_create("size_class");
+  tcase_set_timeout(t, 120);
   tcase_add_test(t, size_class_table);
   tcase_add_test(t, size_class_lookup_is_smallest_fit);
   tcase_add_test(t, size_class_aligned);
