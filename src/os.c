@@ -221,16 +221,13 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   if (os_refuse(old, old_size, "mremap refused: range not mapped by hakmem"))
     return EINVAL;
   uintptr_t a = (uintptr_t)old;
-  if (new_size > old_size && !guard_mark(a + old_size, new_size - old_size, true))
-    return ENOMEM;
   atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
   void *p = mremap(old, old_size, new_size, 0);
-  if (p == MAP_FAILED) {
-    int err = errno;
-    uintptr_t keep = hak_align_up(a + old_size, HAK_UNIT_SIZE);
-    if (new_size > old_size && a + new_size > keep)
-      guard_mark(keep, a + new_size - keep, false);
-    return err;
+  if (p == MAP_FAILED)
+    return errno; /* the units after it may be another mapping's: leave them */
+  if (new_size > old_size && !guard_mark(a + old_size, new_size - old_size, true)) {
+    mremap(old, new_size, old_size, 0);
+    return ENOMEM;
   }
   if (new_size < old_size) {
     uintptr_t keep = hak_align_up(a + new_size, HAK_UNIT_SIZE);

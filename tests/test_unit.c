@@ -361,6 +361,27 @@ START_TEST(large_realloc_moves_pages)
 }
 END_TEST
 
+/* Two large blocks grown in turn: a failed in-place growth must leave the
+ * neighbour's mapping hakmem's. */
+START_TEST(large_realloc_neighbours)
+{
+  char *p[2];
+  size_t sz[2] = { 300000, 300000 };
+  for (int i = 0; i < 2; i++)
+    p[i] = hak_malloc(sz[i]);
+  for (int step = 0; step < 20; step++)
+    for (int i = 0; i < 2; i++) {
+      size_t n = sz[i] + sz[i] / 4;
+      p[i] = hak_realloc(p[i], n);
+      ck_assert_ptr_nonnull(p[i]);
+      p[i][n - 1] = (char)step;
+      sz[i] = n;
+    }
+  for (int i = 0; i < 2; i++)
+    hak_free(p[i]);
+}
+END_TEST
+
 START_TEST(trim_returns_memory)
 {
   alloc_free_many((void *)(uintptr_t)20000);
@@ -474,6 +495,7 @@ static Suite *unit_suite(void)
   tcase_set_timeout(t, 60);
   tcase_add_test(t, bigcache_reuses_mappings);
   tcase_add_test(t, large_realloc_moves_pages);
+  tcase_add_test(t, large_realloc_neighbours);
   tcase_add_test(t, trim_returns_memory);
   suite_add_tcase(s, t);
 
