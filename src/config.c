@@ -1,8 +1,24 @@
-/* The option table and the environment reader. */
+/* The option table, the conf-file parser and the environment reader.
+ *
+ * Loading is two passes over the same sources: the first resolves mode
+ * alone (silently), then the mode's presets are applied, and the second
+ * applies every key in precedence order and reports problems.  Sources are
+ * applied lowest first, so the last assignment wins: conf global lines come
+ * before any section, matching sections in file order, the environment
+ * last.  Every line of the file is validated, whether its section matches
+ * or not, so each program sees the same warnings as `hakmemctl check`. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
 
 struct hak_config hak_config = {
   .mode = HAK_MODE_BALANCED,
@@ -16,77 +32,87 @@ struct hak_config hak_config = {
   .ss_mem_lean_decommit = HAK_DECOMMIT_FREE,
   .thp = HAK_THP_OFF,
 };
+bool config_secure;
+struct config_source config_sources[CONFIG_OPTION_MAX];
+
+static const char *const mode_words[] = { "minimal", "fast", "balanced", "research", NULL };
+static const char *const thp_words[] = { "off", "auto", "on", NULL };
+static const char *const decommit_words[] = { "FREE", "DONTNEED", "OFF", NULL };
+
+#define BOOL(k, d, desc) \
+  { .key = #k, .type = CONFIG_BOOL, .min = 0, .max = 1, .def = d, .value = &hak_config.k, \
+    .description = desc }
+/* Preset values in the order minimal, fast, balanced, research; the
+ * built-in default is balanced's. */
+#define PRESET(k, ty, lo, hi, w, m, f, b, r, desc) \
+  { .key = #k, .type = ty, .min = lo, .max = hi, .def = b, .preset = true, \
+    .mode_value = { m, f, b, r }, .words = w, .value = &hak_config.k, .description = desc }
 
 const struct config_option config_options[] = {
-  { "stats", CONFIG_BOOL, 0, 1, 0, &hak_config.stats,
-    "print the statistics report on stderr at exit" },
-  { "check", CONFIG_BOOL, 0, 1, 0, &hak_config.check,
-    "validate every free (block boundary, slab state) and abort on a bad pointer" },
-  { "bigcache", CONFIG_BOOL, 0, 1, 1, &hak_config.bigcache,
-    "keep recently freed large mappings and reuse them for requests of the same size" },
-  { "ss_empty_reuse", CONFIG_BOOL, 0, 1, 1, &hak_config.ss_empty_reuse,
-    "reuse a class's EMPTY slabs before claiming unused ones (shared pool stage 1)" },
-  { "superslab_lg", CONFIG_INT, HAK_SS_LG_MIN, HAK_SS_LG_MAX, HAK_SS_LG_DEFAULT,
-    &hak_config.superslab_lg, "log2 of the SuperSlab size: 19 (512 KiB) to 21 (2 MiB)" },
+  { .key = "mode", .type = CONFIG_ENUM, .min = 0, .max = HAK_MODE_COUNT - 1,
+    .def = HAK_MODE_BALANCED, .words = mode_words, .value = &hak_config.mode,
+    .description = "preset the other options start from: minimal, fast, balanced or research" },
+  PRESET(stats, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
+         "print the full statistics report at exit"),
+  BOOL(ss_os_stats, 0, "print the OS call counters (mmap, munmap, madvise) at exit"),
+  BOOL(shared_pool_stage_stats, 0, "print the shared-pool stage counters at exit"),
+  BOOL(ss_stats_dump, 0, "print the per-class and SuperSlab lines at exit"),
+  { .key = "stats_file", .type = CONFIG_STRING, .text = hak_config.stats_file,
+    .text_size = sizeof hak_config.stats_file,
+    .description = "append the reports to this file instead of stderr (never in secure execution)" },
+  PRESET(check, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
+         "validate every free and abort on a pointer hakmem did not return"),
+  PRESET(verbose, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
+         "print the effective configuration on stderr at start-up"),
+  BOOL(quiet, 0, "print no warnings (bad options, OS failures)"),
+  PRESET(bigcache, CONFIG_BOOL, 0, 1, NULL, 0, 1, 1, 1,
+         "keep recently freed large mappings and reuse them for requests of the same size"),
+  PRESET(batch_madvise, CONFIG_BOOL, 0, 1, NULL, 0, 0, 1, 1,
+         "give cached large blocks back to the OS in batches rather than one by one"),
+  PRESET(ss_empty_reuse, CONFIG_BOOL, 0, 1, NULL, 0, 1, 1, 1,
+         "reuse a class's EMPTY slabs before claiming unused ones (shared pool stage 1)"),
+  { .key = "ss_empty_scan_limit", .type = CONFIG_INT, .min = 1, .max = 1024, .def = 8,
+    .value = &hak_config.ss_empty_scan_limit,
+    .description = "slabs of its own a thread scans for free blocks before asking the shared pool" },
+  { .key = "superslab_lg", .type = CONFIG_INT, .min = HAK_SS_LG_MIN, .max = HAK_SS_LG_MAX,
+    .def = HAK_SS_LG_DEFAULT, .value = &hak_config.superslab_lg,
+    .description = "log2 of the SuperSlab size: 19 (512 KiB) to 21 (2 MiB)" },
+  PRESET(prewarm, CONFIG_BOOL, 0, 1, NULL, 0, 1, 0, 0,
+         "map and fault in a SuperSlab at start-up (not in memory-lean mode)"),
+  PRESET(purge_delay_ms, CONFIG_INT, -1, 3600000, NULL, -1, -1, 1000, 1000,
+         "decommit SuperSlabs and cached blocks unused this many milliseconds; -1 = never"),
+  BOOL(ss_mem_lean, 0, "memory-lean mode: no prewarm, empty SuperSlabs decommitted at once"),
+  { .key = "ss_mem_lean_target_mb", .type = CONFIG_SIZE_MB, .min = 0, .max = 65536, .def = 10,
+    .value = &hak_config.ss_mem_lean_target_mb,
+    .description = "memory-lean mode: MiB of free memory kept for reuse" },
+  { .key = "ss_mem_lean_decommit", .type = CONFIG_ENUM, .min = 0, .max = 2,
+    .def = HAK_DECOMMIT_FREE, .words = decommit_words, .value = &hak_config.ss_mem_lean_decommit,
+    .description = "memory-lean mode: how memory is given back: FREE, DONTNEED or OFF" },
+  PRESET(thp, CONFIG_ENUM, 0, 2, thp_words, HAK_THP_OFF, HAK_THP_AUTO, HAK_THP_OFF, HAK_THP_OFF,
+         "transparent huge pages: off (never), auto (for 2 MiB mappings), on (every mapping)"),
 };
 const unsigned config_option_count = sizeof config_options / sizeof config_options[0];
+_Static_assert(sizeof config_options / sizeof config_options[0] <= CONFIG_OPTION_MAX,
+               "config_sources is too small");
 
-static bool word_eq(const char *a, const char *b)
+/* ---- text helpers (no stdio) ---- */
+
+struct msg {
+  char s[256];
+  size_t n;
+};
+
+static void msg_str(struct msg *m, const char *s)
 {
-  return strcasecmp(a, b) == 0;
+  while (*s && m->n < sizeof m->s - 1)
+    m->s[m->n++] = *s++;
+  m->s[m->n] = '\0';
 }
 
-bool config_parse_bool(const char *s, int *out)
+static void msg_int(struct msg *m, long v)
 {
-  static const char *const yes[] = { "1", "yes", "true", "on" };
-  static const char *const no[] = { "0", "no", "false", "off" };
-  for (unsigned i = 0; i < 4; i++) {
-    if (word_eq(s, yes[i])) {
-      *out = 1;
-      return true;
-    }
-    if (word_eq(s, no[i])) {
-      *out = 0;
-      return true;
-    }
-  }
-  return false;
-}
-
-bool config_parse_int(const char *s, int min, int max, int *out)
-{
-  long v = 0;
-  bool neg = *s == '-';
-  if (neg)
-    s++;
-  if (!*s)
-    return false;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9' || v > 1000000000L)
-      return false;
-    v = v * 10 + (*s - '0');
-  }
-  if (neg)
-    v = -v;
-  if (v < min || v > max)
-    return false;
-  *out = (int)v;
-  return true;
-}
-
-/* Appends s to buf (cap bytes), keeping it NUL-terminated. */
-static void str_append(char *buf, size_t cap, const char *s)
-{
-  size_t n = strlen(buf);
-  while (*s && n + 1 < cap)
-    buf[n++] = *s++;
-  buf[n] = '\0';
-}
-
-static void str_append_int(char *buf, size_t cap, int v)
-{
-  char tmp[16];
-  unsigned u = v < 0 ? (unsigned)-v : (unsigned)v;
+  char tmp[24];
+  unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
   int i = (int)sizeof tmp - 1;
   tmp[i] = '\0';
   do {
@@ -95,81 +121,838 @@ static void str_append_int(char *buf, size_t cap, int v)
   } while (u);
   if (v < 0)
     tmp[--i] = '-';
-  str_append(buf, cap, tmp + i);
+  msg_str(m, tmp + i);
 }
 
-/* Compares the variable name (up to '=') with HAKMEM_ + upper(key). */
-static bool env_name_matches(const char *name, size_t len, const char *key)
+/* Appends at most max bytes of s, with unprintable bytes shown as '?'. */
+static void msg_text(struct msg *m, const char *s, size_t max)
 {
-  if (len != 7 + strlen(key))
-    return false;
-  for (size_t i = 0; i < len - 7; i++) {
-    char c = key[i];
-    if (c >= 'a' && c <= 'z')
-      c = (char)(c - 'a' + 'A');
-    if (name[7 + i] != c)
-      return false;
+  size_t i;
+  for (i = 0; s[i] && i < max && m->n < sizeof m->s - 1; i++) {
+    unsigned char c = (unsigned char)s[i];
+    m->s[m->n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
   }
+  m->s[m->n] = '\0';
+  if (s[i])
+    msg_str(m, "...");
+}
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+  size_t n = strlen(src);
+  if (n >= size)
+    n = size - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+static char lower(char c)
+{
+  return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool is_space(char c)
+{
+  return c == ' ' || c == '\t';
+}
+
+/* Trims spaces and tabs in place; returns the new start. */
+static char *trim(char *s)
+{
+  while (is_space(*s))
+    s++;
+  size_t n = strlen(s);
+  while (n && is_space(s[n - 1]))
+    s[--n] = '\0';
+  return s;
+}
+
+/* ---- values ---- */
+
+bool config_parse_bool(const char *s, int *out)
+{
+  static const char *const yes[] = { "1", "yes", "true", "on" };
+  static const char *const no[] = { "0", "no", "false", "off" };
+  for (unsigned i = 0; i < 4; i++) {
+    if (strcasecmp(s, yes[i]) == 0) {
+      *out = 1;
+      return true;
+    }
+    if (strcasecmp(s, no[i]) == 0) {
+      *out = 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Parses an optional '-' and decimal digits up to end; false on anything
+ * else or on a magnitude above 10^10. */
+static bool parse_long(const char *s, const char *end, long *out)
+{
+  long v = 0;
+  bool neg = s < end && *s == '-';
+  if (neg)
+    s++;
+  if (s == end)
+    return false;
+  for (; s < end; s++) {
+    if (*s < '0' || *s > '9' || v > 1000000000L)
+      return false;
+    v = v * 10 + (*s - '0');
+  }
+  *out = neg ? -v : v;
   return true;
 }
 
-static void warn_env(const char *var, const char *what)
+bool config_parse_int(const char *s, int min, int max, int *out)
 {
-  char line[256] = "";
-  str_append(line, sizeof line, var);
-  str_append(line, sizeof line, ": ");
-  str_append(line, sizeof line, what);
-  hak_warn(line);
+  long v;
+  if (!parse_long(s, s + strlen(s), &v) || v < min || v > max)
+    return false;
+  *out = (int)v;
+  return true;
 }
 
-static void apply_env(const char *var, const struct config_option *o, const char *val)
+/* Parses a size in MiB into *v; false if it is not one.  The suffix is
+ * M, MB, MiB, G, GB or GiB in any case, optionally after spaces. */
+static bool parse_size(const char *s, long *v)
 {
-  int v;
-  bool ok = o->type == CONFIG_BOOL ? config_parse_bool(val, &v)
-                                   : config_parse_int(val, o->min, o->max, &v);
-  if (ok) {
+  const char *e = s;
+  while (*e >= '0' && *e <= '9')
+    e++;
+  if (e == s || !parse_long(s, e, v))
+    return false;
+  while (is_space(*e))
+    e++;
+  static const char *const mib[] = { "", "m", "mb", "mib" };
+  static const char *const gib[] = { "g", "gb", "gib" };
+  for (unsigned i = 0; i < 4; i++)
+    if (strcasecmp(e, mib[i]) == 0)
+      return true;
+  for (unsigned i = 0; i < 3; i++)
+    if (strcasecmp(e, gib[i]) == 0) {
+      *v *= 1024;
+      return true;
+    }
+  return false;
+}
+
+bool config_parse_size_mb(const char *s, int min, int max, int *out)
+{
+  long v;
+  if (!parse_size(s, &v) || v < min || v > max)
+    return false;
+  *out = (int)v;
+  return true;
+}
+
+static void expect_words(struct msg *m, const char *const *w)
+{
+  msg_str(m, "expected ");
+  for (unsigned i = 0; w[i]; i++) {
+    if (i)
+      msg_str(m, "|");
+    msg_str(m, w[i]);
+  }
+}
+
+const char *config_parse_value(const struct config_option *o, const char *s, int *out,
+                               char *why, size_t size)
+{
+  struct msg m = { .n = 0 };
+  long v = 0;
+  switch (o->type) {
+  case CONFIG_BOOL:
+    if (config_parse_bool(s, out))
+      return NULL;
+    msg_str(&m, "expected 0|1|yes|no|true|false|on|off");
+    break;
+  case CONFIG_INT:
+  case CONFIG_SIZE_MB:
+    if (o->type == CONFIG_INT ? parse_long(s, s + strlen(s), &v) : parse_size(s, &v)) {
+      if (v >= o->min && v <= o->max) {
+        *out = (int)v;
+        return NULL;
+      }
+      msg_str(&m, "out of range ");
+    } else {
+      msg_str(&m, o->type == CONFIG_INT ? "expected an integer " : "expected a size in MiB ");
+    }
+    msg_int(&m, o->min);
+    msg_str(&m, "..");
+    msg_int(&m, o->max);
+    if (o->type == CONFIG_SIZE_MB)
+      msg_str(&m, " (10, 10M, 10MiB, 1G)");
+    break;
+  case CONFIG_ENUM:
+    for (int i = 0; o->words[i]; i++)
+      if (strcasecmp(s, o->words[i]) == 0) {
+        *out = i;
+        return NULL;
+      }
+    expect_words(&m, o->words);
+    break;
+  case CONFIG_STRING:
+    if (strlen(s) < o->text_size)
+      return NULL;
+    msg_str(&m, "longer than ");
+    msg_int(&m, (long)o->text_size - 1);
+    msg_str(&m, " bytes");
+    break;
+  }
+  copy_str(why, size, m.s);
+  return why;
+}
+
+void config_int_format(const struct config_option *o, int v, char *buf, size_t size)
+{
+  struct msg m = { .n = 0 };
+  if (o->type == CONFIG_ENUM && v >= 0 && v <= o->max)
+    msg_str(&m, o->words[v]);
+  else
+    msg_int(&m, v);
+  copy_str(buf, size, m.s);
+}
+
+const struct config_option *config_find(const char *key)
+{
+  for (unsigned i = 0; i < config_option_count; i++)
+    if (strcasecmp(config_options[i].key, key) == 0)
+      return &config_options[i];
+  return NULL;
+}
+
+/* Does name[0, len) equal HAKMEM_ + upper(key)? */
+static bool env_name_matches(const char *name, size_t len, const char *key)
+{
+  if (len != 7 + strlen(key) || strncmp(name, "HAKMEM_", 7) != 0)
+    return false;
+  for (size_t i = 0; i < len - 7; i++)
+    if (name[7 + i] != (key[i] >= 'a' && key[i] <= 'z' ? key[i] - 'a' + 'A' : key[i]))
+      return false;
+  return true;
+}
+
+const struct config_option *config_find_env(const char *name, size_t len)
+{
+  for (unsigned i = 0; i < config_option_count; i++)
+    if (env_name_matches(name, len, config_options[i].key))
+      return &config_options[i];
+  return NULL;
+}
+
+/* Levenshtein distance, case-insensitive; large for long words. */
+static unsigned edit_distance(const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned row[49];
+  if (la > 48 || lb > 48)
+    return 99;
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = (unsigned)j;
+  for (size_t i = 1; i <= la; i++) {
+    unsigned diag = row[0];
+    row[0] = (unsigned)i;
+    for (size_t j = 1; j <= lb; j++) {
+      unsigned up = row[j];
+      unsigned best = diag + (lower(a[i - 1]) != lower(b[j - 1]));
+      if (up + 1 < best)
+        best = up + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+/* The key closest to word if it is close enough to be a typo, else NULL. */
+static const char *closest_key(const char *word)
+{
+  const char *best = NULL;
+  unsigned best_d = 3, len = (unsigned)strlen(word);
+  for (unsigned i = 0; i < config_option_count; i++) {
+    unsigned d = edit_distance(word, config_options[i].key);
+    if (d < best_d && d * 3 <= len) {
+      best_d = d;
+      best = config_options[i].key;
+    }
+  }
+  return best;
+}
+
+/* ---- section globs ---- */
+
+/* Matches c against the set that starts after '['; returns the pattern
+ * after the closing ']', or NULL if the set is not closed. */
+static const char *match_set(const char *p, char c, bool *matched)
+{
+  bool neg = *p == '!' || *p == '^', in = false;
+  if (neg)
+    p++;
+  for (bool first = true; *p && (*p != ']' || first); first = false) {
+    unsigned char lo = (unsigned char)*p, hi;
+    if (lo == '\\' && p[1])
+      lo = (unsigned char)*++p;
+    p++;
+    hi = lo;
+    if (*p == '-' && p[1] && p[1] != ']') {
+      p++;
+      hi = (unsigned char)*p;
+      if (hi == '\\' && p[1])
+        hi = (unsigned char)*++p;
+      p++;
+    }
+    if ((unsigned char)c >= lo && (unsigned char)c <= hi)
+      in = true;
+  }
+  if (*p != ']')
+    return NULL;
+  *matched = in != neg;
+  return p + 1;
+}
+
+/* Iterative, with one backtracking point for the last '*': linear in
+ * pattern times name, whatever the pattern. */
+bool config_glob_match(const char *p, const char *n)
+{
+  const char *star_p = NULL, *star_n = NULL;
+  for (;;) {
+    if (*p == '*') {
+      while (*p == '*')
+        p++;
+      star_p = p;
+      star_n = n;
+      continue;
+    }
+    if (*n) {
+      bool ok = false;
+      const char *next = NULL;
+      if (*p == '?') {
+        ok = true;
+        next = p + 1;
+      } else if (*p == '[') {
+        next = match_set(p + 1, *n, &ok);
+      }
+      if (!next) {
+        if (*p == '\\' && p[1]) {
+          ok = p[1] == *n;
+          next = p + 2;
+        } else {
+          ok = *p && *p == *n;
+          next = p + 1;
+        }
+      }
+      if (ok) {
+        p = next;
+        n++;
+        continue;
+      }
+    } else if (!*p) {
+      return true;
+    }
+    if (!star_p || !*star_n)
+      return false;
+    p = star_p;
+    n = ++star_n;
+  }
+}
+
+/* ---- loading ---- */
+
+enum section_state { IN_GLOBAL, IN_MATCHING, IN_OTHER };
+
+struct load {
+  const struct config_request *rq;
+  bool silent;                  /* first pass: resolve mode, report nothing */
+  unsigned warnings;
+  const char *names[2];         /* the program's names for section matching */
+  enum section_state state;
+  char section[64];
+};
+
+static char file_buf[CONFIG_FILE_MAX + 1];
+static char conf_path_buf[256];
+static char exe_name[256];
+static char held[CONFIG_MAX_WARNINGS][256];
+static unsigned held_count;
+
+const char *config_conf_path(void)
+{
+  return conf_path_buf;
+}
+
+static void note(struct load *ld, struct msg *m)
+{
+  if (ld->silent)
+    return;
+  ld->warnings++;
+  if (ld->rq->warn)
+    ld->rq->warn(ld->rq->warn_ctx, m->s);
+  else if (held_count < CONFIG_MAX_WARNINGS)
+    copy_str(held[held_count++], sizeof held[0], m->s);
+}
+
+/* Starts a message "path:line: " (line 0: "path: "). */
+static void msg_where(struct msg *m, unsigned line)
+{
+  msg_str(m, conf_path_buf);
+  if (line) {
+    msg_str(m, ":");
+    msg_int(m, line);
+  }
+  msg_str(m, ": ");
+}
+
+static void file_warn(struct load *ld, unsigned line, const char *what)
+{
+  struct msg m = { .n = 0 };
+  msg_where(&m, line);
+  msg_str(&m, what);
+  note(ld, &m);
+}
+
+static void set_value(const struct config_option *o, int v, const char *text,
+                      enum config_origin origin, unsigned line, const char *section)
+{
+  struct config_source *src = &config_sources[o - config_options];
+  if (o->type == CONFIG_STRING)
+    copy_str(o->text, o->text_size, text);
+  else
     *o->value = v;
+  src->origin = origin;
+  src->line = line;
+  copy_str(src->section, sizeof src->section, section ? section : "");
+}
+
+static void errno_word(struct msg *m, int err)
+{
+  switch (err) {
+  case EACCES: msg_str(m, "permission denied"); break;
+  case ENOENT: msg_str(m, "no such file"); break;
+  case ELOOP: msg_str(m, "is a symbolic link (not followed)"); break;
+  case ENOTDIR: msg_str(m, "a component of the path is not a directory"); break;
+  case ENAMETOOLONG: msg_str(m, "name too long"); break;
+  case EISDIR: msg_str(m, "is a directory"); break;
+  default: msg_str(m, "error "); msg_int(m, err); break;
+  }
+}
+
+/* Reads conf_path_buf into file_buf; returns its length, or -1 if there is
+ * nothing to parse (warned, unless the default file is simply absent). */
+static long conf_read(struct load *ld, bool must_exist)
+{
+  bool secure = ld->rq->secure;
+  int fd = open(conf_path_buf, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (secure ? O_NOFOLLOW : 0));
+  struct msg m = { .n = 0 };
+  msg_where(&m, 0);
+  if (fd < 0) {
+    if (errno == ENOENT && !must_exist)
+      return -1;
+    msg_str(&m, "cannot open: ");
+    errno_word(&m, errno);
+    msg_str(&m, " (ignored)");
+    note(ld, &m);
+    return -1;
+  }
+  struct stat st;
+  long len = -1;
+  if (fstat(fd, &st) != 0) {
+    msg_str(&m, "cannot stat (ignored)");
+  } else if (S_ISDIR(st.st_mode)) {
+    msg_str(&m, "is a directory (ignored)");
+  } else if (!S_ISREG(st.st_mode)) {
+    msg_str(&m, "not a regular file (ignored)");
+  } else if (secure && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
+    msg_str(&m, "not owned by root or writable by group or others: ignored in secure execution");
+  } else if (st.st_size > CONFIG_FILE_MAX) {
+    msg_str(&m, "larger than 65536 bytes (ignored)");
+  } else {
+    if (st.st_mode & S_IWOTH) {
+      struct msg w = { .n = 0 };
+      msg_where(&w, 0);
+      msg_str(&w, "writable by any user (read anyway; chmod o-w to fix)");
+      note(ld, &w);
+    }
+    len = 0;
+    while (len <= CONFIG_FILE_MAX) {
+      ssize_t r = read(fd, file_buf + len, (size_t)(CONFIG_FILE_MAX + 1 - len));
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r < 0) {
+        msg_str(&m, "read error: ");
+        errno_word(&m, errno);
+        msg_str(&m, " (ignored)");
+        len = -1;
+        break;
+      }
+      if (r == 0)
+        break;
+      len += r;
+    }
+    if (len > CONFIG_FILE_MAX) {
+      msg_str(&m, "larger than 65536 bytes (ignored)");
+      len = -1;
+    }
+  }
+  close(fd);
+  if (len < 0)
+    note(ld, &m);
+  return len;
+}
+
+static bool section_matches(const struct load *ld, const char *pattern)
+{
+  for (unsigned i = 0; i < 2; i++)
+    if (ld->names[i] && ld->names[i][0] && config_glob_match(pattern, ld->names[i]))
+      return true;
+  return false;
+}
+
+static void parse_section(struct load *ld, char *s, unsigned line)
+{
+  size_t n = strlen(s);
+  if (n < 2 || s[n - 1] != ']') {
+    struct msg m = { .n = 0 };
+    msg_where(&m, line);
+    msg_str(&m, "unterminated section header '");
+    msg_text(&m, s, 64);
+    msg_str(&m, "' (lines up to the next section ignored)");
+    note(ld, &m);
+    ld->state = IN_OTHER;
     return;
   }
-  char what[96] = "";
-  if (o->type == CONFIG_BOOL) {
-    str_append(what, sizeof what, "expected 0|1|yes|no|true|false|on|off");
-  } else {
-    str_append(what, sizeof what, "expected an integer from ");
-    str_append_int(what, sizeof what, o->min);
-    str_append(what, sizeof what, " to ");
-    str_append_int(what, sizeof what, o->max);
+  s[n - 1] = '\0';
+  char *pattern = trim(s + 1);
+  if (!*pattern) {
+    file_warn(ld, line, "empty section name (lines up to the next section ignored)");
+    ld->state = IN_OTHER;
+    return;
   }
-  str_append(what, sizeof what, " (ignored)");
-  warn_env(var, what);
+  ld->state = section_matches(ld, pattern) ? IN_MATCHING : IN_OTHER;
+  copy_str(ld->section, sizeof ld->section, pattern);
+}
+
+static void parse_assignment(struct load *ld, char *s, unsigned line)
+{
+  char *eq = strchr(s, '=');
+  struct msg m = { .n = 0 };
+  msg_where(&m, line);
+  if (!eq) {
+    msg_str(&m, "missing '=' in '");
+    msg_text(&m, s, 64);
+    msg_str(&m, "' (ignored)");
+    note(ld, &m);
+    return;
+  }
+  *eq = '\0';
+  char *key = trim(s), *val = trim(eq + 1);
+  size_t vn = strlen(val);
+  if (vn >= 2 && val[0] == '"' && val[vn - 1] == '"') {
+    val[vn - 1] = '\0';
+    val++;
+  }
+  if (!*key) {
+    msg_str(&m, "missing key before '=' (ignored)");
+    note(ld, &m);
+    return;
+  }
+  const struct config_option *o = config_find(key);
+  if (!o) {
+    msg_str(&m, "unknown key '");
+    msg_text(&m, key, 64);
+    msg_str(&m, "' (ignored)");
+    const char *near = closest_key(key);
+    if (near) {
+      msg_str(&m, "; did you mean '");
+      msg_str(&m, near);
+      msg_str(&m, "'?");
+    }
+    note(ld, &m);
+    return;
+  }
+  if (ld->silent && o->value != &hak_config.mode)
+    return;
+  int v = 0;
+  char why[128];
+  if (config_parse_value(o, val, &v, why, sizeof why)) {
+    msg_str(&m, o->key);
+    msg_str(&m, " = ");
+    msg_text(&m, val, 64);
+    msg_str(&m, ": ");
+    msg_str(&m, why);
+    note(ld, &m);
+    return;
+  }
+  if (ld->state == IN_GLOBAL)
+    set_value(o, v, val, CONFIG_FROM_FILE, line, NULL);
+  else if (ld->state == IN_MATCHING)
+    set_value(o, v, val, CONFIG_FROM_SECTION, line, ld->section);
+}
+
+/* One line, without its line end, NUL-terminated in a buffer of our own. */
+static void parse_line(struct load *ld, char *s, unsigned line)
+{
+  for (char *p = s; *p; p++) {
+    if (*p == '#' && (p == s || is_space(p[-1]))) {
+      *p = '\0';
+      break;
+    }
+    if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) {
+      file_warn(ld, line, "control character in line (ignored)");
+      return;
+    }
+  }
+  s = trim(s);
+  if (!*s)
+    return;
+  if (*s == '[')
+    parse_section(ld, s, line);
+  else if (ld->state != IN_OTHER || !ld->silent)
+    parse_assignment(ld, s, line);
+}
+
+static void parse_file(struct load *ld, const char *buf, size_t len)
+{
+  char lb[CONFIG_LINE_MAX + 1];
+  size_t pos = 0;
+  unsigned line = 0;
+  bool crlf_noted = false;
+  ld->state = IN_GLOBAL;
+  ld->section[0] = '\0';
+  if (memchr(buf, '\0', len)) {
+    file_warn(ld, 0, "contains NUL bytes: not a text file (ignored)");
+    return;
+  }
+  if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
+    file_warn(ld, 1, "UTF-8 byte order mark (skipped)");
+    pos = 3;
+  }
+  while (pos < len) {
+    const char *s = buf + pos;
+    const char *nl = memchr(s, '\n', len - pos);
+    size_t n = nl ? (size_t)(nl - s) : len - pos;
+    pos += n + 1;
+    line++;
+    if (n && s[n - 1] == '\r') {
+      n--;
+      if (!crlf_noted)
+        file_warn(ld, line, "CR LF line ends (read as LF)");
+      crlf_noted = true;
+    }
+    if (n > CONFIG_LINE_MAX) {
+      file_warn(ld, line, "line longer than 1024 bytes (ignored)");
+      continue;
+    }
+    memcpy(lb, s, n);
+    lb[n] = '\0';
+    parse_line(ld, lb, line);
+  }
+}
+
+static void parse_env(struct load *ld)
+{
+  if (ld->rq->secure || !ld->rq->envp)
+    return;
+  for (char *const *e = ld->rq->envp; *e; e++) {
+    const char *var = *e, *eq = strchr(var, '=');
+    if (strncmp(var, "HAKMEM_", 7) != 0 || !eq)
+      continue;
+    size_t len = (size_t)(eq - var);
+    if (len == 11 && strncmp(var, "HAKMEM_CONF", 11) == 0)
+      continue;
+    const struct config_option *o = config_find_env(var, len);
+    struct msg m = { .n = 0 };
+    msg_text(&m, var, 96);
+    msg_str(&m, ": ");
+    if (!o) {
+      if (ld->silent)
+        continue;
+      char key[64];
+      size_t k = len - 7 < sizeof key - 1 ? len - 7 : sizeof key - 1;
+      for (size_t i = 0; i < k; i++)
+        key[i] = lower(var[7 + i]);
+      key[k] = '\0';
+      msg_str(&m, "unknown variable (ignored)");
+      const char *near = closest_key(key);
+      if (near) {
+        msg_str(&m, "; did you mean HAKMEM_");
+        for (const char *p = near; *p; p++) {
+          char up[2] = { *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p, '\0' };
+          msg_str(&m, up);
+        }
+        msg_str(&m, "?");
+      }
+      note(ld, &m);
+      continue;
+    }
+    if (ld->silent && o->value != &hak_config.mode)
+      continue;
+    int v = 0;
+    char why[128];
+    if (config_parse_value(o, eq + 1, &v, why, sizeof why)) {
+      msg_str(&m, why);
+      note(ld, &m);
+      continue;
+    }
+    set_value(o, v, eq + 1, CONFIG_FROM_ENV, 0, NULL);
+  }
+}
+
+static const char *env_lookup(char *const *envp, const char *name)
+{
+  size_t n = strlen(name);
+  for (char *const *e = envp; e && *e; e++)
+    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+      return *e + n + 1;
+  return NULL;
+}
+
+/* The names sections are matched against (see struct config_request). */
+static void program_names(struct load *ld)
+{
+  ld->names[0] = ld->names[1] = NULL;
+  if (ld->rq->program) {
+    ld->names[0] = ld->rq->program;
+    return;
+  }
+  ssize_t n = readlink("/proc/self/exe", exe_name, sizeof exe_name - 1);
+  if (n > 0) {
+    exe_name[n] = '\0';
+    char *slash = strrchr(exe_name, '/');
+    ld->names[0] = slash ? slash + 1 : exe_name;
+  }
+  ld->names[1] = program_invocation_short_name;
+}
+
+static unsigned load(const struct config_request *rq, const char *buf, long len)
+{
+  struct load ld = { .rq = rq };
+  held_count = 0;
+  config_secure = rq->secure;
+  for (unsigned i = 0; i < config_option_count; i++) {
+    const struct config_option *o = &config_options[i];
+    set_value(o, o->def, "", CONFIG_FROM_DEFAULT, 0, NULL);
+  }
+  program_names(&ld);
+  if (!buf) {
+    const char *path = rq->conf_path;
+    bool must_exist = path != NULL;
+    if (!path && !rq->secure) {
+      path = env_lookup(rq->envp, "HAKMEM_CONF");
+      must_exist = path != NULL;
+    }
+    if (!path || !*path) {
+      path = SYSCONFDIR "/hakmem.conf";
+      must_exist = false;
+    }
+    copy_str(conf_path_buf, sizeof conf_path_buf, path);
+    if (strlen(path) >= sizeof conf_path_buf)
+      file_warn(&ld, 0, "path too long (ignored)");
+    else
+      len = conf_read(&ld, must_exist);
+    buf = file_buf;
+  } else {
+    copy_str(conf_path_buf, sizeof conf_path_buf, rq->conf_path ? rq->conf_path : "(buffer)");
+    if (len < 0)
+      file_warn(&ld, 0, "larger than 65536 bytes (ignored)");
+  }
+  /* First pass: mode alone, silently; then the mode's presets. */
+  ld.silent = true;
+  if (len >= 0)
+    parse_file(&ld, buf, (size_t)len);
+  parse_env(&ld);
+  for (unsigned i = 0; i < config_option_count; i++) {
+    const struct config_option *o = &config_options[i];
+    if (o->preset)
+      set_value(o, o->mode_value[hak_config.mode], "", CONFIG_FROM_MODE, 0, NULL);
+  }
+  ld.silent = false;
+  if (len >= 0)
+    parse_file(&ld, buf, (size_t)len);
+  parse_env(&ld);
+  if (rq->secure && hak_config.stats_file[0]) {
+    const struct config_option *o = config_find("stats_file");
+    set_value(o, 0, "", CONFIG_FROM_SECURE, 0, NULL);
+  }
+  if (!rq->warn && !hak_config.quiet) {
+    for (unsigned i = 0; i < held_count; i++)
+      hak_warn(held[i]);
+    if (ld.warnings > held_count) {
+      struct msg m = { .n = 0 };
+      msg_int(&m, (long)(ld.warnings - held_count));
+      msg_str(&m, " more configuration warnings not shown ('hakmemctl check ");
+      msg_str(&m, conf_path_buf);
+      msg_str(&m, "' lists the conf file's)");
+      hak_warn(m.s);
+    }
+  }
+  return ld.warnings;
+}
+
+unsigned config_load_from(const struct config_request *rq)
+{
+  return load(rq, NULL, -1);
+}
+
+unsigned config_load_buffer(const struct config_request *rq, const char *buf, size_t len)
+{
+  return load(rq, buf, len > CONFIG_FILE_MAX ? -1 : (long)len);
 }
 
 void config_load(char *const *envp, bool secure)
 {
-  for (unsigned i = 0; i < config_option_count; i++)
-    *config_options[i].value = config_options[i].def;
-  if (secure || !envp)
-    return;
-  for (char *const *e = envp; *e; e++) {
-    const char *var = *e;
-    if (strncmp(var, "HAKMEM_", 7) != 0)
-      continue;
-    const char *eq = strchr(var, '=');
-    if (!eq)
-      continue;
-    size_t len = (size_t)(eq - var);
-    unsigned i;
-    for (i = 0; i < config_option_count; i++)
-      if (env_name_matches(var, len, config_options[i].key))
-        break;
-    if (i == config_option_count) {
-      char name[128] = "";
-      size_t n = len < sizeof name - 1 ? len : sizeof name - 1;
-      memcpy(name, var, n);
-      name[n] = '\0';
-      warn_env(name, "unknown variable (ignored)");
-      continue;
-    }
-    apply_env(var, &config_options[i], eq + 1);
+  struct config_request rq = { .envp = envp, .secure = secure };
+  config_load_from(&rq);
+}
+
+/* ---- introspection ---- */
+
+void config_value_format(unsigned i, char *buf, size_t size)
+{
+  const struct config_option *o = &config_options[i];
+  if (o->type == CONFIG_STRING) {
+    struct msg m = { .n = 0 };
+    msg_str(&m, "\"");
+    msg_text(&m, o->text, 200);
+    msg_str(&m, "\"");
+    copy_str(buf, size, m.s);
+  } else {
+    config_int_format(o, *o->value, buf, size);
   }
+}
+
+void config_source_format(unsigned i, char *buf, size_t size)
+{
+  const struct config_source *src = &config_sources[i];
+  struct msg m = { .n = 0 };
+  switch (src->origin) {
+  case CONFIG_FROM_DEFAULT: msg_str(&m, "default"); break;
+  case CONFIG_FROM_MODE:
+    msg_str(&m, "mode ");
+    msg_str(&m, mode_words[hak_config.mode]);
+    break;
+  case CONFIG_FROM_FILE:
+  case CONFIG_FROM_SECTION:
+    msg_str(&m, conf_path_buf);
+    msg_str(&m, ":");
+    if (src->origin == CONFIG_FROM_SECTION) {
+      msg_str(&m, "[");
+      msg_text(&m, src->section, 63);
+      msg_str(&m, "]:");
+    }
+    msg_int(&m, src->line);
+    break;
+  case CONFIG_FROM_ENV:
+    msg_str(&m, "env HAKMEM_");
+    for (const char *p = config_options[i].key; *p; p++) {
+      char up[2] = { *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p, '\0' };
+      msg_str(&m, up);
+    }
+    break;
+  case CONFIG_FROM_SECURE: msg_str(&m, "secure execution"); break;
+  }
+  copy_str(buf, size, m.s);
 }

@@ -208,9 +208,8 @@ void stats_report_at_exit(void)
   if (!sections)
     return;
   int fd = STDERR_FILENO;
-  /* stats_file is never opened in secure execution (the option is not
-   * read from the environment there, and the conf file is root's). */
-  if (hak_config.stats_file[0])
+  /* stats_file is never opened in secure execution. */
+  if (hak_config.stats_file[0] && !config_secure)
     fd = open(hak_config.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) {
     hak_warn("stats_file cannot be opened; report on stderr");

@@ -1,0 +1,50 @@
+# Tests of the public API, stress tests and real programs on hakmem.
+# (The unit tests of the internals and the export, install and dlopen tests
+# are in tests/unit.mk.)
+
+# The public API, from one source built twice: through the hak_ names
+# against the core library (also in the sanitizer build) and through the
+# standard names against libhakmem.  -fno-builtin: the compiler must not
+# fold or elide the allocation calls under test.
+TEST_API_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
+if HAVE_CHECK
+check_PROGRAMS += tests/test_api_direct
+TESTS += tests/test_api_direct
+endif
+tests_test_api_direct_SOURCES = tests/test_api.c
+tests_test_api_direct_CPPFLAGS = $(AM_CPPFLAGS) -DHAK_TEST_DIRECT
+tests_test_api_direct_CFLAGS = $(TEST_API_CFLAGS) $(SANITIZE_CFLAGS)
+tests_test_api_direct_LDFLAGS = -pthread $(SANITIZE_CFLAGS)
+tests_test_api_direct_LDADD = src/libhakmem_core.la $(CHECK_LIBS)
+
+# Everything below replaces malloc (linked or preloaded), which cannot be
+# combined with AddressSanitizer: normal build only.
+if !SANITIZE
+if HAVE_CHECK
+check_PROGRAMS += tests/test_api tests/test_stress
+TESTS += tests/test_api tests/test_stress
+endif
+check_PROGRAMS += tests/stress_small
+TESTS += tests/real_programs.sh tests/valgrind_stress.sh
+dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh
+endif
+
+tests_test_api_SOURCES = tests/test_api.c
+tests_test_api_CFLAGS = $(TEST_API_CFLAGS)
+tests_test_api_LDFLAGS = -pthread
+tests_test_api_LDADD = src/libhakmem.la $(CHECK_LIBS)
+
+# Threads handing blocks to each other, thread churn, fork from a
+# multithreaded program, out of memory under RLIMIT_AS.
+tests_test_stress_SOURCES = tests/test_stress.c
+tests_test_stress_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
+tests_test_stress_LDFLAGS = -pthread
+tests_test_stress_LDADD = src/libhakmem.la $(CHECK_LIBS)
+
+# The program tests/valgrind_stress.sh runs under memcheck.  -no-install:
+# libtool links the real executable (no wrapper script), with a run path to
+# the uninstalled library, so valgrind sees the program itself.
+tests_stress_small_SOURCES = tests/stress_small.c
+tests_stress_small_CFLAGS = $(AM_CFLAGS) -fno-builtin
+tests_stress_small_LDFLAGS = -pthread -no-install
+tests_stress_small_LDADD = src/libhakmem.la

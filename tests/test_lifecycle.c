@@ -164,13 +164,18 @@ START_TEST(balanced_idle_program_shrinks)
     hak_free(v[i]);
   free(v);
   /* No further malloc or free: the purge thread must do it.  Poll for up
-   * to 10 s (slow machines); the bound is generous. */
+   * to 10 s (slow machines); the bound is generous.  Under AddressSanitizer
+   * the shadow of the memory the test wrote (an eighth) stays resident. */
+  long bound = (peak - before) / 10;
+#if defined(__SANITIZE_ADDRESS__)
+  bound += (peak - before) / 8;
+#endif
   long now = peak;
-  for (int i = 0; i < 100 && now - before > (peak - before) / 10; i++) {
+  for (int i = 0; i < 100 && now - before > bound; i++) {
     usleep(100000);
     now = rss_kb();
   }
-  ck_assert_int_le(now - before, (peak - before) / 10);
+  ck_assert_int_le(now - before, bound);
   hak_stats_t s = stats_now();
   ck_assert_uint_ge(s.purge_threads, 1);
   ck_assert_uint_ge(s.purge_decommit, 1);

@@ -1,0 +1,140 @@
+/* Helpers shared by the benchmark programs: a seeded PRNG, timing, argument
+ * parsing and the one result line every program prints.
+ *
+ * The programs use only the standard malloc API; the allocator under test
+ * comes in by LD_PRELOAD. Everything here is static so that each program
+ * stays a single translation unit and the compiler can inline the PRNG into
+ * the measured loops. */
+#ifndef HAKMEM_BENCH_H
+#define HAKMEM_BENCH_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+/* xorshift64*: a few instructions per number, so the PRNG does not dominate
+ * a loop whose allocation costs a few nanoseconds. Seeded through splitmix64
+ * so that seeds 0, 1, 2... give unrelated streams (and never the all-zero
+ * state xorshift cannot leave). */
+typedef struct {
+  uint64_t s;
+} bench_rng_t;
+
+static inline void bench_rng_seed(bench_rng_t *r, uint64_t seed) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  r->s = z ? z : 0x2545f4914f6cdd1dULL;
+}
+
+static inline uint64_t bench_rng_next(bench_rng_t *r) {
+  uint64_t x = r->s;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  r->s = x;
+  return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Uniform in [lo, hi], by multiply-shift (no division in the hot loop). */
+static inline size_t bench_rng_range(bench_rng_t *r, size_t lo, size_t hi) {
+  uint64_t span = (uint64_t)(hi - lo) + 1;
+  return lo + (size_t)(((unsigned __int128)bench_rng_next(r) * span) >> 64);
+}
+
+/* Marks a block of at least 8 bytes: a value in its first word and the
+ * value's low byte at its end. That faults the block in, and reading it back
+ * before the free catches two live blocks that overlap (the checksum
+ * changes). */
+static inline void bench_touch(unsigned char *p, size_t size, uint64_t v) {
+  memcpy(p, &v, sizeof v);
+  p[size - 1] = (unsigned char)v;
+}
+
+static inline uint64_t bench_readback(const unsigned char *p, size_t size) {
+  uint64_t v;
+  memcpy(&v, p, sizeof v);
+  return v ^ ((uint64_t)p[size - 1] << 56);
+}
+
+/* Makes the compiler assume the block is read and written by unknown code,
+ * so that a malloc/touch/free sequence cannot be folded away at -O2. */
+static inline void bench_escape(void *p) { __asm__ volatile("" : : "g"(p) : "memory"); }
+
+static inline double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Peak resident set size of this program: VmHWM, the high-water mark of the
+ * address space it got at exec. getrusage's ru_maxrss is the fallback only,
+ * because it also keeps the peak of the address space before exec: started
+ * by vfork from a 15 MB Python harness, a 1.5 MB program reports 15 MB.
+ * Read with open/read into a stack buffer, so that measuring allocates
+ * nothing. */
+static inline long bench_peak_rss_kb(void) {
+  char buf[4096];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0) {
+      buf[n] = '\0';
+      const char *p = strstr(buf, "\nVmHWM:");
+      if (p) return strtol(p + 7, NULL, 10);
+    }
+  }
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return ru.ru_maxrss;
+}
+
+/* Out of memory ends the run: a benchmark that silently skipped work would
+ * report a speed it did not earn. */
+static inline void *bench_xmalloc(size_t size) {
+  void *p = malloc(size);
+  if (!p) {
+    fprintf(stderr, "malloc(%zu) failed: %s\n", size, strerror(errno));
+    exit(1);
+  }
+  return p;
+}
+
+static inline void bench_usage(const char *usage) {
+  fprintf(stderr, "usage: %s\n", usage);
+  exit(2);
+}
+
+/* A positive decimal integer argument within [min, max], or the usage
+ * message and exit status 2. */
+static inline uint64_t bench_arg_u64(const char *s, const char *name, uint64_t min, uint64_t max,
+                                     const char *usage) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+    fprintf(stderr, "bad %s '%s' (expected an integer in %" PRIu64 "..%" PRIu64 ")\n", name, s,
+            min, max);
+    bench_usage(usage);
+  }
+  return v;
+}
+
+/* The result line, the only thing a program prints on stdout:
+ *   <name> ops/s=<float> peak_rss_kb=<int> checksum=<hex>  */
+static inline void bench_report(const char *name, double ops, double seconds, uint64_t checksum) {
+  printf("%s ops/s=%.1f peak_rss_kb=%ld checksum=%016" PRIx64 "\n", name,
+         seconds > 0 ? ops / seconds : 0.0, bench_peak_rss_kb(), checksum);
+}
+
+#endif

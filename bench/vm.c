@@ -1,0 +1,77 @@
+/* vm: large blocks, where the allocator meets the kernel. Each iteration
+ * frees the block in a random slot and allocates a new one there, touching
+ * one byte per 4 KiB page. By default blocks are 2 MiB and the working set is
+ * one slot (a plain alloc/touch/free loop: an allocator that unmaps on free
+ * pays an mmap, munmap and 512 page faults every time); with --mixed, sizes
+ * are log-uniform from 64 KiB to 8 MiB and the working set is 4 slots.
+ * One operation = one free + one malloc.
+ *
+ * usage: vm [--mixed] iterations [working_set=1|4] [seed=1]
+ *
+ * Output name: vm, or vm_mixed with --mixed. */
+#include "bench.h"
+
+#define USAGE "vm [--mixed] iterations [working_set=1|4] [seed=1]"
+#define PAGE 4096
+#define PLAIN_SIZE ((size_t)2 << 20)
+
+static size_t pick_size(bench_rng_t *rng, bool mixed) {
+  if (!mixed) return PLAIN_SIZE;
+  /* 64 KiB << k for k in 0..6 is the octave, then uniform inside it:
+   * 64 KiB .. 8 MiB with as many small blocks as large ones. */
+  size_t base = (size_t)65536 << bench_rng_range(rng, 0, 6);
+  return base + bench_rng_range(rng, 0, base);
+}
+
+/* One byte per page, each page its own value. */
+static void touch(unsigned char *p, size_t size, uint64_t v) {
+  for (size_t off = 0; off < size; off += PAGE) p[off] = (unsigned char)(v + off / PAGE);
+  p[size - 1] = (unsigned char)v;
+}
+
+static uint64_t readback(const unsigned char *p, size_t size) {
+  uint64_t sum = p[size - 1];
+  for (size_t off = 0; off < size; off += PAGE) sum = sum * 31 + p[off];
+  return sum;
+}
+
+int main(int argc, char **argv) {
+  bool mixed = argc > 1 && strcmp(argv[1], "--mixed") == 0;
+  int a = mixed ? 2 : 1;
+  if (argc - a < 1 || argc - a > 3) bench_usage(USAGE);
+  uint64_t iters = bench_arg_u64(argv[a], "iterations", 1, UINT64_MAX, USAGE);
+  size_t ws = argc - a > 1 ? bench_arg_u64(argv[a + 1], "working_set", 1, 4096, USAGE)
+                           : (mixed ? 4 : 1);
+  uint64_t seed = argc - a > 2 ? bench_arg_u64(argv[a + 2], "seed", 0, UINT64_MAX, USAGE) : 1;
+
+  unsigned char **slot = bench_xmalloc(ws * sizeof *slot);
+  size_t *size = bench_xmalloc(ws * sizeof *size);
+  bench_rng_t rng;
+  bench_rng_seed(&rng, seed);
+  uint64_t sum = 0;
+  for (size_t i = 0; i < ws; i++) {
+    size[i] = pick_size(&rng, mixed);
+    slot[i] = bench_xmalloc(size[i]);
+    touch(slot[i], size[i], bench_rng_next(&rng));
+  }
+
+  double t0 = bench_now();
+  for (uint64_t it = 0; it < iters; it++) {
+    size_t i = bench_rng_range(&rng, 0, ws - 1);
+    sum += readback(slot[i], size[i]);
+    free(slot[i]);
+    size[i] = pick_size(&rng, mixed);
+    slot[i] = bench_xmalloc(size[i]);
+    touch(slot[i], size[i], bench_rng_next(&rng));
+  }
+  double t1 = bench_now();
+
+  for (size_t i = 0; i < ws; i++) {
+    sum += readback(slot[i], size[i]);
+    free(slot[i]);
+  }
+  free(slot);
+  free(size);
+  bench_report(mixed ? "vm_mixed" : "vm", (double)iters, t1 - t0, sum);
+  return 0;
+}
