@@ -3,6 +3,7 @@
 #include "os.h"
 #include "stats.h"
 #include "superslab.h"
+#include "shared_pool.h"
 #include "config.h"
 #include "purge.h"
 
@@ -65,8 +66,15 @@ void *large_alloc(size_t size, size_t align, bool *fresh)
     /* Reused from BigCache: a hot block, worth huge pages. */
     h->huge_advised = os_advise_huge(h, map_size, true) == 0;
   }
-  if (!h && !(h = large_map(map_size, align)))
-    return NULL;
+  if (!h && !(h = large_map(map_size, align))) {
+    /* Out of memory: what hakmem keeps cached goes back, then one retry. */
+    bool released = bigcache_flush();
+    released |= shared_pool_trim();
+    if (!released || !(h = large_map(map_size, align))) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
   h->offset = offset;
   h->state = LARGE_LIVE;
   h->cache_next = NULL;

@@ -2,6 +2,7 @@
 #include "shared_pool.h"
 #include "os.h"
 #include "stats.h"
+#include "large.h"
 
 #include <errno.h>
 
@@ -276,6 +277,17 @@ static struct slab *pool_claim_slot_locked(void)
   return NULL;
 }
 
+/* Maps a new SuperSlab; when the system refuses, memory BigCache holds is
+ * given back first and the mapping tried once more (lock order: pool
+ * lock, then the BigCache lock). */
+static struct superslab *pool_create_superslab_locked(void)
+{
+  struct superslab *ss = superslab_create(pool_ss_lg);
+  if (!ss && bigcache_flush())
+    ss = superslab_create(pool_ss_lg);
+  return ss;
+}
+
 /* A SuperSlab none of whose slots is in use, for a medium slab: a kept
  * free one (its EMPTY small slabs given up) or a new one. */
 static struct superslab *pool_claim_superslab_locked(void)
@@ -295,7 +307,7 @@ static struct superslab *pool_claim_superslab_locked(void)
     }
     stats_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    ss = superslab_create(pool_ss_lg);
+    ss = pool_create_superslab_locked();
     if (!ss)
       return NULL;
     all_list_add(ss);
@@ -343,7 +355,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   if (s) {
     stats_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    struct superslab *ss = superslab_create(pool_ss_lg);
+    struct superslab *ss = pool_create_superslab_locked();
     if (!ss) {
       pthread_mutex_unlock(&pool_lock);
       errno = ENOMEM;
