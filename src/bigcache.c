@@ -60,11 +60,17 @@ struct large_hdr *bigcache_take(size_t map_size)
   int b = bucket_of(map_size);
   if (b < 0 || !hak_config.bigcache)
     return NULL;
+  /* The same size class first, then up to eight classes (two doublings)
+   * larger: a bigger cached mapping has its pages already, and a block
+   * that keeps growing by realloc then grows in place. */
   pthread_mutex_lock(&bigcache_lock);
-  struct large_hdr **pp = &bucket[b];
-  while (*pp && (*pp)->map_size != map_size)
-    pp = &(*pp)->cache_next;
-  struct large_hdr *h = *pp;
+  struct large_hdr **pp = NULL, *h = NULL;
+  for (int k = b; k < b + 9 && k < BIGCACHE_BUCKETS && !h; k++) {
+    pp = &bucket[k];
+    while (*pp && (*pp)->map_size < map_size)
+      pp = &(*pp)->cache_next;
+    h = *pp;
+  }
   if (h) {
     *pp = h->cache_next;
     cached_bytes -= h->map_size;

@@ -113,7 +113,9 @@ void *large_realloc(struct large_hdr *h, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  if (map_size == h->map_size)
+  /* Room enough and not too much: stay (a block that grows by small steps
+   * inside a larger mapping costs nothing). */
+  if (map_size <= h->map_size && map_size >= h->map_size / 4)
     return large_block(h);
   if (map_size < h->map_size) {
     /* Shrink in place: give back the tail, keep the registry exact. */

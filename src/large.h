@@ -55,7 +55,8 @@ void large_unmap(struct large_hdr *h);
 
 /* Rounds a mapping size up to its BigCache size class. */
 size_t bigcache_round(size_t map_size);
-/* A cached mapping of exactly map_size bytes, or NULL. */
+/* A cached mapping of at least map_size bytes and at most about four
+ * times that, or NULL. */
 struct large_hdr *bigcache_take(size_t map_size);
 /* Offers a freed mapping to the cache; false if it was not kept. */
 bool bigcache_put(struct large_hdr *h);
