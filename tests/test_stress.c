@@ -120,6 +120,28 @@ static bool stamp_ok(const void *p, size_t n)
   return ok;
 }
 
+/* True if q holds the part below keep of the stamp a block of n bytes at
+ * old had: what realloc(old, keep or more) must preserve. */
+static bool stamp_moved_ok(const void *q, const void *old, size_t n, size_t keep)
+{
+  const uint64_t *w = q;
+  bool ok = true;
+  FOR_STAMPED(n, i, if ((i + 1) * 8 <= keep && w[i] != stamp_word(old, n, i)) {
+    ok = false;
+    break;
+  });
+  const unsigned char *c = q;
+  for (size_t i = n & ~(size_t)7; ok && i < n && i < keep; i++)
+    if (c[i] != (unsigned char)(stamp_word(old, n, i) >> 3))
+      ok = false;
+  return ok;
+}
+
+/* realloc of a stamped block: the common part survives, then the block is
+ * stamped anew.  Returns false (after counting the failure) if realloc
+ * returned NULL, leaving *p and *n as they were. */
+static bool realloc_checked(void **p, size_t *n, size_t new_n, const char *who);
+
 /* --- failures seen by worker threads ------------------------------------ */
 
 static atomic_ulong n_failures;
@@ -187,6 +209,26 @@ static void *new_block(size_t n)
     failure("usable size below the request", p, n);
   stamp(p, n);
   return p;
+}
+
+static bool realloc_checked(void **p, size_t *n, size_t new_n, const char *who)
+{
+  if (!stamp_ok(*p, *n))
+    failure(who, *p, *n);
+  void *old = *p;
+  void *q = realloc(old, opaque(new_n));
+  if (!q) {
+    failure("realloc returned NULL", old, new_n);
+    return false;
+  }
+  if (!stamp_moved_ok(q, old, *n, new_n))
+    failure("realloc did not keep the contents", q, new_n);
+  if (malloc_usable_size(q) < new_n)
+    failure("usable size below the request after realloc", q, new_n);
+  stamp(q, new_n);
+  *p = q;
+  *n = new_n;
+  return true;
 }
 
 static void check_and_free(void *p, size_t n, const char *who)
@@ -258,42 +300,15 @@ static void *handoff_worker(void *arg)
       struct item it;
       if (!queue_pop(&queues[me], &it))
         continue;
-      if (r == 6) {
-        /* realloc of a block another thread allocated */
-        if (!stamp_ok(it.p, it.n))
-          failure("corrupted while passed between threads", it.p, it.n);
-        size_t n = random_size(&rng);
-        unsigned char first = *(unsigned char *)it.p;
-        void *q = realloc(it.p, opaque(n));
-        if (!q) {
-          failure("realloc returned NULL", it.p, n);
-          continue;
-        }
-        if (*(unsigned char *)q != first)
-          failure("realloc of another thread's block lost the first byte", q, n);
-        stamp(q, n);
-        it.p = q;
-        it.n = n;
-      }
+      /* sometimes a realloc of the block another thread allocated */
+      if (r == 6 && !realloc_checked(&it.p, &it.n, random_size(&rng),
+                                     "corrupted while passed between threads"))
+        continue;
       check_and_free(it.p, it.n, "corrupted while passed between threads");
     } else {
       struct item *s = &local[rng_next(&rng) % LOCAL_SLOTS];
       if (s->p && r == 9) {
-        /* realloc: the prefix survives, then the block is restamped */
-        size_t n = random_size(&rng);
-        if (!stamp_ok(s->p, s->n))
-          failure("corrupted before realloc", s->p, s->n);
-        unsigned char first = *(unsigned char *)s->p;
-        void *q = realloc(s->p, opaque(n));
-        if (!q) {
-          failure("realloc returned NULL", s->p, n);
-          continue;
-        }
-        if (*(unsigned char *)q != first)
-          failure("realloc lost the first byte", q, n);
-        stamp(q, n);
-        s->p = q;
-        s->n = n;
+        realloc_checked(&s->p, &s->n, random_size(&rng), "corrupted in a thread's own slot");
       } else if (s->p) {
         check_and_free(s->p, s->n, "corrupted in a thread's own slot");
         s->p = NULL;
@@ -453,7 +468,8 @@ static atomic_bool busy_stop;
  * into the child, which frees them there. */
 static _Atomic(void *) published[PUBLISHED];
 
-/* Size of a published block, encoded in the block itself (first word). */
+/* A published block carries its size in its second word (the stamp of that
+ * word is restored for the check). */
 static void *publishable(size_t n)
 {
   if (n < 16)
