@@ -1,0 +1,84 @@
+# Release and distro packaging (included by Makefile.am).
+#
+#   make dist / make distcheck   the release tarball hakmem-VERSION.tar.gz
+#   make rpm                     rpmbuild -ta on that tarball (rpm/hakmem.spec)
+#   make deb                     the Debian packages, built from that tarball
+#   make check-packages          make deb, then install the packages from a
+#                                local apt repository and use them
+#                                (tests/pkg/apt-install.sh; needs root, and
+#                                installs and purges packages on this system)
+#
+# The Debian source package is native (debian/README.source): the release
+# tarball is the Debian source, so it carries debian/, and it carries
+# rpm/hakmem.spec so that `rpmbuild -ta` finds the spec inside it.  The
+# version is AC_INIT's; `make dist` refuses a tarball whose
+# debian/changelog, rpm/hakmem.spec or NEWS does not name that version.
+
+PACKAGING_DEBIAN_FILES = \
+	debian/.gitignore \
+	debian/README.source \
+	debian/changelog \
+	debian/control \
+	debian/copyright \
+	debian/hakmem-common.install \
+	debian/hakmem-tools.install \
+	debian/libhakmem-dev.install \
+	debian/libhakmem0.install \
+	debian/libhakmem0.symbols \
+	debian/not-installed \
+	debian/rules \
+	debian/source/format \
+	debian/source/options \
+	debian/tests/build \
+	debian/tests/control \
+	debian/tests/preload \
+	debian/tests/tools
+
+EXTRA_DIST += NEWS rpm/hakmem.spec tests/pkg/apt-install.sh \
+	$(PACKAGING_DEBIAN_FILES)
+
+# Where make deb, make check-packages and make rpm work and leave their
+# results (under _build*, which git and dpkg-source already ignore).
+PKG_BUILD_DIR = _build-pkg
+RPM_TOPDIR = _build-rpm
+
+dist-hook: check-release-versions
+
+check-release-versions:
+	@v=`sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' $(srcdir)/debian/changelog`; \
+	if test "x$$v" != "x$(VERSION)"; then \
+	  echo "debian/changelog is at $$v, configure.ac at $(VERSION): add an entry (dch -v $(VERSION))" >&2; \
+	  exit 1; fi
+	@v=`sed -n 's/^Version:[ 	]*//p' $(srcdir)/rpm/hakmem.spec`; \
+	if test "x$$v" != "x$(VERSION)"; then \
+	  echo "rpm/hakmem.spec is at $$v, configure.ac at $(VERSION): update Version and %changelog" >&2; \
+	  exit 1; fi
+	@if ! grep -q "^hakmem $(VERSION)" $(srcdir)/NEWS; then \
+	  echo "NEWS has no 'hakmem $(VERSION)' entry" >&2; exit 1; fi
+
+# rpmbuild checks BuildRequires against the rpm database; where rpm does
+# not manage the system's packages (Debian, which ships rpmbuild in its
+# rpm package) that database is empty, so the check is skipped there.
+rpm: dist-gzip
+	rm -rf $(RPM_TOPDIR)
+	mkdir -p $(RPM_TOPDIR)
+	nodeps=; if ! rpm -qf /bin/sh >/dev/null 2>&1; then \
+	  echo "make rpm: rpm does not manage this system's packages: rpmbuild --nodeps"; \
+	  nodeps=--nodeps; fi; \
+	rpmbuild -ta $$nodeps --define "_topdir $(abs_builddir)/$(RPM_TOPDIR)" \
+	  $(RPMBUILD_FLAGS) $(distdir).tar.gz
+	@echo "make rpm: built:"; ls -1 $(RPM_TOPDIR)/RPMS/*/*.rpm $(RPM_TOPDIR)/SRPMS/*.rpm
+
+deb: dist-gzip
+	$(SHELL) $(srcdir)/tests/pkg/apt-install.sh --build-only \
+	  $(distdir).tar.gz $(PKG_BUILD_DIR)
+
+check-packages: dist-gzip
+	$(SHELL) $(srcdir)/tests/pkg/apt-install.sh \
+	  $(distdir).tar.gz $(PKG_BUILD_DIR)
+
+clean-local: clean-packaging
+clean-packaging:
+	rm -rf $(RPM_TOPDIR) $(PKG_BUILD_DIR)
+
+.PHONY: check-release-versions rpm deb check-packages clean-packaging
