@@ -88,6 +88,7 @@ void hak_init_slow(void)
     shared_pool_prewarm();
   if (hak_config.verbose)
     init_print_config();
+  stats_prepare_exit_report();
 }
 
 void init_thread_started(void *tcache)

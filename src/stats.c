@@ -199,6 +199,17 @@ void stats_report(int fd)
   stats_report_sections(fd, REPORT_ALL);
 }
 
+/* A copy of stderr taken at start-up when a report is due at exit:
+ * programs such as coreutils close stderr before they exit. */
+static int report_fd = -1;
+
+void stats_prepare_exit_report(void)
+{
+  if (hak_config.stats || hak_config.ss_os_stats || hak_config.shared_pool_stage_stats ||
+      hak_config.ss_stats_dump)
+    report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
+}
+
 void stats_report_at_exit(void)
 {
   unsigned sections = hak_config.stats ? REPORT_ALL
@@ -207,7 +218,7 @@ void stats_report_at_exit(void)
                       (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
   if (!sections)
     return;
-  int fd = STDERR_FILENO;
+  int fd = report_fd >= 0 ? report_fd : STDERR_FILENO;
   /* stats_file is never opened in secure execution. */
   if (hak_config.stats_file[0] && !config_secure)
     fd = open(hak_config.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -216,7 +227,7 @@ void stats_report_at_exit(void)
     fd = STDERR_FILENO;
   }
   stats_report_sections(fd, sections);
-  if (fd != STDERR_FILENO)
+  if (fd != STDERR_FILENO && fd != report_fd)
     close(fd);
 }
 

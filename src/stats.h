@@ -45,5 +45,7 @@ HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
 void stats_report(int fd);
 /* The report at exit, as the stats options ask, to stats_file or stderr. */
 void stats_report_at_exit(void);
+/* At start-up: keeps a close-on-exec copy of stderr for the exit report. */
+void stats_prepare_exit_report(void);
 
 #endif
