@@ -493,13 +493,11 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
     }
     /* A SuperSlab in use: its free slots are purged once the program has
      * been idle for a whole purge period. */
-    bool has_empty = false;
-    for (unsigned i = 1; i < ss->nslabs; i++)
-      has_empty |= ss->slabs[i].state == SLAB_EMPTY;
-    bool has_committed_unused = false;
-    for (unsigned i = 1; i < ss->nslabs; i++)
-      has_committed_unused |= ss->slabs[i].state == SLAB_UNUSED && !(ss->decommitted >> i & 1);
-    if (!has_empty && !has_committed_unused)
+    bool has_purgeable = false;
+    for (unsigned i = 1; i < ss->nslabs && !has_purgeable; i++)
+      has_purgeable = ss->slabs[i].state == SLAB_EMPTY ||
+                      (ss->slabs[i].state == SLAB_UNUSED && !(ss->decommitted >> i & 1));
+    if (!has_purgeable)
       continue;
     if (idle) {
       superslab_unformat_empty_locked(ss);
