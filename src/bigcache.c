@@ -4,6 +4,7 @@
  * count and bytes; a mapping that does not fit is unmapped at once. */
 #include "large.h"
 #include "config.h"
+#include "learn.h"
 #include "os.h"
 #include "stats.h"
 
@@ -12,17 +13,19 @@
 #define BIGCACHE_BUCKETS 64
 #define BIGCACHE_MAX_BLOCK ((size_t)32 << 20)
 
-/* Bounds per mode: fast keeps more; lean keeps at most its target. */
-static unsigned bigcache_max_count(void)
-{
-  return hak_config.mode == HAK_MODE_FAST ? 128 : 64;
-}
-
+/* The byte bound is bigcache_max_mb (learned in learning mode; in lean
+ * mode at most the lean target); the count bound grows with it. */
 static size_t bigcache_max_bytes(void)
 {
-  if (hak_config.ss_mem_lean)
-    return (size_t)hak_config.ss_mem_lean_target_mb << 20;
-  return hak_config.mode == HAK_MODE_FAST ? (size_t)512 << 20 : (size_t)128 << 20;
+  size_t bytes = (size_t)learn_value(LEARN_BIGCACHE_MAX_MB, hak_config.bigcache_max_mb) << 20;
+  size_t target = (size_t)hak_config.ss_mem_lean_target_mb << 20;
+  return hak_config.ss_mem_lean && target < bytes ? target : bytes;
+}
+
+static unsigned bigcache_max_count(void)
+{
+  size_t quarter_mb = bigcache_max_bytes() >> 22;
+  return quarter_mb > 64 ? (unsigned)quarter_mb : 64;
 }
 
 static _Atomic bool bigcache_wanted;
@@ -30,7 +33,47 @@ static _Atomic bool bigcache_wanted;
 static pthread_mutex_t bigcache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct large_hdr *bucket[BIGCACHE_BUCKETS];
 static size_t cached_bytes;
+static size_t committed_bytes;   /* of cached_bytes, not decommitted */
 static unsigned cached_count;
+
+/* Takes h out of bucket *pp (h == *pp). */
+static void cache_unlink_locked(struct large_hdr **pp, struct large_hdr *h)
+{
+  *pp = h->cache_next;
+  cached_bytes -= h->map_size;
+  if (!h->decommitted)
+    committed_bytes -= h->map_size;
+  cached_count--;
+}
+
+/* After the bound shrank: unlinks the largest cached mappings until the
+ * cache fits, onto *evicted (the caller unmaps them after unlocking). */
+static void cache_shrink_locked(struct large_hdr **evicted)
+{
+  for (int b = BIGCACHE_BUCKETS - 1; b >= 0; b--)
+    while (bucket[b] && (cached_bytes > bigcache_max_bytes() || cached_count > bigcache_max_count())) {
+      struct large_hdr *h = bucket[b];
+      cache_unlink_locked(&bucket[b], h);
+      h->cache_next = *evicted;
+      *evicted = h;
+    }
+}
+
+/* A BigCache event for the learner; a changed bound applies at once. */
+static void cache_event_locked(struct large_hdr **evicted)
+{
+  if (learn_event(LEARN_BIGCACHE_MAX_MB, committed_bytes))
+    cache_shrink_locked(evicted);
+}
+
+static void unmap_list(struct large_hdr *h)
+{
+  while (h) {
+    struct large_hdr *next = h->cache_next;
+    large_unmap(h);
+    h = next;
+  }
+}
 
 /* Size classes in pages: 1..4 exactly, then four per doubling. */
 size_t bigcache_round(size_t map_size)
@@ -71,12 +114,12 @@ struct large_hdr *bigcache_take(size_t map_size)
       pp = &(*pp)->cache_next;
     h = *pp;
   }
-  if (h) {
-    *pp = h->cache_next;
-    cached_bytes -= h->map_size;
-    cached_count--;
-  }
+  if (h)
+    cache_unlink_locked(pp, h);
+  struct large_hdr *evicted = NULL;
+  cache_event_locked(&evicted);
   pthread_mutex_unlock(&bigcache_lock);
+  unmap_list(evicted);
   stats_add(h ? &hak_counters.bigcache_hits : &hak_counters.bigcache_misses, 1);
   return h;
 }
@@ -84,8 +127,10 @@ struct large_hdr *bigcache_take(size_t map_size)
 /* Gives back the pages of a cached mapping except its header page. */
 static void bigcache_decommit(struct large_hdr *h)
 {
-  if (os_decommit((char *)h + HAK_PAGE_SIZE, h->map_size - HAK_PAGE_SIZE, true) == 0)
+  if (os_decommit((char *)h + HAK_PAGE_SIZE, h->map_size - HAK_PAGE_SIZE, true) == 0) {
     h->decommitted = true;
+    committed_bytes -= h->map_size;
+  }
 }
 
 bool bigcache_put(struct large_hdr *h)
@@ -100,6 +145,7 @@ bool bigcache_put(struct large_hdr *h)
   if (cached_count < bigcache_max_count() && cached_bytes + h->map_size <= bigcache_max_bytes()) {
     h->state = LARGE_CACHED;
     h->decommitted = false;
+    committed_bytes += h->map_size;
     h->cached_at_ms = hak_now_ms();
     if (decommit_now)
       bigcache_decommit(h);
@@ -111,7 +157,10 @@ bool bigcache_put(struct large_hdr *h)
     cached_count++;
     kept = true;
   }
+  struct large_hdr *evicted = NULL;
+  cache_event_locked(&evicted);
   pthread_mutex_unlock(&bigcache_lock);
+  unmap_list(evicted);
   return kept;
 }
 
@@ -128,14 +177,12 @@ bool bigcache_flush(void)
     }
   }
   cached_bytes = 0;
+  committed_bytes = 0;
   cached_count = 0;
+  learn_retained(LEARN_BIGCACHE_MAX_MB, 0);
   pthread_mutex_unlock(&bigcache_lock);
   bool any = all != NULL;
-  while (all) {
-    struct large_hdr *next = all->cache_next;
-    large_unmap(all);
-    all = next;
-  }
+  unmap_list(all);
   return any;
 }
 
@@ -162,6 +209,7 @@ bool bigcache_purge(uint64_t now_ms, bool idle)
       else
         pending = true;
     }
+  learn_retained(LEARN_BIGCACHE_MAX_MB, committed_bytes);
   pthread_mutex_unlock(&bigcache_lock);
   return pending;
 }

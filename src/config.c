@@ -31,11 +31,15 @@ struct hak_config hak_config = {
   .ss_mem_lean_target_mb = 10,
   .ss_mem_lean_decommit = HAK_DECOMMIT_FREE,
   .thp = HAK_THP_OFF,
+  .bigcache_max_mb = 128,
+  .superslab_keep = 4,
+  .evo_policy = HAK_EVO_FROZEN,
 };
 bool config_secure;
 struct config_source config_sources[CONFIG_OPTION_MAX];
 
-static const char *const mode_words[] = { "minimal", "fast", "balanced", "research", NULL };
+const char *const config_mode_words[] = { "minimal", "fast", "balanced", "learning", "research", NULL };
+static const char *const evo_words[] = { "frozen", "learn", "canary", NULL };
 static const char *const thp_words[] = { "off", "auto", "on", NULL };
 static const char *const decommit_words[] = { "FREE", "DONTNEED", "OFF", NULL };
 
@@ -43,15 +47,16 @@ static const char *const decommit_words[] = { "FREE", "DONTNEED", "OFF", NULL };
   { .key = #k, .type = CONFIG_BOOL, .min = 0, .max = 1, .def = d, .value = &hak_config.k, \
     .description = desc }
 /* Preset values in the order minimal, fast, balanced, research; the
- * built-in default is balanced's. */
+ * built-in default is balanced's, and learning starts from balanced's
+ * values too (the learner then moves the ones it learns). */
 #define PRESET(k, ty, lo, hi, w, m, f, b, r, desc) \
   { .key = #k, .type = ty, .min = lo, .max = hi, .def = b, .preset = true, \
-    .mode_value = { m, f, b, r }, .words = w, .value = &hak_config.k, .description = desc }
+    .mode_value = { m, f, b, b, r }, .words = w, .value = &hak_config.k, .description = desc }
 
 const struct config_option config_options[] = {
   { .key = "mode", .type = CONFIG_ENUM, .min = 0, .max = HAK_MODE_COUNT - 1,
-    .def = HAK_MODE_BALANCED, .words = mode_words, .value = &hak_config.mode,
-    .description = "preset the other options start from: minimal, fast, balanced or research" },
+    .def = HAK_MODE_BALANCED, .words = config_mode_words, .value = &hak_config.mode,
+    .description = "preset the other options start from: minimal, fast, balanced, learning or research" },
   PRESET(stats, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
          "print the full statistics report at exit"),
   BOOL(ss_os_stats, 0, "print the OS call counters (mmap, munmap, madvise) at exit"),
@@ -90,6 +95,18 @@ const struct config_option config_options[] = {
     .description = "memory-lean mode: how memory is given back: FREE, DONTNEED or OFF" },
   PRESET(thp, CONFIG_ENUM, 0, 2, thp_words, HAK_THP_OFF, HAK_THP_AUTO, HAK_THP_OFF, HAK_THP_OFF,
          "transparent huge pages: off (never), auto (for 2 MiB mappings), on (every mapping)"),
+  PRESET(bigcache_max_mb, CONFIG_SIZE_MB, 0, 65536, NULL, 0, 512, 128, 128,
+         "MiB of freed large mappings BigCache may keep (memory-lean mode: at most its target)"),
+  PRESET(superslab_keep, CONFIG_INT, 0, 1024, NULL, 0, 16, 4, 4,
+         "fully free SuperSlabs kept mapped for reuse before further ones are unmapped"),
+  { .key = "evo_policy", .type = CONFIG_ENUM, .min = 0, .max = 2, .def = HAK_EVO_FROZEN,
+    .preset = true,
+    .mode_value = { HAK_EVO_FROZEN, HAK_EVO_FROZEN, HAK_EVO_FROZEN, HAK_EVO_CANARY, HAK_EVO_CANARY },
+    .words = evo_words, .value = &hak_config.evo_policy,
+    .description = "learner phase: frozen (no learning), learn (always), canary (learn, freeze, re-check)" },
+  { .key = "learn_state_file", .type = CONFIG_STRING, .text = hak_config.learn_state_file,
+    .text_size = sizeof hak_config.learn_state_file,
+    .description = "learning: restore the learned choices from this file and save them at exit" },
 };
 const unsigned config_option_count = sizeof config_options / sizeof config_options[0];
 _Static_assert(sizeof config_options / sizeof config_options[0] <= CONFIG_OPTION_MAX,
@@ -873,10 +890,11 @@ static unsigned load(const struct config_request *rq, const char *buf, long len)
   if (len >= 0)
     parse_file(&ld, buf, (size_t)len);
   parse_env(&ld);
-  if (rq->secure && hak_config.stats_file[0]) {
-    const struct config_option *o = config_find("stats_file");
-    set_value(o, 0, "", CONFIG_FROM_SECURE, 0, NULL);
-  }
+  /* Files a setuid program would write for its caller are never opened. */
+  if (rq->secure && hak_config.stats_file[0])
+    set_value(config_find("stats_file"), 0, "", CONFIG_FROM_SECURE, 0, NULL);
+  if (rq->secure && hak_config.learn_state_file[0])
+    set_value(config_find("learn_state_file"), 0, "", CONFIG_FROM_SECURE, 0, NULL);
   if (!rq->warn && !hak_config.quiet) {
     for (unsigned i = 0; i < held_count; i++)
       hak_warn(held[i]);
@@ -932,7 +950,7 @@ void config_source_format(unsigned i, char *buf, size_t size)
   case CONFIG_FROM_DEFAULT: msg_str(&m, "default"); break;
   case CONFIG_FROM_MODE:
     msg_str(&m, "mode ");
-    msg_str(&m, mode_words[hak_config.mode]);
+    msg_str(&m, config_mode_words[hak_config.mode]);
     break;
   case CONFIG_FROM_FILE:
   case CONFIG_FROM_SECTION:

@@ -8,14 +8,17 @@
  * keeps its state in static buffers.  In secure execution (AT_SECURE:
  * setuid, setgid, file capabilities) the environment is ignored, the conf
  * file is read only if root owns it and only root can write it, and
- * stats_file is never opened. */
+ * stats_file and learn_state_file are never opened. */
 #ifndef HAKMEM_CONFIG_H
 #define HAKMEM_CONFIG_H
 
 #include "hakmem_internal.h"
 
-enum hak_mode { HAK_MODE_MINIMAL, HAK_MODE_FAST, HAK_MODE_BALANCED, HAK_MODE_RESEARCH };
-#define HAK_MODE_COUNT 4
+enum hak_mode { HAK_MODE_MINIMAL, HAK_MODE_FAST, HAK_MODE_BALANCED, HAK_MODE_LEARNING, HAK_MODE_RESEARCH };
+#define HAK_MODE_COUNT 5
+/* The modes' names, indexed by enum hak_mode, NULL-terminated. */
+extern const char *const config_mode_words[];
+enum hak_evo_policy { HAK_EVO_FROZEN, HAK_EVO_LEARN, HAK_EVO_CANARY };
 enum hak_thp { HAK_THP_OFF, HAK_THP_AUTO, HAK_THP_ON };
 enum hak_decommit { HAK_DECOMMIT_FREE, HAK_DECOMMIT_DONTNEED, HAK_DECOMMIT_OFF };
 
@@ -42,6 +45,10 @@ struct hak_config {
   int ss_mem_lean_target_mb; /* lean: bound on retained-but-unused memory */
   int ss_mem_lean_decommit;  /* enum hak_decommit: how lean mode decommits */
   int thp;                   /* enum hak_thp: transparent huge pages per mapping */
+  int bigcache_max_mb;       /* BigCache byte bound (learned in learning mode) */
+  int superslab_keep;        /* fully free SuperSlabs kept (learned in learning mode) */
+  int evo_policy;            /* enum hak_evo_policy: the learner's phase */
+  char learn_state_file[256]; /* learned choices saved and restored here; "" = none */
 };
 extern struct hak_config hak_config;
 

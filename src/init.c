@@ -2,6 +2,7 @@
 #include "init.h"
 #include "config.h"
 #include "large.h"
+#include "learn.h"
 #include "shared_pool.h"
 #include "stats.h"
 #include "tcache.h"
@@ -50,12 +51,11 @@ static void fork_child(void)
 /* verbose = 1: one line with the effective configuration. */
 static void init_print_config(void)
 {
-  static const char *const modes[] = { "minimal", "fast", "balanced", "research" };
   static const char *const thp[] = { "off", "auto", "on" };
   char line[256] = "config: mode ";
   size_t n = strlen(line);
 #define APPEND(s) do { const char *s_ = (s); while (*s_ && n < sizeof line - 1) line[n++] = *s_++; line[n] = 0; } while (0)
-  APPEND(modes[hak_config.mode & 3]);
+  APPEND(config_mode_words[hak_config.mode]);
   APPEND(hak_config.ss_mem_lean ? ", memory-lean" : "");
   APPEND(hak_config.bigcache ? ", bigcache" : ", no bigcache");
   APPEND(hak_config.prewarm ? ", prewarm" : "");
@@ -79,6 +79,7 @@ void hak_init_slow(void)
   config_load(environ, getauxval(AT_SECURE) != 0);
   shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
   shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
+  learn_init();
   atomic_store_explicit(&hak_init_state, 2, memory_order_release);
   /* From here malloc works fully, so these may allocate. */
   if (pthread_key_create(&tcache_key, thread_exit) == 0)
@@ -105,4 +106,5 @@ __attribute__((constructor)) static void hak_constructor(void)
 __attribute__((destructor)) static void hak_destructor(void)
 {
   stats_report_at_exit();
+  learn_save_state();
 }

@@ -1,5 +1,6 @@
 /* Shared pool: slab hand-out stages, EMPTY recycling, SuperSlab lists. */
 #include "shared_pool.h"
+#include "learn.h"
 #include "os.h"
 #include "stats.h"
 #include "large.h"
@@ -223,6 +224,22 @@ static size_t kept_committed_bytes_locked(void)
   return bytes;
 }
 
+/* A hand-out or hand-back, for the learner of superslab_keep; when the
+ * learned limit shrinks, kept SuperSlabs beyond it are unmapped at once. */
+static void pool_learn_event_locked(void)
+{
+  if (!learn_active(LEARN_SUPERSLAB_KEEP) ||
+      !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed_bytes_locked()))
+    return;
+  unsigned limit = (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
+  struct superslab *next;
+  for (struct superslab *ss = all_list; ss && kept_empty > limit; ss = next) {
+    next = ss->all_next;
+    if (ss->empty_kept)
+      superslab_unmap_locked(ss);
+  }
+}
+
 /* Every slab of ss is free now: ask the release policy. */
 static void superslab_emptied_locked(struct superslab *ss)
 {
@@ -369,6 +386,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   slab_format(s, cls, (uint32_t)size_class_size(cls), HAK_SLAB_SIZE);
 out:
   slab_hand_out(s, owner);
+  pool_learn_event_locked();
   pthread_mutex_unlock(&pool_lock);
   return s;
 }
@@ -398,6 +416,7 @@ void shared_pool_release_empty(struct slab *s)
   }
   if (--ss->ninuse == 0)
     superslab_emptied_locked(ss);
+  pool_learn_event_locked();
   pthread_mutex_unlock(&pool_lock);
 }
 
@@ -507,6 +526,8 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
       pending = true;
     }
   }
+  if (learn_active(LEARN_SUPERSLAB_KEEP))
+    learn_retained(LEARN_SUPERSLAB_KEEP, kept_committed_bytes_locked());
   pthread_mutex_unlock(&pool_lock);
   return pending;
 }

@@ -3,6 +3,7 @@
 #include "stats.h"
 #include "config.h"
 #include "large.h"
+#include "learn.h"
 #include "os.h"
 #include "shared_pool.h"
 #include "hakmem.h"
@@ -145,6 +146,50 @@ static void report_u64(int fd, const char *name, uint64_t v)
   line_write(&l, fd);
 }
 
+/* Per learned decision: its phase and value, then each candidate's
+ * rating, epochs and last cost (nanoseconds per event, memory included).
+ * Read without the layers' locks: a momentary estimate. */
+static void report_learning(int fd)
+{
+  for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
+    const struct learn_decision *d = &learn_decisions[k];
+    if (d->phase == LEARN_PHASE_OFF)
+      continue;
+    struct line l = { .len = 0 };
+    line_str(&l, "hakmem: learn ");
+    line_str(&l, d->name);
+    line_str(&l, " phase ");
+    line_str(&l, learn_phase_name(d->phase));
+    line_str(&l, " value ");
+    line_u64(&l, (uint64_t)d->value);
+    line_str(&l, " epochs ");
+    line_u64(&l, d->epochs);
+    line_str(&l, " transitions ");
+    line_u64(&l, d->transitions);
+    line_str(&l, " events ");
+    line_u64(&l, d->events);
+    line_str(&l, " events_to_freeze ");
+    line_u64(&l, d->events_to_freeze);
+    line_write(&l, fd);
+    for (unsigned i = 0; i < d->ncand; i++) {
+      const struct learn_candidate *c = &d->cand[i];
+      struct line cl = { .len = 0 };
+      line_str(&cl, "hakmem: learn ");
+      line_str(&cl, d->name);
+      line_str(&cl, " candidate ");
+      line_u64(&cl, (uint64_t)c->value);
+      line_str(&cl, " rating ");
+      line_u64(&cl, c->rating > 0 ? (uint64_t)(c->rating + 0.5) : 0);
+      line_str(&cl, " epochs ");
+      line_u64(&cl, c->epochs);
+      line_str(&cl, " cost_ns ");
+      line_u64(&cl, c->cost > 0 ? (uint64_t)(c->cost + 0.5) : 0);
+      line_str(&cl, i == d->best && d->phase != LEARN_PHASE_LEARN ? " chosen" : "");
+      line_write(&cl, fd);
+    }
+  }
+}
+
 /* Sections of the report, chosen by stats (all), ss_os_stats,
  * shared_pool_stage_stats and ss_stats_dump. */
 enum { REPORT_OS = 1, REPORT_POOL = 2, REPORT_DUMP = 4, REPORT_ALL = 7 };
@@ -174,6 +219,8 @@ static void stats_report_sections(int fd, unsigned sections)
     R(os_mmap); R(os_munmap); R(os_madvise); R(os_mremap); R(os_refused); R(mapped_bytes);
   }
 #undef R
+  if (sections == REPORT_ALL)
+    report_learning(fd);
   if (!(sections & REPORT_DUMP))
     return;
   /* Per class: block size, allocations, refills (classes never used are skipped). */

@@ -1,6 +1,7 @@
 /* SuperSlab mapping, the address registry and the release policy. */
 #include "superslab.h"
 #include "config.h"
+#include "learn.h"
 #include "os.h"
 
 #include <string.h>
@@ -84,15 +85,12 @@ void superslab_destroy(struct superslab *ss)
   os_unmap(ss, size);
 }
 
-/* Fully free SuperSlabs kept per mode: a few absorb a program that frees
- * and reallocates its last slabs; more go back to the OS. */
+/* Fully free SuperSlabs kept: a few absorb a program that frees and
+ * reallocates its last slabs; more go back to the OS.  superslab_keep,
+ * learned in learning mode. */
 static unsigned keep_limit(void)
 {
-  switch (hak_config.mode) {
-  case HAK_MODE_MINIMAL: return 0;
-  case HAK_MODE_FAST: return 16;
-  default: return 4;
-  }
+  return (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
 }
 
 enum superslab_release superslab_release_policy(const struct superslab *ss,

@@ -114,7 +114,8 @@ START_TEST(table_is_consistent)
     "mode", "stats", "ss_os_stats", "shared_pool_stage_stats", "ss_stats_dump", "stats_file",
     "check", "verbose", "quiet", "bigcache", "batch_madvise", "ss_empty_reuse",
     "ss_empty_scan_limit", "superslab_lg", "prewarm", "purge_delay_ms", "ss_mem_lean",
-    "ss_mem_lean_target_mb", "ss_mem_lean_decommit", "thp",
+    "ss_mem_lean_target_mb", "ss_mem_lean_decommit", "thp", "bigcache_max_mb",
+    "superslab_keep", "evo_policy", "learn_state_file",
   };
   ck_assert_uint_eq(config_option_count, sizeof keys / sizeof keys[0]);
   for (unsigned i = 0; i < config_option_count; i++)
@@ -158,20 +159,20 @@ END_TEST
 /* ---- modes ---- */
 
 struct preset { int bigcache, ss_empty_reuse, prewarm, purge_delay_ms, thp, batch_madvise,
-                check, stats, verbose; };
+                check, stats, verbose, bigcache_max_mb, superslab_keep, evo_policy; };
 
 START_TEST(mode_presets)
 {
-  static const char *const names[] = { "minimal", "fast", "balanced", "research" };
   static const struct preset want[] = {
-    [HAK_MODE_MINIMAL] = { 0, 0, 0, -1, HAK_THP_OFF, 0, 0, 0, 0 },
-    [HAK_MODE_FAST] = { 1, 1, 1, -1, HAK_THP_AUTO, 0, 0, 0, 0 },
-    [HAK_MODE_BALANCED] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0 },
-    [HAK_MODE_RESEARCH] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 1, 1, 1 },
+    [HAK_MODE_MINIMAL] = { 0, 0, 0, -1, HAK_THP_OFF, 0, 0, 0, 0, 0, 0, HAK_EVO_FROZEN },
+    [HAK_MODE_FAST] = { 1, 1, 1, -1, HAK_THP_AUTO, 0, 0, 0, 0, 512, 16, HAK_EVO_FROZEN },
+    [HAK_MODE_BALANCED] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 4, HAK_EVO_FROZEN },
+    [HAK_MODE_LEARNING] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 4, HAK_EVO_CANARY },
+    [HAK_MODE_RESEARCH] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 1, 1, 1, 128, 4, HAK_EVO_CANARY },
   };
   for (int m = 0; m < HAK_MODE_COUNT; m++) {
     char text[64], envvar[64];
-    snprintf(text, sizeof text, "mode = %s\n", names[m]);
+    snprintf(text, sizeof text, "mode = %s\n", config_mode_words[m]);
     ck_assert_uint_eq(load(text, NULL, NULL), 0);
     const struct preset *w = &want[m];
     ck_assert_int_eq(hak_config.mode, m);
@@ -184,18 +185,22 @@ START_TEST(mode_presets)
     ck_assert_int_eq(hak_config.check, w->check);
     ck_assert_int_eq(hak_config.stats, w->stats);
     ck_assert_int_eq(hak_config.verbose, w->verbose);
+    ck_assert_int_eq(hak_config.bigcache_max_mb, w->bigcache_max_mb);
+    ck_assert_int_eq(hak_config.superslab_keep, w->superslab_keep);
+    ck_assert_int_eq(hak_config.evo_policy, w->evo_policy);
     /* The same through the environment, in any case. */
-    snprintf(envvar, sizeof envvar, "HAKMEM_MODE=%s", names[m]);
+    snprintf(envvar, sizeof envvar, "HAKMEM_MODE=%s", config_mode_words[m]);
     for (char *p = envvar + 12; *p; p++)
       *p = (char)(*p - 'a' + 'A');
     char *env[] = { envvar, NULL };
     ck_assert_uint_eq(load("", NULL, env), 0);
     ck_assert_int_eq(hak_config.mode, m);
     ck_assert_int_eq(hak_config.purge_delay_ms, w->purge_delay_ms);
+    ck_assert_int_eq(hak_config.evo_policy, w->evo_policy);
   }
-  /* learning is not a mode (yet). */
-  ck_assert_uint_eq(load("mode = learning\n", NULL, NULL), 1);
-  ck_assert(warned(":1: mode = learning: expected minimal|fast|balanced|research"));
+  /* A mode that does not exist. */
+  ck_assert_uint_eq(load("mode = adaptive\n", NULL, NULL), 1);
+  ck_assert(warned(":1: mode = adaptive: expected minimal|fast|balanced|learning|research"));
   ck_assert_int_eq(hak_config.mode, HAK_MODE_BALANCED);
 }
 END_TEST
@@ -651,13 +656,15 @@ END_TEST
 
 START_TEST(secure_conf_ownership)
 {
-  write_conf("check = 1\nstats_file = /tmp/hakmem-report\n");
+  write_conf("check = 1\nstats_file = /tmp/hakmem-report\nlearn_state_file = /tmp/hakmem-learned\n");
   if (geteuid() == 0) {
-    /* Root's, 0644: read, but stats_file is not used. */
+    /* Root's, 0644: read, but neither stats_file nor learn_state_file is used. */
     ck_assert_uint_eq(load_file("p", NULL, true), 0);
     ck_assert_int_eq(hak_config.check, 1);
     ck_assert_str_eq(hak_config.stats_file, "");
     assert_source("stats_file", "secure execution");
+    ck_assert_str_eq(hak_config.learn_state_file, "");
+    assert_source("learn_state_file", "secure execution");
     /* Group-writable: ignored. */
     chmod(conf, 0664);
     ck_assert_uint_eq(load_file("p", NULL, true), 1);
@@ -674,6 +681,7 @@ START_TEST(secure_conf_ownership)
   ck_assert_uint_eq(load_file("p", NULL, false), 0);
   ck_assert_int_eq(hak_config.check, 1);
   ck_assert_str_eq(hak_config.stats_file, "/tmp/hakmem-report");
+  ck_assert_str_eq(hak_config.learn_state_file, "/tmp/hakmem-learned");
   /* Writable by others: read, with a warning. */
   chmod(conf, 0666);
   ck_assert_uint_eq(load_file("p", NULL, false), 1);

@@ -186,6 +186,7 @@ START_TEST(fast_mode_never_decommits)
 {
   start();
   hak_config.mode = HAK_MODE_FAST;
+  hak_config.superslab_keep = 16;
   hak_config.purge_delay_ms = -1;
   churn();
   usleep(300000);
@@ -201,6 +202,7 @@ START_TEST(minimal_mode_unmaps_at_once)
 {
   start();
   hak_config.mode = HAK_MODE_MINIMAL;
+  hak_config.superslab_keep = 0;
   hak_config.purge_delay_ms = -1;
   hak_stats_t a = stats_now();
   churn();

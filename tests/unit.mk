@@ -26,6 +26,16 @@ tests_libdlopen_lib_la_SOURCES = tests/dlopen_lib.c
 tests_libdlopen_lib_la_LDFLAGS = -module -avoid-version -rpath /nowhere
 AM_TESTS_ENVIRONMENT = DLOPEN_LIB=$(abs_top_builddir)/tests/.libs/libdlopen_lib.so; export DLOPEN_LIB; MAKE='$(MAKE)'; export MAKE; CC='$(CC)'; export CC;
 
+# Learning mode: rating, phases, epoch accounting, state file (core-linked).
+if HAVE_CHECK
+check_PROGRAMS += tests/test_learn
+TESTS += tests/test_learn
+endif
+tests_test_learn_SOURCES = tests/test_learn.c
+tests_test_learn_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
+tests_test_learn_LDFLAGS = $(SANITIZE_CFLAGS)
+tests_test_learn_LDADD = src/libhakmem_core.la $(CHECK_LIBS)
+
 # Memory lifecycle: release policy, purge, OS guard, THP (core-linked).
 if HAVE_CHECK
 check_PROGRAMS += tests/test_lifecycle

@@ -80,10 +80,9 @@ static void type_text(const struct config_option *o, char *buf, size_t size)
  * the man-page test). */
 static int cmd_list(void)
 {
-  static const char *const modes[] = { "minimal", "fast", "balanced", "research" };
   printf("#key\tvariable\ttype\tdefault");
   for (int m = 0; m < HAK_MODE_COUNT; m++)
-    printf("\t%s", modes[m]);
+    printf("\t%s", config_mode_words[m]);
   printf("\tdescription\n");
   for (unsigned i = 0; i < config_option_count; i++) {
     const struct config_option *o = &config_options[i];

@@ -1,0 +1,422 @@
+/* Learning: ELO ratings of candidate values, the LEARN -> FROZEN -> CANARY
+ * phase machine, epoch accounting, and the state file. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "learn.h"
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct learn_decision learn_decisions[LEARN_DECISION_COUNT];
+
+/* Candidates, chosen from bench/learn: BigCache bounds from "a few blocks"
+ * to "a whole batch of big buffers"; SuperSlabs kept from one to a burst's
+ * worth.  The balanced default is the middle one. */
+static const int bigcache_candidates[] = { 16, 128, 1024 };
+static const int superslab_keep_candidates[] = { 1, 4, 32 };
+#define BIGCACHE_EVENTS_PER_EPOCH 128
+#define SUPERSLAB_EVENTS_PER_EPOCH 256
+
+const char *learn_phase_name(enum learn_phase p)
+{
+  switch (p) {
+  case LEARN_PHASE_LEARN: return "LEARN";
+  case LEARN_PHASE_FROZEN: return "FROZEN";
+  case LEARN_PHASE_CANARY: return "CANARY";
+  default: return "OFF";
+  }
+}
+
+double learn_score(double cost_a, double cost_b)
+{
+  if (!(cost_a + cost_b > 0))
+    return 0.5;
+  /* A 10 % difference scores about 0.7, a 25 % one 1: margins count, so
+   * that noise of a few percent moves the ratings only a little. */
+  double s = 0.5 + 4.0 * (cost_b - cost_a) / (cost_a + cost_b);
+  return s < 0 ? 0 : s > 1 ? 1 : s;
+}
+
+static void elo_game(struct learn_decision *d, unsigned a, unsigned b, double cost_a, double cost_b)
+{
+  double ra = d->cand[a].rating, rb = d->cand[b].rating;
+  double expect_a = 1.0 / (1.0 + pow(10.0, (rb - ra) / 400.0));
+  double delta = LEARN_K * (learn_score(cost_a, cost_b) - expect_a);
+  d->cand[a].rating = ra + delta;
+  d->cand[b].rating = rb - delta;
+}
+
+static unsigned leader(const struct learn_decision *d)
+{
+  unsigned best = 0;
+  for (unsigned i = 1; i < d->ncand; i++)
+    if (d->cand[i].rating > d->cand[best].rating)
+      best = i;
+  return best;
+}
+
+/* The leader is clear of every other candidate, and all have run enough. */
+static bool converged(const struct learn_decision *d)
+{
+  unsigned l = leader(d);
+  for (unsigned i = 0; i < d->ncand; i++) {
+    if (d->cand[i].epochs < LEARN_MIN_EPOCHS)
+      return false;
+    if (i != l && d->cand[l].rating - d->cand[i].rating < LEARN_CLEAR_GAP)
+      return false;
+  }
+  return true;
+}
+
+static void log_transition(const struct learn_decision *d, enum learn_phase from)
+{
+  if (!d->log)
+    return;
+  char msg[160];
+  snprintf(msg, sizeof msg, "learn: %s %s -> %s, value %d after %llu epochs (%llu events)",
+           d->name, learn_phase_name(from), learn_phase_name(d->phase), d->value,
+           (unsigned long long)d->epochs, (unsigned long long)d->events);
+  hak_warn(msg);
+}
+
+static void set_phase(struct learn_decision *d, enum learn_phase p, unsigned run)
+{
+  enum learn_phase from = d->phase;
+  d->phase = p;
+  d->phase_epochs = 0;
+  d->current = run;
+  d->value = d->cand[run].value;
+  d->transitions++;
+  log_transition(d, from);
+}
+
+static unsigned next_challenger(struct learn_decision *d)
+{
+  unsigned c = d->next_challenger % d->ncand;
+  if (c == d->best)
+    c = (c + 1) % d->ncand;
+  d->next_challenger = c + 1;
+  return c;
+}
+
+void learn_decision_setup(struct learn_decision *d, const char *name, const int *values,
+                          unsigned n, unsigned initial, int policy, unsigned events_per_epoch)
+{
+  memset(d, 0, sizeof *d);
+  d->name = name;
+  d->ncand = n < LEARN_MAX_CANDIDATES ? n : LEARN_MAX_CANDIDATES;
+  for (unsigned i = 0; i < d->ncand; i++) {
+    d->cand[i].value = values[i];
+    d->cand[i].rating = LEARN_INITIAL_RATING;
+  }
+  d->policy = policy;
+  d->events_per_epoch = events_per_epoch;
+  d->memory_price = (double)(1u << 30);
+  d->current = d->best = initial < d->ncand ? initial : 0;
+  d->value = d->cand[d->current].value;
+  d->phase = policy == HAK_EVO_FROZEN ? LEARN_PHASE_OFF : LEARN_PHASE_LEARN;
+}
+
+void learn_freeze_on(struct learn_decision *d, unsigned i)
+{
+  if (d->phase == LEARN_PHASE_OFF || i >= d->ncand)
+    return;
+  d->best = i;
+  d->cand[i].rating = LEARN_INITIAL_RATING + LEARN_CLEAR_GAP;
+  d->events_to_freeze = 0;
+  set_phase(d, LEARN_PHASE_FROZEN, i);
+  d->transitions = 0;
+}
+
+/* LEARN: the epoch that ended and the one before are a game; then the
+ * next candidate in turn runs, or the decision freezes. */
+static unsigned learn_step(struct learn_decision *d, double cost)
+{
+  unsigned cur = d->current;
+  if (d->have_prev && d->prev != cur)
+    elo_game(d, cur, d->prev, cost, d->prev_cost);
+  d->have_prev = true;
+  d->prev = cur;
+  d->prev_cost = cost;
+  if (d->policy == HAK_EVO_CANARY &&
+      (converged(d) || d->phase_epochs >= LEARN_MAX_EPOCHS_PER_CANDIDATE * d->ncand)) {
+    d->best = leader(d);
+    if (!d->events_to_freeze)
+      d->events_to_freeze = d->events;
+    set_phase(d, LEARN_PHASE_FROZEN, d->best);
+    return d->best;
+  }
+  return (cur + 1) % d->ncand;
+}
+
+/* CANARY: challenger, then the incumbent again; a challenger cheaper than
+ * the incumbent on both sides by the margin means the workload changed. */
+static unsigned canary_step(struct learn_decision *d, double cost)
+{
+  if (d->canary_step == 0) {
+    d->canary_cost = cost;
+    d->canary_step = 1;
+    return d->best;
+  }
+  double limit = (1.0 - LEARN_CANARY_MARGIN) * (d->canary_before < cost ? d->canary_before : cost);
+  unsigned challenger = d->prev;
+  if (d->canary_cost < limit) {
+    /* Keep what was learned as a head start, but let the ratings move. */
+    for (unsigned i = 0; i < d->ncand; i++) {
+      d->cand[i].rating = LEARN_INITIAL_RATING + (d->cand[i].rating - LEARN_INITIAL_RATING) / 4;
+      d->cand[i].epochs = 0;
+    }
+    elo_game(d, challenger, d->best, d->canary_cost, cost);
+    d->have_prev = true;
+    d->prev = d->best;
+    d->prev_cost = cost;
+    set_phase(d, LEARN_PHASE_LEARN, challenger);
+    return challenger;
+  }
+  set_phase(d, LEARN_PHASE_FROZEN, d->best);
+  return d->best;
+}
+
+bool learn_epoch_end(struct learn_decision *d, double cost)
+{
+  if (d->phase == LEARN_PHASE_OFF)
+    return false;
+  int before = d->value;
+  struct learn_candidate *c = &d->cand[d->current];
+  c->epochs++;
+  c->cost = cost;
+  d->epochs++;
+  d->phase_epochs++;
+  unsigned run = d->current;
+  switch (d->phase) {
+  case LEARN_PHASE_LEARN:
+    run = learn_step(d, cost);
+    break;
+  case LEARN_PHASE_FROZEN:
+    if (d->policy == HAK_EVO_CANARY && d->phase_epochs >= LEARN_CANARY_INTERVAL) {
+      d->canary_before = cost;
+      d->canary_step = 0;
+      d->prev = next_challenger(d);
+      set_phase(d, LEARN_PHASE_CANARY, d->prev);
+      run = d->prev;
+    }
+    break;
+  case LEARN_PHASE_CANARY:
+    run = canary_step(d, cost);
+    break;
+  default:
+    break;
+  }
+  d->current = run;
+  d->value = d->cand[run].value;
+  return d->value != before;
+}
+
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void integrate(struct learn_decision *d, uint64_t now)
+{
+  d->retained_byte_ns += (double)d->retained * (double)(now - d->last_ns);
+  d->last_ns = now;
+}
+
+void learn_retained(enum learn_id id, uint64_t retained_bytes)
+{
+  struct learn_decision *d = &learn_decisions[id];
+  if (d->phase == LEARN_PHASE_OFF)
+    return;
+  if (d->epoch_start_ns)
+    integrate(d, now_ns());
+  d->retained = retained_bytes;
+}
+
+bool learn_event(enum learn_id id, uint64_t retained_bytes)
+{
+  struct learn_decision *d = &learn_decisions[id];
+  if (HAK_LIKELY(d->phase == LEARN_PHASE_OFF))
+    return false;
+  uint64_t now = now_ns();
+  d->events++;
+  if (!d->epoch_start_ns) {
+    d->epoch_start_ns = d->last_ns = now;
+    d->retained = retained_bytes;
+    return false;
+  }
+  integrate(d, now);
+  d->retained = retained_bytes;
+  if (++d->epoch_events < d->events_per_epoch)
+    return false;
+  double elapsed = (double)(now - d->epoch_start_ns);
+  double cost = elapsed / d->epoch_events;
+  if (elapsed > 0)
+    cost *= 1.0 + d->retained_byte_ns / elapsed / d->memory_price;
+  d->epoch_events = 0;
+  d->epoch_start_ns = now;
+  d->retained_byte_ns = 0;
+  return learn_epoch_end(d, cost);
+}
+
+/* ---- state file: lines "program decision value" ---- */
+
+#define STATE_MAX 16384
+static char state_buf[STATE_MAX];
+
+static const char *program_name(void)
+{
+  return program_invocation_short_name && *program_invocation_short_name
+             ? program_invocation_short_name
+             : "-";
+}
+
+static long state_read(const char *path)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return -1;
+  long len = 0;
+  for (;;) {
+    ssize_t n = read(fd, state_buf + len, STATE_MAX - 1 - (size_t)len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    len += n;
+  }
+  close(fd);
+  state_buf[len] = '\0';
+  return len;
+}
+
+/* Splits "program decision value" in place; false if the line is not one. */
+static bool state_fields(char *line, char **prog, char **name, int *value)
+{
+  char *save;
+  *prog = strtok_r(line, " \t", &save);
+  *name = strtok_r(NULL, " \t", &save);
+  char *v = strtok_r(NULL, " \t", &save);
+  return *prog && *name && v && config_parse_int(v, INT32_MIN / 2, INT32_MAX / 2, value);
+}
+
+static void state_restore(void)
+{
+  if (!hak_config.learn_state_file[0] || state_read(hak_config.learn_state_file) <= 0)
+    return;
+  char *save;
+  for (char *line = strtok_r(state_buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *prog, *name;
+    int value;
+    if (!state_fields(line, &prog, &name, &value) || strcmp(prog, program_name()) != 0)
+      continue;
+    for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
+      struct learn_decision *d = &learn_decisions[k];
+      if (strcmp(name, d->name) != 0)
+        continue;
+      for (unsigned i = 0; i < d->ncand; i++)
+        if (d->cand[i].value == value)
+          learn_freeze_on(d, i);
+    }
+  }
+}
+
+void learn_save_state(void)
+{
+  const char *path = hak_config.learn_state_file;
+  if (!path[0] || config_secure)
+    return;
+  bool any = false;
+  for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++)
+    any |= learn_decisions[k].phase == LEARN_PHASE_FROZEN ||
+           learn_decisions[k].phase == LEARN_PHASE_CANARY;
+  if (!any)
+    return;
+  /* Other programs' lines are kept; ours are replaced.  The new file is
+   * written beside the old one and renamed over it. */
+  static char out[STATE_MAX];
+  size_t n = 0;
+  long len = state_read(path);
+  char *save;
+  for (char *line = len > 0 ? strtok_r(state_buf, "\n", &save) : NULL; line;
+       line = strtok_r(NULL, "\n", &save)) {
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", line);
+    char *prog, *name;
+    int value;
+    if (!state_fields(copy, &prog, &name, &value) || strcmp(prog, program_name()) == 0)
+      continue;
+    int w = snprintf(out + n, sizeof out - n, "%s\n", line);
+    if (w < 0 || (size_t)w >= sizeof out - n)
+      break;
+    n += (size_t)w;
+  }
+  for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
+    const struct learn_decision *d = &learn_decisions[k];
+    if (d->phase != LEARN_PHASE_FROZEN && d->phase != LEARN_PHASE_CANARY)
+      continue;
+    int w = snprintf(out + n, sizeof out - n, "%s %s %d\n", program_name(), d->name,
+                     d->cand[d->best].value);
+    if (w < 0 || (size_t)w >= sizeof out - n)
+      break;
+    n += (size_t)w;
+  }
+  char tmp[sizeof hak_config.learn_state_file + 16];
+  snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) {
+    hak_warn("learn_state_file: cannot write the learned state");
+    return;
+  }
+  bool ok = write(fd, out, n) == (ssize_t)n;
+  ok &= close(fd) == 0;
+  if (!ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    hak_warn("learn_state_file: cannot write the learned state");
+  }
+}
+
+/* The candidate equal to the configured value; if none, the configured
+ * value replaces the middle candidate, so the start is what the user set. */
+static void setup_from_config(struct learn_decision *d, const char *name, const int *values,
+                              unsigned n, int configured, unsigned events_per_epoch)
+{
+  int v[LEARN_MAX_CANDIDATES];
+  unsigned initial = n / 2;
+  for (unsigned i = 0; i < n; i++) {
+    v[i] = values[i];
+    if (values[i] == configured)
+      initial = i;
+  }
+  v[initial] = configured;
+  learn_decision_setup(d, name, v, n, initial, hak_config.evo_policy, events_per_epoch);
+  d->log = hak_config.mode == HAK_MODE_RESEARCH;
+  if (hak_config.ss_mem_lean) {
+    int mb = hak_config.ss_mem_lean_target_mb < 16 ? 16 : hak_config.ss_mem_lean_target_mb;
+    d->memory_price = (double)((uint64_t)mb << 20);
+  }
+}
+
+void learn_init(void)
+{
+  setup_from_config(&learn_decisions[LEARN_BIGCACHE_MAX_MB], "bigcache_max_mb",
+                    bigcache_candidates, 3, hak_config.bigcache_max_mb,
+                    BIGCACHE_EVENTS_PER_EPOCH);
+  setup_from_config(&learn_decisions[LEARN_SUPERSLAB_KEEP], "superslab_keep",
+                    superslab_keep_candidates, 3, hak_config.superslab_keep,
+                    SUPERSLAB_EVENTS_PER_EPOCH);
+  /* BigCache off means nothing to learn for it. */
+  if (!hak_config.bigcache)
+    learn_decisions[LEARN_BIGCACHE_MAX_MB].phase = LEARN_PHASE_OFF;
+  if (hak_config.evo_policy != HAK_EVO_FROZEN)
+    state_restore();
+}

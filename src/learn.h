@@ -1,0 +1,132 @@
+/* Learning: an online choice, per decision, among a few candidate values
+ * of a policy knob, by ELO rating of their measured costs.
+ *
+ * A decision is fed events by the layer whose knob it sets (BigCache: each
+ * take and put; shared pool: each slab handed out or given back), always
+ * under that layer's lock, which therefore also guards the decision: the
+ * learner has no lock and no thread of its own, and the fast paths never
+ * reach it.  The layer reads the decision's value under the same lock.
+ *
+ * Every events_per_epoch events close an epoch.  Its cost is the wall time
+ * per event, raised by the memory the layer held unused meanwhile:
+ * time * (1 + mean retained bytes / memory price), so a candidate that
+ * keeps more memory must buy it with time.  The price is 1 GiB (holding
+ * 1 GiB unused doubles the cost), or ss_mem_lean_target_mb (at least
+ * 16 MiB) in memory-lean mode.
+ *
+ * Phases (evo_policy): LEARN runs the candidates in turn; two consecutive
+ * epochs of different candidates are a game, scored by their cost ratio,
+ * that moves both ratings.  When the leader is clear of every other
+ * candidate by LEARN_CLEAR_GAP points and each has played enough, or after
+ * a bounded number of epochs, the decision is FROZEN on the leader.  With
+ * evo_policy = canary, every LEARN_CANARY_INTERVAL frozen epochs a CANARY
+ * runs a challenger for one epoch between two epochs of the incumbent; if
+ * it costs clearly less than both, the workload has changed and the
+ * decision goes back to LEARN.  evo_policy = learn never freezes;
+ * evo_policy = frozen (the default outside the learning and research
+ * modes) measures nothing and leaves the configured value in place. */
+#ifndef HAKMEM_LEARN_H
+#define HAKMEM_LEARN_H
+
+#include "hakmem_internal.h"
+
+enum learn_id { LEARN_BIGCACHE_MAX_MB, LEARN_SUPERSLAB_KEEP, LEARN_DECISION_COUNT };
+enum learn_phase { LEARN_PHASE_OFF, LEARN_PHASE_LEARN, LEARN_PHASE_FROZEN, LEARN_PHASE_CANARY };
+
+#define LEARN_MAX_CANDIDATES 4
+#define LEARN_INITIAL_RATING 1500.0
+#define LEARN_K 32.0                /* rating points a game can move */
+#define LEARN_CLEAR_GAP 64.0        /* leader's lead needed to freeze */
+#define LEARN_MIN_EPOCHS 3          /* epochs each candidate runs before a freeze */
+#define LEARN_MAX_EPOCHS_PER_CANDIDATE 10 /* then freeze on the leader anyway */
+#define LEARN_CANARY_INTERVAL 32    /* frozen epochs between canaries */
+#define LEARN_CANARY_MARGIN 0.10    /* a challenger must cost this much less */
+
+struct learn_candidate {
+  int value;
+  double rating;
+  uint32_t epochs;      /* epochs run with this value */
+  double cost;          /* cost of its last epoch */
+};
+
+struct learn_decision {
+  const char *name;     /* the option it sets */
+  unsigned ncand;
+  struct learn_candidate cand[LEARN_MAX_CANDIDATES];
+  int value;            /* what the layer uses now */
+  enum learn_phase phase;
+  int policy;           /* enum hak_evo_policy */
+  bool log;             /* research mode: one line per transition */
+  unsigned events_per_epoch;
+  double memory_price;  /* bytes whose retention doubles an epoch's cost */
+
+  unsigned current;     /* candidate of the running epoch */
+  unsigned best;        /* the frozen choice */
+  bool have_prev;       /* LEARN: the previous epoch's candidate and cost */
+  unsigned prev;
+  double prev_cost;
+  unsigned phase_epochs; /* epochs since the phase began */
+  unsigned next_challenger;
+  double canary_before; /* CANARY: the incumbent's cost before the challenger */
+  double canary_cost;   /* ... and the challenger's */
+  unsigned canary_step; /* 0 challenger running, 1 incumbent running after it */
+
+  uint64_t epochs;
+  uint64_t transitions;
+  uint64_t events;
+  uint64_t events_to_freeze; /* events from the start until the first freeze */
+
+  /* The running epoch. */
+  uint32_t epoch_events;
+  uint64_t epoch_start_ns, last_ns;
+  uint64_t retained;          /* bytes the layer holds unused, last reported */
+  double retained_byte_ns;    /* its integral over the epoch */
+};
+
+extern struct learn_decision learn_decisions[LEARN_DECISION_COUNT];
+
+/* Sets up every decision from the configuration (values, policy, the
+ * saved state of learn_state_file).  Called once by init; no allocation. */
+void learn_init(void);
+
+/* The value the layer should use now: the learned one while the decision
+ * learns, otherwise configured.  Caller holds the layer's lock. */
+HAK_INLINE int learn_value(enum learn_id id, int configured)
+{
+  const struct learn_decision *d = &learn_decisions[id];
+  return d->phase == LEARN_PHASE_OFF ? configured : d->value;
+}
+
+/* Whether the decision is measuring (its layer then reports events). */
+HAK_INLINE bool learn_active(enum learn_id id)
+{
+  return learn_decisions[id].phase != LEARN_PHASE_OFF;
+}
+
+/* One event of the decision's layer, which now retains retained_bytes
+ * unused.  Returns true when the value changed.  Caller holds the layer's
+ * lock. */
+bool learn_event(enum learn_id id, uint64_t retained_bytes);
+/* The layer's retained memory changed without an event (purge). */
+void learn_retained(enum learn_id id, uint64_t retained_bytes);
+
+/* The phase machine alone, for tests and learn_event: sets d up with
+ * candidate values[0..n) starting on values[initial], and ends d's running
+ * epoch with cost (lower is better).  learn_epoch_end returns true when
+ * the value changed. */
+void learn_decision_setup(struct learn_decision *d, const char *name, const int *values,
+                          unsigned n, unsigned initial, int policy, unsigned events_per_epoch);
+bool learn_epoch_end(struct learn_decision *d, double cost);
+/* Starts d FROZEN on candidate i (a restored choice). */
+void learn_freeze_on(struct learn_decision *d, unsigned i);
+
+/* The score of a game: 1 when a's cost is far below b's, 0.5 for equal
+ * costs, 0 when far above. */
+double learn_score(double cost_a, double cost_b);
+
+const char *learn_phase_name(enum learn_phase p);
+
+/* At exit: writes the frozen choices to learn_state_file, if set. */
+void learn_save_state(void);
+
+#endif

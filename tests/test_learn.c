@@ -1,0 +1,325 @@
+/* Learning mode: the rating update and the phase machine fed synthetic
+ * epoch costs (deterministic), epoch accounting with the memory price,
+ * the state file, and the layers' use of the learner: frozen policy counts
+ * nothing, learning runs epochs and moves the value. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "config.h"
+#include "learn.h"
+
+static const int three[] = { 16, 128, 1024 };
+
+static void setup3(struct learn_decision *d, int policy)
+{
+  learn_decision_setup(d, "bigcache_max_mb", three, 3, 1, policy, 128);
+}
+
+/* Feeds epochs whose cost is cost[candidate running]; returns how many
+ * ran until the phase became want (or max). */
+static unsigned run_until(struct learn_decision *d, const double *cost, enum learn_phase want,
+                          unsigned max)
+{
+  unsigned n = 0;
+  while (d->phase != want && n < max) {
+    learn_epoch_end(d, cost[d->current]);
+    n++;
+  }
+  return n;
+}
+
+START_TEST(score_follows_cost_ratio)
+{
+  ck_assert(learn_score(100, 100) == 0.5);
+  double s10 = learn_score(90, 100);
+  ck_assert(s10 > 0.65 && s10 < 0.75);
+  ck_assert(learn_score(100, 90) == 1.0 - s10);
+  ck_assert(learn_score(50, 100) == 1.0);
+  ck_assert(learn_score(100, 50) == 0.0);
+  ck_assert(learn_score(0, 0) == 0.5);
+}
+END_TEST
+
+START_TEST(learn_freezes_on_the_cheapest)
+{
+  struct learn_decision d;
+  setup3(&d, HAK_EVO_CANARY);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_LEARN);
+  ck_assert_int_eq(d.value, 128);
+  static const double cost[] = { 300, 200, 100 };
+  unsigned n = run_until(&d, cost, LEARN_PHASE_FROZEN, 1000);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+  ck_assert_int_eq(d.value, 1024);
+  ck_assert_uint_eq(d.best, 2);
+  /* Ratings ordered by cost, and the lead is clear. */
+  ck_assert(d.cand[2].rating > d.cand[1].rating && d.cand[1].rating > d.cand[0].rating);
+  ck_assert(d.cand[2].rating - d.cand[1].rating >= LEARN_CLEAR_GAP);
+  /* Each candidate ran its minimum, and not much more. */
+  ck_assert_uint_ge(n, 3 * LEARN_MIN_EPOCHS);
+  ck_assert_uint_le(n, 3 * LEARN_MIN_EPOCHS + 6);
+  ck_assert_uint_eq(d.transitions, 1);
+  /* Frozen: the value stays while nothing changes. */
+  for (int i = 0; i < LEARN_CANARY_INTERVAL - 1; i++)
+    ck_assert(!learn_epoch_end(&d, cost[d.current]));
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+}
+END_TEST
+
+START_TEST(equal_costs_freeze_after_the_bound)
+{
+  struct learn_decision d;
+  setup3(&d, HAK_EVO_CANARY);
+  static const double cost[] = { 100, 100, 100 };
+  unsigned n = run_until(&d, cost, LEARN_PHASE_FROZEN, 1000);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+  ck_assert_uint_eq(n, LEARN_MAX_EPOCHS_PER_CANDIDATE * 3);
+}
+END_TEST
+
+START_TEST(policy_learn_never_freezes)
+{
+  struct learn_decision d;
+  setup3(&d, HAK_EVO_LEARN);
+  static const double cost[] = { 300, 200, 100 };
+  run_until(&d, cost, LEARN_PHASE_FROZEN, 500);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_LEARN);
+  ck_assert(d.cand[2].rating > d.cand[0].rating + 2 * LEARN_CLEAR_GAP);
+  ck_assert_uint_eq(d.transitions, 0);
+}
+END_TEST
+
+START_TEST(policy_frozen_does_nothing)
+{
+  struct learn_decision d;
+  setup3(&d, HAK_EVO_FROZEN);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_OFF);
+  ck_assert(!learn_epoch_end(&d, 1));
+  ck_assert_uint_eq(d.epochs, 0);
+  ck_assert_int_eq(d.value, 128);
+}
+END_TEST
+
+/* The workload changes while frozen: a canary sees it and the decision
+ * learns again, ending on the new best. */
+START_TEST(workload_switch_relearns)
+{
+  struct learn_decision d;
+  setup3(&d, HAK_EVO_CANARY);
+  enum learn_phase seen[64];
+  unsigned nseen = 0;
+  seen[nseen++] = d.phase;
+  static const double before[] = { 100, 200, 300 };
+  static const double after[] = { 300, 200, 100 };
+  const double *cost = before;
+  for (unsigned e = 0; e < 400; e++) {
+    if (e == 60)
+      cost = after;
+    enum learn_phase p = d.phase;
+    learn_epoch_end(&d, cost[d.current]);
+    if (d.phase != p && nseen < 64)
+      seen[nseen++] = d.phase;
+  }
+  /* LEARN -> FROZEN on 16 before the switch ... */
+  ck_assert_uint_ge(nseen, 6);
+  ck_assert_int_eq(seen[0], LEARN_PHASE_LEARN);
+  ck_assert_int_eq(seen[1], LEARN_PHASE_FROZEN);
+  /* ... then canaries until one wins: CANARY -> LEARN -> FROZEN on 1024. */
+  bool relearned = false;
+  for (unsigned i = 2; i + 1 < nseen; i++)
+    if (seen[i] == LEARN_PHASE_CANARY && seen[i + 1] == LEARN_PHASE_LEARN)
+      relearned = true;
+  ck_assert(relearned);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+  ck_assert_int_eq(d.value, 1024);
+  /* A canary that loses goes back to FROZEN on the same value. */
+  for (unsigned e = 0; e < 200; e++)
+    learn_epoch_end(&d, after[d.current]);
+  ck_assert_int_eq(d.value, 1024);
+}
+END_TEST
+
+/* The incumbent, not the challenger, is charged a slow-down that happens
+ * during the canary: the challenger must beat both neighbours. */
+START_TEST(canary_needs_a_clear_win)
+{
+  struct learn_decision d;
+  setup3(&d, HAK_EVO_CANARY);
+  static const double cost[] = { 100, 200, 300 };
+  run_until(&d, cost, LEARN_PHASE_FROZEN, 1000);
+  ck_assert_int_eq(d.value, 16);
+  run_until(&d, cost, LEARN_PHASE_CANARY, 100);
+  /* The challenger costs 95 % of the incumbent's epoch before it: not clear. */
+  learn_epoch_end(&d, 95);
+  learn_epoch_end(&d, 100);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+  ck_assert_int_eq(d.value, 16);
+}
+END_TEST
+
+/* Epoch accounting: the cost is time per event times the memory factor. */
+START_TEST(epoch_cost_prices_memory)
+{
+  struct learn_decision *d = &learn_decisions[LEARN_BIGCACHE_MAX_MB];
+  static const int two[] = { 1, 2 };
+  learn_decision_setup(d, "bigcache_max_mb", two, 2, 0, HAK_EVO_LEARN, 4);
+  d->memory_price = 1; /* one byte retained doubles the cost */
+  ck_assert(!learn_event(LEARN_BIGCACHE_MAX_MB, 0));
+  for (int i = 0; i < 3; i++)
+    learn_event(LEARN_BIGCACHE_MAX_MB, 0);
+  ck_assert_uint_eq(d->epochs, 0);
+  learn_event(LEARN_BIGCACHE_MAX_MB, 0);
+  ck_assert_uint_eq(d->epochs, 1);
+  double free_cost = d->cand[0].cost;
+  ck_assert(free_cost > 0);
+  /* The second candidate's epoch holds a MiB throughout. */
+  learn_retained(LEARN_BIGCACHE_MAX_MB, 1 << 20);
+  for (int i = 0; i < 4; i++) {
+    usleep(1000);
+    learn_event(LEARN_BIGCACHE_MAX_MB, 1 << 20);
+  }
+  ck_assert_uint_eq(d->epochs, 2);
+  ck_assert(d->cand[1].cost > 1000.0 * free_cost);
+  ck_assert(d->cand[0].rating > d->cand[1].rating);
+  ck_assert_uint_eq(d->events, 9);
+}
+END_TEST
+
+static char state_path[64];
+
+static char *read_all(const char *path)
+{
+  static char buf[4096];
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+START_TEST(state_file_saves_and_restores)
+{
+  snprintf(state_path, sizeof state_path, "/tmp/hakmem-learn-test.%d", (int)getpid());
+  FILE *f = fopen(state_path, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "other-program bigcache_max_mb 16\n%s superslab_keep 4\n", program_invocation_short_name);
+  fclose(f);
+  hak_config.mode = HAK_MODE_LEARNING;
+  hak_config.evo_policy = HAK_EVO_CANARY;
+  hak_config.bigcache = 1;
+  hak_config.bigcache_max_mb = 128;
+  hak_config.superslab_keep = 4;
+  snprintf(hak_config.learn_state_file, sizeof hak_config.learn_state_file, "%s", state_path);
+  learn_init();
+  /* Our line restored superslab_keep FROZEN on 4; bigcache still learns. */
+  ck_assert_int_eq(learn_decisions[LEARN_SUPERSLAB_KEEP].phase, LEARN_PHASE_FROZEN);
+  ck_assert_int_eq(learn_decisions[LEARN_SUPERSLAB_KEEP].value, 4);
+  ck_assert_int_eq(learn_decisions[LEARN_BIGCACHE_MAX_MB].phase, LEARN_PHASE_LEARN);
+  learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 2);
+  learn_save_state();
+  char want[128];
+  const char *text = read_all(state_path);
+  ck_assert(strstr(text, "other-program bigcache_max_mb 16\n"));
+  snprintf(want, sizeof want, "%s bigcache_max_mb 1024\n", program_invocation_short_name);
+  ck_assert(strstr(text, want));
+  snprintf(want, sizeof want, "%s superslab_keep 4\n", program_invocation_short_name);
+  ck_assert(strstr(text, want));
+  /* The next run starts FROZEN on what was learned. */
+  learn_init();
+  ck_assert_int_eq(learn_decisions[LEARN_BIGCACHE_MAX_MB].phase, LEARN_PHASE_FROZEN);
+  ck_assert_int_eq(learn_decisions[LEARN_BIGCACHE_MAX_MB].value, 1024);
+  /* In secure execution nothing is written. */
+  unlink(state_path);
+  config_secure = true;
+  learn_save_state();
+  config_secure = false;
+  ck_assert_int_eq(access(state_path, F_OK), -1);
+  hak_config.learn_state_file[0] = '\0';
+}
+END_TEST
+
+/* Frees and re-allocates 24 blocks of 1 MiB, rounds times. */
+static void large_churn(int rounds)
+{
+  void *b[24];
+  for (int r = 0; r < rounds; r++) {
+    for (int i = 0; i < 24; i++) {
+      b[i] = hak_malloc((size_t)1 << 20);
+      ck_assert_ptr_nonnull(b[i]);
+      memset(b[i], r, 4096);
+    }
+    for (int i = 0; i < 24; i++)
+      hak_free(b[i]);
+  }
+}
+
+START_TEST(frozen_policy_counts_nothing)
+{
+  hak_free(hak_malloc(1));
+  hak_config.mode = HAK_MODE_BALANCED;
+  hak_config.evo_policy = HAK_EVO_FROZEN;
+  learn_init();
+  large_churn(20);
+  for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
+    ck_assert_int_eq(learn_decisions[k].phase, LEARN_PHASE_OFF);
+    ck_assert_uint_eq(learn_decisions[k].events, 0);
+    ck_assert_uint_eq(learn_decisions[k].epochs, 0);
+  }
+}
+END_TEST
+
+START_TEST(learning_runs_epochs_in_the_layers)
+{
+  hak_free(hak_malloc(1));
+  hak_config.mode = HAK_MODE_LEARNING;
+  hak_config.evo_policy = HAK_EVO_LEARN;
+  hak_config.bigcache = 1;
+  hak_config.bigcache_max_mb = 128;
+  learn_init();
+  large_churn(40);
+  const struct learn_decision *d = &learn_decisions[LEARN_BIGCACHE_MAX_MB];
+  /* Two BigCache events per block, a take and a put; the first starts
+   * the clock, each 128 more end an epoch. */
+  ck_assert_uint_eq(d->events, 40 * 24 * 2);
+  ck_assert_uint_eq(d->epochs, (40 * 24 * 2 - 1) / 128);
+  /* Every candidate ran, so the value moved. */
+  for (unsigned i = 0; i < d->ncand; i++)
+    ck_assert_uint_ge(d->cand[i].epochs, 1);
+  hak_stats_t st;
+  hakmem_stats_get(&st);
+  ck_assert_uint_gt(st.bigcache_hits, 0);
+  hak_config.evo_policy = HAK_EVO_FROZEN;
+  learn_init();
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("learn");
+  TCase *t = tcase_create("machine");
+  tcase_add_test(t, score_follows_cost_ratio);
+  tcase_add_test(t, learn_freezes_on_the_cheapest);
+  tcase_add_test(t, equal_costs_freeze_after_the_bound);
+  tcase_add_test(t, policy_learn_never_freezes);
+  tcase_add_test(t, policy_frozen_does_nothing);
+  tcase_add_test(t, workload_switch_relearns);
+  tcase_add_test(t, canary_needs_a_clear_win);
+  suite_add_tcase(s, t);
+  TCase *a = tcase_create("accounting");
+  tcase_set_timeout(a, 60);
+  tcase_add_test(a, epoch_cost_prices_memory);
+  tcase_add_test(a, state_file_saves_and_restores);
+  tcase_add_test(a, frozen_policy_counts_nothing);
+  tcase_add_test(a, learning_runs_epochs_in_the_layers);
+  suite_add_tcase(s, a);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
