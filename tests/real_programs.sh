@@ -137,6 +137,15 @@ print(len(words), len(strings), len(tree), len(blob))
 print(h.hexdigest())
 EOF
   run python3 "$d" env PYTHONMALLOC=malloc python3 work.py
+  # The same in learning mode: the learner moves policies while the program
+  # runs, and the output must not change.  Its report lines prove it ran.
+  d2=$tmp/python3-learning && mkdir -p "$d2" && cp -R "$d/in" "$d2/in"
+  run "python3 (learning mode)" "$d2" env HAKMEM_MODE=learning PYTHONMALLOC=malloc python3 work.py
+  if ! grep -q '^hakmem: learn superslab_keep phase [A-Z]* value [0-9]* epochs [1-9]' "$d2/hak.stats"; then
+    echo "$me: python3 (learning mode): FAIL: no learning epochs in the report" >&2
+    grep '^hakmem: learn' "$d2/hak.stats" >&2
+    failed=$((failed + 1))
+  fi
 fi
 
 # --- sort: 200000 generated lines, several keys, two threads.
