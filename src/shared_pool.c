@@ -14,7 +14,8 @@ static unsigned empty_count[HAK_NUM_CLASSES];
 static struct slab *orphan_list[HAK_NUM_CLASSES];
 static struct superslab *all_list;
 static struct superslab *unused_list;
-static unsigned kept_empty;
+static unsigned kept_empty;       /* SuperSlabs kept fully free ... */
+static size_t kept_committed;     /* ... and their committed bytes */
 /* Allocation counts of slabs that were re-formatted or unmapped. */
 static uint64_t retired_allocs[HAK_NUM_CLASSES];
 
@@ -117,13 +118,34 @@ static void slab_retire_counts(struct slab *s)
   s->allocs = 0;
 }
 
+/* Committed bytes of ss's slots (the header slot aside). */
+static size_t superslab_committed_bytes(const struct superslab *ss)
+{
+  return (size_t)(ss->nslabs - 1 - (unsigned)__builtin_popcount(ss->decommitted))
+         << HAK_SLAB_SHIFT;
+}
+
+/* ss joins (kept) or leaves the kept SuperSlabs, or, kept, had pages
+ * decommitted: keeps kept_empty and kept_committed exact without a walk. */
+static void superslab_set_kept(struct superslab *ss, bool kept)
+{
+  if (ss->empty_kept) {
+    kept_empty--;
+    kept_committed -= ss->kept_bytes;
+  }
+  ss->empty_kept = kept;
+  ss->kept_bytes = kept ? superslab_committed_bytes(ss) : 0;
+  if (kept) {
+    kept_empty++;
+    kept_committed += ss->kept_bytes;
+  }
+}
+
 /* A slab of ss goes from free (UNUSED or EMPTY) to in use. */
 static void superslab_slab_taken(struct superslab *ss)
 {
-  if (ss->ninuse++ == 0 && ss->empty_kept) {
-    ss->empty_kept = false;
-    kept_empty--;
-  }
+  if (ss->ninuse++ == 0 && ss->empty_kept)
+    superslab_set_kept(ss, false);
   /* thp = auto: a 2 MiB SuperSlab half in use is hot: huge pages. */
   if (hak_config.thp == HAK_THP_AUTO && !ss->huge_advised && ss->lg >= 21 &&
       ss->ninuse * 2 >= ss->nslabs)
@@ -165,7 +187,7 @@ static void superslab_unmap_locked(struct superslab *ss)
     slab_retire_counts(s);
   }
   if (ss->empty_kept)
-    kept_empty--;
+    superslab_set_kept(ss, false);
   unused_list_remove(ss);
   all_list_remove(ss);
   superslab_destroy(ss);
@@ -213,23 +235,12 @@ static bool superslab_fully_decommitted(const struct superslab *ss)
   return (ss->decommitted & all) == all;
 }
 
-/* Bytes of kept, fully free SuperSlabs still committed. */
-static size_t kept_committed_bytes_locked(void)
-{
-  size_t bytes = 0;
-  for (struct superslab *ss = all_list; ss; ss = ss->all_next)
-    if (ss->empty_kept)
-      bytes += ((size_t)(ss->nslabs - 1 - (unsigned)__builtin_popcount(ss->decommitted)))
-               << HAK_SLAB_SHIFT;
-  return bytes;
-}
-
 /* A hand-out or hand-back, for the learner of superslab_keep; when the
  * learned limit shrinks, kept SuperSlabs beyond it are unmapped at once. */
 static void pool_learn_event_locked(void)
 {
   if (!learn_active(LEARN_SUPERSLAB_KEEP) ||
-      !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed_bytes_locked()))
+      !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed))
     return;
   unsigned limit = (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
   struct superslab *next;
@@ -244,7 +255,7 @@ static void pool_learn_event_locked(void)
 static void superslab_emptied_locked(struct superslab *ss)
 {
   enum superslab_release r =
-      superslab_release_policy(ss, kept_empty, kept_committed_bytes_locked());
+      superslab_release_policy(ss, kept_empty, kept_committed);
   if (r == SUPERSLAB_DECOMMIT) {
     superslab_unformat_empty_locked(ss);
     superslab_decommit_unused_locked(ss, hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED);
@@ -259,9 +270,8 @@ static void superslab_emptied_locked(struct superslab *ss)
     superslab_unmap_locked(ss);
     return;
   }
-  ss->empty_kept = true;
+  superslab_set_kept(ss, true);
   ss->empty_since_ms = hak_now_ms();
-  kept_empty++;
   if (r == SUPERSLAB_KEEP)
     pool_purge_wanted = true;
 }
@@ -505,6 +515,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
         superslab_unformat_empty_locked(ss);
         if (superslab_decommit_unused_locked(ss, true))
           stats_add(&hak_counters.purge_decommit, 1);
+        superslab_set_kept(ss, true);
       } else {
         pending = true;
       }
@@ -526,8 +537,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
       pending = true;
     }
   }
-  if (learn_active(LEARN_SUPERSLAB_KEEP))
-    learn_retained(LEARN_SUPERSLAB_KEEP, kept_committed_bytes_locked());
+  learn_retained(LEARN_SUPERSLAB_KEEP, kept_committed);
   pthread_mutex_unlock(&pool_lock);
   return pending;
 }

@@ -31,6 +31,7 @@ struct superslab {
   uint32_t nunused;            /* slabs UNUSED */
   bool on_unused_list;
   bool empty_kept;             /* fully free and kept by the release policy */
+  size_t kept_bytes;           /* kept: its committed bytes, as the pool counts them */
   uint32_t decommitted;        /* slots whose pages were given back (bit i = slot i) */
   bool huge_advised;           /* MADV_HUGEPAGE applied */
   uint64_t empty_since_ms;     /* when it became fully free (monotonic ms) */
