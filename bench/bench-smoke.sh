@@ -70,6 +70,7 @@ bench xthread xthread 20000 256 1 2
 bench vm vm 20 1 1
 bench vm_mixed vm --mixed 10 4 1
 bench realloc realloc 2000 16 1
+bench learn_switch learn_bench switch 2 1
 out=$(LD_PRELOAD=$lib timeout 60 bench/soak 1 1000 1 "$tmp/soak.csv" 2>"$tmp/err") ||
 	fail "bench/soak exited with status $?: $(tail -n 3 "$tmp/err")"
 check_line soak "$out" rss_drift_pct throughput_cv
@@ -77,7 +78,7 @@ echo "ok: $out"
 [ "$(head -n 1 "$tmp/soak.csv")" = "epoch,ops,rss_kb" ] &&
 	[ "$(wc -l <"$tmp/soak.csv")" -ge 3 ] || fail "bad soak CSV: $(cat "$tmp/soak.csv")"
 
-for p in random_mixed tiny_hot cache_thrash larson xthread vm realloc soak; do
+for p in random_mixed tiny_hot cache_thrash larson xthread vm realloc soak learn_bench; do
 	bench/$p >/dev/null 2>"$tmp/err"
 	st=$?
 	[ $st -eq 2 ] && grep -q "^usage: $p " "$tmp/err" ||
