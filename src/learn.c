@@ -119,6 +119,7 @@ void learn_decision_setup(struct learn_decision *d, const char *name, const int 
   d->policy = policy;
   d->events_per_epoch = events_per_epoch;
   d->memory_price = (double)(1u << 30);
+  d->canary_interval = LEARN_CANARY_INTERVAL;
   d->current = d->best = initial < d->ncand ? initial : 0;
   d->value = d->cand[d->current].value;
   d->phase = policy == HAK_EVO_FROZEN ? LEARN_PHASE_OFF : LEARN_PHASE_LEARN;
@@ -177,9 +178,12 @@ static unsigned canary_step(struct learn_decision *d, double cost)
     d->have_prev = true;
     d->prev = d->best;
     d->prev_cost = cost;
+    d->canary_interval = LEARN_CANARY_INTERVAL;
     set_phase(d, LEARN_PHASE_LEARN, challenger);
     return challenger;
   }
+  if (d->canary_interval < LEARN_CANARY_INTERVAL_MAX)
+    d->canary_interval *= 2;
   set_phase(d, LEARN_PHASE_FROZEN, d->best);
   return d->best;
 }
@@ -200,7 +204,7 @@ bool learn_epoch_end(struct learn_decision *d, double cost)
     run = learn_step(d, cost);
     break;
   case LEARN_PHASE_FROZEN:
-    if (d->policy == HAK_EVO_CANARY && d->phase_epochs >= LEARN_CANARY_INTERVAL) {
+    if (d->policy == HAK_EVO_CANARY && d->phase_epochs >= d->canary_interval) {
       d->canary_before = cost;
       d->canary_step = 0;
       d->prev = next_challenger(d);
@@ -219,12 +223,18 @@ bool learn_epoch_end(struct learn_decision *d, double cost)
   return d->value != before;
 }
 
-static uint64_t now_ns(void)
+static uint64_t clock_ns(clockid_t id)
 {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* Wall time, read at every event for the memory integral (vDSO, no
+ * system call). */
+static uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+/* Process CPU time, read once per epoch (a system call). */
+static uint64_t cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 static void integrate(struct learn_decision *d, uint64_t now)
 {
@@ -251,6 +261,7 @@ bool learn_event(enum learn_id id, uint64_t retained_bytes)
   d->events++;
   if (!d->epoch_start_ns) {
     d->epoch_start_ns = d->last_ns = now;
+    d->epoch_cpu_ns = cpu_ns();
     d->retained = retained_bytes;
     return false;
   }
@@ -258,12 +269,12 @@ bool learn_event(enum learn_id id, uint64_t retained_bytes)
   d->retained = retained_bytes;
   if (++d->epoch_events < d->events_per_epoch)
     return false;
-  double elapsed = (double)(now - d->epoch_start_ns);
-  double cost = elapsed / d->epoch_events;
-  if (elapsed > 0)
-    cost *= 1.0 + d->retained_byte_ns / elapsed / d->memory_price;
+  uint64_t cpu = cpu_ns();
+  double cost = ((double)(cpu - d->epoch_cpu_ns) + d->retained_byte_ns / d->memory_price) /
+                d->epoch_events;
   d->epoch_events = 0;
   d->epoch_start_ns = now;
+  d->epoch_cpu_ns = cpu;
   d->retained_byte_ns = 0;
   return learn_epoch_end(d, cost);
 }

@@ -7,12 +7,13 @@
  * learner has no lock and no thread of its own, and the fast paths never
  * reach it.  The layer reads the decision's value under the same lock.
  *
- * Every events_per_epoch events close an epoch.  Its cost is the wall time
- * per event, raised by the memory the layer held unused meanwhile:
- * time * (1 + mean retained bytes / memory price), so a candidate that
- * keeps more memory must buy it with time.  The price is 1 GiB (holding
- * 1 GiB unused doubles the cost), or ss_mem_lean_target_mb (at least
- * 16 MiB) in memory-lean mode.
+ * Every events_per_epoch events close an epoch.  Its cost per event is
+ * the process CPU time of the epoch plus the memory the layer held unused,
+ * priced in time: holding memory_price bytes for a second of wall time
+ * costs as much as a second of CPU, so a candidate that keeps more memory
+ * must buy it with time saved, and a program's sleep costs nothing but
+ * the memory it holds meanwhile.  The price is 1 GiB, or
+ * ss_mem_lean_target_mb (at least 16 MiB) in memory-lean mode.
  *
  * Phases (evo_policy): LEARN runs the candidates in turn; two consecutive
  * epochs of different candidates are a game, scored by their cost ratio,
@@ -22,7 +23,9 @@
  * evo_policy = canary, every LEARN_CANARY_INTERVAL frozen epochs a CANARY
  * runs a challenger for one epoch between two epochs of the incumbent; if
  * it costs clearly less than both, the workload has changed and the
- * decision goes back to LEARN.  evo_policy = learn never freezes;
+ * decision goes back to LEARN; each canary that loses doubles the
+ * interval (up to LEARN_CANARY_INTERVAL_MAX), so a settled program pays
+ * less and less for them.  evo_policy = learn never freezes;
  * evo_policy = frozen (the default outside the learning and research
  * modes) measures nothing and leaves the configured value in place. */
 #ifndef HAKMEM_LEARN_H
@@ -39,7 +42,8 @@ enum learn_phase { LEARN_PHASE_OFF, LEARN_PHASE_LEARN, LEARN_PHASE_FROZEN, LEARN
 #define LEARN_CLEAR_GAP 64.0        /* leader's lead needed to freeze */
 #define LEARN_MIN_EPOCHS 3          /* epochs each candidate runs before a freeze */
 #define LEARN_MAX_EPOCHS_PER_CANDIDATE 10 /* then freeze on the leader anyway */
-#define LEARN_CANARY_INTERVAL 32    /* frozen epochs between canaries */
+#define LEARN_CANARY_INTERVAL 32    /* frozen epochs before the first canary ... */
+#define LEARN_CANARY_INTERVAL_MAX 1024 /* ... doubling after each lost one, up to this */
 #define LEARN_CANARY_MARGIN 0.10    /* a challenger must cost this much less */
 
 struct learn_candidate {
@@ -70,6 +74,7 @@ struct learn_decision {
   double canary_before; /* CANARY: the incumbent's cost before the challenger */
   double canary_cost;   /* ... and the challenger's */
   unsigned canary_step; /* 0 challenger running, 1 incumbent running after it */
+  unsigned canary_interval; /* frozen epochs before the next canary */
 
   uint64_t epochs;
   uint64_t transitions;
@@ -79,6 +84,7 @@ struct learn_decision {
   /* The running epoch. */
   uint32_t epoch_events;
   uint64_t epoch_start_ns, last_ns;
+  uint64_t epoch_cpu_ns;      /* process CPU time at the epoch's start */
   uint64_t retained;          /* bytes the layer holds unused, last reported */
   double retained_byte_ns;    /* its integral over the epoch */
 };
