@@ -20,6 +20,8 @@
  *                shows what learning costs.
  *
  * One operation = one malloc + one free (steady: one free + one malloc).
+ * Besides the usual line, a second one gives the time of the last quarter
+ * of the rounds (tail_s), when the learner has settled.
  *
  * usage: learn_bench WORKLOAD rounds [seed=1]
  *
@@ -183,30 +185,37 @@ int main(int argc, char **argv) {
     b.size = bench_xmalloc(b.cap * sizeof *b.size);
   }
 
+  /* The last quarter of the rounds is also timed on its own: by then the
+   * learner has settled, so it shows what the learned choice costs. */
   uint64_t sum = 0, ops = 0;
-  double t0 = bench_now();
-  switch ((enum workload)w) {
-  case LARGE_CHURN:
-    for (uint64_t r = 0; r < rounds; r++) sum += churn_round(&rng, &ops);
-    break;
-  case SMALL_BURST:
-    for (uint64_t r = 0; r < rounds; r++) sum += burst_round(&rng, &b, BURST_BYTES, 0, &ops);
-    break;
-  case BURSTY:
-    for (uint64_t r = 0; r < rounds; r++) {
-      sum += burst_round(&rng, &b, BURSTY_BYTES, 0, &ops);
-      pause_ns(BURSTY_PAUSE_NS);
-    }
-    break;
-  case SWITCH:
-    for (uint64_t r = 0; r < rounds / 2; r++)
-      sum += burst_round(&rng, &b, BURST_BYTES, SWITCH_LARGE_EVERY, &ops);
-    for (uint64_t r = rounds / 2; r < rounds; r++) sum += churn_round(&rng, &ops);
-    break;
-  case STEADY:
+  uint64_t tail_from = rounds - rounds / 4;
+  double t0 = bench_now(), t_tail = 0;
+  if (w == STEADY) {
     ops = rounds * STEADY_OPS_PER_ROUND;
     sum = steady(&rng, ops);
-    break;
+  }
+  for (uint64_t r = 0; w != STEADY && r < rounds; r++) {
+    if (r == tail_from) t_tail = bench_now();
+    switch ((enum workload)w) {
+    case LARGE_CHURN:
+      sum += churn_round(&rng, &ops);
+      break;
+    case SMALL_BURST:
+      sum += burst_round(&rng, &b, BURST_BYTES, 0, &ops);
+      break;
+    case BURSTY:
+      sum += burst_round(&rng, &b, BURSTY_BYTES, 0, &ops);
+      pause_ns(BURSTY_PAUSE_NS);
+      break;
+    case SWITCH:
+      if (r < rounds / 2)
+        sum += burst_round(&rng, &b, BURST_BYTES, SWITCH_LARGE_EVERY, &ops);
+      else
+        sum += churn_round(&rng, &ops);
+      break;
+    case STEADY:
+      break;
+    }
   }
   double t1 = bench_now();
 
@@ -215,5 +224,8 @@ int main(int argc, char **argv) {
   char name[32];
   snprintf(name, sizeof name, "learn_%s", workload_names[w]);
   bench_report(name, (double)ops, t1 - t0, sum);
+  if (w != STEADY && rounds >= 4)
+    printf("tail: last %" PRIu64 " of %" PRIu64 " rounds tail_s=%.4f\n", rounds - tail_from, rounds,
+           t1 - t_tail);
   return 0;
 }

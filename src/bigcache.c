@@ -32,6 +32,9 @@ static _Atomic bool bigcache_wanted;
 
 static pthread_mutex_t bigcache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct large_hdr *bucket[BIGCACHE_BUCKETS];
+/* Bumped by every take and put: a program that only churns large blocks
+ * is not idle even if the shared pool sees nothing. */
+static uint64_t cache_activity, cache_activity_seen;
 static size_t cached_bytes;
 static size_t committed_bytes;   /* of cached_bytes, not decommitted */
 static unsigned cached_count;
@@ -62,6 +65,7 @@ static void cache_shrink_locked(struct large_hdr **evicted)
 /* A BigCache event for the learner; a changed bound applies at once. */
 static void cache_event_locked(struct large_hdr **evicted)
 {
+  cache_activity++;
   if (learn_event(LEARN_BIGCACHE_MAX_MB, committed_bytes))
     cache_shrink_locked(evicted);
 }
@@ -200,6 +204,8 @@ bool bigcache_purge(uint64_t now_ms, bool idle)
 {
   bool pending = false;
   pthread_mutex_lock(&bigcache_lock);
+  idle = idle && cache_activity == cache_activity_seen;
+  cache_activity_seen = cache_activity;
   for (int b = 0; b < BIGCACHE_BUCKETS; b++)
     for (struct large_hdr *h = bucket[b]; h; h = h->cache_next) {
       if (h->decommitted)

@@ -63,7 +63,8 @@ bool bigcache_put(struct large_hdr *h);
 /* Unmaps every cached mapping; returns true if there was any. */
 bool bigcache_flush(void);
 /* The purge's part for BigCache: decommits cached mappings older than
- * purge_delay_ms (all of them when idle), in one pass: with batch_madvise
+ * purge_delay_ms (all of them when idle: the pool saw no activity and
+ * BigCache no take or put since the last pass), in one pass: with batch_madvise
  * = 1 freed blocks wait for it, with 0 each is decommitted as it is freed.
  * Returns true if some wait for later. */
 bool bigcache_purge(uint64_t now_ms, bool idle);

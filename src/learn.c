@@ -267,7 +267,12 @@ bool learn_event(enum learn_id id, uint64_t retained_bytes)
   }
   integrate(d, now);
   d->retained = retained_bytes;
-  if (++d->epoch_events < d->events_per_epoch)
+  /* A challenger's canary epoch is a quarter of the others: a clearly
+   * worse one costs little, and cost is compared per event. */
+  unsigned length = d->phase == LEARN_PHASE_CANARY && d->canary_step == 0
+                        ? (d->events_per_epoch + 3) / 4
+                        : d->events_per_epoch;
+  if (++d->epoch_events < length)
     return false;
   uint64_t cpu = cpu_ns();
   double cost = ((double)(cpu - d->epoch_cpu_ns) + d->retained_byte_ns / d->memory_price) /

@@ -21,7 +21,7 @@
  * candidate by LEARN_CLEAR_GAP points and each has played enough, or after
  * a bounded number of epochs, the decision is FROZEN on the leader.  With
  * evo_policy = canary, every LEARN_CANARY_INTERVAL frozen epochs a CANARY
- * runs a challenger for one epoch between two epochs of the incumbent; if
+ * runs a challenger for a quarter epoch between two epochs of the incumbent; if
  * it costs clearly less than both, the workload has changed and the
  * decision goes back to LEARN; each canary that loses doubles the
  * interval (up to LEARN_CANARY_INTERVAL_MAX), so a settled program pays
