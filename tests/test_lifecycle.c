@@ -344,6 +344,28 @@ START_TEST(bigcache_batches_decommit)
 }
 END_TEST
 
+/* A program that only allocates and frees large blocks is busy, not idle:
+ * the purge leaves its cached mapping alone while it keeps using it. */
+START_TEST(bigcache_churn_is_not_idle)
+{
+  start();
+  hak_config.purge_delay_ms = 50;
+  hak_config.batch_madvise = 1;
+  hak_free(hak_malloc(1 << 20));
+  usleep(300000); /* the purge of what start() left is done */
+  hak_stats_t a = stats_now();
+  for (int i = 0; i < 600; i++) {
+    char *p = hak_malloc(1 << 20);
+    memset(p, i, 1 << 20);
+    hak_free(p);
+    usleep(1000);
+  }
+  hak_stats_t b = stats_now();
+  ck_assert_uint_ge(b.bigcache_hits - a.bigcache_hits, 599);
+  ck_assert_uint_eq(b.os_madvise, a.os_madvise);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("lifecycle");
@@ -360,6 +382,7 @@ int main(void)
   tcase_add_test(t, thp_advice_is_applied);
   tcase_add_test(t, prewarm_faults_a_superslab_in);
   tcase_add_test(t, bigcache_batches_decommit);
+  tcase_add_test(t, bigcache_churn_is_not_idle);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
