@@ -66,6 +66,19 @@ static inline uint64_t bench_readback(const unsigned char *p, size_t size) {
   return v ^ ((uint64_t)p[size - 1] << 56);
 }
 
+/* One byte per 4 KiB page, each page its own value, and the last byte:
+ * every page of the block is faulted in; read back before the free. */
+static inline void bench_touch_pages(unsigned char *p, size_t size, uint64_t v) {
+  for (size_t off = 0; off < size; off += 4096) p[off] = (unsigned char)(v + off / 4096);
+  p[size - 1] = (unsigned char)v;
+}
+
+static inline uint64_t bench_readback_pages(const unsigned char *p, size_t size) {
+  uint64_t sum = p[size - 1];
+  for (size_t off = 0; off < size; off += 4096) sum = sum * 31 + p[off];
+  return sum;
+}
+
 /* Makes the compiler assume the block is read and written by unknown code,
  * so that a malloc/touch/free sequence cannot be folded away at -O2. */
 static inline void bench_escape(void *p) { __asm__ volatile("" : : "g"(p) : "memory"); }

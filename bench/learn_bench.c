@@ -50,23 +50,11 @@
 #define STEADY_MAX 1024
 #define STEADY_OPS_PER_ROUND 1000000
 
-/* One byte per page, each page its own value; read back before the free. */
-static void touch_pages(unsigned char *p, size_t size, uint64_t v) {
-  for (size_t off = 0; off < size; off += PAGE) p[off] = (unsigned char)(v + off / PAGE);
-  p[size - 1] = (unsigned char)v;
-}
-
-static uint64_t readback_pages(const unsigned char *p, size_t size) {
-  uint64_t sum = p[size - 1];
-  for (size_t off = 0; off < size; off += PAGE) sum = sum * 31 + p[off];
-  return sum;
-}
-
 /* A large block allocated, touched and freed at once. */
 static uint64_t large_once(bench_rng_t *rng, size_t size) {
   unsigned char *p = bench_xmalloc(size);
-  touch_pages(p, size, bench_rng_next(rng));
-  uint64_t sum = readback_pages(p, size);
+  bench_touch_pages(p, size, bench_rng_next(rng));
+  uint64_t sum = bench_readback_pages(p, size);
   free(p);
   return sum;
 }
@@ -79,10 +67,10 @@ static uint64_t churn_round(bench_rng_t *rng, uint64_t *ops) {
   for (size_t i = 0; i < CHURN_BLOCKS; i++) {
     size[i] = (bench_rng_range(rng, CHURN_MIN, CHURN_MAX) + PAGE - 1) & ~(size_t)(PAGE - 1);
     blk[i] = bench_xmalloc(size[i]);
-    touch_pages(blk[i], size[i], bench_rng_next(rng));
+    bench_touch_pages(blk[i], size[i], bench_rng_next(rng));
   }
   for (size_t i = 0; i < CHURN_BLOCKS; i++) {
-    sum += readback_pages(blk[i], size[i]);
+    sum += bench_readback_pages(blk[i], size[i]);
     free(blk[i]);
   }
   *ops += CHURN_BLOCKS;

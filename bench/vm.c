@@ -23,18 +23,6 @@ static size_t pick_size(bench_rng_t *rng, bool mixed) {
   return base + bench_rng_range(rng, 0, base);
 }
 
-/* One byte per page, each page its own value. */
-static void touch(unsigned char *p, size_t size, uint64_t v) {
-  for (size_t off = 0; off < size; off += PAGE) p[off] = (unsigned char)(v + off / PAGE);
-  p[size - 1] = (unsigned char)v;
-}
-
-static uint64_t readback(const unsigned char *p, size_t size) {
-  uint64_t sum = p[size - 1];
-  for (size_t off = 0; off < size; off += PAGE) sum = sum * 31 + p[off];
-  return sum;
-}
-
 int main(int argc, char **argv) {
   bool mixed = argc > 1 && strcmp(argv[1], "--mixed") == 0;
   int a = mixed ? 2 : 1;
@@ -52,22 +40,22 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < ws; i++) {
     size[i] = pick_size(&rng, mixed);
     slot[i] = bench_xmalloc(size[i]);
-    touch(slot[i], size[i], bench_rng_next(&rng));
+    bench_touch_pages(slot[i], size[i], bench_rng_next(&rng));
   }
 
   double t0 = bench_now();
   for (uint64_t it = 0; it < iters; it++) {
     size_t i = bench_rng_range(&rng, 0, ws - 1);
-    sum += readback(slot[i], size[i]);
+    sum += bench_readback_pages(slot[i], size[i]);
     free(slot[i]);
     size[i] = pick_size(&rng, mixed);
     slot[i] = bench_xmalloc(size[i]);
-    touch(slot[i], size[i], bench_rng_next(&rng));
+    bench_touch_pages(slot[i], size[i], bench_rng_next(&rng));
   }
   double t1 = bench_now();
 
   for (size_t i = 0; i < ws; i++) {
-    sum += readback(slot[i], size[i]);
+    sum += bench_readback_pages(slot[i], size[i]);
     free(slot[i]);
   }
   free(slot);
