@@ -157,18 +157,35 @@ static unsigned learn_step(struct learn_decision *d, double cost)
   return (cur + 1) % d->ncand;
 }
 
-/* CANARY: challenger, then the incumbent again; a challenger cheaper than
- * the incumbent on both sides by the margin means the workload changed. */
+/* CANARY, per challenger: one epoch to warm up (a cache it enlarges is
+ * still cold), one measured, then one of the incumbent.  A challenger
+ * cheaper than the incumbent's epochs on both sides by the margin runs
+ * again; two such wins in a row mean the workload changed (one can be
+ * noise, or the incumbent paying to refill what the challenger gave back). */
 static unsigned canary_step(struct learn_decision *d, double cost)
 {
-  if (d->canary_step == 0) {
+  unsigned challenger = d->prev;
+  switch (d->canary_step++) {
+  case 0: /* warm-up */
+    d->canary_excess += cost > d->canary_before ? cost - d->canary_before : 0;
+    return challenger;
+  case 1: /* measured */
+    d->canary_excess += cost > d->canary_before ? cost - d->canary_before : 0;
     d->canary_cost = cost;
-    d->canary_step = 1;
     return d->best;
+  default:
+    break;
   }
   double limit = (1.0 - LEARN_CANARY_MARGIN) * (d->canary_before < cost ? d->canary_before : cost);
-  unsigned challenger = d->prev;
-  if (d->canary_cost < limit) {
+  bool won = d->canary_cost < limit;
+  d->canary_before = cost;
+  d->canary_step = 0;
+  if (won && !d->canary_won) {
+    d->canary_won = true;
+    return challenger;
+  }
+  d->canary_won = false;
+  if (won) {
     /* Keep what was learned as a head start, but let the ratings move. */
     for (unsigned i = 0; i < d->ncand; i++) {
       d->cand[i].rating = LEARN_INITIAL_RATING + (d->cand[i].rating - LEARN_INITIAL_RATING) / 4;
@@ -182,8 +199,19 @@ static unsigned canary_step(struct learn_decision *d, double cost)
     set_phase(d, LEARN_PHASE_LEARN, challenger);
     return challenger;
   }
-  if (d->canary_interval < LEARN_CANARY_INTERVAL_MAX)
-    d->canary_interval *= 2;
+  /* Lost: the next challenger, if this canary has not tried them all
+   * (the incumbent epoch just run is its "before"). */
+  if (--d->canary_left > 0) {
+    d->prev = next_challenger(d);
+    return d->prev;
+  }
+  /* All lost: wait twice as long, and long enough that what the
+   * challengers cost beyond the incumbent stays within the budget. */
+  double budget = d->canary_excess / (LEARN_CANARY_BUDGET * (d->canary_before > 0 ? d->canary_before : 1));
+  double next = 2.0 * d->canary_interval;
+  if (next < budget)
+    next = budget;
+  d->canary_interval = next < LEARN_CANARY_INTERVAL_MAX ? (unsigned)next : LEARN_CANARY_INTERVAL_MAX;
   set_phase(d, LEARN_PHASE_FROZEN, d->best);
   return d->best;
 }
@@ -207,6 +235,9 @@ bool learn_epoch_end(struct learn_decision *d, double cost)
     if (d->policy == HAK_EVO_CANARY && d->phase_epochs >= d->canary_interval) {
       d->canary_before = cost;
       d->canary_step = 0;
+      d->canary_won = false;
+      d->canary_excess = 0;
+      d->canary_left = d->ncand - 1;
       d->prev = next_challenger(d);
       set_phase(d, LEARN_PHASE_CANARY, d->prev);
       run = d->prev;
@@ -267,12 +298,9 @@ bool learn_event(enum learn_id id, uint64_t retained_bytes)
   }
   integrate(d, now);
   d->retained = retained_bytes;
-  /* A challenger's canary epoch is a quarter of the others: a clearly
-   * worse one costs little, and cost is compared per event. */
-  unsigned length = d->phase == LEARN_PHASE_CANARY && d->canary_step == 0
-                        ? (d->events_per_epoch + 3) / 4
-                        : d->events_per_epoch;
-  if (++d->epoch_events < length)
+  /* A canary's challenger runs a whole epoch too: a shorter one would see
+   * only part of a program's cycle (all frees, say) and could win by it. */
+  if (++d->epoch_events < d->events_per_epoch)
     return false;
   uint64_t cpu = cpu_ns();
   double cost = ((double)(cpu - d->epoch_cpu_ns) + d->retained_byte_ns / d->memory_price) /

@@ -20,12 +20,14 @@
  * that moves both ratings.  When the leader is clear of every other
  * candidate by LEARN_CLEAR_GAP points and each has played enough, or after
  * a bounded number of epochs, the decision is FROZEN on the leader.  With
- * evo_policy = canary, every LEARN_CANARY_INTERVAL frozen epochs a CANARY
- * runs a challenger for a quarter epoch between two epochs of the incumbent; if
- * it costs clearly less than both, the workload has changed and the
- * decision goes back to LEARN; each canary that loses doubles the
- * interval (up to LEARN_CANARY_INTERVAL_MAX), so a settled program pays
- * less and less for them.  evo_policy = learn never freezes;
+ * evo_policy = canary, after LEARN_CANARY_INTERVAL frozen epochs a CANARY
+ * runs each other candidate in turn for one epoch (after one to warm up)
+ * between two epochs of the incumbent; if one costs clearly less than
+ * both, twice in a row, the workload has changed and the decision goes
+ * back to LEARN.  Each canary that loses at least doubles the wait for the
+ * next, and stretches it so that what its challengers cost beyond the
+ * incumbent stays within LEARN_CANARY_BUDGET of the frozen time.
+ * evo_policy = learn never freezes;
  * evo_policy = frozen (the default outside the learning and research
  * modes) measures nothing and leaves the configured value in place. */
 #ifndef HAKMEM_LEARN_H
@@ -43,7 +45,8 @@ enum learn_phase { LEARN_PHASE_OFF, LEARN_PHASE_LEARN, LEARN_PHASE_FROZEN, LEARN
 #define LEARN_MIN_EPOCHS 3          /* epochs each candidate runs before a freeze */
 #define LEARN_MAX_EPOCHS_PER_CANDIDATE 10 /* then freeze on the leader anyway */
 #define LEARN_CANARY_INTERVAL 32    /* frozen epochs before the first canary ... */
-#define LEARN_CANARY_INTERVAL_MAX 1024 /* ... doubling after each lost one, up to this */
+#define LEARN_CANARY_INTERVAL_MAX 65536 /* ... doubling after each lost one, up to this */
+#define LEARN_CANARY_BUDGET 0.02    /* share of the frozen time a lost canary may cost */
 #define LEARN_CANARY_MARGIN 0.10    /* a challenger must cost this much less */
 
 struct learn_candidate {
@@ -73,8 +76,11 @@ struct learn_decision {
   unsigned next_challenger;
   double canary_before; /* CANARY: the incumbent's cost before the challenger */
   double canary_cost;   /* ... and the challenger's */
-  unsigned canary_step; /* 0 challenger running, 1 incumbent running after it */
+  unsigned canary_step; /* 0 challenger warming up, 1 measured, 2 incumbent after it */
+  bool canary_won;      /* the challenger won once already */
+  double canary_excess; /* challengers' cost beyond the incumbent's, summed */
   unsigned canary_interval; /* frozen epochs before the next canary */
+  unsigned canary_left; /* challengers this canary has still to try */
 
   uint64_t epochs;
   uint64_t transitions;

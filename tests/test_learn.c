@@ -116,7 +116,7 @@ START_TEST(workload_switch_relearns)
   static const double before[] = { 100, 200, 300 };
   static const double after[] = { 300, 200, 100 };
   const double *cost = before;
-  for (unsigned e = 0; e < 400; e++) {
+  for (unsigned e = 0; e < 1000; e++) {
     if (e == 60)
       cost = after;
     enum learn_phase p = d.phase;
@@ -153,17 +153,46 @@ START_TEST(canary_needs_a_clear_win)
   run_until(&d, cost, LEARN_PHASE_FROZEN, 1000);
   ck_assert_int_eq(d.value, 16);
   run_until(&d, cost, LEARN_PHASE_CANARY, 100);
-  /* The challenger costs 95 % of the incumbent's epoch before it: not clear. */
+  /* Each challenger costs 95 % of the incumbent's epoch before it: not
+   * clear.  Both are tried, then the decision stays frozen. */
+  unsigned first = d.current;
+  ck_assert_uint_ne(first, d.best);
+  learn_epoch_end(&d, 1);   /* warm-up: not counted */
+  ck_assert_uint_eq(d.current, first);
   learn_epoch_end(&d, 95);
+  ck_assert_int_eq(d.value, 16);
+  learn_epoch_end(&d, 100);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_CANARY);
+  ck_assert_uint_ne(d.current, first);
+  ck_assert_uint_ne(d.current, d.best);
+  learn_epoch_end(&d, 1);
+  learn_epoch_end(&d, 95);
+  learn_epoch_end(&d, 100);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+  ck_assert_int_eq(d.value, 16);
+  /* One clear win followed by a loss is noise: still frozen. */
+  run_until(&d, cost, LEARN_PHASE_CANARY, 10000);
+  learn_epoch_end(&d, 100);
+  learn_epoch_end(&d, 50);  /* challenger: wins ... */
+  learn_epoch_end(&d, 100);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_CANARY);
+  learn_epoch_end(&d, 100);
+  learn_epoch_end(&d, 100); /* ... then loses */
+  learn_epoch_end(&d, 100);
+  learn_epoch_end(&d, 100); /* and so does the other challenger */
+  learn_epoch_end(&d, 100);
   learn_epoch_end(&d, 100);
   ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
   ck_assert_int_eq(d.value, 16);
   /* A lost canary doubles the wait for the next one. */
   unsigned n = run_until(&d, cost, LEARN_PHASE_CANARY, 10000);
-  ck_assert_uint_eq(n, 2 * LEARN_CANARY_INTERVAL);
-  for (int i = 0; i < 20; i++)
-    run_until(&d, cost, i % 2 ? LEARN_PHASE_CANARY : LEARN_PHASE_FROZEN, 10000);
-  ck_assert_uint_eq(d.canary_interval, LEARN_CANARY_INTERVAL_MAX);
+  ck_assert_uint_eq(n, 4 * LEARN_CANARY_INTERVAL);
+  /* ... and stretches it to the budget: challengers costing 100 and 200
+   * more than the incumbent's 100 for two epochs each wait 600 / 2 % of
+   * 100 = 300 epochs. */
+  ck_assert_uint_eq(d.canary_interval, 4 * LEARN_CANARY_INTERVAL);
+  run_until(&d, cost, LEARN_PHASE_FROZEN, 100);
+  ck_assert_uint_eq(d.canary_interval, 300);
 }
 END_TEST
 
