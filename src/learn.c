@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -44,10 +43,35 @@ double learn_score(double cost_a, double cost_b)
   return s < 0 ? 0 : s > 1 ? 1 : s;
 }
 
+/* 10^x for the expected score, without libm (every program that loads
+ * hakmem would map it for this one call): e^y squared back from e^(y/2^k)
+ * by its Taylor series, exact to about 1e-12 for |x| <= 20. */
+static double pow10_small(double x)
+{
+  if (x > 20)
+    x = 20;
+  if (x < -20)
+    x = -20;
+  double y = x * 2.302585092994046;
+  int halvings = 0;
+  while (y > 0.5 || y < -0.5) {
+    y /= 2;
+    halvings++;
+  }
+  double sum = 1, term = 1;
+  for (int i = 1; i < 14; i++) {
+    term *= y / i;
+    sum += term;
+  }
+  while (halvings--)
+    sum *= sum;
+  return sum;
+}
+
 static void elo_game(struct learn_decision *d, unsigned a, unsigned b, double cost_a, double cost_b)
 {
   double ra = d->cand[a].rating, rb = d->cand[b].rating;
-  double expect_a = 1.0 / (1.0 + pow(10.0, (rb - ra) / 400.0));
+  double expect_a = 1.0 / (1.0 + pow10_small((rb - ra) / 400.0));
   double delta = LEARN_K * (learn_score(cost_a, cost_b) - expect_a);
   d->cand[a].rating = ra + delta;
   d->cand[b].rating = rb - delta;
