@@ -81,6 +81,29 @@ static bool slab_refill(struct slab *s)
   return slab_carve(s) != 0;
 }
 
+/* Memory-lean mode: refills between two sweeps of the thread's idle slabs. */
+#define LEAN_SWEEP_REFILLS 64
+
+/* Memory-lean mode: hands back the active slab of every other class that
+ * holds no block in use (a medium one is a whole SuperSlab), so that a
+ * thread keeps only slabs it uses.  The owner runs it from its slow path;
+ * a thread that stops allocating keeps its last ones until it exits or
+ * calls malloc_trim. */
+static void tcache_lean_sweep(unsigned except)
+{
+  bool any = false;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    struct slab *s = tcache_self.active[c];
+    if (c == except || s == &tcache_no_slab || s->used != 0)
+      continue;
+    ring_remove(c, s);
+    shared_pool_release_empty(s);
+    any = true;
+  }
+  if (any)
+    purge_kick();
+}
+
 void *tcache_alloc_slow(unsigned cls)
 {
   if (HAK_UNLIKELY(tcache_self.id == 0))
@@ -110,6 +133,10 @@ void *tcache_alloc_slow(unsigned cls)
   }
   tcache_self.active[cls] = s;
   stats_add(&hak_counters.refills[cls], 1);
+  if (HAK_UNLIKELY(hak_config.ss_mem_lean) && ++tcache_self.lean_refills >= LEAN_SWEEP_REFILLS) {
+    tcache_self.lean_refills = 0;
+    tcache_lean_sweep(cls);
+  }
   void *p = s->free;
   s->free = *(void **)p;
   s->used++;

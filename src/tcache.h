@@ -27,6 +27,7 @@ struct tcache {
   /* What free compares a slab's owner with: id, or with check = 1 a value
    * no slab has, which sends every free through the validating path. */
   uint64_t free_key;
+  uint32_t lean_refills;  /* memory-lean mode: refills since the last sweep */
 };
 
 extern struct slab tcache_no_slab;

@@ -344,6 +344,39 @@ START_TEST(bigcache_batches_decommit)
 }
 END_TEST
 
+/* Lean: a thread that moved on to other sizes does not keep an empty
+ * medium slab (a whole SuperSlab) as its active one. */
+static void *medium_then_small(void *arg)
+{
+  hak_stats_t *out = arg;
+  hak_free(hak_malloc(100 << 10));
+  hakmem_stats_get(&out[0]);
+  void **v = malloc(20000 * sizeof *v);
+  for (int i = 0; i < 20000; i++)
+    v[i] = hak_malloc(1000);
+  hakmem_stats_get(&out[1]);
+  for (int i = 0; i < 20000; i++)
+    hak_free(v[i]);
+  free(v);
+  return NULL;
+}
+
+START_TEST(lean_thread_hands_back_idle_slabs)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
+  hak_stats_t st[2];
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, medium_then_small, st), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* While it allocated only small blocks, the empty medium SuperSlab went
+   * back to the pool and its pages to the kernel. */
+  ck_assert_uint_gt(st[1].lean_decommit, st[0].lean_decommit);
+  ck_assert_uint_gt(st[1].slabs_emptied, st[0].slabs_emptied);
+}
+END_TEST
+
 /* A program that only allocates and frees large blocks is busy, not idle:
  * the purge leaves its cached mapping alone while it keeps using it. */
 START_TEST(bigcache_churn_is_not_idle)
@@ -383,6 +416,7 @@ int main(void)
   tcase_add_test(t, prewarm_faults_a_superslab_in);
   tcase_add_test(t, bigcache_batches_decommit);
   tcase_add_test(t, bigcache_churn_is_not_idle);
+  tcase_add_test(t, lean_thread_hands_back_idle_slabs);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
