@@ -189,12 +189,14 @@ static unsigned learn_step(struct learn_decision *d, double cost)
 static unsigned canary_step(struct learn_decision *d, double cost)
 {
   unsigned challenger = d->prev;
+  /* What the canary costs: every epoch of it beyond the incumbent's
+   * frozen cost, the incumbent's own epochs after a challenger included
+   * (they refill what the challenger gave back). */
+  d->canary_excess += cost > d->canary_base ? cost - d->canary_base : 0;
   switch (d->canary_step++) {
   case 0: /* warm-up */
-    d->canary_excess += cost > d->canary_before ? cost - d->canary_before : 0;
     return challenger;
   case 1: /* measured */
-    d->canary_excess += cost > d->canary_before ? cost - d->canary_before : 0;
     d->canary_cost = cost;
     return d->best;
   default:
@@ -231,7 +233,7 @@ static unsigned canary_step(struct learn_decision *d, double cost)
   }
   /* All lost: wait twice as long, and long enough that what the
    * challengers cost beyond the incumbent stays within the budget. */
-  double budget = d->canary_excess / (LEARN_CANARY_BUDGET * (d->canary_before > 0 ? d->canary_before : 1));
+  double budget = d->canary_excess / (LEARN_CANARY_BUDGET * (d->canary_base > 0 ? d->canary_base : 1));
   double next = 2.0 * d->canary_interval;
   if (next < budget)
     next = budget;
@@ -257,7 +259,7 @@ bool learn_epoch_end(struct learn_decision *d, double cost)
     break;
   case LEARN_PHASE_FROZEN:
     if (d->policy == HAK_EVO_CANARY && d->phase_epochs >= d->canary_interval) {
-      d->canary_before = cost;
+      d->canary_before = d->canary_base = cost;
       d->canary_step = 0;
       d->canary_won = false;
       d->canary_excess = 0;

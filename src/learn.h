@@ -78,7 +78,8 @@ struct learn_decision {
   double canary_cost;   /* ... and the challenger's */
   unsigned canary_step; /* 0 challenger warming up, 1 measured, 2 incumbent after it */
   bool canary_won;      /* the challenger won once already */
-  double canary_excess; /* challengers' cost beyond the incumbent's, summed */
+  double canary_base;   /* the incumbent's cost when the canary began */
+  double canary_excess; /* the canary's epochs' cost beyond it, summed */
   unsigned canary_interval; /* frozen epochs before the next canary */
   unsigned canary_left; /* challengers this canary has still to try */
 
