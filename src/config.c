@@ -1,4 +1,6 @@
-/* The option table, the conf-file parser and the environment reader.
+/* The option table, the loader (conf file and environment) and
+ * introspection; the text handling they share (messages, value parsers,
+ * key lookup, globs) is in config_parse.c.
  *
  * Loading is two passes over the same sources: the first resolves mode
  * alone (silently), then the mode's presets are applied, and the second
@@ -8,11 +10,11 @@
  * last.  Every line of the file is validated, whether its section matches
  * or not, so each program sees the same warnings as `hakmemctl check`. */
 #include "config.h"
+#include "config_parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,371 +114,6 @@ const unsigned config_option_count = sizeof config_options / sizeof config_optio
 _Static_assert(sizeof config_options / sizeof config_options[0] <= CONFIG_OPTION_MAX,
                "config_sources is too small");
 
-/* ---- text helpers (no stdio) ---- */
-
-struct msg {
-  char s[256];
-  size_t n;
-};
-
-static void msg_str(struct msg *m, const char *s)
-{
-  while (*s && m->n < sizeof m->s - 1)
-    m->s[m->n++] = *s++;
-  m->s[m->n] = '\0';
-}
-
-static void msg_int(struct msg *m, long v)
-{
-  char tmp[24];
-  unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
-  int i = (int)sizeof tmp - 1;
-  tmp[i] = '\0';
-  do {
-    tmp[--i] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0)
-    tmp[--i] = '-';
-  msg_str(m, tmp + i);
-}
-
-/* Appends at most max bytes of s, with unprintable bytes shown as '?'. */
-static void msg_text(struct msg *m, const char *s, size_t max)
-{
-  size_t i;
-  for (i = 0; s[i] && i < max && m->n < sizeof m->s - 1; i++) {
-    unsigned char c = (unsigned char)s[i];
-    m->s[m->n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-  }
-  m->s[m->n] = '\0';
-  if (s[i])
-    msg_str(m, "...");
-}
-
-static void copy_str(char *dst, size_t size, const char *src)
-{
-  size_t n = strlen(src);
-  if (n >= size)
-    n = size - 1;
-  memcpy(dst, src, n);
-  dst[n] = '\0';
-}
-
-static char lower(char c)
-{
-  return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-static bool is_space(char c)
-{
-  return c == ' ' || c == '\t';
-}
-
-/* Trims spaces and tabs in place; returns the new start. */
-static char *trim(char *s)
-{
-  while (is_space(*s))
-    s++;
-  size_t n = strlen(s);
-  while (n && is_space(s[n - 1]))
-    s[--n] = '\0';
-  return s;
-}
-
-/* ---- values ---- */
-
-bool config_parse_bool(const char *s, int *out)
-{
-  static const char *const yes[] = { "1", "yes", "true", "on" };
-  static const char *const no[] = { "0", "no", "false", "off" };
-  for (unsigned i = 0; i < 4; i++) {
-    if (strcasecmp(s, yes[i]) == 0) {
-      *out = 1;
-      return true;
-    }
-    if (strcasecmp(s, no[i]) == 0) {
-      *out = 0;
-      return true;
-    }
-  }
-  return false;
-}
-
-/* Parses an optional '-' and decimal digits up to end; false on anything
- * else or on a magnitude above 10^10. */
-static bool parse_long(const char *s, const char *end, long *out)
-{
-  long v = 0;
-  bool neg = s < end && *s == '-';
-  if (neg)
-    s++;
-  if (s == end)
-    return false;
-  for (; s < end; s++) {
-    if (*s < '0' || *s > '9' || v > 1000000000L)
-      return false;
-    v = v * 10 + (*s - '0');
-  }
-  *out = neg ? -v : v;
-  return true;
-}
-
-bool config_parse_int(const char *s, int min, int max, int *out)
-{
-  long v;
-  if (!parse_long(s, s + strlen(s), &v) || v < min || v > max)
-    return false;
-  *out = (int)v;
-  return true;
-}
-
-/* Parses a size in MiB into *v; false if it is not one.  The suffix is
- * M, MB, MiB, G, GB or GiB in any case, optionally after spaces. */
-static bool parse_size(const char *s, long *v)
-{
-  const char *e = s;
-  while (*e >= '0' && *e <= '9')
-    e++;
-  if (e == s || !parse_long(s, e, v))
-    return false;
-  while (is_space(*e))
-    e++;
-  static const char *const mib[] = { "", "m", "mb", "mib" };
-  static const char *const gib[] = { "g", "gb", "gib" };
-  for (unsigned i = 0; i < 4; i++)
-    if (strcasecmp(e, mib[i]) == 0)
-      return true;
-  for (unsigned i = 0; i < 3; i++)
-    if (strcasecmp(e, gib[i]) == 0) {
-      *v *= 1024;
-      return true;
-    }
-  return false;
-}
-
-bool config_parse_size_mb(const char *s, int min, int max, int *out)
-{
-  long v;
-  if (!parse_size(s, &v) || v < min || v > max)
-    return false;
-  *out = (int)v;
-  return true;
-}
-
-static void expect_words(struct msg *m, const char *const *w)
-{
-  msg_str(m, "expected ");
-  for (unsigned i = 0; w[i]; i++) {
-    if (i)
-      msg_str(m, "|");
-    msg_str(m, w[i]);
-  }
-}
-
-const char *config_parse_value(const struct config_option *o, const char *s, int *out,
-                               char *why, size_t size)
-{
-  struct msg m = { .n = 0 };
-  long v = 0;
-  switch (o->type) {
-  case CONFIG_BOOL:
-    if (config_parse_bool(s, out))
-      return NULL;
-    msg_str(&m, "expected 0|1|yes|no|true|false|on|off");
-    break;
-  case CONFIG_INT:
-  case CONFIG_SIZE_MB:
-    if (o->type == CONFIG_INT ? parse_long(s, s + strlen(s), &v) : parse_size(s, &v)) {
-      if (v >= o->min && v <= o->max) {
-        *out = (int)v;
-        return NULL;
-      }
-      msg_str(&m, "out of range ");
-    } else {
-      msg_str(&m, o->type == CONFIG_INT ? "expected an integer " : "expected a size in MiB ");
-    }
-    msg_int(&m, o->min);
-    msg_str(&m, "..");
-    msg_int(&m, o->max);
-    if (o->type == CONFIG_SIZE_MB)
-      msg_str(&m, " (10, 10M, 10MiB, 1G)");
-    break;
-  case CONFIG_ENUM:
-    for (int i = 0; o->words[i]; i++)
-      if (strcasecmp(s, o->words[i]) == 0) {
-        *out = i;
-        return NULL;
-      }
-    expect_words(&m, o->words);
-    break;
-  case CONFIG_STRING:
-    if (strlen(s) < o->text_size)
-      return NULL;
-    msg_str(&m, "longer than ");
-    msg_int(&m, (long)o->text_size - 1);
-    msg_str(&m, " bytes");
-    break;
-  }
-  copy_str(why, size, m.s);
-  return why;
-}
-
-void config_int_format(const struct config_option *o, int v, char *buf, size_t size)
-{
-  struct msg m = { .n = 0 };
-  if (o->type == CONFIG_ENUM && v >= 0 && v <= o->max)
-    msg_str(&m, o->words[v]);
-  else
-    msg_int(&m, v);
-  copy_str(buf, size, m.s);
-}
-
-const struct config_option *config_find(const char *key)
-{
-  for (unsigned i = 0; i < config_option_count; i++)
-    if (strcasecmp(config_options[i].key, key) == 0)
-      return &config_options[i];
-  return NULL;
-}
-
-/* Does name[0, len) equal HAKMEM_ + upper(key)? */
-static bool env_name_matches(const char *name, size_t len, const char *key)
-{
-  if (len != 7 + strlen(key) || strncmp(name, "HAKMEM_", 7) != 0)
-    return false;
-  for (size_t i = 0; i < len - 7; i++)
-    if (name[7 + i] != (key[i] >= 'a' && key[i] <= 'z' ? key[i] - 'a' + 'A' : key[i]))
-      return false;
-  return true;
-}
-
-const struct config_option *config_find_env(const char *name, size_t len)
-{
-  for (unsigned i = 0; i < config_option_count; i++)
-    if (env_name_matches(name, len, config_options[i].key))
-      return &config_options[i];
-  return NULL;
-}
-
-/* Levenshtein distance, case-insensitive; large for long words. */
-static unsigned edit_distance(const char *a, const char *b)
-{
-  size_t la = strlen(a), lb = strlen(b);
-  unsigned row[49];
-  if (la > 48 || lb > 48)
-    return 99;
-  for (size_t j = 0; j <= lb; j++)
-    row[j] = (unsigned)j;
-  for (size_t i = 1; i <= la; i++) {
-    unsigned diag = row[0];
-    row[0] = (unsigned)i;
-    for (size_t j = 1; j <= lb; j++) {
-      unsigned up = row[j];
-      unsigned best = diag + (lower(a[i - 1]) != lower(b[j - 1]));
-      if (up + 1 < best)
-        best = up + 1;
-      if (row[j - 1] + 1 < best)
-        best = row[j - 1] + 1;
-      row[j] = best;
-      diag = up;
-    }
-  }
-  return row[lb];
-}
-
-/* The key closest to word if it is close enough to be a typo, else NULL. */
-static const char *closest_key(const char *word)
-{
-  const char *best = NULL;
-  unsigned best_d = 3, len = (unsigned)strlen(word);
-  for (unsigned i = 0; i < config_option_count; i++) {
-    unsigned d = edit_distance(word, config_options[i].key);
-    if (d < best_d && d * 3 <= len) {
-      best_d = d;
-      best = config_options[i].key;
-    }
-  }
-  return best;
-}
-
-/* ---- section globs ---- */
-
-/* Matches c against the set that starts after '['; returns the pattern
- * after the closing ']', or NULL if the set is not closed. */
-static const char *match_set(const char *p, char c, bool *matched)
-{
-  bool neg = *p == '!' || *p == '^', in = false;
-  if (neg)
-    p++;
-  for (bool first = true; *p && (*p != ']' || first); first = false) {
-    unsigned char lo = (unsigned char)*p, hi;
-    if (lo == '\\' && p[1])
-      lo = (unsigned char)*++p;
-    p++;
-    hi = lo;
-    if (*p == '-' && p[1] && p[1] != ']') {
-      p++;
-      hi = (unsigned char)*p;
-      if (hi == '\\' && p[1])
-        hi = (unsigned char)*++p;
-      p++;
-    }
-    if ((unsigned char)c >= lo && (unsigned char)c <= hi)
-      in = true;
-  }
-  if (*p != ']')
-    return NULL;
-  *matched = in != neg;
-  return p + 1;
-}
-
-/* Iterative, with one backtracking point for the last '*': linear in
- * pattern times name, whatever the pattern. */
-bool config_glob_match(const char *p, const char *n)
-{
-  const char *star_p = NULL, *star_n = NULL;
-  for (;;) {
-    if (*p == '*') {
-      while (*p == '*')
-        p++;
-      star_p = p;
-      star_n = n;
-      continue;
-    }
-    if (*n) {
-      bool ok = false;
-      const char *next = NULL;
-      if (*p == '?') {
-        ok = true;
-        next = p + 1;
-      } else if (*p == '[') {
-        next = match_set(p + 1, *n, &ok);
-      }
-      if (!next) {
-        if (*p == '\\' && p[1]) {
-          ok = p[1] == *n;
-          next = p + 2;
-        } else {
-          ok = *p && *p == *n;
-          next = p + 1;
-        }
-      }
-      if (ok) {
-        p = next;
-        n++;
-        continue;
-      }
-    } else if (!*p) {
-      return true;
-    }
-    if (!star_p || !*star_n)
-      return false;
-    p = star_p;
-    n = ++star_n;
-  }
-}
-
 /* ---- loading ---- */
 
 enum section_state { IN_GLOBAL, IN_MATCHING, IN_OTHER };
@@ -501,7 +138,7 @@ const char *config_conf_path(void)
   return conf_path_buf;
 }
 
-static void note(struct load *ld, struct msg *m)
+static void note(struct load *ld, struct config_msg *m)
 {
   if (ld->silent)
     return;
@@ -509,25 +146,25 @@ static void note(struct load *ld, struct msg *m)
   if (ld->rq->warn)
     ld->rq->warn(ld->rq->warn_ctx, m->s);
   else if (held_count < CONFIG_MAX_WARNINGS)
-    copy_str(held[held_count++], sizeof held[0], m->s);
+    config_copy_str(held[held_count++], sizeof held[0], m->s);
 }
 
 /* Starts a message "path:line: " (line 0: "path: "). */
-static void msg_where(struct msg *m, unsigned line)
+static void msg_where(struct config_msg *m, unsigned line)
 {
-  msg_str(m, conf_path_buf);
+  config_msg_str(m, conf_path_buf);
   if (line) {
-    msg_str(m, ":");
-    msg_int(m, line);
+    config_msg_str(m, ":");
+    config_msg_int(m, line);
   }
-  msg_str(m, ": ");
+  config_msg_str(m, ": ");
 }
 
 static void file_warn(struct load *ld, unsigned line, const char *what)
 {
-  struct msg m = { .n = 0 };
+  struct config_msg m = { .n = 0 };
   msg_where(&m, line);
-  msg_str(&m, what);
+  config_msg_str(&m, what);
   note(ld, &m);
 }
 
@@ -536,24 +173,24 @@ static void set_value(const struct config_option *o, int v, const char *text,
 {
   struct config_source *src = &config_sources[o - config_options];
   if (o->type == CONFIG_STRING)
-    copy_str(o->text, o->text_size, text);
+    config_copy_str(o->text, o->text_size, text);
   else
     *o->value = v;
   src->origin = origin;
   src->line = line;
-  copy_str(src->section, sizeof src->section, section ? section : "");
+  config_copy_str(src->section, sizeof src->section, section ? section : "");
 }
 
-static void errno_word(struct msg *m, int err)
+static void errno_word(struct config_msg *m, int err)
 {
   switch (err) {
-  case EACCES: msg_str(m, "permission denied"); break;
-  case ENOENT: msg_str(m, "no such file"); break;
-  case ELOOP: msg_str(m, "is a symbolic link (not followed)"); break;
-  case ENOTDIR: msg_str(m, "a component of the path is not a directory"); break;
-  case ENAMETOOLONG: msg_str(m, "name too long"); break;
-  case EISDIR: msg_str(m, "is a directory"); break;
-  default: msg_str(m, "error "); msg_int(m, err); break;
+  case EACCES: config_msg_str(m, "permission denied"); break;
+  case ENOENT: config_msg_str(m, "no such file"); break;
+  case ELOOP: config_msg_str(m, "is a symbolic link (not followed)"); break;
+  case ENOTDIR: config_msg_str(m, "a component of the path is not a directory"); break;
+  case ENAMETOOLONG: config_msg_str(m, "name too long"); break;
+  case EISDIR: config_msg_str(m, "is a directory"); break;
+  default: config_msg_str(m, "error "); config_msg_int(m, err); break;
   }
 }
 
@@ -563,34 +200,34 @@ static long conf_read(struct load *ld, bool must_exist)
 {
   bool secure = ld->rq->secure;
   int fd = open(conf_path_buf, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (secure ? O_NOFOLLOW : 0));
-  struct msg m = { .n = 0 };
+  struct config_msg m = { .n = 0 };
   msg_where(&m, 0);
   if (fd < 0) {
     if (errno == ENOENT && !must_exist)
       return -1;
-    msg_str(&m, "cannot open: ");
+    config_msg_str(&m, "cannot open: ");
     errno_word(&m, errno);
-    msg_str(&m, " (ignored)");
+    config_msg_str(&m, " (ignored)");
     note(ld, &m);
     return -1;
   }
   struct stat st;
   long len = -1;
   if (fstat(fd, &st) != 0) {
-    msg_str(&m, "cannot stat (ignored)");
+    config_msg_str(&m, "cannot stat (ignored)");
   } else if (S_ISDIR(st.st_mode)) {
-    msg_str(&m, "is a directory (ignored)");
+    config_msg_str(&m, "is a directory (ignored)");
   } else if (!S_ISREG(st.st_mode)) {
-    msg_str(&m, "not a regular file (ignored)");
+    config_msg_str(&m, "not a regular file (ignored)");
   } else if (secure && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
-    msg_str(&m, "not owned by root or writable by group or others: ignored in secure execution");
+    config_msg_str(&m, "not owned by root or writable by group or others: ignored in secure execution");
   } else if (st.st_size > CONFIG_FILE_MAX) {
-    msg_str(&m, "larger than 65536 bytes (ignored)");
+    config_msg_str(&m, "larger than 65536 bytes (ignored)");
   } else {
     if (st.st_mode & S_IWOTH) {
-      struct msg w = { .n = 0 };
+      struct config_msg w = { .n = 0 };
       msg_where(&w, 0);
-      msg_str(&w, "writable by any user (read anyway; chmod o-w to fix)");
+      config_msg_str(&w, "writable by any user (read anyway; chmod o-w to fix)");
       note(ld, &w);
     }
     len = 0;
@@ -599,9 +236,9 @@ static long conf_read(struct load *ld, bool must_exist)
       if (r < 0 && errno == EINTR)
         continue;
       if (r < 0) {
-        msg_str(&m, "read error: ");
+        config_msg_str(&m, "read error: ");
         errno_word(&m, errno);
-        msg_str(&m, " (ignored)");
+        config_msg_str(&m, " (ignored)");
         len = -1;
         break;
       }
@@ -610,7 +247,7 @@ static long conf_read(struct load *ld, bool must_exist)
       len += r;
     }
     if (len > CONFIG_FILE_MAX) {
-      msg_str(&m, "larger than 65536 bytes (ignored)");
+      config_msg_str(&m, "larger than 65536 bytes (ignored)");
       len = -1;
     }
   }
@@ -632,60 +269,60 @@ static void parse_section(struct load *ld, char *s, unsigned line)
 {
   size_t n = strlen(s);
   if (n < 2 || s[n - 1] != ']') {
-    struct msg m = { .n = 0 };
+    struct config_msg m = { .n = 0 };
     msg_where(&m, line);
-    msg_str(&m, "unterminated section header '");
-    msg_text(&m, s, 64);
-    msg_str(&m, "' (lines up to the next section ignored)");
+    config_msg_str(&m, "unterminated section header '");
+    config_msg_text(&m, s, 64);
+    config_msg_str(&m, "' (lines up to the next section ignored)");
     note(ld, &m);
     ld->state = IN_OTHER;
     return;
   }
   s[n - 1] = '\0';
-  char *pattern = trim(s + 1);
+  char *pattern = config_trim(s + 1);
   if (!*pattern) {
     file_warn(ld, line, "empty section name (lines up to the next section ignored)");
     ld->state = IN_OTHER;
     return;
   }
   ld->state = section_matches(ld, pattern) ? IN_MATCHING : IN_OTHER;
-  copy_str(ld->section, sizeof ld->section, pattern);
+  config_copy_str(ld->section, sizeof ld->section, pattern);
 }
 
 static void parse_assignment(struct load *ld, char *s, unsigned line)
 {
   char *eq = strchr(s, '=');
-  struct msg m = { .n = 0 };
+  struct config_msg m = { .n = 0 };
   msg_where(&m, line);
   if (!eq) {
-    msg_str(&m, "missing '=' in '");
-    msg_text(&m, s, 64);
-    msg_str(&m, "' (ignored)");
+    config_msg_str(&m, "missing '=' in '");
+    config_msg_text(&m, s, 64);
+    config_msg_str(&m, "' (ignored)");
     note(ld, &m);
     return;
   }
   *eq = '\0';
-  char *key = trim(s), *val = trim(eq + 1);
+  char *key = config_trim(s), *val = config_trim(eq + 1);
   size_t vn = strlen(val);
   if (vn >= 2 && val[0] == '"' && val[vn - 1] == '"') {
     val[vn - 1] = '\0';
     val++;
   }
   if (!*key) {
-    msg_str(&m, "missing key before '=' (ignored)");
+    config_msg_str(&m, "missing key before '=' (ignored)");
     note(ld, &m);
     return;
   }
   const struct config_option *o = config_find(key);
   if (!o) {
-    msg_str(&m, "unknown key '");
-    msg_text(&m, key, 64);
-    msg_str(&m, "' (ignored)");
-    const char *near = closest_key(key);
+    config_msg_str(&m, "unknown key '");
+    config_msg_text(&m, key, 64);
+    config_msg_str(&m, "' (ignored)");
+    const char *near = config_closest_key(key);
     if (near) {
-      msg_str(&m, "; did you mean '");
-      msg_str(&m, near);
-      msg_str(&m, "'?");
+      config_msg_str(&m, "; did you mean '");
+      config_msg_str(&m, near);
+      config_msg_str(&m, "'?");
     }
     note(ld, &m);
     return;
@@ -695,11 +332,11 @@ static void parse_assignment(struct load *ld, char *s, unsigned line)
   int v = 0;
   char why[128];
   if (config_parse_value(o, val, &v, why, sizeof why)) {
-    msg_str(&m, o->key);
-    msg_str(&m, " = ");
-    msg_text(&m, val, 64);
-    msg_str(&m, ": ");
-    msg_str(&m, why);
+    config_msg_str(&m, o->key);
+    config_msg_str(&m, " = ");
+    config_msg_text(&m, val, 64);
+    config_msg_str(&m, ": ");
+    config_msg_str(&m, why);
     note(ld, &m);
     return;
   }
@@ -713,7 +350,7 @@ static void parse_assignment(struct load *ld, char *s, unsigned line)
 static void parse_line(struct load *ld, char *s, unsigned line)
 {
   for (char *p = s; *p; p++) {
-    if (*p == '#' && (p == s || is_space(p[-1]))) {
+    if (*p == '#' && (p == s || config_is_space(p[-1]))) {
       *p = '\0';
       break;
     }
@@ -722,7 +359,7 @@ static void parse_line(struct load *ld, char *s, unsigned line)
       return;
     }
   }
-  s = trim(s);
+  s = config_trim(s);
   if (!*s)
     return;
   if (*s == '[')
@@ -781,26 +418,26 @@ static void parse_env(struct load *ld)
     if (len == 11 && strncmp(var, "HAKMEM_CONF", 11) == 0)
       continue;
     const struct config_option *o = config_find_env(var, len);
-    struct msg m = { .n = 0 };
-    msg_text(&m, var, 96);
-    msg_str(&m, ": ");
+    struct config_msg m = { .n = 0 };
+    config_msg_text(&m, var, 96);
+    config_msg_str(&m, ": ");
     if (!o) {
       if (ld->silent)
         continue;
       char key[64];
       size_t k = len - 7 < sizeof key - 1 ? len - 7 : sizeof key - 1;
       for (size_t i = 0; i < k; i++)
-        key[i] = lower(var[7 + i]);
+        key[i] = config_lower(var[7 + i]);
       key[k] = '\0';
-      msg_str(&m, "unknown variable (ignored)");
-      const char *near = closest_key(key);
+      config_msg_str(&m, "unknown variable (ignored)");
+      const char *near = config_closest_key(key);
       if (near) {
-        msg_str(&m, "; did you mean HAKMEM_");
+        config_msg_str(&m, "; did you mean HAKMEM_");
         for (const char *p = near; *p; p++) {
           char up[2] = { *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p, '\0' };
-          msg_str(&m, up);
+          config_msg_str(&m, up);
         }
-        msg_str(&m, "?");
+        config_msg_str(&m, "?");
       }
       note(ld, &m);
       continue;
@@ -810,7 +447,7 @@ static void parse_env(struct load *ld)
     int v = 0;
     char why[128];
     if (config_parse_value(o, eq + 1, &v, why, sizeof why)) {
-      msg_str(&m, why);
+      config_msg_str(&m, why);
       note(ld, &m);
       continue;
     }
@@ -865,14 +502,14 @@ static unsigned load(const struct config_request *rq, const char *buf, long len)
       path = SYSCONFDIR "/hakmem.conf";
       must_exist = false;
     }
-    copy_str(conf_path_buf, sizeof conf_path_buf, path);
+    config_copy_str(conf_path_buf, sizeof conf_path_buf, path);
     if (strlen(path) >= sizeof conf_path_buf)
       file_warn(&ld, 0, "path too long (ignored)");
     else
       len = conf_read(&ld, must_exist);
     buf = file_buf;
   } else {
-    copy_str(conf_path_buf, sizeof conf_path_buf, rq->conf_path ? rq->conf_path : "(buffer)");
+    config_copy_str(conf_path_buf, sizeof conf_path_buf, rq->conf_path ? rq->conf_path : "(buffer)");
     if (len < 0)
       file_warn(&ld, 0, "larger than 65536 bytes (ignored)");
   }
@@ -899,11 +536,11 @@ static unsigned load(const struct config_request *rq, const char *buf, long len)
     for (unsigned i = 0; i < held_count; i++)
       hak_warn(held[i]);
     if (ld.warnings > held_count) {
-      struct msg m = { .n = 0 };
-      msg_int(&m, (long)(ld.warnings - held_count));
-      msg_str(&m, " more configuration warnings not shown ('hakmemctl check ");
-      msg_str(&m, conf_path_buf);
-      msg_str(&m, "' lists the conf file's)");
+      struct config_msg m = { .n = 0 };
+      config_msg_int(&m, (long)(ld.warnings - held_count));
+      config_msg_str(&m, " more configuration warnings not shown ('hakmemctl check ");
+      config_msg_str(&m, conf_path_buf);
+      config_msg_str(&m, "' lists the conf file's)");
       hak_warn(m.s);
     }
   }
@@ -932,11 +569,11 @@ void config_value_format(unsigned i, char *buf, size_t size)
 {
   const struct config_option *o = &config_options[i];
   if (o->type == CONFIG_STRING) {
-    struct msg m = { .n = 0 };
-    msg_str(&m, "\"");
-    msg_text(&m, o->text, 200);
-    msg_str(&m, "\"");
-    copy_str(buf, size, m.s);
+    struct config_msg m = { .n = 0 };
+    config_msg_str(&m, "\"");
+    config_msg_text(&m, o->text, 200);
+    config_msg_str(&m, "\"");
+    config_copy_str(buf, size, m.s);
   } else {
     config_int_format(o, *o->value, buf, size);
   }
@@ -945,32 +582,32 @@ void config_value_format(unsigned i, char *buf, size_t size)
 void config_source_format(unsigned i, char *buf, size_t size)
 {
   const struct config_source *src = &config_sources[i];
-  struct msg m = { .n = 0 };
+  struct config_msg m = { .n = 0 };
   switch (src->origin) {
-  case CONFIG_FROM_DEFAULT: msg_str(&m, "default"); break;
+  case CONFIG_FROM_DEFAULT: config_msg_str(&m, "default"); break;
   case CONFIG_FROM_MODE:
-    msg_str(&m, "mode ");
-    msg_str(&m, config_mode_words[hak_config.mode]);
+    config_msg_str(&m, "mode ");
+    config_msg_str(&m, config_mode_words[hak_config.mode]);
     break;
   case CONFIG_FROM_FILE:
   case CONFIG_FROM_SECTION:
-    msg_str(&m, conf_path_buf);
-    msg_str(&m, ":");
+    config_msg_str(&m, conf_path_buf);
+    config_msg_str(&m, ":");
     if (src->origin == CONFIG_FROM_SECTION) {
-      msg_str(&m, "[");
-      msg_text(&m, src->section, 63);
-      msg_str(&m, "]:");
+      config_msg_str(&m, "[");
+      config_msg_text(&m, src->section, 63);
+      config_msg_str(&m, "]:");
     }
-    msg_int(&m, src->line);
+    config_msg_int(&m, src->line);
     break;
   case CONFIG_FROM_ENV:
-    msg_str(&m, "env HAKMEM_");
+    config_msg_str(&m, "env HAKMEM_");
     for (const char *p = config_options[i].key; *p; p++) {
       char up[2] = { *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p, '\0' };
-      msg_str(&m, up);
+      config_msg_str(&m, up);
     }
     break;
-  case CONFIG_FROM_SECURE: msg_str(&m, "secure execution"); break;
+  case CONFIG_FROM_SECURE: config_msg_str(&m, "secure execution"); break;
   }
-  copy_str(buf, size, m.s);
+  config_copy_str(buf, size, m.s);
 }

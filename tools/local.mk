@@ -1,7 +1,9 @@
 # hakmemctl: built from tools/hakmemctl.c and the library's own
-# src/config.c (option table and parser), not from the allocator core, so
-# that it keeps glibc's malloc and never runs the allocator's start-up.
+# src/config.c and src/config_parse.c (option table, loader and parsers),
+# not from the allocator core, so that it keeps glibc's malloc and never
+# runs the allocator's start-up.
 bin_PROGRAMS = tools/hakmemctl
-tools_hakmemctl_SOURCES = tools/hakmemctl.c src/config.c src/config.h src/hakmem_internal.h
+tools_hakmemctl_SOURCES = tools/hakmemctl.c src/config.c src/config.h \
+	src/config_parse.c src/config_parse.h src/hakmem_internal.h
 tools_hakmemctl_CPPFLAGS = $(AM_CPPFLAGS) -DHAKMEM_LIBDIR='"$(libdir)"'
 tools_hakmemctl_CFLAGS = $(AM_CFLAGS)
