@@ -106,6 +106,29 @@ void large_free(struct large_hdr *h, void *p)
     large_unmap(h);
 }
 
+/* Moves the pages of live block h over the head of cached mapping c (at
+ * least as large), which becomes the block's mapping.  Returns the block,
+ * or NULL with h and c untouched. */
+static void *large_move_into(struct large_hdr *h, struct large_hdr *c)
+{
+  size_t old_size = h->map_size, c_size = c->map_size;
+  uintptr_t old_base = (uintptr_t)h;
+  /* c's registry entries already name c; h's are withdrawn before its
+   * pages move (and restored if they cannot: the leaf exists). */
+  registry_clear(old_base, old_size);
+  if (os_move(h, old_size, c, old_size) != 0) {
+    registry_set(old_base, old_size, old_base);
+    return NULL;
+  }
+  struct large_hdr *n = c; /* now holds h's header page */
+  n->map_size = c_size;
+  n->huge_advised = false;
+  n->decommitted = false;
+  n->cache_next = NULL;
+  stats_add(&hak_counters.large_live_bytes, c_size - old_size);
+  return large_block(n);
+}
+
 void *large_realloc(struct large_hdr *h, size_t size)
 {
   size_t map_size = large_map_size(size, h->offset);
@@ -143,8 +166,21 @@ void *large_realloc(struct large_hdr *h, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  /* Otherwise move the pages to a new aligned mapping: no copy. */
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
+  /* A cached mapping big enough has its pages faulted in already: move
+   * the block's pages over its head and keep its tail, so the growth
+   * costs neither a copy nor page faults. */
+  if (align <= HAK_UNIT_SIZE) {
+    struct large_hdr *c = bigcache_take(map_size);
+    if (c) {
+      void *p = large_move_into(h, c);
+      if (p)
+        return p;
+      if (!bigcache_put(c))
+        large_unmap(c);
+    }
+  }
+  /* Otherwise move the pages to a new aligned mapping: no copy. */
   struct large_hdr *n = os_map_aligned(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE);
   if (!n)
     return NULL;

@@ -377,6 +377,38 @@ START_TEST(lean_thread_hands_back_idle_slabs)
 }
 END_TEST
 
+/* A large block that must move to grow takes a cached mapping that has
+ * its pages already: the block's pages go over its head, its faulted tail
+ * stays, and no new mapping is made. */
+START_TEST(large_realloc_reuses_cached_pages)
+{
+  start();
+  char *cached = hak_malloc(3 << 20);
+  memset(cached, 7, 3 << 20);
+  char *p = hak_malloc(600 << 10);
+  /* A neighbour right after p, so that p cannot grow in place. */
+  char *wall = hak_malloc(600 << 10);
+  ck_assert_ptr_nonnull(wall);
+  memset(p, 0x5a, 600 << 10);
+  hak_free(cached);
+  hak_stats_t a = stats_now();
+  char *q = hak_realloc(p, 2 << 20);
+  hak_stats_t b = stats_now();
+  ck_assert_ptr_nonnull(q);
+  ck_assert_ptr_ne(q, p);
+  ck_assert_uint_eq(b.bigcache_hits - a.bigcache_hits, 1);
+  ck_assert_uint_eq(b.os_mmap, a.os_mmap);
+  for (size_t i = 0; i < (600 << 10); i++)
+    if (q[i] != 0x5a)
+      ck_abort_msg("byte %zu lost in the move", i);
+  /* The cached mapping's tail is still resident: growing costs no faults. */
+  char *tail = (char *)(((uintptr_t)q + (1 << 20)) & ~(uintptr_t)4095);
+  ck_assert_uint_ge(resident_pages(tail, 1 << 20), 200);
+  hak_free(q);
+  hak_free(wall);
+}
+END_TEST
+
 /* A program that only allocates and frees large blocks is busy, not idle:
  * the purge leaves its cached mapping alone while it keeps using it. */
 START_TEST(bigcache_churn_is_not_idle)
@@ -417,6 +449,7 @@ int main(void)
   tcase_add_test(t, bigcache_batches_decommit);
   tcase_add_test(t, bigcache_churn_is_not_idle);
   tcase_add_test(t, lean_thread_hands_back_idle_slabs);
+  tcase_add_test(t, large_realloc_reuses_cached_pages);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
