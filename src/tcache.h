@@ -8,7 +8,8 @@
  * a page of fresh blocks, move to another slab of the ring with room, or
  * take a slab from the shared pool.  A non-active slab whose last block
  * comes back goes to the shared pool as EMPTY; the active one stays, so a
- * one-block malloc/free loop never leaves the fast path.
+ * one-block malloc/free loop never leaves the fast path; every 64 refills
+ * the thread hands back the active slabs of other classes left empty.
  *
  * All state is thread-local (initial-exec TLS) and touched only by its
  * thread; at thread exit the cache is flushed: empty slabs go back to the
@@ -27,7 +28,7 @@ struct tcache {
   /* What free compares a slab's owner with: id, or with check = 1 a value
    * no slab has, which sends every free through the validating path. */
   uint64_t free_key;
-  uint32_t lean_refills;  /* memory-lean mode: refills since the last sweep */
+  uint32_t refills_since_sweep; /* see tcache_sweep */
 };
 
 extern struct slab tcache_no_slab;

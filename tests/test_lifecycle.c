@@ -344,8 +344,9 @@ START_TEST(bigcache_batches_decommit)
 }
 END_TEST
 
-/* Lean: a thread that moved on to other sizes does not keep an empty
- * medium slab (a whole SuperSlab) as its active one. */
+/* A thread that moved on to other sizes does not keep an empty medium
+ * slab (a whole SuperSlab) as its active one; in lean mode its pages go
+ * back to the kernel. */
 static void *medium_then_small(void *arg)
 {
   hak_stats_t *out = arg;
@@ -361,7 +362,7 @@ static void *medium_then_small(void *arg)
   return NULL;
 }
 
-START_TEST(lean_thread_hands_back_idle_slabs)
+START_TEST(thread_hands_back_idle_slabs)
 {
   start();
   hak_config.ss_mem_lean = 1;
@@ -448,7 +449,7 @@ int main(void)
   tcase_add_test(t, prewarm_faults_a_superslab_in);
   tcase_add_test(t, bigcache_batches_decommit);
   tcase_add_test(t, bigcache_churn_is_not_idle);
-  tcase_add_test(t, lean_thread_hands_back_idle_slabs);
+  tcase_add_test(t, thread_hands_back_idle_slabs);
   tcase_add_test(t, large_realloc_reuses_cached_pages);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
