@@ -6,9 +6,9 @@ check_PROGRAMS += tests/test_config
 TESTS += tests/test_config
 endif
 tests_test_config_SOURCES = tests/test_config.c
-tests_test_config_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
-tests_test_config_LDFLAGS = $(SANITIZE_CFLAGS)
-tests_test_config_LDADD = src/libhakmem_core.la $(CHECK_LIBS)
+tests_test_config_CFLAGS = $(CORE_TEST_CFLAGS)
+tests_test_config_LDFLAGS = $(CORE_TEST_LDFLAGS)
+tests_test_config_LDADD = $(CORE_TEST_LDADD)
 
 check_PROGRAMS += tests/test_config_fuzz
 TESTS += tests/test_config_fuzz

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
+#include "check_run.h"
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -1402,9 +1403,5 @@ int main(void)
   tcase_add_test(t, random_mix_keeps_contents);
   tcase_add_test(t, cross_thread_free);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <check.h>
+#include "check_run.h"
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
@@ -751,9 +752,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-  SRunner *sr = srunner_create(config_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(config_suite());
 }

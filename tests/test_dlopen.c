@@ -2,6 +2,7 @@
  * from a constructor that runs before main, with hakmem linked in: blocks
  * cross the boundary in both directions. */
 #include <check.h>
+#include "check_run.h"
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -56,9 +57,5 @@ int main(void)
   tcase_add_test(t, constructor_allocation_is_hakmem);
   tcase_add_test(t, dlopened_library_allocates_with_hakmem);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

@@ -3,6 +3,7 @@
  * the state file, and the layers' use of the learner: frozen policy counts
  * nothing, learning runs epochs and moves the value. */
 #include <check.h>
+#include "check_run.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -352,9 +353,5 @@ int main(void)
   tcase_add_test(a, frozen_policy_counts_nothing);
   tcase_add_test(a, learning_runs_epochs_in_the_layers);
   suite_add_tcase(s, a);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

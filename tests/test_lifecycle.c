@@ -2,6 +2,7 @@
  * the purge of an idle program, the OS layer's guard and fail-fast, THP
  * advice.  RSS checks use generous bounds, never wall time. */
 #include <check.h>
+#include "check_run.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -456,9 +457,5 @@ int main(void)
   tcase_add_test(t, thread_hands_back_idle_slabs);
   tcase_add_test(t, large_realloc_reuses_cached_pages);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

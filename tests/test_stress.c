@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
+#include "check_run.h"
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -817,9 +818,5 @@ int main(void)
   tcase_add_test(t, fork_while_threads_allocate);
   tcase_add_test(t, out_of_memory_under_rlimit);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(s);
 }

@@ -1,6 +1,7 @@
 /* Unit tests of the allocator's layers, through their internal interfaces
  * (linked against libhakmem_core, which does not replace malloc). */
 #include <check.h>
+#include "check_run.h"
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -517,9 +518,5 @@ static Suite *unit_suite(void)
 
 int main(void)
 {
-  SRunner *r = srunner_create(unit_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return check_run(unit_suite());
 }
