@@ -6,9 +6,9 @@ check_PROGRAMS += tests/test_config
 TESTS += tests/test_config
 endif
 tests_test_config_SOURCES = tests/test_config.c
-tests_test_config_CFLAGS = $(CORE_TEST_CFLAGS)
-tests_test_config_LDFLAGS = $(CORE_TEST_LDFLAGS)
-tests_test_config_LDADD = $(CORE_TEST_LDADD)
+tests_test_config_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_config_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_config_LDADD = $(CORE_TESTS_LIBS)
 
 check_PROGRAMS += tests/test_config_fuzz
 TESTS += tests/test_config_fuzz

@@ -15,7 +15,7 @@ tests_test_api_direct_SOURCES = tests/test_api.c
 tests_test_api_direct_CPPFLAGS = $(AM_CPPFLAGS) -DHAK_TEST_DIRECT
 tests_test_api_direct_CFLAGS = $(TEST_API_CFLAGS) $(SANITIZE_CFLAGS)
 tests_test_api_direct_LDFLAGS = -pthread $(SANITIZE_CFLAGS)
-tests_test_api_direct_LDADD = $(CORE_TEST_LDADD)
+tests_test_api_direct_LDADD = $(CORE_TESTS_LIBS)
 
 # Everything below replaces malloc (linked or preloaded), which cannot be
 # combined with AddressSanitizer: normal build only.

@@ -17,7 +17,7 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
-#include "check_run.h"
+#include "test_util.h"
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -68,24 +68,6 @@ extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t size);
 extern void *__libc_memalign(size_t align, size_t size);
 #endif
-
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
-
-/* Hides a constant from the compiler, which would otherwise warn about
- * (or fold) calls such as malloc(SIZE_MAX). */
-static size_t opaque(size_t n)
-{
-  volatile size_t v = n;
-  return v;
-}
-
-static hak_stats_t stats_now(void)
-{
-  hak_stats_t st;
-  ck_assert_int_eq(hakmem_stats_get(&st), 0);
-  return st;
-}
 
 /* Check's assertions report each passing check to the parent process;
  * inside loops that costs more than the allocator.  REQUIRE reports only

@@ -5,7 +5,7 @@
 #include "config.h"
 
 #include <check.h>
-#include "check_run.h"
+#include "test_util.h"
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * from a constructor that runs before main, with hakmem linked in: blocks
  * cross the boundary in both directions. */
 #include <check.h>
-#include "check_run.h"
+#include "test_util.h"
 #include <dlfcn.h>
 #include <malloc.h>
 #include <stdlib.h>

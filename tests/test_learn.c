@@ -3,7 +3,7 @@
  * the state file, and the layers' use of the learner: frozen policy counts
  * nothing, learning runs epochs and moves the value. */
 #include <check.h>
-#include "check_run.h"
+#include "test_util.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

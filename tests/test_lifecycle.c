@@ -2,7 +2,7 @@
  * the purge of an idle program, the OS layer's guard and fail-fast, THP
  * advice.  RSS checks use generous bounds, never wall time. */
 #include <check.h>
-#include "check_run.h"
+#include "test_util.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,13 +16,6 @@
 #include "os.h"
 #include "shared_pool.h"
 #include "superslab.h"
-
-static hak_stats_t stats_now(void)
-{
-  hak_stats_t st;
-  hakmem_stats_get(&st);
-  return st;
-}
 
 /* Initialises hakmem (which loads the defaults), then applies a setting. */
 static void start(void)

@@ -12,7 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include <check.h>
-#include "check_run.h"
+#include "test_util.h"
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -29,22 +29,6 @@
 #include <unistd.h>
 
 #include "hakmem.h"
-
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
-
-static size_t opaque(size_t n)
-{
-  volatile size_t v = n;
-  return v;
-}
-
-static hak_stats_t stats_now(void)
-{
-  hak_stats_t st;
-  hakmem_stats_get(&st);
-  return st;
-}
 
 static uint64_t rng_next(uint64_t *s)
 {

@@ -1,7 +1,7 @@
 /* Unit tests of the allocator's layers, through their internal interfaces
  * (linked against libhakmem_core, which does not replace malloc). */
 #include <check.h>
-#include "check_run.h"
+#include "test_util.h"
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,13 +18,6 @@
 #include "slab.h"
 #include "superslab.h"
 #include "tcache.h"
-
-static hak_stats_t stats_now(void)
-{
-  hak_stats_t st;
-  ck_assert_int_eq(hakmem_stats_get(&st), 0);
-  return st;
-}
 
 /* ---- size classes ---- */
 

@@ -1,20 +1,20 @@
 # Unit tests of the allocator's layers (internal interfaces, linked against
 # the core library; also built with sanitizers by check-sanitizers).  The
-# CORE_TEST_* flags serve every Check program linked that way (config.mk
-# too); check_run.h is their common main.
-CORE_TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
-CORE_TEST_LDFLAGS = $(SANITIZE_CFLAGS)
-CORE_TEST_LDADD = src/libhakmem_core.la $(CHECK_LIBS)
-EXTRA_DIST += tests/check_run.h
+# CORE_TESTS_* variables serve every Check program linked that way (config.mk
+# too); tests/test_util.h holds what their programs share.
+CORE_TESTS_CC_FLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
+CORE_TESTS_LINK_FLAGS = $(SANITIZE_CFLAGS)
+CORE_TESTS_LIBS = src/libhakmem_core.la $(CHECK_LIBS)
+EXTRA_DIST += tests/test_util.h
 
 if HAVE_CHECK
 check_PROGRAMS += tests/test_unit
 TESTS += tests/test_unit
 endif
 tests_test_unit_SOURCES = tests/test_unit.c
-tests_test_unit_CFLAGS = $(CORE_TEST_CFLAGS)
-tests_test_unit_LDFLAGS = $(CORE_TEST_LDFLAGS)
-tests_test_unit_LDADD = $(CORE_TEST_LDADD)
+tests_test_unit_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_unit_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_unit_LDADD = $(CORE_TESTS_LIBS)
 
 # Integration: what the built and installed library looks like from outside.
 if !SANITIZE
@@ -39,9 +39,9 @@ check_PROGRAMS += tests/test_learn
 TESTS += tests/test_learn
 endif
 tests_test_learn_SOURCES = tests/test_learn.c
-tests_test_learn_CFLAGS = $(CORE_TEST_CFLAGS)
-tests_test_learn_LDFLAGS = $(CORE_TEST_LDFLAGS)
-tests_test_learn_LDADD = $(CORE_TEST_LDADD)
+tests_test_learn_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_learn_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_learn_LDADD = $(CORE_TESTS_LIBS)
 
 # Memory lifecycle: release policy, purge, OS guard, THP (core-linked).
 if HAVE_CHECK
@@ -49,6 +49,6 @@ check_PROGRAMS += tests/test_lifecycle
 TESTS += tests/test_lifecycle
 endif
 tests_test_lifecycle_SOURCES = tests/test_lifecycle.c
-tests_test_lifecycle_CFLAGS = $(CORE_TEST_CFLAGS)
-tests_test_lifecycle_LDFLAGS = $(CORE_TEST_LDFLAGS)
-tests_test_lifecycle_LDADD = $(CORE_TEST_LDADD)
+tests_test_lifecycle_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_lifecycle_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_lifecycle_LDADD = $(CORE_TESTS_LIBS)
