@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,6 +77,42 @@ static inline void bench_touch_pages(unsigned char *p, size_t size, uint64_t v) 
 static inline uint64_t bench_readback_pages(const unsigned char *p, size_t size) {
   uint64_t sum = p[size - 1];
   for (size_t off = 0; off < size; off += 4096) sum = sum * 31 + p[off];
+  return sum;
+}
+
+/* What a benchmark thread reports to the main thread: its checksum and when
+ * its timed part began and ended.  Multi-threaded programs put one at the
+ * head of their worker struct. */
+typedef struct {
+  pthread_t tid;
+  uint64_t sum;
+  double t_start, t_end;
+} bench_thread_t;
+
+/* Starts fn(arg) in th's thread, or ends the program with status 1. */
+static inline void bench_thread_start(bench_thread_t *th, void *(*fn)(void *), void *arg) {
+  int e = pthread_create(&th->tid, NULL, fn, arg);
+  if (e) {
+    fprintf(stderr, "pthread_create: %s\n", strerror(e));
+    exit(1);
+  }
+}
+
+/* Joins the n threads of w (stride bytes apart) and returns their summed
+ * checksums.  The run lasts from the first thread's start to the last
+ * one's end, as the threads stamp them: the main thread may be scheduled
+ * late when there are more threads than cores; *seconds receives it. */
+static inline uint64_t bench_threads_join(void *w, size_t stride, unsigned n, double *seconds) {
+  uint64_t sum = 0;
+  double t0 = 1e300, t1 = 0;
+  for (unsigned i = 0; i < n; i++) {
+    bench_thread_t *th = (bench_thread_t *)((char *)w + i * stride);
+    pthread_join(th->tid, NULL);
+    sum += th->sum;
+    t0 = th->t_start < t0 ? th->t_start : t0;
+    t1 = th->t_end > t1 ? th->t_end : t1;
+  }
+  *seconds = t1 - t0;
   return sum;
 }
 

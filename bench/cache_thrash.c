@@ -16,13 +16,11 @@
 #define PASSES 32 /* write passes over each object: the part that false sharing slows */
 
 typedef struct {
-  pthread_t tid;
+  bench_thread_t th; /* first: bench_threads_join reads it */
   uint64_t iters;
   size_t objsize;
   uint64_t seed;
   pthread_barrier_t *start;
-  uint64_t sum;
-  double t_start, t_end;
 } worker_t;
 
 static void *worker(void *arg) {
@@ -31,7 +29,7 @@ static void *worker(void *arg) {
   bench_rng_seed(&rng, w->seed);
   uint64_t sum = 0;
   pthread_barrier_wait(w->start);
-  w->t_start = bench_now();
+  w->th.t_start = bench_now();
   for (uint64_t i = 0; i < w->iters; i++) {
     /* volatile: every pass really stores to and loads from the object */
     volatile unsigned char *p = bench_xmalloc(w->objsize);
@@ -43,8 +41,8 @@ static void *worker(void *arg) {
       }
     free((void *)p);
   }
-  w->t_end = bench_now();
-  w->sum = sum;
+  w->th.t_end = bench_now();
+  w->th.sum = sum;
   return NULL;
 }
 
@@ -60,25 +58,12 @@ int main(int argc, char **argv) {
   pthread_barrier_init(&start, NULL, nthreads);
   for (unsigned t = 0; t < nthreads; t++) {
     w[t] = (worker_t){.iters = iters, .objsize = objsize, .seed = seed * 1024 + t, .start = &start};
-    int e = pthread_create(&w[t].tid, NULL, worker, &w[t]);
-    if (e) {
-      fprintf(stderr, "pthread_create: %s\n", strerror(e));
-      return 1;
-    }
+    bench_thread_start(&w[t].th, worker, &w[t]);
   }
-  /* The run lasts from the first thread's start to the last one's end, as
-   * the threads stamp them: the main thread may be scheduled late when there
-   * are more threads than cores. */
-  uint64_t sum = 0;
-  double t0 = 1e300, t1 = 0;
-  for (unsigned t = 0; t < nthreads; t++) {
-    pthread_join(w[t].tid, NULL);
-    sum += w[t].sum;
-    t0 = w[t].t_start < t0 ? w[t].t_start : t0;
-    t1 = w[t].t_end > t1 ? w[t].t_end : t1;
-  }
+  double seconds;
+  uint64_t sum = bench_threads_join(w, sizeof *w, nthreads, &seconds);
   pthread_barrier_destroy(&start);
   free(w);
-  bench_report("cache_thrash", (double)iters * nthreads, t1 - t0, sum);
+  bench_report("cache_thrash", (double)iters * nthreads, seconds, sum);
   return 0;
 }

@@ -22,10 +22,8 @@ typedef struct {
 } array_t;
 
 typedef struct {
-  pthread_t tid;
+  bench_thread_t th; /* first: bench_threads_join reads it */
   unsigned id;
-  uint64_t sum;
-  double t_start, t_end;
 } worker_t;
 
 static struct {
@@ -49,7 +47,7 @@ static void *worker(void *arg) {
     bench_touch(own->slot[i], own->size[i], bench_rng_next(&rng));
   }
   pthread_barrier_wait(&g.round);
-  w->t_start = bench_now(); /* the initial fill is not timed */
+  w->th.t_start = bench_now(); /* the initial fill is not timed */
 
   for (uint64_t r = 0; r < g.rounds; r++) {
     array_t *a = &g.arrays[(w->id + r) % g.nthreads];
@@ -65,8 +63,8 @@ static void *worker(void *arg) {
     }
     pthread_barrier_wait(&g.round);
   }
-  w->t_end = bench_now();
-  w->sum = sum;
+  w->th.t_end = bench_now();
+  w->th.sum = sum;
   return NULL;
 }
 
@@ -89,23 +87,10 @@ int main(int argc, char **argv) {
   pthread_barrier_init(&g.round, NULL, g.nthreads);
   for (unsigned t = 0; t < g.nthreads; t++) {
     w[t] = (worker_t){.id = t};
-    int e = pthread_create(&w[t].tid, NULL, worker, &w[t]);
-    if (e) {
-      fprintf(stderr, "pthread_create: %s\n", strerror(e));
-      return 1;
-    }
+    bench_thread_start(&w[t].th, worker, &w[t]);
   }
-  /* The run lasts from the first thread's start to the last one's end, as
-   * the threads stamp them: the main thread may be scheduled late when there
-   * are more threads than cores. */
-  uint64_t sum = 0;
-  double t0 = 1e300, t1 = 0;
-  for (unsigned t = 0; t < g.nthreads; t++) {
-    pthread_join(w[t].tid, NULL);
-    sum += w[t].sum;
-    t0 = w[t].t_start < t0 ? w[t].t_start : t0;
-    t1 = w[t].t_end > t1 ? w[t].t_end : t1;
-  }
+  double seconds;
+  uint64_t sum = bench_threads_join(w, sizeof *w, g.nthreads, &seconds);
 
   for (unsigned t = 0; t < g.nthreads; t++) {
     for (size_t i = 0; i < g.ws; i++) {
@@ -118,6 +103,6 @@ int main(int argc, char **argv) {
   free(g.arrays);
   free(w);
   pthread_barrier_destroy(&g.round);
-  bench_report("larson", (double)g.rounds * g.ws * g.nthreads, t1 - t0, sum);
+  bench_report("larson", (double)g.rounds * g.ws * g.nthreads, seconds, sum);
   return 0;
 }

@@ -38,10 +38,8 @@ static struct {
        .not_empty = PTHREAD_COND_INITIALIZER};
 
 typedef struct {
-  pthread_t tid;
+  bench_thread_t th; /* first: bench_threads_join reads it */
   unsigned id;
-  uint64_t sum;
-  double t_start, t_end;
 } worker_t;
 
 static void queue_put(const batch_t *b) {
@@ -83,7 +81,7 @@ static void *producer(void *arg) {
   bench_rng_seed(&rng, q.seed * 1024 + w->id);
   batch_t b = {0};
   pthread_barrier_wait(&q.start);
-  w->t_start = bench_now();
+  w->th.t_start = bench_now();
   for (uint64_t i = 0; i < q.iters; i++) {
     uint64_t v = bench_rng_next(&rng);
     uint32_t sz = (uint32_t)bench_rng_range(&rng, MIN_SIZE, MAX_SIZE);
@@ -99,7 +97,7 @@ static void *producer(void *arg) {
   }
   if (b.n) queue_put(&b);
   producer_done();
-  w->t_end = bench_now();
+  w->th.t_end = bench_now();
   return NULL;
 }
 
@@ -108,7 +106,7 @@ static void *consumer(void *arg) {
   uint64_t sum = 0;
   batch_t b;
   pthread_barrier_wait(&q.start);
-  w->t_start = bench_now();
+  w->th.t_start = bench_now();
   while (queue_get(&b)) {
     for (size_t j = 0; j < b.n; j++) {
       uint64_t v;
@@ -119,8 +117,8 @@ static void *consumer(void *arg) {
       free(b.p[j]);
     }
   }
-  w->t_end = bench_now();
-  w->sum = sum;
+  w->th.t_end = bench_now();
+  w->th.sum = sum;
   return NULL;
 }
 
@@ -141,26 +139,13 @@ int main(int argc, char **argv) {
   worker_t *w = bench_xmalloc(nthreads * sizeof *w);
   for (unsigned t = 0; t < nthreads; t++) {
     w[t] = (worker_t){.id = t};
-    int e = pthread_create(&w[t].tid, NULL, t < nprod ? producer : consumer, &w[t]);
-    if (e) {
-      fprintf(stderr, "pthread_create: %s\n", strerror(e));
-      return 1;
-    }
+    bench_thread_start(&w[t].th, t < nprod ? producer : consumer, &w[t]);
   }
-  /* The run lasts from the first thread's start to the last one's end, as
-   * the threads stamp them: the main thread may be scheduled late when there
-   * are more threads than cores. */
-  uint64_t sum = 0;
-  double t0 = 1e300, t1 = 0;
-  for (unsigned t = 0; t < nthreads; t++) {
-    pthread_join(w[t].tid, NULL);
-    sum += w[t].sum;
-    t0 = w[t].t_start < t0 ? w[t].t_start : t0;
-    t1 = w[t].t_end > t1 ? w[t].t_end : t1;
-  }
+  double seconds;
+  uint64_t sum = bench_threads_join(w, sizeof *w, nthreads, &seconds);
   pthread_barrier_destroy(&q.start);
   free(q.ring);
   free(w);
-  bench_report("xthread", (double)q.iters * nprod, t1 - t0, sum);
+  bench_report("xthread", (double)q.iters * nprod, seconds, sum);
   return 0;
 }
