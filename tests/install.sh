@@ -25,27 +25,7 @@ libs=$(pkg-config --libs hakmem)
 cflags=$(pkg-config --cflags hakmem)
 case " $libs " in *" -lhakmem "*) ;; *) echo "install.sh: pkg-config --libs gave '$libs'" >&2; exit 1;; esac
 
-cat >"$tmp/prog.c" <<'EOC'
-#include <hakmem.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-int main(void)
-{
-  hak_stats_t before, after;
-  hakmem_stats_get(&before);
-  char *p = malloc(100);
-  strcpy(p, "hello from hakmem");
-  hakmem_stats_get(&after);
-  if (after.malloc_calls <= before.malloc_calls) {
-    fprintf(stderr, "malloc is not hakmem's\n");
-    return 1;
-  }
-  printf("%s %s\n", p, hakmem_version());
-  free(p);
-  return 0;
-}
-EOC
+cp "${srcdir:-.}/tests/hello_hakmem.c" "$tmp/prog.c"
 ${CC:-cc} $cflags "$tmp/prog.c" -o "$tmp/prog" $libs
 out=$(LD_LIBRARY_PATH="$root$libdir" "$tmp/prog")
 case "$out" in "hello from hakmem "*) ;; *) echo "install.sh: program printed '$out'" >&2; exit 1;; esac

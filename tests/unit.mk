@@ -5,7 +5,7 @@
 CORE_TESTS_CC_FLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
 CORE_TESTS_LINK_FLAGS = $(SANITIZE_CFLAGS)
 CORE_TESTS_LIBS = src/libhakmem_core.la $(CHECK_LIBS)
-EXTRA_DIST += tests/test_util.h
+EXTRA_DIST += tests/test_util.h tests/hello_hakmem.c
 
 if HAVE_CHECK
 check_PROGRAMS += tests/test_unit

@@ -169,29 +169,6 @@ echo "pkg-config --libs hakmem: $libs"
 cflags=$(echo $(pkg-config --cflags hakmem))
 echo "pkg-config --cflags hakmem: '$cflags'"
 
-cat >prog.c <<'EOC'
-#include <hakmem.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-int main(void)
-{
-  hak_stats_t before, after;
-  hakmem_stats_get(&before);
-  char *p = malloc(100);
-  if (p == NULL)
-    return 1;
-  strcpy(p, "hello from hakmem");
-  hakmem_stats_get(&after);
-  if (after.malloc_calls <= before.malloc_calls) {
-    fprintf(stderr, "malloc is not hakmem's\n");
-    return 1;
-  }
-  printf("%s %s\n", p, hakmem_version());
-  free(p);
-  return 0;
-}
-EOC
 cc $cflags prog.c -o prog $libs
 echo "cc \$(pkg-config --cflags --libs hakmem): ./prog prints: $(./prog)"
 ldd ./prog | grep -E 'libhakmem\.so\.0 => /(usr/)?lib/' || fail "prog is not linked with the installed libhakmem.so.0"
@@ -260,6 +237,8 @@ echo "hakmemctl config follows /etc/hakmem.conf"
 EOS
 mkdir -p "$work/use"
 chmod a+rx "$work/use"
+# The program it builds is the one tests/install.sh builds too.
+cp "$(dirname "$0")/../hello_hakmem.c" "$work/use/prog.c"
 say "in a fresh shell: pkg-config, a program, LD_PRELOAD, man, hakmemctl"
 st=0
 env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
