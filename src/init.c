@@ -7,6 +7,7 @@
 #include "stats.h"
 #include "tcache.h"
 #include "purge.h"
+#include "secret.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -76,6 +77,7 @@ void hak_init_slow(void)
       sched_yield();
     return;
   }
+  secret_init();
   config_load(environ, getauxval(AT_SECURE) != 0);
   shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
   shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);

@@ -1,0 +1,40 @@
+/* Per-process secrets: see secret.h. */
+#include "secret.h"
+
+#include <sys/auxv.h>
+#include <sys/random.h>
+#include <time.h>
+
+struct hak_secret hak_secret;
+static _Atomic uint64_t random_state;
+static _Atomic bool secret_ready;
+
+uint64_t secret_random(void)
+{
+  return secret_mix(atomic_fetch_add_explicit(&random_state, 0x9e3779b97f4a7c15ull,
+                                              memory_order_relaxed));
+}
+
+void secret_init(void)
+{
+  if (atomic_load_explicit(&secret_ready, memory_order_acquire))
+    return;
+  uint64_t seed[2] = { 0, 0 };
+  if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+    /* No getrandom (old kernel, seccomp) or entropy not ready yet: the
+     * kernel's per-exec random bytes, mixed with the clock and an address. */
+    const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed[0] = (r ? r[0] : 0) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts;
+    seed[1] = (r ? r[1] : 0) ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&hak_secret;
+  }
+  uint64_t s = seed[0] ^ secret_mix(seed[1]);
+  hak_secret.list = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull);
+  /* A tag of zero would match every zeroed block. */
+  hak_secret.free_tag = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull) | 1;
+  hak_secret.large = secret_mix(s += 0x9e3779b97f4a7c15ull);
+  atomic_store_explicit(&random_state, secret_mix(s += 0x9e3779b97f4a7c15ull),
+                        memory_order_relaxed);
+  atomic_store_explicit(&secret_ready, true, memory_order_release);
+}
