@@ -1,6 +1,7 @@
 /* Front door, out-of-line parts: the generic malloc and free paths,
  * calloc, realloc, the aligned family and usable size. */
 #include "alloc.h"
+#include "checkmode.h"
 #include "config.h"
 #include "hakmem.h"
 #include "init.h"
@@ -26,8 +27,17 @@ static void *alloc_large(size_t size, size_t align, bool *fresh)
   return p;
 }
 
+size_t alloc_fast_bound = HAK_TINY_MAX + 1;
+
+void alloc_configure(void)
+{
+  alloc_fast_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
+}
+
 void *alloc_malloc_generic(size_t size)
 {
+  if (HAK_UNLIKELY(hak_config.check) && size <= HAK_MEDIUM_MAX - CHECK_TRAILER)
+    return check_malloc(size, HAK_MIN_ALIGN);
   if (size <= HAK_MEDIUM_MAX)
     return tcache_alloc(size_class_of(size));
   if (size > ALLOC_MAX) {
@@ -68,6 +78,8 @@ void alloc_free_slab_slow(struct slab *s, void *p)
    * here, and only a free block carries the secret tag. */
   if (HAK_UNLIKELY(slab_block_tagged(p)) && (!mine || slab_holds_free_block(s, p)))
     hak_fatal_pointer("free(): double free of", p);
+  if (HAK_UNLIKELY(hak_config.check))
+    check_free_block(s, p);
   if (mine) {
     tcache_free_local(s, p);
     return;
@@ -144,6 +156,8 @@ static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **lar
                                  slab_block_tagged(p) ? ": pointer already freed" : ": invalid pointer"), p);
   if (slab_block_tagged(p))
     hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": pointer already freed"), p);
+  if (HAK_UNLIKELY(hak_config.check))
+    return check_block_size(s, p);
   return slab_block_size(s);
 }
 
@@ -169,8 +183,9 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     return n;
   }
   /* Small block: stay in place while the request fits and uses at least
-   * half of the block; otherwise move to the right class. */
-  if (!h && size <= usable && size > usable / 2)
+   * half of the block; otherwise move to the right class.  With check = 1
+   * always move, so that the new block gets its canary. */
+  if (!h && size <= usable && size > usable / 2 && !hak_config.check)
     return p;
   void *n = alloc_malloc(size);
   if (!n)
@@ -199,6 +214,8 @@ static void *alloc_aligned(size_t align, size_t size)
     errno = ENOMEM;
     return NULL;
   }
+  if (HAK_UNLIKELY(hak_config.check) && size_class_for_aligned(size + CHECK_TRAILER, align) >= 0)
+    return check_malloc(size, align);
   int cls = size_class_for_aligned(size, align);
   if (cls >= 0)
     return tcache_alloc((unsigned)cls);

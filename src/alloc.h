@@ -22,9 +22,16 @@ void alloc_free_generic(void *p, uintptr_t entry);
  * check = 1.  Checks exactly and aborts with a message on misuse. */
 void alloc_free_slab_slow(struct slab *s, void *p);
 
+/* Requests below this take the inline fast path: HAK_TINY_MAX + 1, or 0
+ * with check = 1 so that every malloc reaches the checked path, at the
+ * cost of no instruction (a compare with memory instead of a constant). */
+extern HAK_HIDDEN size_t alloc_fast_bound;
+/* Sets alloc_fast_bound from the configuration (at initialisation). */
+void alloc_configure(void);
+
 HAK_INLINE void *alloc_malloc(size_t size)
 {
-  if (HAK_LIKELY(size <= HAK_TINY_MAX))
+  if (HAK_LIKELY(size < alloc_fast_bound))
     return tcache_alloc(size_class_of_tiny(size));
   return alloc_malloc_generic(size);
 }

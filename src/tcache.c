@@ -5,6 +5,7 @@
 #include "stats.h"
 #include "config.h"
 #include "purge.h"
+#include "checkmode.h"
 
 #include <errno.h>
 
@@ -79,7 +80,10 @@ static bool slab_refill(struct slab *s)
     return true;
   if (tcache_drain(s))
     return true;
-  return slab_carve(s) != 0;
+  uint32_t n = slab_carve(s);
+  if (HAK_UNLIKELY(hak_config.check) && n)
+    check_fill_carved(s, n);
+  return n != 0;
 }
 
 /* Refills between two sweeps of the thread's idle slabs. */
