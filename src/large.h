@@ -56,7 +56,7 @@ HAK_INLINE uint64_t large_check_word(const struct large_hdr *h)
   x = secret_mix(x ^ h->map_size);
   x = secret_mix(x ^ h->offset);
   x = secret_mix(x ^ h->seam ^ ((uint64_t)h->state << 56));
-  return x ^ hak_secret.large;
+  return x ^ hak_secret_large;
 }
 HAK_INLINE void large_seal(struct large_hdr *h) { h->check = large_check_word(h); }
 HAK_INLINE bool large_header_ok(const struct large_hdr *h) { return h->check == large_check_word(h); }
