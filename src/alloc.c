@@ -141,6 +141,8 @@ static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **lar
     hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": invalid pointer (not allocated by hakmem)"), p);
   if (!registry_is_superslab(entry)) {
     struct large_hdr *h = large_from_entry(entry, p);
+    if (h)
+      large_verify(h, hak_concat(what, sizeof what, fn, ": corrupted large block header"), p);
     if (!h || h->magic != LARGE_MAGIC || p != large_block(h))
       hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": invalid pointer"), p);
     if (h->state != LARGE_LIVE)
