@@ -21,8 +21,8 @@ tests_test_api_direct_LDADD = $(CORE_TESTS_LIBS)
 # combined with AddressSanitizer: normal build only.
 if !SANITIZE
 if HAVE_CHECK
-check_PROGRAMS += tests/test_api tests/test_stress
-TESTS += tests/test_api tests/test_stress
+check_PROGRAMS += tests/test_api tests/test_stress tests/test_misuse
+TESTS += tests/test_api tests/test_stress tests/test_misuse
 endif
 check_PROGRAMS += tests/stress_small
 TESTS += tests/real_programs.sh tests/valgrind_stress.sh
@@ -40,6 +40,14 @@ tests_test_stress_SOURCES = tests/test_stress.c
 tests_test_stress_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
 tests_test_stress_LDFLAGS = -pthread
 tests_test_stress_LDADD = src/libhakmem.la $(CHECK_LIBS)
+
+# Misuse (double, invalid and cross-thread frees, use after free, poisoned
+# free lists, forged large headers): each case in a child that must abort
+# with one "hakmem: " line.
+tests_test_misuse_SOURCES = tests/test_misuse.c
+tests_test_misuse_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
+tests_test_misuse_LDFLAGS = -pthread
+tests_test_misuse_LDADD = src/libhakmem.la $(CHECK_LIBS)
 
 # The program tests/valgrind_stress.sh runs under memcheck.  -no-install:
 # libtool links the real executable (no wrapper script), with a run path to
