@@ -24,9 +24,9 @@ if HAVE_CHECK
 check_PROGRAMS += tests/test_api tests/test_stress tests/test_misuse
 TESTS += tests/test_api tests/test_stress tests/test_misuse
 endif
-check_PROGRAMS += tests/stress_small
-TESTS += tests/real_programs.sh tests/valgrind_stress.sh
-dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh
+check_PROGRAMS += tests/stress_small tests/fuzz_heap tests/fuzz_heap_glibc
+TESTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
+dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
 endif
 
 tests_test_api_SOURCES = tests/test_api.c
@@ -56,3 +56,21 @@ tests_stress_small_SOURCES = tests/stress_small.c
 tests_stress_small_CFLAGS = $(AM_CFLAGS) -fno-builtin
 tests_stress_small_LDFLAGS = -pthread -no-install
 tests_stress_small_LDADD = src/libhakmem.la
+
+# The differential heap fuzzer: one source, on libhakmem and on glibc (the
+# second shows the harness is right).  'make check' runs a few seeds
+# (tests/fuzz_heap.sh); 'make fuzz' runs seeds for FUZZ_SECONDS.
+# -DNO_CHECK_HEAP: hakmem_check_heap() is not in the library yet.
+FUZZ_CFLAGS = $(AM_CFLAGS) -fno-builtin -DNO_CHECK_HEAP
+tests_fuzz_heap_SOURCES = tests/fuzz_heap.c
+tests_fuzz_heap_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_heap_LDFLAGS = -pthread
+tests_fuzz_heap_LDADD = src/libhakmem.la
+tests_fuzz_heap_glibc_SOURCES = tests/fuzz_heap.c
+tests_fuzz_heap_glibc_CFLAGS = $(FUZZ_CFLAGS) -DFUZZ_GLIBC
+tests_fuzz_heap_glibc_LDFLAGS = -pthread
+
+FUZZ_SECONDS = 600
+fuzz: tests/fuzz_heap$(EXEEXT) tests/fuzz_heap_glibc$(EXEEXT)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(SHELL) $(srcdir)/tests/fuzz_heap.sh --long
+.PHONY: fuzz
