@@ -2,7 +2,9 @@
 # Every benchmark program runs under hakmem with tiny arguments and prints
 # one well-formed result line (and a usage message, exit status 2, on bad
 # arguments); then bench/compare runs tiny_hot under every allocator found
-# and prints a numeric ratio for each.
+# and a copy of hakmem as another build, and prints a numeric ratio for
+# each and for hakmem over the copy; then, with valgrind, bench/callgrind-ops
+# prints hakmem's instructions per operation.
 #
 # `make check` runs this from the top build directory and exports srcdir.
 # By hand: cd BUILDDIR && srcdir=SRCDIR SRCDIR/bench/bench-smoke.sh
@@ -98,16 +100,36 @@ for pair in mimalloc:libmimalloc.so.2 jemalloc:libjemalloc.so.2 tcmalloc:libtcma
 	printf '%s\n' "$cache" | grep -q "^[[:space:]]*${pair#*:} " && expect="$expect ${pair%%:*}"
 done
 
+# A copy of the library stands for another build of hakmem (--lib hakmem-*).
+cp "$lib" "$tmp/libhakmem-copy.so.0" || fail "cannot copy $lib"
 timeout 300 "$srcdir/bench/compare" --quick --only tiny_hot --reps 1 \
+	--lib "hakmem-copy:$tmp/libhakmem-copy.so.0" \
 	--builddir "$builddir" --out "$tmp/results" >"$tmp/compare.out" 2>"$tmp/compare.err" ||
 	fail "bench/compare exited with status $?: $(tail -n 5 "$tmp/compare.err")"
 cat "$tmp/compare.out"
-for a in $expect; do
+for a in $expect hakmem-copy; do
 	awk -v a="$a" '
 		/^== / { table = ($2 == "tiny_hot:") }
 		table && $1 == a && $5 ~ /^[0-9]+\.[0-9]+$/ { ok = 1 }
 		END { exit !ok }' "$tmp/compare.out" ||
 		fail "no row with a numeric time ratio for $a in the tiny_hot table"
 done
+grep -Eq '^hakmem against hakmem-copy: [-+][0-9]+\.[0-9] % time, [-+][0-9]+\.[0-9] % RSS \(geomean over 2 of 2 benchmarks\)$' \
+	"$tmp/compare.out" || fail "no geomean line for hakmem over hakmem-copy"
 [ -s "$tmp/results/compare.csv" ] || fail "bench/compare wrote no compare.csv"
-echo "ok: bench/compare rows for $expect"
+echo "ok: bench/compare rows for $expect hakmem-copy"
+
+if ! command -v valgrind >/dev/null; then
+	echo "no valgrind: bench/callgrind-ops not run"
+	exit 0
+fi
+timeout 300 "$srcdir/bench/callgrind-ops" --counts 20000,60000 --builddir "$builddir" \
+	>"$tmp/callgrind.out" 2>"$tmp/callgrind.err" ||
+	fail "bench/callgrind-ops exited with status $?: $(tail -n 5 "$tmp/callgrind.err")"
+cat "$tmp/callgrind.out"
+for b in tiny_hot random_mixed/ws400; do
+	awk -v b="$b" '$1 == "hakmem" && $2 == b && $3 ~ /^[0-9]+\.[0-9]+$/ && $3 > 0 { ok = 1 }
+		END { exit !ok }' "$tmp/callgrind.out" ||
+		fail "no Ir/op of hakmem on $b from bench/callgrind-ops"
+done
+echo "ok: bench/callgrind-ops"

@@ -18,7 +18,7 @@ bench_soak_SOURCES = bench/soak.c bench/bench.h
 bench_soak_LDADD = -lm
 bench_learn_bench_SOURCES = bench/learn_bench.c bench/bench.h
 
-EXTRA_DIST += bench/compare
+EXTRA_DIST += bench/compare bench/build-unhardened bench/callgrind-ops
 
 # Each program once under hakmem, and the comparison runner on one
 # benchmark. Needs the preloadable library, which the sanitizer build does

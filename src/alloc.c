@@ -1,6 +1,7 @@
 /* Front door, out-of-line parts: the generic malloc and free paths,
  * calloc, realloc, the aligned family and usable size. */
 #include "alloc.h"
+#include "checkmode.h"
 #include "config.h"
 #include "hakmem.h"
 #include "init.h"
@@ -14,52 +15,78 @@
 /* Requests above this are refused with ENOMEM before any arithmetic. */
 #define ALLOC_MAX ((size_t)PTRDIFF_MAX - ((size_t)64 << 20))
 
+/* A large block; errno is left alone on success (internal attempts that
+ * failed on the way, such as a refused mapping hint, do not show). */
+static void *alloc_large(size_t size, size_t align, bool *fresh)
+{
+  int saved = errno;
+  hak_init();
+  void *p = large_alloc(size, align, fresh);
+  if (p)
+    errno = saved;
+  return p;
+}
+
+size_t alloc_fast_bound = HAK_TINY_MAX + 1;
+
+void alloc_configure(void)
+{
+  alloc_fast_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
+}
+
 void *alloc_malloc_generic(size_t size)
 {
+  if (HAK_UNLIKELY(hak_config.check) && size <= HAK_MEDIUM_MAX - CHECK_TRAILER)
+    return check_malloc(size, HAK_MIN_ALIGN);
   if (size <= HAK_MEDIUM_MAX)
     return tcache_alloc(size_class_of(size));
   if (size > ALLOC_MAX) {
     errno = ENOMEM;
     return NULL;
   }
-  hak_init();
   bool fresh;
-  return large_alloc(size, HAK_MIN_ALIGN, &fresh);
+  return alloc_large(size, HAK_MIN_ALIGN, &fresh);
 }
 
-/* Whether p is the start of a carved block of s (check = 1). */
-static bool slab_checked(struct slab *s, void *p)
+/* Whether p, a carved block of s carrying the free tag, is really free:
+ * on s's list, once the remote stack is collected.  Owner only; bounded
+ * by the slab's capacity even if the list was corrupted into a cycle. */
+static bool slab_holds_free_block(struct slab *s, void *p)
 {
-  size_t off = (size_t)((char *)p - slab_start(s));
-  return off % s->block_size == 0 && off / s->block_size < s->carved;
+  tcache_drain(s);
+  uint32_t k = 0;
+  for (void *q = s->free; q; q = slab_link_next(s, q)) {
+    if (q == p)
+      return true;
+    if (++k > s->capacity)
+      hak_fatal_pointer("free(): corrupted free list (cycle) at", q);
+  }
+  return false;
 }
 
 void alloc_free_slab_slow(struct slab *s, void *p)
 {
-  if (s->state == SLAB_SPAN_TAIL) {
-    /* A medium block beyond the slab's first slot. */
+  if (s->state == SLAB_SPAN_TAIL)
     s -= s->head_offset;
-    if (atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.free_key) {
-      if (HAK_UNLIKELY(p == s->free))
-        hak_fatal_pointer("free(): double free", p);
-      tcache_free_local(s, p);
-      return;
-    }
-  }
   if (HAK_UNLIKELY(s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN))
+    hak_fatal_pointer(slab_block_tagged(p) ? "free(): double free of" : "free(): invalid pointer", p);
+  if (HAK_UNLIKELY(!slab_is_block(s, p)))
     hak_fatal_pointer("free(): invalid pointer", p);
-  if (HAK_UNLIKELY(hak_config.check)) {
-    if (!slab_checked(s, p))
-      hak_fatal_pointer("free(): invalid pointer", p);
-    if (atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id) {
-      for (void *q = s->free; q; q = *(void **)q)
-        if (q == p)
-          hak_fatal_pointer("free(): double free", p);
-      tcache_free_local(s, p);
-      return;
-    }
+  bool mine = tcache_self.id != 0 &&
+              atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id;
+  /* Another thread's block with the tag: its lists cannot be walked from
+   * here, and only a free block carries the secret tag. */
+  if (HAK_UNLIKELY(slab_block_tagged(p)) && (!mine || slab_holds_free_block(s, p)))
+    hak_fatal_pointer("free(): double free of", p);
+  if (HAK_UNLIKELY(hak_config.check))
+    check_free_block(s, p);
+  if (mine) {
+    tcache_free_local(s, p);
+    return;
   }
   slab_free_remote(s, p);
+  if (s->state == SLAB_ORPHAN)
+    shared_pool_orphan_freed();
 }
 
 void alloc_free_generic(void *p, uintptr_t entry)
@@ -97,33 +124,41 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
       memset(p, 0, total);
     return p;
   }
-  hak_init();
   bool fresh;
-  void *p = large_alloc(total, HAK_MIN_ALIGN, &fresh);
+  void *p = alloc_large(total, HAK_MIN_ALIGN, &fresh);
   if (p && !fresh)
     memset(p, 0, total);
   return p;
 }
 
-/* Usable size of a block hakmem owns; fatal error for any other pointer. */
-static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **large)
+/* Usable size of a live block hakmem owns; fatal error, naming the
+ * caller (fn), for any other pointer and for a block already freed. */
+static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **large, const char *fn)
 {
+  char what[64];
   *large = NULL;
   if (entry == 0)
-    hak_fatal_pointer("invalid pointer (not allocated by hakmem)", p);
+    hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": invalid pointer (not allocated by hakmem)"), p);
   if (!registry_is_superslab(entry)) {
     struct large_hdr *h = large_from_entry(entry, p);
-    if (!h || h->magic != LARGE_MAGIC || p != large_block(h) || h->state != LARGE_LIVE)
-      hak_fatal_pointer("invalid pointer", p);
+    if (!h || h->magic != LARGE_MAGIC || p != large_block(h))
+      hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": invalid pointer"), p);
+    if (h->state != LARGE_LIVE)
+      hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": pointer already freed"), p);
     *large = h;
     return large_usable(h);
   }
   struct slab *s = superslab_slab_of(entry, (uintptr_t)p);
   if (s->state == SLAB_SPAN_TAIL)
     s -= s->head_offset;
-  if (s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN)
-    hak_fatal_pointer("invalid pointer", p);
-  return s->block_size;
+  if ((s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN) || !slab_is_block(s, p))
+    hak_fatal_pointer(hak_concat(what, sizeof what, fn,
+                                 slab_block_tagged(p) ? ": pointer already freed" : ": invalid pointer"), p);
+  if (slab_block_tagged(p))
+    hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": pointer already freed"), p);
+  if (HAK_UNLIKELY(hak_config.check))
+    return check_block_size(s, p);
+  return slab_block_size(s);
 }
 
 HAK_EXPORT void *hak_realloc(void *p, size_t size)
@@ -139,12 +174,18 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     return NULL;
   }
   struct large_hdr *h;
-  size_t usable = usable_size(p, registry_lookup((uintptr_t)p), &h);
-  if (h && size > HAK_MEDIUM_MAX)
-    return large_realloc(h, size);
+  size_t usable = usable_size(p, registry_lookup((uintptr_t)p), &h, "realloc()");
+  if (h && size > HAK_MEDIUM_MAX) {
+    int saved = errno;
+    void *n = large_realloc(h, size);
+    if (n)
+      errno = saved;
+    return n;
+  }
   /* Small block: stay in place while the request fits and uses at least
-   * half of the block; otherwise move to the right class. */
-  if (!h && size <= usable && size > usable / 2)
+   * half of the block; otherwise move to the right class.  With check = 1
+   * always move, so that the new block gets its canary. */
+  if (!h && size <= usable && size > usable / 2 && !hak_config.check)
     return p;
   void *n = alloc_malloc(size);
   if (!n)
@@ -173,12 +214,13 @@ static void *alloc_aligned(size_t align, size_t size)
     errno = ENOMEM;
     return NULL;
   }
+  if (HAK_UNLIKELY(hak_config.check) && size_class_for_aligned(size + CHECK_TRAILER, align) >= 0)
+    return check_malloc(size, align);
   int cls = size_class_for_aligned(size, align);
   if (cls >= 0)
     return tcache_alloc((unsigned)cls);
-  hak_init();
   bool fresh;
-  return large_alloc(size, align, &fresh);
+  return alloc_large(size, align, &fresh);
 }
 
 HAK_EXPORT int hak_posix_memalign(void **memptr, size_t align, size_t size)
@@ -235,7 +277,7 @@ HAK_EXPORT size_t hak_malloc_usable_size(const void *p)
   if (!p)
     return 0;
   struct large_hdr *h;
-  return usable_size(p, registry_lookup((uintptr_t)p), &h);
+  return usable_size(p, registry_lookup((uintptr_t)p), &h, "malloc_usable_size()");
 }
 
 HAK_EXPORT int hak_trim(size_t pad)

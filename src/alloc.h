@@ -5,7 +5,8 @@
  * straight-line code: malloc of at most 1 KiB is a table lookup and a pop
  * from the thread's active slab; free is a registry lookup and a push onto
  * the slab's list when the thread owns it.  Everything else is out of
- * line in alloc.c. */
+ * line in alloc.c.  With hardening, free also checks in O(1) that the
+ * pointer is a block's start and that the block is not already free. */
 #ifndef HAKMEM_ALLOC_H
 #define HAKMEM_ALLOC_H
 
@@ -16,12 +17,21 @@
 void *alloc_malloc_generic(size_t size);
 void alloc_free_generic(void *p, uintptr_t entry);
 /* A free of a block in slab s that the fast path did not finish: another
- * thread's slab, a bad pointer, or check = 1. */
+ * thread's slab, a medium block beyond the slab's first slot, a pointer
+ * that is not a carved block's start, a block carrying the free tag, or
+ * check = 1.  Checks exactly and aborts with a message on misuse. */
 void alloc_free_slab_slow(struct slab *s, void *p);
+
+/* Requests below this take the inline fast path: HAK_TINY_MAX + 1, or 0
+ * with check = 1 so that every malloc reaches the checked path, at the
+ * cost of no instruction (a compare with memory instead of a constant). */
+extern HAK_HIDDEN size_t alloc_fast_bound;
+/* Sets alloc_fast_bound from the configuration (at initialisation). */
+void alloc_configure(void);
 
 HAK_INLINE void *alloc_malloc(size_t size)
 {
-  if (HAK_LIKELY(size <= HAK_TINY_MAX))
+  if (HAK_LIKELY(size < alloc_fast_bound))
     return tcache_alloc(size_class_of_tiny(size));
   return alloc_malloc_generic(size);
 }
@@ -31,10 +41,12 @@ HAK_INLINE void alloc_free(void *p)
   uintptr_t e = registry_lookup((uintptr_t)p);
   if (HAK_LIKELY(registry_is_superslab(e))) {
     struct slab *s = superslab_slab_of(e, (uintptr_t)p);
-    if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.free_key)) {
-      /* The cheap double-free check: the block is already the list head. */
-      if (HAK_UNLIKELY(p == s->free))
-        hak_fatal_pointer("free(): double free", p);
+    /* Owned by this thread, the start of a carved block (p's offset in
+     * its 64 KiB slot, which is the slab's first), and not already free. */
+    if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.free_key &&
+                   (!hak_hardened ||
+                    (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved &&
+                     !slab_block_tagged(p))))) {
       tcache_free_local(s, p);
       return;
     }

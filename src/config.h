@@ -50,11 +50,11 @@ struct hak_config {
   int evo_policy;            /* enum hak_evo_policy: the learner's phase */
   char learn_state_file[256]; /* learned choices saved and restored here; "" = none */
 };
-extern struct hak_config hak_config;
+extern HAK_HIDDEN struct hak_config hak_config;
 
 /* True when the configuration was loaded under secure execution: the
  * stats report then never opens stats_file (config also leaves it ""). */
-extern bool config_secure;
+extern HAK_HIDDEN bool config_secure;
 
 enum config_type {
   CONFIG_BOOL,     /* 0/1/yes/no/true/false/on/off */

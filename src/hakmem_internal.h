@@ -14,6 +14,10 @@
 #define HAK_NOINLINE    __attribute__((noinline))
 #define HAK_COLD        __attribute__((cold, noinline))
 #define HAK_INLINE      static inline __attribute__((always_inline))
+/* For extern declarations of the library's own variables: -fvisibility
+ * covers definitions only, and without this a fast path reaches each
+ * variable through the GOT (one load more). */
+#define HAK_HIDDEN      __attribute__((visibility("hidden")))
 
 /* Every block is at least this aligned. */
 #define HAK_MIN_ALIGN 16
@@ -41,6 +45,19 @@ static inline bool hak_is_pow2(size_t n) { return n != 0 && (n & (n - 1)) == 0; 
 /* Thread identity: 0 means "this thread has not initialised its cache";
  * HAK_NO_OWNER marks slabs that no thread owns.  Neither is ever a real id. */
 #define HAK_NO_OWNER UINT64_MAX
+
+/* Joins a and b into buf (truncated to size - 1 bytes); returns buf.  For
+ * messages built inside malloc, where stdio is off limits. */
+static inline const char *hak_concat(char *buf, size_t size, const char *a, const char *b)
+{
+  size_t n = 0;
+  for (const char *s = a; *s && n + 1 < size; s++)
+    buf[n++] = *s;
+  for (const char *s = b; *s && n + 1 < size; s++)
+    buf[n++] = *s;
+  buf[n] = 0;
+  return buf;
+}
 
 /* Reports a fatal misuse (invalid or double free) on stderr and aborts. */
 void hak_fatal_pointer(const char *what, const void *ptr) __attribute__((noreturn, cold));

@@ -1,5 +1,6 @@
 /* Lazy initialisation, thread-exit hook, fork handlers, exit report. */
 #include "init.h"
+#include "alloc.h"
 #include "config.h"
 #include "large.h"
 #include "learn.h"
@@ -82,6 +83,7 @@ void hak_init_slow(void)
   shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
   shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
   learn_init();
+  alloc_configure();
   atomic_store_explicit(&hak_init_state, 2, memory_order_release);
   /* From here malloc works fully, so these may allocate. */
   if (pthread_key_create(&tcache_key, thread_exit) == 0)

@@ -8,7 +8,7 @@
 
 #include "hakmem_internal.h"
 
-extern _Atomic int hak_init_state;  /* 0 none, 1 running, 2 done */
+extern HAK_HIDDEN _Atomic int hak_init_state;  /* 0 none, 1 running, 2 done */
 void hak_init_slow(void);
 
 HAK_INLINE void hak_init(void)

@@ -5,7 +5,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-struct hak_secret hak_secret;
+uintptr_t hak_secret_list;
+uintptr_t hak_secret_free_tag;
+uint64_t hak_secret_large;
 static _Atomic uint64_t random_state;
 static _Atomic bool secret_ready;
 
@@ -27,13 +29,13 @@ void secret_init(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     seed[0] = (r ? r[0] : 0) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&ts;
-    seed[1] = (r ? r[1] : 0) ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&hak_secret;
+    seed[1] = (r ? r[1] : 0) ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&hak_secret_list;
   }
   uint64_t s = seed[0] ^ secret_mix(seed[1]);
-  hak_secret.list = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull);
+  hak_secret_list = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull);
   /* A tag of zero would match every zeroed block. */
-  hak_secret.free_tag = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull) | 1;
-  hak_secret.large = secret_mix(s += 0x9e3779b97f4a7c15ull);
+  hak_secret_free_tag = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull) | 1;
+  hak_secret_large = secret_mix(s += 0x9e3779b97f4a7c15ull);
   atomic_store_explicit(&random_state, secret_mix(s += 0x9e3779b97f4a7c15ull),
                         memory_order_relaxed);
   atomic_store_explicit(&secret_ready, true, memory_order_release);

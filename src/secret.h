@@ -27,14 +27,13 @@
 #endif
 static const bool hak_hardened = HAK_HARDENING;
 
-struct hak_secret {
-  uintptr_t list;
-  uintptr_t free_tag;
-  uint64_t large;
-};
-extern struct hak_secret hak_secret;
+/* Separate variables rather than one struct: the fast paths reach each
+ * with a single RIP-relative operand. */
+extern HAK_HIDDEN uintptr_t hak_secret_list;
+extern HAK_HIDDEN uintptr_t hak_secret_free_tag;
+extern HAK_HIDDEN uint64_t hak_secret_large;
 
-/* Fills hak_secret; idempotent. */
+/* Fills the secrets; idempotent. */
 void secret_init(void);
 /* 64 random bits from a generator seeded by secret_init (not for keys:
  * placement jitter and the like).  Thread-safe, lock-free. */

@@ -4,6 +4,7 @@
 #include "os.h"
 #include "stats.h"
 #include "large.h"
+#include "purge.h"
 
 #include <errno.h>
 
@@ -401,11 +402,13 @@ out:
   return s;
 }
 
-void shared_pool_release_empty(struct slab *s)
+/* s, owned by nobody now, has no block in use: EMPTY for its class or
+ * back to UNUSED, and its SuperSlab to the release policy if it was the
+ * last slab in use. */
+static void pool_release_empty_locked(struct slab *s)
 {
   struct superslab *ss = superslab_of_slab(s);
   stats_add(&hak_counters.slabs_emptied, 1);
-  pthread_mutex_lock(&pool_lock);
   pool_activity++;
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
   unsigned cap = size_class_is_medium(s->cls) || hak_config.ss_mem_lean
@@ -427,7 +430,45 @@ void shared_pool_release_empty(struct slab *s)
   if (--ss->ninuse == 0)
     superslab_emptied_locked(ss);
   pool_learn_event_locked();
+}
+
+void shared_pool_release_empty(struct slab *s)
+{
+  pthread_mutex_lock(&pool_lock);
+  pool_release_empty_locked(s);
   pthread_mutex_unlock(&pool_lock);
+}
+
+/* Collects the remote stacks of orphaned slabs, which no thread drains,
+ * and gives back those whose every block has come back: a thread that
+ * exits with blocks live, freed later by others, must not pin its slabs.
+ * Returns true if a slab was released. */
+static bool pool_collect_orphans_locked(void)
+{
+  bool released = false;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    struct slab *next;
+    for (struct slab *s = orphan_list[c]; s; s = next) {
+      next = s->next;
+      if (slab_drain_remote(s) && s->used == 0) {
+        slab_list_remove(&orphan_list[c], s);
+        pool_release_empty_locked(s);
+        released = true;
+      }
+    }
+  }
+  return released;
+}
+
+static _Atomic bool orphans_freed;
+
+void shared_pool_orphan_freed(void)
+{
+  if (!atomic_load_explicit(&orphans_freed, memory_order_relaxed))
+    atomic_store_explicit(&orphans_freed, true, memory_order_relaxed);
+  if (!atomic_load_explicit(&pool_purge_wanted, memory_order_relaxed))
+    atomic_store_explicit(&pool_purge_wanted, true, memory_order_relaxed);
+  purge_kick();
 }
 
 void shared_pool_orphan(struct slab *s)
@@ -441,8 +482,9 @@ void shared_pool_orphan(struct slab *s)
 
 bool shared_pool_trim(void)
 {
-  bool released = false;
   pthread_mutex_lock(&pool_lock);
+  atomic_store_explicit(&orphans_freed, false, memory_order_relaxed);
+  bool released = pool_collect_orphans_locked();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     struct slab *s;
     while ((s = slab_list_pop(&empty_list[c]))) {
@@ -479,12 +521,12 @@ void shared_pool_usage(struct shared_pool_usage *u)
       if (s->state == SLAB_UNUSED || s->state == SLAB_SPAN_TAIL)
         continue;
       u->allocs[s->cls] += *(volatile uint64_t *)&s->allocs;
-      uint64_t used = *(volatile uint32_t *)&s->used;
+      uint64_t used = *(volatile uint16_t *)&s->used;
       uint64_t carved = *(volatile uint16_t *)&s->carved;
       if (used > carved)
         used = carved;
-      u->in_use_bytes += used * s->block_size;
-      u->free_bytes += (carved - used) * s->block_size;
+      u->in_use_bytes += used * slab_block_size(s);
+      u->free_bytes += (carved - used) * slab_block_size(s);
     }
   }
   pthread_mutex_unlock(&pool_lock);
@@ -504,6 +546,8 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 {
   bool pending = false;
   pthread_mutex_lock(&pool_lock);
+  if (atomic_exchange_explicit(&orphans_freed, false, memory_order_relaxed))
+    pool_collect_orphans_locked();
   bool idle = pool_activity == *activity_io;
   *activity_io = pool_activity;
   *idle_io = idle;

@@ -35,6 +35,10 @@ void shared_pool_release_empty(struct slab *s);
 /* The owner is exiting: s keeps live blocks and becomes adoptable. */
 void shared_pool_orphan(struct slab *s);
 
+/* A block was pushed onto an orphan's remote stack: the purge collects
+ * orphans whose blocks have all come back. */
+void shared_pool_orphan_freed(void);
+
 /* Returns every free slab's memory to the OS and unmaps free SuperSlabs.
  * Returns true if anything was released. */
 bool shared_pool_trim(void);

@@ -19,10 +19,10 @@
 #define HAK_SMALL_MAX   32768u    /* largest block of a 64 KiB slab */
 #define HAK_MEDIUM_MAX  262144u   /* largest slab block; above it, large.c */
 
-extern const uint32_t size_class_block[HAK_NUM_CLASSES];
-extern const uint8_t size_class_tiny[HAK_TINY_MAX / 16 + 1];
-extern const uint8_t size_class_small[HAK_SMALL_MAX / 128 + 1];
-extern const uint8_t size_class_medium[HAK_MEDIUM_MAX / 8192 + 1];
+extern HAK_HIDDEN const uint32_t size_class_block[HAK_NUM_CLASSES];
+extern HAK_HIDDEN const uint8_t size_class_tiny[HAK_TINY_MAX / 16 + 1];
+extern HAK_HIDDEN const uint8_t size_class_small[HAK_SMALL_MAX / 128 + 1];
+extern HAK_HIDDEN const uint8_t size_class_medium[HAK_MEDIUM_MAX / 8192 + 1];
 
 /* Class of a request of n <= HAK_TINY_MAX bytes: one table load. */
 HAK_INLINE unsigned size_class_of_tiny(size_t n)

@@ -1,4 +1,5 @@
-/* Slab operations off the fast path: formatting, carving, remote drain. */
+/* Slab operations off the fast path: formatting, carving, remote drain,
+ * and the exact block checks. */
 #include "slab.h"
 
 void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_bytes)
@@ -6,10 +7,35 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
   s->free = NULL;
   s->used = 0;
   s->carved = 0;
-  s->block_size = block_size;
   s->capacity = (uint16_t)(span_bytes / block_size);
   s->cls = (uint8_t)cls;
+  unsigned shift = (unsigned)__builtin_ctz(block_size);
+  uint32_t odd = block_size >> shift, inv = odd;
+  /* Newton's iteration doubles the correct low bits each step: 3, 6, 12,
+   * 24, 48. */
+  for (int i = 0; i < 4; i++)
+    inv *= 2 - odd * inv;
+  s->block_shift = (uint8_t)shift;
+  s->block_inv = inv;
   atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
+}
+
+bool slab_is_block(const struct slab *s, const void *p)
+{
+  uintptr_t off = (uintptr_t)p - (uintptr_t)slab_start(s);
+  return off < (uintptr_t)s->capacity * slab_block_size(s) &&
+         slab_block_index(s, (uint32_t)off) < s->carved;
+}
+
+void *slab_link_decode_far(const struct slab *s, const void *p, uintptr_t delta)
+{
+  void *next = (void *)(delta ^ (uintptr_t)p);
+  if (next == NULL)
+    return NULL;
+  /* A medium slab spans several 64 KiB slots: its links may leave p's. */
+  if (size_class_is_medium(s->cls) && slab_is_block(s, next))
+    return next;
+  hak_fatal_pointer("malloc(): corrupted free list: bad link in free block", p);
 }
 
 uint32_t slab_drain_remote(struct slab *s)
@@ -19,15 +45,20 @@ uint32_t slab_drain_remote(struct slab *s)
   void *list = atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
   if (!list)
     return 0;
-  uint32_t n = 1;
-  void *tail = list;
-  while (*(void **)tail) {
-    tail = *(void **)tail;
-    n++;
+  uint32_t n = 0;
+  void *tail = NULL;
+  for (void *p = list; p; p = slab_link_next(s, p)) {
+    /* The head was checked by the free that pushed it; every other entry
+     * comes from a link that slab_link_next kept inside the slab. */
+    if (hak_hardened && (!slab_is_block(s, p) || !slab_block_tagged(p)))
+      hak_fatal_pointer("free(): corrupted remote-free list at", p);
+    if (++n > s->used)
+      hak_fatal_pointer("free(): double free (remote-free list holds a block twice) of", p);
+    tail = p;
   }
-  *(void **)tail = s->free;
+  slab_block_set_free(tail, s->free);
   s->free = list;
-  s->used -= n;
+  s->used = (uint16_t)(s->used - n);
   return n;
 }
 
@@ -36,17 +67,18 @@ uint32_t slab_carve(struct slab *s)
   uint32_t left = (uint32_t)s->capacity - s->carved;
   if (left == 0)
     return 0;
+  size_t bs = slab_block_size(s);
   /* A page at a time keeps untouched pages out of the resident set. */
-  uint32_t n = HAK_PAGE_SIZE / s->block_size;
+  uint32_t n = (uint32_t)(HAK_PAGE_SIZE / bs);
   if (n == 0)
     n = 4;
   if (n > left)
     n = left;
-  char *first = slab_start(s) + (size_t)s->carved * s->block_size;
+  char *first = slab_start(s) + (size_t)s->carved * bs;
   char *p = first;
-  for (uint32_t i = 1; i < n; i++, p += s->block_size)
-    *(void **)p = p + s->block_size;
-  *(void **)p = s->free;
+  for (uint32_t i = 1; i < n; i++, p += bs)
+    slab_block_set_free(p, p + bs);
+  slab_block_set_free(p, s->free);
   s->free = first;
   s->carved = (uint16_t)(s->carved + n);
   return n;

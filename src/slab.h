@@ -20,6 +20,8 @@
 #define HAKMEM_SLAB_H
 
 #include "hakmem_internal.h"
+#include "secret.h"
+#include "size_class.h"
 
 enum slab_state {
   SLAB_UNUSED = 0,  /* not formatted; slot free for any class */
@@ -33,21 +35,90 @@ enum slab_state {
 /* One cache line: free finds its slab by address arithmetic and touches
  * only this line. */
 struct slab {
-  void *free;                 /* owner: local free list */
-  uint32_t used;              /* owner: blocks handed out and not yet returned */
+  void *free;                 /* owner: local free list (links encoded, see below) */
+  uint16_t used;              /* owner: blocks handed out and not yet returned */
   uint16_t carved;            /* owner: blocks cut from the bump area so far */
   uint16_t capacity;          /* blocks in the slab (at most 4096) */
-  uint32_t block_size;
   uint8_t cls;
   uint8_t state;              /* enum slab_state; pool lock or owner */
+  /* The block size as 2^block_shift * odd, with block_inv the inverse of
+   * the odd part modulo 2^32: an offset times block_inv, rotated right by
+   * block_shift, is the block's index if the offset is a multiple of the
+   * block size and a huge number otherwise (see slab_block_index). */
+  uint32_t block_inv;
+  uint8_t block_shift;
   uint8_t index;              /* position in the SuperSlab */
   uint8_t head_offset;        /* SLAB_SPAN_TAIL: distance to the head slot */
+  uint8_t reserved;
   _Atomic uint64_t owner;     /* owning thread id or HAK_NO_OWNER */
   uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
-  _Atomic(void *) remote;     /* cross-thread free stack */
+  _Atomic(void *) remote;     /* cross-thread free stack (links encoded) */
   struct slab *next, *prev;   /* owner ring or pool list */
 };
 _Static_assert(sizeof(struct slab) == 64, "slab descriptor is one cache line");
+
+/* ---- free blocks ----
+ * A free block holds two words: its link to the next free block, and the
+ * free tag.  With hardening the link is stored as next ^ block ^
+ * hak_secret_list, so that a write into a freed block (use after free, an
+ * overflow of the neighbour) decodes to a random address instead of one
+ * the writer chose, and every decoded link is checked to stay inside the
+ * slab before it is followed.  The end of a list is a link to NULL.  The
+ * tag, hak_secret_free_tag, marks the block as free: free finds it in a
+ * block it is given only if the block is already free (a double free), or
+ * if the program wrote exactly that secret value there.  A block being
+ * handed out gets its tag cleared. */
+
+HAK_INLINE uintptr_t *slab_block_words(void *p) { return (uintptr_t *)p; }
+
+/* The stored form of a link from block p to next. */
+HAK_INLINE uintptr_t slab_link_encode(const void *p, const void *next)
+{
+  return hak_hardened ? (uintptr_t)next ^ (uintptr_t)p ^ hak_secret_list : (uintptr_t)next;
+}
+
+/* Marks p free and links it to next. */
+HAK_INLINE void slab_block_set_free(void *p, const void *next)
+{
+  uintptr_t *w = slab_block_words(p);
+  uintptr_t tag = hak_secret_free_tag, link = slab_link_encode(p, next);
+  w[0] = link;
+  if (hak_hardened)
+    w[1] = tag;
+}
+
+/* Whether p carries the free tag (it is free, or the program wrote the
+ * secret there: callers confirm before reporting). */
+HAK_INLINE bool slab_block_tagged(const void *p)
+{
+  return hak_hardened && ((const uintptr_t *)p)[1] == hak_secret_free_tag;
+}
+
+/* The decoded link of a free block whose link does not point into its own
+ * 64 KiB slot: the end of the list, a medium slab's block in another slot,
+ * or a corrupted link (fatal error).  Out of line. */
+void *slab_link_decode_far(const struct slab *s, const void *p, uintptr_t delta);
+
+/* The next free block after p, checked: it lies in p's slab.  The common
+ * case (next in the same 64 KiB slot) costs an XOR and a compare. */
+HAK_INLINE void *slab_link_next(const struct slab *s, const void *p)
+{
+  uintptr_t w = *(const uintptr_t *)p;
+  if (!hak_hardened)
+    return (void *)w;
+  uintptr_t delta = w ^ hak_secret_list;  /* next ^ p */
+  if (HAK_LIKELY(delta < HAK_SLAB_SIZE))
+    return (void *)(delta ^ (uintptr_t)p);
+  return slab_link_decode_far(s, p, delta);
+}
+
+/* Index of the block at byte offset off of the slab, or a number >=
+ * s->capacity when off is not a block boundary. */
+HAK_INLINE uint32_t slab_block_index(const struct slab *s, uint32_t off)
+{
+  uint32_t x = off * s->block_inv;
+  return (x >> s->block_shift) | (x << ((32 - s->block_shift) & 31));
+}
 
 /* First byte of the slab's blocks.  The slab descriptor lives in the
  * SuperSlab header, within the first registry unit of the SuperSlab, so
@@ -63,23 +134,37 @@ HAK_INLINE char *slab_start(const struct slab *s)
 void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_bytes);
 
 /* Owner: takes the remote-free stack and appends it to the local list.
- * Returns the number of blocks collected. */
+ * Returns the number of blocks collected.  Every link is checked, and a
+ * stack longer than the blocks in use (a cycle: the same block freed twice
+ * at once by two threads) is a fatal error, never an endless walk. */
 uint32_t slab_drain_remote(struct slab *s);
 
 /* Owner: cuts up to a page's worth of never-used blocks (four blocks when
  * they are page-sized or more) into the local list.  Returns the number carved (0 when the slab is fully carved). */
 uint32_t slab_carve(struct slab *s);
 
-/* Any thread: one CAS push of p onto the slab's remote stack. */
+/* Any thread: one CAS push of p onto the slab's remote stack; p gets the
+ * free tag first, so a second free of it from any thread is seen. */
 HAK_INLINE void slab_free_remote(struct slab *s, void *p)
 {
   void *head = atomic_load_explicit(&s->remote, memory_order_relaxed);
   do {
-    *(void **)p = head;
+    slab_block_set_free(p, head);
   } while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, p,
                                                   memory_order_release,
                                                   memory_order_relaxed));
 }
+
+/* The block size of s. */
+HAK_INLINE size_t slab_block_size(const struct slab *s)
+{
+  return size_class_size(s->cls);
+}
+
+/* Whether p is the start of a block of s that has been carved (it was
+ * handed out at least once or is on a free list).  Exact, with a division:
+ * for slow paths. */
+bool slab_is_block(const struct slab *s, const void *p);
 
 /* Owner: true when the slab has a block to hand out without refilling. */
 HAK_INLINE bool slab_has_room(const struct slab *s)

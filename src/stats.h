@@ -34,7 +34,7 @@ struct hak_counters {
 
 /* Monotonic milliseconds from a cheap clock. */
 uint64_t hak_now_ms(void);
-extern struct hak_counters hak_counters;
+extern HAK_HIDDEN struct hak_counters hak_counters;
 
 HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
 {

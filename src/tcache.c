@@ -5,6 +5,9 @@
 #include "stats.h"
 #include "config.h"
 #include "purge.h"
+#include "checkmode.h"
+
+#include <errno.h>
 
 /* Never handed out, never written: its list is always empty. */
 struct slab tcache_no_slab = { .state = SLAB_HEADER };
@@ -59,8 +62,7 @@ static void ring_remove(unsigned cls, struct slab *s)
   s->next = s->prev = NULL;
 }
 
-/* Collects s's remote-free stack, counting it. */
-static uint32_t tcache_drain(struct slab *s)
+uint32_t tcache_drain(struct slab *s)
 {
   uint32_t n = slab_drain_remote(s);
   if (n) {
@@ -78,7 +80,10 @@ static bool slab_refill(struct slab *s)
     return true;
   if (tcache_drain(s))
     return true;
-  return slab_carve(s) != 0;
+  uint32_t n = slab_carve(s);
+  if (HAK_UNLIKELY(hak_config.check) && n)
+    check_fill_carved(s, n);
+  return n != 0;
 }
 
 /* Refills between two sweeps of the thread's idle slabs. */
@@ -111,7 +116,13 @@ void *tcache_alloc_slow(unsigned cls)
 {
   if (HAK_UNLIKELY(tcache_self.id == 0))
     tcache_thread_init();
+  /* A mapping refused and retried must not show in errno on success. */
+  int saved_errno = errno;
   struct slab *s = tcache_self.active[cls];
+  /* The fast path leaves a list whose head links out of its slot (the
+   * end of the list, a medium slab) to the checked pop. */
+  if (s->free)
+    return tcache_pop(s);
   if (s == &tcache_no_slab) {
     s = NULL;
   } else if (!slab_refill(s)) {
@@ -134,17 +145,14 @@ void *tcache_alloc_slow(unsigned cls)
        * ring (its blocks will come back) and ask again. */
     }
   }
+  errno = saved_errno;
   tcache_self.active[cls] = s;
   stats_add(&hak_counters.refills[cls], 1);
   if (HAK_UNLIKELY(++tcache_self.refills_since_sweep >= SWEEP_REFILLS)) {
     tcache_self.refills_since_sweep = 0;
     tcache_sweep(cls);
   }
-  void *p = s->free;
-  s->free = *(void **)p;
-  s->used++;
-  s->allocs++;
-  return p;
+  return tcache_pop(s);
 }
 
 void tcache_slab_emptied(struct slab *s)

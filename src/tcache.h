@@ -31,9 +31,9 @@ struct tcache {
   uint32_t refills_since_sweep; /* see tcache_sweep */
 };
 
-extern struct slab tcache_no_slab;
+extern HAK_HIDDEN struct slab tcache_no_slab;
 
-extern __thread struct tcache tcache_self __attribute__((tls_model("initial-exec")));
+extern HAK_HIDDEN __thread struct tcache tcache_self __attribute__((tls_model("initial-exec")));
 
 /* Slow path of tcache_alloc: refills class cls and returns a block, or
  * NULL with errno ENOMEM. */
@@ -41,14 +41,37 @@ void *tcache_alloc_slow(unsigned cls);
 /* Slow path of a local free that left slab s with no block in use. */
 void tcache_slab_emptied(struct slab *s);
 
-/* Fast path: the thread's active slab of the class pops one block; the
- * only branch is the empty-list test. */
+/* Owner: pops the head of s's list, which is not empty: decodes and
+ * checks its link, clears its free tag. */
+HAK_INLINE void *tcache_pop(struct slab *s)
+{
+  void *p = s->free;
+  s->free = slab_link_next(s, p);
+  if (hak_hardened)
+    slab_block_words(p)[1] = 0;
+  s->used++;
+  s->allocs++;
+  return p;
+}
+
+/* Fast path: the thread's active slab of the class pops one block.  Two
+ * branches: the empty-list test, and the link check (the next block lies
+ * in the same 64 KiB slot); anything else goes to the slow path, which
+ * also ends lists and follows a medium slab's links across slots. */
 HAK_INLINE void *tcache_alloc(unsigned cls)
 {
   struct slab *s = tcache_self.active[cls];
-  void *p = s->free;
+  uintptr_t *p = s->free;
   if (HAK_LIKELY(p != NULL)) {
-    s->free = *(void **)p;
+    if (!hak_hardened) {
+      s->free = (void *)p[0];
+    } else {
+      uintptr_t delta = p[0] ^ hak_secret_list;  /* next ^ p */
+      if (HAK_UNLIKELY(delta >= HAK_SLAB_SIZE))
+        return tcache_alloc_slow(cls);
+      s->free = (void *)(delta ^ (uintptr_t)p);
+      p[1] = 0;
+    }
     s->used++;
     s->allocs++;
     return p;
@@ -60,11 +83,15 @@ HAK_INLINE void *tcache_alloc(unsigned cls)
  * use goes back to the pool. */
 HAK_INLINE void tcache_free_local(struct slab *s, void *p)
 {
-  *(void **)p = s->free;
+  void *head = s->free;
+  slab_block_set_free(p, head);
   s->free = p;
   if (HAK_UNLIKELY(--s->used == 0) && s != tcache_self.active[s->cls])
     tcache_slab_emptied(s);
 }
+
+/* Owner: collects s's remote-free stack into its list, counting it. */
+uint32_t tcache_drain(struct slab *s);
 
 /* Flushes the calling thread's cache (thread exit). */
 void tcache_flush(void);

@@ -15,6 +15,7 @@
 #include "os.h"
 #include "shared_pool.h"
 #include "size_class.h"
+#include "secret.h"
 #include "slab.h"
 #include "superslab.h"
 #include "tcache.h"
@@ -91,7 +92,7 @@ START_TEST(slab_carve_and_drain)
     if (!s->free && !slab_carve(s))
       break;
     blocks[n++] = s->free;
-    s->free = *(void **)s->free;
+    s->free = slab_link_next(s, s->free);
     s->used++;
   }
   ck_assert_uint_eq(n, s->capacity);
@@ -105,10 +106,49 @@ START_TEST(slab_carve_and_drain)
   ck_assert_uint_eq(s->used, s->capacity - 3);
   ck_assert_uint_eq(slab_drain_remote(s), 0);
   unsigned k = 0;
-  for (void *p = s->free; p; p = *(void **)p)
+  for (void *p = s->free; p; p = slab_link_next(s, p))
     k++;
   ck_assert_uint_eq(k, 3);
   superslab_destroy(ss);
+}
+END_TEST
+
+/* slab_block_index, the free path's O(1) block test, against division:
+ * every offset of a 64 KiB slot, for every class. */
+START_TEST(slab_block_index_exact)
+{
+  struct slab s = { 0 };
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    size_t bs = size_class_size(c);
+    size_t span = size_class_is_medium(c) ? ((size_t)31 << HAK_SLAB_SHIFT) : HAK_SLAB_SIZE;
+    slab_format(&s, c, (uint32_t)bs, span);
+    s.carved = s.capacity;
+    uint32_t wrong = 0;
+    for (uint32_t off = 0; off < HAK_SLAB_SIZE; off++) {
+      uint32_t i = slab_block_index(&s, off);
+      wrong += off % bs == 0 ? i != off / bs : i < s.capacity;
+    }
+    ck_assert_msg(wrong == 0, "class %u (%zu B): %u offsets misjudged", c, bs, wrong);
+  }
+}
+END_TEST
+
+/* A free block's link is stored encoded: a plain pointer written over it
+ * (use after free) is caught when the list reaches it, never followed. */
+START_TEST(slab_link_poison_is_fatal)
+{
+  struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
+  ck_assert_ptr_nonnull(ss);
+  secret_init();
+  struct slab *s = &ss->slabs[2];
+  slab_format(s, size_class_of(32), 32, HAK_SLAB_SIZE);
+  slab_carve(s);
+  void *p = s->free;
+  static char target[64];
+  ck_assert_ptr_ne(*(void **)p, (void *)(slab_start(s) + 32));
+  *(void **)p = target;
+  slab_link_next(s, p);
+  ck_abort_msg("a poisoned link was followed");
 }
 END_TEST
 
@@ -473,6 +513,8 @@ static Suite *unit_suite(void)
 
   t = tcase_create("slab_registry");
   tcase_add_test(t, slab_carve_and_drain);
+  tcase_add_test(t, slab_block_index_exact);
+  tcase_add_test_raise_signal(t, slab_link_poison_is_fatal, SIGABRT);
   tcase_add_test(t, registry_bounds);
   tcase_add_test(t, registry_large_blocks);
   suite_add_tcase(s, t);
