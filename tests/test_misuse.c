@@ -163,7 +163,12 @@ static void expect_abort(void (*fn)(void), const char *what, struct expect e)
     size_t n = nl ? (size_t)(nl - l) : strlen(l);
     if (strncmp(l, "hakmem: ", 8) == 0) {
       lines++;
-      matched |= line_matches(l, n, &e);
+      if (!matched && line_matches(l, n, &e)) {
+        matched = true;
+        /* Into the test's log: what each case was told. */
+        printf("%s: %.*s\n", what, (int)n, l);
+        fflush(stdout);
+      }
     }
     l += n + (nl != NULL);
   }
