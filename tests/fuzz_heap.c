@@ -110,10 +110,13 @@ static void say(const char *s)
   }
 }
 
+static volatile sig_atomic_t failing;
+
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
 {
   char buf[1024];
+  failing = 1;
   int n = snprintf(buf, sizeof buf, "fuzz_heap: FAIL (" ALLOCATOR ", seed %" PRIu64
                    ", threads %u, thread %d, op %" PRIu64 "): ",
                    g_seed, g_threads, t_index, t_op);
@@ -125,6 +128,22 @@ static void fail(const char *fmt, ...)
   say(buf);
   say("\n");
   abort();
+}
+
+/* A crash or an abort inside the allocator (its own check, or a bug):
+ * say where the fuzzer was, then die of the same signal. */
+static void on_fatal(int sig)
+{
+  if (!failing) {
+    char buf[300];
+    snprintf(buf, sizeof buf,
+             "fuzz_heap: FAIL (" ALLOCATOR ", seed %" PRIu64 ", threads %u, thread %d, op %" PRIu64
+             "): %s\n", g_seed, g_threads, t_index, t_op,
+             sig == SIGABRT ? "aborted (see the line above)" : "crashed");
+    say(buf);
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
 static void on_alarm(int sig)
@@ -686,6 +705,9 @@ int main(int argc, char **argv)
     return 64;
   }
   signal(SIGALRM, on_alarm);
+  signal(SIGABRT, on_fatal);
+  signal(SIGSEGV, on_fatal);
+  signal(SIGBUS, on_fatal);
   alarm(deadline);
 
   size_t nrec = (size_t)g_threads * SLOTS + XCHG;
