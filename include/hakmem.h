@@ -76,6 +76,13 @@ typedef struct hak_stats {
 HAK_API int   hakmem_stats_get(hak_stats_t *st);
 /* Writes the human-readable report to file descriptor fd (2 = stderr). */
 HAK_API void  hakmem_stats_print(int fd);
+/* Walks the whole heap and checks its invariants: every slab's free list
+ * and remote-free stack (links inside the slab, at block boundaries,
+ * counts consistent, no cycle), every SuperSlab and large block header.
+ * Returns 0 if the heap is sound; otherwise prints one line naming the
+ * first problem on stderr and returns -1.  Takes the allocator's locks:
+ * other threads may run, but blocks they free meanwhile may be missed. */
+HAK_API int   hakmem_check_heap(void);
 /* The library's version string, e.g. "0.1.0". */
 HAK_API const char *hakmem_version(void);
 

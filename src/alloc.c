@@ -280,6 +280,13 @@ HAK_EXPORT size_t hak_malloc_usable_size(const void *p)
   return usable_size(p, registry_lookup((uintptr_t)p), &h, "malloc_usable_size()");
 }
 
+HAK_EXPORT int hakmem_check_heap(void)
+{
+  if (atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2)
+    return 0;
+  return shared_pool_check_heap(tcache_self.id);
+}
+
 HAK_EXPORT int hak_trim(size_t pad)
 {
   (void)pad;

@@ -114,7 +114,10 @@ struct large_hdr *bigcache_take(size_t map_size)
   struct large_hdr **pp = NULL, *h = NULL;
   for (int k = b; k < b + 9 && k < BIGCACHE_BUCKETS && !h; k++) {
     pp = &bucket[k];
-    while (*pp && (*pp)->map_size < map_size)
+    /* Each header visited is verified before its size or link is used: a
+     * forged one could hand out memory that is not its own. */
+    while (*pp && (large_verify(*pp, "malloc(): corrupted cached large block header", *pp),
+                   (*pp)->map_size < map_size))
       pp = &(*pp)->cache_next;
     h = *pp;
   }
@@ -148,6 +151,7 @@ bool bigcache_put(struct large_hdr *h)
   pthread_mutex_lock(&bigcache_lock);
   if (cached_count < bigcache_max_count() && cached_bytes + h->map_size <= bigcache_max_bytes()) {
     h->state = LARGE_CACHED;
+    large_seal(h);
     h->decommitted = false;
     committed_bytes += h->map_size;
     h->cached_at_ms = hak_now_ms();

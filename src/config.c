@@ -68,7 +68,7 @@ const struct config_option config_options[] = {
     .text_size = sizeof hak_config.stats_file,
     .description = "append the reports to this file instead of stderr (never in secure execution)" },
   PRESET(check, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
-         "validate every free and abort on a pointer hakmem did not return"),
+         "check every block: canaries after the requested size, freed blocks checked at reuse"),
   PRESET(verbose, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
          "print the effective configuration on stderr at start-up"),
   BOOL(quiet, 0, "print no warnings (bad options, OS failures)"),

@@ -31,7 +31,7 @@ struct hak_config {
   int shared_pool_stage_stats; /* report the shared-pool stage counters at exit */
   int ss_stats_dump;         /* report per-class and SuperSlab lines at exit */
   char stats_file[256];      /* reports go here (appended) instead of stderr; "" = stderr */
-  int check;                 /* validate every free */
+  int check;                 /* canaries and free-block checks on every block */
   int verbose;               /* print the effective configuration at start-up */
   int quiet;                 /* silence warnings (bad options, OS failures) */
   int bigcache;              /* keep recently freed large mappings for reuse */

@@ -8,8 +8,10 @@
 #include "purge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 static size_t large_offset(size_t align)
 {
@@ -24,34 +26,64 @@ static size_t large_map_size(size_t size, size_t offset)
   return bigcache_round(hak_align_up(offset + size, HAK_PAGE_SIZE));
 }
 
-static struct large_hdr *large_map(size_t map_size, size_t align)
+/* Registry units of a block at offset: the header's through the block
+ * start's (the header is unit-aligned). */
+static size_t large_units(size_t offset) { return (offset >> HAK_UNIT_SHIFT) + 1; }
+
+bool large_registry_move(uintptr_t base, size_t old_off, size_t new_off)
+{
+  size_t old_units = large_units(old_off), new_units = large_units(new_off);
+  if (new_units > old_units &&
+      registry_set(base + old_units * HAK_UNIT_SIZE, (new_units - old_units) * HAK_UNIT_SIZE, base))
+    return false;
+  if (old_units > new_units)
+    registry_clear(base + new_units * HAK_UNIT_SIZE, (old_units - new_units) * HAK_UNIT_SIZE);
+  return true;
+}
+
+static bool large_register(uintptr_t base, size_t offset)
+{
+  return !registry_set(base, large_units(offset) * HAK_UNIT_SIZE, base);
+}
+
+static void large_unregister(uintptr_t base, size_t offset)
+{
+  registry_clear(base, large_units(offset) * HAK_UNIT_SIZE);
+}
+
+/* A new mapping for a block at offset, registered and sealed (state 0:
+ * the caller sets it); NULL with errno ENOMEM on failure. */
+static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
 {
   struct large_hdr *h = os_map_aligned(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE);
   if (!h)
     return NULL;
   h->magic = LARGE_MAGIC;
   h->map_size = map_size;
+  h->offset = offset;
   if (hak_config.thp != HAK_THP_AUTO)
     h->huge_advised = os_advise_huge(h, map_size, hak_config.thp == HAK_THP_ON) == 0 &&
                       hak_config.thp == HAK_THP_ON;
-  if (registry_set((uintptr_t)h, map_size, (uintptr_t)h)) {
+  if (!large_register((uintptr_t)h, offset)) {
     os_unmap(h, map_size);
     errno = ENOMEM;
     return NULL;
   }
+  large_seal(h);
   return h;
 }
 
 void large_unmap(struct large_hdr *h)
 {
   size_t size = h->map_size;
-  registry_clear((uintptr_t)h, size);
+  large_unregister((uintptr_t)h, h->offset);
   h->magic = 0;
   os_unmap(h, size);
 }
 
 void *large_alloc(size_t size, size_t align, bool *fresh)
 {
+  int saved = errno;
   size_t offset = large_offset(align);
   size_t map_size = large_map_size(size, offset);
   if (map_size == 0) {
@@ -61,31 +93,43 @@ void *large_alloc(size_t size, size_t align, bool *fresh)
   struct large_hdr *h = NULL;
   if (align <= HAK_UNIT_SIZE)
     h = bigcache_take(map_size);
-  *fresh = h == NULL;
-  if (h && hak_config.thp == HAK_THP_AUTO && !h->huge_advised && map_size >= ((size_t)2 << 20)) {
-    /* Reused from BigCache: a hot block, worth huge pages. */
-    h->huge_advised = os_advise_huge(h, map_size, true) == 0;
+  if (h && h->offset != offset) {
+    /* Cached for a block at another offset: its registry entries follow. */
+    if (large_registry_move((uintptr_t)h, h->offset, offset)) {
+      h->offset = offset;
+    } else {
+      large_unmap(h);
+      h = NULL;
+    }
   }
-  if (!h && !(h = large_map(map_size, align))) {
+  *fresh = h == NULL;
+  if (h && hak_config.thp == HAK_THP_AUTO && !h->huge_advised && h->map_size >= ((size_t)2 << 20)) {
+    /* Reused from BigCache: a hot block, worth huge pages. */
+    h->huge_advised = os_advise_huge(h, h->map_size, true) == 0;
+  }
+  if (!h && !(h = large_map(map_size, align, offset))) {
     /* Out of memory: what hakmem keeps cached goes back, then one retry. */
     bool released = bigcache_flush();
     released |= shared_pool_trim();
-    if (!released || !(h = large_map(map_size, align))) {
+    if (!released || !(h = large_map(map_size, align, offset))) {
       errno = ENOMEM;
       return NULL;
     }
   }
-  h->offset = offset;
   h->state = LARGE_LIVE;
   h->cache_next = NULL;
+  large_seal(h);
   stats_add(&hak_counters.large_allocs, 1);
   stats_add(&hak_counters.large_live_bytes, h->map_size);
+  errno = saved;
   return large_block(h);
 }
 
 struct large_hdr *large_from_entry(uintptr_t entry, const void *p)
 {
   struct large_hdr *h = (struct large_hdr *)entry;
+  if (!large_header_ok(h))
+    return h;
   if ((const char *)p < (const char *)h + LARGE_HEADER_SIZE ||
       (const char *)p >= (const char *)h + h->map_size)
     return NULL;
@@ -94,43 +138,57 @@ struct large_hdr *large_from_entry(uintptr_t entry, const void *p)
 
 void large_free(struct large_hdr *h, void *p)
 {
-  if (h->magic != LARGE_MAGIC || p != large_block(h))
+  large_verify(h, "free(): corrupted large block header", p);
+  if (p != large_block(h))
     hak_fatal_pointer("free(): invalid pointer", p);
   if (h->state != LARGE_LIVE)
     hak_fatal_pointer("free(): double free", p);
+  int saved = errno;
   stats_add(&hak_counters.large_frees, 1);
   atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size, memory_order_relaxed);
   if (bigcache_put(h))
     purge_kick();
   else
     large_unmap(h);
+  errno = saved;
 }
 
 /* Moves the pages of live block h over the head of cached mapping c (at
- * least as large), which becomes the block's mapping.  Returns the block,
- * or NULL with h and c untouched. */
+ * least as large), which becomes the block's mapping: c's tail keeps its
+ * pages, as a second VMA.  Returns the block, or NULL with h and c
+ * untouched (also when the result would be more than two VMAs). */
 static void *large_move_into(struct large_hdr *h, struct large_hdr *c)
 {
-  size_t old_size = h->map_size, c_size = c->map_size;
-  uintptr_t old_base = (uintptr_t)h;
-  /* c's registry entries already name c; h's are withdrawn before its
-   * pages move (and restored if they cannot: the leaf exists). */
-  registry_clear(old_base, old_size);
-  if (os_move(h, old_size, c, old_size) != 0) {
-    registry_set(old_base, old_size, old_base);
+  size_t old_size = h->map_size, c_size = c->map_size, c_off = c->offset, off = h->offset;
+  uintptr_t old_base = (uintptr_t)h, c_base = (uintptr_t)c;
+  if (h->seam != 0 || c->seam > old_size || c_size <= old_size)
+    return NULL;
+  /* c's entries are re-cut for the block's offset first (the only step
+   * that can fail for want of memory); h's are withdrawn before its pages
+   * move, and restored if they cannot (their leaf exists). */
+  if (!large_registry_move(c_base, c_off, off))
+    return NULL;
+  large_unregister(old_base, off);
+  if (os_move(h, old_size, 0, c, old_size) != 0) {
+    large_register(old_base, off);
+    large_registry_move(c_base, off, c_off);
     return NULL;
   }
   struct large_hdr *n = c; /* now holds h's header page */
   n->map_size = c_size;
+  n->seam = old_size;
   n->huge_advised = false;
   n->decommitted = false;
   n->cache_next = NULL;
+  large_seal(n);
   stats_add(&hak_counters.large_live_bytes, c_size - old_size);
   return large_block(n);
 }
 
 void *large_realloc(struct large_hdr *h, size_t size)
 {
+  large_verify(h, "realloc(): corrupted large block header", large_block(h));
+  int saved = errno;
   size_t map_size = large_map_size(size, h->offset);
   if (map_size == 0) {
     errno = ENOMEM;
@@ -141,41 +199,41 @@ void *large_realloc(struct large_hdr *h, size_t size)
   if (map_size <= h->map_size && map_size >= h->map_size / 4)
     return large_block(h);
   if (map_size < h->map_size) {
-    /* Shrink in place: give back the tail, keep the registry exact. */
+    /* Shrink in place: give back the tail.  The registry entries end at
+     * the block's start, which stays. */
     if (os_resize_in_place(h, h->map_size, map_size) == 0) {
-      size_t keep_units = hak_align_up(map_size, HAK_UNIT_SIZE);
-      size_t old_units = hak_align_up(h->map_size, HAK_UNIT_SIZE);
-      if (old_units > keep_units)
-        registry_clear((uintptr_t)h + keep_units, old_units - keep_units);
       atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size - map_size,
                                 memory_order_relaxed);
       h->map_size = map_size;
+      if (h->seam >= map_size)
+        h->seam = 0;
+      large_seal(h);
     }
+    errno = saved;
     return large_block(h);
   }
-  /* Grow in place if the following address range is free. */
-  size_t old_units = hak_align_up(h->map_size, HAK_UNIT_SIZE);
-  if (os_resize_in_place(h, h->map_size, map_size) == 0) {
-    if (registry_set((uintptr_t)h + old_units, hak_align_up(map_size, HAK_UNIT_SIZE) - old_units,
-                     (uintptr_t)h) == false) {
-      stats_add(&hak_counters.large_live_bytes, map_size - h->map_size);
-      h->map_size = map_size;
-      return large_block(h);
-    }
-    os_resize_in_place(h, map_size, h->map_size);
-    errno = ENOMEM;
-    return NULL;
+  /* Grow in place if the following address range is free: the last VMA
+   * grows. */
+  char *last = (char *)h + h->seam;
+  if (os_resize_in_place(last, h->map_size - h->seam, map_size - h->seam) == 0) {
+    stats_add(&hak_counters.large_live_bytes, map_size - h->map_size);
+    h->map_size = map_size;
+    large_seal(h);
+    errno = saved;
+    return large_block(h);
   }
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
   /* A cached mapping big enough has its pages faulted in already: move
    * the block's pages over its head and keep its tail, so the growth
    * costs neither a copy nor page faults. */
-  if (align <= HAK_UNIT_SIZE) {
+  if (align <= HAK_UNIT_SIZE && h->seam == 0) {
     struct large_hdr *c = bigcache_take(map_size);
     if (c) {
       void *p = large_move_into(h, c);
-      if (p)
+      if (p) {
+        errno = saved;
         return p;
+      }
       if (!bigcache_put(c))
         large_unmap(c);
     }
@@ -184,24 +242,133 @@ void *large_realloc(struct large_hdr *h, size_t size)
   struct large_hdr *n = os_map_aligned(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE);
   if (!n)
     return NULL;
-  size_t old_size = h->map_size;
+  size_t old_size = h->map_size, off = h->offset, seam = h->seam;
   uintptr_t old_base = (uintptr_t)h;
   /* Register the new range first (the only step that can fail for want
    * of memory), then withdraw the old one before its pages move. */
-  if (registry_set((uintptr_t)n, map_size, (uintptr_t)n)) {
+  if (!large_register((uintptr_t)n, off)) {
     os_unmap(n, map_size);
     errno = ENOMEM;
     return NULL;
   }
-  registry_clear(old_base, old_size);
-  if (os_move(h, old_size, n, map_size) != 0) {
-    registry_clear((uintptr_t)n, map_size);
-    registry_set(old_base, old_size, old_base);
+  large_unregister(old_base, off);
+  if (os_move(h, old_size, seam, n, map_size) != 0) {
+    large_unregister((uintptr_t)n, off);
+    large_register(old_base, off);
     os_unmap(n, map_size);
     errno = ENOMEM;
     return NULL;
   }
   stats_add(&hak_counters.large_live_bytes, map_size - old_size);
   n->map_size = map_size;
+  large_seal(n);
+  errno = saved;
   return large_block(n);
+}
+
+/* ---- invariant check (debugging and tests) ---- */
+
+static uintptr_t parse_hex(const char **s)
+{
+  uintptr_t v = 0;
+  for (;; (*s)++) {
+    char c = **s;
+    unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+               : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16u;
+    if (d == 16)
+      return v;
+    v = v << 4 | d;
+  }
+}
+
+struct maps_probe {
+  uintptr_t lo, hi, seam;
+  unsigned vmas;              /* VMAs met inside [lo, hi) */
+  uintptr_t covered;          /* [lo, covered) is mapped read-write */
+  bool split_elsewhere;       /* a VMA boundary other than seam */
+  bool after_accessible;      /* the page at hi is readable or writable */
+};
+
+static void maps_line(struct maps_probe *m, const char *line)
+{
+  const char *s = line;
+  uintptr_t lo = parse_hex(&s);
+  if (*s++ != '-')
+    return;
+  uintptr_t hi = parse_hex(&s);
+  if (*s++ != ' ')
+    return;
+  bool rw = s[0] == 'r' && s[1] == 'w';
+  if (lo <= m->hi && m->hi < hi && (s[0] == 'r' || s[1] == 'w'))
+    m->after_accessible = true;
+  if (hi <= m->lo || lo >= m->hi)
+    return;
+  m->vmas++;
+  if (rw && lo <= m->covered && hi > m->covered)
+    m->covered = hi;
+  if (lo > m->lo && lo != m->seam)
+    m->split_elsewhere = true;
+}
+
+/* Scans /proc/self/maps with read(2) only (no stdio inside the library).
+ * Returns false if it cannot be read. */
+static bool maps_scan(struct maps_probe *m)
+{
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  char buf[4096], line[256];
+  size_t len = 0;
+  ssize_t r;
+  while ((r = read(fd, buf, sizeof buf)) > 0) {
+    for (ssize_t i = 0; i < r; i++) {
+      if (buf[i] != '\n') {
+        if (len < sizeof line - 1) /* only the start of a line matters */
+          line[len++] = buf[i];
+        continue;
+      }
+      line[len] = 0;
+      maps_line(m, line);
+      len = 0;
+    }
+  }
+  close(fd);
+  return r == 0;
+}
+
+int large_check_invariants(const struct large_hdr *h)
+{
+  int saved = errno, bad = 0;
+  uintptr_t base = (uintptr_t)h;
+  if (h->magic != LARGE_MAGIC || !large_header_ok(h))
+    bad = 1; /* the header does not verify */
+  else if (base & (HAK_UNIT_SIZE - 1) || h->map_size % HAK_PAGE_SIZE || h->offset < LARGE_HEADER_SIZE ||
+           h->offset >= h->map_size || h->seam >= h->map_size)
+    bad = 2; /* fields out of range */
+  else if (!os_owns_range(h, h->map_size))
+    bad = 3; /* not all of it in the ownership map */
+  if (!bad) {
+    struct maps_probe m = { .lo = base, .hi = base + h->map_size, .seam = base + h->seam,
+                            .covered = base };
+    if (!maps_scan(&m))
+      bad = 4; /* /proc/self/maps unreadable */
+    else if (m.covered < m.hi)
+      bad = 5; /* map_size exceeds what is mapped read-write from the header */
+    else if (m.split_elsewhere || m.vmas > 2 || (m.vmas == 2 && h->seam == 0))
+      bad = 6; /* VMAs other than the recorded seam: mremap would fail */
+    else if (m.after_accessible)
+      bad = 7; /* no guard after the mapping */
+  }
+  if (!bad) {
+    size_t units = large_units(h->offset);
+    size_t all = (h->map_size + HAK_UNIT_SIZE - 1) >> HAK_UNIT_SHIFT;
+    for (size_t u = 0; u < units && !bad; u++)
+      if (registry_lookup(base + (u << HAK_UNIT_SHIFT)) != base)
+        bad = 8; /* a unit that can hold the block start does not name it */
+    for (size_t u = units; u < all && !bad; u++)
+      if (registry_lookup(base + (u << HAK_UNIT_SHIFT)) != 0)
+        bad = 9; /* a unit beyond the block start is registered */
+  }
+  errno = saved;
+  return bad;
 }

@@ -15,11 +15,22 @@
 
 #include "hakmem_internal.h"
 
+#include "secret.h"
+
 #define LARGE_MAGIC 0x48414b4d4c415247ull /* "HAKMLARG" */
 #define LARGE_HEADER_SIZE 64
 
 enum large_state { LARGE_LIVE = 1, LARGE_CACHED = 2 };
 
+/* Invariants, checked by large_check_invariants:
+ *  - the mapping is exactly [hdr, hdr + map_size): map_size bytes are
+ *    mapped from the header, made of one VMA, or of two split at seam;
+ *  - the registry names hdr for the units from the header's through the
+ *    block start's (hdr + offset), and for no other unit of the mapping:
+ *    an interior pointer beyond them is not hakmem's, and the cost of a
+ *    mapping does not grow with its size;
+ *  - check == large_check_word(hdr): the fields a forged header could
+ *    turn into overlapping blocks are sealed with a per-process secret. */
 struct large_hdr {
   uint64_t magic;
   size_t map_size;            /* bytes mapped, starting at the header */
@@ -29,36 +40,82 @@ struct large_hdr {
   bool decommitted;           /* cached, and its pages given back */
   uint64_t cached_at_ms;      /* when it entered BigCache */
   struct large_hdr *cache_next;
+  /* 0, or where the second of the mapping's two VMAs starts: a block
+   * moved over the head of a cached mapping keeps that mapping's tail,
+   * and mremap acts on one VMA at a time. */
+  size_t seam;
+  uint64_t check;             /* large_check_word, sealed by large_seal */
 };
+_Static_assert(sizeof(struct large_hdr) == LARGE_HEADER_SIZE, "large header size");
+
+/* A mix of the sealed fields and the header's own address (a header
+ * copied elsewhere does not verify), keyed by the secret. */
+HAK_INLINE uint64_t large_check_word(const struct large_hdr *h)
+{
+  uint64_t x = secret_mix((uint64_t)(uintptr_t)h ^ h->magic);
+  x = secret_mix(x ^ h->map_size);
+  x = secret_mix(x ^ h->offset);
+  x = secret_mix(x ^ h->seam ^ ((uint64_t)h->state << 56));
+  return x ^ hak_secret.large;
+}
+HAK_INLINE void large_seal(struct large_hdr *h) { h->check = large_check_word(h); }
+HAK_INLINE bool large_header_ok(const struct large_hdr *h) { return h->check == large_check_word(h); }
+/* Aborts with "hakmem: <what> 0x<ptr>" unless the header verifies. */
+HAK_INLINE void large_verify(const struct large_hdr *h, const char *what, const void *ptr)
+{
+  if (HAK_UNLIKELY(!large_header_ok(h)))
+    hak_fatal_pointer(what, ptr);
+}
 
 HAK_INLINE void *large_block(struct large_hdr *h) { return (char *)h + h->offset; }
-HAK_INLINE size_t large_usable(const struct large_hdr *h) { return h->map_size - h->offset; }
+/* Usable bytes of a live block; a header that does not verify is a fatal
+ * error (abort), as its map_size cannot be trusted. */
+HAK_INLINE size_t large_usable(const struct large_hdr *h)
+{
+  large_verify(h, "corrupted large block header", (const char *)h + h->offset);
+  return h->map_size - h->offset;
+}
 
 /* A block of size bytes aligned to align (a power of two).  *fresh is set
  * when the memory is known to be zero (a new mapping).  NULL, errno ENOMEM
  * on failure. */
 void *large_alloc(size_t size, size_t align, bool *fresh);
 /* Frees the block of h; p is the pointer the program passed, checked
- * against the header (fatal error if it is not the block's start). */
+ * against the header (fatal error if it is not the block's start, if the
+ * block is not live, or if the header does not verify). */
 void large_free(struct large_hdr *h, void *p);
 /* Resizes the block of h to size bytes, moving pages rather than copying
- * when it must move.  Returns the new block or NULL (old block intact). */
+ * when it must move.  Returns the new block, or NULL with errno ENOMEM
+ * (old block intact); errno is unchanged on success.  A header that does
+ * not verify is a fatal error. */
 void *large_realloc(struct large_hdr *h, size_t size);
 /* The header a (non-SuperSlab, non-zero) registry entry points to, if p
- * is inside its block; NULL otherwise. */
+ * is inside its block; NULL otherwise.  A header that does not verify is
+ * returned as is (its fields cannot place p): the caller's check of it
+ * reports the corruption. */
 struct large_hdr *large_from_entry(uintptr_t entry, const void *p);
 
 /* Unmaps a header's whole mapping and clears its registry entries. */
 void large_unmap(struct large_hdr *h);
+/* Registry entries for a block of the mapping at base moving from offset
+ * old_off to new_off.  Returns false (nothing changed) if a registry leaf
+ * could not be mapped. */
+bool large_registry_move(uintptr_t base, size_t old_off, size_t new_off);
+/* Debugging and tests: 0 if h, its mapping (probed with /proc/self/maps,
+ * read without stdio) and the registry agree with the invariants above;
+ * otherwise a number saying which failed (see large.c). */
+int large_check_invariants(const struct large_hdr *h);
 
 /* ---- BigCache (bigcache.c) ---- */
 
 /* Rounds a mapping size up to its BigCache size class. */
 size_t bigcache_round(size_t map_size);
 /* A cached mapping of at least map_size bytes and at most about four
- * times that, or NULL. */
+ * times that, or NULL.  Every cached header visited is verified (a
+ * mismatch is a fatal error). */
 struct large_hdr *bigcache_take(size_t map_size);
-/* Offers a freed mapping to the cache; false if it was not kept. */
+/* Offers a freed mapping to the cache (resealing its header); false if it
+ * was not kept. */
 bool bigcache_put(struct large_hdr *h);
 /* Unmaps every cached mapping; returns true if there was any. */
 bool bigcache_flush(void);

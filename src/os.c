@@ -1,22 +1,39 @@
 /* OS layer.  Aligned mappings are placed by hint in a region of their own
  * (as mimalloc does) so that one mmap usually suffices; when the kernel
- * refuses the hint, an over-sized mapping is trimmed to the alignment. */
+ * refuses the hint, an over-sized mapping is trimmed to the alignment.
+ *
+ * Every mapping is followed by a guard: at least one page that nothing of
+ * hakmem's is placed in, so that a linear overflow past a SuperSlab or a
+ * large block faults instead of rewriting the next mapping's header.  A
+ * mapping placed by hint has an unmapped gap after it, reserved in the
+ * hint cursor; a mapping placed by the kernel (the over-map path) keeps a
+ * PROT_NONE region after it, up to the next unit boundary, which the
+ * kernel cannot hand to anyone else. */
 #include "os.h"
+#include "secret.h"
 
 #include <errno.h>
-#include <sys/auxv.h>
 #include <sys/mman.h>
 
 struct os_counters os_counters;
 
-/* ---- the guard: which registry units os_map_aligned handed out ----
+/* ---- the ownership map: which registry units os_map_aligned handed out ----
  * A bit per 512 KiB unit in a two-level table (one leaf per 4 GiB, mapped
- * on first use and never freed). */
+ * on first use and never freed; a leaf is 2 KiB of address space).  tail
+ * has a bit per unit too: set for the unit holding the first byte of a
+ * PROT_NONE tail guard (a mapping placed by the kernel). */
 #define GUARD_L2_BITS (32 - HAK_UNIT_SHIFT)
+#define GUARD_WORDS ((1u << GUARD_L2_BITS) / 64)
 struct guard_leaf {
-  _Atomic uint64_t bits[(1u << GUARD_L2_BITS) / 64];
+  _Atomic uint64_t bits[GUARD_WORDS];
+  _Atomic uint64_t tail[GUARD_WORDS];
 };
 static _Atomic(struct guard_leaf *) guard_l1[1u << 16];
+
+/* Same flags for every mapping: no MAP_NORESERVE, so that the kernel's
+ * overcommit policy refuses what cannot be backed (malloc of 64 TiB fails
+ * at once with ENOMEM, as with glibc). */
+#define OS_MAP_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS)
 
 static struct guard_leaf *guard_leaf_get(uintptr_t a, bool create)
 {
@@ -24,8 +41,7 @@ static struct guard_leaf *guard_leaf_get(uintptr_t a, bool create)
   struct guard_leaf *leaf = atomic_load_explicit(slot, memory_order_acquire);
   if (leaf || !create)
     return leaf;
-  struct guard_leaf *fresh = mmap(NULL, sizeof *fresh, PROT_READ | PROT_WRITE,
-                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  struct guard_leaf *fresh = mmap(NULL, sizeof *fresh, PROT_READ | PROT_WRITE, OS_MAP_FLAGS, -1, 0);
   if (fresh == MAP_FAILED)
     return NULL;
   atomic_fetch_add_explicit(&os_counters.mmap_calls, 1, memory_order_relaxed);
@@ -37,23 +53,92 @@ static struct guard_leaf *guard_leaf_get(uintptr_t a, bool create)
   return fresh;
 }
 
-/* Marks or clears the units of [addr, addr+size); false if a leaf could
- * not be mapped (marking only). */
-static bool guard_mark(uintptr_t addr, size_t size, bool on)
+/* Bits [lo, hi) of one word (0 <= lo < hi <= 64). */
+static uint64_t bit_span(unsigned lo, unsigned hi)
 {
-  uintptr_t first = addr >> HAK_UNIT_SHIFT;
-  uintptr_t last = (addr + size - 1) >> HAK_UNIT_SHIFT;
-  for (uintptr_t u = first; u <= last; u++) {
-    struct guard_leaf *leaf = guard_leaf_get(u << HAK_UNIT_SHIFT, on);
-    if (!leaf)
-      return !on;
-    size_t i = u & ((1u << GUARD_L2_BITS) - 1);
-    if (on)
-      atomic_fetch_or_explicit(&leaf->bits[i / 64], (uint64_t)1 << (i % 64), memory_order_relaxed);
-    else
-      atomic_fetch_and_explicit(&leaf->bits[i / 64], ~((uint64_t)1 << (i % 64)), memory_order_relaxed);
+  uint64_t upto_hi = hi == 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+  return upto_hi & ~(((uint64_t)1 << lo) - 1);
+}
+
+enum guard_op { GUARD_SET, GUARD_CLEAR, GUARD_ALL_SET, GUARD_NONE_SET };
+
+/* Applies op to the ownership bits of units [first, last], a word at a
+ * time (the cost is O(units / 64), not O(units)).  For the two tests,
+ * returns whether every bit is set / no bit is set; for GUARD_SET, false
+ * if a leaf could not be mapped (the bits set so far stay: the caller
+ * clears the range). */
+static bool guard_units(uintptr_t first, uintptr_t last, enum guard_op op)
+{
+  for (uintptr_t u = first; u <= last;) {
+    struct guard_leaf *leaf = guard_leaf_get(u << HAK_UNIT_SHIFT, op == GUARD_SET);
+    uintptr_t leaf_end = (u | ((1u << GUARD_L2_BITS) - 1)) + 1;
+    uintptr_t stop = last + 1 < leaf_end ? last + 1 : leaf_end;
+    if (!leaf) {
+      if (op == GUARD_SET || op == GUARD_ALL_SET)
+        return false;
+      u = stop;
+      continue;
+    }
+    while (u < stop) {
+      size_t i = u & ((1u << GUARD_L2_BITS) - 1);
+      unsigned lo = (unsigned)(i % 64);
+      unsigned hi = stop - u < 64 - lo ? lo + (unsigned)(stop - u) : 64;
+      uint64_t m = bit_span(lo, hi);
+      _Atomic uint64_t *w = &leaf->bits[i / 64];
+      switch (op) {
+      case GUARD_SET: atomic_fetch_or_explicit(w, m, memory_order_relaxed); break;
+      case GUARD_CLEAR: atomic_fetch_and_explicit(w, ~m, memory_order_relaxed); break;
+      case GUARD_ALL_SET:
+        if ((atomic_load_explicit(w, memory_order_relaxed) & m) != m)
+          return false;
+        break;
+      case GUARD_NONE_SET:
+        if (atomic_load_explicit(w, memory_order_relaxed) & m)
+          return false;
+        break;
+      }
+      u += hi - lo;
+    }
   }
   return true;
+}
+
+static uintptr_t unit_of(uintptr_t a) { return a >> HAK_UNIT_SHIFT; }
+
+/* Marks or clears the units of [addr, addr+size); false if a leaf could
+ * not be mapped (marking only; nothing is left marked then). */
+static bool guard_mark(uintptr_t addr, size_t size, bool on)
+{
+  uintptr_t first = unit_of(addr), last = unit_of(addr + size - 1);
+  if (!on)
+    return guard_units(first, last, GUARD_CLEAR);
+  if (guard_units(first, last, GUARD_SET))
+    return true;
+  guard_units(first, last, GUARD_CLEAR);
+  return false;
+}
+
+/* The tail-guard bit of the unit holding address a. */
+static _Atomic uint64_t *tail_word(uintptr_t a, bool create, uint64_t *bit)
+{
+  struct guard_leaf *leaf = guard_leaf_get(a, create);
+  size_t i = unit_of(a) & ((1u << GUARD_L2_BITS) - 1);
+  *bit = (uint64_t)1 << (i % 64);
+  return leaf ? &leaf->tail[i / 64] : NULL;
+}
+
+static bool tail_guard_test_and_clear(uintptr_t end)
+{
+  uint64_t bit;
+  _Atomic uint64_t *w = tail_word(end, false, &bit);
+  return w && (atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed) & bit);
+}
+
+/* End of the PROT_NONE tail guard of a mapping ending at end: the next
+ * unit boundary at least a page further. */
+static uintptr_t tail_guard_end(uintptr_t end)
+{
+  return hak_align_up(end + HAK_PAGE_SIZE, HAK_UNIT_SIZE);
 }
 
 bool os_owns_range(const void *p, size_t size)
@@ -61,13 +146,7 @@ bool os_owns_range(const void *p, size_t size)
   uintptr_t addr = (uintptr_t)p;
   if (size == 0 || addr + size < addr || (addr + size) >> 48)
     return false;
-  for (uintptr_t u = addr >> HAK_UNIT_SHIFT; u <= (addr + size - 1) >> HAK_UNIT_SHIFT; u++) {
-    struct guard_leaf *leaf = guard_leaf_get(u << HAK_UNIT_SHIFT, false);
-    size_t i = u & ((1u << GUARD_L2_BITS) - 1);
-    if (!leaf || !(atomic_load_explicit(&leaf->bits[i / 64], memory_order_relaxed) >> (i % 64) & 1))
-      return false;
-  }
-  return true;
+  return guard_units(unit_of(addr), unit_of(addr + size - 1), GUARD_ALL_SET);
 }
 
 static bool os_refuse(const void *addr, size_t size, const char *what)
@@ -79,16 +158,31 @@ static bool os_refuse(const void *addr, size_t size, const char *what)
   return true;
 }
 
-/* Next hint address.  Starts at 2 TiB plus a random offset; wraps at 30 TiB. */
+/* ---- placement ----
+ * The hint cursor starts at a random page of [OS_HINT_LO, OS_HINT_START_HI)
+ * (2^34 possible starts) and moves up by each mapping, its guard and a
+ * random jitter of 0..OS_JITTER_UNITS-1 units.  A request that does not fit
+ * between the cursor and OS_HINT_END draws a new random start; one that
+ * cannot fit in the region at all gets hint 0 (the kernel chooses) and
+ * leaves the cursor alone, so that no request resets placement to an
+ * address known in advance. */
 static _Atomic uintptr_t os_hint_next;
-#define OS_HINT_BASE ((uintptr_t)2 << 40)
-#define OS_HINT_END  ((uintptr_t)30 << 40)
+#define OS_HINT_LO       ((uintptr_t)1 << 40)
+#define OS_HINT_START_HI ((uintptr_t)64 << 40)
+#define OS_HINT_END      ((uintptr_t)96 << 40)
+#define OS_GUARD_SIZE    ((size_t)HAK_PAGE_SIZE)
+#define OS_JITTER_UNITS  4u
+
+static uintptr_t os_hint_random_start(void)
+{
+  uintptr_t pages = (OS_HINT_START_HI - OS_HINT_LO) / HAK_PAGE_SIZE;
+  return OS_HINT_LO + (uintptr_t)(secret_random() % pages) * HAK_PAGE_SIZE;
+}
 
 static void *os_mmap(void *hint, size_t size)
 {
   atomic_fetch_add_explicit(&os_counters.mmap_calls, 1, memory_order_relaxed);
-  void *p = mmap(hint, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *p = mmap(hint, size, PROT_READ | PROT_WRITE, OS_MAP_FLAGS, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
@@ -98,29 +192,39 @@ static void os_munmap_raw(void *addr, size_t size)
   munmap(addr, size);
 }
 
+/* An address for a mapping of size bytes aligned to align, with the guard
+ * and jitter after it reserved; 0 if the request cannot fit the region. */
 static uintptr_t os_hint_take(size_t size, size_t align)
 {
+  if (size > OS_HINT_END - OS_HINT_START_HI - align - OS_GUARD_SIZE - OS_JITTER_UNITS * HAK_UNIT_SIZE)
+    return 0;
+  /* Before hak_init (registry leaves of a very early free) the generator
+   * must be seeded too; secret_init is idempotent. */
+  secret_init();
+  uintptr_t gap = OS_GUARD_SIZE + (uintptr_t)(secret_random() % OS_JITTER_UNITS) * HAK_UNIT_SIZE;
   uintptr_t h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
-  if (h == 0) {
-    /* Randomise the start within the first 1 TiB of the region. */
-    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
-    uintptr_t rnd = r ? ((uintptr_t)r[0] << 8 | r[1]) : 0;
-    uintptr_t start = OS_HINT_BASE + (rnd << 24);
-    atomic_compare_exchange_strong(&os_hint_next, &h, start);
-    h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
-  }
-  size_t step = hak_align_up(size, align);
   for (;;) {
-    uintptr_t a = hak_align_up(h, align);
-    uintptr_t next = a + step;
-    if (next > OS_HINT_END) {
-      if (atomic_compare_exchange_weak(&os_hint_next, &h, OS_HINT_BASE))
-        return 0;
+    if (h == 0 || hak_align_up(h, align) + size + gap > OS_HINT_END) {
+      /* First use, or the region is used up: a new random start. */
+      if (!atomic_compare_exchange_weak(&os_hint_next, &h, os_hint_random_start()))
+        continue;
+      h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
       continue;
     }
-    if (atomic_compare_exchange_weak(&os_hint_next, &h, next))
+    uintptr_t a = hak_align_up(h, align);
+    if (atomic_compare_exchange_weak(&os_hint_next, &h, a + size + gap))
       return a;
   }
+}
+
+/* After a mapping grew in place to end: the cursor must not hand out its
+ * new pages or their guard. */
+static void os_hint_skip(uintptr_t start, uintptr_t end)
+{
+  uintptr_t h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
+  while (h > start && h < end + OS_GUARD_SIZE &&
+         !atomic_compare_exchange_weak(&os_hint_next, &h, end + OS_GUARD_SIZE))
+    ;
 }
 
 static void *os_map_aligned_raw(size_t size, size_t align)
@@ -128,45 +232,66 @@ static void *os_map_aligned_raw(size_t size, size_t align)
   uintptr_t hint = os_hint_take(size, align);
   if (hint) {
     void *p = os_mmap((void *)hint, size);
-    if (p && ((uintptr_t)p & (align - 1)) == 0)
+    if (p && ((uintptr_t)p & (align - 1)) == 0 && (uintptr_t)p == hint)
       return p;
     if (p)
       os_munmap_raw(p, size);
   }
-  /* Over-map, then trim the unaligned head and the tail. */
-  if (size + align < size)
+  /* Over-map, then trim the unaligned head and the tail beyond the guard;
+   * the guard stays mapped PROT_NONE, as the kernel may place anything
+   * right after a mapping it chose. */
+  size_t extra = align + HAK_UNIT_SIZE + OS_GUARD_SIZE;
+  if (size + extra < size)
     return NULL;
-  char *raw = os_mmap(NULL, size + align);
+  char *raw = os_mmap(NULL, size + extra);
   if (!raw)
     return NULL;
   char *aligned = (char *)hak_align_up((uintptr_t)raw, align);
-  size_t head = (size_t)(aligned - raw);
-  if (head)
-    os_munmap_raw(raw, head);
-  if (align - head)
-    os_munmap_raw(aligned + size, align - head);
+  char *guard_end = (char *)tail_guard_end((uintptr_t)aligned + size);
+  uint64_t bit;
+  _Atomic uint64_t *w = tail_word((uintptr_t)aligned + size, true, &bit);
+  if (!w || mprotect(aligned + size, (size_t)(guard_end - (aligned + size)), PROT_NONE) != 0) {
+    os_munmap_raw(raw, size + extra);
+    return NULL;
+  }
+  atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+  if (aligned > raw)
+    os_munmap_raw(raw, (size_t)(aligned - raw));
+  if (raw + size + extra > guard_end)
+    os_munmap_raw(guard_end, (size_t)(raw + size + extra - guard_end));
   return aligned;
+}
+
+/* Unmaps the tail guard after a mapping ending at end, if it has one. */
+static void os_drop_tail_guard(uintptr_t end)
+{
+  if (tail_guard_test_and_clear(end))
+    os_munmap_raw((void *)end, tail_guard_end(end) - end);
 }
 
 void *os_map_aligned(size_t size, size_t align)
 {
+  int saved = errno;
   if (align < HAK_UNIT_SIZE)
     align = HAK_UNIT_SIZE;
   void *p = os_map_aligned_raw(size, align);
   if (p && !guard_mark((uintptr_t)p, size, true)) {
     os_munmap_raw(p, size);
+    os_drop_tail_guard((uintptr_t)p + size);
     p = NULL;
   }
   if (!p) {
     errno = ENOMEM;
     return NULL;
   }
+  errno = saved;
   atomic_fetch_add_explicit(&os_counters.mapped_bytes, size, memory_order_relaxed);
   return p;
 }
 
 void os_unmap(void *addr, size_t size)
 {
+  int saved = errno;
   if (os_refuse(addr, size, "munmap refused: range not mapped by hakmem"))
     return;
   /* Every mapping starts on a unit boundary, so its last unit holds no
@@ -174,6 +299,8 @@ void os_unmap(void *addr, size_t size)
   guard_mark((uintptr_t)addr, size, false);
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, size, memory_order_relaxed);
   os_munmap_raw(addr, size);
+  os_drop_tail_guard((uintptr_t)addr + size);
+  errno = saved;
 }
 
 static _Atomic bool decommit_disabled;
@@ -195,6 +322,7 @@ int os_decommit(void *addr, size_t size, bool dontneed)
     return ENOMEM;
   if (os_refuse(addr, size, "madvise refused: range not mapped by hakmem"))
     return EINVAL;
+  int saved = errno;
   atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
   int err = atomic_exchange(&inject_decommit_error, 0);
   if (!err && madvise(addr, size, dontneed ? MADV_DONTNEED : MADV_FREE) != 0)
@@ -205,6 +333,7 @@ int os_decommit(void *addr, size_t size, bool dontneed)
   }
   if (err == ENOMEM && !atomic_exchange(&decommit_disabled, true))
     hak_warn("madvise failed with ENOMEM: decommit is off, empty memory will be unmapped instead");
+  errno = saved;
   return err;
 }
 
@@ -212,8 +341,44 @@ int os_advise_huge(void *addr, size_t size, bool huge)
 {
   if (os_refuse(addr, size, "madvise refused: range not mapped by hakmem"))
     return EINVAL;
+  int saved = errno;
   atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
-  return madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 ? 0 : errno;
+  int err = madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 ? 0 : errno;
+  errno = saved;
+  return err;
+}
+
+/* Shrinks the mapping [a, a+old_size) to new_size by unmapping its tail
+ * (which, unlike mremap, works across the seam of a mapping made of two
+ * VMAs); a PROT_NONE tail guard moves to the new end.  Returns 0, or an
+ * errno value with nothing changed. */
+static int os_shrink(uintptr_t a, size_t old_size, size_t new_size)
+{
+  uintptr_t old_end = a + old_size, new_end = a + new_size;
+  uint64_t bit;
+  _Atomic uint64_t *w = tail_word(old_end, false, &bit);
+  if (w && (atomic_load_explicit(w, memory_order_relaxed) & bit)) {
+    /* Turn the freed tail into the new guard first: the guard's range is
+     * never unmapped, so nothing can be placed in it meanwhile. */
+    uintptr_t old_guard_end = tail_guard_end(old_end), new_guard_end = tail_guard_end(new_end);
+    uint64_t new_bit;
+    _Atomic uint64_t *nw = tail_word(new_end, true, &new_bit);
+    if (!nw)
+      return ENOMEM;
+    if (mprotect((void *)new_end, new_guard_end - new_end, PROT_NONE) != 0)
+      return errno;
+    atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+    atomic_fetch_or_explicit(nw, new_bit, memory_order_relaxed);
+    if (old_guard_end > new_guard_end)
+      os_munmap_raw((void *)new_guard_end, old_guard_end - new_guard_end);
+  } else {
+    os_munmap_raw((void *)new_end, old_size - new_size);
+  }
+  uintptr_t keep = hak_align_up(new_end, HAK_UNIT_SIZE);
+  if (old_end > keep)
+    guard_mark(keep, old_end - keep, false);
+  atomic_fetch_sub_explicit(&os_counters.mapped_bytes, old_size - new_size, memory_order_relaxed);
+  return 0;
 }
 
 int os_resize_in_place(void *old, size_t old_size, size_t new_size)
@@ -221,37 +386,74 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   if (os_refuse(old, old_size, "mremap refused: range not mapped by hakmem"))
     return EINVAL;
   uintptr_t a = (uintptr_t)old;
+  if (new_size == old_size)
+    return 0;
+  int saved = errno;
+  if (new_size < old_size) {
+    int err = os_shrink(a, old_size, new_size);
+    errno = saved;
+    return err;
+  }
+  /* Growth must stay clear of the next hakmem mapping by a guard: every
+   * unit after this mapping's last one up to the new end plus the guard
+   * must be free of mappings of ours (each starts on a unit boundary). */
+  uintptr_t last = unit_of(a + old_size - 1), reach = unit_of(a + new_size + OS_GUARD_SIZE - 1);
+  if (new_size + OS_GUARD_SIZE < new_size || a + new_size + OS_GUARD_SIZE < a ||
+      (reach > last && !guard_units(last + 1, reach, GUARD_NONE_SET)))
+    return ENOMEM;
   atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
   void *p = mremap(old, old_size, new_size, 0);
-  if (p == MAP_FAILED)
-    return errno; /* the units after it may be another mapping's: leave them */
-  if (new_size > old_size && !guard_mark(a + old_size, new_size - old_size, true)) {
-    mremap(old, new_size, old_size, 0);
+  if (p == MAP_FAILED) {
+    int err = errno;
+    errno = saved;
+    return err; /* the units after it may be another mapping's: leave them */
+  }
+  if (!guard_mark(a + old_size, new_size - old_size, true)) {
+    os_shrink(a, new_size, old_size);
+    atomic_fetch_add_explicit(&os_counters.mapped_bytes, new_size - old_size, memory_order_relaxed);
+    errno = saved;
     return ENOMEM;
   }
-  if (new_size < old_size) {
-    uintptr_t keep = hak_align_up(a + new_size, HAK_UNIT_SIZE);
-    if (a + old_size > keep)
-      guard_mark(keep, a + old_size - keep, false);
-  }
-  if (new_size > old_size)
-    atomic_fetch_add_explicit(&os_counters.mapped_bytes, new_size - old_size, memory_order_relaxed);
-  else
-    atomic_fetch_sub_explicit(&os_counters.mapped_bytes, old_size - new_size, memory_order_relaxed);
+  os_hint_skip(a, a + new_size);
+  atomic_fetch_add_explicit(&os_counters.mapped_bytes, new_size - old_size, memory_order_relaxed);
+  errno = saved;
   return 0;
 }
 
-int os_move(void *old, size_t old_size, void *dest, size_t new_size)
+int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size)
 {
   if (os_refuse(old, old_size, "mremap refused: range not mapped by hakmem") ||
       os_refuse(dest, new_size, "mremap refused: range not mapped by hakmem"))
     return EINVAL;
-  atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
-  void *p = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
-  if (p == MAP_FAILED)
-    return errno;
+  int saved = errno, err = 0;
+  char *o = old, *d = dest;
+  if (seam == 0 || seam >= old_size || seam >= new_size) {
+    atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
+    if (mremap(o, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, d) == MAP_FAILED)
+      err = errno;
+  } else {
+    /* Two VMAs: one mremap each (mremap refuses a range spanning two).
+     * The tail first, as it is the one that grows. */
+    atomic_fetch_add_explicit(&os_counters.mremap_calls, 2, memory_order_relaxed);
+    if (mremap(o + seam, old_size - seam, new_size - seam, MREMAP_MAYMOVE | MREMAP_FIXED, d + seam) == MAP_FAILED) {
+      err = errno;
+    } else if (mremap(o, seam, seam, MREMAP_MAYMOVE | MREMAP_FIXED, d) == MAP_FAILED) {
+      err = errno;
+      /* Put the tail back where it was: its range is still ours (its
+       * units are marked, so no mapping of ours went there). */
+      atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
+      if (mremap(d + seam, new_size - seam, old_size - seam, MREMAP_MAYMOVE | MREMAP_FIXED, o + seam) == MAP_FAILED)
+        hak_fatal_pointer("mremap: cannot put back a block's pages", old);
+    }
+  }
+  if (err) {
+    errno = saved;
+    return err;
+  }
   guard_mark((uintptr_t)old, old_size, false);
+  os_drop_tail_guard((uintptr_t)old + old_size);
   /* dest's old pages were replaced; old's range is now unmapped. */
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, old_size, memory_order_relaxed);
+  errno = saved;
   return 0;
 }

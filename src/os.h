@@ -1,6 +1,10 @@
-/* OS layer: the only code in libhakmem that calls mmap, munmap, madvise
- * and mremap.  Every call is counted.  Functions are thread-safe and never
- * allocate.  Mappings are private, anonymous, read-write. */
+/* OS layer: the only code in libhakmem that calls mmap, munmap, madvise,
+ * mremap and mprotect.  Every call is counted.  Functions are thread-safe
+ * and never allocate.  Mappings are private, anonymous, read-write, and
+ * accounted by the kernel (no MAP_NORESERVE): what the overcommit policy
+ * cannot back is refused.  Each is followed by a guard of at least one
+ * page where nothing of hakmem's is placed (see os.c), and starts at a
+ * random address.  No function changes errno except as stated. */
 #ifndef HAKMEM_OS_H
 #define HAKMEM_OS_H
 
@@ -17,9 +21,12 @@ struct os_counters {
 extern struct os_counters os_counters;
 
 /* Maps size bytes (a multiple of the page size) aligned to align (a power
- * of two >= page size).  Returns NULL with errno = ENOMEM on failure. */
+ * of two >= page size; at least the 512 KiB unit is used).  Returns NULL
+ * with errno = ENOMEM on failure (the kernel refused, or no memory for the
+ * ownership map). */
 void *os_map_aligned(size_t size, size_t align);
-/* Unmaps a range obtained from os_map_aligned (or a page-aligned part of one). */
+/* Unmaps a whole mapping obtained from os_map_aligned (as resized since),
+ * with its guard.  Refuses (a warning) a range not hakmem's. */
 void os_unmap(void *addr, size_t size);
 /* Gives the pages back to the OS; the range stays mapped.  dontneed:
  * MADV_DONTNEED (pages leave the resident set now and read as zero);
@@ -39,12 +46,18 @@ int os_advise_huge(void *addr, size_t size, bool huge);
 bool os_owns_range(const void *addr, size_t size);
 /* Test hook: the next decommit fails with err (0 = no injection). */
 void os_inject_decommit_error(int err);
-/* Grows or shrinks the mapping at old (old_size bytes) in place to new_size.
- * Returns 0 on success, an errno value if the neighbouring range is taken. */
+/* Grows or shrinks the mapping ending at old + old_size in place to end at
+ * old + new_size (old may be the start of the mapping's last VMA: a
+ * shrink works across VMAs, a growth extends the last one).  Returns 0 on
+ * success; an errno value with nothing changed: ENOMEM if growth would
+ * come within a guard of the next hakmem mapping or the range after it is
+ * taken, EINVAL if old is not hakmem's. */
 int os_resize_in_place(void *old, size_t old_size, size_t new_size);
 /* Moves the pages of [old, old+old_size) to dest, which must be a mapping of
  * at least new_size bytes obtained from os_map_aligned; no data is copied.
- * Returns 0 or an errno value (nothing changed then). */
-int os_move(void *old, size_t old_size, void *dest, size_t new_size);
+ * seam, if not 0, is where the second of the two VMAs the range may be
+ * made of starts (mremap moves one VMA at a time); the moved range has the
+ * same seam.  Returns 0, or an errno value with nothing changed. */
+int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size);
 
 #endif

@@ -450,7 +450,8 @@ static bool pool_collect_orphans_locked(void)
     struct slab *next;
     for (struct slab *s = orphan_list[c]; s; s = next) {
       next = s->next;
-      if (slab_drain_remote(s) && s->used == 0) {
+      slab_drain_remote(s);
+      if (s->used == 0) {
         slab_list_remove(&orphan_list[c], s);
         pool_release_empty_locked(s);
         released = true;
@@ -621,4 +622,136 @@ void shared_pool_postfork_child(uint64_t survivor)
       }
     }
   }
+}
+
+/* ---- hakmem_check_heap ---- */
+
+/* Reports one problem found by the heap walk: "hakmem: check_heap: what
+ * 0x<where>" on stderr.  Returns -1. */
+static int heap_problem(const char *what, const void *where)
+{
+  char line[160];
+  char hex[2 + 16 + 1] = "0x";
+  uintptr_t v = (uintptr_t)where;
+  int digits = 1;
+  while (digits < 16 && (v >> (4 * digits)))
+    digits++;
+  for (int i = 0; i < digits; i++)
+    hex[2 + i] = "0123456789abcdef"[(v >> (4 * (digits - 1 - i))) & 15];
+  hex[2 + digits] = 0;
+  hak_concat(line, sizeof line, "check_heap: ", what);
+  size_t n = 0;
+  while (line[n])
+    n++;
+  if (n + 1 < sizeof line) {
+    line[n++] = ' ';
+    line[n] = 0;
+  }
+  char full[200];
+  hak_warn(hak_concat(full, sizeof full, line, hex));
+  return -1;
+}
+
+/* Walks the local free list of s, which nobody else may change while the
+ * walk runs: every link inside the slab at a carved block's start, every
+ * block tagged free, no more blocks than carved minus used. */
+static int heap_check_free_list(const struct slab *s)
+{
+  uint32_t limit = (uint32_t)s->carved - s->used, k = 0;
+  for (const uintptr_t *p = s->free; p;) {
+    if (!slab_is_block(s, p))
+      return heap_problem("free list links outside its slab, to", p);
+    if (hak_hardened && p[1] != hak_secret_free_tag)
+      return heap_problem("block on a free list without the free tag (written after free?)", p);
+    if (++k > limit)
+      return heap_problem("free list longer than the free blocks of its slab (cycle?) at", p);
+    p = (const uintptr_t *)(hak_hardened ? p[0] ^ hak_secret_list ^ (uintptr_t)p : p[0]);
+  }
+  if (k != limit)
+    return heap_problem("free list shorter than the free blocks of its slab", s);
+  return 0;
+}
+
+/* The descriptor of a slab that holds blocks. */
+static int heap_check_slab(const struct slab *s)
+{
+  if (s->cls >= HAK_NUM_CLASSES)
+    return heap_problem("slab with a bad class", s);
+  size_t bs = slab_block_size(s);
+  struct slab probe = *s;
+  slab_format(&probe, s->cls, (uint32_t)bs, (size_t)s->capacity * bs);
+  if (probe.block_inv != s->block_inv || probe.block_shift != s->block_shift)
+    return heap_problem("slab descriptor with a damaged block size", s);
+  if (s->used > s->carved || s->carved > s->capacity)
+    return heap_problem("slab with inconsistent counts", s);
+  size_t span = size_class_is_medium(s->cls)
+                    ? ((size_t)(superslab_of_slab((struct slab *)s)->nslabs - 1) << HAK_SLAB_SHIFT)
+                    : HAK_SLAB_SIZE;
+  if ((size_t)s->capacity * bs > span)
+    return heap_problem("slab larger than its span", s);
+  return 0;
+}
+
+static int heap_check_superslab(struct superslab *ss, uint64_t me)
+{
+  if (ss->magic != SUPERSLAB_MAGIC || ss->lg < HAK_SS_LG_MIN || ss->lg > HAK_SS_LG_MAX ||
+      ss->nslabs != 1u << (ss->lg - HAK_SLAB_SHIFT))
+    return heap_problem("SuperSlab header damaged", ss);
+  if (registry_lookup((uintptr_t)ss) != ((uintptr_t)ss | REGISTRY_TAG_SUPERSLAB))
+    return heap_problem("SuperSlab missing from the registry", ss);
+  unsigned inuse = 0, unused = 0;
+  for (unsigned i = 1; i < ss->nslabs; i++) {
+    struct slab *s = &ss->slabs[i];
+    if (s->index != i)
+      return heap_problem("slab descriptor with a wrong index", s);
+    switch (s->state) {
+    case SLAB_UNUSED:
+      unused++;
+      continue;
+    case SLAB_SPAN_TAIL:
+      if (s->head_offset != i - 1 || ss->slabs[1].state == SLAB_UNUSED)
+        return heap_problem("medium slab tail without its head", s);
+      continue;
+    case SLAB_ACTIVE:
+    case SLAB_ORPHAN:
+      inuse++;
+      break;
+    case SLAB_EMPTY:
+      break;
+    default:
+      return heap_problem("slab in an unknown state", s);
+    }
+    if (heap_check_slab(s))
+      return -1;
+    uint64_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+    /* Lists are stable only for slabs no other thread owns. */
+    if (s->state == SLAB_ACTIVE && owner != me)
+      continue;
+    if (s->state == SLAB_EMPTY && (s->used != 0 || owner != HAK_NO_OWNER))
+      return heap_problem("EMPTY slab with blocks in use or an owner", s);
+    slab_drain_remote(s);
+    if (heap_check_free_list(s))
+      return -1;
+  }
+  if (inuse != ss->ninuse || unused != ss->nunused)
+    return heap_problem("SuperSlab slab counts disagree with its slabs", ss);
+  return 0;
+}
+
+int shared_pool_check_heap(uint64_t me)
+{
+  int rc = 0;
+  pthread_mutex_lock(&pool_lock);
+  for (struct superslab *ss = all_list; ss && rc == 0; ss = ss->all_next)
+    rc = heap_check_superslab(ss, me);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES && rc == 0; c++) {
+    for (struct slab *s = empty_list[c]; s && rc == 0; s = s->next)
+      if (s->state != SLAB_EMPTY || s->cls != c)
+        rc = heap_problem("EMPTY list holds a slab of another state or class", s);
+    for (struct slab *s = orphan_list[c]; s && rc == 0; s = s->next)
+      if (s->state != SLAB_ORPHAN || s->cls != c)
+        rc = heap_problem("orphan list holds a slab of another state or class", s);
+  }
+  pthread_mutex_unlock(&pool_lock);
+  return rc;
 }

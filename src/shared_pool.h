@@ -72,6 +72,11 @@ void shared_pool_set_superslab_lg(unsigned lg);
 /* Whether stage 1 may reuse EMPTY slabs of the same class (config ss_empty_reuse). */
 void shared_pool_set_empty_reuse(bool on);
 
+/* The slab half of hakmem_check_heap: walks every SuperSlab under the
+ * pool lock, and the free lists of the slabs that thread me (the caller)
+ * owns or nobody owns.  Returns 0, or -1 after one line on stderr. */
+int shared_pool_check_heap(uint64_t me);
+
 /* Fork: lock before fork, unlock in the parent, reset in the child.  The
  * child also turns slabs owned by threads that do not exist in it into
  * orphans, so their blocks can be reused. */

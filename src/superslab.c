@@ -6,20 +6,39 @@
 
 #include <string.h>
 
-_Atomic(struct registry_leaf *) registry_l1[1u << REGISTRY_L1_BITS];
+_Atomic uintptr_t registry_l1[1u << REGISTRY_L1_BITS];
+const struct registry_leaf registry_empty_leaf;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static struct registry_leaf *registry_leaf_at(uintptr_t a)
+{
+  return (struct registry_leaf *)((uintptr_t)&registry_empty_leaf +
+                                  atomic_load_explicit(&registry_l1[a >> 32], memory_order_relaxed));
+}
+
+/* The leaf of a (mapped now if it was the empty one), or NULL if it
+ * cannot be mapped. */
 static struct registry_leaf *registry_leaf_get_locked(uintptr_t a)
 {
-  size_t i = a >> 32;
-  struct registry_leaf *leaf = atomic_load_explicit(&registry_l1[i], memory_order_relaxed);
-  if (!leaf) {
+  struct registry_leaf *leaf = registry_leaf_at(a);
+  if (leaf == &registry_empty_leaf) {
     leaf = os_map_aligned(sizeof(struct registry_leaf), HAK_PAGE_SIZE);
     if (!leaf)
       return NULL;
-    atomic_store_explicit(&registry_l1[i], leaf, memory_order_release);
+    atomic_store_explicit(&registry_l1[a >> 32], (uintptr_t)leaf - (uintptr_t)&registry_empty_leaf,
+                          memory_order_release);
   }
   return leaf;
+}
+
+static void registry_clear_locked(uintptr_t base, size_t size)
+{
+  for (uintptr_t a = base; a < base + size; a += HAK_UNIT_SIZE) {
+    struct registry_leaf *leaf = registry_leaf_at(a);
+    if (leaf != &registry_empty_leaf)
+      atomic_store_explicit(&leaf->entry[(a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)],
+                            0, memory_order_release);
+  }
 }
 
 bool registry_set(uintptr_t base, size_t size, uintptr_t entry)
@@ -28,8 +47,8 @@ bool registry_set(uintptr_t base, size_t size, uintptr_t entry)
   for (uintptr_t a = base; a < base + size; a += HAK_UNIT_SIZE) {
     struct registry_leaf *leaf = registry_leaf_get_locked(a);
     if (!leaf) {
+      registry_clear_locked(base, a - base);
       pthread_mutex_unlock(&registry_lock);
-      registry_clear(base, a - base);
       return true;
     }
     atomic_store_explicit(&leaf->entry[(a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)],
@@ -42,12 +61,7 @@ bool registry_set(uintptr_t base, size_t size, uintptr_t entry)
 void registry_clear(uintptr_t base, size_t size)
 {
   pthread_mutex_lock(&registry_lock);
-  for (uintptr_t a = base; a < base + size; a += HAK_UNIT_SIZE) {
-    struct registry_leaf *leaf = atomic_load_explicit(&registry_l1[a >> 32], memory_order_relaxed);
-    if (leaf)
-      atomic_store_explicit(&leaf->entry[(a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)],
-                            0, memory_order_release);
-  }
+  registry_clear_locked(base, size);
   pthread_mutex_unlock(&registry_lock);
 }
 

@@ -48,23 +48,29 @@ struct superslab {
 struct registry_leaf {
   _Atomic uintptr_t entry[1u << REGISTRY_L2_BITS];
 };
-extern _Atomic(struct registry_leaf *) registry_l1[1u << REGISTRY_L1_BITS];
+/* Level 1 is never empty: each slot names a leaf, as its distance in bytes
+ * from registry_empty_leaf, a static read-only leaf of zeros.  A zero slot
+ * (the initial state, in .bss) thus names the empty leaf, and a lookup
+ * needs no NULL test; a distance rather than a pointer keeps the table out
+ * of the dynamic relocations (65536 of them, 512 KiB written at load). */
+extern _Atomic uintptr_t registry_l1[1u << REGISTRY_L1_BITS];
+extern const struct registry_leaf registry_empty_leaf;
 
-/* The registry entry covering address a, or 0 if hakmem does not own it. */
+/* The registry entry covering address a, or 0 if hakmem does not own it.
+ * One range test on the level-1 index covers every address above 2^48. */
 HAK_INLINE uintptr_t registry_lookup(uintptr_t a)
 {
-  if (HAK_UNLIKELY(a >> (32 + REGISTRY_L1_BITS)))
+  uintptr_t i = a >> 32;
+  if (HAK_UNLIKELY(i >= (1u << REGISTRY_L1_BITS)))
     return 0;
-  struct registry_leaf *leaf =
-      atomic_load_explicit(&registry_l1[a >> 32], memory_order_acquire);
-  if (HAK_UNLIKELY(!leaf))
-    return 0;
+  const struct registry_leaf *leaf = (const struct registry_leaf *)
+      ((uintptr_t)&registry_empty_leaf + atomic_load_explicit(&registry_l1[i], memory_order_acquire));
   return atomic_load_explicit(&leaf->entry[(a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)],
                               memory_order_relaxed);
 }
 
 /* Records entry for every unit of [base, base+size) (base unit-aligned).
- * Returns true on error (no memory for a registry leaf). */
+ * Returns true on error (no memory for a registry leaf; nothing recorded). */
 bool registry_set(uintptr_t base, size_t size, uintptr_t entry);
 /* Clears the entries of [base, base+size). */
 void registry_clear(uintptr_t base, size_t size);

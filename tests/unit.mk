@@ -52,3 +52,14 @@ tests_test_lifecycle_SOURCES = tests/test_lifecycle.c
 tests_test_lifecycle_CFLAGS = $(CORE_TESTS_CC_FLAGS)
 tests_test_lifecycle_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
 tests_test_lifecycle_LDADD = $(CORE_TESTS_LIBS)
+
+# Large blocks and the OS layer: header/mapping/registry invariant, guard
+# pages, sealed headers, huge requests, placement randomisation, errno.
+if HAVE_CHECK
+check_PROGRAMS += tests/test_large
+TESTS += tests/test_large
+endif
+tests_test_large_SOURCES = tests/test_large.c
+tests_test_large_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_large_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_large_LDADD = $(CORE_TESTS_LIBS)

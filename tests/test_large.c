@@ -1,0 +1,409 @@
+/* Large blocks and the OS layer: the header/mapping/registry invariant
+ * after every kind of operation, guard pages, the sealed header, refusal
+ * of requests that cannot be backed, address randomisation, errno. */
+#include <check.h>
+#include "test_util.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "large.h"
+#include "os.h"
+#include "superslab.h"
+
+static void start(void)
+{
+  hak_free(hak_malloc(1));
+}
+
+static struct large_hdr *hdr_of(void *p)
+{
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  ck_assert_msg(e != 0 && !registry_is_superslab(e), "%p: not a large block", p);
+  return (struct large_hdr *)e;
+}
+
+#define CHECK_INV(p, what)                                                         \
+  do {                                                                             \
+    int bad_ = large_check_invariants(hdr_of(p));                                  \
+    ck_assert_msg(bad_ == 0, "%s: invariant %d broken (see large.c)", what, bad_); \
+  } while (0)
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_kb(void)
+{
+  long size, res;
+  FILE *f = fopen("/proc/self/statm", "r");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &res), 2);
+  fclose(f);
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* ---- 1: the invariant, and the spurious ENOMEM ---- */
+
+START_TEST(realloc_after_aligned_blocks_grows)
+{
+  start();
+  for (size_t align = 8; align <= 2 * MiB; align *= 2)
+    for (size_t sz = 1; sz < 70000; sz = sz * 3 + 1) {
+      void *p;
+      ck_assert_int_eq(hak_posix_memalign(&p, align, sz), 0);
+      memset(p, 0xab, hak_malloc_usable_size(p));
+      hak_free(p);
+    }
+  char *r = hak_malloc(10);
+  memcpy(r, "0123456789", 10);
+  for (size_t n = 10; n <= 8 * MiB; n = n * 2 + 3) {
+    errno = 0;
+    char *q = hak_realloc(r, n);
+    ck_assert_msg(q != NULL, "realloc to %zu: NULL, errno %d", n, errno);
+    ck_assert_msg(memcmp(q, "0123456789", 10) == 0, "realloc to %zu lost the data", n);
+    r = q;
+    if (n > 256 * KiB)
+      CHECK_INV(r, "growing realloc");
+  }
+  hak_free(r);
+}
+END_TEST
+
+START_TEST(invariants_after_each_operation)
+{
+  start();
+  /* A fresh mapping, plain and aligned beyond the unit. */
+  char *a = hak_malloc(600 * KiB);
+  CHECK_INV(a, "malloc");
+  void *b;
+  ck_assert_int_eq(hak_posix_memalign(&b, 2 * MiB, 300 * KiB), 0);
+  CHECK_INV(b, "posix_memalign 2 MiB");
+  /* A cached mapping reused at another offset: aligned to the unit, so
+   * cached with its block at 512 KiB, then taken for a block at 64. */
+  void *c;
+  ck_assert_int_eq(hak_posix_memalign(&c, 512 * KiB, 700 * KiB), 0);
+  CHECK_INV(c, "posix_memalign 512 KiB");
+  hak_free(c);
+  hak_stats_t s0 = stats_now();
+  char *d = hak_malloc(1100 * KiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  CHECK_INV(d, "BigCache reuse at another offset");
+  /* Grow in place (nothing after d yet but the guard), shrink in place. */
+  char *e = hak_realloc(d, 1400 * KiB);
+  CHECK_INV(e, "realloc grow");
+  char *f = hak_realloc(e, 300 * KiB);
+  CHECK_INV(f, "realloc shrink");
+  /* Move over a cached mapping's head (two VMAs), then grow and move on. */
+  char *cached = hak_malloc(3 * MiB);
+  memset(cached, 7, 3 * MiB);
+  char *p = hak_malloc(600 * KiB);
+  char *wall = hak_malloc(600 * KiB);
+  memset(p, 0x5a, 600 * KiB);
+  hak_free(cached);
+  char *q = hak_realloc(p, 2 * MiB);
+  ck_assert_ptr_ne(q, p);
+  CHECK_INV(q, "realloc into a cached mapping");
+  ck_assert_uint_ne(hdr_of(q)->seam, 0);
+  char *g = hak_realloc(q, 2 * MiB + 700 * KiB);
+  CHECK_INV(g, "realloc of a two-VMA block, in place or moved");
+  char *wall2 = hak_malloc(600 * KiB);
+  char *h = hak_realloc(g, 7 * MiB);
+  ck_assert_ptr_nonnull(h);
+  CHECK_INV(h, "realloc of a two-VMA block that must move");
+  for (size_t i = 0; i < 600 * KiB; i += 4096)
+    ck_assert_uint_eq((unsigned char)h[i], 0x5a);
+  char *k = hak_realloc(h, 1 * MiB);
+  CHECK_INV(k, "realloc shrink across the seam");
+  hak_free(k);
+  hak_free(wall);
+  hak_free(wall2);
+  hak_free(f);
+  hak_free(b);
+  hak_free(a);
+}
+END_TEST
+
+/* ---- 2: guards ---- */
+
+static int child_signal(void (*fn)(void *), void *arg)
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core);
+    fn(arg);
+    _exit(0);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+}
+
+static void write_at(void *p)
+{
+  *(volatile char *)p = 1;
+}
+
+START_TEST(overflow_past_a_mapping_faults)
+{
+  start();
+  struct superslab *ss = superslab_create(21);
+  ck_assert_ptr_nonnull(ss);
+  struct superslab *next = superslab_create(21); /* placed after it */
+  ck_assert_ptr_nonnull(next);
+  ck_assert_int_eq(child_signal(write_at, (char *)ss + (2 * MiB)), SIGSEGV);
+  ck_assert_int_eq(child_signal(write_at, (char *)next + (2 * MiB)), SIGSEGV);
+  char *big = hak_malloc(600 * KiB);
+  char *after = hak_malloc(600 * KiB);
+  struct large_hdr *h = hdr_of(big);
+  ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size - 1), 0);
+  ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
+  /* Growing in place stops short of the next mapping's guard: the block
+   * moves instead, and the guard stays. */
+  char *grown = hak_realloc(big, 1200 * KiB);
+  ck_assert_ptr_nonnull(grown);
+  h = hdr_of(grown);
+  ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
+  struct large_hdr *ha = hdr_of(after);
+  ck_assert_int_eq(child_signal(write_at, (char *)ha + ha->map_size), SIGSEGV);
+  hak_free(grown);
+  hak_free(after);
+  superslab_destroy(next);
+  superslab_destroy(ss);
+}
+END_TEST
+
+/* ---- 3: the sealed header; 7: foreign pointers ---- */
+
+static void expect_abort(void (*fn)(void), const char *needle)
+{
+  int fds[2];
+  ck_assert_int_eq(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(SIGABRT, SIG_DFL);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    fn();
+    _exit(0);
+  }
+  close(fds[1]);
+  char buf[4096];
+  size_t len = 0;
+  ssize_t r;
+  while (len < sizeof buf - 1 && (r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+    len += (size_t)r;
+  buf[len] = 0;
+  close(fds[0]);
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: not aborted; stderr: %s",
+                needle, buf);
+  ck_assert_msg(strstr(buf, "hakmem: ") && strstr(buf, needle), "stderr lacks \"%s\": %s", needle, buf);
+}
+
+/* The header is at the start of the mapping: the block minus its offset
+ * (64 for a malloc'ed block). */
+static struct large_hdr *forge_map_size(size_t size)
+{
+  char *p = hak_malloc(size);
+  struct large_hdr *h = (struct large_hdr *)(p - LARGE_HEADER_SIZE);
+  h->map_size += 8 * MiB;
+  return h;
+}
+
+static void free_forged(void) { hak_free(large_block(forge_map_size(4 * MiB))); }
+static void realloc_forged(void) { hak_realloc(large_block(forge_map_size(4 * MiB)), 9 * MiB); }
+static void usable_forged(void) { hak_malloc_usable_size(large_block(forge_map_size(4 * MiB))); }
+static void cached_forged(void)
+{
+  char *p = hak_malloc(1 * MiB);
+  struct large_hdr *h = hdr_of(p);
+  hak_free(p); /* cached */
+  h->map_size += 8 * MiB;
+  hak_malloc(1 * MiB);
+}
+
+START_TEST(forged_header_aborts)
+{
+  start();
+  expect_abort(free_forged, "free(): corrupted large block header");
+  expect_abort(realloc_forged, "corrupted large block header");
+  expect_abort(usable_forged, "corrupted large block header");
+  expect_abort(cached_forged, "corrupted cached large block header");
+}
+END_TEST
+
+static void free_interior(void)
+{
+  char *p = hak_malloc(4 * MiB);
+  hak_free(p + 1 * MiB);
+}
+static void free_interior_near(void)
+{
+  char *p = hak_malloc(4 * MiB);
+  hak_free(p + 4096);
+}
+static void free_stack(void)
+{
+  char buf[64];
+  void *volatile p = buf + 16;
+  hak_free(p);
+}
+static void free_high(void) { hak_free((void *)(uintptr_t)0xffff800000000000ull); }
+static void free_above_47(void) { hak_free((void *)((uintptr_t)1 << 47)); }
+static void free_wild(void) { hak_free((void *)(uintptr_t)0x123456789000ull); }
+
+START_TEST(foreign_and_interior_pointers_are_reported)
+{
+  start();
+  expect_abort(free_interior, "invalid pointer");
+  expect_abort(free_interior_near, "invalid pointer");
+  expect_abort(free_stack, "invalid pointer");
+  expect_abort(free_high, "invalid pointer");
+  expect_abort(free_above_47, "invalid pointer");
+  expect_abort(free_wild, "invalid pointer");
+  ck_assert_uint_eq(registry_lookup(0xffff800000000000ull), 0);
+  ck_assert_uint_eq(registry_lookup(~(uintptr_t)0), 0);
+  ck_assert_uint_eq(registry_lookup(0), 0);
+}
+END_TEST
+
+/* ---- 4: huge requests ---- */
+
+START_TEST(huge_request_fails_fast)
+{
+  start();
+  long before = rss_kb();
+  double t = now_s();
+  errno = 0;
+  void *p = hak_malloc((size_t)64 << 40);
+  double took = now_s() - t;
+  int err = errno;
+  ck_assert_ptr_null(p);
+  ck_assert_int_eq(err, ENOMEM);
+  ck_assert_msg(took < 1.0, "malloc(64 TiB) took %.2f s", took);
+  ck_assert_int_le(rss_kb() - before, 8 * 1024);
+  /* 1 GiB is mapped, registered and unmapped at a cost independent of
+   * its size. */
+  t = now_s();
+  char *g = hak_malloc((size_t)1 << 30);
+  ck_assert_ptr_nonnull(g);
+  CHECK_INV(g, "malloc(1 GiB)");
+  hak_free(g);
+  took = now_s() - t;
+  ck_assert_msg(took < 0.1, "malloc+free of 1 GiB took %.3f s", took);
+  ck_assert_int_le(rss_kb() - before, 8 * 1024);
+}
+END_TEST
+
+/* ---- 5: randomisation, in fresh processes (exec, not fork) ---- */
+
+static const char *self_exe;
+
+/* Child mode: prints the address of the first large block (and, with
+ * "huge", of the first one after a request too big to place). */
+static int child_main(const char *mode)
+{
+  if (strcmp(mode, "huge") == 0) {
+    void *h = hak_malloc((size_t)40 << 40);
+    if (h)
+      hak_free(h);
+  }
+  void *p = hak_malloc(1 * MiB);
+  printf("%p\n", p);
+  return 0;
+}
+
+static unsigned distinct_addresses(const char *mode, int runs)
+{
+  uintptr_t seen[32];
+  unsigned n = 0;
+  for (int i = 0; i < runs; i++) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' --child %s", self_exe, mode);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    unsigned long a = 0;
+    ck_assert_int_eq(fscanf(f, "%lx", &a), 1);
+    ck_assert_int_eq(pclose(f), 0);
+    bool dup = false;
+    for (unsigned k = 0; k < n; k++)
+      dup |= seen[k] == a;
+    if (!dup)
+      seen[n++] = a;
+  }
+  return n;
+}
+
+START_TEST(placement_is_random_across_runs)
+{
+  ck_assert_uint_ge(distinct_addresses("plain", 20), 19);
+  ck_assert_uint_ge(distinct_addresses("huge", 20), 19);
+}
+END_TEST
+
+/* ---- 6: errno ---- */
+
+START_TEST(successful_realloc_keeps_errno)
+{
+  start();
+  for (int i = 0; i < 8; i++) {
+    char *p = hak_malloc(600 * KiB);
+    char *wall = hak_malloc(600 * KiB); /* in-place growth of p fails */
+    memset(p, 3, 600 * KiB);
+    errno = EDOM;
+    char *q = hak_realloc(p, (size_t)(3 + i) * MiB);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(errno, EDOM);
+    errno = EDOM;
+    char *r = hak_realloc(q, 700 * KiB);
+    ck_assert_int_eq(errno, EDOM);
+    void *m = hak_malloc(5 * MiB);
+    ck_assert_int_eq(errno, EDOM);
+    hak_free(m);
+    hak_free(r);
+    hak_free(wall);
+    ck_assert_int_eq(errno, EDOM);
+  }
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+  if (argc == 3 && strcmp(argv[1], "--child") == 0)
+    return child_main(argv[2]);
+  self_exe = argv[0];
+  Suite *s = suite_create("large");
+  TCase *t = tcase_create("large");
+  tcase_set_timeout(t, 120);
+  tcase_add_test(t, realloc_after_aligned_blocks_grows);
+  tcase_add_test(t, invariants_after_each_operation);
+  tcase_add_test(t, overflow_past_a_mapping_faults);
+  tcase_add_test(t, forged_header_aborts);
+  tcase_add_test(t, foreign_and_interior_pointers_are_reported);
+  tcase_add_test(t, huge_request_fails_fast);
+  tcase_add_test(t, placement_is_random_across_runs);
+  tcase_add_test(t, successful_realloc_keeps_errno);
+  suite_add_tcase(s, t);
+  return check_run(s);
+}
