@@ -21,12 +21,12 @@ tests_test_api_direct_LDADD = $(CORE_TESTS_LIBS)
 # combined with AddressSanitizer: normal build only.
 if !SANITIZE
 if HAVE_CHECK
-check_PROGRAMS += tests/test_api tests/test_stress
-TESTS += tests/test_api tests/test_stress
+check_PROGRAMS += tests/test_api tests/test_stress tests/test_misuse
+TESTS += tests/test_api tests/test_stress tests/test_misuse
 endif
-check_PROGRAMS += tests/stress_small
-TESTS += tests/real_programs.sh tests/valgrind_stress.sh
-dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh
+check_PROGRAMS += tests/stress_small tests/fuzz_heap tests/fuzz_heap_glibc
+TESTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
+dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
 endif
 
 tests_test_api_SOURCES = tests/test_api.c
@@ -41,6 +41,14 @@ tests_test_stress_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
 tests_test_stress_LDFLAGS = -pthread
 tests_test_stress_LDADD = src/libhakmem.la $(CHECK_LIBS)
 
+# Misuse (double, invalid and cross-thread frees, use after free, poisoned
+# free lists, forged large headers): each case in a child that must abort
+# with one "hakmem: " line.
+tests_test_misuse_SOURCES = tests/test_misuse.c
+tests_test_misuse_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
+tests_test_misuse_LDFLAGS = -pthread
+tests_test_misuse_LDADD = src/libhakmem.la $(CHECK_LIBS)
+
 # The program tests/valgrind_stress.sh runs under memcheck.  -no-install:
 # libtool links the real executable (no wrapper script), with a run path to
 # the uninstalled library, so valgrind sees the program itself.
@@ -48,3 +56,20 @@ tests_stress_small_SOURCES = tests/stress_small.c
 tests_stress_small_CFLAGS = $(AM_CFLAGS) -fno-builtin
 tests_stress_small_LDFLAGS = -pthread -no-install
 tests_stress_small_LDADD = src/libhakmem.la
+
+# The differential heap fuzzer: one source, on libhakmem and on glibc (the
+# second shows the harness is right).  'make check' runs a few seeds
+# (tests/fuzz_heap.sh); 'make fuzz' runs seeds for FUZZ_SECONDS.
+FUZZ_CFLAGS = $(AM_CFLAGS) -fno-builtin
+tests_fuzz_heap_SOURCES = tests/fuzz_heap.c
+tests_fuzz_heap_CFLAGS = $(FUZZ_CFLAGS)
+tests_fuzz_heap_LDFLAGS = -pthread
+tests_fuzz_heap_LDADD = src/libhakmem.la
+tests_fuzz_heap_glibc_SOURCES = tests/fuzz_heap.c
+tests_fuzz_heap_glibc_CFLAGS = $(FUZZ_CFLAGS) -DFUZZ_GLIBC
+tests_fuzz_heap_glibc_LDFLAGS = -pthread
+
+FUZZ_SECONDS = 600
+fuzz: tests/fuzz_heap$(EXEEXT) tests/fuzz_heap_glibc$(EXEEXT)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(SHELL) $(srcdir)/tests/fuzz_heap.sh --long
+.PHONY: fuzz

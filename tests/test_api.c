@@ -554,6 +554,23 @@ START_TEST(alignments_above_64k)
 }
 END_TEST
 
+/* Size 0 at an alignment beyond the slab classes: the block must still be
+ * one hakmem owns (usable size, free), not the end of its mapping. */
+START_TEST(alignments_above_64k_size_zero)
+{
+  for (size_t a = 64 * KiB; a <= 4 * MiB; a *= 2) {
+    void *p = NULL;
+    ck_assert_int_eq(T_POSIX_MEMALIGN(&p, opaque(a), opaque(0)), 0);
+    check_block(p, 0, a, "posix_memalign");
+    T_FREE(p);
+    check_block(p = T_ALIGNED_ALLOC(opaque(a), opaque(0)), 0, a, "aligned_alloc");
+    T_FREE(p);
+    check_block(p = T_MEMALIGN(opaque(a), opaque(0)), 0, a, "memalign");
+    T_FREE(p);
+  }
+}
+END_TEST
+
 START_TEST(bad_alignments)
 {
   const size_t not_pow2[] = { 0, 3, 5, 6, 12, 24, 48, 100, 4097, 65535, 3 * MiB,
@@ -1361,6 +1378,7 @@ int main(void)
   tcase_add_test(t, other_entry_points_power_of_two_sizes);
   tcase_add_test(t, alignments_up_to_64k);
   tcase_add_test(t, alignments_above_64k);
+  tcase_add_test(t, alignments_above_64k_size_zero);
   tcase_add_test(t, bad_alignments);
   tcase_add_test(t, aligned_alloc_any_size);
   tcase_add_test(t, valloc_pvalloc_pages);

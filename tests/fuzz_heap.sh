@@ -1,0 +1,96 @@
+#!/bin/sh
+# Runs the differential heap fuzzer (tests/fuzz_heap.c) on hakmem and, with
+# the same seeds, on glibc (tests/fuzz_heap_glibc), which shows the harness
+# itself is right.
+#
+#   tests/fuzz_heap.sh           the short set 'make check' runs: a few
+#                                seeds, a few seconds
+#   tests/fuzz_heap.sh --long    'make fuzz': seeds one after another for
+#                                FUZZ_SECONDS (default 600), with 1 to 8
+#                                threads; FUZZ_SEED picks the first seed
+#                                (default: from the clock, printed)
+#
+# Every run has a deadline (the fuzzer's own alarm, and timeout(1) as a
+# backstop); a mismatch, a crash, a hang or any "hakmem: " line on its
+# stderr stops everything with the
+# command to replay it and exit status 1.  The last line gives the seeds
+# and operations run.  Run from the top build directory.
+set -u
+
+me=fuzz_heap.sh
+hak=./tests/fuzz_heap
+glibc=./tests/fuzz_heap_glibc
+for p in "$hak" "$glibc"; do
+  if [ ! -x "$p" ]; then
+    echo "$me: $p not found (run from the top build directory after make)" >&2
+    exit 1
+  fi
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-fuzz.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM
+
+if command -v timeout >/dev/null 2>&1; then
+  backstop() { t=$1; shift; timeout -s KILL "$((t + 30))" "$@"; }
+else
+  backstop() { shift; "$@"; }
+fi
+
+seeds=0
+ops=0
+hak_runs=0
+glibc_runs=0
+
+# run PROGRAM SEED OPS THREADS DEADLINE
+run() {
+  prog=$1 seed=$2 n=$3 threads=$4 deadline=$5
+  backstop "$deadline" "$prog" "$seed" "$n" "$threads" "$deadline" >"$tmp/out" 2>&1
+  rc=$?
+  # A "hakmem: " line is a failure too: a warning (e.g. "munmap refused")
+  # means the allocator's own bookkeeping went wrong.
+  if [ $rc -ne 0 ] || ! grep -q '^fuzz_heap: ok ' "$tmp/out" || grep -q '^hakmem: ' "$tmp/out"; then
+    echo "$me: FAIL: $prog $seed $n $threads $deadline: exit status $rc" \
+      "$( [ $rc -gt 128 ] && echo "(signal $((rc - 128)))")" >&2
+    tail -n 20 "$tmp/out" >&2
+    echo "$me: FAIL after $seeds seeds, $ops operations" >&2
+    exit 1
+  fi
+  done_ops=$(sed -n 's/^fuzz_heap: ok .* ops \([0-9]*\) .*/\1/p' "$tmp/out")
+  ops=$((ops + ${done_ops:-0}))
+  case $prog in
+    "$hak") hak_runs=$((hak_runs + 1)) ;;
+    *) glibc_runs=$((glibc_runs + 1)) ;;
+  esac
+  if [ "${FUZZ_VERBOSE:-0}" != 0 ]; then cat "$tmp/out"; fi
+}
+
+if [ "${1:-}" = --long ]; then
+  total=${FUZZ_SECONDS:-600}
+  seed=${FUZZ_SEED:-$(date +%s)}
+  echo "$me: fuzzing for $total s from seed $seed"
+  start=$(date +%s)
+  while [ $(($(date +%s) - start)) -lt "$total" ]; do
+    case $((seeds % 4)) in
+      0) threads=4 ;; 1) threads=1 ;; 2) threads=2 ;; *) threads=8 ;;
+    esac
+    run "$hak" "$seed" 400000 "$threads" 300
+    # Every eighth seed once more on glibc: the harness stays honest.
+    if [ $((seeds % 8)) -eq 0 ]; then
+      run "$glibc" "$seed" 400000 "$threads" 300
+    fi
+    seeds=$((seeds + 1))
+    seed=$((seed + 1))
+  done
+else
+  for seed in 1 2 3; do
+    run "$hak" "$seed" 60000 4 60
+    run "$glibc" "$seed" 60000 4 60
+    seeds=$((seeds + 1))
+  done
+  # One thread: the seed replays exactly.
+  run "$hak" 4 40000 1 60
+  run "$glibc" 4 40000 1 60
+  seeds=$((seeds + 1))
+fi
+echo "$me: ok: $seeds seeds, $ops operations ($hak_runs runs on hakmem, $glibc_runs on glibc)"

@@ -1,0 +1,634 @@
+/* Heap misuse under the real interposition: double frees (same thread,
+ * cross-thread, behind the list head), interior and never-allocated
+ * pointers, use of freed blocks by realloc and malloc_usable_size,
+ * free-list poisoning (local list, medium class, remote stack) and forged
+ * large-block headers.
+ *
+ * The contract (hardening work in progress): each detected misuse writes
+ * ONE line on stderr that starts with "hakmem: " and names the function and
+ * what went wrong ("double free", "invalid pointer", "corrupt..."), then
+ * calls abort().  Every case runs in a child process whose stderr is
+ * captured through a pipe; the parent kills it after CASE_DEADLINE seconds
+ * (a hang, e.g. a remote-free stack turned into a cycle, is a failure with
+ * its own message, never a stuck test run).  A case passes only if the
+ * child dies of SIGABRT after such a line.
+ *
+ * Linked against libhakmem (tests/local.mk): malloc and free are hakmem's;
+ * the first test proves it. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include "test_util.h"
+#include <errno.h>
+#include <malloc.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+
+#define CASE_DEADLINE 10 /* seconds before a child counts as hung */
+
+/* Exit statuses of a child that saw the allocator do something wrong
+ * without aborting (the parent prints the child's stderr). */
+#define CHILD_RETURNED 0       /* the misuse went unnoticed */
+#define CHILD_ATTACKER_ADDR 3  /* malloc handed out the attacker's address */
+#define CHILD_PRECONDITION 4   /* the setup did not go as the case needs */
+
+static void child_say(const char *msg)
+{
+  ssize_t r = write(2, msg, strlen(msg));
+  (void)r;
+}
+
+/* --- the harness --------------------------------------------------------- */
+
+struct expect {
+  const char *func;     /* must appear in the "hakmem: " line, e.g. "free()" */
+  const char *words[4]; /* one of them must appear in it too (NULL-terminated) */
+};
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Does line [l, l+n) hold e's function and one of its words? */
+static bool line_matches(const char *l, size_t n, const struct expect *e)
+{
+  char buf[1024];
+  if (n >= sizeof buf)
+    n = sizeof buf - 1;
+  memcpy(buf, l, n);
+  buf[n] = 0;
+  if (strncmp(buf, "hakmem: ", 8) != 0 || !strstr(buf, e->func))
+    return false;
+  for (int i = 0; e->words[i]; i++)
+    if (strstr(buf, e->words[i]))
+      return true;
+  return false;
+}
+
+/* Runs fn in a child with its stderr captured; the child must die of
+ * SIGABRT within CASE_DEADLINE seconds after one "hakmem: " line that
+ * matches e. */
+static void expect_abort(void (*fn)(void), const char *what, struct expect e)
+{
+  int fds[2];
+  ck_assert_int_eq(pipe(fds), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(SIGABRT, SIG_DFL);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    fn();
+    child_say("misuse-test: the misuse went unnoticed (the case returned)\n");
+    _exit(CHILD_RETURNED);
+  }
+  close(fds[1]);
+  static char buf[16384];
+  size_t len = 0;
+  bool hung = false, eof = false;
+  double deadline = now_s() + CASE_DEADLINE;
+  while (!eof) {
+    double left = deadline - now_s();
+    if (left <= 0) {
+      hung = true;
+      break;
+    }
+    struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+    int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
+    if (pr < 0 && errno == EINTR)
+      continue;
+    if (pr == 0)
+      continue; /* the loop sees the deadline */
+    char tmp[4096];
+    ssize_t r = read(fds[0], tmp, sizeof tmp);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      eof = true;
+      break;
+    }
+    size_t take = (size_t)r < sizeof buf - 1 - len ? (size_t)r : sizeof buf - 1 - len;
+    memcpy(buf + len, tmp, take);
+    len += take;
+  }
+  buf[len] = 0;
+  int status = 0;
+  /* Its stderr closed, the child should be gone or going; give it what is
+   * left of the deadline, then kill it. */
+  for (;;) {
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid)
+      break;
+    if (hung || now_s() > deadline) {
+      hung = true;
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    usleep(10000);
+  }
+  close(fds[0]);
+  if (hung)
+    ck_abort_msg("%s: HUNG, killed after %d s (expected abort with \"%s\" ... \"%s\"); stderr: %s",
+                 what, CASE_DEADLINE, e.func, e.words[0], buf);
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+    ck_abort_msg("%s: not aborted (%s %d); stderr: %s", what,
+                 WIFSIGNALED(status) ? "killed by signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), buf);
+  /* Exactly one "hakmem: " line, and it says the right thing. */
+  int lines = 0;
+  bool matched = false;
+  for (const char *l = buf; *l;) {
+    const char *nl = strchr(l, '\n');
+    size_t n = nl ? (size_t)(nl - l) : strlen(l);
+    if (strncmp(l, "hakmem: ", 8) == 0) {
+      lines++;
+      if (!matched && line_matches(l, n, &e)) {
+        matched = true;
+        /* Into the test's log: what each case was told. */
+        printf("%s: %.*s\n", what, (int)n, l);
+        fflush(stdout);
+      }
+    }
+    l += n + (nl != NULL);
+  }
+  if (!matched)
+    ck_abort_msg("%s: aborted, but no \"hakmem: \" line names \"%s\" and says \"%s\"%s%s%s: %s",
+                 what, e.func, e.words[0], e.words[1] ? " (or \"" : "",
+                 e.words[1] ? e.words[1] : "", e.words[1] ? "\")" : "", buf);
+  if (lines != 1)
+    ck_abort_msg("%s: %d \"hakmem: \" lines, expected one: %s", what, lines, buf);
+}
+
+#define FREE_DOUBLE ((struct expect){ "free()", { "double free", NULL } })
+#define FREE_INVALID ((struct expect){ "free()", { "invalid pointer", NULL } })
+#define CORRUPT(fn) ((struct expect){ fn, { "corrupt", NULL } })
+#define USE_OF_FREED(fn) ((struct expect){ fn, { "freed", "double free", "after free", NULL } })
+
+/* Runs fn in a thread of its own and waits for it. */
+static void in_thread(void *(*fn)(void *), void *arg)
+{
+  pthread_t t;
+  if (pthread_create(&t, NULL, fn, arg) != 0 || pthread_join(t, NULL) != 0) {
+    child_say("misuse-test: pthread_create/join failed\n");
+    _exit(CHILD_PRECONDITION);
+  }
+}
+
+static void *thread_free(void *p)
+{
+  free(p);
+  return NULL;
+}
+
+static void *thread_free_twice(void *arg)
+{
+  void *volatile p = arg;
+  free(p);
+  free(p);
+  return NULL;
+}
+
+/* The owner allocates n blocks of size bytes, which drains the remote-free
+ * stacks of its slabs of that class; a block at [bad, bad + badlen) (the
+ * attacker's buffer) must never come out. */
+static void allocate_many(size_t size, int n, const void *bad, size_t badlen)
+{
+  for (int i = 0; i < n; i++) {
+    char *q = malloc(opaque(size));
+    if (bad && q && q + size > (const char *)bad && q < (const char *)bad + badlen) {
+      char msg[200];
+      snprintf(msg, sizeof msg,
+               "misuse-test: malloc(%zu) returned %p, inside the attacker's buffer %p\n",
+               size, (void *)q, bad);
+      child_say(msg);
+      _exit(CHILD_ATTACKER_ADDR);
+    }
+  }
+}
+
+/* --- the allocator is hakmem --------------------------------------------- */
+
+START_TEST(malloc_is_hakmem)
+{
+  hak_stats_t a = stats_now();
+  void *volatile p[64];
+  for (int i = 0; i < 64; i++)
+    p[i] = malloc(opaque(48));
+  hak_stats_t b = stats_now();
+  for (int i = 0; i < 64; i++)
+    free(p[i]);
+  ck_assert_msg(b.malloc_calls >= a.malloc_calls + 64,
+                "malloc is not hakmem's (malloc_calls %llu -> %llu)",
+                (unsigned long long)a.malloc_calls, (unsigned long long)b.malloc_calls);
+}
+END_TEST
+
+/* --- double frees -------------------------------------------------------- */
+
+static void double_free_head(void)
+{
+  void *volatile p = malloc(opaque(32));
+  free(p);
+  free(p);
+}
+
+/* The second free of p finds q at the head of the list, not p. */
+static void double_free_not_head(void)
+{
+  void *volatile p = malloc(opaque(32));
+  void *volatile q = malloc(opaque(32));
+  free(p);
+  free(q);
+  free(p);
+}
+
+static void double_free_medium_not_head(void)
+{
+  void *volatile p = malloc(opaque(48 * KiB));
+  void *volatile q = malloc(opaque(48 * KiB));
+  free(p);
+  free(q);
+  free(p);
+}
+
+/* Another thread frees p twice (two pushes onto the remote stack: today a
+ * cycle); the owner then allocates enough to drain it. */
+static void double_free_cross_thread(void)
+{
+  void *p = malloc(opaque(32));
+  in_thread(thread_free_twice, p);
+  allocate_many(32, 4096, NULL, 0);
+}
+
+/* Freed by another thread (remote stack), then by its owner. */
+static void double_free_remote_then_owner(void)
+{
+  void *volatile p = malloc(opaque(32));
+  void *volatile q = malloc(opaque(32));
+  in_thread(thread_free, p);
+  free(q);
+  free(p);
+  allocate_many(32, 4096, NULL, 0);
+}
+
+/* Freed by its owner (local list, not its head), then by another thread. */
+static void double_free_owner_then_remote(void)
+{
+  void *volatile p = malloc(opaque(32));
+  void *volatile q = malloc(opaque(32));
+  free(p);
+  free(q);
+  in_thread(thread_free, p);
+  allocate_many(32, 4096, NULL, 0);
+}
+
+static void double_free_large(void)
+{
+  void *volatile p = malloc(opaque(1 * MiB));
+  free(p);
+  free(p);
+}
+
+START_TEST(double_free_same_thread)
+{
+  expect_abort(double_free_head, "free(p); free(p) (32 B)", FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_behind_head)
+{
+  expect_abort(double_free_not_head, "free(p); free(q); free(p) (32 B)", FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_medium)
+{
+  expect_abort(double_free_medium_not_head, "free(p); free(q); free(p) (48 KiB)", FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_by_other_thread)
+{
+  expect_abort(double_free_cross_thread,
+               "another thread frees p twice, the owner allocates 4096 x 32 B", FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_remote_and_local)
+{
+  expect_abort(double_free_remote_then_owner, "another thread frees p, then its owner",
+               FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_local_and_remote)
+{
+  expect_abort(double_free_owner_then_remote, "the owner frees p, then another thread",
+               FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_large_block)
+{
+  expect_abort(double_free_large, "free(p); free(p) (1 MiB)", FREE_DOUBLE);
+}
+END_TEST
+
+/* --- pointers hakmem never returned ------------------------------------- */
+
+static char static_array[256];
+
+static void free_interior_small(void)
+{
+  char *volatile p = malloc(opaque(64));
+  free(p + 8);
+}
+
+/* A block-aligned address of a slab that was never carved: the first
+ * block of a class this process allocates once (1792 B: two blocks carved
+ * per page of a fresh 64 KiB slab), and the block 16 KiB or more after it,
+ * in the same slab. */
+static void free_never_allocated(void)
+{
+  char *p = malloc(opaque(1792));
+  size_t b = malloc_usable_size(p);
+  uintptr_t slab = (uintptr_t)p & ~(uintptr_t)0xffff;
+  size_t k = ((size_t)((uintptr_t)p - slab) + 16 * KiB + b - 1) / b;
+  char *target = (char *)slab + k * b;
+  if (target + b > (char *)slab + 64 * KiB)
+    target = p - (16 * KiB + b - 1) / b * b; /* p is near the end: go back */
+  if ((uintptr_t)target < slab) {
+    child_say("misuse-test: no never-carved block 16 KiB from p in its slab\n");
+    _exit(CHILD_PRECONDITION);
+  }
+  void *volatile t = target;
+  free(t);
+}
+
+static void free_stack_address(void)
+{
+  char buf[64];
+  memset(buf, 0, sizeof buf);
+  void *volatile p = buf + 16;
+  free(p);
+}
+
+static void free_static_address(void)
+{
+  void *volatile p = static_array + 32;
+  free(p);
+}
+
+/* Inside a SuperSlab, in the slot holding its header (never a block). */
+static void free_superslab_header(void)
+{
+  char *p = malloc(opaque(32));
+  void *volatile h = (char *)((uintptr_t)p & ~(uintptr_t)(2 * MiB - 1)) + 4096;
+  free(h);
+}
+
+static void free_interior_large(void)
+{
+  char *volatile p = malloc(opaque(1 * MiB));
+  free(p + 4096);
+}
+
+START_TEST(free_interior_pointer)
+{
+  expect_abort(free_interior_small, "free(malloc(64) + 8)", FREE_INVALID);
+}
+END_TEST
+
+START_TEST(free_never_handed_out)
+{
+  expect_abort(free_never_allocated, "free of a never-carved block of a fresh slab",
+               FREE_INVALID);
+}
+END_TEST
+
+START_TEST(free_stack_pointer)
+{
+  expect_abort(free_stack_address, "free of a stack address", FREE_INVALID);
+}
+END_TEST
+
+START_TEST(free_static_pointer)
+{
+  expect_abort(free_static_address, "free of a pointer into a static array", FREE_INVALID);
+}
+END_TEST
+
+START_TEST(free_in_superslab_header)
+{
+  expect_abort(free_superslab_header, "free of an address in a SuperSlab's header slot",
+               FREE_INVALID);
+}
+END_TEST
+
+START_TEST(free_large_interior)
+{
+  expect_abort(free_interior_large, "free(malloc(1 MiB) + 4096)", FREE_INVALID);
+}
+END_TEST
+
+/* --- use of a freed block ------------------------------------------------ */
+
+/* 24 bytes fit p's 32-byte block: realloc would return p itself. */
+static void realloc_freed_in_place(void)
+{
+  void *volatile p = malloc(opaque(32));
+  free(p);
+  void *volatile r = realloc(p, opaque(24));
+  (void)r;
+}
+
+static void realloc_freed_moving(void)
+{
+  void *volatile p = malloc(opaque(32));
+  free(p);
+  void *volatile r = realloc(p, opaque(1000));
+  (void)r;
+}
+
+static void realloc_freed_large(void)
+{
+  void *volatile p = malloc(opaque(1 * MiB));
+  free(p);
+  void *volatile r = realloc(p, opaque(2 * MiB));
+  (void)r;
+}
+
+static void usable_size_freed(void)
+{
+  void *volatile p = malloc(opaque(32));
+  void *volatile q = malloc(opaque(32));
+  free(p);
+  free(q);
+  volatile size_t n = malloc_usable_size(p);
+  (void)n;
+}
+
+START_TEST(realloc_of_freed_in_place)
+{
+  expect_abort(realloc_freed_in_place, "free(p); realloc(p, 24) (32 B block)",
+               USE_OF_FREED("realloc()"));
+}
+END_TEST
+
+START_TEST(realloc_of_freed_moving)
+{
+  expect_abort(realloc_freed_moving, "free(p); realloc(p, 1000) (32 B block)",
+               USE_OF_FREED("realloc()"));
+}
+END_TEST
+
+START_TEST(realloc_of_freed_large)
+{
+  expect_abort(realloc_freed_large, "free(p); realloc(p, 2 MiB) (1 MiB block)",
+               USE_OF_FREED("realloc()"));
+}
+END_TEST
+
+START_TEST(usable_size_of_freed_pointer)
+{
+  expect_abort(usable_size_freed, "free(p); malloc_usable_size(p)",
+               USE_OF_FREED("malloc_usable_size()"));
+}
+END_TEST
+
+/* --- free-list poisoning --------------------------------------------------
+ * A write into a freed block (use after free) replaces its link with the
+ * address of an attacker's buffer.  The allocator must notice when it
+ * follows the link and never hand the buffer out. */
+
+static _Alignas(64) char attacker[256 * KiB];
+
+static void poison(void *freed)
+{
+  void *target = attacker + 4096;
+  memcpy(freed, &target, sizeof target);
+}
+
+static void poison_local(size_t size)
+{
+  void *volatile p = malloc(opaque(size));
+  void *volatile q = malloc(opaque(size));
+  (void)q;
+  free(p);
+  poison(p);
+  allocate_many(size, 2, attacker, sizeof attacker);
+}
+
+static void poison_small(void)
+{
+  poison_local(32);
+}
+
+static void poison_medium(void)
+{
+  poison_local(48 * KiB);
+}
+
+static void poison_remote(void)
+{
+  void *volatile p = malloc(opaque(32));
+  in_thread(thread_free, p);
+  poison(p);
+  allocate_many(32, 4096, attacker, sizeof attacker);
+}
+
+START_TEST(poisoned_free_list_small)
+{
+  expect_abort(poison_small, "poisoned free-list link (32 B), then malloc x 2",
+               CORRUPT("malloc()"));
+}
+END_TEST
+
+START_TEST(poisoned_free_list_medium)
+{
+  expect_abort(poison_medium, "poisoned free-list link (48 KiB), then malloc x 2",
+               CORRUPT("malloc()"));
+}
+END_TEST
+
+START_TEST(poisoned_remote_stack)
+{
+  expect_abort(poison_remote,
+               "poisoned remote-free link (32 B, freed by another thread), owner drains it",
+               CORRUPT("malloc()"));
+}
+END_TEST
+
+/* --- large-block headers -------------------------------------------------- */
+
+/* The header's map_size (8 bytes at block - 64 + 8) says 2^46. */
+static void forged_large_size(void)
+{
+  char *volatile p = malloc(opaque(1 * MiB));
+  uint64_t huge = (uint64_t)1 << 46;
+  memcpy(p - 64 + 8, &huge, sizeof huge);
+  free(p);
+  /* Had free believed it, most of the heap would be gone: show it. */
+  void *volatile q = malloc(opaque(64));
+  (void)q;
+}
+
+START_TEST(forged_large_header)
+{
+  expect_abort(forged_large_size, "free of a 1 MiB block whose header says 64 TiB",
+               CORRUPT("free()"));
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("misuse (libhakmem)");
+  TCase *t = tcase_create("misuse");
+  /* A case has its own deadline, CASE_DEADLINE; Check's is a backstop. */
+  tcase_set_timeout(t, 3 * CASE_DEADLINE);
+  tcase_add_test(t, malloc_is_hakmem);
+  tcase_add_test(t, double_free_same_thread);
+  tcase_add_test(t, double_free_behind_head);
+  tcase_add_test(t, double_free_medium);
+  tcase_add_test(t, double_free_by_other_thread);
+  tcase_add_test(t, double_free_remote_and_local);
+  tcase_add_test(t, double_free_local_and_remote);
+  tcase_add_test(t, double_free_large_block);
+  tcase_add_test(t, free_interior_pointer);
+  tcase_add_test(t, free_never_handed_out);
+  tcase_add_test(t, free_stack_pointer);
+  tcase_add_test(t, free_static_pointer);
+  tcase_add_test(t, free_in_superslab_header);
+  tcase_add_test(t, free_large_interior);
+  tcase_add_test(t, realloc_of_freed_in_place);
+  tcase_add_test(t, realloc_of_freed_moving);
+  tcase_add_test(t, realloc_of_freed_large);
+  tcase_add_test(t, usable_size_of_freed_pointer);
+  tcase_add_test(t, poisoned_free_list_small);
+  tcase_add_test(t, poisoned_free_list_medium);
+  tcase_add_test(t, poisoned_remote_stack);
+  tcase_add_test(t, forged_large_header);
+  suite_add_tcase(s, t);
+  return check_run(s);
+}
