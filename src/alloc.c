@@ -212,6 +212,10 @@ static void *alloc_aligned(size_t align, size_t size)
 {
   if (align <= HAK_MIN_ALIGN)
     return alloc_malloc(size);
+  /* A unique block, as for malloc(0); a large block of size 0 would start
+   * at its mapping's end. */
+  if (size == 0)
+    size = 1;
   if (size > ALLOC_MAX || align > ALLOC_MAX) {
     errno = ENOMEM;
     return NULL;

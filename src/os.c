@@ -355,6 +355,11 @@ int os_advise_huge(void *addr, size_t size, bool huge)
 static int os_shrink(uintptr_t a, size_t old_size, size_t new_size)
 {
   uintptr_t old_end = a + old_size, new_end = a + new_size;
+  /* The tail's units stop being ours before the kernel frees them (see
+   * os_move). */
+  uintptr_t keep = hak_align_up(new_end, HAK_UNIT_SIZE);
+  if (old_end > keep)
+    guard_mark(keep, old_end - keep, false);
   uint64_t bit;
   _Atomic uint64_t *w = tail_word(old_end, false, &bit);
   if (w && (atomic_load_explicit(w, memory_order_relaxed) & bit)) {
@@ -363,10 +368,13 @@ static int os_shrink(uintptr_t a, size_t old_size, size_t new_size)
     uintptr_t old_guard_end = tail_guard_end(old_end), new_guard_end = tail_guard_end(new_end);
     uint64_t new_bit;
     _Atomic uint64_t *nw = tail_word(new_end, true, &new_bit);
-    if (!nw)
-      return ENOMEM;
-    if (mprotect((void *)new_end, new_guard_end - new_end, PROT_NONE) != 0)
-      return errno;
+    int err = !nw ? ENOMEM
+            : mprotect((void *)new_end, new_guard_end - new_end, PROT_NONE) != 0 ? errno : 0;
+    if (err) {
+      if (old_end > keep)
+        guard_mark(keep, old_end - keep, true);
+      return err;
+    }
     atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
     atomic_fetch_or_explicit(nw, new_bit, memory_order_relaxed);
     if (old_guard_end > new_guard_end)
@@ -374,9 +382,6 @@ static int os_shrink(uintptr_t a, size_t old_size, size_t new_size)
   } else {
     os_munmap_raw((void *)new_end, old_size - new_size);
   }
-  uintptr_t keep = hak_align_up(new_end, HAK_UNIT_SIZE);
-  if (old_end > keep)
-    guard_mark(keep, old_end - keep, false);
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, old_size - new_size, memory_order_relaxed);
   return 0;
 }
@@ -427,6 +432,10 @@ int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size
     return EINVAL;
   int saved = errno, err = 0;
   char *o = old, *d = dest;
+  /* Withdraw old's marks while its range is still mapped: once mremap
+   * releases it the kernel may hand it to another thread's mapping, whose
+   * marks must not be cleared after the fact. */
+  guard_mark((uintptr_t)old, old_size, false);
   if (seam == 0 || seam >= old_size || seam >= new_size) {
     atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
     if (mremap(o, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, d) == MAP_FAILED)
@@ -447,10 +456,10 @@ int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size
     }
   }
   if (err) {
+    guard_mark((uintptr_t)old, old_size, true); /* the leaves exist: cannot fail */
     errno = saved;
     return err;
   }
-  guard_mark((uintptr_t)old, old_size, false);
   os_drop_tail_guard((uintptr_t)old + old_size);
   /* dest's old pages were replaced; old's range is now unmapped. */
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, old_size, memory_order_relaxed);
