@@ -19,7 +19,7 @@ struct learn_decision learn_decisions[LEARN_DECISION_COUNT];
  * to "a whole batch of big buffers"; SuperSlabs kept from one to a burst's
  * worth.  The balanced default is the middle one. */
 static const int bigcache_candidates[] = { 16, 128, 1024 };
-static const int superslab_keep_candidates[] = { 1, 4, 32 };
+static const int superslab_keep_candidates[] = { 16, 256, 1024 };
 #define BIGCACHE_EVENTS_PER_EPOCH 128
 #define SUPERSLAB_EVENTS_PER_EPOCH 256
 

@@ -320,10 +320,12 @@ static struct superslab *pool_create_superslab_locked(void)
  * free one (its EMPTY small slabs given up) or a new one. */
 static struct superslab *pool_claim_superslab_locked(void)
 {
-  struct superslab *ss;
-  for (ss = all_list; ss; ss = ss->all_next)
-    if (ss->ninuse == 0 && ss->lg == pool_ss_lg)
-      break;
+  /* The free one with the most pages still committed: reused hot. */
+  struct superslab *ss = NULL;
+  for (struct superslab *c = all_list; c; c = c->all_next)
+    if (c->ninuse == 0 && c->lg == pool_ss_lg &&
+        (!ss || __builtin_popcount(c->decommitted) < __builtin_popcount(ss->decommitted)))
+      ss = c;
   if (ss) {
     for (unsigned i = 1; i < ss->nslabs; i++) {
       struct slab *s = &ss->slabs[i];
@@ -552,18 +554,26 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
   bool idle = pool_activity == *activity_io;
   *activity_io = pool_activity;
   *idle_io = idle;
-  for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
+  struct superslab *next;
+  for (struct superslab *ss = all_list; ss; ss = next) {
+    next = ss->all_next;
     if (ss->empty_kept) {
-      if (superslab_fully_decommitted(ss))
+      if (superslab_unmap_due(ss->empty_since_ms, now_ms)) {
+        superslab_unmap_locked(ss);
         continue;
+      }
+      /* Decommitted already: it waits to be unmapped. */
+      if (superslab_fully_decommitted(ss)) {
+        pending = true;
+        continue;
+      }
       if (idle || superslab_purge_due(ss->empty_since_ms, now_ms)) {
         superslab_unformat_empty_locked(ss);
         if (superslab_decommit_unused_locked(ss, true))
           stats_add(&hak_counters.purge_decommit, 1);
         superslab_set_kept(ss, true);
-      } else {
-        pending = true;
       }
+      pending = true;
       continue;
     }
     /* A SuperSlab in use: its free slots are purged once the program has

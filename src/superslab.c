@@ -99,9 +99,11 @@ void superslab_destroy(struct superslab *ss)
   os_unmap(ss, size);
 }
 
-/* Fully free SuperSlabs kept: a few absorb a program that frees and
- * reallocates its last slabs; more go back to the OS.  superslab_keep,
- * learned in learning mode. */
+/* The most fully free SuperSlabs kept mapped: a bound on address space,
+ * not the retention policy, which is by time (the purge decommits a kept
+ * SuperSlab after purge_delay_ms and unmaps it after
+ * SUPERSLAB_UNMAP_DELAYS of those).  superslab_keep, learned in learning
+ * mode. */
 static unsigned keep_limit(void)
 {
   return (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
@@ -131,6 +133,16 @@ bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms)
 {
   return hak_config.purge_delay_ms >= 0 &&
          now_ms - since_ms >= (uint64_t)hak_config.purge_delay_ms;
+}
+
+bool superslab_unmap_due(uint64_t since_ms, uint64_t now_ms)
+{
+  if (hak_config.purge_delay_ms < 0)
+    return false;
+  uint64_t delay = (uint64_t)hak_config.purge_delay_ms * SUPERSLAB_UNMAP_DELAYS;
+  if (delay < SUPERSLAB_UNMAP_MIN_MS)
+    delay = SUPERSLAB_UNMAP_MIN_MS;
+  return now_ms - since_ms >= delay;
 }
 
 int superslab_decommit_slots(struct superslab *ss, unsigned first, unsigned last, bool dontneed)

@@ -109,6 +109,14 @@ enum superslab_release superslab_release_policy(const struct superslab *ss,
 /* Whether a SuperSlab kept empty since since_ms is due for decommit at
  * now_ms (the delayed half of the policy, applied by the purge). */
 bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms);
+/* Whether it is due to be unmapped: free for SUPERSLAB_UNMAP_DELAYS
+ * purge delays (at least SUPERSLAB_UNMAP_MIN_MS).  A program whose heap
+ * swings by a few SuperSlabs reuses them decommitted at worst, never
+ * paying munmap, mmap and a TLB shootdown per swing; one that shrank for
+ * good gives the address space back.  Never with purge_delay_ms = -1. */
+#define SUPERSLAB_UNMAP_DELAYS 10
+#define SUPERSLAB_UNMAP_MIN_MS 1000
+bool superslab_unmap_due(uint64_t since_ms, uint64_t now_ms);
 
 /* Decommits slots [first, last) of ss (not the header slot) and records
  * them as decommitted; dontneed chooses MADV_DONTNEED (the pages are gone

@@ -166,10 +166,10 @@ START_TEST(mode_presets)
 {
   static const struct preset want[] = {
     [HAK_MODE_MINIMAL] = { 0, 0, 0, -1, HAK_THP_OFF, 0, 0, 0, 0, 0, 0, HAK_EVO_FROZEN },
-    [HAK_MODE_FAST] = { 1, 1, 1, -1, HAK_THP_AUTO, 0, 0, 0, 0, 512, 16, HAK_EVO_FROZEN },
-    [HAK_MODE_BALANCED] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 4, HAK_EVO_FROZEN },
-    [HAK_MODE_LEARNING] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 4, HAK_EVO_CANARY },
-    [HAK_MODE_RESEARCH] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 1, 1, 1, 128, 4, HAK_EVO_CANARY },
+    [HAK_MODE_FAST] = { 1, 1, 1, -1, HAK_THP_AUTO, 0, 0, 0, 0, 512, 4096, HAK_EVO_FROZEN },
+    [HAK_MODE_BALANCED] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 256, HAK_EVO_FROZEN },
+    [HAK_MODE_LEARNING] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 256, HAK_EVO_CANARY },
+    [HAK_MODE_RESEARCH] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 1, 1, 1, 128, 256, HAK_EVO_CANARY },
   };
   for (int m = 0; m < HAK_MODE_COUNT; m++) {
     char text[64], envvar[64];
