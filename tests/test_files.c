@@ -6,6 +6,7 @@
  * own); each test runs in its own process (CK_FORK), and a test that could
  * block is bounded by alarm(). */
 #include "config.h"
+#include "learn.h"
 #include "stats.h"
 
 #include <check.h>
@@ -13,9 +14,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -253,6 +256,168 @@ START_TEST(stats_file_fifo_refused)
 }
 END_TEST
 
+/* ---- learn_state_file ---- */
+
+static void learning_config(const char *state)
+{
+  hak_config.quiet = 0;
+  hak_config.mode = HAK_MODE_LEARNING;
+  hak_config.evo_policy = HAK_EVO_CANARY;
+  hak_config.bigcache = 1;
+  hak_config.bigcache_max_mb = 128;
+  hak_config.superslab_keep = 4;
+  snprintf(hak_config.learn_state_file, sizeof hak_config.learn_state_file, "%s", state);
+}
+
+static void learning_done(void)
+{
+  hak_config.evo_policy = HAK_EVO_FROZEN;
+  hak_config.learn_state_file[0] = '\0';
+  learn_init();
+}
+
+/* A FIFO as the state file: start-up (read) and exit (save) refuse it
+ * instead of waiting for a writer, with one warning, and the FIFO stays. */
+START_TEST(state_file_fifo_refused)
+{
+  make_dir();
+  const char *err = capture_stderr();
+  char fifo[200];
+  path_in_dir(fifo, sizeof fifo, "state");
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  learning_config(fifo);
+  alarm(DEADLINE_S);
+  learn_init();
+  alarm(0);
+  ck_assert_int_eq(learn_decisions[LEARN_BIGCACHE_MAX_MB].phase, LEARN_PHASE_LEARN);
+  const char *e = slurp(err);
+  ck_assert_msg(strstr(e, "hakmem: learn_state_file is not a regular file (refused)\n") == e,
+                "stderr: '%s'", e);
+  learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 2);
+  ck_assert_int_eq(ftruncate(STDERR_FILENO, 0), 0);
+  alarm(DEADLINE_S);
+  learn_save_state();
+  alarm(0);
+  ck_assert_str_eq(slurp(err), "");
+  struct stat st;
+  ck_assert_int_eq(lstat(fifo, &st), 0);
+  ck_assert(S_ISFIFO(st.st_mode));
+  learning_done();
+  remove_dir();
+}
+END_TEST
+
+/* No state file at start-up, a FIFO in its place at exit: refused by the
+ * save alone, with its warning. */
+START_TEST(state_file_fifo_at_exit_refused)
+{
+  make_dir();
+  const char *err = capture_stderr();
+  char fifo[200];
+  path_in_dir(fifo, sizeof fifo, "state");
+  learning_config(fifo);
+  learn_init();
+  ck_assert_str_eq(slurp(err), "");
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 2);
+  alarm(DEADLINE_S);
+  learn_save_state();
+  alarm(0);
+  ck_assert_str_eq(slurp(err), "hakmem: learn_state_file is not a regular file (refused)\n");
+  struct stat st;
+  ck_assert_int_eq(lstat(fifo, &st), 0);
+  ck_assert(S_ISFIFO(st.st_mode));
+  learning_done();
+  remove_dir();
+}
+END_TEST
+
+/* The names the old code wrote through, path.PID, are planted: a symbolic
+ * link and a hard link to a victim file.  The save must go through a fresh
+ * file of its own (O_EXCL), leave the victim alone and succeed. */
+START_TEST(state_file_save_ignores_planted_names)
+{
+  make_dir();
+  const char *err = capture_stderr();
+  char state[200], victim[200], planted[220];
+  path_in_dir(state, sizeof state, "state");
+  path_in_dir(victim, sizeof victim, "victim");
+  write_file(victim, "victim\n");
+  write_file(state, "other-program superslab_keep 32\n");
+  learning_config(state);
+  learn_init();
+  learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 2);
+  snprintf(planted, sizeof planted, "%s.%ld", state, (long)getpid());
+  ck_assert_int_eq(symlink(victim, planted), 0);
+  learn_save_state();
+  ck_assert_str_eq(slurp(victim), "victim\n");
+  char want[256];
+  snprintf(want, sizeof want, "other-program superslab_keep 32\n%s bigcache_max_mb 1024\n",
+           program_invocation_short_name);
+  ck_assert_str_eq(slurp(state), want);
+  unlink(planted);
+  ck_assert_int_eq(link(victim, planted), 0);
+  learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 0);
+  learn_save_state();
+  ck_assert_str_eq(slurp(victim), "victim\n");
+  snprintf(want, sizeof want, "other-program superslab_keep 32\n%s bigcache_max_mb 16\n",
+           program_invocation_short_name);
+  ck_assert_str_eq(slurp(state), want);
+  ck_assert_str_eq(slurp(err), "");
+  unlink(planted);
+  learning_done();
+  remove_dir();
+}
+END_TEST
+
+/* The number of entries of the test directory. */
+static unsigned dir_entries(void)
+{
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  unsigned n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+  closedir(d);
+  return n;
+}
+
+/* A save that fails half-way (the file size limit cuts the write) leaves
+ * the old file as it was and no temporary behind. */
+START_TEST(state_file_failed_save_keeps_old)
+{
+  make_dir();
+  char state[200];
+  path_in_dir(state, sizeof state, "state");
+  write_file(state, "x y 1\n");
+  learning_config(state);
+  learn_init();
+  learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 2);
+  /* stderr is a pipe, which the file size limit does not cut. */
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  ck_assert_int_eq(dup2(p[1], STDERR_FILENO), STDERR_FILENO);
+  close(p[1]);
+  stats_prepare_exit_report();
+  signal(SIGXFSZ, SIG_IGN);
+  struct rlimit rl = { .rlim_cur = 8, .rlim_max = RLIM_INFINITY };
+  ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+  learn_save_state();
+  rl.rlim_cur = RLIM_INFINITY;
+  ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+  ck_assert_str_eq(slurp(state), "x y 1\n");
+  ck_assert_uint_eq(dir_entries(), 1);
+  char err[256];
+  ssize_t n = read(p[0], err, sizeof err - 1);
+  ck_assert_int_gt(n, 0);
+  err[n] = '\0';
+  ck_assert_str_eq(err, "hakmem: learn_state_file: cannot write the learned state\n");
+  learning_done();
+  remove_dir();
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("files");
@@ -263,6 +428,13 @@ int main(void)
   tcase_add_test(t, report_not_into_reused_copy);
   tcase_add_test(t, report_dropped_when_all_reused);
   tcase_add_test(t, stats_file_fifo_refused);
+  suite_add_tcase(s, t);
+  t = tcase_create("state");
+  tcase_set_timeout(t, 2 * DEADLINE_S);
+  tcase_add_test(t, state_file_fifo_refused);
+  tcase_add_test(t, state_file_fifo_at_exit_refused);
+  tcase_add_test(t, state_file_save_ignores_planted_names);
+  tcase_add_test(t, state_file_failed_save_keeps_old);
   suite_add_tcase(s, t);
   return check_run(s);
 }
