@@ -418,6 +418,30 @@ START_TEST(state_file_failed_save_keeps_old)
 }
 END_TEST
 
+/* ---- the conf file ---- */
+
+/* HAKMEM_CONF naming a FIFO, as init loads it: a warning, the defaults,
+ * no wait for a writer. */
+START_TEST(conf_fifo_refused)
+{
+  make_dir();
+  const char *err = capture_stderr();
+  char fifo[200], var[320];
+  path_in_dir(fifo, sizeof fifo, "conf");
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  snprintf(var, sizeof var, "HAKMEM_CONF=%s", fifo);
+  char *env[] = { var, "HAKMEM_THP=on", NULL };
+  alarm(DEADLINE_S);
+  config_load(env, false);
+  alarm(0);
+  ck_assert_int_eq(hak_config.thp, HAK_THP_ON);
+  char want[400];
+  snprintf(want, sizeof want, "hakmem: %s: not a regular file (ignored)\n", fifo);
+  ck_assert_str_eq(slurp(err), want);
+  remove_dir();
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("files");
@@ -435,6 +459,10 @@ int main(void)
   tcase_add_test(t, state_file_fifo_at_exit_refused);
   tcase_add_test(t, state_file_save_ignores_planted_names);
   tcase_add_test(t, state_file_failed_save_keeps_old);
+  suite_add_tcase(s, t);
+  t = tcase_create("conf");
+  tcase_set_timeout(t, 2 * DEADLINE_S);
+  tcase_add_test(t, conf_fifo_refused);
   suite_add_tcase(s, t);
   return check_run(s);
 }
