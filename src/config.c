@@ -478,7 +478,10 @@ static void program_names(struct load *ld)
     char *slash = strrchr(exe_name, '/');
     ld->names[0] = slash ? slash + 1 : exe_name;
   }
-  ld->names[1] = program_invocation_short_name;
+  /* argv[0] is the caller's to choose (exec -a): in secure execution it
+   * must not pick the section, so only the executable's name does. */
+  if (!ld->rq->secure)
+    ld->names[1] = program_invocation_short_name;
 }
 
 static unsigned load(const struct config_request *rq, const char *buf, long len)

@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include "test_util.h"
+#include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
@@ -702,6 +703,27 @@ START_TEST(secure_conf_ownership)
 }
 END_TEST
 
+/* Which sections apply: outside secure execution the executable's name or
+ * argv[0]'s (exec -a redis-server prog applies [redis-server]); in secure
+ * execution argv[0], the caller's choice, is not used. */
+START_TEST(secure_section_by_executable)
+{
+  static const char text[] = "[redis-server]\ncheck = 1\n[test_config]\nverbose = 1\n";
+  char *argv0 = program_invocation_short_name;
+  program_invocation_short_name = "redis-server"; /* as exec -a would */
+  struct config_request rq = { .conf_path = "mem", .warn = collect };
+  nwarn = 0;
+  ck_assert_uint_eq(config_load_buffer(&rq, text, strlen(text)), 0);
+  ck_assert_int_eq(hak_config.check, 1);
+  ck_assert_int_eq(hak_config.verbose, 1);
+  rq.secure = true;
+  ck_assert_uint_eq(config_load_buffer(&rq, text, strlen(text)), 0);
+  ck_assert_int_eq(hak_config.check, 0);
+  ck_assert_int_eq(hak_config.verbose, 1); /* /proc/self/exe: tests/test_config */
+  program_invocation_short_name = argv0;
+}
+END_TEST
+
 /* The parser works in place on a caller's buffer too (the fuzz test's
  * entry); an oversized buffer is refused like an oversized file. */
 START_TEST(buffer_entry)
@@ -746,6 +768,7 @@ static Suite *config_suite(void)
   t = tcase_create("secure");
   tcase_add_test(t, secure_ignores_environment);
   tcase_add_test(t, secure_conf_ownership);
+  tcase_add_test(t, secure_section_by_executable);
   suite_add_tcase(s, t);
   return s;
 }
