@@ -333,12 +333,13 @@ static int stats_file_open(const char *path)
   struct stat st;
   if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
     return fd;
-  /* ENXIO: a FIFO without a reader (or a device without its device). */
-  bool regular = fd >= 0 ? false : errno != ENXIO;
+  /* ENXIO: a FIFO without a reader (or a device without its device);
+   * ELOOP: a symbolic link. */
+  bool refused = fd >= 0 || errno == ENXIO || errno == ELOOP;
   if (fd >= 0)
     close(fd);
-  hak_warn_at_exit(regular ? "stats_file cannot be opened; report on stderr"
-                           : "stats_file is not a regular file (refused); report on stderr");
+  hak_warn_at_exit(refused ? "stats_file is not a regular file (refused); report on stderr"
+                           : "stats_file cannot be opened; report on stderr");
   return -1;
 }
 

@@ -210,9 +210,9 @@ END_TEST
 
 /* ---- stats_file ---- */
 
-/* A FIFO, with or without a reader, is refused with one warning and the
- * report goes to stderr; without O_NONBLOCK the open would block at exit
- * for want of a reader. */
+/* A FIFO, with or without a reader, or a symbolic link is refused with one
+ * warning and the report goes to stderr; without O_NONBLOCK the open
+ * would block at exit for want of a reader. */
 START_TEST(stats_file_fifo_refused)
 {
   make_dir();
@@ -251,6 +251,18 @@ START_TEST(stats_file_fifo_refused)
   stats_report_at_exit();
   ck_assert_msg(strncmp(slurp(report), "before\nhakmem: stats pid=", 25) == 0, "report: %s",
                 slurp(report));
+  /* A symbolic link to it is refused like the FIFO. */
+  char link_path[200];
+  path_in_dir(link_path, sizeof link_path, "link");
+  ck_assert_int_eq(symlink(report, link_path), 0);
+  write_file(report, "before\n");
+  snprintf(hak_config.stats_file, sizeof hak_config.stats_file, "%s", link_path);
+  ck_assert_int_eq(ftruncate(STDERR_FILENO, 0), 0);
+  stats_report_at_exit();
+  ck_assert_str_eq(slurp(report), "before\n");
+  e = slurp(err);
+  ck_assert_msg(strstr(e, "hakmem: stats_file is not a regular file (refused); report on stderr\n"
+                          "hakmem: stats pid=") == e, "stderr: '%s'", e);
   hak_config.stats_file[0] = '\0';
   remove_dir();
 }
