@@ -194,6 +194,49 @@ static void errno_word(struct config_msg *m, int err)
   }
 }
 
+/* In secure execution, whoever may write a directory on the conf file's
+ * path may replace the file: as sudo does, every directory from / down
+ * must be owned by root and writable by neither group nor others (stat,
+ * so a directory reached through a symbolic link is checked as what it
+ * leads to).  A relative path is refused.  On refusal, appends the reason
+ * to m and returns false. */
+static bool conf_dirs_trusted(struct config_msg *m)
+{
+  char dir[sizeof conf_path_buf];
+  config_copy_str(dir, sizeof dir, conf_path_buf);
+  if (dir[0] != '/') {
+    config_msg_str(m, "not an absolute path: ignored in secure execution");
+    return false;
+  }
+  char *last = strrchr(dir, '/');
+  for (char *p = dir;; p = strchr(p + 1, '/')) {
+    /* The prefix up to p ("/" for the first), then the next. */
+    char saved = p[1];
+    bool root = p == dir;
+    if (root)
+      p[1] = '\0';
+    else
+      *p = '\0';
+    struct stat st;
+    bool ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 &&
+              !(st.st_mode & (S_IWGRP | S_IWOTH));
+    if (!ok) {
+      config_msg_str(m, "directory ");
+      config_msg_text(m, dir, 128);
+      config_msg_str(m, " is not owned by root or is writable by group or others: "
+                        "ignored in secure execution");
+    }
+    if (root)
+      p[1] = saved;
+    else
+      *p = '/';
+    if (!ok)
+      return false;
+    if (p == last)
+      return true;
+  }
+}
+
 /* Reads conf_path_buf into file_buf; returns its length, or -1 if there is
  * nothing to parse (warned, unless the default file is simply absent). */
 static long conf_read(struct load *ld, bool must_exist)
@@ -221,6 +264,8 @@ static long conf_read(struct load *ld, bool must_exist)
     config_msg_str(&m, "not a regular file (ignored)");
   } else if (secure && (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))) {
     config_msg_str(&m, "not owned by root or writable by group or others: ignored in secure execution");
+  } else if (secure && !conf_dirs_trusted(&m)) {
+    /* m says which directory. */
   } else if (st.st_size > CONFIG_FILE_MAX) {
     config_msg_str(&m, "larger than 65536 bytes (ignored)");
   } else {
@@ -478,7 +523,10 @@ static void program_names(struct load *ld)
     char *slash = strrchr(exe_name, '/');
     ld->names[0] = slash ? slash + 1 : exe_name;
   }
-  ld->names[1] = program_invocation_short_name;
+  /* argv[0] is the caller's to choose (exec -a): in secure execution it
+   * must not pick the section, so only the executable's name does. */
+  if (!ld->rq->secure)
+    ld->names[1] = program_invocation_short_name;
 }
 
 static unsigned load(const struct config_request *rq, const char *buf, long len)

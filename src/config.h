@@ -7,8 +7,10 @@
  * first malloc, single-threaded (init holds every other thread back), and
  * keeps its state in static buffers.  In secure execution (AT_SECURE:
  * setuid, setgid, file capabilities) the environment is ignored, the conf
- * file is read only if root owns it and only root can write it, and
- * stats_file and learn_state_file are never opened. */
+ * file is read only if root owns it and only root can write it or any
+ * directory on its path, sections are matched against the executable's
+ * name only (argv[0] is the caller's), and stats_file and learn_state_file
+ * are never opened. */
 #ifndef HAKMEM_CONFIG_H
 #define HAKMEM_CONFIG_H
 
@@ -107,7 +109,8 @@ struct config_request {
                                else SYSCONFDIR "/hakmem.conf", which may be absent */
   const char *program;      /* sections are matched against this name; NULL: the
                                running program's /proc/self/exe basename and
-                               program_invocation_short_name (either may match) */
+                               program_invocation_short_name (either may match;
+                               only the first if secure) */
   char *const *envp;        /* "NAME=value" strings, NULL-terminated; NULL: none */
   bool secure;              /* apply the secure-execution rules */
   /* Receives each warning ("file:line: message", no prefix) as it is found.

@@ -61,7 +61,12 @@ static inline const char *hak_concat(char *buf, size_t size, const char *a, cons
 
 /* Reports a fatal misuse (invalid or double free) on stderr and aborts. */
 void hak_fatal_pointer(const char *what, const void *ptr) __attribute__((noreturn, cold));
-/* One line on stderr, prefixed "hakmem: "; safe inside malloc (no stdio). */
+/* One line on stderr, prefixed "hakmem: "; safe inside malloc (no stdio).
+ * Nothing if quiet is set. */
 void hak_warn(const char *msg);
+/* The same at exit: on stderr only if it is still the file it was at
+ * start-up (see stats_prepare_exit_report), else dropped, so that a line
+ * never lands in a file the program opened on a descriptor it had closed. */
+void hak_warn_at_exit(const char *msg);
 
 #endif

@@ -84,6 +84,7 @@ void hak_init_slow(void)
   shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
   learn_init();
   alloc_configure();
+  stats_prepare_exit_report();
   atomic_store_explicit(&hak_init_state, 2, memory_order_release);
   /* From here malloc works fully, so these may allocate. */
   if (pthread_key_create(&tcache_key, thread_exit) == 0)
@@ -93,7 +94,6 @@ void hak_init_slow(void)
     shared_pool_prewarm();
   if (hak_config.verbose)
     init_print_config();
-  stats_prepare_exit_report();
 }
 
 void init_thread_started(void *tcache)

@@ -5,11 +5,13 @@
 #endif
 #include "learn.h"
 #include "config.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
+#include <stdio.h> /* snprintf of the research log line; rename */
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -350,11 +352,24 @@ static const char *program_name(void)
              : "-";
 }
 
-static long state_read(const char *path)
+/* Reads the state file into state_buf.  Returns its length; -1 if it does
+ * not exist (or cannot be opened); -2 if it is not a regular file (a FIFO
+ * would block the program, a device feed it anything), warned once. */
+static long state_read(const char *path, void (*warn)(const char *))
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0)
+  static bool warned;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  struct stat st;
+  if (fd < 0 && errno != ELOOP)
     return -1;
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0)
+      close(fd);
+    if (!warned)
+      warn("learn_state_file is not a regular file (refused)");
+    warned = true;
+    return -2;
+  }
   long len = 0;
   for (;;) {
     ssize_t n = read(fd, state_buf + len, STATE_MAX - 1 - (size_t)len);
@@ -381,7 +396,7 @@ static bool state_fields(char *line, char **prog, char **name, int *value)
 
 static void state_restore(void)
 {
-  if (!hak_config.learn_state_file[0] || state_read(hak_config.learn_state_file) <= 0)
+  if (!hak_config.learn_state_file[0] || state_read(hak_config.learn_state_file, hak_warn) <= 0)
     return;
   char *save;
   for (char *line = strtok_r(state_buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -400,6 +415,62 @@ static void state_restore(void)
   }
 }
 
+/* Appends s to out (size bytes) at *n; false, and nothing appended, when
+ * it does not fit. */
+static bool out_str(char *out, size_t size, size_t *n, const char *s, size_t len)
+{
+  if (len > size - *n)
+    return false;
+  memcpy(out + *n, s, len);
+  *n += len;
+  return true;
+}
+
+static bool out_line(char *out, size_t size, size_t *n, const char *prog, const char *name,
+                     int value)
+{
+  char num[16];
+  int i = (int)sizeof num;
+  unsigned u = value < 0 ? 0u - (unsigned)value : (unsigned)value;
+  num[--i] = '\n';
+  do {
+    num[--i] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (value < 0)
+    num[--i] = '-';
+  size_t start = *n;
+  if (out_str(out, size, n, prog, strlen(prog)) && out_str(out, size, n, " ", 1) &&
+      out_str(out, size, n, name, strlen(name)) && out_str(out, size, n, " ", 1) &&
+      out_str(out, size, n, num + i, sizeof num - (size_t)i))
+    return true;
+  *n = start;
+  return false;
+}
+
+/* Creates a new file beside path, named path.XXXXXXXXXXXXXXXX with a
+ * random suffix, with O_EXCL: a name planted in advance (a link to some
+ * other file) is never written through, only makes us draw again. */
+static int state_temp_create(const char *path, char *tmp, size_t size)
+{
+  size_t len = strlen(path);
+  if (len + 18 > size)
+    return -1;
+  for (int attempt = 0; attempt < 8; attempt++) {
+    uint64_t r = secret_random();
+    memcpy(tmp, path, len);
+    tmp[len] = '.';
+    for (int i = 0; i < 16; i++)
+      tmp[len + 1 + (size_t)i] = "0123456789abcdef"[(r >> (4 * i)) & 15];
+    tmp[len + 17] = '\0';
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                  O_NOCTTY, 0644);
+    if (fd >= 0 || errno != EEXIST)
+      return fd;
+  }
+  return -1;
+}
+
 void learn_save_state(void)
 {
   const char *path = hak_config.learn_state_file;
@@ -412,46 +483,59 @@ void learn_save_state(void)
   if (!any)
     return;
   /* Other programs' lines are kept; ours are replaced.  The new file is
-   * written beside the old one and renamed over it. */
+   * written beside the old one and renamed over it, so a reader sees the
+   * old file or the new one, whole; anything but a regular file (or
+   * nothing) at path is left alone. */
   static char out[STATE_MAX];
   size_t n = 0;
-  long len = state_read(path);
+  long len = state_read(path, hak_warn_at_exit);
+  if (len == -2)
+    return;
   char *save;
   for (char *line = len > 0 ? strtok_r(state_buf, "\n", &save) : NULL; line;
        line = strtok_r(NULL, "\n", &save)) {
     char copy[256];
-    snprintf(copy, sizeof copy, "%s", line);
+    size_t ll = strlen(line);
+    if (ll >= sizeof copy)
+      continue;
+    memcpy(copy, line, ll + 1);
     char *prog, *name;
     int value;
     if (!state_fields(copy, &prog, &name, &value) || strcmp(prog, program_name()) == 0)
       continue;
-    int w = snprintf(out + n, sizeof out - n, "%s\n", line);
-    if (w < 0 || (size_t)w >= sizeof out - n)
+    size_t start = n;
+    if (!out_str(out, sizeof out, &n, line, ll) || !out_str(out, sizeof out, &n, "\n", 1)) {
+      n = start;
       break;
-    n += (size_t)w;
+    }
   }
   for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
     const struct learn_decision *d = &learn_decisions[k];
     if (d->phase != LEARN_PHASE_FROZEN && d->phase != LEARN_PHASE_CANARY)
       continue;
-    int w = snprintf(out + n, sizeof out - n, "%s %s %d\n", program_name(), d->name,
-                     d->cand[d->best].value);
-    if (w < 0 || (size_t)w >= sizeof out - n)
+    if (!out_line(out, sizeof out, &n, program_name(), d->name, d->cand[d->best].value))
       break;
-    n += (size_t)w;
   }
-  char tmp[sizeof hak_config.learn_state_file + 16];
-  snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+  char tmp[sizeof hak_config.learn_state_file + 24];
+  int fd = state_temp_create(path, tmp, sizeof tmp);
   if (fd < 0) {
-    hak_warn("learn_state_file: cannot write the learned state");
+    hak_warn_at_exit("learn_state_file: cannot write the learned state");
     return;
   }
-  bool ok = write(fd, out, n) == (ssize_t)n;
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(fd, out + off, n - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    off += (size_t)w;
+  }
+  bool ok = off == n;
   ok &= close(fd) == 0;
   if (!ok || rename(tmp, path) != 0) {
     unlink(tmp);
-    hak_warn("learn_state_file: cannot write the learned state");
+    hak_warn_at_exit("learn_state_file: cannot write the learned state");
   }
 }
 

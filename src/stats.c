@@ -8,9 +8,11 @@
 #include "shared_pool.h"
 #include "hakmem.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,14 +74,75 @@ static void line_write(struct line *l, int fd)
   }
 }
 
-void hak_warn(const char *msg)
+/* ---- where the exit report goes ----
+ *
+ * Standard error as it was at start-up: a copy of it (taken when a report
+ * is due at exit, since programs such as coreutils close stderr before
+ * they exit) and the identity of the file it was.  A program may close
+ * either descriptor and open its own files, which then get their numbers:
+ * a descriptor is written to only while fstat still shows that identity,
+ * else the line is dropped rather than appended to the program's data. */
+struct fd_identity {
+  dev_t dev;
+  ino_t ino;
+  int accmode;          /* O_ACCMODE bits: F_SETFL cannot change them */
+  bool valid;
+};
+static struct fd_identity stderr_identity;
+static int report_fd = -1;
+
+static bool fd_identify(int fd, struct fd_identity *id)
 {
-  if (hak_config.quiet)
+  struct stat st;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fstat(fd, &st) != 0)
+    return false;
+  *id = (struct fd_identity){ .dev = st.st_dev, .ino = st.st_ino, .accmode = fl & O_ACCMODE,
+                              .valid = true };
+  return true;
+}
+
+static bool fd_is_stderr(int fd)
+{
+  struct fd_identity now;
+  return fd >= 0 && stderr_identity.valid && fd_identify(fd, &now) &&
+         now.dev == stderr_identity.dev && now.ino == stderr_identity.ino &&
+         now.accmode == stderr_identity.accmode;
+}
+
+/* The original stderr: our copy, else fd 2 if it still is that file;
+ * -1 if neither is. */
+static int original_stderr(void)
+{
+  if (!stderr_identity.valid)
+    return STDERR_FILENO; /* not recorded yet */
+  if (fd_is_stderr(report_fd))
+    return report_fd;
+  if (fd_is_stderr(STDERR_FILENO))
+    return STDERR_FILENO;
+  return -1;
+}
+
+static void warn_to(int fd, const char *msg)
+{
+  if (hak_config.quiet || fd < 0)
     return;
   struct line l = { .len = 0 };
   line_str(&l, "hakmem: ");
   line_str(&l, msg);
-  line_write(&l, STDERR_FILENO);
+  line_write(&l, fd);
+}
+
+/* While the program runs, fd 2 is what it made stderr (a daemon's
+ * dup2 of its log, say), so warnings follow it. */
+void hak_warn(const char *msg)
+{
+  warn_to(STDERR_FILENO, msg);
+}
+
+void hak_warn_at_exit(const char *msg)
+{
+  warn_to(original_stderr(), msg);
 }
 
 void hak_fatal_pointer(const char *what, const void *ptr)
@@ -246,15 +309,38 @@ void stats_report(int fd)
   stats_report_sections(fd, REPORT_ALL);
 }
 
-/* A copy of stderr taken at start-up when a report is due at exit:
- * programs such as coreutils close stderr before they exit. */
-static int report_fd = -1;
-
 void stats_prepare_exit_report(void)
 {
-  if (hak_config.stats || hak_config.ss_os_stats || hak_config.shared_pool_stage_stats ||
-      hak_config.ss_stats_dump)
+  if (report_fd >= 0)
+    close(report_fd);
+  report_fd = -1;
+  /* A stderr closed at start-up matches nothing: no line is trusted to fd 2. */
+  struct fd_identity id = { .accmode = -1 };
+  if (fd_identify(STDERR_FILENO, &id) &&
+      (hak_config.stats || hak_config.ss_os_stats || hak_config.shared_pool_stage_stats ||
+       hak_config.ss_stats_dump))
     report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
+  id.valid = true;
+  stderr_identity = id;
+}
+
+/* stats_file, opened to append; -1 (warned) if it cannot be or is not a
+ * regular file: a FIFO or device would block the exit or get the report. */
+static int stats_file_open(const char *path)
+{
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                O_NOCTTY, 0644);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+    return fd;
+  /* ENXIO: a FIFO without a reader (or a device without its device);
+   * ELOOP: a symbolic link. */
+  bool refused = fd >= 0 || errno == ENXIO || errno == ELOOP;
+  if (fd >= 0)
+    close(fd);
+  hak_warn_at_exit(refused ? "stats_file is not a regular file (refused); report on stderr"
+                           : "stats_file cannot be opened; report on stderr");
+  return -1;
 }
 
 void stats_report_at_exit(void)
@@ -265,16 +351,17 @@ void stats_report_at_exit(void)
                       (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
   if (!sections)
     return;
-  int fd = report_fd >= 0 ? report_fd : STDERR_FILENO;
+  int fd = -1;
   /* stats_file is never opened in secure execution. */
   if (hak_config.stats_file[0] && !config_secure)
-    fd = open(hak_config.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) {
-    hak_warn("stats_file cannot be opened; report on stderr");
-    fd = STDERR_FILENO;
-  }
+    fd = stats_file_open(hak_config.stats_file);
+  bool own = fd >= 0;
+  if (!own)
+    fd = original_stderr();
+  if (fd < 0)
+    return;
   stats_report_sections(fd, sections);
-  if (fd != STDERR_FILENO && fd != report_fd)
+  if (own)
     close(fd);
 }
 

@@ -43,9 +43,14 @@ HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
 
 /* Writes the report (one "hakmem: name value" line per counter) to fd. */
 void stats_report(int fd);
-/* The report at exit, as the stats options ask, to stats_file or stderr. */
+/* The report at exit, as the stats options ask, to stats_file (if it is
+ * a regular file) or to stderr as it was at start-up; dropped if the
+ * program has closed stderr and reused its descriptor numbers. */
 void stats_report_at_exit(void);
-/* At start-up: keeps a close-on-exec copy of stderr for the exit report. */
+/* At start-up (init, before other threads allocate; tests may call it
+ * again): records which file stderr is, so that the report and the lines
+ * written at exit never go to a descriptor the program reused, and keeps
+ * a close-on-exec copy of stderr when a report is due at exit. */
 void stats_prepare_exit_report(void);
 
 #endif

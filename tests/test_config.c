@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include "test_util.h"
+#include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
@@ -655,10 +656,65 @@ START_TEST(secure_ignores_environment)
 }
 END_TEST
 
+/* Whether every directory from / down to path (included) is owned by
+ * root and writable by neither group nor others: what secure execution
+ * asks of the conf file's directories. */
+static bool dirs_trusted(const char *path)
+{
+  char p[512];
+  snprintf(p, sizeof p, "%s", path);
+  for (char *s = p + 1;; s++) {
+    bool end = *s == '\0';
+    if (*s == '/' || end) {
+      char c = *s;
+      *s = '\0';
+      struct stat st;
+      if (stat(p, &st) != 0 || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
+        return false;
+      *s = c;
+    }
+    if (end)
+      return true;
+  }
+}
+
+/* A fresh directory, mode 0755, under the current directory (the build
+ * tree) if that is trusted (see dirs_trusted) and we are root; NULL if
+ * not: the tests of a conf file read in secure execution need one, as a
+ * root-owned file under /tmp is rightly refused. */
+static const char *trusted_dir(void)
+{
+  static char dir[200];
+  char cwd[160];
+  if (geteuid() != 0 || !getcwd(cwd, sizeof cwd) || !dirs_trusted("/") || !dirs_trusted(cwd))
+    return NULL;
+  snprintf(dir, sizeof dir, "%s/hakmem-secure-XXXXXX", cwd);
+  if (!mkdtemp(dir) || chmod(dir, 0755) != 0)
+    return NULL;
+  return dir;
+}
+
+/* Writes text, mode 0644, to dir/name; its path is conf. */
+static void write_conf_at(const char *dir, const char *name, const char *text)
+{
+  snprintf(conf, sizeof conf, "%s/%s", dir, name);
+  int fd = open(conf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+  fchmod(fd, 0644);
+  close(fd);
+}
+
 START_TEST(secure_conf_ownership)
 {
-  write_conf("check = 1\nstats_file = /tmp/hakmem-report\nlearn_state_file = /tmp/hakmem-learned\n");
-  if (geteuid() == 0) {
+  static const char text[] =
+    "check = 1\nstats_file = /tmp/hakmem-report\nlearn_state_file = /tmp/hakmem-learned\n";
+  const char *dir = trusted_dir();
+  if (geteuid() == 0 && !dir)
+    fprintf(stderr, "secure_conf_ownership: the build tree is not owned by root or is writable "
+                    "by others: the conf file read in secure execution is not tested\n");
+  if (dir) {
+    write_conf_at(dir, "hakmem.conf", text);
     /* Root's, 0644: read, but neither stats_file nor learn_state_file is used. */
     ck_assert_uint_eq(load_file("p", NULL, true), 0);
     ck_assert_int_eq(hak_config.check, 1);
@@ -671,8 +727,54 @@ START_TEST(secure_conf_ownership)
     ck_assert_uint_eq(load_file("p", NULL, true), 1);
     ck_assert(warned("not owned by root or writable by group or others: ignored in secure execution"));
     ck_assert_int_eq(hak_config.check, 0);
-    /* Owned by someone else: ignored. */
     chmod(conf, 0644);
+    /* A directory on its path writable by its group or by others: ignored. */
+    char sub[220];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    write_conf_at(sub, "hakmem.conf", text);
+    ck_assert_uint_eq(load_file("p", NULL, true), 0);
+    ck_assert_int_eq(hak_config.check, 1);
+    for (int i = 0; i < 2; i++) {
+      chmod(i ? dir : sub, i ? 0757 : 0775);
+      ck_assert_uint_eq(load_file("p", NULL, true), 1);
+      char want[800];
+      snprintf(want, sizeof want, "%s: directory %s is not owned by root or is writable by "
+               "group or others: ignored in secure execution", conf, i ? dir : sub);
+      ck_assert_str_eq(warnings[0], want);
+      ck_assert_int_eq(hak_config.check, 0);
+      chmod(i ? dir : sub, 0755);
+    }
+    /* ... or not owned by root. */
+    ck_assert_int_eq(chown(sub, 65534, 0), 0);
+    ck_assert_uint_eq(load_file("p", NULL, true), 1);
+    ck_assert(warned("directory "));
+    ck_assert_int_eq(hak_config.check, 0);
+    unlink(conf);
+    rmdir(sub);
+    unlink(conf);
+    snprintf(conf, sizeof conf, "%s/hakmem.conf", dir);
+    /* A relative path: ignored. */
+    char cwd[160], rel[220];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    snprintf(rel, sizeof rel, "%s/hakmem.conf", dir + strlen(cwd) + 1);
+    struct config_request rq = { .conf_path = rel, .program = "p", .secure = true,
+                                 .warn = collect };
+    nwarn = 0;
+    ck_assert_uint_eq(config_load_from(&rq), 1);
+    ck_assert(warned("not an absolute path: ignored in secure execution"));
+    ck_assert_int_eq(hak_config.check, 0);
+    unlink(conf);
+    rmdir(dir);
+  }
+  /* Root's, 0644, but in a directory anyone may write (/tmp): ignored. */
+  write_conf(text);
+  if (geteuid() == 0) {
+    ck_assert_uint_eq(load_file("p", NULL, true), 1);
+    ck_assert(warned(" is not owned by root or is writable by group or others: "
+                     "ignored in secure execution"));
+    ck_assert_int_eq(hak_config.check, 0);
+    /* Owned by someone else: ignored. */
     ck_assert_int_eq(chown(conf, 65534, 65534), 0);
   }
   ck_assert_uint_eq(load_file("p", NULL, true), 1);
@@ -699,6 +801,27 @@ START_TEST(secure_conf_ownership)
   ck_assert(warned("cannot open: is a symbolic link (not followed)"));
   unlink(link);
   unlink(target);
+}
+END_TEST
+
+/* Which sections apply: outside secure execution the executable's name or
+ * argv[0]'s (exec -a redis-server prog applies [redis-server]); in secure
+ * execution argv[0], the caller's choice, is not used. */
+START_TEST(secure_section_by_executable)
+{
+  static const char text[] = "[redis-server]\ncheck = 1\n[test_config]\nverbose = 1\n";
+  char *argv0 = program_invocation_short_name;
+  program_invocation_short_name = "redis-server"; /* as exec -a would */
+  struct config_request rq = { .conf_path = "mem", .warn = collect };
+  nwarn = 0;
+  ck_assert_uint_eq(config_load_buffer(&rq, text, strlen(text)), 0);
+  ck_assert_int_eq(hak_config.check, 1);
+  ck_assert_int_eq(hak_config.verbose, 1);
+  rq.secure = true;
+  ck_assert_uint_eq(config_load_buffer(&rq, text, strlen(text)), 0);
+  ck_assert_int_eq(hak_config.check, 0);
+  ck_assert_int_eq(hak_config.verbose, 1); /* /proc/self/exe: tests/test_config */
+  program_invocation_short_name = argv0;
 }
 END_TEST
 
@@ -746,6 +869,7 @@ static Suite *config_suite(void)
   t = tcase_create("secure");
   tcase_add_test(t, secure_ignores_environment);
   tcase_add_test(t, secure_conf_ownership);
+  tcase_add_test(t, secure_section_by_executable);
   suite_add_tcase(s, t);
   return s;
 }
