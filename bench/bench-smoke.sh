@@ -73,6 +73,11 @@ bench vm vm 20 1 1
 bench vm_mixed vm --mixed 10 4 1
 bench realloc realloc 2000 16 1
 bench learn_switch learn_bench switch 2 1
+bench burst burst 20 256 1
+check_line burst "$out" minflt
+bench burst burst 3 64 1 1000
+bench thread_stress thread_stress 4000 100 1 2 2
+check_line thread_stress "$out" minflt
 out=$(LD_PRELOAD=$lib timeout 60 bench/soak 1 1000 1 "$tmp/soak.csv" 2>"$tmp/err") ||
 	fail "bench/soak exited with status $?: $(tail -n 3 "$tmp/err")"
 check_line soak "$out" rss_drift_pct throughput_cv
@@ -80,7 +85,8 @@ echo "ok: $out"
 [ "$(head -n 1 "$tmp/soak.csv")" = "epoch,ops,rss_kb" ] &&
 	[ "$(wc -l <"$tmp/soak.csv")" -ge 3 ] || fail "bad soak CSV: $(cat "$tmp/soak.csv")"
 
-for p in random_mixed tiny_hot cache_thrash larson xthread vm realloc soak learn_bench; do
+for p in random_mixed tiny_hot cache_thrash larson xthread vm realloc soak learn_bench burst \
+	thread_stress; do
 	bench/$p >/dev/null 2>"$tmp/err"
 	st=$?
 	[ $st -eq 2 ] && grep -q "^usage: $p " "$tmp/err" ||

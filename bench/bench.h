@@ -180,11 +180,27 @@ static inline uint64_t bench_arg_u64(const char *s, const char *name, uint64_t m
   return v;
 }
 
+/* Minor page faults of the whole process so far (every thread's, including
+ * those that have exited): a difference of two readings is what a part of
+ * the run paid for faulting fresh pages in. */
+static inline long bench_minflt(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return ru.ru_minflt;
+}
+
 /* The result line, the only thing a program prints on stdout:
- *   <name> ops/s=<float> peak_rss_kb=<int> checksum=<hex>  */
+ *   <name> ops/s=<float> peak_rss_kb=<int> [<key>=<number>...] checksum=<hex>
+ * extra is "" or more " key=value" fields (lower-case keys), which
+ * bench/compare keeps and bench-smoke.sh can check. */
+static inline void bench_report_extra(const char *name, double ops, double seconds,
+                                      const char *extra, uint64_t checksum) {
+  printf("%s ops/s=%.1f peak_rss_kb=%ld%s checksum=%016" PRIx64 "\n", name,
+         seconds > 0 ? ops / seconds : 0.0, bench_peak_rss_kb(), extra, checksum);
+}
+
 static inline void bench_report(const char *name, double ops, double seconds, uint64_t checksum) {
-  printf("%s ops/s=%.1f peak_rss_kb=%ld checksum=%016" PRIx64 "\n", name,
-         seconds > 0 ? ops / seconds : 0.0, bench_peak_rss_kb(), checksum);
+  bench_report_extra(name, ops, seconds, "", checksum);
 }
 
 #endif

@@ -2,7 +2,8 @@
 # the allocator under test by LD_PRELOAD (see bench/compare). Built by
 # `make`, never installed.
 BENCH_PROGS = bench/random_mixed bench/tiny_hot bench/cache_thrash bench/larson \
-	bench/xthread bench/vm bench/realloc bench/soak bench/learn_bench
+	bench/xthread bench/vm bench/realloc bench/soak bench/learn_bench bench/burst \
+	bench/thread_stress
 noinst_PROGRAMS += $(BENCH_PROGS)
 bench_random_mixed_SOURCES = bench/random_mixed.c bench/bench.h
 bench_tiny_hot_SOURCES = bench/tiny_hot.c bench/bench.h
@@ -17,6 +18,9 @@ bench_realloc_SOURCES = bench/realloc.c bench/bench.h
 bench_soak_SOURCES = bench/soak.c bench/bench.h
 bench_soak_LDADD = -lm
 bench_learn_bench_SOURCES = bench/learn_bench.c bench/bench.h
+bench_burst_SOURCES = bench/burst.c bench/bench.h
+bench_thread_stress_SOURCES = bench/thread_stress.c bench/bench.h
+bench_thread_stress_LDFLAGS = -pthread
 
 EXTRA_DIST += bench/compare bench/build-unhardened bench/callgrind-ops
 
