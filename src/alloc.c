@@ -290,7 +290,14 @@ HAK_EXPORT int hakmem_check_heap(void)
 {
   if (atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2)
     return 0;
-  return shared_pool_check_heap(tcache_self.id);
+  if (shared_pool_check_heap(tcache_self.id))
+    return -1;
+  const struct large_hdr *bad = bigcache_check();
+  if (bad) {
+    hak_warn_pointer("check_heap: BigCache holds a damaged or miscounted large block header", bad);
+    return -1;
+  }
+  return 0;
 }
 
 HAK_EXPORT int hak_trim(size_t pad)

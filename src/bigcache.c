@@ -232,6 +232,26 @@ void bigcache_usage(struct bigcache_usage *u)
   pthread_mutex_unlock(&bigcache_lock);
 }
 
+const struct large_hdr *bigcache_check(void)
+{
+  const struct large_hdr *bad = NULL;
+  size_t bytes = 0;
+  unsigned count = 0;
+  pthread_mutex_lock(&bigcache_lock);
+  for (int b = 0; b < BIGCACHE_BUCKETS && !bad; b++)
+    for (const struct large_hdr *h = bucket[b]; h && !bad; h = h->cache_next) {
+      if (!large_header_ok(h) || h->magic != LARGE_MAGIC || h->state != LARGE_CACHED ||
+          ++count > cached_count)
+        bad = h;
+      else
+        bytes += h->map_size;
+    }
+  if (!bad && (count != cached_count || bytes != cached_bytes))
+    bad = (const struct large_hdr *)&bucket[0];
+  pthread_mutex_unlock(&bigcache_lock);
+  return bad;
+}
+
 void bigcache_prefork(void) { pthread_mutex_lock(&bigcache_lock); }
 void bigcache_postfork_parent(void) { pthread_mutex_unlock(&bigcache_lock); }
 void bigcache_postfork_child(void) { pthread_mutex_init(&bigcache_lock, NULL); }

@@ -64,6 +64,8 @@ void hak_fatal_pointer(const char *what, const void *ptr) __attribute__((noretur
 /* One line on stderr, prefixed "hakmem: "; safe inside malloc (no stdio).
  * Nothing if quiet is set. */
 void hak_warn(const char *msg);
+/* One line "hakmem: <what> 0x<ptr>" on stderr (not fatal). */
+void hak_warn_pointer(const char *what, const void *ptr);
 /* The same at exit: on stderr only if it is still the file it was at
  * start-up (see stats_prepare_exit_report), else dropped, so that a line
  * never lands in a file the program opened on a descriptor it had closed. */

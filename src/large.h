@@ -128,6 +128,11 @@ bool bigcache_purge(uint64_t now_ms, bool idle);
 bool bigcache_purge_wanted(void);
 bool bigcache_take_purge_wanted(void);
 
+/* For hakmem_check_heap: every cached header sealed, cached and counted.
+ * Returns NULL, or the first bad header (the bucket table itself when
+ * the totals disagree). */
+const struct large_hdr *bigcache_check(void);
+
 struct bigcache_usage { uint64_t bytes, count; };
 void bigcache_usage(struct bigcache_usage *u);
 

@@ -641,24 +641,7 @@ void shared_pool_postfork_child(uint64_t survivor)
 static int heap_problem(const char *what, const void *where)
 {
   char line[160];
-  char hex[2 + 16 + 1] = "0x";
-  uintptr_t v = (uintptr_t)where;
-  int digits = 1;
-  while (digits < 16 && (v >> (4 * digits)))
-    digits++;
-  for (int i = 0; i < digits; i++)
-    hex[2 + i] = "0123456789abcdef"[(v >> (4 * (digits - 1 - i))) & 15];
-  hex[2 + digits] = 0;
-  hak_concat(line, sizeof line, "check_heap: ", what);
-  size_t n = 0;
-  while (line[n])
-    n++;
-  if (n + 1 < sizeof line) {
-    line[n++] = ' ';
-    line[n] = 0;
-  }
-  char full[200];
-  hak_warn(hak_concat(full, sizeof full, line, hex));
+  hak_warn_pointer(hak_concat(line, sizeof line, "check_heap: ", what), where);
   return -1;
 }
 

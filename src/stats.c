@@ -145,6 +145,18 @@ void hak_warn_at_exit(const char *msg)
   warn_to(original_stderr(), msg);
 }
 
+void hak_warn_pointer(const char *what, const void *ptr)
+{
+  if (hak_config.quiet)
+    return;
+  struct line l = { .len = 0 };
+  line_str(&l, "hakmem: ");
+  line_str(&l, what);
+  line_str(&l, " ");
+  line_hex(&l, (uintptr_t)ptr);
+  line_write(&l, STDERR_FILENO);
+}
+
 void hak_fatal_pointer(const char *what, const void *ptr)
 {
   struct line l = { .len = 0 };
