@@ -36,10 +36,14 @@ void alloc_configure(void)
 
 void *alloc_malloc_generic(size_t size)
 {
-  if (HAK_UNLIKELY(hak_config.check) && size <= HAK_MEDIUM_MAX - CHECK_TRAILER)
-    return check_malloc(size, HAK_MIN_ALIGN);
-  if (size <= HAK_MEDIUM_MAX)
+  if (HAK_UNLIKELY(hak_config.check)) {
+    /* Every slab block gets its trailer; the last few sizes of the
+     * medium classes, which leave no room for it, become large blocks. */
+    if (size <= HAK_MEDIUM_MAX - CHECK_TRAILER)
+      return check_malloc(size, HAK_MIN_ALIGN);
+  } else if (size <= HAK_MEDIUM_MAX) {
     return tcache_alloc(size_class_of(size));
+  }
   if (size > ALLOC_MAX) {
     errno = ENOMEM;
     return NULL;
@@ -220,11 +224,14 @@ static void *alloc_aligned(size_t align, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  if (HAK_UNLIKELY(hak_config.check) && size_class_for_aligned(size + CHECK_TRAILER, align) >= 0)
-    return check_malloc(size, align);
-  int cls = size_class_for_aligned(size, align);
-  if (cls >= 0)
-    return tcache_alloc((unsigned)cls);
+  if (HAK_UNLIKELY(hak_config.check)) {
+    if (size_class_for_aligned(size + CHECK_TRAILER, align) >= 0)
+      return check_malloc(size, align);
+  } else {
+    int cls = size_class_for_aligned(size, align);
+    if (cls >= 0)
+      return tcache_alloc((unsigned)cls);
+  }
   bool fresh;
   return alloc_large(size, align, &fresh);
 }

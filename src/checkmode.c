@@ -51,7 +51,11 @@ void *check_malloc(size_t size, size_t align)
   size_t bs = size_class_size((unsigned)cls);
   if (!check_is_filled(p + FREE_WORDS, bs - FREE_WORDS))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
-  /* The canary is the fill already there. */
+  /* The canary is the fill already there, except in the link and tag
+   * words, which the free list used. */
+  size_t words_end = bs - CHECK_TRAILER < FREE_WORDS ? bs - CHECK_TRAILER : FREE_WORDS;
+  if (size < words_end)
+    memset(p + size, CHECK_FILL, words_end - size);
   uint32_t code = trailer_code(size);
   memcpy(trailer(p, bs), &code, sizeof code);
   return p;

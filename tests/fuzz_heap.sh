@@ -74,7 +74,12 @@ if [ "${1:-}" = --long ]; then
     case $((seeds % 4)) in
       0) threads=4 ;; 1) threads=1 ;; 2) threads=2 ;; *) threads=8 ;;
     esac
-    run "$hak" "$seed" 400000 "$threads" 300
+    if [ $((seeds % 4)) -eq 3 ]; then
+      # Every fourth seed with check = 1 (canaries, free-block fills).
+      HAKMEM_CHECK=1 run "$hak" "$seed" 100000 "$threads" 300
+    else
+      run "$hak" "$seed" 400000 "$threads" 300
+    fi
     # Every eighth seed once more on glibc: the harness stays honest.
     if [ $((seeds % 8)) -eq 0 ]; then
       run "$glibc" "$seed" 400000 "$threads" 300
@@ -91,6 +96,10 @@ else
   # One thread: the seed replays exactly.
   run "$hak" 4 40000 1 60
   run "$glibc" 4 40000 1 60
+  seeds=$((seeds + 1))
+  # check = 1: canaries and free-block fills must never fire on a correct
+  # program.
+  HAKMEM_CHECK=1 run "$hak" 5 40000 4 60
   seeds=$((seeds + 1))
 fi
 echo "$me: ok: $seeds seeds, $ops operations ($hak_runs runs on hakmem, $glibc_runs on glibc)"
