@@ -601,8 +601,115 @@ START_TEST(forged_large_header)
 }
 END_TEST
 
-int main(void)
+/* --- check = 1 ------------------------------------------------------------
+ * These cases need HAKMEM_CHECK=1 from the process's start (hakmem reads
+ * its configuration once), so the child execs this program again with the
+ * variable set and the case's name. */
+
+static void overflow_into_slack(void)
 {
+  /* 20 bytes asked, a 32-byte block: the byte written is inside the block. */
+  char *volatile p = malloc(opaque(20));
+  p[20] = 1;
+  free(p);
+}
+
+static void overflow_one_byte_into_trailer(void)
+{
+  char *volatile p = malloc(opaque(28));
+  memset(p, 0x11, 29);
+  free(p);
+}
+
+static void write_after_free(void)
+{
+  char *volatile p = malloc(opaque(100));
+  free(p);
+  p[50] = 7;
+  for (int i = 0; i < 200; i++) {
+    void *volatile q = malloc(opaque(100));
+    (void)q;
+  }
+}
+
+static void usable_size_is_the_request(void)
+{
+  char *volatile p = malloc(opaque(20));
+  if (malloc_usable_size(p) != 20) {
+    child_say("misuse-test: malloc_usable_size is not the requested size with check = 1\n");
+    _exit(CHILD_PRECONDITION);
+  }
+  /* Using all of it is fine; the abort below shows the case ran. */
+  memset(p, 1, 20);
+  free(p);
+  free(p);
+}
+
+static const struct check_case {
+  const char *name;
+  void (*fn)(void);
+} check_cases[] = {
+  { "overflow_into_slack", overflow_into_slack },
+  { "overflow_one_byte_into_trailer", overflow_one_byte_into_trailer },
+  { "write_after_free", write_after_free },
+  { "usable_size_is_the_request", usable_size_is_the_request },
+};
+
+static const char *check_case_name;
+
+static void exec_check_case(void)
+{
+  setenv("HAKMEM_CHECK", "1", 1);
+  execl("/proc/self/exe", "test_misuse", "--check-case", check_case_name, (char *)NULL);
+  child_say("misuse-test: cannot exec /proc/self/exe\n");
+  _exit(CHILD_PRECONDITION);
+}
+
+START_TEST(check_mode_finds_slack_overflow)
+{
+  check_case_name = "overflow_into_slack";
+  expect_abort(exec_check_case, "check = 1: a byte written past the request, inside the block",
+               (struct expect){ "free()", { "overflow", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_finds_trailer_overflow)
+{
+  check_case_name = "overflow_one_byte_into_trailer";
+  expect_abort(exec_check_case, "check = 1: 29 bytes written into a 28-byte request",
+               (struct expect){ "free()", { "overflow", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_finds_write_after_free)
+{
+  check_case_name = "write_after_free";
+  expect_abort(exec_check_case, "check = 1: a freed block written, then reused",
+               (struct expect){ "malloc()", { "use after free", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_usable_size)
+{
+  check_case_name = "usable_size_is_the_request";
+  expect_abort(exec_check_case, "check = 1: usable size is the request; then a double free",
+               (struct expect){ "free()", { "double free", NULL } });
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+  if (argc == 3 && strcmp(argv[1], "--check-case") == 0) {
+    for (size_t i = 0; i < sizeof check_cases / sizeof check_cases[0]; i++)
+      if (strcmp(argv[2], check_cases[i].name) == 0) {
+        check_cases[i].fn();
+        child_say("misuse-test: the misuse went unnoticed (the case returned)\n");
+        return CHILD_RETURNED;
+      }
+    child_say("misuse-test: no such check case\n");
+    return CHILD_PRECONDITION;
+  }
+
   Suite *s = suite_create("misuse (libhakmem)");
   TCase *t = tcase_create("misuse");
   /* A case has its own deadline, CASE_DEADLINE; Check's is a backstop. */
@@ -629,6 +736,10 @@ int main(void)
   tcase_add_test(t, poisoned_free_list_medium);
   tcase_add_test(t, poisoned_remote_stack);
   tcase_add_test(t, forged_large_header);
+  tcase_add_test(t, check_mode_finds_slack_overflow);
+  tcase_add_test(t, check_mode_finds_trailer_overflow);
+  tcase_add_test(t, check_mode_finds_write_after_free);
+  tcase_add_test(t, check_mode_usable_size);
   suite_add_tcase(s, t);
   return check_run(s);
 }
