@@ -27,7 +27,10 @@ static void *alloc_large(size_t size, size_t align, bool *fresh)
   return p;
 }
 
-size_t alloc_fast_bound = HAK_TINY_MAX + 1;
+/* 0 until initialisation: the first malloc of the process takes the slow
+ * path, which initialises first, so that no block is handed out before
+ * the configuration (check = 1 in particular) is known. */
+size_t alloc_fast_bound = 0;
 
 void alloc_configure(void)
 {
@@ -36,6 +39,7 @@ void alloc_configure(void)
 
 void *alloc_malloc_generic(size_t size)
 {
+  hak_init();
   if (HAK_UNLIKELY(hak_config.check)) {
     /* Every slab block gets its trailer; the last few sizes of the
      * medium classes, which leave no room for it, become large blocks. */
@@ -224,6 +228,7 @@ static void *alloc_aligned(size_t align, size_t size)
     errno = ENOMEM;
     return NULL;
   }
+  hak_init();
   if (HAK_UNLIKELY(hak_config.check)) {
     if (size_class_for_aligned(size + CHECK_TRAILER, align) >= 0)
       return check_malloc(size, align);

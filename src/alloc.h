@@ -13,6 +13,7 @@
 #include "size_class.h"
 #include "superslab.h"
 #include "tcache.h"
+#include "init.h"
 
 void *alloc_malloc_generic(size_t size);
 void alloc_free_generic(void *p, uintptr_t entry);
@@ -22,9 +23,10 @@ void alloc_free_generic(void *p, uintptr_t entry);
  * check = 1.  Checks exactly and aborts with a message on misuse. */
 void alloc_free_slab_slow(struct slab *s, void *p);
 
-/* Requests below this take the inline fast path: HAK_TINY_MAX + 1, or 0
- * with check = 1 so that every malloc reaches the checked path, at the
- * cost of no instruction (a compare with memory instead of a constant). */
+/* Requests below this take the inline fast path: HAK_TINY_MAX + 1 once
+ * initialised, 0 before and with check = 1, so that every malloc reaches
+ * the slow path, at the cost of no instruction on the fast one (a compare
+ * with memory instead of a constant). */
 extern HAK_HIDDEN size_t alloc_fast_bound;
 /* Sets alloc_fast_bound from the configuration (at initialisation). */
 void alloc_configure(void);
