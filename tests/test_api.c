@@ -1362,12 +1362,47 @@ START_TEST(cross_thread_free)
 }
 END_TEST
 
+/* hakmem_check_heap: 0 on a sound heap with blocks of every kind live and
+ * freed (also by another thread), -1 with one line once a freed block's
+ * free tag has been overwritten (what a use-after-free write does). */
+START_TEST(check_heap_sound_then_damaged)
+{
+  static struct handoff h;
+  void *keep[64];
+  for (int i = 0; i < 64; i++)
+    keep[i] = T_MALLOC(opaque((size_t)i * 997 % 70000 + 1));
+  make_blocks(&h);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  for (int i = 0; i < 64; i += 2)
+    T_FREE(keep[i]);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  pthread_t t;
+  void *bad;
+  ck_assert_int_eq(pthread_create(&t, NULL, check_and_free_blocks, &h), 0);
+  ck_assert_int_eq(pthread_join(t, &bad), 0);
+  ck_assert_ptr_null(bad);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  for (int i = 1; i < 64; i += 2)
+    T_FREE(keep[i]);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  /* A freed 48-byte block, its second word overwritten. */
+  char *volatile p = T_MALLOC(opaque(48));
+  char *volatile q = T_MALLOC(opaque(48));
+  T_FREE(p);
+  memset(p + 8, 0x41, 8);
+  ck_assert_int_eq(hakmem_check_heap(), -1);
+  /* Check runs each test in a process of its own: the damage ends here. */
+  (void)q;
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("api (" API_NAME " names)");
   TCase *t = tcase_create("api");
   tcase_set_timeout(t, 120);
   tcase_add_test(t, allocator_is_hakmem);
+  tcase_add_test(t, check_heap_sound_then_damaged);
 #ifndef HAK_TEST_DIRECT
   tcase_add_test(t, libc_internal_names_are_hakmem);
 #endif
