@@ -210,7 +210,7 @@ static size_t nonzero_sampled(const void *p, size_t n)
 }
 
 /* The alignment every block of size bytes must have without asking: 16,
- * or 8 for blocks of at most 8 bytes (DESIGN.md section 2). */
+ * or 8 for blocks of at most 8 bytes (hakmem(3), RETURN VALUE). */
 static size_t fundamental_align(size_t size)
 {
   return size <= 8 ? 8 : 16;
@@ -1150,7 +1150,7 @@ END_TEST
 /* --- misuse ----------------------------------------------------------------
  * A pointer hakmem never returned and a second free of the block just
  * freed are caught where the check is cheap: one line on stderr, then
- * abort (DESIGN.md section 2). */
+ * abort (hakmem(3), SECURITY). */
 
 /* Runs fn in a child whose stderr is captured: the child must die of
  * SIGABRT after writing a "hakmem: " line that contains needle. */
