@@ -1152,41 +1152,9 @@ END_TEST
  * freed are caught where the check is cheap: one line on stderr, then
  * abort (hakmem(3), SECURITY). */
 
-/* Runs fn in a child whose stderr is captured: the child must die of
- * SIGABRT after writing a "hakmem: " line that contains needle. */
 static void expect_abort(void (*fn)(void), const char *what, const char *needle)
 {
-  int fds[2];
-  ck_assert_int_eq(pipe(fds), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    struct rlimit no_core = { 0, 0 };
-    setrlimit(RLIMIT_CORE, &no_core);
-    signal(SIGABRT, SIG_DFL);
-    dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
-    fn();
-    _exit(0);
-  }
-  close(fds[1]);
-  char buf[4096];
-  size_t len = 0;
-  ssize_t r;
-  while (len < sizeof buf - 1 && (r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-    len += (size_t)r;
-  buf[len] = 0;
-  close(fds[0]);
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  REQUIRE(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-          "%s: not aborted (%s %d); stderr: %s", what,
-          WIFSIGNALED(status) ? "signal" : "exit status",
-          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), buf);
-  REQUIRE(strstr(buf, "hakmem: ") != NULL && strstr(buf, needle) != NULL,
-          "%s: aborted, but stderr does not say \"%s\": %s", what, needle, buf);
+  expect_child_aborts(fn, what, needle);
 }
 
 static char global_buffer[256];

@@ -195,34 +195,7 @@ END_TEST
 
 static void expect_abort(void (*fn)(void), const char *needle)
 {
-  int fds[2];
-  ck_assert_int_eq(pipe(fds), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    struct rlimit no_core = { 0, 0 };
-    setrlimit(RLIMIT_CORE, &no_core);
-    signal(SIGABRT, SIG_DFL);
-    dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
-    fn();
-    _exit(0);
-  }
-  close(fds[1]);
-  char buf[4096];
-  size_t len = 0;
-  ssize_t r;
-  while (len < sizeof buf - 1 && (r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-    len += (size_t)r;
-  buf[len] = 0;
-  close(fds[0]);
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: not aborted; stderr: %s",
-                needle, buf);
-  ck_assert_msg(strstr(buf, "hakmem: ") && strstr(buf, needle), "stderr lacks \"%s\": %s", needle, buf);
+  expect_child_aborts(fn, needle, needle);
 }
 
 /* The header is at the start of the mapping: the block minus its offset

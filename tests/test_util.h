@@ -1,11 +1,18 @@
 /* What the Check test programs share: their main (check_run), a way to
- * hide a size from the compiler, and a snapshot of hakmem's counters. */
+ * hide a size from the compiler, a snapshot of hakmem's counters, and a
+ * child that must abort with a given message. */
 #ifndef HAKMEM_TESTS_TEST_UTIL_H
 #define HAKMEM_TESTS_TEST_UTIL_H
 
 #include <check.h>
+#include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "hakmem.h"
 
@@ -40,6 +47,48 @@ static inline hak_stats_t stats_now(void)
   if (hakmem_stats_get(&st) != 0)
     ck_abort_msg("hakmem_stats_get failed");
   return st;
+}
+
+/* Runs fn in a child (no core file) whose stderr is captured: the child
+ * must die of SIGABRT after writing a "hakmem: " line containing needle.
+ * what names the case in the failure message.  (tests/test_misuse.c has
+ * a fuller harness, with a deadline, for cases that might hang.) */
+static inline void expect_child_aborts(void (*fn)(void), const char *what, const char *needle)
+{
+  int fds[2];
+  if (pipe(fds) != 0)
+    ck_abort_msg("pipe failed");
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    ck_abort_msg("fork failed");
+  if (pid == 0) {
+    struct rlimit no_core = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(SIGABRT, SIG_DFL);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    fn();
+    _exit(0);
+  }
+  close(fds[1]);
+  char buf[4096];
+  size_t len = 0;
+  ssize_t r;
+  while (len < sizeof buf - 1 && (r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+    len += (size_t)r;
+  buf[len] = 0;
+  close(fds[0]);
+  int status;
+  if (waitpid(pid, &status, 0) != pid)
+    ck_abort_msg("waitpid failed");
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+    ck_abort_msg("%s: not aborted (%s %d); stderr: %s", what,
+                 WIFSIGNALED(status) ? "signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), buf);
+  if (!strstr(buf, "hakmem: ") || !strstr(buf, needle))
+    ck_abort_msg("%s: aborted, but stderr does not say \"%s\": %s", what, needle, buf);
 }
 
 #endif
