@@ -44,16 +44,6 @@ static double now_s(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static long rss_kb(void)
-{
-  long size, res;
-  FILE *f = fopen("/proc/self/statm", "r");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &res), 2);
-  fclose(f);
-  return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* ---- 1: the invariant, and the spurious ENOMEM ---- */
 
 START_TEST(realloc_after_aligned_blocks_grows)

@@ -62,16 +62,6 @@ static size_t resident_pages(void *p, size_t len)
   return r;
 }
 
-static long rss_kb(void)
-{
-  long size, res;
-  FILE *f = fopen("/proc/self/statm", "r");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &res), 2);
-  fclose(f);
-  return res * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
 START_TEST(lean_decommits_at_once_dontneed)
 {
   start();

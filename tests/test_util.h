@@ -1,6 +1,6 @@
 /* What the Check test programs share: their main (check_run), a way to
- * hide a size from the compiler, a snapshot of hakmem's counters, and a
- * child that must abort with a given message. */
+ * hide a size from the compiler, a snapshot of hakmem's counters, the
+ * resident set, and a child that must abort with a given message. */
 #ifndef HAKMEM_TESTS_TEST_UTIL_H
 #define HAKMEM_TESTS_TEST_UTIL_H
 
@@ -47,6 +47,20 @@ static inline hak_stats_t stats_now(void)
   if (hakmem_stats_get(&st) != 0)
     ck_abort_msg("hakmem_stats_get failed");
   return st;
+}
+
+/* The process's resident set in KiB, from /proc/self/statm. */
+static inline long rss_kb(void)
+{
+  long size, res;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f)
+    ck_abort_msg("cannot open /proc/self/statm");
+  int n = fscanf(f, "%ld %ld", &size, &res);
+  fclose(f);
+  if (n != 2)
+    ck_abort_msg("cannot read /proc/self/statm");
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 /* Runs fn in a child (no core file) whose stderr is captured: the child
