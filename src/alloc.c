@@ -161,11 +161,11 @@ static size_t usable_size(const void *p, uintptr_t entry, struct large_hdr **lar
   struct slab *s = superslab_slab_of(entry, (uintptr_t)p);
   if (s->state == SLAB_SPAN_TAIL)
     s -= s->head_offset;
-  if ((s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN) || !slab_is_block(s, p))
-    hak_fatal_pointer(hak_concat(what, sizeof what, fn,
-                                 slab_block_tagged(p) ? ": pointer already freed" : ": invalid pointer"), p);
+  /* The tag first: a freed block may sit in a slab that is EMPTY now. */
   if (slab_block_tagged(p))
     hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": pointer already freed"), p);
+  if ((s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN) || !slab_is_block(s, p))
+    hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": invalid pointer"), p);
   if (HAK_UNLIKELY(hak_config.check))
     return check_block_size(s, p);
   return slab_block_size(s);

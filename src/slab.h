@@ -162,8 +162,8 @@ HAK_INLINE size_t slab_block_size(const struct slab *s)
 }
 
 /* Whether p is the start of a block of s that has been carved (it was
- * handed out at least once or is on a free list).  Exact, with a division:
- * for slow paths. */
+ * handed out at least once or is on a free list).  Exact, for any slab
+ * (a medium one spans several slots); the slow paths use it. */
 bool slab_is_block(const struct slab *s, const void *p);
 
 /* Owner: true when the slab has a block to hand out without refilling. */
