@@ -125,6 +125,7 @@ struct load {
   const char *names[2];         /* the program's names for section matching */
   enum section_state state;
   char section[64];
+  bool truncated;               /* the file is larger than CONFIG_FILE_MAX */
 };
 
 static char file_buf[CONFIG_FILE_MAX + 1];
@@ -238,7 +239,9 @@ static bool conf_dirs_trusted(struct config_msg *m)
 }
 
 /* Reads conf_path_buf into file_buf; returns its length, or -1 if there is
- * nothing to parse (warned, unless the default file is simply absent). */
+ * nothing to parse (warned, unless the default file is simply absent).  A
+ * file larger than CONFIG_FILE_MAX is read up to the limit and flagged in
+ * ld->truncated: its first part still counts (parse_file says so). */
 static long conf_read(struct load *ld, bool must_exist)
 {
   bool secure = ld->rq->secure;
@@ -266,8 +269,6 @@ static long conf_read(struct load *ld, bool must_exist)
     config_msg_str(&m, "not owned by root or writable by group or others: ignored in secure execution");
   } else if (secure && !conf_dirs_trusted(&m)) {
     /* m says which directory. */
-  } else if (st.st_size > CONFIG_FILE_MAX) {
-    config_msg_str(&m, "larger than 65536 bytes (ignored)");
   } else {
     if (st.st_mode & S_IWOTH) {
       struct config_msg w = { .n = 0 };
@@ -292,8 +293,8 @@ static long conf_read(struct load *ld, bool must_exist)
       len += r;
     }
     if (len > CONFIG_FILE_MAX) {
-      config_msg_str(&m, "larger than 65536 bytes (ignored)");
-      len = -1;
+      ld->truncated = true;
+      len = CONFIG_FILE_MAX;
     }
   }
   close(fd);
@@ -413,36 +414,56 @@ static void parse_line(struct load *ld, char *s, unsigned line)
     parse_assignment(ld, s, line);
 }
 
+/* The first CONFIG_FILE_MAX bytes of a larger file: its complete lines
+ * are read, the cut last line and the rest are not, with one warning that
+ * names the limit and the last line read; returns the length to parse. */
+static size_t cut_truncated(struct load *ld, const char *buf, size_t len)
+{
+  while (len && buf[len - 1] != '\n')
+    len--;
+  unsigned lines = 0;
+  for (const char *p = buf; (p = memchr(p, '\n', len - (size_t)(p - buf))); p++)
+    lines++;
+  struct config_msg m = { .n = 0 };
+  msg_where(&m, 0);
+  config_msg_str(&m, "larger than ");
+  config_msg_int(&m, CONFIG_FILE_MAX);
+  config_msg_str(&m, " bytes: lines 1-");
+  config_msg_int(&m, lines);
+  config_msg_str(&m, " read, the rest ignored");
+  note(ld, &m);
+  return len;
+}
+
+/* Each line on its own: a bad byte or an over-long line costs that line
+ * only.  CR LF line ends and a UTF-8 byte order mark are read silently, so
+ * that a file saved by a Windows editor behaves like any other, in the
+ * library and in `hakmemctl check` alike. */
 static void parse_file(struct load *ld, const char *buf, size_t len)
 {
   char lb[CONFIG_LINE_MAX + 1];
   size_t pos = 0;
   unsigned line = 0;
-  bool crlf_noted = false;
   ld->state = IN_GLOBAL;
   ld->section[0] = '\0';
-  if (memchr(buf, '\0', len)) {
-    file_warn(ld, 0, "contains NUL bytes: not a text file (ignored)");
-    return;
-  }
-  if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) {
-    file_warn(ld, 1, "UTF-8 byte order mark (skipped)");
+  if (ld->truncated)
+    len = cut_truncated(ld, buf, len);
+  if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0)
     pos = 3;
-  }
   while (pos < len) {
     const char *s = buf + pos;
     const char *nl = memchr(s, '\n', len - pos);
     size_t n = nl ? (size_t)(nl - s) : len - pos;
     pos += n + 1;
     line++;
-    if (n && s[n - 1] == '\r') {
+    if (n && s[n - 1] == '\r')
       n--;
-      if (!crlf_noted)
-        file_warn(ld, line, "CR LF line ends (read as LF)");
-      crlf_noted = true;
-    }
     if (n > CONFIG_LINE_MAX) {
       file_warn(ld, line, "line longer than 1024 bytes (ignored)");
+      continue;
+    }
+    if (memchr(s, '\0', n)) {
+      file_warn(ld, line, "NUL byte in line (ignored)");
       continue;
     }
     memcpy(lb, s, n);
@@ -529,9 +550,9 @@ static void program_names(struct load *ld)
     ld->names[1] = program_invocation_short_name;
 }
 
-static unsigned load(const struct config_request *rq, const char *buf, long len)
+static unsigned load(const struct config_request *rq, const char *buf, long len, bool truncated)
 {
-  struct load ld = { .rq = rq };
+  struct load ld = { .rq = rq, .truncated = truncated };
   held_count = 0;
   config_secure = rq->secure;
   for (unsigned i = 0; i < config_option_count; i++) {
@@ -558,8 +579,6 @@ static unsigned load(const struct config_request *rq, const char *buf, long len)
     buf = file_buf;
   } else {
     config_copy_str(conf_path_buf, sizeof conf_path_buf, rq->conf_path ? rq->conf_path : "(buffer)");
-    if (len < 0)
-      file_warn(&ld, 0, "larger than 65536 bytes (ignored)");
   }
   /* First pass: mode alone, silently; then the mode's presets. */
   ld.silent = true;
@@ -597,12 +616,14 @@ static unsigned load(const struct config_request *rq, const char *buf, long len)
 
 unsigned config_load_from(const struct config_request *rq)
 {
-  return load(rq, NULL, -1);
+  return load(rq, NULL, -1, false);
 }
 
 unsigned config_load_buffer(const struct config_request *rq, const char *buf, size_t len)
 {
-  return load(rq, buf, len > CONFIG_FILE_MAX ? -1 : (long)len);
+  if (len > CONFIG_FILE_MAX)
+    return load(rq, buf, CONFIG_FILE_MAX, true);
+  return load(rq, buf, (long)len, false);
 }
 
 void config_load(char *const *envp, bool secure)

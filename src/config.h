@@ -98,7 +98,7 @@ struct config_source {
 extern struct config_source config_sources[CONFIG_OPTION_MAX];
 
 /* Limits of the conf file and of the warnings shown on stderr. */
-#define CONFIG_FILE_MAX     65536   /* bytes; a larger file is ignored */
+#define CONFIG_FILE_MAX     65536   /* bytes; the lines after it are ignored */
 #define CONFIG_LINE_MAX     1024    /* bytes per line, without the line end */
 #define CONFIG_MAX_WARNINGS 10      /* then one summary line */
 

@@ -76,6 +76,9 @@ char *config_trim(char *s)
 
 /* ---- values ---- */
 
+/* The words a boolean accepts, for suggestions. */
+static const char *const bool_words[] = { "yes", "no", "true", "false", "on", "off", NULL };
+
 bool config_parse_bool(const char *s, int *out)
 {
   static const char *const yes[] = { "1", "yes", "true", "on" };
@@ -154,6 +157,8 @@ bool config_parse_size_mb(const char *s, int min, int max, int *out)
   return true;
 }
 
+static void suggest_word(struct config_msg *m, const char *s, const char *const *words);
+
 static void expect_words(struct config_msg *m, const char *const *w)
 {
   config_msg_str(m, "expected ");
@@ -174,6 +179,7 @@ const char *config_parse_value(const struct config_option *o, const char *s, int
     if (config_parse_bool(s, out))
       return NULL;
     config_msg_str(&m, "expected 0|1|yes|no|true|false|on|off");
+    suggest_word(&m, s, bool_words);
     break;
   case CONFIG_INT:
   case CONFIG_SIZE_MB:
@@ -199,6 +205,7 @@ const char *config_parse_value(const struct config_option *o, const char *s, int
         return NULL;
       }
     expect_words(&m, o->words);
+    suggest_word(&m, s, o->words);
     break;
   case CONFIG_STRING:
     if (strlen(s) < o->text_size)
@@ -249,45 +256,81 @@ const struct config_option *config_find_env(const char *name, size_t len)
   return NULL;
 }
 
-/* Levenshtein distance, case-insensitive; large for long words. */
+/* Edit distance, case-insensitive, counting a swap of two neighbouring
+ * letters as one edit (the commonest typo); large for long words.  Three
+ * rows on the stack: it runs inside the first malloc. */
 static unsigned edit_distance(const char *a, const char *b)
 {
   size_t la = strlen(a), lb = strlen(b);
-  unsigned row[49];
+  unsigned rows[3][49];
   if (la > 48 || lb > 48)
     return 99;
+  unsigned *prev2 = rows[0], *prev = rows[1], *row = rows[2];
   for (size_t j = 0; j <= lb; j++)
-    row[j] = (unsigned)j;
+    prev[j] = (unsigned)j;
   for (size_t i = 1; i <= la; i++) {
-    unsigned diag = row[0];
     row[0] = (unsigned)i;
     for (size_t j = 1; j <= lb; j++) {
-      unsigned up = row[j];
-      unsigned best = diag + (config_lower(a[i - 1]) != config_lower(b[j - 1]));
-      if (up + 1 < best)
-        best = up + 1;
+      char ca = config_lower(a[i - 1]), cb = config_lower(b[j - 1]);
+      unsigned best = prev[j - 1] + (ca != cb);
+      if (prev[j] + 1 < best)
+        best = prev[j] + 1;
       if (row[j - 1] + 1 < best)
         best = row[j - 1] + 1;
+      if (i > 1 && j > 1 && ca == config_lower(b[j - 2]) && config_lower(a[i - 2]) == cb &&
+          prev2[j - 2] + 1 < best)
+        best = prev2[j - 2] + 1;
       row[j] = best;
-      diag = up;
     }
+    unsigned *t = prev2;
+    prev2 = prev;
+    prev = row;
+    row = t;
   }
-  return row[lb];
+  return prev[lb];
+}
+
+/* Is candidate closer to word than *best_d, and close enough to be a
+ * typo (at most two edits, and at most one per three letters)? */
+static bool closer(const char *word, const char *candidate, unsigned *best_d)
+{
+  unsigned d = edit_distance(word, candidate);
+  if (d >= *best_d || d * 3 > (unsigned)strlen(word))
+    return false;
+  *best_d = d;
+  return true;
 }
 
 /* The key closest to word if it is close enough to be a typo, else NULL. */
 const char *config_closest_key(const char *word)
 {
   const char *best = NULL;
-  unsigned best_d = 3, len = (unsigned)strlen(word);
-  for (unsigned i = 0; i < config_option_count; i++) {
-    unsigned d = edit_distance(word, config_options[i].key);
-    if (d < best_d && d * 3 <= len) {
-      best_d = d;
+  unsigned best_d = 3;
+  for (unsigned i = 0; i < config_option_count; i++)
+    if (closer(word, config_options[i].key, &best_d))
       best = config_options[i].key;
-    }
-  }
   return best;
+}
+
+const char *config_closest_word(const char *word, const char *const *words)
+{
+  const char *best = NULL;
+  unsigned best_d = 3;
+  for (unsigned i = 0; words[i]; i++)
+    if (closer(word, words[i], &best_d))
+      best = words[i];
+  return best;
+}
+
+/* Appends "; did you mean 'W'?" when a word of the list is close to s. */
+static void suggest_word(struct config_msg *m, const char *s, const char *const *words)
+{
+  const char *near = config_closest_word(s, words);
+  if (!near)
+    return;
+  config_msg_str(m, "; did you mean '");
+  config_msg_str(m, near);
+  config_msg_str(m, "'?");
 }
 
 /* ---- section globs ---- */

@@ -32,7 +32,11 @@ bool config_is_space(char c);
 /* Trims spaces and tabs in place; returns the new start. */
 char *config_trim(char *s);
 
-/* The key closest to word if it is close enough to be a typo, else NULL. */
+/* The key closest to word if it is close enough to be a typo (at most two
+ * edits, one per three letters), else NULL. */
 const char *config_closest_key(const char *word);
+/* The same among words (NULL-terminated): the value a misspelled enum or
+ * boolean value was probably meant to be. */
+const char *config_closest_word(const char *word, const char *const *words);
 
 #endif

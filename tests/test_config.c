@@ -481,6 +481,19 @@ START_TEST(bad_lines)
   load("frobnicate = 1\n", NULL, NULL);
   ck_assert(warned("unknown key 'frobnicate' (ignored)"));
   ck_assert(!warned("did you mean"));
+  /* Misspelled values get the nearest word, as keys do. */
+  ck_assert_uint_eq(load("mode = balnced\nthp = Atuo\ncheck = ture\nss_mem_lean_decommit = dontneeed\n"
+                         "stats = maybe\n", NULL, NULL), 5);
+  snprintf(want, sizeof want,
+           "%s:1: mode = balnced: expected minimal|fast|balanced|learning|research; did you mean 'balanced'?",
+           conf);
+  ck_assert_str_eq(warnings[0], want);
+  ck_assert(warned(":2: thp = Atuo: expected off|auto|on; did you mean 'auto'?"));
+  ck_assert(warned(":3: check = ture: expected 0|1|yes|no|true|false|on|off; did you mean 'true'?"));
+  ck_assert(warned(":4: ss_mem_lean_decommit = dontneeed: expected FREE|DONTNEED|OFF; did you mean 'DONTNEED'?"));
+  ck_assert(warned(":5: stats = maybe: expected 0|1|yes|no|true|false|on|off"));
+  ck_assert(!warned("maybe: expected 0|1|yes|no|true|false|on|off; did"));
+  ck_assert_int_eq(hak_config.mode, HAK_MODE_BALANCED);
 }
 END_TEST
 
@@ -499,29 +512,41 @@ START_TEST(bad_files)
   strcpy(text + 1024, "\n");
   ck_assert_uint_eq(load(text, NULL, NULL), 0);
   ck_assert_int_eq(hak_config.check, 1);
-  /* Too big: ignored as a whole. */
+  /* Too big: the first CONFIG_FILE_MAX bytes count, up to the last whole
+   * line in them; the line cut by the limit and the rest do not. */
   static char big[CONFIG_FILE_MAX + 100];
   memset(big, '\n', sizeof big);
   memcpy(big, "check = 1\n", 10);
+  memcpy(big + CONFIG_FILE_MAX - 5, "thp = on\n", 9);   /* cut by the limit */
+  memcpy(big + CONFIG_FILE_MAX + 10, "verbose = 1\n", 12); /* after it */
   write_conf_len(big, sizeof big);
   ck_assert_uint_eq(load_file(NULL, NULL, false), 1);
-  ck_assert(warned(": larger than 65536 bytes (ignored)"));
-  ck_assert_int_eq(hak_config.check, 0);
+  char want[512];
+  snprintf(want, sizeof want, "%s: larger than 65536 bytes: lines 1-%d read, the rest ignored", conf,
+           CONFIG_FILE_MAX - 14);
+  ck_assert_str_eq(warnings[0], want);
+  ck_assert_int_eq(hak_config.check, 1);
+  ck_assert_int_eq(hak_config.thp, HAK_THP_OFF);
+  ck_assert_int_eq(hak_config.verbose, 0);
+  assert_source("check", "@:1");
   unlink(conf);
   write_conf_len(big, CONFIG_FILE_MAX);
-  ck_assert_uint_eq(load_file(NULL, NULL, false), 0);
+  ck_assert_uint_eq(load_file(NULL, NULL, false), 1); /* the last line, "thp =" */
+  ck_assert(warned("thp = : expected off|auto|on"));
   ck_assert_int_eq(hak_config.check, 1);
   unlink(conf);
-  /* NUL bytes: not a text file. */
-  write_conf_len("check = 1\n\0\0\0thp = on\n", 22);
-  ck_assert_uint_eq(load_file(NULL, NULL, false), 1);
-  ck_assert(warned(": contains NUL bytes: not a text file (ignored)"));
-  ck_assert_int_eq(hak_config.check, 0);
+  /* A NUL byte costs its line only. */
+  write_conf_len("check = 1\n\0\0\0thp = on\nverbose = 1\nstats = 1\0\n", 45);
+  ck_assert_uint_eq(load_file(NULL, NULL, false), 2);
+  ck_assert(warned(":2: NUL byte in line (ignored)"));
+  ck_assert(warned(":4: NUL byte in line (ignored)"));
+  ck_assert_int_eq(hak_config.check, 1);
+  ck_assert_int_eq(hak_config.thp, HAK_THP_OFF);
+  ck_assert_int_eq(hak_config.verbose, 1);
+  ck_assert_int_eq(hak_config.stats, 0);
   unlink(conf);
-  /* CRLF and a BOM: read, with one warning each. */
-  ck_assert_uint_eq(load("\xef\xbb\xbf" "check = 1\r\nthp = on\r\n[x]\r\nverbose = 1\r\n", "x", NULL), 2);
-  ck_assert(warned(":1: UTF-8 byte order mark (skipped)"));
-  ck_assert(warned(":1: CR LF line ends (read as LF)"));
+  /* CR LF line ends and a BOM: read, silently (hakmemctl check agrees). */
+  ck_assert_uint_eq(load("\xef\xbb\xbf" "check = 1\r\nthp = on\r\n[x]\r\nverbose = 1\r\n", "x", NULL), 0);
   ck_assert_int_eq(hak_config.check, 1);
   ck_assert_int_eq(hak_config.thp, HAK_THP_ON);
   ck_assert_int_eq(hak_config.verbose, 1);
@@ -837,9 +862,11 @@ START_TEST(buffer_entry)
   assert_source("check", "mem:[p]:3");
   static char big[CONFIG_FILE_MAX + 1];
   memset(big, '\n', sizeof big);
+  memcpy(big, "thp = auto\n", 11);
   nwarn = 0;
   ck_assert_uint_eq(config_load_buffer(&rq, big, sizeof big), 1);
-  ck_assert_str_eq(warnings[0], "mem: larger than 65536 bytes (ignored)");
+  ck_assert_str_eq(warnings[0], "mem: larger than 65536 bytes: lines 1-65526 read, the rest ignored");
+  ck_assert_int_eq(hak_config.thp, HAK_THP_AUTO);
 }
 END_TEST
 
