@@ -8,11 +8,12 @@
 #                                (tests/pkg/apt-install.sh; needs root, and
 #                                installs and purges packages on this system)
 #
-# The Debian source package is native (debian/README.source): the release
-# tarball is the Debian source, so it carries debian/, and it carries
-# rpm/hakmem.spec so that `rpmbuild -ta` finds the spec inside it.  The
-# version is AC_INIT's; `make dist` refuses a tarball whose
-# debian/changelog, rpm/hakmem.spec or NEWS does not name that version.
+# The Debian source package is 3.0 (quilt) with the release tarball as its
+# orig (debian/README.source).  The tarball carries debian/, so that `make
+# deb` can build from it alone, and rpm/hakmem.spec, so that `rpmbuild -ta`
+# finds the spec inside it.  The version is AC_INIT's; `make dist` refuses
+# a tarball whose debian/changelog (its upstream part, before the Debian
+# revision), rpm/hakmem.spec or NEWS does not name that version.
 
 PACKAGING_DEBIAN_FILES = \
 	debian/.gitignore \
@@ -21,14 +22,16 @@ PACKAGING_DEBIAN_FILES = \
 	debian/control \
 	debian/copyright \
 	debian/hakmem-common.install \
+	debian/hakmem-tools.docs \
 	debian/hakmem-tools.install \
 	debian/libhakmem-dev.install \
+	debian/libhakmem0.docs \
 	debian/libhakmem0.install \
+	debian/libhakmem0.prerm \
 	debian/libhakmem0.symbols \
 	debian/not-installed \
 	debian/rules \
 	debian/source/format \
-	debian/source/options \
 	debian/tests/build \
 	debian/tests/control \
 	debian/tests/preload \
@@ -45,9 +48,9 @@ RPM_TOPDIR = _build-rpm
 dist-hook: check-release-versions
 
 check-release-versions:
-	@v=`sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' $(srcdir)/debian/changelog`; \
+	@v=`sed -n '1s/^[^(]*(\([^)]*\)-[^)-]*).*/\1/p' $(srcdir)/debian/changelog`; \
 	if test "x$$v" != "x$(VERSION)"; then \
-	  echo "debian/changelog is at $$v, configure.ac at $(VERSION): add an entry (dch -v $(VERSION))" >&2; \
+	  echo "debian/changelog's upstream version is '$$v', configure.ac's $(VERSION): add an entry (dch -v $(VERSION)-1)" >&2; \
 	  exit 1; fi
 	@v=`sed -n 's/^Version:[ 	]*//p' $(srcdir)/rpm/hakmem.spec`; \
 	if test "x$$v" != "x$(VERSION)"; then \
