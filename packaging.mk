@@ -76,7 +76,13 @@ deb: dist-gzip
 	$(SHELL) $(srcdir)/tests/pkg/apt-install.sh --build-only \
 	  $(distdir).tar.gz $(PKG_BUILD_DIR)
 
-check-packages: dist-gzip
+# Root is checked first, before the tarball and the packages are built for
+# nothing.
+check-packages:
+	@if test "`id -u`" != 0; then \
+	  echo "make check-packages installs and purges packages with apt: run it as root (sudo make check-packages)" >&2; \
+	  exit 1; fi
+	$(MAKE) $(AM_MAKEFLAGS) dist-gzip
 	$(SHELL) $(srcdir)/tests/pkg/apt-install.sh \
 	  $(distdir).tar.gz $(PKG_BUILD_DIR)
 

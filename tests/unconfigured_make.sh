@@ -1,0 +1,16 @@
+#!/bin/sh
+# In a tree where ./configure has not run, GNUmakefile makes every target
+# (make bench, make check, plain make) fail with a message that says to run
+# ./configure, instead of make finding the bench/ directory "up to date".
+set -u
+: "${srcdir:=.}"
+fail() { echo "FAIL: $*"; exit 1; }
+dir=$(mktemp -d "${TMPDIR:-/tmp}/unconfigured.XXXXXX") || exit 1
+trap 'rm -rf "$dir"' EXIT
+cp "$srcdir/GNUmakefile" "$dir/" && mkdir "$dir/bench" "$dir/tests" || exit 1
+for goal in bench check ''; do
+  (cd "$dir" && ${MAKE:-make} $goal) >"$dir/out" 2>&1 && fail "make $goal succeeded in an unconfigured tree"
+  grep -q 'not configured: run ./configure first' "$dir/out" || fail "make $goal printed: $(cat "$dir/out")"
+  echo "make $goal: $(head -n 1 "$dir/out")"
+done
+echo PASS
