@@ -4,7 +4,9 @@
  * through a real file).  Asserts: no crash, no hang (alarm), no
  * allocation while loading, at most one warning per line plus a few per
  * file and variable, and on stderr at most CONFIG_MAX_WARNINGS lines plus
- * the summary.  Usage: test_config_fuzz [iterations [seed]]. */
+ * the summary.  Then iterations/10 valid files with one bad byte (or one
+ * over-long line) each: that line alone is lost.
+ * Usage: test_config_fuzz [iterations [seed]]. */
 #include "config.h"
 
 #include <fcntl.h>
@@ -207,6 +209,70 @@ static void count(void *ctx, const char *msg)
   counted++;
 }
 
+/* One bad byte costs one line: a valid file of one assignment per line,
+ * one byte of one line replaced by a NUL or another control byte, or that
+ * line made longer than CONFIG_LINE_MAX; every other line must still
+ * apply, with at most one warning. */
+static const struct good_line {
+  const char *text, *key;
+  int value;
+} good_lines[] = {
+  { "superslab_lg = 20", "superslab_lg", 20 },
+  { "thp = on", "thp", HAK_THP_ON },
+  { "check = yes", "check", 1 },
+  { "verbose = 1", "verbose", 1 },
+  { "bigcache = off", "bigcache", 0 },
+  { "ss_empty_scan_limit = 17", "ss_empty_scan_limit", 17 },
+  { "purge_delay_ms = 250", "purge_delay_ms", 250 },
+  { "ss_mem_lean_target_mb = 2G", "ss_mem_lean_target_mb", 2048 },
+  { "ss_mem_lean_decommit = DONTNEED", "ss_mem_lean_decommit", HAK_DECOMMIT_DONTNEED },
+  { "superslab_keep = 9", "superslab_keep", 9 },
+};
+#define GOOD_LINES (sizeof good_lines / sizeof good_lines[0])
+
+static int one_bad_byte(unsigned iterations)
+{
+  static char text[GOOD_LINES * 64 + CONFIG_LINE_MAX + 64];
+  for (unsigned it = 0; it < iterations; it++) {
+    unsigned bad = (unsigned)rnd(GOOD_LINES), kind = (unsigned)rnd(3);
+    size_t n = 0;
+    for (unsigned i = 0; i < GOOD_LINES; i++) {
+      size_t len = strlen(good_lines[i].text), start = n;
+      memcpy(text + n, good_lines[i].text, len);
+      n += len;
+      if (i == bad && kind == 2) { /* too long: spaces before the line end */
+        memset(text + n, ' ', CONFIG_LINE_MAX + 1 - len);
+        n = start + CONFIG_LINE_MAX + 1;
+      } else if (i == bad) {
+        text[start + rnd(len)] = kind == 0 ? '\0' : (char)(1 + rnd(8)); /* 1..8: never tab or LF */
+      }
+      if (rnd(4) == 0) /* CR LF now and then */
+        text[n++] = '\r';
+      text[n++] = '\n';
+    }
+    struct config_request rq = { .conf_path = "bad-byte", .program = "p", .warn = count };
+    counted = 0;
+    unsigned w = config_load_buffer(&rq, text, n);
+    if (w != 1) {
+      fprintf(stderr, "one bad byte, iteration %u: %u warnings\n", it, w);
+      return 1;
+    }
+    for (unsigned i = 0; i < GOOD_LINES; i++) {
+      if (i == bad)
+        continue;
+      const struct config_option *o = config_find(good_lines[i].key);
+      unsigned idx = (unsigned)(o - config_options);
+      if (*o->value != good_lines[i].value || config_sources[idx].line != i + 1) {
+        fprintf(stderr, "one bad byte in line %u (kind %u), iteration %u: line %u (%s) lost\n",
+                bad + 1, kind, it, i + 1, good_lines[i].key);
+        return 1;
+      }
+    }
+  }
+  printf("%u files with one bad line: the others all applied\n", iterations);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   unsigned iterations = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 20000;
@@ -317,5 +383,5 @@ int main(int argc, char **argv)
   }
   unlink(path);
   printf("%u conf files, %lu warnings, no allocation, no crash\n", iterations, total_warnings);
-  return 0;
+  return one_bad_byte(iterations / 10 + 1);
 }
