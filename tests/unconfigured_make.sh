@@ -1,7 +1,8 @@
 #!/bin/sh
 # In a tree where ./configure has not run, GNUmakefile makes every target
 # (make bench, make check, plain make) fail with a message that says to run
-# ./configure, instead of make finding the bench/ directory "up to date".
+# ./configure, instead of make finding the bench/ directory "up to date";
+# clean and distclean succeed.
 set -u
 : "${srcdir:=.}"
 fail() { echo "FAIL: $*"; exit 1; }
@@ -12,5 +13,12 @@ for goal in bench check ''; do
   (cd "$dir" && ${MAKE:-make} $goal) >"$dir/out" 2>&1 && fail "make $goal succeeded in an unconfigured tree"
   grep -q 'not configured: run ./configure first' "$dir/out" || fail "make $goal printed: $(cat "$dir/out")"
   echo "make $goal: $(head -n 1 "$dir/out")"
+done
+# Cleaning has nothing to do and succeeds (dh_auto_clean runs make distclean).
+for goal in clean distclean; do
+  (cd "$dir" && ${MAKE:-make} -s $goal) >"$dir/out" 2>&1 || fail "make $goal failed in an unconfigured tree: $(cat "$dir/out")"
+  [ ! -s "$dir/out" ] || fail "make $goal printed: $(cat "$dir/out")"
+  out=$(cd "$dir" && ${MAKE:-make} -s -n --no-print-directory $goal 2>&1)
+  [ -n "$out" ] || fail "make -n $goal printed nothing: debhelper would think there is no $goal target"
 done
 echo PASS
