@@ -9,11 +9,13 @@
 #                                installs and purges packages on this system)
 #
 # The Debian source package is 3.0 (quilt) with the release tarball as its
-# orig (debian/README.source).  The tarball carries debian/, so that `make
-# deb` can build from it alone, and rpm/hakmem.spec, so that `rpmbuild -ta`
-# finds the spec inside it.  The version is AC_INIT's; `make dist` refuses
-# a tarball whose debian/changelog (its upstream part, before the Debian
-# revision), rpm/hakmem.spec or NEWS does not name that version.
+# orig (debian/README.source).  The tarball carries rpm/hakmem.spec, so
+# that `rpmbuild -ta` finds the spec inside it, but not debian/: the
+# packaging travels in the Debian source's debian.tar.xz, and `make deb`
+# copies the files listed below next to the unpacked tarball.  The version
+# is AC_INIT's; `make dist` in the git tree refuses a tarball whose
+# debian/changelog (its upstream part, before the Debian revision),
+# rpm/hakmem.spec or NEWS does not name that version.
 
 PACKAGING_DEBIAN_FILES = \
 	debian/.gitignore \
@@ -37,21 +39,24 @@ PACKAGING_DEBIAN_FILES = \
 	debian/tests/preload \
 	debian/tests/tools
 
-EXTRA_DIST += NEWS rpm/hakmem.spec tests/pkg/apt-install.sh \
-	$(PACKAGING_DEBIAN_FILES)
+EXTRA_DIST += NEWS rpm/hakmem.spec tests/pkg/apt-install.sh
 
 # Where make deb, make check-packages and make rpm work and leave their
 # results (under _build*, which git and dpkg-source already ignore).
 PKG_BUILD_DIR = _build-pkg
+PKG_DEBIAN_DIR = _build-pkg-debian
 RPM_TOPDIR = _build-rpm
 
 dist-hook: check-release-versions
 
+# debian/ is not in the tarball, so `make dist` from an unpacked tarball
+# (as distcheck does) skips its check.
 check-release-versions:
-	@v=`sed -n '1s/^[^(]*(\([^)]*\)-[^)-]*).*/\1/p' $(srcdir)/debian/changelog`; \
+	@test ! -f $(srcdir)/debian/changelog || { \
+	v=`sed -n '1s/^[^(]*(\([^)]*\)-[^)-]*).*/\1/p' $(srcdir)/debian/changelog`; \
 	if test "x$$v" != "x$(VERSION)"; then \
 	  echo "debian/changelog's upstream version is '$$v', configure.ac's $(VERSION): add an entry (dch -v $(VERSION)-1)" >&2; \
-	  exit 1; fi
+	  exit 1; fi; }
 	@v=`sed -n 's/^Version:[ 	]*//p' $(srcdir)/rpm/hakmem.spec`; \
 	if test "x$$v" != "x$(VERSION)"; then \
 	  echo "rpm/hakmem.spec is at $$v, configure.ac at $(VERSION): update Version and %changelog" >&2; \
@@ -72,9 +77,18 @@ rpm: dist-gzip
 	  $(RPMBUILD_FLAGS) $(distdir).tar.gz
 	@echo "make rpm: built:"; ls -1 $(RPM_TOPDIR)/RPMS/*/*.rpm $(RPM_TOPDIR)/SRPMS/*.rpm
 
-deb: dist-gzip
+# The listed debian/ files, without the leftovers of a dpkg-buildpackage
+# run in the git tree.
+pkg-debian-dir:
+	@test -f $(srcdir)/debian/control || { \
+	  echo "make deb needs debian/ (it is in the git tree, not in the release tarball)" >&2; exit 1; }
+	rm -rf $(PKG_DEBIAN_DIR)
+	mkdir -p $(PKG_DEBIAN_DIR)
+	(cd $(srcdir) && tar -cf - $(PACKAGING_DEBIAN_FILES)) | (cd $(PKG_DEBIAN_DIR) && tar -xf -)
+
+deb: dist-gzip pkg-debian-dir
 	$(SHELL) $(srcdir)/tests/pkg/apt-install.sh --build-only \
-	  $(distdir).tar.gz $(PKG_BUILD_DIR)
+	  --debian $(PKG_DEBIAN_DIR)/debian $(distdir).tar.gz $(PKG_BUILD_DIR)
 
 # Root is checked first, before the tarball and the packages are built for
 # nothing.
@@ -82,12 +96,12 @@ check-packages:
 	@if test "`id -u`" != 0; then \
 	  echo "make check-packages installs and purges packages with apt: run it as root (sudo make check-packages)" >&2; \
 	  exit 1; fi
-	$(MAKE) $(AM_MAKEFLAGS) dist-gzip
+	$(MAKE) $(AM_MAKEFLAGS) dist-gzip pkg-debian-dir
 	$(SHELL) $(srcdir)/tests/pkg/apt-install.sh \
-	  $(distdir).tar.gz $(PKG_BUILD_DIR)
+	  --debian $(PKG_DEBIAN_DIR)/debian $(distdir).tar.gz $(PKG_BUILD_DIR)
 
 clean-local: clean-packaging
 clean-packaging:
-	rm -rf $(RPM_TOPDIR) $(PKG_BUILD_DIR)
+	rm -rf $(RPM_TOPDIR) $(PKG_BUILD_DIR) $(PKG_DEBIAN_DIR)
 
-.PHONY: check-release-versions rpm deb check-packages clean-packaging
+.PHONY: check-release-versions rpm deb pkg-debian-dir check-packages clean-packaging

@@ -2,7 +2,8 @@
 # Release check of the Debian packages, as a user meets them (`make
 # check-packages`; `make deb` runs the first half only):
 #
-#  1. unpack the release tarball, link it as the orig tarball
+#  1. unpack the release tarball, add the packaging (--debian DIR: the
+#     release tarball has no debian/), link the tarball as the orig
 #     (hakmem_VERSION.orig.tar.gz: the source format is 3.0 (quilt)) and
 #     build the source and binary packages with `dpkg-buildpackage -us
 #     -uc` (installing missing build dependencies with apt-get build-dep
@@ -40,9 +41,11 @@
 # (checked before anything is built), and refuse to run while hakmem
 # packages or an unowned /etc/hakmem.conf are already there.
 #
-# usage: apt-install.sh [--build-only] hakmem-VERSION.tar.gz [WORKDIR]
+# usage: apt-install.sh [--build-only] --debian DIR hakmem-VERSION.tar.gz [WORKDIR]
 #        apt-install.sh --debs DIR [WORKDIR]   (skip the build: use the .debs,
 #                                               .changes and .buildinfo in DIR)
+# (make deb and make check-packages pass --debian with a clean copy of the
+# git tree's debian/.)
 # DEB_BUILD_OPTIONS is passed on (e.g. nocheck to skip make check in the
 # package build).
 # The package lists are split into words on purpose.
@@ -51,11 +54,16 @@ set -eu
 
 build_only=no
 debs=
-case "${1:-}" in
-  --build-only) build_only=yes; shift;;
-  --debs) [ $# -ge 2 ] || exit 2; debs=$(realpath "$2"); shift 2; set -- none "$@";;
-esac
-[ $# -ge 1 ] || { echo "usage: $0 [--build-only] hakmem-VERSION.tar.gz [WORKDIR]" >&2; exit 2; }
+debian=
+while :; do
+  case "${1:-}" in
+    --build-only) build_only=yes; shift;;
+    --debian) [ $# -ge 2 ] || exit 2; debian=$(realpath "$2"); shift 2;;
+    --debs) [ $# -ge 2 ] || exit 2; debs=$(realpath "$2"); shift 2; set -- none "$@"; break;;
+    *) break;;
+  esac
+done
+[ $# -ge 1 ] || { echo "usage: $0 [--build-only] --debian DIR hakmem-VERSION.tar.gz [WORKDIR]" >&2; exit 2; }
 [ -n "$debs" ] || tarball=$(realpath "$1")
 work=${2:-_build-pkg}
 PKGS_ASKED="libhakmem libhakmem-dev hakmem-tools"
@@ -90,7 +98,12 @@ work=$(realpath "$work")
 say "unpacking $(basename "$tarball") in $work/build"
 tar -C "$work/build" -xzf "$tarball"
 src=$(find "$work/build" -mindepth 1 -maxdepth 1 -type d -name 'hakmem-*')
-[ -d "$src/debian" ] || fail "the tarball has no debian/ directory"
+if [ -n "$debian" ]; then
+  [ -f "$debian/control" ] || fail "$debian is not a debian/ directory"
+  [ ! -e "$src/debian" ] || fail "the tarball has a debian/ directory of its own"
+  cp -R "$debian" "$src/debian"
+fi
+[ -d "$src/debian" ] || fail "no debian/ directory: give --debian DIR"
 # 3.0 (quilt): the release tarball, unchanged, is the orig tarball.
 upstream=$(cd "$src" && dpkg-parsechangelog -S Version | sed 's/-[^-]*$//')
 [ "$(basename "$src")" = "hakmem-$upstream" ] ||
@@ -119,7 +132,11 @@ fi
 changes=$(ls "$work"/build/*.changes)
 say "lintian $(basename "$changes")"
 if command -v lintian >/dev/null; then
-  lintian --fail-on error,warning --display-info "$changes" >"$work/lintian.txt" 2>&1 ||
+  # initial-upload-closes-no-bugs asks the first Debian revision to close
+  # an ITP bug in Debian's tracker; lintian says to ignore it for a package
+  # not (yet) uploaded to Debian, which this one is not.
+  lintian --fail-on error,warning --display-info --suppress-tags initial-upload-closes-no-bugs \
+    "$changes" >"$work/lintian.txt" 2>&1 ||
     { cat "$work/lintian.txt" >&2; fail "lintian reported errors or warnings"; }
   if [ -s "$work/lintian.txt" ]; then cat "$work/lintian.txt"; else echo "(no output)"; fi
 else
