@@ -420,8 +420,12 @@ for entry in libhakmem.so.0 "$libpath"; do
   grep -q "libhakmem0: /etc/ld.so.preload still names this library" "$work/prerm.log" ||
     fail "no message from the prerm for $entry"
   grep -qx "    $entry" "$work/prerm.log" || fail "the prerm did not name the entry $entry"
-  [ "$(dpkg-query -W -f='${db:Status-Abbrev}' libhakmem0)" = "ii " ] ||
+  [ "$(dpkg-query -W -f='${db:Status-Status}' libhakmem0)" = installed ] ||
     fail "libhakmem0 is not left installed after the refused removal"
+  # dpkg --remove marked it for removal (desired state "r"): undo that.
+  echo "libhakmem0:$(dpkg --print-architecture) install" | dpkg --set-selections
+  [ "$(dpkg-query -W -f='${db:Status-Abbrev}' libhakmem0)" = "ii " ] ||
+    fail "libhakmem0 is not back to ii after the refused removal"
   echo "refused with $entry in /etc/ld.so.preload; libhakmem0 still installed"
 done
 [ "$created_preload" = no ] || [ -s /etc/ld.so.preload ] || { rm -f /etc/ld.so.preload; created_preload=no; }
