@@ -62,6 +62,8 @@ grep -qx "$dir/good.conf: OK" "$dir/out" || fail "check without a file printed: 
 HAKMEM_CONF="$dir/bad.conf" "$ctl" check >"$dir/out" 2>&1
 [ $? = 1 ] || fail "check (HAKMEM_CONF=bad.conf) did not exit 1"
 grep -q "^$dir/bad.conf:1: unknown key" "$dir/out" || fail "check without a file: $(cat "$dir/out")"
+HAKMEM_CONF="$dir/missing.conf" "$ctl" check >"$dir/out" 2>&1
+[ $? = 1 ] || fail "check accepted a missing HAKMEM_CONF file (the library warns about it)"
 # The system file (sysconfdir/hakmem.conf) may be absent: that is fine.
 env -u HAKMEM_CONF "$ctl" check >"$dir/out" 2>&1 || fail "check of the system file exited $?: $(cat "$dir/out")"
 grep -qE '/hakmem\.conf: (OK|absent \(programs use the built-in defaults\))$' "$dir/out" ||

@@ -152,14 +152,17 @@ static int cmd_config(int argc, char **argv)
 }
 
 /* check without a FILE: the file every program reads, as `hakmemctl
- * config` names it (HAKMEM_CONF, else SYSCONFDIR/hakmem.conf).  Its absence
- * is not an error, since programs then run on the built-in defaults. */
+ * config` names it (HAKMEM_CONF, else SYSCONFDIR/hakmem.conf).  The
+ * absence of the system file is not an error, since programs then run on
+ * the built-in defaults; a missing HAKMEM_CONF file is, as the library
+ * warns about it. */
 static int check_system_file(void)
 {
   const char *path = getenv("HAKMEM_CONF");
-  if (!path || !*path || getauxval(AT_SECURE))
+  bool system_file = !path || !*path || getauxval(AT_SECURE);
+  if (system_file)
     path = SYSCONFDIR "/hakmem.conf";
-  if (access(path, F_OK) != 0 && errno == ENOENT) {
+  if (system_file && access(path, F_OK) != 0 && errno == ENOENT) {
     printf("%s: absent (programs use the built-in defaults)\n", path);
     return 0;
   }
