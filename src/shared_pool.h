@@ -50,6 +50,7 @@ struct shared_pool_usage {
   uint64_t superslabs_live;
   uint64_t superslabs_empty;
   uint64_t superslab_bytes;
+  uint64_t free_committed_bytes;     /* free slots whose pages may be resident */
 };
 /* Sums counters over all slabs.  Other threads' fields are read without
  * synchronisation with them, so the figures are a momentary estimate. */
