@@ -650,14 +650,27 @@ bool shared_pool_purge_wanted(void)
   return atomic_load_explicit(&pool_purge_wanted, memory_order_relaxed);
 }
 
+uint64_t shared_pool_purge_period_ms(void)
+{
+  int64_t d = hak_config.purge_delay_ms;
+  return d < 10 ? 10 : d > 1000 ? 1000 : (uint64_t)d;
+}
+
+/* When the purge last saw the pool's activity count change. */
+static uint64_t pool_quiet_since_ms;
+
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 {
   bool pending = false;
   pthread_mutex_lock(&pool_lock);
   if (atomic_exchange_explicit(&orphans_freed, false, memory_order_relaxed))
     pool_collect_orphans_locked();
-  bool idle = pool_activity == *activity_io;
-  *activity_io = pool_activity;
+  if (pool_activity != *activity_io) {
+    *activity_io = pool_activity;
+    pool_quiet_since_ms = now_ms;
+  }
+  bool idle = now_ms >= pool_quiet_since_ms &&
+              now_ms - pool_quiet_since_ms >= shared_pool_purge_period_ms();
   *idle_io = idle;
   struct superslab *next;
   for (struct superslab *ss = all_list; ss; ss = next) {
