@@ -117,8 +117,11 @@ enum superslab_release {
 enum superslab_release superslab_release_policy(const struct superslab *ss,
                                                 unsigned kept_empty,
                                                 size_t free_committed_bytes);
-/* Whether a SuperSlab kept empty since since_ms is due for decommit at
- * now_ms (the delayed half of the policy, applied by the purge). */
+/* Whether a SuperSlab kept empty since since_ms, or free slots marked
+ * then, are due for decommit at now_ms (the delayed half of the policy,
+ * applied by the purge): after purge_delay_ms, in memory-lean mode after
+ * a SUPERSLAB_LEAN_DELAY_DIVISOR-th of it. */
+#define SUPERSLAB_LEAN_DELAY_DIVISOR 4
 bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms);
 /* Whether it is due to be unmapped: free for SUPERSLAB_UNMAP_DELAYS
  * purge delays (at least SUPERSLAB_UNMAP_MIN_MS).  A program whose heap

@@ -563,6 +563,33 @@ START_TEST(busy_superslab_free_slots_purged_by_time)
 }
 END_TEST
 
+/* The delays, as the purge applies them: balanced decommits after
+ * purge_delay_ms and unmaps after ten of them (at least a second); lean
+ * decommits after a quarter of the delay; -1 never. */
+START_TEST(purge_delays_by_mode)
+{
+  start();
+  hak_config.purge_delay_ms = 1000;
+  hak_config.ss_mem_lean = 0;
+  ck_assert(!superslab_purge_due(5000, 5999));
+  ck_assert(superslab_purge_due(5000, 6000));
+  ck_assert(!superslab_unmap_due(5000, 14999));
+  ck_assert(superslab_unmap_due(5000, 15000));
+  hak_config.ss_mem_lean = 1;
+  ck_assert(!superslab_purge_due(5000, 5249));
+  ck_assert(superslab_purge_due(5000, 5250));
+  hak_config.purge_delay_ms = 20;
+  ck_assert(!superslab_unmap_due(5000, 5999));
+  ck_assert(superslab_unmap_due(5000, 6000));
+  hak_config.purge_delay_ms = -1;
+  ck_assert(!superslab_purge_due(0, UINT64_MAX / 2));
+  ck_assert(!superslab_unmap_due(0, UINT64_MAX / 2));
+  ck_assert_uint_eq(shared_pool_purge_period_ms(), 10);
+  hak_config.purge_delay_ms = 5000;
+  ck_assert_uint_eq(shared_pool_purge_period_ms(), 1000);
+}
+END_TEST
+
 /* A thread that exits with its blocks live leaves orphaned slabs; once
  * other threads have freed every block, malloc_trim gives their memory
  * back (before, 1 M blocks of 64 B kept 73 MB resident for good). */
@@ -618,6 +645,7 @@ int main(void)
   tcase_add_test(t, large_realloc_reuses_cached_pages);
   tcase_add_test(t, free_superslabs_kept_by_time);
   tcase_add_test(t, busy_superslab_free_slots_purged_by_time);
+  tcase_add_test(t, purge_delays_by_mode);
   tcase_add_test(t, orphaned_slabs_come_back);
   suite_add_tcase(s, t);
   return check_run(s);
