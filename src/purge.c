@@ -21,18 +21,28 @@ static void purge_sleep(uint64_t ms)
 static void *purge_main(void *arg)
 {
   (void)arg;
-  uint64_t tick = hak_config.purge_delay_ms < 10 ? 10 : (uint64_t)hak_config.purge_delay_ms;
-  if (tick > 1000)
-    tick = 1000;
-  uint64_t activity = UINT64_MAX;
+  /* The pool is purged every quarter of the purge period, so that its
+   * memory goes back within 1.25 delays of becoming due, not two.
+   * BigCache, which tells an idle program by its own activity between
+   * two of its passes, is purged once per period as before. */
+  uint64_t period = shared_pool_purge_period_ms();
+  uint64_t tick = period / 4 < 10 ? 10 : period / 4;
+  uint64_t activity = UINT64_MAX, bigcache_last = hak_now_ms();
+  bool bigcache_pending = true;
   for (;;) {
     shared_pool_take_purge_wanted();
-    bigcache_take_purge_wanted();
     purge_sleep(tick);
     bool idle;
     uint64_t now = hak_now_ms();
     bool pending = shared_pool_purge(now, &idle, &activity);
-    pending |= bigcache_purge(now, idle);
+    if (now - bigcache_last >= period) {
+      bigcache_last = now;
+      /* Taken only here: a mapping cached between two of its passes
+       * keeps the thread running until the next one. */
+      bigcache_take_purge_wanted();
+      bigcache_pending = bigcache_purge(now, idle);
+    }
+    pending |= bigcache_pending;
     if (pending || shared_pool_purge_wanted() || bigcache_purge_wanted())
       continue;
     /* Nothing left: stop, unless memory became purgeable meanwhile and no

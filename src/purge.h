@@ -5,8 +5,9 @@
  *
  * The thread exists only while something is waiting to be purged: the
  * first free that leaves purgeable memory starts it (after every lock is
- * released), it wakes every max(purge_delay_ms, 10 ms), capped at 1 s, and
- * exits when nothing purgeable is left.  It is never started when
+ * released), it wakes four times per purge period (purge_delay_ms held
+ * between 10 ms and 1 s; at most every 10 ms), purges BigCache once per
+ * period, and exits when nothing purgeable is left.  It is never started when
  * purge_delay_ms is -1 (modes minimal and fast).  After fork the child has
  * no purge thread; the next purgeable free starts one. */
 #ifndef HAKMEM_PURGE_H

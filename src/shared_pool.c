@@ -17,6 +17,10 @@ static struct superslab *all_list;
 static struct superslab *unused_list;
 static unsigned kept_empty;       /* SuperSlabs kept fully free ... */
 static size_t kept_committed;     /* ... and their committed bytes */
+/* Bytes of free slots whose pages may be resident, over every SuperSlab:
+ * the sum of their free_committed counts.  Lean mode holds it under
+ * ss_mem_lean_target_mb. */
+static size_t pool_free_committed;
 /* Allocation counts of slabs that were re-formatted or unmapped. */
 static uint64_t retired_allocs[HAK_NUM_CLASSES];
 
@@ -142,9 +146,53 @@ static void superslab_set_kept(struct superslab *ss, bool kept)
   }
 }
 
-/* A slab of ss goes from free (UNUSED or EMPTY) to in use. */
-static void superslab_slab_taken(struct superslab *ss)
+/* Free slots of ss (bit i = slot i): UNUSED, EMPTY, or the span of an
+ * EMPTY medium slab. */
+static uint32_t superslab_free_mask(const struct superslab *ss)
 {
+  uint32_t m = 0;
+  for (unsigned i = 1; i < ss->nslabs; i++) {
+    uint8_t st = ss->slabs[i].state;
+    if (st == SLAB_UNUSED || st == SLAB_EMPTY ||
+        (st == SLAB_SPAN_TAIL && ss->slabs[1].state == SLAB_EMPTY))
+      m |= 1u << i;
+  }
+  return m;
+}
+
+static uint32_t superslab_unused_mask(const struct superslab *ss)
+{
+  uint32_t m = 0;
+  for (unsigned i = 1; i < ss->nslabs; i++)
+    if (ss->slabs[i].state == SLAB_UNUSED)
+      m |= 1u << i;
+  return m;
+}
+
+/* Brings ss's count of free committed slots, and the pool's sum of them,
+ * up to date after its slots changed.  Every path that changes a slot's
+ * state or its decommitted bit calls it before the pool lock is dropped
+ * (hakmem_check_heap verifies the counts). */
+static void superslab_recount_locked(struct superslab *ss)
+{
+  unsigned n = (unsigned)__builtin_popcount(superslab_free_mask(ss) & ~ss->decommitted);
+  pool_free_committed -= (size_t)ss->free_committed << HAK_SLAB_SHIFT;
+  pool_free_committed += (size_t)n << HAK_SLAB_SHIFT;
+  ss->free_committed = n;
+}
+
+/* Slab s of ss goes from free (UNUSED or EMPTY) to in use.  A small slot
+ * is about to be touched: resident.  A medium slab touches its span as it
+ * carves; its decommitted bits are brought up to date when it is given
+ * back (pool_release_empty_locked). */
+static void superslab_slab_taken(struct superslab *ss, const struct slab *s)
+{
+  if (size_class_is_medium(s->cls) && s->state != SLAB_UNUSED) {
+    ss->purge_marked = 0;
+  } else {
+    ss->decommitted &= ~(1u << s->index);
+    ss->purge_marked &= ~(1u << s->index);
+  }
   if (ss->ninuse++ == 0 && ss->empty_kept)
     superslab_set_kept(ss, false);
   /* thp = auto: a 2 MiB SuperSlab half in use is hot: huge pages. */
@@ -189,19 +237,20 @@ static void superslab_unmap_locked(struct superslab *ss)
   }
   if (ss->empty_kept)
     superslab_set_kept(ss, false);
+  pool_free_committed -= (size_t)ss->free_committed << HAK_SLAB_SHIFT;
   unused_list_remove(ss);
   all_list_remove(ss);
   superslab_destroy(ss);
   stats_add(&hak_counters.superslabs_unmapped, 1);
 }
 
-/* Gives up the EMPTY slabs of ss (their free lists live in the pages
- * about to be decommitted). */
-static void superslab_unformat_empty_locked(struct superslab *ss)
+/* Gives up the EMPTY slabs of ss among the slots of mask (their free
+ * lists live in the pages about to be decommitted). */
+static void superslab_unformat_empty_locked(struct superslab *ss, uint32_t mask)
 {
   for (unsigned i = 1; i < ss->nslabs; i++) {
     struct slab *s = &ss->slabs[i];
-    if (s->state == SLAB_EMPTY) {
+    if (s->state == SLAB_EMPTY && (mask >> i & 1)) {
       slab_list_remove(&empty_list[s->cls], s);
       empty_count[s->cls]--;
       slab_to_unused(ss, s);
@@ -209,24 +258,37 @@ static void superslab_unformat_empty_locked(struct superslab *ss)
   }
 }
 
-/* Decommits the runs of UNUSED, still committed slots of ss.  Returns true
- * if anything was decommitted. */
-static bool superslab_decommit_unused_locked(struct superslab *ss, bool dontneed)
+/* Decommits the runs of UNUSED, still committed slots of ss among those
+ * of mask, one system call per run.  Returns true if anything was
+ * decommitted. */
+static bool superslab_decommit_unused_locked(struct superslab *ss, uint32_t mask, bool dontneed)
 {
+  uint32_t todo = superslab_unused_mask(ss) & ~ss->decommitted & mask;
   bool any = false;
-  unsigned i = 1;
-  while (i < ss->nslabs) {
-    if (ss->slabs[i].state != SLAB_UNUSED || (ss->decommitted >> i & 1)) {
-      i++;
-      continue;
-    }
+  while (todo) {
+    unsigned i = (unsigned)__builtin_ctz(todo);
     unsigned j = i;
-    while (j < ss->nslabs && ss->slabs[j].state == SLAB_UNUSED && !(ss->decommitted >> j & 1))
+    while (j < ss->nslabs && (todo >> j & 1))
       j++;
     if (superslab_decommit_slots(ss, i, j, dontneed) == 0)
       any = true;
-    i = j;
+    todo &= ~(uint32_t)((((uint64_t)1 << j) - 1) & ~(((uint64_t)1 << i) - 1));
   }
+  superslab_recount_locked(ss);
+  return any;
+}
+
+#define ALL_SLOTS UINT32_MAX
+
+/* Gives back the pages of the free slots of ss among mask, its EMPTY
+ * slabs there unformatted first.  Returns true if anything was
+ * decommitted. */
+static bool superslab_purge_slots_locked(struct superslab *ss, uint32_t mask, bool dontneed)
+{
+  superslab_unformat_empty_locked(ss, mask);
+  bool any = superslab_decommit_unused_locked(ss, mask, dontneed);
+  if (ss->empty_kept)
+    superslab_set_kept(ss, true);
   return any;
 }
 
@@ -256,10 +318,10 @@ static void pool_learn_event_locked(void)
 static void superslab_emptied_locked(struct superslab *ss)
 {
   enum superslab_release r =
-      superslab_release_policy(ss, kept_empty, kept_committed);
+      superslab_release_policy(ss, kept_empty, pool_free_committed);
   if (r == SUPERSLAB_DECOMMIT) {
-    superslab_unformat_empty_locked(ss);
-    superslab_decommit_unused_locked(ss, hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED);
+    superslab_purge_slots_locked(ss, ALL_SLOTS,
+                                 hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED);
     if (!superslab_fully_decommitted(ss))
       r = SUPERSLAB_UNMAP;
     else
@@ -277,31 +339,44 @@ static void superslab_emptied_locked(struct superslab *ss)
     pool_purge_wanted = true;
 }
 
-/* Claims an UNUSED slot, or re-formats another class's EMPTY slab. */
+/* How far down the list of SuperSlabs with UNUSED slots a claim looks for
+ * a slot whose pages are still resident. */
+#define CLAIM_SCAN_SUPERSLABS 8
+
+static struct slab *pool_take_unused_locked(struct superslab *ss, unsigned i)
+{
+  struct slab *s = &ss->slabs[i];
+  if (--ss->nunused == 0)
+    unused_list_remove(ss);
+  superslab_slab_taken(ss, s);
+  return s;
+}
+
+/* Claims a free slot for a small slab, the warmest first: an UNUSED slot
+ * whose pages are still resident, then another class's EMPTY slab
+ * (re-formatted), then any UNUSED slot.  Reusing resident memory before
+ * touching more keeps both page faults and the resident set down. */
 static struct slab *pool_claim_slot_locked(void)
 {
-  struct superslab *ss = unused_list;
-  if (ss) {
-    for (unsigned i = 1; i < ss->nslabs; i++) {
-      struct slab *s = &ss->slabs[i];
-      if (s->state == SLAB_UNUSED) {
-        if (--ss->nunused == 0)
-          unused_list_remove(ss);
-        superslab_slab_taken(ss);
-        ss->decommitted &= ~(1u << i);
-        return s;
-      }
-    }
+  unsigned k = 0;
+  for (struct superslab *ss = unused_list; ss && k < CLAIM_SCAN_SUPERSLABS;
+       ss = ss->unused_next, k++) {
+    uint32_t warm = superslab_unused_mask(ss) & ~ss->decommitted;
+    if (warm)
+      return pool_take_unused_locked(ss, (unsigned)__builtin_ctz(warm));
   }
   for (unsigned c = 0; c < HAK_NUM_SMALL_CLASSES; c++) {
     struct slab *s = slab_list_pop(&empty_list[c]);
     if (s) {
       empty_count[c]--;
       slab_retire_counts(s);
-      superslab_slab_taken(superslab_of_slab(s));
+      superslab_slab_taken(superslab_of_slab(s), s);
       return s;
     }
   }
+  if (unused_list)
+    return pool_take_unused_locked(unused_list,
+                                   (unsigned)__builtin_ctz(superslab_unused_mask(unused_list)));
   return NULL;
 }
 
@@ -345,8 +420,8 @@ static struct superslab *pool_claim_superslab_locked(void)
   }
   unused_list_remove(ss);
   ss->nunused = 0;
-  ss->decommitted = 0;
-  superslab_slab_taken(ss);
+  ss->purge_marked = 0;
+  superslab_slab_taken(ss, &ss->slabs[1]);
   for (unsigned i = 2; i < ss->nslabs; i++) {
     ss->slabs[i].state = SLAB_SPAN_TAIL;
     ss->slabs[i].head_offset = (uint8_t)(i - 1);
@@ -365,7 +440,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   }
   if (pool_empty_reuse && (s = slab_list_pop(&empty_list[cls]))) {
     empty_count[cls]--;
-    superslab_slab_taken(superslab_of_slab(s));
+    superslab_slab_taken(superslab_of_slab(s), s);
     stats_add(&hak_counters.pool_reuse_empty, 1);
     goto out;
   }
@@ -399,9 +474,29 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   slab_format(s, cls, (uint32_t)size_class_size(cls), HAK_SLAB_SIZE);
 out:
   slab_hand_out(s, owner);
+  superslab_recount_locked(superslab_of_slab(s));
   pool_learn_event_locked();
   pthread_mutex_unlock(&pool_lock);
   return s;
+}
+
+/* Lean mode: the pool's free committed memory stays under
+ * ss_mem_lean_target_mb.  Over it, free slots are decommitted at once:
+ * those of first (where a slab was just given back) before the others.
+ * Under it, free memory is reused hot and purged by time as in balanced. */
+static void pool_hold_lean_target_locked(struct superslab *first)
+{
+  size_t target = (size_t)hak_config.ss_mem_lean_target_mb << 20;
+  if (!hak_config.ss_mem_lean || pool_free_committed <= target ||
+      hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_OFF || !os_decommit_enabled())
+    return;
+  bool dontneed = hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED;
+  bool any = first && superslab_purge_slots_locked(first, ALL_SLOTS, dontneed);
+  for (struct superslab *ss = all_list; ss && pool_free_committed > target; ss = ss->all_next)
+    if (ss->free_committed)
+      any |= superslab_purge_slots_locked(ss, ALL_SLOTS, dontneed);
+  if (any)
+    stats_add(&hak_counters.lean_decommit, 1);
 }
 
 /* s, owned by nobody now, has no block in use: EMPTY for its class or
@@ -413,6 +508,14 @@ static void pool_release_empty_locked(struct slab *s)
   stats_add(&hak_counters.slabs_emptied, 1);
   pool_activity++;
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
+  if (size_class_is_medium(s->cls)) {
+    /* The slots its carving reached are resident now; those beyond keep
+     * the state they had when it was handed out. */
+    size_t touched = (size_t)s->carved * slab_block_size(s);
+    unsigned end = 1 + (unsigned)((touched + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
+    for (unsigned i = 1; i < end && i < ss->nslabs; i++)
+      ss->decommitted &= ~(1u << i);
+  }
   unsigned cap = size_class_is_medium(s->cls) || hak_config.ss_mem_lean
                      ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
                      : SHARED_POOL_EMPTY_PER_CLASS;
@@ -420,17 +523,17 @@ static void pool_release_empty_locked(struct slab *s)
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;
-    pool_purge_wanted = true;
   } else {
     slab_to_unused(ss, s);
-    /* Lean: a slot nobody uses is not worth its pages. */
-    if (hak_config.ss_mem_lean && hak_config.ss_mem_lean_decommit != HAK_DECOMMIT_OFF &&
-        ss->ninuse > 1 && superslab_decommit_unused_locked(
-                              ss, hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED))
-      stats_add(&hak_counters.lean_decommit, 1);
   }
-  if (--ss->ninuse == 0)
-    superslab_emptied_locked(ss);
+  /* Free pages wait for the purge (balanced: purge_delay_ms). */
+  pool_purge_wanted = true;
+  superslab_recount_locked(ss);
+  if (--ss->ninuse == 0) {
+    superslab_emptied_locked(ss); /* which may unmap it */
+    ss = NULL;
+  }
+  pool_hold_lean_target_locked(ss);
   pool_learn_event_locked();
 }
 
@@ -493,6 +596,7 @@ bool shared_pool_trim(void)
     while ((s = slab_list_pop(&empty_list[c]))) {
       empty_count[c]--;
       slab_to_unused(superslab_of_slab(s), s);
+      superslab_recount_locked(superslab_of_slab(s));
     }
   }
   struct superslab *next;
@@ -502,7 +606,7 @@ bool shared_pool_trim(void)
       superslab_unmap_locked(ss);
       released = true;
     } else if (ss->nunused) {
-      released |= superslab_decommit_unused_locked(ss, true);
+      released |= superslab_decommit_unused_locked(ss, ALL_SLOTS, true);
     }
   }
   pthread_mutex_unlock(&pool_lock);
@@ -519,6 +623,7 @@ void shared_pool_usage(struct shared_pool_usage *u)
     u->superslabs_live++;
     u->superslabs_empty += ss->empty_kept;
     u->superslab_bytes += (size_t)1 << ss->lg;
+    u->free_committed_bytes += (size_t)ss->free_committed << HAK_SLAB_SHIFT;
     for (unsigned i = 1; i < ss->nslabs; i++) {
       struct slab *s = &ss->slabs[i];
       if (s->state == SLAB_UNUSED || s->state == SLAB_SPAN_TAIL)
@@ -545,14 +650,27 @@ bool shared_pool_purge_wanted(void)
   return atomic_load_explicit(&pool_purge_wanted, memory_order_relaxed);
 }
 
+uint64_t shared_pool_purge_period_ms(void)
+{
+  int64_t d = hak_config.purge_delay_ms;
+  return d < 10 ? 10 : d > 1000 ? 1000 : (uint64_t)d;
+}
+
+/* When the purge last saw the pool's activity count change. */
+static uint64_t pool_quiet_since_ms;
+
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 {
   bool pending = false;
   pthread_mutex_lock(&pool_lock);
   if (atomic_exchange_explicit(&orphans_freed, false, memory_order_relaxed))
     pool_collect_orphans_locked();
-  bool idle = pool_activity == *activity_io;
-  *activity_io = pool_activity;
+  if (pool_activity != *activity_io) {
+    *activity_io = pool_activity;
+    pool_quiet_since_ms = now_ms;
+  }
+  bool idle = now_ms >= pool_quiet_since_ms &&
+              now_ms - pool_quiet_since_ms >= shared_pool_purge_period_ms();
   *idle_io = idle;
   struct superslab *next;
   for (struct superslab *ss = all_list; ss; ss = next) {
@@ -567,30 +685,30 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
         pending = true;
         continue;
       }
-      if (idle || superslab_purge_due(ss->empty_since_ms, now_ms)) {
-        superslab_unformat_empty_locked(ss);
-        if (superslab_decommit_unused_locked(ss, true))
-          stats_add(&hak_counters.purge_decommit, 1);
-        superslab_set_kept(ss, true);
-      }
-      pending = true;
-      continue;
-    }
-    /* A SuperSlab in use: its free slots are purged once the program has
-     * been idle for a whole purge period. */
-    bool has_purgeable = false;
-    for (unsigned i = 1; i < ss->nslabs && !has_purgeable; i++)
-      has_purgeable = ss->slabs[i].state == SLAB_EMPTY ||
-                      (ss->slabs[i].state == SLAB_UNUSED && !(ss->decommitted >> i & 1));
-    if (!has_purgeable)
-      continue;
-    if (idle) {
-      superslab_unformat_empty_locked(ss);
-      if (superslab_decommit_unused_locked(ss, true))
+      if ((idle || superslab_purge_due(ss->empty_since_ms, now_ms)) &&
+          superslab_purge_slots_locked(ss, ALL_SLOTS, true))
         stats_add(&hak_counters.purge_decommit, 1);
-    } else {
       pending = true;
+      continue;
     }
+    /* A SuperSlab in use: the purge marks its free slots whose pages are
+     * resident, and gives back those still free (taking a slot clears its
+     * mark) once purge_delay_ms has passed since, then marks the free
+     * ones again; or all at once when the program has been idle for a
+     * whole period.  A busy program thus keeps a free page between one and
+     * two purge delays, not for as long as its SuperSlab has a slab in use. */
+    uint32_t free_committed = superslab_free_mask(ss) & ~ss->decommitted;
+    if (!idle && ss->purge_marked && !superslab_purge_due(ss->purge_marked_ms, now_ms)) {
+      pending = true;
+      continue;
+    }
+    uint32_t due = idle ? free_committed : free_committed & ss->purge_marked;
+    if (due && superslab_purge_slots_locked(ss, due, true))
+      stats_add(&hak_counters.purge_decommit, 1);
+    ss->purge_marked = free_committed & ~due;
+    ss->purge_marked_ms = now_ms;
+    if (ss->purge_marked)
+      pending = true;
   }
   learn_retained(LEARN_SUPERSLAB_KEEP, kept_committed);
   pthread_mutex_unlock(&pool_lock);
@@ -609,6 +727,8 @@ void shared_pool_prewarm(void)
     size_t bytes = ((size_t)ss->nslabs - 1) << HAK_SLAB_SHIFT;
     for (size_t off = 0; off < bytes; off += HAK_PAGE_SIZE)
       ((volatile char *)first)[off] = 0;
+    ss->decommitted = 0;
+    superslab_recount_locked(ss);
     stats_add(&hak_counters.prewarm_bytes, bytes);
     stats_add(&hak_counters.pool_new_superslab, 1);
   }
@@ -728,15 +848,22 @@ static int heap_check_superslab(struct superslab *ss, uint64_t me)
   }
   if (inuse != ss->ninuse || unused != ss->nunused)
     return heap_problem("SuperSlab slab counts disagree with its slabs", ss);
+  if (ss->free_committed != (unsigned)__builtin_popcount(superslab_free_mask(ss) & ~ss->decommitted))
+    return heap_problem("SuperSlab count of free committed slots disagrees with its slabs", ss);
   return 0;
 }
 
 int shared_pool_check_heap(uint64_t me)
 {
   int rc = 0;
+  size_t free_committed = 0;
   pthread_mutex_lock(&pool_lock);
-  for (struct superslab *ss = all_list; ss && rc == 0; ss = ss->all_next)
+  for (struct superslab *ss = all_list; ss && rc == 0; ss = ss->all_next) {
     rc = heap_check_superslab(ss, me);
+    free_committed += (size_t)ss->free_committed << HAK_SLAB_SHIFT;
+  }
+  if (rc == 0 && free_committed != pool_free_committed)
+    rc = heap_problem("pool's free committed bytes disagree with its SuperSlabs", all_list);
   for (unsigned c = 0; c < HAK_NUM_CLASSES && rc == 0; c++) {
     for (struct slab *s = empty_list[c]; s && rc == 0; s = s->next)
       if (s->state != SLAB_EMPTY || s->cls != c)

@@ -50,16 +50,22 @@ struct shared_pool_usage {
   uint64_t superslabs_live;
   uint64_t superslabs_empty;
   uint64_t superslab_bytes;
+  uint64_t free_committed_bytes;     /* free slots whose pages may be resident */
 };
 /* Sums counters over all slabs.  Other threads' fields are read without
  * synchronisation with them, so the figures are a momentary estimate. */
 void shared_pool_usage(struct shared_pool_usage *u);
 
 /* The purge, run by the background purge thread (purge.c) every tick:
- * decommits kept SuperSlabs whose purge delay has passed and, when the pool
- * saw no activity since the previous tick (*activity_io), every free slot.
- * Sets *idle_io; returns true if something purgeable remains for later. */
+ * decommits kept SuperSlabs whose purge delay has passed, free slots of
+ * SuperSlabs in use that stayed free for a purge delay and, when the pool
+ * saw no activity for a whole purge period (its activity count stayed
+ * *activity_io), every free slot.  Sets *idle_io; returns true if
+ * something purgeable remains for later. */
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io);
+/* The purge period: purge_delay_ms, but at least 10 and at most 1000 ms.
+ * A program that handed out or returned no slab for that long is idle. */
+uint64_t shared_pool_purge_period_ms(void);
 /* Whether memory became purgeable since the purge last looked; the take_
  * variant also clears the flag. */
 bool shared_pool_purge_wanted(void);

@@ -32,7 +32,17 @@ struct superslab {
   bool on_unused_list;
   bool empty_kept;             /* fully free and kept by the release policy */
   size_t kept_bytes;           /* kept: its committed bytes, as the pool counts them */
-  uint32_t decommitted;        /* slots whose pages were given back (bit i = slot i) */
+  /* Slots whose pages are not resident (bit i = slot i): never touched
+   * since the mapping, or given back.  A slot handed out clears its bit. */
+  uint32_t decommitted;
+  /* Free slots (UNUSED, EMPTY, or the span of an EMPTY medium slab) with
+   * their bit in decommitted clear: their count, which the pool sums into
+   * its free committed bytes, and those the purge found free at its last
+   * pass that marked them (at purge_marked_ms) and that stayed free since:
+   * it gives them back once purge_delay_ms has passed since. */
+  uint32_t free_committed;
+  uint32_t purge_marked;
+  uint64_t purge_marked_ms;
   bool huge_advised;           /* MADV_HUGEPAGE applied */
   uint64_t empty_since_ms;     /* when it became fully free (monotonic ms) */
   struct superslab *all_next, *all_prev;       /* every live SuperSlab */
@@ -100,14 +110,18 @@ enum superslab_release {
 };
 /* The release policy: what to do with a SuperSlab that has just become
  * fully free, given how many fully free ones are kept already and how many
- * bytes of kept memory are still committed.  Every path that empties a
- * SuperSlab asks this function and nothing else; the answer follows the
- * configuration (mode, ss_mem_lean, purge_delay_ms). */
+ * bytes of free memory the pool holds committed (this one's included).
+ * Every path that empties a SuperSlab asks this function and nothing
+ * else; the answer follows the configuration (superslab_keep, ss_mem_lean,
+ * ss_mem_lean_target_mb, ss_mem_lean_decommit). */
 enum superslab_release superslab_release_policy(const struct superslab *ss,
                                                 unsigned kept_empty,
-                                                size_t kept_committed_bytes);
-/* Whether a SuperSlab kept empty since since_ms is due for decommit at
- * now_ms (the delayed half of the policy, applied by the purge). */
+                                                size_t free_committed_bytes);
+/* Whether a SuperSlab kept empty since since_ms, or free slots marked
+ * then, are due for decommit at now_ms (the delayed half of the policy,
+ * applied by the purge): after purge_delay_ms, in memory-lean mode after
+ * a SUPERSLAB_LEAN_DELAY_DIVISOR-th of it. */
+#define SUPERSLAB_LEAN_DELAY_DIVISOR 4
 bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms);
 /* Whether it is due to be unmapped: free for SUPERSLAB_UNMAP_DELAYS
  * purge delays (at least SUPERSLAB_UNMAP_MIN_MS).  A program whose heap

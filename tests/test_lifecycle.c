@@ -17,6 +17,7 @@
 #include "shared_pool.h"
 #include "stats.h"
 #include "superslab.h"
+#include "tcache.h"
 
 /* Initialises hakmem (which loads the defaults), then applies a setting. */
 static void start(void)
@@ -62,10 +63,13 @@ static size_t resident_pages(void *p, size_t len)
   return r;
 }
 
+/* With a zero target, lean mode keeps no free page: every free SuperSlab
+ * is decommitted as it empties. */
 START_TEST(lean_decommits_at_once_dontneed)
 {
   start();
   hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_target_mb = 0;
   hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
   hak_stats_t a = stats_now();
   churn();
@@ -114,6 +118,47 @@ START_TEST(lean_decommit_free_reuses_and_zeroes)
   for (int i = 0; i < BLOCKS; i++)
     hak_free(v[i]);
   free(v);
+}
+END_TEST
+
+/* Lean mode holds the pool's free committed memory under
+ * ss_mem_lean_target_mb at every moment, keeps that much hot for reuse
+ * and gives back the rest at once; the SuperSlabs stay mapped.  The purge
+ * thread is kept out (purge_delay_ms = -1) so that only the target acts. */
+START_TEST(lean_holds_its_target)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_target_mb = 4;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
+  hak_config.purge_delay_ms = -1;
+  hak_stats_t a = stats_now();
+  void **v = malloc(BLOCKS * sizeof *v);
+  for (int i = 0; i < BLOCKS; i++) {
+    v[i] = hak_malloc(1000);
+    memset(v[i], 0xcd, 1000);
+  }
+  struct shared_pool_usage u;
+  size_t most = 0;
+  for (int i = 0; i < BLOCKS; i++) {
+    hak_free(v[i]);
+    if (i % 1000 == 999) {
+      shared_pool_usage(&u);
+      most = u.free_committed_bytes > most ? u.free_committed_bytes : most;
+    }
+  }
+  free(v);
+  tcache_collect(); /* this thread's emptied slabs back to the pool */
+  shared_pool_usage(&u);
+  most = u.free_committed_bytes > most ? u.free_committed_bytes : most;
+  hak_stats_t b = stats_now();
+  ck_assert_uint_le(most, (size_t)4 << 20);
+  /* What is under the target is kept committed, for reuse without faults. */
+  ck_assert_uint_ge(u.free_committed_bytes, (size_t)1 << 20);
+  ck_assert_uint_gt(b.lean_decommit, a.lean_decommit);
+  ck_assert_uint_ge(b.superslabs_empty, 8);
+  ck_assert_uint_eq(b.superslabs_unmapped, a.superslabs_unmapped);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
 
@@ -334,8 +379,8 @@ START_TEST(bigcache_batches_decommit)
 END_TEST
 
 /* A thread that moved on to other sizes does not keep an empty medium
- * slab (a whole SuperSlab) as its active one; in lean mode its pages go
- * back to the kernel. */
+ * slab (a whole SuperSlab) as its active one; in lean mode with a zero
+ * target its pages go back to the kernel at once. */
 static void *medium_then_small(void *arg)
 {
   hak_stats_t *out = arg;
@@ -355,6 +400,7 @@ START_TEST(thread_hands_back_idle_slabs)
 {
   start();
   hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_target_mb = 0;
   hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
   hak_stats_t st[2];
   pthread_t t;
@@ -452,6 +498,98 @@ START_TEST(free_superslabs_kept_by_time)
 }
 END_TEST
 
+/* Free slots of a SuperSlab still in use are given back by time too, not
+ * only when the program idles: the purge marks them, and those still free
+ * purge_delay_ms later are decommitted.  A slot taken in between loses its
+ * mark.  The purge runs here with a chosen clock; no purge thread runs
+ * (purge_delay_ms is -1 while the test allocates and frees). */
+START_TEST(busy_superslab_free_slots_purged_by_time)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  /* 1 KiB blocks: one live block in each slab keeps every SuperSlab in
+   * use; the other slabs of each are freed whole. */
+  void **v = malloc(BLOCKS * sizeof *v);
+  for (int i = 0; i < BLOCKS; i++) {
+    v[i] = hak_malloc(1000);
+    memset(v[i], 0x5a, 1000);
+  }
+  for (int i = 0; i < BLOCKS; i++)
+    if (i % 1984 != 0)
+      hak_free(v[i]);
+  tcache_collect();
+  struct shared_pool_usage a, b, c;
+  shared_pool_usage(&a);
+  ck_assert_uint_ge(a.free_committed_bytes, (size_t)16 << 20);
+  hak_stats_t sa = stats_now();
+
+  /* activity = 0 each time: the pool counted activity since (the purge
+   * would otherwise take the program for idle and purge everything). */
+  hak_config.purge_delay_ms = 100000;
+  bool idle;
+  uint64_t activity = 0, now = hak_now_ms();
+  shared_pool_purge(now, &idle, &activity); /* marks */
+  ck_assert(!idle);
+  activity = 0;
+  shared_pool_purge(now + 50000, &idle, &activity); /* not yet due */
+  shared_pool_usage(&b);
+  ck_assert_uint_eq(b.free_committed_bytes, a.free_committed_bytes);
+  /* Busy: a slab taken and given back meanwhile is not purged with the
+   * others (its slot lost its mark). */
+  void *p = hak_malloc(20000);
+  memset(p, 1, 20000);
+  hak_free(p);
+  tcache_collect();
+  activity = 0;
+  shared_pool_purge(now + 100000, &idle, &activity);
+  ck_assert(!idle);
+  shared_pool_usage(&c);
+  hak_stats_t sc = stats_now();
+  ck_assert_uint_gt(sc.purge_decommit, sa.purge_decommit);
+  ck_assert_uint_ge(c.free_committed_bytes, (size_t)64 << 10);
+  ck_assert_uint_le(c.free_committed_bytes, (size_t)1 << 20);
+  ck_assert_uint_eq(sc.superslabs_unmapped, sa.superslabs_unmapped);
+  /* The next round gives back the rest. */
+  activity = 0;
+  shared_pool_purge(now + 200000, &idle, &activity);
+  shared_pool_usage(&c);
+  ck_assert_uint_eq(c.free_committed_bytes, 0);
+  for (int i = 0; i < BLOCKS; i += 1984) {
+    ck_assert_uint_eq(((unsigned char *)v[i])[999], 0x5a);
+    hak_free(v[i]);
+  }
+  free(v);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+/* The delays, as the purge applies them: balanced decommits after
+ * purge_delay_ms and unmaps after ten of them (at least a second); lean
+ * decommits after a quarter of the delay; -1 never. */
+START_TEST(purge_delays_by_mode)
+{
+  start();
+  hak_config.purge_delay_ms = 1000;
+  hak_config.ss_mem_lean = 0;
+  ck_assert(!superslab_purge_due(5000, 5999));
+  ck_assert(superslab_purge_due(5000, 6000));
+  ck_assert(!superslab_unmap_due(5000, 14999));
+  ck_assert(superslab_unmap_due(5000, 15000));
+  hak_config.ss_mem_lean = 1;
+  ck_assert(!superslab_purge_due(5000, 5249));
+  ck_assert(superslab_purge_due(5000, 5250));
+  hak_config.purge_delay_ms = 20;
+  ck_assert(!superslab_unmap_due(5000, 5999));
+  ck_assert(superslab_unmap_due(5000, 6000));
+  hak_config.purge_delay_ms = -1;
+  ck_assert(!superslab_purge_due(0, UINT64_MAX / 2));
+  ck_assert(!superslab_unmap_due(0, UINT64_MAX / 2));
+  ck_assert_uint_eq(shared_pool_purge_period_ms(), 10);
+  hak_config.purge_delay_ms = 5000;
+  ck_assert_uint_eq(shared_pool_purge_period_ms(), 1000);
+}
+END_TEST
+
 /* A thread that exits with its blocks live leaves orphaned slabs; once
  * other threads have freed every block, malloc_trim gives their memory
  * back (before, 1 M blocks of 64 B kept 73 MB resident for good). */
@@ -492,6 +630,7 @@ int main(void)
   tcase_set_timeout(t, 120);
   tcase_add_test(t, lean_decommits_at_once_dontneed);
   tcase_add_test(t, lean_decommit_free_reuses_and_zeroes);
+  tcase_add_test(t, lean_holds_its_target);
   tcase_add_test(t, lean_decommit_off_only_keeps);
   tcase_add_test(t, balanced_idle_program_shrinks);
   tcase_add_test(t, fast_mode_never_decommits);
@@ -505,6 +644,8 @@ int main(void)
   tcase_add_test(t, thread_hands_back_idle_slabs);
   tcase_add_test(t, large_realloc_reuses_cached_pages);
   tcase_add_test(t, free_superslabs_kept_by_time);
+  tcase_add_test(t, busy_superslab_free_slots_purged_by_time);
+  tcase_add_test(t, purge_delays_by_mode);
   tcase_add_test(t, orphaned_slabs_come_back);
   suite_add_tcase(s, t);
   return check_run(s);
