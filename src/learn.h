@@ -7,19 +7,35 @@
  * learner has no lock and no thread of its own, and the fast paths never
  * reach it.  The layer reads the decision's value under the same lock.
  *
- * Every events_per_epoch events close an epoch.  Its cost per event is
- * the process CPU time of the epoch plus the memory the layer held unused,
- * priced in time: holding memory_price bytes for a second of wall time
- * costs as much as a second of CPU, so a candidate that keeps more memory
- * must buy it with time saved, and a program's sleep costs nothing but
- * the memory it holds meanwhile.  The price is 1 GiB, or
- * ss_mem_lean_target_mb (at least 16 MiB) in memory-lean mode.
+ * Epochs are measured in time, not in events: an epoch ends at the first
+ * event after LEARN_EPOCH_CPU_NS of process CPU time, so the candidate
+ * cannot move its boundary by producing more or fewer events.  After the
+ * value changes, LEARN_SETTLE_CPU_NS pass unmeasured first (the new value
+ * runs, but what it costs is still partly its predecessor's doing: memory
+ * the predecessor gave back is faulted in again, a cache it shrank
+ * refills).  An epoch's cost is what the program paid per call it made
+ * meanwhile: the process CPU time of the epoch plus the memory the layer
+ * held unused, priced in time, divided by the malloc and free calls of
+ * the layer's size range (small blocks for superslab_keep, large blocks
+ * for BigCache), counted where every call is counted whatever the
+ * candidate (the slabs' own allocation and in-use counts; the large-block
+ * counters).  A candidate that makes the layer busier (more hand-outs,
+ * more cache traffic) therefore gains nothing by it, and one that makes
+ * the program slower pays for it.  An epoch in which the program made no
+ * call of the layer's range goes on until it does.
+ *
+ * Memory: holding memory_price bytes for a second of wall time costs as
+ * much as a second of CPU, so a candidate that keeps more memory must buy
+ * it with time saved, and a program's sleep costs nothing but the memory
+ * it holds meanwhile.  The price is 1 GiB, or ss_mem_lean_target_mb (at
+ * least 16 MiB) in memory-lean mode.
  *
  * Phases (evo_policy): LEARN runs the candidates in turn; two consecutive
  * epochs of different candidates are a game, scored by their cost ratio,
  * that moves both ratings.  When the leader is clear of every other
  * candidate by LEARN_CLEAR_GAP points and each has played enough, or after
- * a bounded number of epochs, the decision is FROZEN on the leader.  With
+ * a bounded number of epochs, the decision is FROZEN on the leader (on a
+ * tie, the configured value).  With
  * evo_policy = canary, after LEARN_CANARY_INTERVAL frozen epochs a CANARY
  * runs each other candidate in turn for one epoch (after one to warm up)
  * between two epochs of the incumbent; if one costs clearly less than
@@ -48,6 +64,16 @@ enum learn_phase { LEARN_PHASE_OFF, LEARN_PHASE_LEARN, LEARN_PHASE_FROZEN, LEARN
 #define LEARN_CANARY_INTERVAL_MAX 65536 /* ... doubling after each lost one, up to this */
 #define LEARN_CANARY_BUDGET 0.02    /* share of the frozen time a lost canary may cost */
 #define LEARN_CANARY_MARGIN 0.10    /* a challenger must cost this much less */
+/* An epoch's measured length and the unmeasured time after a change of
+ * value, both in process CPU time, so that a loaded machine, which gives
+ * the program less CPU per second, does not shorten them.  Long enough
+ * to span a cycle or two of a program that allocates in bursts, short
+ * enough that exploring the candidates costs well under a second.  The
+ * CPU clock (a system call) is read at most once per LEARN_CPU_POLL_NS of
+ * wall time. */
+#define LEARN_EPOCH_CPU_NS 50000000ull
+#define LEARN_SETTLE_CPU_NS 25000000ull
+#define LEARN_CPU_POLL_NS 1000000ull
 
 struct learn_candidate {
   int value;
@@ -64,11 +90,19 @@ struct learn_decision {
   enum learn_phase phase;
   int policy;           /* enum hak_evo_policy */
   bool log;             /* research mode: one line per transition */
-  unsigned events_per_epoch;
+  uint64_t epoch_cpu;   /* measured length of an epoch, CPU ns */
+  uint64_t settle_cpu;  /* unmeasured CPU ns after a change of value */
   double memory_price;  /* bytes whose retention doubles an epoch's cost */
+  /* The clocks of an epoch's cost: the process CPU time in ns (polled),
+   * and the program's malloc and free calls in the layer's size range so
+   * far (monotonic, counted whatever the candidate; read at an epoch's
+   * start and end, under the layer's lock).  Tests replace them. */
+  uint64_t (*cpu_ns)(void);
+  uint64_t (*calls)(void);
 
   unsigned current;     /* candidate of the running epoch */
   unsigned best;        /* the frozen choice */
+  unsigned initial;     /* the configured value's candidate */
   bool have_prev;       /* LEARN: the previous epoch's candidate and cost */
   unsigned prev;
   double prev_cost;
@@ -89,9 +123,15 @@ struct learn_decision {
   uint64_t events_to_freeze; /* events from the start until the first freeze */
 
   /* The running epoch. */
+  bool measuring;             /* false while settling (or before the first event) */
+  bool settling;              /* the first event came: settle_until_cpu is set */
+  uint64_t settle_until_cpu;  /* settling: the measurement starts at this CPU time */
+  bool cpu_polled;            /* the CPU clock was read, at polled_ns */
+  uint64_t polled_ns;
   uint32_t epoch_events;
   uint64_t epoch_start_ns, last_ns;
   uint64_t epoch_cpu_ns;      /* process CPU time at the epoch's start */
+  uint64_t epoch_calls;       /* calls() at the epoch's start */
   uint64_t retained;          /* bytes the layer holds unused, last reported */
   double retained_byte_ns;    /* its integral over the epoch */
 };
@@ -117,18 +157,23 @@ HAK_INLINE bool learn_active(enum learn_id id)
 }
 
 /* One event of the decision's layer, which now retains retained_bytes
- * unused.  Returns true when the value changed.  Caller holds the layer's
- * lock. */
+ * unused: the learner's chance to look at the clock and end an epoch.
+ * Returns true when the value changed.  Caller holds the layer's lock. */
 bool learn_event(enum learn_id id, uint64_t retained_bytes);
+/* learn_event at wall time now_ns (tests drive it with a clock of their
+ * own, and with their own d->cpu_ns and d->calls). */
+bool learn_observe(struct learn_decision *d, uint64_t now_ns, uint64_t retained_bytes);
 /* The layer's retained memory changed without an event (purge). */
 void learn_retained(enum learn_id id, uint64_t retained_bytes);
 
 /* The phase machine alone, for tests and learn_event: sets d up with
- * candidate values[0..n) starting on values[initial], and ends d's running
- * epoch with cost (lower is better).  learn_epoch_end returns true when
- * the value changed. */
+ * candidate values[0..n) starting on values[initial], epochs of
+ * LEARN_EPOCH_CPU_NS after LEARN_SETTLE_CPU_NS, the process CPU clock and
+ * no call counter (the caller sets one before feeding events), and
+ * ends d's running epoch with cost (lower is better).  learn_epoch_end
+ * returns true when the value changed. */
 void learn_decision_setup(struct learn_decision *d, const char *name, const int *values,
-                          unsigned n, unsigned initial, int policy, unsigned events_per_epoch);
+                          unsigned n, unsigned initial, int policy);
 bool learn_epoch_end(struct learn_decision *d, double cost);
 /* Starts d FROZEN on candidate i (a restored choice). */
 void learn_freeze_on(struct learn_decision *d, unsigned i);
