@@ -90,16 +90,25 @@ static unsigned leader(const struct learn_decision *d)
   return best;
 }
 
-/* The leader is clear of every other candidate, and all have run enough. */
+/* Candidate i is clearly behind the leader l after LEARN_MIN_EPOCHS_OUT
+ * epochs of its own: with evo_policy = canary it leaves the rotation (a
+ * value that made the program several times slower need not run again to
+ * prove it), and holds up no freeze. */
+static bool out_of_the_running(const struct learn_decision *d, unsigned i, unsigned l)
+{
+  return i != l && d->cand[i].epochs >= LEARN_MIN_EPOCHS_OUT &&
+         d->cand[l].rating - d->cand[i].rating >= LEARN_CLEAR_GAP;
+}
+
+/* The leader has run enough, and every other candidate is out. */
 static bool converged(const struct learn_decision *d)
 {
   unsigned l = leader(d);
-  for (unsigned i = 0; i < d->ncand; i++) {
-    if (d->cand[i].epochs < LEARN_MIN_EPOCHS)
+  if (d->cand[l].epochs < LEARN_MIN_EPOCHS)
+    return false;
+  for (unsigned i = 0; i < d->ncand; i++)
+    if (i != l && !out_of_the_running(d, i, l))
       return false;
-    if (i != l && d->cand[l].rating - d->cand[i].rating < LEARN_CLEAR_GAP)
-      return false;
-  }
   return true;
 }
 
@@ -148,8 +157,8 @@ void learn_decision_setup(struct learn_decision *d, const char *name, const int 
     d->cand[i].rating = LEARN_INITIAL_RATING;
   }
   d->policy = policy;
-  d->epoch_cpu = LEARN_EPOCH_CPU_NS;
-  d->settle_cpu = LEARN_SETTLE_CPU_NS;
+  d->epoch_len = LEARN_EPOCH_CALLS;
+  d->settle_calls = LEARN_EPOCH_CALLS / 2;
   d->cpu_ns = process_cpu_ns;
   d->calls = no_calls;
   d->memory_price = (double)(1u << 30);
@@ -188,7 +197,11 @@ static unsigned learn_step(struct learn_decision *d, double cost)
     set_phase(d, LEARN_PHASE_FROZEN, d->best);
     return d->best;
   }
-  return (cur + 1) % d->ncand;
+  unsigned next = (cur + 1) % d->ncand, l = leader(d);
+  for (unsigned k = 0; k + 1 < d->ncand && d->policy == HAK_EVO_CANARY &&
+                       out_of_the_running(d, next, l); k++)
+    next = (next + 1) % d->ncand;
+  return next;
 }
 
 /* CANARY, per challenger: one epoch to warm up (a cache it enlarges is
@@ -311,6 +324,22 @@ static uint64_t large_calls(void)
          atomic_load_explicit(&hak_counters.large_frees, memory_order_relaxed);
 }
 
+/* Small malloc and free calls so far: a walk over every slab (under the
+ * pool lock, which the pool's events hold).  The walk grows with the
+ * heap, so the next one waits LEARN_POLL_FACTOR times as long as this
+ * one took, and at least LEARN_POOL_POLL_NS: the learner's share of the
+ * program's time stays under 1 %, whatever the heap's size. */
+static uint64_t small_calls(void)
+{
+  uint64_t t0 = now_ns();
+  uint64_t n = shared_pool_calls_locked();
+  uint64_t took = now_ns() - t0;
+  struct learn_decision *d = &learn_decisions[LEARN_SUPERSLAB_KEEP];
+  d->poll_ns = took * LEARN_POLL_FACTOR > LEARN_POOL_POLL_NS ? took * LEARN_POLL_FACTOR
+                                                             : LEARN_POOL_POLL_NS;
+  return n;
+}
+
 static void integrate(struct learn_decision *d, uint64_t now)
 {
   d->retained_byte_ns += (double)d->retained * (double)(now - d->last_ns);
@@ -337,52 +366,39 @@ void learn_retained(enum learn_id id, uint64_t retained_bytes)
   d->retained = retained_bytes;
 }
 
-/* The process CPU time, read at most once per LEARN_CPU_POLL_NS of wall
- * time (a system call, where the events may come every few
- * microseconds); false when it is not time to read it yet. */
-static bool poll_cpu(struct learn_decision *d, uint64_t now, uint64_t *cpu)
-{
-  if (d->cpu_polled && now - d->polled_ns < LEARN_CPU_POLL_NS)
-    return false;
-  d->cpu_polled = true;
-  d->polled_ns = now;
-  *cpu = d->cpu_ns();
-  return true;
-}
-
 bool learn_observe(struct learn_decision *d, uint64_t now, uint64_t retained_bytes)
 {
-  uint64_t cpu;
   d->events++;
+  if (d->measuring) {
+    integrate(d, now);
+    d->epoch_events++;
+  }
+  d->retained = retained_bytes;
+  /* The call count may cost a walk over the heap: not at every event. */
+  if (d->polled && now - d->polled_ns < d->poll_ns)
+    return false;
+  d->polled = true;
+  d->polled_ns = now;
+  uint64_t calls = d->calls();
   if (!d->measuring) {
-    d->retained = retained_bytes;
-    if (!poll_cpu(d, now, &cpu))
-      return false;
-    /* The first event starts the clock: it settles like a change. */
+    /* The first event starts the count: it settles like a change. */
     if (!d->settling) {
       d->settling = true;
-      d->settle_until_cpu = cpu + d->settle_cpu;
+      d->settle_until_calls = calls + d->settle_calls;
     }
-    if (cpu >= d->settle_until_cpu)
-      epoch_start(d, now, cpu, d->calls());
+    if (calls >= d->settle_until_calls)
+      epoch_start(d, now, d->cpu_ns(), calls);
     return false;
   }
-  integrate(d, now);
-  d->retained = retained_bytes;
-  d->epoch_events++;
-  if (!poll_cpu(d, now, &cpu) || cpu - d->epoch_cpu_ns < d->epoch_cpu)
+  if (calls - d->epoch_calls < d->epoch_len)
     return false;
-  /* An epoch with no call of the layer's range (a program that only
-   * sleeps, say) has nothing to divide by: it goes on. */
-  uint64_t calls = d->calls();
-  if (calls == d->epoch_calls)
-    return false;
+  uint64_t cpu = d->cpu_ns();
   double cost = ((double)(cpu - d->epoch_cpu_ns) + d->retained_byte_ns / d->memory_price) /
                 (double)(calls - d->epoch_calls);
   bool changed = learn_epoch_end(d, cost);
   if (changed) {
     d->measuring = false;
-    d->settle_until_cpu = cpu + d->settle_cpu;
+    d->settle_until_calls = calls + d->settle_calls;
   } else {
     epoch_start(d, now, cpu, calls);
   }
@@ -599,7 +615,8 @@ void learn_save_state(void)
 /* The candidate equal to the configured value; if none, the configured
  * value replaces the middle candidate, so the start is what the user set. */
 static void setup_from_config(struct learn_decision *d, const char *name, const int *values,
-                              unsigned n, int configured, uint64_t (*calls)(void))
+                              unsigned n, int configured, uint64_t (*calls)(void),
+                              uint64_t epoch_calls)
 {
   int v[LEARN_MAX_CANDIDATES];
   unsigned initial = n / 2;
@@ -611,6 +628,8 @@ static void setup_from_config(struct learn_decision *d, const char *name, const 
   v[initial] = configured;
   learn_decision_setup(d, name, v, n, initial, hak_config.evo_policy);
   d->calls = calls;
+  d->epoch_len = epoch_calls;
+  d->settle_calls = epoch_calls / 2;
   d->log = hak_config.mode == HAK_MODE_RESEARCH;
   if (hak_config.ss_mem_lean) {
     int mb = hak_config.ss_mem_lean_target_mb < 16 ? 16 : hak_config.ss_mem_lean_target_mb;
@@ -621,10 +640,11 @@ static void setup_from_config(struct learn_decision *d, const char *name, const 
 void learn_init(void)
 {
   setup_from_config(&learn_decisions[LEARN_BIGCACHE_MAX_MB], "bigcache_max_mb",
-                    bigcache_candidates, 3, hak_config.bigcache_max_mb, large_calls);
+                    bigcache_candidates, 3, hak_config.bigcache_max_mb, large_calls,
+                    LEARN_LARGE_EPOCH_CALLS);
   setup_from_config(&learn_decisions[LEARN_SUPERSLAB_KEEP], "superslab_keep",
                     superslab_keep_candidates, 3, hak_config.superslab_keep,
-                    shared_pool_calls_locked);
+                    small_calls, LEARN_SMALL_EPOCH_CALLS);
   /* BigCache off means nothing to learn for it. */
   if (!hak_config.bigcache)
     learn_decisions[LEARN_BIGCACHE_MAX_MB].phase = LEARN_PHASE_OFF;

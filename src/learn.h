@@ -7,22 +7,19 @@
  * learner has no lock and no thread of its own, and the fast paths never
  * reach it.  The layer reads the decision's value under the same lock.
  *
- * Epochs are measured in time, not in events: an epoch ends at the first
- * event after LEARN_EPOCH_CPU_NS of process CPU time, so the candidate
- * cannot move its boundary by producing more or fewer events.  After the
- * value changes, LEARN_SETTLE_CPU_NS pass unmeasured first (the new value
- * runs, but what it costs is still partly its predecessor's doing: memory
- * the predecessor gave back is faulted in again, a cache it shrank
- * refills).  An epoch's cost is what the program paid per call it made
- * meanwhile: the process CPU time of the epoch plus the memory the layer
- * held unused, priced in time, divided by the malloc and free calls of
- * the layer's size range (small blocks for superslab_keep, large blocks
- * for BigCache), counted where every call is counted whatever the
- * candidate (the slabs' own allocation and in-use counts; the large-block
- * counters).  A candidate that makes the layer busier (more hand-outs,
- * more cache traffic) therefore gains nothing by it, and one that makes
- * the program slower pays for it.  An epoch in which the program made no
- * call of the layer's range goes on until it does.
+ * Epochs are measured in the program's calls, not in the layer's events:
+ * an epoch ends at the first event after the program has made epoch_len
+ * malloc and free calls of the layer's size range (small blocks for
+ * superslab_keep, large blocks for BigCache), counted where every call is
+ * counted whatever the candidate (the slabs' own allocation and in-use
+ * counts; the large-block counters).  Its cost is the process CPU time it
+ * took plus the memory the layer held unused meanwhile, priced in time,
+ * per call.  A candidate that makes the layer busier (more hand-outs,
+ * more cache traffic) therefore neither gains by it nor moves the epoch's
+ * boundary; one that makes the program slower pays for it.  After the
+ * value changes, settle_calls pass unmeasured first: the new value runs,
+ * but what it costs is still partly its predecessor's doing (memory the
+ * predecessor gave back is faulted in again, a cache it shrank refills).
  *
  * Memory: holding memory_price bytes for a second of wall time costs as
  * much as a second of CPU, so a candidate that keeps more memory must buy
@@ -32,7 +29,9 @@
  *
  * Phases (evo_policy): LEARN runs the candidates in turn; two consecutive
  * epochs of different candidates are a game, scored by their cost ratio,
- * that moves both ratings.  When the leader is clear of every other
+ * that moves both ratings.  A candidate LEARN_CLEAR_GAP points behind the
+ * leader after LEARN_MIN_EPOCHS_OUT epochs leaves the rotation (with
+ * evo_policy = canary).  When the leader is clear of every other
  * candidate by LEARN_CLEAR_GAP points and each has played enough, or after
  * a bounded number of epochs, the decision is FROZEN on the leader (on a
  * tie, the configured value).  With
@@ -58,22 +57,28 @@ enum learn_phase { LEARN_PHASE_OFF, LEARN_PHASE_LEARN, LEARN_PHASE_FROZEN, LEARN
 #define LEARN_INITIAL_RATING 1500.0
 #define LEARN_K 32.0                /* rating points a game can move */
 #define LEARN_CLEAR_GAP 64.0        /* leader's lead needed to freeze */
-#define LEARN_MIN_EPOCHS 3          /* epochs each candidate runs before a freeze */
+#define LEARN_MIN_EPOCHS 3          /* epochs the leader runs before a freeze */
+#define LEARN_MIN_EPOCHS_OUT 2      /* ... and one clearly behind it */
 #define LEARN_MAX_EPOCHS_PER_CANDIDATE 10 /* then freeze on the leader anyway */
 #define LEARN_CANARY_INTERVAL 32    /* frozen epochs before the first canary ... */
 #define LEARN_CANARY_INTERVAL_MAX 65536 /* ... doubling after each lost one, up to this */
 #define LEARN_CANARY_BUDGET 0.02    /* share of the frozen time a lost canary may cost */
 #define LEARN_CANARY_MARGIN 0.10    /* a challenger must cost this much less */
-/* An epoch's measured length and the unmeasured time after a change of
- * value, both in process CPU time, so that a loaded machine, which gives
- * the program less CPU per second, does not shorten them.  Long enough
- * to span a cycle or two of a program that allocates in bursts, short
- * enough that exploring the candidates costs well under a second.  The
- * CPU clock (a system call) is read at most once per LEARN_CPU_POLL_NS of
- * wall time. */
-#define LEARN_EPOCH_CPU_NS 50000000ull
-#define LEARN_SETTLE_CPU_NS 25000000ull
-#define LEARN_CPU_POLL_NS 1000000ull
+/* An epoch's length in calls of the layer's range (half of it again,
+ * unmeasured, after a change of value).  Long enough to span a cycle or
+ * more of a program that allocates in bursts (an epoch that saw only a
+ * burst's allocations, which fault pages in, and the next only its frees
+ * would be told apart by that, not by its candidate): a BigCache epoch is
+ * 64 large blocks allocated and freed, a superslab_keep one 2^19 small
+ * calls, about 40 MiB of 64-512 B blocks allocated and freed.
+ * LEARN_EPOCH_CALLS is the default of learn_decision_setup. */
+#define LEARN_EPOCH_CALLS 1024u
+#define LEARN_LARGE_EPOCH_CALLS 128u
+#define LEARN_SMALL_EPOCH_CALLS (1u << 19)
+/* The small-call count walks every slab: at most once per this much wall
+ * time, and per LEARN_POLL_FACTOR times the last walk's time. */
+#define LEARN_POOL_POLL_NS 1000000ull
+#define LEARN_POLL_FACTOR 100u
 
 struct learn_candidate {
   int value;
@@ -90,13 +95,14 @@ struct learn_decision {
   enum learn_phase phase;
   int policy;           /* enum hak_evo_policy */
   bool log;             /* research mode: one line per transition */
-  uint64_t epoch_cpu;   /* measured length of an epoch, CPU ns */
-  uint64_t settle_cpu;  /* unmeasured CPU ns after a change of value */
+  uint64_t epoch_len;   /* calls an epoch measures */
+  uint64_t settle_calls; /* unmeasured calls after a change of value */
+  uint64_t poll_ns;     /* wall time between two readings of calls() */
   double memory_price;  /* bytes whose retention doubles an epoch's cost */
-  /* The clocks of an epoch's cost: the process CPU time in ns (polled),
-   * and the program's malloc and free calls in the layer's size range so
-   * far (monotonic, counted whatever the candidate; read at an epoch's
-   * start and end, under the layer's lock).  Tests replace them. */
+  /* The clocks of an epoch's cost: the process CPU time in ns (read at
+   * an epoch's start and end), and the program's malloc and free calls in
+   * the layer's size range so far (monotonic, counted whatever the
+   * candidate; polled under the layer's lock).  Tests replace them. */
   uint64_t (*cpu_ns)(void);
   uint64_t (*calls)(void);
 
@@ -124,9 +130,9 @@ struct learn_decision {
 
   /* The running epoch. */
   bool measuring;             /* false while settling (or before the first event) */
-  bool settling;              /* the first event came: settle_until_cpu is set */
-  uint64_t settle_until_cpu;  /* settling: the measurement starts at this CPU time */
-  bool cpu_polled;            /* the CPU clock was read, at polled_ns */
+  bool settling;              /* the first event came: settle_until_calls is set */
+  uint64_t settle_until_calls; /* settling: the measurement starts at this count */
+  bool polled;                /* calls() was read, at polled_ns */
   uint64_t polled_ns;
   uint32_t epoch_events;
   uint64_t epoch_start_ns, last_ns;
@@ -168,8 +174,8 @@ void learn_retained(enum learn_id id, uint64_t retained_bytes);
 
 /* The phase machine alone, for tests and learn_event: sets d up with
  * candidate values[0..n) starting on values[initial], epochs of
- * LEARN_EPOCH_CPU_NS after LEARN_SETTLE_CPU_NS, the process CPU clock and
- * no call counter (the caller sets one before feeding events), and
+ * LEARN_EPOCH_CALLS calls, the process CPU clock and no call counter (the
+ * caller sets one before feeding events), and
  * ends d's running epoch with cost (lower is better).  learn_epoch_end
  * returns true when the value changed. */
 void learn_decision_setup(struct learn_decision *d, const char *name, const int *values,

@@ -60,9 +60,12 @@ START_TEST(learn_freezes_on_the_cheapest)
   /* Ratings ordered by cost, and the lead is clear. */
   ck_assert(d.cand[2].rating > d.cand[1].rating && d.cand[1].rating > d.cand[0].rating);
   ck_assert(d.cand[2].rating - d.cand[1].rating >= LEARN_CLEAR_GAP);
-  /* Each candidate ran its minimum, and not much more. */
-  ck_assert_uint_ge(n, 3 * LEARN_MIN_EPOCHS);
-  ck_assert_uint_le(n, 3 * LEARN_MIN_EPOCHS + 6);
+  /* Each candidate ran its minimum, and not much more: the leader
+   * LEARN_MIN_EPOCHS, those clearly behind LEARN_MIN_EPOCHS_OUT. */
+  ck_assert_uint_ge(d.cand[2].epochs, LEARN_MIN_EPOCHS);
+  ck_assert_uint_ge(d.cand[0].epochs, LEARN_MIN_EPOCHS_OUT);
+  ck_assert_uint_ge(d.cand[1].epochs, LEARN_MIN_EPOCHS_OUT);
+  ck_assert_uint_le(n, LEARN_MIN_EPOCHS + 2 * LEARN_MIN_EPOCHS_OUT + 6);
   ck_assert_uint_eq(d.transitions, 1);
   /* Frozen: the value stays while nothing changes. */
   for (int i = 0; i < LEARN_CANARY_INTERVAL - 1; i++)
@@ -215,6 +218,8 @@ static void fake_setup(struct learn_decision *d, const int *values, unsigned n, 
   learn_decision_setup(d, "superslab_keep", values, n, 1, policy);
   d->cpu_ns = fake_cpu_ns;
   d->calls = fake_call_count;
+  d->epoch_len = 500000;   /* 50 ms at 100 ns per call */
+  d->settle_calls = 250000;
   fake_cpu = 0;
   fake_calls = 0;
   fake_now = 1000000000ull;
@@ -250,7 +255,7 @@ START_TEST(more_events_do_not_win)
   ck_assert_int_eq(d.value, 1024);
   ck_assert(d.cand[0].rating < d.cand[1].rating);
   ck_assert(d.cand[0].cost > d.cand[1].cost && d.cand[1].cost > d.cand[2].cost);
-  /* Each epoch measured LEARN_EPOCH_CPU_NS of CPU whatever its events. */
+  /* Each epoch measured epoch_len calls whatever its events. */
   ck_assert(d.cand[0].cost > 109 && d.cand[0].cost < 111);
 
   /* Equal cost per call: the busy candidate earns no rating, and the
@@ -269,42 +274,45 @@ START_TEST(more_events_do_not_win)
 }
 END_TEST
 
-/* Epochs are CPU time long, start after the settling time, and wait for
- * a call to divide by; memory held is priced by wall time. */
+/* Epochs are epoch_len calls long and start after settle_calls; memory
+ * held is priced by wall time, a sleep included. */
 START_TEST(epoch_cost_prices_memory)
 {
   struct learn_decision d;
   static const int two[] = { 1, 2 };
   fake_setup(&d, two, 2, HAK_EVO_LEARN);
   d.memory_price = 1 << 20; /* a MiB held for a second costs a CPU second */
+  /* Value 2 holds a MiB; 10000 calls per ms at 100 ns each. */
   static const struct fake_candidate c[] = { { 100, 1, 0 }, { 100, 1, 1 << 20 } };
-  unsigned settle_ms = (unsigned)(LEARN_SETTLE_CPU_NS / 1000000);
-  unsigned epoch_ms = (unsigned)(LEARN_EPOCH_CPU_NS / 1000000);
-  fake_run_ms(&d, c, settle_ms);
+  /* The first event (ms 1) starts the count: 25 ms settle, 50 measured. */
+  fake_run_ms(&d, c, 25);
   ck_assert(!d.measuring);
   fake_run_ms(&d, c, 1);
   ck_assert(d.measuring);
-  /* The configured value (2) runs first and holds a MiB.  Its epoch
-   * sees no call for longer than an epoch: it goes on ... */
-  for (unsigned t = 0; t < epoch_ms + 5; t++) {
-    fake_now += 1000000;
-    fake_cpu += 1000000;
-    learn_observe(&d, fake_now, 1 << 20);
-  }
+  fake_run_ms(&d, c, 49);
   ck_assert_uint_eq(d.epochs, 0);
-  /* ... until the program makes one. */
   fake_run_ms(&d, c, 1);
   ck_assert_uint_eq(d.epochs, 1);
+  /* 50 ms of CPU and 50 MiB-ms held over 500000 calls. */
+  ck_assert(d.cand[1].cost > 199.9 && d.cand[1].cost < 200.1);
   ck_assert_int_eq(d.value, 1);
-  /* Value 1 settles, then runs an epoch holding nothing; then value 2
-   * again, holding its MiB: twice the cost per call of value 1. */
-  fake_run_ms(&d, c, settle_ms + epoch_ms + 1);
+  /* Value 1 settles, then runs an epoch holding nothing. */
+  fake_run_ms(&d, c, 75);
   ck_assert_uint_eq(d.epochs, 2);
-  ck_assert(d.cand[0].cost > 99 && d.cand[0].cost < 101);
-  fake_run_ms(&d, c, settle_ms + epoch_ms + 1);
-  ck_assert_uint_eq(d.epochs, 3);
-  ck_assert(d.cand[1].cost > 199 && d.cand[1].cost < 201);
+  ck_assert(d.cand[0].cost > 99.9 && d.cand[0].cost < 100.1);
   ck_assert(d.cand[0].rating > d.cand[1].rating);
+  /* Value 2 again, with a 100 ms sleep inside its epoch: no CPU, no call,
+   * but the MiB held meanwhile costs as much as 100 ms of CPU. */
+  fake_run_ms(&d, c, 50);
+  ck_assert(d.measuring);
+  for (unsigned t = 0; t < 100; t++) {
+    fake_now += 1000000;
+    learn_observe(&d, fake_now, 1 << 20);
+  }
+  ck_assert_uint_eq(d.epochs, 2);
+  fake_run_ms(&d, c, 25);
+  ck_assert_uint_eq(d.epochs, 3);
+  ck_assert(d.cand[1].cost > 399.9 && d.cand[1].cost < 400.1);
 }
 END_TEST
 
