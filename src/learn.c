@@ -6,6 +6,8 @@
 #include "learn.h"
 #include "config.h"
 #include "secret.h"
+#include "shared_pool.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +24,6 @@ struct learn_decision learn_decisions[LEARN_DECISION_COUNT];
  * worth.  The balanced default is the middle one. */
 static const int bigcache_candidates[] = { 16, 128, 1024 };
 static const int superslab_keep_candidates[] = { 16, 256, 1024 };
-#define BIGCACHE_EVENTS_PER_EPOCH 128
-#define SUPERSLAB_EVENTS_PER_EPOCH 256
 
 const char *learn_phase_name(enum learn_phase p)
 {
@@ -79,25 +79,36 @@ static void elo_game(struct learn_decision *d, unsigned a, unsigned b, double co
   d->cand[b].rating = rb - delta;
 }
 
+/* The best-rated candidate; on a tie the configured value, so that a
+ * decision where nothing is clearly better keeps what the user set. */
 static unsigned leader(const struct learn_decision *d)
 {
-  unsigned best = 0;
-  for (unsigned i = 1; i < d->ncand; i++)
+  unsigned best = d->initial;
+  for (unsigned i = 0; i < d->ncand; i++)
     if (d->cand[i].rating > d->cand[best].rating)
       best = i;
   return best;
 }
 
-/* The leader is clear of every other candidate, and all have run enough. */
+/* Candidate i is clearly behind the leader l after LEARN_MIN_EPOCHS_OUT
+ * epochs of its own: with evo_policy = canary it leaves the rotation (a
+ * value that made the program several times slower need not run again to
+ * prove it), and holds up no freeze. */
+static bool out_of_the_running(const struct learn_decision *d, unsigned i, unsigned l)
+{
+  return i != l && d->cand[i].epochs >= LEARN_MIN_EPOCHS_OUT &&
+         d->cand[l].rating - d->cand[i].rating >= LEARN_CLEAR_GAP;
+}
+
+/* The leader has run enough, and every other candidate is out. */
 static bool converged(const struct learn_decision *d)
 {
   unsigned l = leader(d);
-  for (unsigned i = 0; i < d->ncand; i++) {
-    if (d->cand[i].epochs < LEARN_MIN_EPOCHS)
+  if (d->cand[l].epochs < LEARN_MIN_EPOCHS)
+    return false;
+  for (unsigned i = 0; i < d->ncand; i++)
+    if (i != l && !out_of_the_running(d, i, l))
       return false;
-    if (i != l && d->cand[l].rating - d->cand[i].rating < LEARN_CLEAR_GAP)
-      return false;
-  }
   return true;
 }
 
@@ -132,8 +143,11 @@ static unsigned next_challenger(struct learn_decision *d)
   return c;
 }
 
+static uint64_t process_cpu_ns(void);
+static uint64_t no_calls(void) { return 0; }
+
 void learn_decision_setup(struct learn_decision *d, const char *name, const int *values,
-                          unsigned n, unsigned initial, int policy, unsigned events_per_epoch)
+                          unsigned n, unsigned initial, int policy)
 {
   memset(d, 0, sizeof *d);
   d->name = name;
@@ -143,10 +157,13 @@ void learn_decision_setup(struct learn_decision *d, const char *name, const int 
     d->cand[i].rating = LEARN_INITIAL_RATING;
   }
   d->policy = policy;
-  d->events_per_epoch = events_per_epoch;
+  d->epoch_len = LEARN_EPOCH_CALLS;
+  d->settle_calls = LEARN_EPOCH_CALLS / 2;
+  d->cpu_ns = process_cpu_ns;
+  d->calls = no_calls;
   d->memory_price = (double)(1u << 30);
   d->canary_interval = LEARN_CANARY_INTERVAL;
-  d->current = d->best = initial < d->ncand ? initial : 0;
+  d->current = d->best = d->initial = initial < d->ncand ? initial : 0;
   d->value = d->cand[d->current].value;
   d->phase = policy == HAK_EVO_FROZEN ? LEARN_PHASE_OFF : LEARN_PHASE_LEARN;
 }
@@ -180,7 +197,11 @@ static unsigned learn_step(struct learn_decision *d, double cost)
     set_phase(d, LEARN_PHASE_FROZEN, d->best);
     return d->best;
   }
-  return (cur + 1) % d->ncand;
+  unsigned next = (cur + 1) % d->ncand, l = leader(d);
+  for (unsigned k = 0; k + 1 < d->ncand && d->policy == HAK_EVO_CANARY &&
+                       out_of_the_running(d, next, l); k++)
+    next = (next + 1) % d->ncand;
+  return next;
 }
 
 /* CANARY, per challenger: one epoch to warm up (a cache it enlarges is
@@ -292,8 +313,32 @@ static uint64_t clock_ns(clockid_t id)
 /* Wall time, read at every event for the memory integral (vDSO, no
  * system call). */
 static uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-/* Process CPU time, read once per epoch (a system call). */
-static uint64_t cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
+/* Process CPU time, read at an epoch's start and end (a system call). */
+static uint64_t process_cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
+
+/* Large malloc and free calls so far: counted by large.c for every
+ * block, whether BigCache serves or keeps it or not. */
+static uint64_t large_calls(void)
+{
+  return atomic_load_explicit(&hak_counters.large_allocs, memory_order_relaxed) +
+         atomic_load_explicit(&hak_counters.large_frees, memory_order_relaxed);
+}
+
+/* Small malloc and free calls so far: a walk over every slab (under the
+ * pool lock, which the pool's events hold).  The walk grows with the
+ * heap, so the next one waits LEARN_POLL_FACTOR times as long as this
+ * one took, and at least LEARN_POOL_POLL_NS: the learner's share of the
+ * program's time stays under 1 %, whatever the heap's size. */
+static uint64_t small_calls(void)
+{
+  uint64_t t0 = now_ns();
+  uint64_t n = shared_pool_calls_locked();
+  uint64_t took = now_ns() - t0;
+  struct learn_decision *d = &learn_decisions[LEARN_SUPERSLAB_KEEP];
+  d->poll_ns = took * LEARN_POLL_FACTOR > LEARN_POOL_POLL_NS ? took * LEARN_POLL_FACTOR
+                                                             : LEARN_POOL_POLL_NS;
+  return n;
+}
 
 static void integrate(struct learn_decision *d, uint64_t now)
 {
@@ -301,14 +346,63 @@ static void integrate(struct learn_decision *d, uint64_t now)
   d->last_ns = now;
 }
 
+static void epoch_start(struct learn_decision *d, uint64_t now, uint64_t cpu, uint64_t calls)
+{
+  d->measuring = true;
+  d->epoch_events = 0;
+  d->epoch_start_ns = d->last_ns = now;
+  d->epoch_cpu_ns = cpu;
+  d->epoch_calls = calls;
+  d->retained_byte_ns = 0;
+}
+
 void learn_retained(enum learn_id id, uint64_t retained_bytes)
 {
   struct learn_decision *d = &learn_decisions[id];
   if (d->phase == LEARN_PHASE_OFF)
     return;
-  if (d->epoch_start_ns)
+  if (d->measuring)
     integrate(d, now_ns());
   d->retained = retained_bytes;
+}
+
+bool learn_observe(struct learn_decision *d, uint64_t now, uint64_t retained_bytes)
+{
+  d->events++;
+  if (d->measuring) {
+    integrate(d, now);
+    d->epoch_events++;
+  }
+  d->retained = retained_bytes;
+  /* The call count may cost a walk over the heap: not at every event. */
+  if (d->polled && now - d->polled_ns < d->poll_ns)
+    return false;
+  d->polled = true;
+  d->polled_ns = now;
+  uint64_t calls = d->calls();
+  if (!d->measuring) {
+    /* The first event starts the count: it settles like a change. */
+    if (!d->settling) {
+      d->settling = true;
+      d->settle_until_calls = calls + d->settle_calls;
+    }
+    if (calls >= d->settle_until_calls)
+      epoch_start(d, now, d->cpu_ns(), calls);
+    return false;
+  }
+  if (calls - d->epoch_calls < d->epoch_len)
+    return false;
+  uint64_t cpu = d->cpu_ns();
+  double cost = ((double)(cpu - d->epoch_cpu_ns) + d->retained_byte_ns / d->memory_price) /
+                (double)(calls - d->epoch_calls);
+  bool changed = learn_epoch_end(d, cost);
+  if (changed) {
+    d->measuring = false;
+    d->settle_until_calls = calls + d->settle_calls;
+  } else {
+    epoch_start(d, now, cpu, calls);
+  }
+  return changed;
 }
 
 bool learn_event(enum learn_id id, uint64_t retained_bytes)
@@ -316,28 +410,7 @@ bool learn_event(enum learn_id id, uint64_t retained_bytes)
   struct learn_decision *d = &learn_decisions[id];
   if (HAK_LIKELY(d->phase == LEARN_PHASE_OFF))
     return false;
-  uint64_t now = now_ns();
-  d->events++;
-  if (!d->epoch_start_ns) {
-    d->epoch_start_ns = d->last_ns = now;
-    d->epoch_cpu_ns = cpu_ns();
-    d->retained = retained_bytes;
-    return false;
-  }
-  integrate(d, now);
-  d->retained = retained_bytes;
-  /* A canary's challenger runs a whole epoch too: a shorter one would see
-   * only part of a program's cycle (all frees, say) and could win by it. */
-  if (++d->epoch_events < d->events_per_epoch)
-    return false;
-  uint64_t cpu = cpu_ns();
-  double cost = ((double)(cpu - d->epoch_cpu_ns) + d->retained_byte_ns / d->memory_price) /
-                d->epoch_events;
-  d->epoch_events = 0;
-  d->epoch_start_ns = now;
-  d->epoch_cpu_ns = cpu;
-  d->retained_byte_ns = 0;
-  return learn_epoch_end(d, cost);
+  return learn_observe(d, now_ns(), retained_bytes);
 }
 
 /* ---- state file: lines "program decision value" ---- */
@@ -542,7 +615,8 @@ void learn_save_state(void)
 /* The candidate equal to the configured value; if none, the configured
  * value replaces the middle candidate, so the start is what the user set. */
 static void setup_from_config(struct learn_decision *d, const char *name, const int *values,
-                              unsigned n, int configured, unsigned events_per_epoch)
+                              unsigned n, int configured, uint64_t (*calls)(void),
+                              uint64_t epoch_calls)
 {
   int v[LEARN_MAX_CANDIDATES];
   unsigned initial = n / 2;
@@ -552,7 +626,10 @@ static void setup_from_config(struct learn_decision *d, const char *name, const 
       initial = i;
   }
   v[initial] = configured;
-  learn_decision_setup(d, name, v, n, initial, hak_config.evo_policy, events_per_epoch);
+  learn_decision_setup(d, name, v, n, initial, hak_config.evo_policy);
+  d->calls = calls;
+  d->epoch_len = epoch_calls;
+  d->settle_calls = epoch_calls / 2;
   d->log = hak_config.mode == HAK_MODE_RESEARCH;
   if (hak_config.ss_mem_lean) {
     int mb = hak_config.ss_mem_lean_target_mb < 16 ? 16 : hak_config.ss_mem_lean_target_mb;
@@ -563,11 +640,11 @@ static void setup_from_config(struct learn_decision *d, const char *name, const 
 void learn_init(void)
 {
   setup_from_config(&learn_decisions[LEARN_BIGCACHE_MAX_MB], "bigcache_max_mb",
-                    bigcache_candidates, 3, hak_config.bigcache_max_mb,
-                    BIGCACHE_EVENTS_PER_EPOCH);
+                    bigcache_candidates, 3, hak_config.bigcache_max_mb, large_calls,
+                    LEARN_LARGE_EPOCH_CALLS);
   setup_from_config(&learn_decisions[LEARN_SUPERSLAB_KEEP], "superslab_keep",
                     superslab_keep_candidates, 3, hak_config.superslab_keep,
-                    SUPERSLAB_EVENTS_PER_EPOCH);
+                    small_calls, LEARN_SMALL_EPOCH_CALLS);
   /* BigCache off means nothing to learn for it. */
   if (!hak_config.bigcache)
     learn_decisions[LEARN_BIGCACHE_MAX_MB].phase = LEARN_PHASE_OFF;

@@ -613,6 +613,25 @@ bool shared_pool_trim(void)
   return released;
 }
 
+uint64_t shared_pool_calls_locked(void)
+{
+  /* A slab's frees are its allocations less the blocks still in use; a
+   * retired slab had every block back. */
+  uint64_t n = 0;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    n += 2 * retired_allocs[c];
+  for (struct superslab *ss = all_list; ss; ss = ss->all_next)
+    for (unsigned i = 1; i < ss->nslabs; i++) {
+      const struct slab *s = &ss->slabs[i];
+      if (s->state == SLAB_UNUSED || s->state == SLAB_SPAN_TAIL)
+        continue;
+      uint64_t allocs = *(volatile const uint64_t *)&s->allocs;
+      uint64_t used = *(volatile const uint16_t *)&s->used;
+      n += 2 * allocs - (used < allocs ? used : allocs);
+    }
+  return n;
+}
+
 void shared_pool_usage(struct shared_pool_usage *u)
 {
   *u = (struct shared_pool_usage){0};

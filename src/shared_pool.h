@@ -56,6 +56,12 @@ struct shared_pool_usage {
  * synchronisation with them, so the figures are a momentary estimate. */
 void shared_pool_usage(struct shared_pool_usage *u);
 
+/* The small-block malloc and free calls of the whole process so far
+ * (from the slabs' own counts, as in shared_pool_usage; a free from another
+ * thread counts once drained), for the learner of superslab_keep, whose
+ * events come under the pool lock.  Caller holds the pool lock. */
+uint64_t shared_pool_calls_locked(void);
+
 /* The purge, run by the background purge thread (purge.c) every tick:
  * decommits kept SuperSlabs whose purge delay has passed, free slots of
  * SuperSlabs in use that stayed free for a purge delay and, when the pool

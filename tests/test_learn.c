@@ -18,7 +18,7 @@ static const int three[] = { 16, 128, 1024 };
 
 static void setup3(struct learn_decision *d, int policy)
 {
-  learn_decision_setup(d, "bigcache_max_mb", three, 3, 1, policy, 128);
+  learn_decision_setup(d, "bigcache_max_mb", three, 3, 1, policy);
 }
 
 /* Feeds epochs whose cost is cost[candidate running]; returns how many
@@ -60,9 +60,12 @@ START_TEST(learn_freezes_on_the_cheapest)
   /* Ratings ordered by cost, and the lead is clear. */
   ck_assert(d.cand[2].rating > d.cand[1].rating && d.cand[1].rating > d.cand[0].rating);
   ck_assert(d.cand[2].rating - d.cand[1].rating >= LEARN_CLEAR_GAP);
-  /* Each candidate ran its minimum, and not much more. */
-  ck_assert_uint_ge(n, 3 * LEARN_MIN_EPOCHS);
-  ck_assert_uint_le(n, 3 * LEARN_MIN_EPOCHS + 6);
+  /* Each candidate ran its minimum, and not much more: the leader
+   * LEARN_MIN_EPOCHS, those clearly behind LEARN_MIN_EPOCHS_OUT. */
+  ck_assert_uint_ge(d.cand[2].epochs, LEARN_MIN_EPOCHS);
+  ck_assert_uint_ge(d.cand[0].epochs, LEARN_MIN_EPOCHS_OUT);
+  ck_assert_uint_ge(d.cand[1].epochs, LEARN_MIN_EPOCHS_OUT);
+  ck_assert_uint_le(n, LEARN_MIN_EPOCHS + 2 * LEARN_MIN_EPOCHS_OUT + 6);
   ck_assert_uint_eq(d.transitions, 1);
   /* Frozen: the value stays while nothing changes. */
   for (int i = 0; i < LEARN_CANARY_INTERVAL - 1; i++)
@@ -197,31 +200,119 @@ START_TEST(canary_needs_a_clear_win)
 }
 END_TEST
 
-/* Epoch accounting: the cost is time per event times the memory factor. */
+/* A synthetic program for learn_observe: one ms of wall time is one ms of
+ * CPU, and each candidate makes its own number of layer events per ms and
+ * costs its own CPU ns per malloc or free call. */
+static uint64_t fake_cpu, fake_calls, fake_now;
+static uint64_t fake_cpu_ns(void) { return fake_cpu; }
+static uint64_t fake_call_count(void) { return fake_calls; }
+
+struct fake_candidate {
+  double ns_per_call;
+  unsigned events_per_ms;
+  uint64_t retained;
+};
+
+static void fake_setup(struct learn_decision *d, const int *values, unsigned n, int policy)
+{
+  learn_decision_setup(d, "superslab_keep", values, n, 1, policy);
+  d->cpu_ns = fake_cpu_ns;
+  d->calls = fake_call_count;
+  d->epoch_len = 500000;   /* 50 ms at 100 ns per call */
+  d->settle_calls = 250000;
+  fake_cpu = 0;
+  fake_calls = 0;
+  fake_now = 1000000000ull;
+}
+
+static void fake_run_ms(struct learn_decision *d, const struct fake_candidate *c, unsigned ms)
+{
+  for (unsigned t = 0; t < ms; t++) {
+    const struct fake_candidate *f = &c[d->current];
+    fake_now += 1000000;
+    fake_cpu += 1000000;
+    fake_calls += (uint64_t)(1e6 / f->ns_per_call);
+    for (unsigned e = 0; e < f->events_per_ms; e++)
+      learn_observe(d, fake_now, f->retained);
+  }
+}
+
+/* The cost is CPU per call, not per event: a candidate that makes the
+ * layer busier (a pool that hands out and takes back more often) at an
+ * equal or higher cost per call gains nothing by its events. */
+START_TEST(more_events_do_not_win)
+{
+  struct learn_decision d;
+  /* 16 makes 64 times the events of the others and costs 10 % more per
+   * call; 1024 costs 10 % less.  By cost per event 16 would win by far. */
+  static const struct fake_candidate busy[] = {
+    { 110, 64, 0 }, { 100, 1, 0 }, { 90, 1, 0 },
+  };
+  fake_setup(&d, three, 3, HAK_EVO_CANARY);
+  for (unsigned i = 0; i < 100 && d.phase == LEARN_PHASE_LEARN; i++)
+    fake_run_ms(&d, busy, 100);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+  ck_assert_int_eq(d.value, 1024);
+  ck_assert(d.cand[0].rating < d.cand[1].rating);
+  ck_assert(d.cand[0].cost > d.cand[1].cost && d.cand[1].cost > d.cand[2].cost);
+  /* Each epoch measured epoch_len calls whatever its events. */
+  ck_assert(d.cand[0].cost > 109 && d.cand[0].cost < 111);
+
+  /* Equal cost per call: the busy candidate earns no rating, and the
+   * decision freezes on the configured value after the bound. */
+  static const struct fake_candidate equal[] = {
+    { 100, 64, 0 }, { 100, 1, 0 }, { 100, 1, 0 },
+  };
+  fake_setup(&d, three, 3, HAK_EVO_CANARY);
+  for (unsigned i = 0; i < 1000 && d.phase == LEARN_PHASE_LEARN; i++)
+    fake_run_ms(&d, equal, 100);
+  ck_assert_int_eq(d.phase, LEARN_PHASE_FROZEN);
+  for (unsigned i = 0; i < 3; i++)
+    ck_assert(d.cand[i].rating == LEARN_INITIAL_RATING);
+  ck_assert_int_eq(d.value, 128);
+  ck_assert_uint_eq(d.epochs, LEARN_MAX_EPOCHS_PER_CANDIDATE * 3);
+}
+END_TEST
+
+/* Epochs are epoch_len calls long and start after settle_calls; memory
+ * held is priced by wall time, a sleep included. */
 START_TEST(epoch_cost_prices_memory)
 {
-  struct learn_decision *d = &learn_decisions[LEARN_BIGCACHE_MAX_MB];
+  struct learn_decision d;
   static const int two[] = { 1, 2 };
-  learn_decision_setup(d, "bigcache_max_mb", two, 2, 0, HAK_EVO_LEARN, 4);
-  d->memory_price = 1; /* one byte retained doubles the cost */
-  ck_assert(!learn_event(LEARN_BIGCACHE_MAX_MB, 0));
-  for (int i = 0; i < 3; i++)
-    learn_event(LEARN_BIGCACHE_MAX_MB, 0);
-  ck_assert_uint_eq(d->epochs, 0);
-  learn_event(LEARN_BIGCACHE_MAX_MB, 0);
-  ck_assert_uint_eq(d->epochs, 1);
-  double free_cost = d->cand[0].cost > 1 ? d->cand[0].cost : 1;
-  /* The second candidate's epoch holds a MiB throughout, and sleeps: the
-   * sleep costs no CPU, only the memory held meanwhile. */
-  learn_retained(LEARN_BIGCACHE_MAX_MB, 1 << 20);
-  for (int i = 0; i < 4; i++) {
-    usleep(1000);
-    learn_event(LEARN_BIGCACHE_MAX_MB, 1 << 20);
+  fake_setup(&d, two, 2, HAK_EVO_LEARN);
+  d.memory_price = 1 << 20; /* a MiB held for a second costs a CPU second */
+  /* Value 2 holds a MiB; 10000 calls per ms at 100 ns each. */
+  static const struct fake_candidate c[] = { { 100, 1, 0 }, { 100, 1, 1 << 20 } };
+  /* The first event (ms 1) starts the count: 25 ms settle, 50 measured. */
+  fake_run_ms(&d, c, 25);
+  ck_assert(!d.measuring);
+  fake_run_ms(&d, c, 1);
+  ck_assert(d.measuring);
+  fake_run_ms(&d, c, 49);
+  ck_assert_uint_eq(d.epochs, 0);
+  fake_run_ms(&d, c, 1);
+  ck_assert_uint_eq(d.epochs, 1);
+  /* 50 ms of CPU and 50 MiB-ms held over 500000 calls. */
+  ck_assert(d.cand[1].cost > 199.9 && d.cand[1].cost < 200.1);
+  ck_assert_int_eq(d.value, 1);
+  /* Value 1 settles, then runs an epoch holding nothing. */
+  fake_run_ms(&d, c, 75);
+  ck_assert_uint_eq(d.epochs, 2);
+  ck_assert(d.cand[0].cost > 99.9 && d.cand[0].cost < 100.1);
+  ck_assert(d.cand[0].rating > d.cand[1].rating);
+  /* Value 2 again, with a 100 ms sleep inside its epoch: no CPU, no call,
+   * but the MiB held meanwhile costs as much as 100 ms of CPU. */
+  fake_run_ms(&d, c, 50);
+  ck_assert(d.measuring);
+  for (unsigned t = 0; t < 100; t++) {
+    fake_now += 1000000;
+    learn_observe(&d, fake_now, 1 << 20);
   }
-  ck_assert_uint_eq(d->epochs, 2);
-  ck_assert(d->cand[1].cost > 1000.0 * free_cost);
-  ck_assert(d->cand[0].rating > d->cand[1].rating);
-  ck_assert_uint_eq(d->events, 9);
+  ck_assert_uint_eq(d.epochs, 2);
+  fake_run_ms(&d, c, 25);
+  ck_assert_uint_eq(d.epochs, 3);
+  ck_assert(d.cand[1].cost > 399.9 && d.cand[1].cost < 400.1);
 }
 END_TEST
 
@@ -317,15 +408,23 @@ START_TEST(learning_runs_epochs_in_the_layers)
   hak_config.bigcache = 1;
   hak_config.bigcache_max_mb = 128;
   learn_init();
-  large_churn(40);
   const struct learn_decision *d = &learn_decisions[LEARN_BIGCACHE_MAX_MB];
-  /* Two BigCache events per block, a take and a put; the first starts
-   * the clock, each 128 more end an epoch. */
-  ck_assert_uint_eq(d->events, 40 * 24 * 2);
-  ck_assert_uint_eq(d->epochs, (40 * 24 * 2 - 1) / 128);
-  /* Every candidate ran, so the value moved. */
+  /* Epochs are CPU time: churn until every candidate has run one (the
+   * bound only stops a broken learner from looping for ever). */
+  unsigned rounds = 0;
+  bool all_ran = false;
+  while (!all_ran && rounds < 200000) {
+    large_churn(10);
+    rounds += 10;
+    all_ran = true;
+    for (unsigned i = 0; i < d->ncand; i++)
+      all_ran &= d->cand[i].epochs >= 1;
+  }
+  ck_assert(all_ran);
+  /* Two BigCache events per block, a take and a put. */
+  ck_assert_uint_eq(d->events, (uint64_t)rounds * 24 * 2);
   for (unsigned i = 0; i < d->ncand; i++)
-    ck_assert_uint_ge(d->cand[i].epochs, 1);
+    ck_assert(d->cand[i].cost > 0);
   hak_stats_t st;
   hakmem_stats_get(&st);
   ck_assert_uint_gt(st.bigcache_hits, 0);
@@ -345,6 +444,7 @@ int main(void)
   tcase_add_test(t, policy_frozen_does_nothing);
   tcase_add_test(t, workload_switch_relearns);
   tcase_add_test(t, canary_needs_a_clear_win);
+  tcase_add_test(t, more_events_do_not_win);
   suite_add_tcase(s, t);
   TCase *a = tcase_create("accounting");
   tcase_set_timeout(a, 60);
