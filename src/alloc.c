@@ -63,7 +63,7 @@ static bool slab_holds_free_block(struct slab *s, void *p)
 {
   tcache_drain(s);
   uint32_t k = 0;
-  for (void *q = s->free; q; q = slab_link_next(s, q)) {
+  for (void *q = s->free; !slab_list_is_end(q); q = slab_link_next(s, q)) {
     if (q == p)
       return true;
     if (++k > s->capacity)

@@ -89,7 +89,7 @@ START_TEST(slab_carve_and_drain)
   void *blocks[HAK_SLAB_SIZE / 64];
   unsigned n = 0;
   for (;;) {
-    if (!s->free && !slab_carve(s))
+    if (slab_list_is_end(s->free) && !slab_carve(s))
       break;
     blocks[n++] = s->free;
     s->free = slab_link_next(s, s->free);
@@ -106,7 +106,7 @@ START_TEST(slab_carve_and_drain)
   ck_assert_uint_eq(s->used, s->capacity - 3);
   ck_assert_uint_eq(slab_drain_remote(s), 0);
   unsigned k = 0;
-  for (void *p = s->free; p; p = slab_link_next(s, p))
+  for (void *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p))
     k++;
   ck_assert_uint_eq(k, 3);
   superslab_destroy(ss);
@@ -114,7 +114,9 @@ START_TEST(slab_carve_and_drain)
 END_TEST
 
 /* slab_block_index, the free path's O(1) block test, against division:
- * every offset of a 64 KiB slot, for every class. */
+ * for every class, every offset of the slab's span (a medium slab's 31
+ * slots: slab_is_block) and at least of its first 64 KiB slot (the fast
+ * path's offsets, which can pass the last block of a small slab). */
 START_TEST(slab_block_index_exact)
 {
   struct slab s = { 0 };
@@ -123,8 +125,8 @@ START_TEST(slab_block_index_exact)
     size_t span = size_class_is_medium(c) ? ((size_t)31 << HAK_SLAB_SHIFT) : HAK_SLAB_SIZE;
     slab_format(&s, c, (uint32_t)bs, span);
     s.carved = s.capacity;
-    uint32_t wrong = 0;
-    for (uint32_t off = 0; off < HAK_SLAB_SIZE; off++) {
+    uint32_t wrong = 0, end = (uint32_t)span;
+    for (uint32_t off = 0; off < end; off++) {
       uint32_t i = slab_block_index(&s, off);
       wrong += off % bs == 0 ? i != off / bs : i < s.capacity;
     }
