@@ -9,21 +9,9 @@
  * in read-only data: no initialisation, no test of it on every call. */
 static const unsigned char fill_page[HAK_PAGE_SIZE] = { [0 ... HAK_PAGE_SIZE - 1] = CHECK_FILL };
 
-/* 16 bytes, for the in-line comparison of short runs. */
-typedef uint64_t check_vec __attribute__((vector_size(16)));
-static const check_vec fill_vec = { UINT64_C(0x0101010101010101) * CHECK_FILL,
-                                    UINT64_C(0x0101010101010101) * CHECK_FILL };
-
-static check_vec load_vec(const unsigned char *p)
-{
-  check_vec v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
 /* Whether [p, p+n) holds CHECK_FILL, for runs of more than 64 bytes: a
  * page at a time. */
-static bool check_is_filled_long(const unsigned char *p, size_t n)
+bool check_is_filled_long(const unsigned char *p, size_t n)
 {
   for (size_t off = 0; off < n; off += sizeof fill_page) {
     size_t k = n - off < sizeof fill_page ? n - off : sizeof fill_page;
@@ -31,34 +19,6 @@ static bool check_is_filled_long(const unsigned char *p, size_t n)
       return false;
   }
   return true;
-}
-
-/* Whether [p, p+n) holds CHECK_FILL throughout.  Runs of up to 64 bytes,
- * which the small classes check on every malloc and free, are compared in
- * line, 8 or 16 bytes at a time (the last load overlapping the others),
- * without a call; longer ones by memcmp with fill_page. */
-static inline __attribute__((always_inline)) bool check_is_filled(const unsigned char *p, size_t n)
-{
-  if (n < 16) {
-    /* Two words that overlap, or bytes. */
-    if (n >= 8) {
-      uint64_t a, b;
-      memcpy(&a, p, sizeof a);
-      memcpy(&b, p + n - 8, sizeof b);
-      return ((a ^ fill_vec[0]) | (b ^ fill_vec[0])) == 0;
-    }
-    unsigned diff = 0;
-    for (size_t i = 0; i < n; i++)
-      diff |= p[i] ^ CHECK_FILL;
-    return diff == 0;
-  }
-  if (n <= 64) {
-    check_vec diff = load_vec(p + n - 16) ^ fill_vec;
-    for (size_t i = 0; i + 16 < n; i += 16)
-      diff |= load_vec(p + i) ^ fill_vec;
-    return (diff[0] | diff[1]) == 0;
-  }
-  return check_is_filled_long(p, n);
 }
 
 /* The first two words of a free block are its link and tag. */

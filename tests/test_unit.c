@@ -10,6 +10,7 @@
 
 #include "hakmem.h"
 #include "alloc.h"
+#include "checkmode.h"
 #include "config.h"
 #include "large.h"
 #include "os.h"
@@ -132,6 +133,59 @@ START_TEST(slab_block_index_exact)
     }
     ck_assert_msg(wrong == 0, "class %u (%zu B): %u offsets misjudged", c, bs, wrong);
   }
+}
+END_TEST
+
+/* The end of a local list, which an empty list's head is too, decodes
+ * outside every slot, so that malloc's fast path, whose only branch is
+ * the link check, leaves for the slow path instead of popping it. */
+START_TEST(slab_list_end_fails_the_link_check)
+{
+  secret_init();
+  void *end = SLAB_LIST_END;
+  if (!hak_hardened) {
+    ck_assert_ptr_null(end);
+    return;
+  }
+  ck_assert_ptr_nonnull(end);
+  ck_assert_uint_ge(((const uintptr_t *)end)[0] ^ hak_secret_list, HAK_SLAB_SIZE);
+  ck_assert(slab_list_is_end(end) && slab_list_is_end(NULL));
+  /* A formatted slab's list starts empty and ends there once carved. */
+  struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
+  ck_assert_ptr_nonnull(ss);
+  struct slab *s = &ss->slabs[2];
+  slab_format(s, size_class_of(1024), 1024, HAK_SLAB_SIZE);
+  ck_assert_ptr_eq(s->free, end);
+  uint32_t n = slab_carve(s), k = 0;
+  void *p = s->free;
+  for (; !slab_list_is_end(p); p = slab_link_next(s, p))
+    k++;
+  ck_assert_uint_eq(k, n);
+  ck_assert_ptr_eq(p, end);
+  superslab_destroy(ss);
+}
+END_TEST
+
+/* check_is_filled, whose short runs are compared with overlapping loads:
+ * every length up to 200 bytes, at two alignments, finds a wrong byte at
+ * every position and ignores the bytes just outside the run. */
+START_TEST(check_fill_test_finds_every_byte)
+{
+  static unsigned char buf[256 + 32] __attribute__((aligned(16)));
+  uint32_t wrong = 0;
+  for (size_t align = 0; align < 2; align++)
+    for (size_t n = 0; n <= 200; n++) {
+      unsigned char *p = buf + 16 + align * 8;
+      memset(buf, 0, sizeof buf);
+      memset(p, CHECK_FILL, n);
+      wrong += !check_is_filled(p, n);
+      for (size_t j = 0; j < n; j++) {
+        p[j] = CHECK_FILL ^ 0x40;
+        wrong += check_is_filled(p, n);
+        p[j] = CHECK_FILL;
+      }
+    }
+  ck_assert_msg(wrong == 0, "%u runs misjudged", wrong);
 }
 END_TEST
 
@@ -516,6 +570,8 @@ static Suite *unit_suite(void)
   t = tcase_create("slab_registry");
   tcase_add_test(t, slab_carve_and_drain);
   tcase_add_test(t, slab_block_index_exact);
+  tcase_add_test(t, slab_list_end_fails_the_link_check);
+  tcase_add_test(t, check_fill_test_finds_every_byte);
   tcase_add_test_raise_signal(t, slab_link_poison_is_fatal, SIGABRT);
   tcase_add_test(t, registry_bounds);
   tcase_add_test(t, registry_large_blocks);
