@@ -63,7 +63,7 @@ static bool slab_holds_free_block(struct slab *s, void *p)
 {
   tcache_drain(s);
   uint32_t k = 0;
-  for (void *q = s->free; q; q = slab_link_next(s, q)) {
+  for (void *q = s->free; !slab_list_is_end(q); q = slab_link_next(s, q)) {
     if (q == p)
       return true;
     if (++k > s->capacity)
@@ -74,6 +74,15 @@ static bool slab_holds_free_block(struct slab *s, void *p)
 
 void alloc_free_slab_slow(struct slab *s, void *p)
 {
+  /* With check = 1 every free comes here: the common one, the owner's
+   * free of a live block, passes the fast path's own tests (with the
+   * thread's real id) and skips the general ones below. */
+  if (HAK_UNLIKELY(hak_config.check) && tcache_self.id != 0 &&
+      alloc_free_is_local(s, p, tcache_self.id)) {
+    check_free_block(s, p);
+    tcache_free_local(s, p);
+    return;
+  }
   if (s->state == SLAB_SPAN_TAIL)
     s -= s->head_offset;
   if (HAK_UNLIKELY(s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN))

@@ -38,17 +38,23 @@ HAK_INLINE void *alloc_malloc(size_t size)
   return alloc_malloc_generic(size);
 }
 
+/* Whether the owner of slab s may push p straight onto s's list: s's
+ * owner is key, and, with hardening, p is the start of a carved block
+ * (p's offset in its 64 KiB slot, which is the slab's first) that does not
+ * carry the free tag. */
+HAK_INLINE bool alloc_free_is_local(const struct slab *s, const void *p, uint64_t key)
+{
+  return atomic_load_explicit(&s->owner, memory_order_relaxed) == key &&
+         (!hak_hardened ||
+          (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)));
+}
+
 HAK_INLINE void alloc_free(void *p)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
   if (HAK_LIKELY(registry_is_superslab(e))) {
     struct slab *s = superslab_slab_of(e, (uintptr_t)p);
-    /* Owned by this thread, the start of a carved block (p's offset in
-     * its 64 KiB slot, which is the slab's first), and not already free. */
-    if (HAK_LIKELY(atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.free_key &&
-                   (!hak_hardened ||
-                    (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved &&
-                     !slab_block_tagged(p))))) {
+    if (HAK_LIKELY(alloc_free_is_local(s, p, tcache_self.free_key))) {
       tcache_free_local(s, p);
       return;
     }

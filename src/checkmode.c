@@ -5,17 +5,14 @@
 #include <errno.h>
 #include <string.h>
 
-/* A page of CHECK_FILL to compare against: libc's memcmp is vectorised. */
-static unsigned char fill_page[HAK_PAGE_SIZE];
-static _Atomic bool fill_page_ready;
+/* A page of CHECK_FILL to compare against (libc's memcmp is vectorised),
+ * in read-only data: no initialisation, no test of it on every call. */
+static const unsigned char fill_page[HAK_PAGE_SIZE] = { [0 ... HAK_PAGE_SIZE - 1] = CHECK_FILL };
 
-/* Whether [p, p+n) holds CHECK_FILL throughout. */
-static bool check_is_filled(const unsigned char *p, size_t n)
+/* Whether [p, p+n) holds CHECK_FILL, for runs of more than 64 bytes: a
+ * page at a time. */
+bool check_is_filled_long(const unsigned char *p, size_t n)
 {
-  if (!atomic_load_explicit(&fill_page_ready, memory_order_acquire)) {
-    memset(fill_page, CHECK_FILL, sizeof fill_page);
-    atomic_store_explicit(&fill_page_ready, true, memory_order_release);
-  }
   for (size_t off = 0; off < n; off += sizeof fill_page) {
     size_t k = n - off < sizeof fill_page ? n - off : sizeof fill_page;
     if (memcmp(p + off, fill_page, k) != 0)

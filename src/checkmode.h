@@ -23,6 +23,51 @@
 /* Bytes a checked block needs beyond the request: the trailer. */
 #define CHECK_TRAILER 4
 
+#include <string.h>
+
+/* Whether [p, p+n) holds CHECK_FILL, for n > 64 (out of line: memcmp). */
+bool check_is_filled_long(const unsigned char *p, size_t n);
+
+/* 16 bytes, for the in-line comparison of short runs. */
+typedef uint64_t check_vec __attribute__((vector_size(16)));
+#define CHECK_FILL_WORD (UINT64_C(0x0101010101010101) * CHECK_FILL)
+
+HAK_INLINE check_vec check_load_vec(const unsigned char *p)
+{
+  check_vec v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* Whether [p, p+n) holds CHECK_FILL throughout.  Runs of up to 64 bytes,
+ * which the small classes check on every malloc and free, are compared in
+ * line, 8 or 16 bytes at a time (the last load overlapping the others),
+ * without a call; longer ones by memcmp with a page of the fill. */
+HAK_INLINE bool check_is_filled(const unsigned char *p, size_t n)
+{
+  if (n < 16) {
+    /* Two words that overlap, or bytes. */
+    if (n >= 8) {
+      uint64_t a, b;
+      memcpy(&a, p, sizeof a);
+      memcpy(&b, p + n - 8, sizeof b);
+      return ((a ^ CHECK_FILL_WORD) | (b ^ CHECK_FILL_WORD)) == 0;
+    }
+    unsigned diff = 0;
+    for (size_t i = 0; i < n; i++)
+      diff |= p[i] ^ CHECK_FILL;
+    return diff == 0;
+  }
+  if (n <= 64) {
+    const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+    check_vec diff = check_load_vec(p + n - 16) ^ fill;
+    for (size_t i = 0; i + 16 < n; i += 16)
+      diff |= check_load_vec(p + i) ^ fill;
+    return (diff[0] | diff[1]) == 0;
+  }
+  return check_is_filled_long(p, n);
+}
+
 /* A checked block of size bytes aligned to align (<= HAK_MIN_ALIGN for
  * none) from the small or medium classes; NULL with errno ENOMEM.  The
  * caller makes sure size + CHECK_TRAILER fits a class. */

@@ -32,7 +32,9 @@ void secret_init(void)
     seed[1] = (r ? r[1] : 0) ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&hak_secret_list;
   }
   uint64_t s = seed[0] ^ secret_mix(seed[1]);
-  hak_secret_list = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull);
+  /* The top bit set: the end of a list (slab_list_end_block, whose link
+   * word is 0) then decodes outside every slot, like a corrupted link. */
+  hak_secret_list = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull) | (uintptr_t)1 << 63;
   /* A tag of zero would match every zeroed block. */
   hak_secret_free_tag = (uintptr_t)secret_mix(s += 0x9e3779b97f4a7c15ull) | 1;
   hak_secret_large = secret_mix(s += 0x9e3779b97f4a7c15ull);

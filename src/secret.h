@@ -11,7 +11,8 @@
  * What each secret protects:
  *  - list: free-list and remote-stack links are stored XOR-ed with it and
  *    with the block's own address, so a write into a freed block cannot
- *    name an address of the attacker's choosing;
+ *    name an address of the attacker's choosing; its top bit is set, so
+ *    that the end of a local list decodes outside every slot (slab.h);
  *  - free_tag: written into the second word of every free block; a free
  *    that finds it there is a double free (confirmed before aborting);
  *  - large: the check word of a large block's in-band header. */

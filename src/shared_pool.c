@@ -212,7 +212,7 @@ static void slab_to_unused(struct superslab *ss, struct slab *s)
 {
   slab_retire_counts(s);
   s->state = SLAB_UNUSED;
-  s->free = NULL;
+  s->free = SLAB_LIST_END;
   s->carved = 0;
   ss->nunused++;
   if (size_class_is_medium(s->cls)) {
@@ -649,7 +649,7 @@ void shared_pool_usage(struct shared_pool_usage *u)
         continue;
       u->allocs[s->cls] += *(volatile uint64_t *)&s->allocs;
       uint64_t used = *(volatile uint16_t *)&s->used;
-      uint64_t carved = *(volatile uint16_t *)&s->carved;
+      uint64_t carved = *(volatile uint32_t *)&s->carved;
       if (used > carved)
         used = carved;
       u->in_use_bytes += used * slab_block_size(s);
@@ -790,7 +790,7 @@ static int heap_problem(const char *what, const void *where)
 static int heap_check_free_list(const struct slab *s)
 {
   uint32_t limit = (uint32_t)s->carved - s->used, k = 0;
-  for (const uintptr_t *p = s->free; p;) {
+  for (const uintptr_t *p = s->free; !slab_list_is_end(p);) {
     if (!slab_is_block(s, p))
       return heap_problem("free list links outside its slab, to", p);
     if (hak_hardened && p[1] != hak_secret_free_tag)
@@ -812,7 +812,7 @@ static int heap_check_slab(const struct slab *s)
   size_t bs = slab_block_size(s);
   struct slab probe = *s;
   slab_format(&probe, s->cls, (uint32_t)bs, (size_t)s->capacity * bs);
-  if (probe.block_inv != s->block_inv || probe.block_shift != s->block_shift)
+  if (probe.block_mul != s->block_mul)
     return heap_problem("slab descriptor with a damaged block size", s);
   if (s->used > s->carved || s->carved > s->capacity)
     return heap_problem("slab with inconsistent counts", s);

@@ -2,9 +2,13 @@
  * and the exact block checks. */
 #include "slab.h"
 
+/* The end of every local free list (see slab.h): read by malloc's fast
+ * path, never written. */
+const uintptr_t slab_list_end_block[2] = { 0, 0 };
+
 void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_bytes)
 {
-  s->free = NULL;
+  s->free = SLAB_LIST_END;
   s->used = 0;
   s->carved = 0;
   s->capacity = (uint16_t)(span_bytes / block_size);
@@ -15,8 +19,7 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
    * 24, 48. */
   for (int i = 0; i < 4; i++)
     inv *= 2 - odd * inv;
-  s->block_shift = (uint8_t)shift;
-  s->block_inv = inv;
+  s->block_mul = inv << (SLAB_INDEX_ROTATE - shift);
   atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
 }
 
@@ -30,8 +33,8 @@ bool slab_is_block(const struct slab *s, const void *p)
 void *slab_link_decode_far(const struct slab *s, const void *p, uintptr_t delta)
 {
   void *next = (void *)(delta ^ (uintptr_t)p);
-  if (next == NULL)
-    return NULL;
+  if (slab_list_is_end(next))
+    return next;
   /* A medium slab spans several 64 KiB slots: its links may leave p's. */
   if (size_class_is_medium(s->cls) && slab_is_block(s, next))
     return next;
@@ -80,6 +83,6 @@ uint32_t slab_carve(struct slab *s)
     slab_block_set_free(p, p + bs);
   slab_block_set_free(p, s->free);
   s->free = first;
-  s->carved = (uint16_t)(s->carved + n);
+  s->carved += n;
   return n;
 }

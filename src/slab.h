@@ -33,23 +33,23 @@ enum slab_state {
 };
 
 /* One cache line: free finds its slab by address arithmetic and touches
- * only this line. */
+ * only this line.  carved is 32 bits wide, although it never exceeds
+ * 4096, so that free's block test compares with it straight from memory. */
 struct slab {
   void *free;                 /* owner: local free list (links encoded, see below) */
   uint16_t used;              /* owner: blocks handed out and not yet returned */
-  uint16_t carved;            /* owner: blocks cut from the bump area so far */
   uint16_t capacity;          /* blocks in the slab (at most 4096) */
+  uint32_t carved;            /* owner: blocks cut from the bump area so far */
+  /* The block size as 2^k * odd gives block_mul = (the inverse of odd
+   * modulo 2^32) << (SLAB_INDEX_ROTATE - k): an offset times block_mul,
+   * rotated right by SLAB_INDEX_ROTATE, is the block's index if the
+   * offset is a multiple of the block size and a number above any
+   * capacity otherwise (see slab_block_index). */
+  uint32_t block_mul;
   uint8_t cls;
   uint8_t state;              /* enum slab_state; pool lock or owner */
-  /* The block size as 2^block_shift * odd, with block_inv the inverse of
-   * the odd part modulo 2^32: an offset times block_inv, rotated right by
-   * block_shift, is the block's index if the offset is a multiple of the
-   * block size and a huge number otherwise (see slab_block_index). */
-  uint32_t block_inv;
-  uint8_t block_shift;
   uint8_t index;              /* position in the SuperSlab */
   uint8_t head_offset;        /* SLAB_SPAN_TAIL: distance to the head slot */
-  uint8_t reserved;
   _Atomic uint64_t owner;     /* owning thread id or HAK_NO_OWNER */
   uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
   _Atomic(void *) remote;     /* cross-thread free stack (links encoded) */
@@ -63,11 +63,30 @@ _Static_assert(sizeof(struct slab) == 64, "slab descriptor is one cache line");
  * hak_secret_list, so that a write into a freed block (use after free, an
  * overflow of the neighbour) decodes to a random address instead of one
  * the writer chose, and every decoded link is checked to stay inside the
- * slab before it is followed.  The end of a list is a link to NULL.  The
- * tag, hak_secret_free_tag, marks the block as free: free finds it in a
- * block it is given only if the block is already free (a double free), or
- * if the program wrote exactly that secret value there.  A block being
- * handed out gets its tag cleared. */
+ * slab before it is followed.  The tag, hak_secret_free_tag, marks the
+ * block as free: free finds it in a block it is given only if the block
+ * is already free (a double free), or if the program wrote exactly that
+ * secret value there.  A block being handed out gets its tag cleared.
+ *
+ * A remote stack ends with a link to NULL.  A slab's local list ends with
+ * a link to slab_list_end() (and an empty list is that pointer): with
+ * hardening it is slab_list_end_block, a read-only block whose link word
+ * decodes, as any end of a list does, to a delta outside the 64 KiB slot
+ * (hak_secret_list has its top bit set), so that malloc's fast path needs
+ * no empty-list test besides the link check; without hardening it is
+ * NULL. */
+
+extern HAK_HIDDEN const uintptr_t slab_list_end_block[2];
+
+/* The end of a local free list; see above.  A constant address. */
+#define SLAB_LIST_END (HAK_HARDENING ? (void *)(uintptr_t)slab_list_end_block : NULL)
+
+/* Whether p, reached by following a local list or a remote stack (or
+ * read as a list's head), ends it. */
+HAK_INLINE bool slab_list_is_end(const void *p)
+{
+  return p == NULL || p == SLAB_LIST_END;
+}
 
 HAK_INLINE uintptr_t *slab_block_words(void *p) { return (uintptr_t *)p; }
 
@@ -95,8 +114,9 @@ HAK_INLINE bool slab_block_tagged(const void *p)
 }
 
 /* The decoded link of a free block whose link does not point into its own
- * 64 KiB slot: the end of the list, a medium slab's block in another slot,
- * or a corrupted link (fatal error).  Out of line. */
+ * 64 KiB slot: the end of the list (NULL or SLAB_LIST_END), a medium
+ * slab's block in another slot, or a corrupted link (fatal error).  Out
+ * of line. */
 void *slab_link_decode_far(const struct slab *s, const void *p, uintptr_t delta);
 
 /* The next free block after p, checked: it lies in p's slab.  The common
@@ -112,12 +132,27 @@ HAK_INLINE void *slab_link_next(const struct slab *s, const void *p)
   return slab_link_decode_far(s, p, delta);
 }
 
-/* Index of the block at byte offset off of the slab, or a number >=
- * s->capacity when off is not a block boundary. */
+/* The rotation of slab_block_index: the largest power of two dividing
+ * any block size (HAK_MEDIUM_MAX is the largest block size and a power of
+ * two), so that one constant serves every class. */
+#define SLAB_INDEX_ROTATE 18
+_Static_assert(HAK_MEDIUM_MAX == 1u << SLAB_INDEX_ROTATE, "no block size has a power-of-two factor above 2^SLAB_INDEX_ROTATE");
+
+/* Index of the block at byte offset off of the slab, or a number above
+ * the slab's capacity when off is not a block boundary: one
+ * multiplication and a rotation by a constant.  With the block size
+ * 2^k * odd and off = 2^a * m (m odd), off * block_mul is 2^r times the
+ * index when the block size divides off (r = SLAB_INDEX_ROTATE); when
+ * a < k it has a bit set below bit r, which the rotation moves to bit
+ * 32 - (k - a) or above; when odd does not divide off >> k, the rotation
+ * leaves (off >> k) * inverse(odd) modulo 2^(32 - r), which is then above
+ * (2^(32 - r) - 1) / odd (the divisibility test of Granlund and
+ * Montgomery), again above any capacity.  Exact for offsets below
+ * 2^(32 - r + k); tests/test_unit.c checks every offset of every class. */
 HAK_INLINE uint32_t slab_block_index(const struct slab *s, uint32_t off)
 {
-  uint32_t x = off * s->block_inv;
-  return (x >> s->block_shift) | (x << ((32 - s->block_shift) & 31));
+  uint32_t x = off * s->block_mul;
+  return (x >> SLAB_INDEX_ROTATE) | (x << (32 - SLAB_INDEX_ROTATE));
 }
 
 /* First byte of the slab's blocks.  The slab descriptor lives in the
@@ -169,7 +204,7 @@ bool slab_is_block(const struct slab *s, const void *p);
 /* Owner: true when the slab has a block to hand out without refilling. */
 HAK_INLINE bool slab_has_room(const struct slab *s)
 {
-  return s->free || s->carved < s->capacity ||
+  return !slab_list_is_end(s->free) || s->carved < s->capacity ||
          atomic_load_explicit(&s->remote, memory_order_relaxed);
 }
 

@@ -10,7 +10,7 @@
 #include <errno.h>
 
 /* Never handed out, never written: its list is always empty. */
-struct slab tcache_no_slab = { .state = SLAB_HEADER };
+struct slab tcache_no_slab = { .free = SLAB_LIST_END, .state = SLAB_HEADER };
 
 #define NO_SLAB_X4 &tcache_no_slab, &tcache_no_slab, &tcache_no_slab, &tcache_no_slab
 __thread struct tcache tcache_self __attribute__((tls_model("initial-exec"))) = {
@@ -76,7 +76,7 @@ uint32_t tcache_drain(struct slab *s)
  * memory), then fresh carving. */
 static bool slab_refill(struct slab *s)
 {
-  if (s->free)
+  if (!slab_list_is_end(s->free))
     return true;
   if (tcache_drain(s))
     return true;
@@ -121,7 +121,7 @@ void *tcache_alloc_slow(unsigned cls)
   struct slab *s = tcache_self.active[cls];
   /* The fast path leaves a list whose head links out of its slot (the
    * end of the list, a medium slab) to the checked pop. */
-  if (s->free)
+  if (!slab_list_is_end(s->free))
     return tcache_pop(s);
   if (s == &tcache_no_slab) {
     s = NULL;
@@ -131,7 +131,7 @@ void *tcache_alloc_slow(unsigned cls)
     for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next)
       if (slab_has_room(t) && slab_refill(t))
         break;
-    s = t != s && t->free ? t : NULL;
+    s = t != s && !slab_list_is_end(t->free) ? t : NULL;
   }
   if (!s) {
     for (;;) {

@@ -22,7 +22,7 @@
 
 struct tcache {
   /* Never NULL: a class without a slab points at tcache_no_slab, whose
-   * list is empty, so the fast path has a single test. */
+   * list is empty (SLAB_LIST_END), so the fast path has a single test. */
   struct slab *active[HAK_NUM_CLASSES];
   uint64_t id;            /* 0 until the thread's first refill */
   /* What free compares a slab's owner with: id, or with check = 1 a value
@@ -54,29 +54,30 @@ HAK_INLINE void *tcache_pop(struct slab *s)
   return p;
 }
 
-/* Fast path: the thread's active slab of the class pops one block.  Two
- * branches: the empty-list test, and the link check (the next block lies
- * in the same 64 KiB slot); anything else goes to the slow path, which
- * also ends lists and follows a medium slab's links across slots. */
+/* Fast path: the thread's active slab of the class pops one block.  With
+ * hardening the only branch is the link check (the next block lies in the
+ * same 64 KiB slot), which an empty list fails too, as its head is
+ * SLAB_LIST_END; without, the only branch is the empty-list test.  The
+ * slow path takes everything else: it ends lists, follows a medium slab's
+ * links across slots, and refills. */
 HAK_INLINE void *tcache_alloc(unsigned cls)
 {
   struct slab *s = tcache_self.active[cls];
   uintptr_t *p = s->free;
-  if (HAK_LIKELY(p != NULL)) {
-    if (!hak_hardened) {
-      s->free = (void *)p[0];
-    } else {
-      uintptr_t delta = p[0] ^ hak_secret_list;  /* next ^ p */
-      if (HAK_UNLIKELY(delta >= HAK_SLAB_SIZE))
-        return tcache_alloc_slow(cls);
-      s->free = (void *)(delta ^ (uintptr_t)p);
-      p[1] = 0;
-    }
-    s->used++;
-    s->allocs++;
-    return p;
+  if (!hak_hardened) {
+    if (HAK_UNLIKELY(p == NULL))
+      return tcache_alloc_slow(cls);
+    s->free = (void *)p[0];
+  } else {
+    uintptr_t delta = p[0] ^ hak_secret_list;  /* next ^ p */
+    if (HAK_UNLIKELY(delta >= HAK_SLAB_SIZE))
+      return tcache_alloc_slow(cls);
+    s->free = (void *)(delta ^ (uintptr_t)p);
+    p[1] = 0;
   }
-  return tcache_alloc_slow(cls);
+  s->used++;
+  s->allocs++;
+  return p;
 }
 
 /* Owner's free of p into s: push; a non-active slab left with no block in

@@ -10,6 +10,7 @@
 
 #include "hakmem.h"
 #include "alloc.h"
+#include "checkmode.h"
 #include "config.h"
 #include "large.h"
 #include "os.h"
@@ -89,7 +90,7 @@ START_TEST(slab_carve_and_drain)
   void *blocks[HAK_SLAB_SIZE / 64];
   unsigned n = 0;
   for (;;) {
-    if (!s->free && !slab_carve(s))
+    if (slab_list_is_end(s->free) && !slab_carve(s))
       break;
     blocks[n++] = s->free;
     s->free = slab_link_next(s, s->free);
@@ -106,7 +107,7 @@ START_TEST(slab_carve_and_drain)
   ck_assert_uint_eq(s->used, s->capacity - 3);
   ck_assert_uint_eq(slab_drain_remote(s), 0);
   unsigned k = 0;
-  for (void *p = s->free; p; p = slab_link_next(s, p))
+  for (void *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p))
     k++;
   ck_assert_uint_eq(k, 3);
   superslab_destroy(ss);
@@ -114,7 +115,9 @@ START_TEST(slab_carve_and_drain)
 END_TEST
 
 /* slab_block_index, the free path's O(1) block test, against division:
- * every offset of a 64 KiB slot, for every class. */
+ * for every class, every offset of the slab's span (a medium slab's 31
+ * slots: slab_is_block) and at least of its first 64 KiB slot (the fast
+ * path's offsets, which can pass the last block of a small slab). */
 START_TEST(slab_block_index_exact)
 {
   struct slab s = { 0 };
@@ -123,13 +126,66 @@ START_TEST(slab_block_index_exact)
     size_t span = size_class_is_medium(c) ? ((size_t)31 << HAK_SLAB_SHIFT) : HAK_SLAB_SIZE;
     slab_format(&s, c, (uint32_t)bs, span);
     s.carved = s.capacity;
-    uint32_t wrong = 0;
-    for (uint32_t off = 0; off < HAK_SLAB_SIZE; off++) {
+    uint32_t wrong = 0, end = (uint32_t)span;
+    for (uint32_t off = 0; off < end; off++) {
       uint32_t i = slab_block_index(&s, off);
       wrong += off % bs == 0 ? i != off / bs : i < s.capacity;
     }
     ck_assert_msg(wrong == 0, "class %u (%zu B): %u offsets misjudged", c, bs, wrong);
   }
+}
+END_TEST
+
+/* The end of a local list, which an empty list's head is too, decodes
+ * outside every slot, so that malloc's fast path, whose only branch is
+ * the link check, leaves for the slow path instead of popping it. */
+START_TEST(slab_list_end_fails_the_link_check)
+{
+  secret_init();
+  void *end = SLAB_LIST_END;
+  if (!hak_hardened) {
+    ck_assert_ptr_null(end);
+    return;
+  }
+  ck_assert_ptr_nonnull(end);
+  ck_assert_uint_ge(((const uintptr_t *)end)[0] ^ hak_secret_list, HAK_SLAB_SIZE);
+  ck_assert(slab_list_is_end(end) && slab_list_is_end(NULL));
+  /* A formatted slab's list starts empty and ends there once carved. */
+  struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
+  ck_assert_ptr_nonnull(ss);
+  struct slab *s = &ss->slabs[2];
+  slab_format(s, size_class_of(1024), 1024, HAK_SLAB_SIZE);
+  ck_assert_ptr_eq(s->free, end);
+  uint32_t n = slab_carve(s), k = 0;
+  void *p = s->free;
+  for (; !slab_list_is_end(p); p = slab_link_next(s, p))
+    k++;
+  ck_assert_uint_eq(k, n);
+  ck_assert_ptr_eq(p, end);
+  superslab_destroy(ss);
+}
+END_TEST
+
+/* check_is_filled, whose short runs are compared with overlapping loads:
+ * every length up to 200 bytes, at two alignments, finds a wrong byte at
+ * every position and ignores the bytes just outside the run. */
+START_TEST(check_fill_test_finds_every_byte)
+{
+  static unsigned char buf[256 + 32] __attribute__((aligned(16)));
+  uint32_t wrong = 0;
+  for (size_t align = 0; align < 2; align++)
+    for (size_t n = 0; n <= 200; n++) {
+      unsigned char *p = buf + 16 + align * 8;
+      memset(buf, 0, sizeof buf);
+      memset(p, CHECK_FILL, n);
+      wrong += !check_is_filled(p, n);
+      for (size_t j = 0; j < n; j++) {
+        p[j] = CHECK_FILL ^ 0x40;
+        wrong += check_is_filled(p, n);
+        p[j] = CHECK_FILL;
+      }
+    }
+  ck_assert_msg(wrong == 0, "%u runs misjudged", wrong);
 }
 END_TEST
 
@@ -514,6 +570,8 @@ static Suite *unit_suite(void)
   t = tcase_create("slab_registry");
   tcase_add_test(t, slab_carve_and_drain);
   tcase_add_test(t, slab_block_index_exact);
+  tcase_add_test(t, slab_list_end_fails_the_link_check);
+  tcase_add_test(t, check_fill_test_finds_every_byte);
   tcase_add_test_raise_signal(t, slab_link_poison_is_fatal, SIGABRT);
   tcase_add_test(t, registry_bounds);
   tcase_add_test(t, registry_large_blocks);
