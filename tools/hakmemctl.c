@@ -7,6 +7,7 @@
  * never runs the allocator's initialisation, so its output is the
  * configuration alone.  See hakmemctl(1). */
 #include "config.h"
+#include "hakmemctl_monitor.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +36,8 @@ static void usage(FILE *f)
         "       hakmemctl check FILE...\n"
         "       hakmemctl run [--mode MODE] [--set KEY=VALUE]... [--stats] -- COMMAND [ARG]...\n"
         "       hakmemctl stats [--mode MODE] [--set KEY=VALUE]... -- COMMAND [ARG]...\n"
+        "       hakmemctl stats --pid PID [--watch SECONDS] [--count N] [--json]\n"
+        "       hakmemctl top [--once] [--delay SECONDS] [--json]\n"
         "       hakmemctl --version | --help\n"
         "See hakmemctl(1) and hakmem.conf(5).\n",
         f);
@@ -205,8 +208,11 @@ static int cmd_run(int argc, char **argv, bool stats)
     usage(stderr);
     return 2;
   }
-  if (stats)
+  if (stats) {
     setenv("HAKMEM_STATS", "1", 1);
+    /* One report, the command's, not one per child it starts. */
+    setenv("HAKMEM_STATS_SCOPE", "top", 0);
+  }
   const char *lib = getenv("HAKMEMCTL_LIBRARY");
   if (!lib || !*lib)
     lib = HAKMEM_LIBDIR "/" HAKMEM_SONAME;
@@ -248,6 +254,10 @@ int main(int argc, char **argv)
     return cmd_check(argc - 2, argv + 2);
   if (strcmp(cmd, "run") == 0)
     return cmd_run(argc - 2, argv + 2, false);
+  if (strcmp(cmd, "stats") == 0 && monitor_stats_wanted(argc - 2, argv + 2))
+    return monitor_stats(argc - 2, argv + 2);
+  if (strcmp(cmd, "top") == 0)
+    return monitor_top(argc - 2, argv + 2);
   if (strcmp(cmd, "stats") == 0)
     return cmd_run(argc - 2, argv + 2, true);
   fprintf(stderr, "hakmemctl: unknown command '%s'\n", cmd);
