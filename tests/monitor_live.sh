@@ -35,7 +35,7 @@ wait_for() {
   while [ ! -e "$1" ]; do
     kill -0 "$pid" 2>/dev/null || fail "the daemon exited before $1"
     i=$((i + 1))
-    [ $i -le 1500 ] || fail "the daemon did not write $1"
+    [ $i -le 6000 ] || fail "the daemon did not write $1 in two minutes"
     sleep 0.02
   done
 }

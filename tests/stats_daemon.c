@@ -10,7 +10,7 @@
  * allocation), creates DIR/ready.k, and waits for DIR/go.k.  Between the
  * snapshot and go.k it does not allocate (the files are written with
  * write(2), never stdio), so an outside reader sees exactly the state it
- * recorded.  It gives up after a minute without go.k (exit 3), so a
+ * recorded.  It gives up after five minutes without go.k (exit 3), so a
  * failed test leaves no process behind. */
 #include "hakmem.h"
 
@@ -98,7 +98,7 @@ int main(int argc, char **argv)
     struct timespec tick = { 0, 20 * 1000 * 1000 };
     int waited = 0;
     while (access(path, F_OK) != 0) {
-      if (++waited > 3000)
+      if (++waited > 15000)
         return 3;
       nanosleep(&tick, NULL);
     }
