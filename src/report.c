@@ -240,14 +240,17 @@ void report_text(struct report_buf *b, const struct report_data *d)
     report_put(b, ")\n");
   } else {
     text_bytes_field(b, "large in use", d->large_in_use);
-    report_put(b, "  (slab blocks unknown: the heap walk failed)\n");
+    report_put(b, "  (slab blocks unknown: the slabs could not be walked)\n");
   }
   text_bytes_field(b, "mapped", d->mapped);
-  report_put(b, "  (SuperSlabs ");
-  report_put_u64(b, d->superslabs);
-  report_put(b, ", of which empty ");
-  report_put_u64(b, d->superslabs_empty);
-  report_put(b, ")\n");
+  if (d->have_heap) {
+    report_put(b, "  (SuperSlabs ");
+    report_put_u64(b, d->superslabs);
+    report_put(b, ", of which empty ");
+    report_put_u64(b, d->superslabs_empty);
+    report_put(b, ")");
+  }
+  report_put(b, "\n");
   if (d->have_resident) {
     text_bytes_field(b, "resident", d->resident);
     report_put(b, "  (whole process)\n");
@@ -394,8 +397,10 @@ void report_json(struct report_buf *b, const struct report_data *d)
     json_u64(b, "peak_resident", d->peak_resident, &f2);
   }
   put_char(b, '}');
-  json_u64(b, "superslabs", d->superslabs, &first);
-  json_u64(b, "superslabs_empty", d->superslabs_empty, &first);
+  if (d->have_heap) {
+    json_u64(b, "superslabs", d->superslabs, &first);
+    json_u64(b, "superslabs_empty", d->superslabs_empty, &first);
+  }
   json_u64(b, "os_calls", d->os_calls, &first);
   if (d->os_calls_per_s >= 0)
     json_u64(b, "os_calls_per_s", (uint64_t)(d->os_calls_per_s + 0.5), &first);
