@@ -80,7 +80,15 @@ PY
 
 echo "== phase 1: stats --pid --json agrees with the daemon's own figures"
 wait_for "$dir/ready.1"
-"$ctl" stats --pid "$pid" --json >"$dir/s1.json" 2>"$dir/err" || fail "stats --pid exited $?: $(cat "$dir/err")"
+if ! "$ctl" stats --pid "$pid" --json >"$dir/s1.json" 2>"$dir/err"; then
+  # A sandbox may forbid reading even one's own processes (seccomp,
+  # a missing /proc): nothing to test then, but say why.
+  if grep -q 'permission denied' "$dir/err"; then
+    echo "$me: SKIP: this system refuses process_vm_readv on our own child: $(cat "$dir/err")"
+    exit 77
+  fi
+  fail "stats --pid failed: $(cat "$dir/err")"
+fi
 python3 -m json.tool "$dir/s1.json" >/dev/null || fail "stats --json is not JSON: $(cat "$dir/s1.json")"
 compare "$dir/s1.json" "$dir/phase.1" || fail "phase 1: outside and inside disagree"
 
@@ -123,7 +131,8 @@ python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' "$dir/
   fail "--watch --json lines are not JSON"
 
 echo "== permission denied"
-if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
+   [ "$(setpriv --reuid=65534 --regid=65534 --clear-groups id -u 2>/dev/null)" = 65534 ]; then
   # The daemon runs as root; nobody may not read it.
   cp "$ctl" "$dir/hakmemctl" && chmod 755 "$dir/hakmemctl"
   setpriv --reuid=65534 --regid=65534 --clear-groups "$dir/hakmemctl" stats --pid "$pid" \
