@@ -4,11 +4,12 @@
  * on every call.  Linked (-lhakmem) or preloaded, these definitions come
  * before glibc's in symbol lookup, so every malloc in the process is
  * hakmem's.  C++ operator new and delete are left to libstdc++, whose
- * operators call malloc and free. */
+ * operators call malloc and free.  glibc's introspection and tuning calls
+ * (malloc_stats, mallinfo, mallinfo2, malloc_info, mallopt) are answered
+ * from hakmem's own state and options, never glibc's. */
 #include "alloc.h"
 #include "config.h"
 #include "hakmem.h"
-#include "large.h"
 #include "report.h"
 #include "shared_pool.h"
 #include "stats.h"
