@@ -44,6 +44,8 @@ const char *const config_mode_words[] = { "minimal", "fast", "balanced", "learni
 static const char *const evo_words[] = { "frozen", "learn", "canary", NULL };
 static const char *const thp_words[] = { "off", "auto", "on", NULL };
 static const char *const decommit_words[] = { "FREE", "DONTNEED", "OFF", NULL };
+static const char *const stats_format_words[] = { "text", "json", NULL };
+static const char *const stats_scope_words[] = { "all", "top", NULL };
 
 #define BOOL(k, d, desc) \
   { .key = #k, .type = CONFIG_BOOL, .min = 0, .max = 1, .def = d, .value = &hak_config.k, \
@@ -67,6 +69,15 @@ const struct config_option config_options[] = {
   { .key = "stats_file", .type = CONFIG_STRING, .text = hak_config.stats_file,
     .text_size = sizeof hak_config.stats_file,
     .description = "append the reports to this file instead of stderr (never in secure execution)" },
+  { .key = "stats_format", .type = CONFIG_ENUM, .min = 0, .max = 1, .def = HAK_STATS_TEXT,
+    .words = stats_format_words, .value = &hak_config.stats_format,
+    .description = "the report's form: text (for people) or json (one JSON object per report)" },
+  { .key = "stats_scope", .type = CONFIG_ENUM, .min = 0, .max = 1, .def = HAK_STATS_SCOPE_ALL,
+    .words = stats_scope_words, .value = &hak_config.stats_scope,
+    .description = "which processes report: all, or top (not the children that inherit HAKMEM_STATS_SCOPE=top)" },
+  { .key = "stats_program", .type = CONFIG_STRING, .text = hak_config.stats_program,
+    .text_size = sizeof hak_config.stats_program,
+    .description = "report only in programs whose name matches this glob (\"\" = every program)" },
   PRESET(check, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
          "check every block: canaries after the requested size, freed blocks checked at reuse"),
   PRESET(verbose, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,

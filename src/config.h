@@ -23,6 +23,12 @@ extern const char *const config_mode_words[];
 enum hak_evo_policy { HAK_EVO_FROZEN, HAK_EVO_LEARN, HAK_EVO_CANARY };
 enum hak_thp { HAK_THP_OFF, HAK_THP_AUTO, HAK_THP_ON };
 enum hak_decommit { HAK_DECOMMIT_FREE, HAK_DECOMMIT_DONTNEED, HAK_DECOMMIT_OFF };
+enum hak_stats_format { HAK_STATS_TEXT, HAK_STATS_JSON };
+/* all: every process whose options ask for a report prints one; top: a
+ * process whose parent's environment holds the same HAKMEM_STATS_SCOPE=top
+ * entry (it inherited the request) prints none, so only the first process
+ * of a tree does. */
+enum hak_stats_scope { HAK_STATS_SCOPE_ALL, HAK_STATS_SCOPE_TOP };
 
 /* The effective configuration.  Each field is one option of the table in
  * config.c (key = field name). */
@@ -33,6 +39,9 @@ struct hak_config {
   int shared_pool_stage_stats; /* report the shared-pool stage counters at exit */
   int ss_stats_dump;         /* report per-class and SuperSlab lines at exit */
   char stats_file[256];      /* reports go here (appended) instead of stderr; "" = stderr */
+  int stats_format;          /* enum hak_stats_format: the report as text or one JSON object */
+  int stats_scope;           /* enum hak_stats_scope: which processes print their report */
+  char stats_program[64];    /* report only in programs whose name matches this glob; "" = any */
   int check;                 /* canaries and free-block checks on every block */
   int verbose;               /* print the effective configuration at start-up */
   int quiet;                 /* silence warnings (bad options, OS failures) */
@@ -94,7 +103,7 @@ struct config_source {
   unsigned line;            /* CONFIG_FROM_FILE / CONFIG_FROM_SECTION */
   char section[64];         /* CONFIG_FROM_SECTION: the section's pattern (cut) */
 };
-#define CONFIG_OPTION_MAX 32
+#define CONFIG_OPTION_MAX 48
 extern struct config_source config_sources[CONFIG_OPTION_MAX];
 
 /* Limits of the conf file and of the warnings shown on stderr. */

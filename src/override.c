@@ -4,13 +4,19 @@
  * on every call.  Linked (-lhakmem) or preloaded, these definitions come
  * before glibc's in symbol lookup, so every malloc in the process is
  * hakmem's.  C++ operator new and delete are left to libstdc++, whose
- * operators call malloc and free. */
+ * operators call malloc and free.  glibc's introspection and tuning calls
+ * (malloc_stats, mallinfo, mallinfo2, malloc_info, mallopt) are answered
+ * from hakmem's own state and options, never glibc's. */
 #include "alloc.h"
+#include "config.h"
 #include "hakmem.h"
+#include "report.h"
 #include "shared_pool.h"
 #include "stats.h"
 
+#include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define HAK_ALIAS(name) __attribute__((alias(#name), copy(name), visibility("default")))
@@ -51,21 +57,141 @@ void *__libc_pvalloc(size_t size) HAK_ALIAS(pvalloc);
 
 /* mallinfo2 from hakmem's own state: "arena" is SuperSlab memory, the
  * "hblk" fields are large blocks, uordblks/fordblks split small blocks
- * into in use and free. */
-HAK_EXPORT struct mallinfo2 mallinfo2(void)
+ * into in use and free.  u receives the pool's figures it came from. */
+static struct mallinfo2 mallinfo_from(struct shared_pool_usage *u)
 {
   hak_stats_t st;
-  struct shared_pool_usage u;
   hakmem_stats_get(&st);
-  shared_pool_usage(&u);
+  shared_pool_usage(u);
   struct mallinfo2 mi = { 0 };
-  mi.arena = u.superslab_bytes;
+  mi.arena = u->superslab_bytes;
   mi.hblks = st.large_allocs - st.large_frees;
   mi.hblkhd = st.large_bytes;
-  mi.uordblks = u.in_use_bytes + st.large_bytes;
-  mi.fordblks = u.free_bytes;
+  mi.uordblks = u->in_use_bytes + st.large_bytes;
+  mi.fordblks = u->free_bytes;
   mi.keepcost = st.bigcache_bytes;
   return mi;
+}
+
+HAK_EXPORT struct mallinfo2 mallinfo2(void)
+{
+  struct shared_pool_usage u;
+  return mallinfo_from(&u);
+}
+
+static void xml_attr(struct report_buf *b, const char *name, uint64_t v)
+{
+  report_put(b, " ");
+  report_put(b, name);
+  report_put(b, "=\"");
+  report_put_u64(b, v);
+  report_put(b, "\"");
+}
+
+static void xml_total(struct report_buf *b, const char *elem, const char *type, bool with_count,
+                      uint64_t count, uint64_t size)
+{
+  report_put(b, "<");
+  report_put(b, elem);
+  report_put(b, " type=\"");
+  report_put(b, type);
+  report_put(b, "\"");
+  if (with_count)
+    xml_attr(b, "count", count);
+  xml_attr(b, "size", size);
+  report_put(b, "/>\n");
+}
+
+/* glibc's malloc_info schema with hakmem's figures: one heap (the slab
+ * pool), whose <sizes> list each class's free blocks; "rest" is every free
+ * slab block (mallinfo2's fordblks), "mmap" the live large blocks (hblks,
+ * hblkhd), "current" the SuperSlab memory (arena).  hakmem keeps no
+ * high-water mark, so "max" is the current figure.  The snapshot is taken
+ * before anything is written to fp, whose buffer may be allocated then. */
+HAK_EXPORT int malloc_info(int options, FILE *fp)
+{
+  if (options != 0 || !fp) {
+    errno = EINVAL;
+    return -1;
+  }
+  struct shared_pool_usage u;
+  struct mallinfo2 mi = mallinfo_from(&u);
+  hak_stats_t st;
+  hakmem_stats_get(&st);
+  static char xml[16384];
+  static atomic_flag busy = ATOMIC_FLAG_INIT;
+  while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
+    ;
+  struct report_buf b = { .buf = xml, .size = sizeof xml };
+  xml[0] = '\0';
+  uint64_t free_blocks = 0;
+  report_put(&b, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    uint64_t size = size_class_size(c), count = u.free_class[c] / size;
+    if (!count)
+      continue;
+    free_blocks += count;
+    report_put(&b, "<size");
+    xml_attr(&b, "from", size);
+    xml_attr(&b, "to", size);
+    xml_attr(&b, "total", u.free_class[c]);
+    xml_attr(&b, "count", count);
+    report_put(&b, "/>\n");
+  }
+  report_put(&b, "</sizes>\n");
+  xml_total(&b, "total", "fast", true, 0, 0);
+  xml_total(&b, "total", "rest", true, free_blocks, mi.fordblks);
+  xml_total(&b, "system", "current", false, 0, mi.arena);
+  xml_total(&b, "system", "max", false, 0, mi.arena);
+  xml_total(&b, "aspace", "total", false, 0, mi.arena);
+  xml_total(&b, "aspace", "mprotect", false, 0, mi.arena);
+  report_put(&b, "</heap>\n");
+  xml_total(&b, "total", "fast", true, 0, 0);
+  xml_total(&b, "total", "rest", true, free_blocks, mi.fordblks);
+  xml_total(&b, "total", "mmap", true, mi.hblks, mi.hblkhd);
+  xml_total(&b, "system", "current", false, 0, mi.arena);
+  xml_total(&b, "system", "max", false, 0, mi.arena);
+  xml_total(&b, "aspace", "total", false, 0, st.mapped_bytes);
+  xml_total(&b, "aspace", "mprotect", false, 0, st.mapped_bytes);
+  report_put(&b, "</malloc>\n");
+  int rc = b.truncated || fputs(xml, fp) == EOF ? -1 : 0;
+  atomic_flag_clear_explicit(&busy, memory_order_release);
+  return rc;
+}
+
+/* glibc's tuning calls, mapped onto hakmem's options where one has the
+ * same purpose; the table is in hakmem(3).  Returns 1 when the request
+ * is applied or already holds, 0 (glibc's "error") otherwise. */
+HAK_EXPORT int mallopt(int param, int value)
+{
+  switch (param) {
+  case M_TRIM_THRESHOLD: {
+    /* Free memory kept before it goes back to the OS: BigCache's bound,
+     * rounded up to MiB (the small-block pool is bounded by time, see
+     * purge_delay_ms).  Read under BigCache's lock at each decision. */
+    if (value < 0)
+      return 0;
+    int mb = (int)(((unsigned)value + (1u << 20) - 1) >> 20);
+    __atomic_store_n(&hak_config.bigcache_max_mb, mb, __ATOMIC_RELAXED);
+    return 1;
+  }
+  case M_MMAP_THRESHOLD:
+    /* Every block above the largest class (256 KiB) has its own mapping
+     * and freed ones are reused through BigCache; the threshold is not
+     * movable.  Values glibc accepts are accepted with no effect. */
+    return value >= 0 && value <= 32 * 1024 * 1024;
+  case M_MMAP_MAX:
+    /* hakmem cannot stop mapping large blocks (value 0). */
+    return value > 0;
+  case M_ARENA_MAX:
+  case M_ARENA_TEST:
+    /* No arenas: each thread caches its own slabs from one shared pool. */
+    return value > 0;
+  default:
+    /* M_MXFAST, M_TOP_PAD, M_CHECK_ACTION, M_PERTURB and the rest: no
+     * counterpart (misuse checks are the check option). */
+    return 0;
+  }
 }
 
 static int clamp_int(size_t v) { return v > 0x7fffffff ? 0x7fffffff : (int)v; }

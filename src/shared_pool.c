@@ -654,6 +654,8 @@ void shared_pool_usage(struct shared_pool_usage *u)
         used = carved;
       u->in_use_bytes += used * slab_block_size(s);
       u->free_bytes += (carved - used) * slab_block_size(s);
+      u->in_use_class[s->cls] += used * slab_block_size(s);
+      u->free_class[s->cls] += (carved - used) * slab_block_size(s);
     }
   }
   pthread_mutex_unlock(&pool_lock);

@@ -47,6 +47,8 @@ struct shared_pool_usage {
   uint64_t allocs[HAK_NUM_CLASSES];  /* allocations served per class */
   uint64_t in_use_bytes;             /* blocks handed out (owner view) */
   uint64_t free_bytes;               /* carved or formatted but free */
+  uint64_t in_use_class[HAK_NUM_CLASSES]; /* in_use_bytes per class */
+  uint64_t free_class[HAK_NUM_CLASSES];   /* free_bytes per class */
   uint64_t superslabs_live;
   uint64_t superslabs_empty;
   uint64_t superslab_bytes;

@@ -1,20 +1,29 @@
-/* Statistics report and the error lines, written with write(2) and
- * formatted by hand: this code may run inside malloc or at exit. */
+/* Statistics: the counters, the live-stats block hakmemctl reads from
+ * outside, the report (rendered by report.c) and the error lines, all
+ * written with write(2) and formatted by hand: this code may run inside
+ * malloc or at exit. */
 #include "stats.h"
 #include "config.h"
 #include "large.h"
 #include "learn.h"
 #include "os.h"
+#include "live_stats.h"
+#include "report.h"
 #include "shared_pool.h"
+#include "superslab.h"
 #include "hakmem.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 struct hak_counters hak_counters;
 
@@ -35,18 +44,6 @@ static void line_str(struct line *l, const char *s)
 {
   while (*s && l->len < sizeof l->buf - 1)
     l->buf[l->len++] = *s++;
-}
-
-static void line_u64(struct line *l, uint64_t v)
-{
-  char tmp[24];
-  int i = (int)sizeof tmp;
-  do {
-    tmp[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (i < (int)sizeof tmp && l->len < sizeof l->buf - 1)
-    l->buf[l->len++] = tmp[i++];
 }
 
 static void line_hex(struct line *l, uintptr_t v)
@@ -211,73 +208,190 @@ int hakmem_stats_get(hak_stats_t *st)
   return 0;
 }
 
-static void report_u64(int fd, const char *name, uint64_t v)
-{
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: ");
-  line_str(&l, name);
-  line_str(&l, " ");
-  line_u64(&l, v);
-  line_write(&l, fd);
-}
+/* ---- the live-stats block (live_stats.h) ----
+ *
+ * Constant after load except the mode's source text, written once by
+ * stats_prepare_exit_report at initialisation.  Every entry points at a
+ * counter or structure the allocator keeps for itself. */
+static char live_mode_source[96];
 
-/* Per learned decision: its phase and value, then each candidate's
- * rating, epochs and last cost (nanoseconds per event, memory included).
- * Read without the layers' locks: a momentary estimate. */
-static void report_learning(int fd)
-{
-  for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
-    const struct learn_decision *d = &learn_decisions[k];
-    if (d->phase == LEARN_PHASE_OFF)
-      continue;
-    struct line l = { .len = 0 };
-    line_str(&l, "hakmem: learn ");
-    line_str(&l, d->name);
-    line_str(&l, " phase ");
-    line_str(&l, learn_phase_name(d->phase));
-    line_str(&l, " value ");
-    line_u64(&l, (uint64_t)d->value);
-    line_str(&l, " epochs ");
-    line_u64(&l, d->epochs);
-    line_str(&l, " transitions ");
-    line_u64(&l, d->transitions);
-    line_str(&l, " events ");
-    line_u64(&l, d->events);
-    line_str(&l, " events_to_freeze ");
-    line_u64(&l, d->events_to_freeze);
-    line_write(&l, fd);
-    for (unsigned i = 0; i < d->ncand; i++) {
-      const struct learn_candidate *c = &d->cand[i];
-      struct line cl = { .len = 0 };
-      line_str(&cl, "hakmem: learn ");
-      line_str(&cl, d->name);
-      line_str(&cl, " candidate ");
-      line_u64(&cl, (uint64_t)c->value);
-      line_str(&cl, " rating ");
-      line_u64(&cl, c->rating > 0 ? (uint64_t)(c->rating + 0.5) : 0);
-      line_str(&cl, " epochs ");
-      line_u64(&cl, c->epochs);
-      line_str(&cl, " cost_ns ");
-      line_u64(&cl, c->cost > 0 ? (uint64_t)(c->cost + 0.5) : 0);
-      line_str(&cl, i == d->best && d->phase != LEARN_PHASE_LEARN ? " chosen" : "");
-      line_write(&cl, fd);
-    }
-  }
-}
+#define LIVE_ADDR(p) ((uint64_t)(uintptr_t)(p))
+#define LIVE_C(n, v) { .name = n, .kind = LIVE_CONST, .count = 1, .value = (uint64_t)(v) }
+#define LIVE_CTR(n, p) { .name = n, .kind = LIVE_U64, .count = 1, .value = LIVE_ADDR(p) }
+#define LIVE_HC(f) LIVE_CTR(#f, &hak_counters.f)
+#define LIVE_OS(n, f) LIVE_CTR(n, &os_counters.f)
+#define LIVE_LEARN(id, n)                                                                   \
+  { .name = "learn." n ".phase", .kind = LIVE_I32, .count = 1,                              \
+    .value = LIVE_ADDR(&learn_decisions[id].phase) },                                      \
+  { .name = "learn." n ".value", .kind = LIVE_I32, .count = 1,                              \
+    .value = LIVE_ADDR(&learn_decisions[id].value) },                                      \
+  { .name = "learn." n ".epochs", .kind = LIVE_U64, .count = 1,                             \
+    .value = LIVE_ADDR(&learn_decisions[id].epochs) },                                     \
+  { .name = "learn." n ".transitions", .kind = LIVE_U64, .count = 1,                        \
+    .value = LIVE_ADDR(&learn_decisions[id].transitions) },                                \
+  { .name = "learn." n ".events", .kind = LIVE_U64, .count = 1,                             \
+    .value = LIVE_ADDR(&learn_decisions[id].events) }
+
+_Static_assert(sizeof(enum learn_phase) == 4 && sizeof learn_decisions[0].value == 4,
+               "live entries of kind LIVE_I32");
+_Static_assert(sizeof size_class_block[0] == 4, "class sizes are read as 32-bit words");
+_Static_assert(LEARN_PHASE_OFF == 0 && LEARN_PHASE_LEARN == 1 && LEARN_PHASE_FROZEN == 2 &&
+               LEARN_PHASE_CANARY == 3, "learner phase numbers are part of the live format");
+
+#define LIVE_ENTRIES                                                                        \
+  LIVE_C("format.counters", 1),                                                             \
+  { .name = "mode", .kind = LIVE_I32, .count = 1, .value = LIVE_ADDR(&hak_config.mode) },   \
+  { .name = "mode_source", .kind = LIVE_TEXT, .count = sizeof live_mode_source,             \
+    .value = LIVE_ADDR(live_mode_source) },                                                 \
+  { .name = "refills", .kind = LIVE_U64, .count = HAK_NUM_CLASSES,                          \
+    .value = LIVE_ADDR(hak_counters.refills) },                                             \
+  LIVE_HC(remote_frees), LIVE_HC(remote_drains), LIVE_HC(slabs_emptied),                    \
+  LIVE_HC(pool_reuse_empty), LIVE_HC(pool_claim_unused), LIVE_HC(pool_new_superslab),       \
+  LIVE_HC(pool_adopt), LIVE_HC(superslabs_unmapped), LIVE_HC(large_allocs),                 \
+  LIVE_HC(large_frees), LIVE_HC(bigcache_hits), LIVE_HC(bigcache_misses),                   \
+  LIVE_HC(lean_decommit), LIVE_HC(lean_retire), LIVE_HC(purge_decommit),                    \
+  LIVE_HC(prewarm_bytes), LIVE_HC(purge_threads),                                           \
+  LIVE_CTR("large_bytes", &hak_counters.large_live_bytes),                                  \
+  LIVE_OS("os_mmap", mmap_calls), LIVE_OS("os_munmap", munmap_calls),                       \
+  LIVE_OS("os_madvise", madvise_calls), LIVE_OS("os_mremap", mremap_calls),                 \
+  LIVE_OS("os_refused", refused), LIVE_OS("mapped_bytes", mapped_bytes),                    \
+  LIVE_LEARN(LEARN_BIGCACHE_MAX_MB, "bigcache_max_mb"),                                     \
+  LIVE_LEARN(LEARN_SUPERSLAB_KEEP, "superslab_keep"),                                       \
+  { .name = "class.block_size", .kind = LIVE_I32, .count = HAK_NUM_CLASSES,                 \
+    .value = LIVE_ADDR(size_class_block) },                                                 \
+  { .name = "registry.l1", .kind = LIVE_U64, .count = 1u << REGISTRY_L1_BITS,               \
+    .value = LIVE_ADDR(registry_l1) },                                                      \
+  LIVE_C("registry.empty_leaf", LIVE_ADDR(&registry_empty_leaf)),                           \
+  LIVE_C("registry.l2_entries", 1u << REGISTRY_L2_BITS),                                    \
+  LIVE_C("registry.unit_shift", HAK_UNIT_SHIFT),                                            \
+  LIVE_C("registry.tag_superslab", REGISTRY_TAG_SUPERSLAB),                                 \
+  LIVE_C("superslab.magic", SUPERSLAB_MAGIC),                                               \
+  LIVE_C("superslab.size_max", (uint64_t)1 << HAK_SS_LG_MAX),                               \
+  LIVE_C("superslab.off_magic", offsetof(struct superslab, magic)),                         \
+  LIVE_C("superslab.off_lg", offsetof(struct superslab, lg)),                               \
+  LIVE_C("superslab.off_nslabs", offsetof(struct superslab, nslabs)),                       \
+  LIVE_C("superslab.off_empty_kept", offsetof(struct superslab, empty_kept)),               \
+  LIVE_C("superslab.header_size", sizeof(struct superslab)),                                \
+  LIVE_C("slab.size", sizeof(struct slab)),                                                 \
+  LIVE_C("slab.off_used", offsetof(struct slab, used)),                                     \
+  LIVE_C("slab.off_carved", offsetof(struct slab, carved)),                                 \
+  LIVE_C("slab.off_cls", offsetof(struct slab, cls)),                                       \
+  LIVE_C("slab.off_state", offsetof(struct slab, state)),                                   \
+  LIVE_C("slab.off_allocs", offsetof(struct slab, allocs)),                                 \
+  LIVE_C("slab.state_unused", SLAB_UNUSED),                                                 \
+  LIVE_C("slab.state_header", SLAB_HEADER),                                                 \
+  LIVE_C("slab.state_span_tail", SLAB_SPAN_TAIL),                                           \
+  LIVE_C("large.magic", LARGE_MAGIC),                                                       \
+  LIVE_C("large.off_magic", offsetof(struct large_hdr, magic)),                             \
+  LIVE_C("large.off_map_size", offsetof(struct large_hdr, map_size)),                       \
+  LIVE_C("large.off_state", offsetof(struct large_hdr, state)),                             \
+  LIVE_C("large.state_cached", LARGE_CACHED)
+
+_Static_assert(sizeof(((struct slab *)0)->used) == 2 && sizeof(((struct slab *)0)->carved) == 2 &&
+               sizeof(((struct slab *)0)->cls) == 1 && sizeof(((struct slab *)0)->state) == 1 &&
+               sizeof(((struct slab *)0)->allocs) == 8,
+               "the live format reads used and carved as 16-bit, cls and state as 8-bit words");
+_Static_assert(sizeof(((struct superslab *)0)->lg) == 4 &&
+               sizeof(((struct superslab *)0)->nslabs) == 4 &&
+               sizeof(((struct superslab *)0)->empty_kept) == 1 &&
+               sizeof(((struct large_hdr *)0)->state) == 4,
+               "the live format's word sizes");
+
+#define LIVE_ENTRY_COUNT (sizeof (struct live_entry[]){ LIVE_ENTRIES } / sizeof(struct live_entry))
+
+struct live_block {
+  struct live_header header;
+  struct live_entry entries[LIVE_ENTRY_COUNT];
+};
+
+HAK_EXPORT __attribute__((used)) const struct live_block hakmem_live_stats = {
+  .header = { .magic = HAKMEM_LIVE_MAGIC, .version = HAKMEM_LIVE_VERSION,
+              .entry_size = sizeof(struct live_entry), .entry_count = LIVE_ENTRY_COUNT,
+              .header_size = sizeof(struct live_header), .library_version = PACKAGE_VERSION },
+  .entries = { LIVE_ENTRIES },
+};
+
+/* ---- the report ---- */
 
 /* Sections of the report, chosen by stats (all), ss_os_stats,
  * shared_pool_stage_stats and ss_stats_dump. */
 enum { REPORT_OS = 1, REPORT_POOL = 2, REPORT_DUMP = 4, REPORT_ALL = 7 };
 
-static void stats_report_sections(int fd, unsigned sections)
+static void copy_text(char *dst, size_t size, const char *src)
+{
+  size_t i = 0;
+  for (; src && src[i] && i + 1 < size; i++)
+    dst[i] = src[i];
+  dst[i] = '\0';
+}
+
+static void add_counter(struct report_data *d, const char *name, uint64_t v)
+{
+  if (d->ncounters < REPORT_COUNTER_MAX)
+    d->counters[d->ncounters++] = (struct report_counter){ name, v };
+}
+
+/* Fills d from this process's own state; the sections choose the
+ * counters listed at the end. */
+static void stats_snapshot(struct report_data *d, unsigned sections)
 {
   hak_stats_t st;
+  struct shared_pool_usage u;
+  struct bigcache_usage bc;
   hakmem_stats_get(&st);
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: stats pid=");
-  line_u64(&l, (uint64_t)getpid());
-  line_write(&l, fd);
-#define R(f) report_u64(fd, #f, st.f)
+  shared_pool_usage(&u);
+  bigcache_usage(&bc);
+  memset(d, 0, sizeof *d);
+  copy_text(d->program, sizeof d->program, program_invocation_short_name);
+  d->pid = getpid();
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  d->time = now.tv_sec;
+  copy_text(d->version, sizeof d->version, PACKAGE_VERSION);
+  copy_text(d->mode, sizeof d->mode, config_mode_words[hak_config.mode]);
+  copy_text(d->mode_source, sizeof d->mode_source, live_mode_source);
+  d->have_heap = true;
+  d->small_in_use = u.in_use_bytes;
+  d->slab_free = u.free_bytes;
+  d->large_in_use = st.large_bytes;
+  d->have_bigcache = true;
+  d->bigcache_bytes = bc.bytes;
+  d->mapped = st.mapped_bytes;
+  d->superslabs = u.superslabs_live;
+  d->superslabs_empty = u.superslabs_empty;
+  d->have_resident = report_read_resident(0, &d->resident, &d->peak_resident);
+  d->os_calls = st.os_mmap + st.os_munmap + st.os_madvise + st.os_mremap;
+  d->os_calls_per_s = -1;
+  if (sections & REPORT_DUMP) {
+    d->nclasses = HAK_NUM_CLASSES < REPORT_CLASS_MAX ? HAK_NUM_CLASSES : REPORT_CLASS_MAX;
+    for (unsigned c = 0; c < d->nclasses; c++)
+      d->classes[c] = (struct report_class){
+        .block_size = (uint32_t)size_class_size(c), .in_use_bytes = u.in_use_class[c],
+        .free_bytes = u.free_class[c], .allocs = u.allocs[c],
+        .refills = atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed) };
+  }
+  if (sections == REPORT_ALL)
+    for (unsigned k = 0; k < LEARN_DECISION_COUNT && d->nlearn < REPORT_LEARN_MAX; k++) {
+      const struct learn_decision *ld = &learn_decisions[k];
+      if (ld->phase == LEARN_PHASE_OFF)
+        continue;
+      struct report_learn *l = &d->learn[d->nlearn++];
+      copy_text(l->name, sizeof l->name, ld->name);
+      copy_text(l->phase, sizeof l->phase, learn_phase_name(ld->phase));
+      l->value = ld->value;
+      l->epochs = ld->epochs;
+      l->transitions = ld->transitions;
+      l->events = ld->events;
+      l->events_to_freeze = ld->events_to_freeze;
+      for (unsigned i = 0; i < ld->ncand && l->ncand < REPORT_CANDIDATE_MAX; i++) {
+        const struct learn_candidate *c = &ld->cand[i];
+        l->cand[l->ncand++] = (struct report_candidate){
+          .value = c->value, .rating = c->rating > 0 ? (uint64_t)(c->rating + 0.5) : 0,
+          .epochs = c->epochs, .cost_ns = c->cost > 0 ? (uint64_t)(c->cost + 0.5) : 0,
+          .chosen = i == ld->best && ld->phase != LEARN_PHASE_LEARN };
+      }
+    }
+#define R(f) add_counter(d, #f, st.f)
   if (sections == REPORT_ALL) {
     R(malloc_calls); R(refills); R(remote_frees); R(remote_drains);
     R(slabs_emptied); R(large_allocs); R(large_frees); R(bigcache_hits);
@@ -294,31 +408,44 @@ static void stats_report_sections(int fd, unsigned sections)
     R(os_mmap); R(os_munmap); R(os_madvise); R(os_mremap); R(os_refused); R(mapped_bytes);
   }
 #undef R
-  if (sections == REPORT_ALL)
-    report_learning(fd);
-  if (!(sections & REPORT_DUMP))
-    return;
-  /* Per class: block size, allocations, refills (classes never used are skipped). */
-  struct shared_pool_usage u;
-  shared_pool_usage(&u);
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    uint64_t refills = atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed);
-    if (!u.allocs[c] && !refills)
+}
+
+/* The report is rendered whole into this buffer and written with as few
+ * write calls as its length allows (one, up to the pipe or terminal
+ * buffer), so that the program's own output never lands inside it.  The
+ * flag serialises reports made by several threads at once. */
+static char report_out[65536];
+static atomic_flag report_busy = ATOMIC_FLAG_INIT;
+
+/* Renders the sections in the configured format and writes them to fd. */
+static void stats_report_sections(int fd, unsigned sections)
+{
+  static struct report_data d;
+  while (atomic_flag_test_and_set_explicit(&report_busy, memory_order_acquire))
+    sched_yield();
+  stats_snapshot(&d, sections);
+  struct report_buf b = { .buf = report_out, .size = sizeof report_out };
+  if (hak_config.stats_format == HAK_STATS_JSON)
+    report_json(&b, &d);
+  else
+    report_text(&b, &d);
+  size_t off = 0;
+  while (off < b.len) {
+    ssize_t n = write(fd, report_out + off, b.len - off);
+    if (n < 0 && errno == EINTR)
       continue;
-    struct line cl = { .len = 0 };
-    line_str(&cl, "hakmem: class ");
-    line_u64(&cl, size_class_size(c));
-    line_str(&cl, " allocs ");
-    line_u64(&cl, u.allocs[c]);
-    line_str(&cl, " refills ");
-    line_u64(&cl, refills);
-    line_write(&cl, fd);
+    if (n <= 0)
+      break;
+    off += (size_t)n;
   }
+  atomic_flag_clear_explicit(&report_busy, memory_order_release);
 }
 
 void stats_report(int fd)
 {
+  int saved = errno;
   stats_report_sections(fd, REPORT_ALL);
+  errno = saved;
 }
 
 void stats_prepare_exit_report(void)
@@ -334,6 +461,76 @@ void stats_prepare_exit_report(void)
     report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
   id.valid = true;
   stderr_identity = id;
+  config_source_format(0, live_mode_source, sizeof live_mode_source);
+}
+
+/* Whether the program's name matches stats_program: its executable's
+ * basename or the name it was invoked as (argv[0]'s), as for [program]
+ * sections. */
+static bool stats_program_matches(void)
+{
+  if (!hak_config.stats_program[0])
+    return true;
+  if (program_invocation_short_name &&
+      config_glob_match(hak_config.stats_program, program_invocation_short_name))
+    return true;
+  char exe[512];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return false;
+  exe[n] = '\0';
+  const char *base = strrchr(exe, '/');
+  return config_glob_match(hak_config.stats_program, base ? base + 1 : exe);
+}
+
+/* stats_scope = top: whether the parent's environment (as it was when the
+ * parent started) holds our own HAKMEM_STATS_SCOPE entry, that is, whether
+ * we inherited the request from a process that reports itself.  Read in
+ * pieces through a fixed buffer, matching entry by entry. */
+static bool stats_inherited_scope(void)
+{
+  static const char want[] = "HAKMEM_STATS_SCOPE=";
+  const char *mine = NULL;
+  for (char **e = environ; e && *e; e++)
+    if (strncmp(*e, want, sizeof want - 1) == 0)
+      mine = *e;
+  if (!mine)
+    return false; /* set by the conf file: every process is a top one */
+  char path[40] = "/proc/";
+  size_t len = strlen(path);
+  char digits[24];
+  int nd = 0;
+  for (unsigned long p = (unsigned long)getppid(); nd == 0 || p; p /= 10)
+    digits[nd++] = (char)('0' + p % 10);
+  while (nd)
+    path[len++] = digits[--nd];
+  memcpy(path + len, "/environ", sizeof "/environ");
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  char buf[4096];
+  size_t pos = 0;          /* characters of the current entry matched */
+  bool matching = true;    /* the current entry matches mine so far */
+  bool found = false;
+  ssize_t n;
+  while (!found && (n = read(fd, buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; i++) {
+      char c = buf[i];
+      if (c == '\0') {
+        if (matching && mine[pos] == '\0') {
+          found = true;
+          break;
+        }
+        pos = 0;
+        matching = true;
+      } else if (matching && mine[pos] == c) {
+        pos++;
+      } else {
+        matching = false;
+      }
+    }
+  close(fd);
+  return found;
 }
 
 /* stats_file, opened to append; -1 (warned) if it cannot be or is not a
@@ -361,7 +558,8 @@ void stats_report_at_exit(void)
                     : (hak_config.ss_os_stats ? REPORT_OS : 0) |
                       (hak_config.shared_pool_stage_stats ? REPORT_POOL : 0) |
                       (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
-  if (!sections)
+  if (!sections || !stats_program_matches() ||
+      (hak_config.stats_scope == HAK_STATS_SCOPE_TOP && stats_inherited_scope()))
     return;
   int fd = -1;
   /* stats_file is never opened in secure execution. */

@@ -1,9 +1,15 @@
-/* Statistics: process-wide event counters and the report.
+/* Statistics: process-wide event counters, the report, and the live-stats
+ * block through which hakmemctl reads them from outside.
  *
  * Counters are relaxed atomics bumped only on slow paths (refills, pool
  * stages, OS calls), so they cost nothing on the fast path; allocation
  * counts live in each slab (written by its owner) and are summed by the
- * shared pool when a report is made. */
+ * shared pool when a report is made.  The live-stats block
+ * (hakmem_live_stats, format in live_stats.h) is constant after
+ * initialisation and points at these counters; readers in other processes
+ * read them without any help from this one.  Reports are rendered by
+ * report.c into one buffer (reports from several threads take turns) and
+ * written whole. */
 #ifndef HAKMEM_STATS_H
 #define HAKMEM_STATS_H
 
@@ -41,16 +47,18 @@ HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
   atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-/* Writes the report (one "hakmem: name value" line per counter) to fd. */
+/* Writes the full report, in the stats_format form, to fd; errno is kept. */
 void stats_report(int fd);
-/* The report at exit, as the stats options ask, to stats_file (if it is
- * a regular file) or to stderr as it was at start-up; dropped if the
+/* The report at exit, as the stats options ask (and only in the programs
+ * stats_program and stats_scope let report), to stats_file (if it is a
+ * regular file) or to stderr as it was at start-up; dropped if the
  * program has closed stderr and reused its descriptor numbers. */
 void stats_report_at_exit(void);
 /* At start-up (init, before other threads allocate; tests may call it
  * again): records which file stderr is, so that the report and the lines
- * written at exit never go to a descriptor the program reused, and keeps
- * a close-on-exec copy of stderr when a report is due at exit. */
+ * written at exit never go to a descriptor the program reused, keeps a
+ * close-on-exec copy of stderr when a report is due at exit, and records
+ * where the mode came from for the reports and the live block. */
 void stats_prepare_exit_report(void);
 
 #endif

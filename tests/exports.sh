@@ -10,8 +10,9 @@ expected='__libc_calloc __libc_free __libc_malloc __libc_memalign __libc_pvalloc
 __libc_realloc __libc_valloc aligned_alloc calloc free hak_aligned_alloc
 hak_calloc hak_free hak_malloc hak_malloc_usable_size hak_memalign
 hak_posix_memalign hak_pvalloc hak_realloc hak_reallocarray hak_trim
-hak_valloc hakmem_check_heap hakmem_stats_get hakmem_stats_print hakmem_version mallinfo
-mallinfo2 malloc malloc_stats malloc_trim malloc_usable_size memalign
+hak_valloc hakmem_check_heap hakmem_live_stats hakmem_stats_get hakmem_stats_print
+hakmem_version mallinfo mallinfo2 malloc malloc_info malloc_stats malloc_trim
+malloc_usable_size mallopt memalign
 posix_memalign pvalloc realloc reallocarray valloc'
 
 want=$(echo $expected | tr ' ' '\n' | sort)

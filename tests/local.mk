@@ -27,7 +27,26 @@ endif
 check_PROGRAMS += tests/stress_small tests/fuzz_heap tests/fuzz_heap_glibc
 TESTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
 dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
+check_PROGRAMS += tests/stats_daemon tests/monitor_glibc
+TESTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
+dist_check_SCRIPTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
 endif
+
+# Monitoring: a daemon read from outside by hakmemctl stats --pid and top
+# (tests/monitor_live.sh), blocks of other library versions
+# (tests/monitor_compat.sh, which builds tests/monitor_compat_lib.c with
+# $CC), and glibc's introspection calls (malloc_info, mallopt) with the
+# reports at exit (tests/monitor_reports.sh).
+# -no-install: the real executable, so that its pid is the program's.
+EXTRA_DIST += tests/monitor_compat_lib.c
+tests_stats_daemon_SOURCES = tests/stats_daemon.c
+tests_stats_daemon_CFLAGS = $(AM_CFLAGS) -fno-builtin
+tests_stats_daemon_LDFLAGS = -no-install
+tests_stats_daemon_LDADD = src/libhakmem.la
+tests_monitor_glibc_SOURCES = tests/monitor_glibc.c
+tests_monitor_glibc_CFLAGS = $(AM_CFLAGS) -fno-builtin
+tests_monitor_glibc_LDFLAGS = -no-install
+tests_monitor_glibc_LDADD = src/libhakmem.la
 
 tests_test_api_SOURCES = tests/test_api.c
 tests_test_api_CFLAGS = $(TEST_API_CFLAGS)

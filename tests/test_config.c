@@ -114,6 +114,7 @@ START_TEST(table_is_consistent)
   /* The keys are the fields of struct hak_config, in its order. */
   static const char *const keys[] = {
     "mode", "stats", "ss_os_stats", "shared_pool_stage_stats", "ss_stats_dump", "stats_file",
+    "stats_format", "stats_scope", "stats_program",
     "check", "verbose", "quiet", "bigcache", "batch_madvise", "ss_empty_reuse",
     "ss_empty_scan_limit", "superslab_lg", "prewarm", "purge_delay_ms", "ss_mem_lean",
     "ss_mem_lean_target_mb", "ss_mem_lean_decommit", "thp", "bigcache_max_mb",

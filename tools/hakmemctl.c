@@ -8,6 +8,7 @@
  * configuration alone.  See hakmemctl(1). */
 #include "config.h"
 #include "config_parse.h"
+#include "hakmemctl_monitor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,8 @@ static void usage(FILE *f)
         "       hakmemctl check [FILE]...\n"
         "       hakmemctl run [--mode MODE] [--set KEY=VALUE]... [--stats] [--] COMMAND [ARG]...\n"
         "       hakmemctl stats [--mode MODE] [--set KEY=VALUE]... [--] COMMAND [ARG]...\n"
+        "       hakmemctl stats --pid PID [--watch SECONDS] [--count N] [--json]\n"
+        "       hakmemctl top [--once] [--delay SECONDS] [--json]\n"
         "       hakmemctl enable UNIT [--mode MODE] [--set KEY=VALUE]... [--now] [--root DIR]\n"
         "       hakmemctl disable UNIT [--now] [--root DIR]\n"
         "       hakmemctl --version | --help\n"
@@ -315,8 +318,11 @@ static int cmd_run(int argc, char **argv, const char *name, bool stats)
             name);
     return 2;
   }
-  if (stats)
+  if (stats) {
     setenv("HAKMEM_STATS", "1", 1);
+    /* One report, the command's, not one per child it starts. */
+    setenv("HAKMEM_STATS_SCOPE", "top", 0);
+  }
   const char *lib = preload_name(true);
   if (!lib)
     return 127;
@@ -566,6 +572,10 @@ int main(int argc, char **argv)
     return cmd_check(argc - 2, argv + 2);
   if (strcmp(cmd, "run") == 0)
     return cmd_run(argc - 2, argv + 2, cmd, false);
+  if (strcmp(cmd, "stats") == 0 && monitor_stats_wanted(argc - 2, argv + 2))
+    return monitor_stats(argc - 2, argv + 2);
+  if (strcmp(cmd, "top") == 0)
+    return monitor_top(argc - 2, argv + 2);
   if (strcmp(cmd, "stats") == 0)
     return cmd_run(argc - 2, argv + 2, cmd, true);
   if (strcmp(cmd, "enable") == 0)

@@ -1,0 +1,539 @@
+/* Rendering of the statistics report (see report.h): formatted by hand
+ * into a fixed buffer, because the library renders it inside malloc_stats
+ * or at exit, where neither malloc nor stdio may be called. */
+#include "report.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+void report_put(struct report_buf *b, const char *s)
+{
+  while (*s) {
+    if (b->len + 1 >= b->size) {
+      b->truncated = true;
+      return;
+    }
+    b->buf[b->len++] = *s++;
+  }
+  b->buf[b->len] = '\0';
+}
+
+static void put_char(struct report_buf *b, char c)
+{
+  char s[2] = { c, '\0' };
+  report_put(b, s);
+}
+
+void report_put_u64(struct report_buf *b, uint64_t v)
+{
+  char tmp[24];
+  int i = (int)sizeof tmp - 1;
+  tmp[i] = '\0';
+  do {
+    tmp[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  report_put(b, tmp + i);
+}
+
+static void put_i64(struct report_buf *b, int64_t v)
+{
+  if (v < 0) {
+    put_char(b, '-');
+    report_put_u64(b, (uint64_t)0 - (uint64_t)v);
+  } else {
+    report_put_u64(b, (uint64_t)v);
+  }
+}
+
+/* v right-aligned in width columns. */
+static void put_padded(struct report_buf *b, const char *s, size_t width, bool right)
+{
+  size_t n = strlen(s);
+  if (right)
+    for (size_t i = n; i < width; i++)
+      put_char(b, ' ');
+  report_put(b, s);
+  if (!right)
+    for (size_t i = n; i < width; i++)
+      put_char(b, ' ');
+}
+
+void report_put_bytes(struct report_buf *b, uint64_t v)
+{
+  static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+  unsigned u = 0;
+  uint64_t whole = v, tenths = 0;
+  while (whole >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+    /* Tenths of the next unit, rounded to nearest. */
+    uint64_t scaled = (v * 10 + (1ull << (10 * (u + 1))) / 2) >> (10 * (u + 1));
+    if (v > UINT64_MAX / 10)
+      scaled = (v >> (10 * (u + 1))) * 10;
+    whole = scaled / 10;
+    tenths = scaled % 10;
+    u++;
+  }
+  report_put_u64(b, whole);
+  if (u) {
+    put_char(b, '.');
+    put_char(b, (char)('0' + tenths));
+  }
+  put_char(b, ' ');
+  report_put(b, units[u]);
+}
+
+static void bytes_text(char *out, size_t size, uint64_t v)
+{
+  struct report_buf t = { .buf = out, .size = size };
+  out[0] = '\0';
+  report_put_bytes(&t, v);
+}
+
+void report_put_json_string(struct report_buf *b, const char *s)
+{
+  put_char(b, '"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      put_char(b, '\\');
+      put_char(b, (char)c);
+    } else if (c < 0x20) {
+      report_put(b, "\\u00");
+      put_char(b, "0123456789abcdef"[c >> 4]);
+      put_char(b, "0123456789abcdef"[c & 15]);
+    } else {
+      put_char(b, (char)c);
+    }
+  }
+  put_char(b, '"');
+}
+
+/* Seconds since the epoch as 2026-11-26T12:34:56Z (UTC; no gmtime, whose
+ * time-zone handling may allocate). */
+static void put_time(struct report_buf *b, int64_t t)
+{
+  int64_t days = t / 86400, secs = t % 86400;
+  if (secs < 0) {
+    secs += 86400;
+    days--;
+  }
+  /* Civil date from days since 1970-01-01 (H. Hinnant's algorithm). */
+  int64_t z = days + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t y = yoe + era * 400;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  if (m <= 2)
+    y++;
+  int64_t f[6] = { y, m, d, secs / 3600, secs / 60 % 60, secs % 60 };
+  static const char sep[] = "--T::Z";
+  for (int i = 0; i < 6; i++) {
+    if (i && f[i] < 10)
+      put_char(b, '0');
+    put_i64(b, f[i]);
+    put_char(b, sep[i]);
+  }
+}
+
+uint64_t report_in_use(const struct report_data *d)
+{
+  return d->small_in_use + d->large_in_use;
+}
+
+uint64_t report_held(const struct report_data *d)
+{
+  uint64_t used = report_in_use(d);
+  return d->mapped > used ? d->mapped - used : 0;
+}
+
+/* Classes sorted by bytes in use, then free bytes, most first: indexes
+ * into d->classes. */
+static unsigned classes_by_use(const struct report_data *d, uint8_t *order)
+{
+  unsigned n = 0;
+  for (unsigned c = 0; c < d->nclasses && c < REPORT_CLASS_MAX; c++) {
+    const struct report_class *k = &d->classes[c];
+    if (!k->in_use_bytes && !k->free_bytes && !k->allocs)
+      continue;
+    unsigned i = n++;
+    while (i > 0) {
+      const struct report_class *p = &d->classes[order[i - 1]];
+      if (p->in_use_bytes > k->in_use_bytes ||
+          (p->in_use_bytes == k->in_use_bytes && p->free_bytes >= k->free_bytes))
+        break;
+      order[i] = order[i - 1];
+      i--;
+    }
+    order[i] = (uint8_t)c;
+  }
+  return n;
+}
+
+/* Rows of the per-class table in the text report; the rest are counted. */
+#define REPORT_TEXT_CLASS_ROWS 12
+
+static void line_start(struct report_buf *b)
+{
+  report_put(b, "hakmem: ");
+}
+
+static void text_bytes_field(struct report_buf *b, const char *label, uint64_t v)
+{
+  char t[32];
+  line_start(b);
+  put_padded(b, label, 14, false);
+  bytes_text(t, sizeof t, v);
+  put_padded(b, t, 10, true);
+}
+
+void report_text(struct report_buf *b, const struct report_data *d)
+{
+  char t[32];
+  line_start(b);
+  report_put(b, "stats pid=");
+  put_i64(b, d->pid);
+  report_put(b, " program=");
+  report_put(b, d->program[0] ? d->program : "?");
+  if (d->time) {
+    report_put(b, " time=");
+    put_time(b, d->time);
+  }
+  if (d->version[0]) {
+    report_put(b, " version=");
+    report_put(b, d->version);
+  }
+  report_put(b, "\n");
+
+  line_start(b);
+  put_padded(b, "mode", 14, false);
+  report_put(b, d->mode[0] ? d->mode : "?");
+  if (d->mode_source[0]) {
+    report_put(b, " (");
+    report_put(b, d->mode_source);
+    report_put(b, ")");
+  }
+  report_put(b, "\n");
+
+  if (d->have_heap) {
+    text_bytes_field(b, "in use", report_in_use(d));
+    report_put(b, "  (slab blocks ");
+    bytes_text(t, sizeof t, d->small_in_use);
+    report_put(b, t);
+    report_put(b, ", large blocks ");
+    bytes_text(t, sizeof t, d->large_in_use);
+    report_put(b, t);
+    report_put(b, ")\n");
+    text_bytes_field(b, "held free", report_held(d));
+    report_put(b, "  (free slab blocks ");
+    bytes_text(t, sizeof t, d->slab_free);
+    report_put(b, t);
+    if (d->have_bigcache) {
+      report_put(b, ", BigCache ");
+      bytes_text(t, sizeof t, d->bigcache_bytes);
+      report_put(b, t);
+    }
+    report_put(b, ")\n");
+  } else {
+    text_bytes_field(b, "large in use", d->large_in_use);
+    report_put(b, "  (slab blocks unknown: the slabs could not be walked)\n");
+  }
+  text_bytes_field(b, "mapped", d->mapped);
+  if (d->have_heap) {
+    report_put(b, "  (SuperSlabs ");
+    report_put_u64(b, d->superslabs);
+    report_put(b, ", of which empty ");
+    report_put_u64(b, d->superslabs_empty);
+    report_put(b, ")");
+  }
+  report_put(b, "\n");
+  if (d->have_resident) {
+    text_bytes_field(b, "resident", d->resident);
+    report_put(b, "  (whole process)\n");
+    text_bytes_field(b, "peak resident", d->peak_resident);
+    report_put(b, "\n");
+  }
+  line_start(b);
+  put_padded(b, "OS calls", 14, false);
+  report_put_u64(b, d->os_calls);
+  if (d->os_calls_per_s >= 0) {
+    report_put(b, " (");
+    report_put_u64(b, (uint64_t)(d->os_calls_per_s + 0.5));
+    report_put(b, "/s)");
+  }
+  report_put(b, "\n");
+
+  uint8_t order[REPORT_CLASS_MAX];
+  unsigned n = classes_by_use(d, order);
+  if (n) {
+    line_start(b);
+    report_put(b, "     block      in use        free   allocations      refills\n");
+    for (unsigned i = 0; i < n && i < REPORT_TEXT_CLASS_ROWS; i++) {
+      const struct report_class *k = &d->classes[order[i]];
+      line_start(b);
+      bytes_text(t, sizeof t, k->block_size);
+      put_padded(b, t, 10, true);
+      bytes_text(t, sizeof t, k->in_use_bytes);
+      put_padded(b, t, 12, true);
+      bytes_text(t, sizeof t, k->free_bytes);
+      put_padded(b, t, 12, true);
+      char num[24];
+      struct report_buf nb = { .buf = num, .size = sizeof num };
+      report_put_u64(&nb, k->allocs);
+      put_padded(b, num, 14, true);
+      nb.len = 0;
+      report_put_u64(&nb, k->refills);
+      put_padded(b, num, 13, true);
+      report_put(b, "\n");
+    }
+    if (n > REPORT_TEXT_CLASS_ROWS) {
+      line_start(b);
+      report_put(b, "  ... ");
+      report_put_u64(b, n - REPORT_TEXT_CLASS_ROWS);
+      report_put(b, " more classes in use (stats_format = json lists all)\n");
+    }
+  }
+
+  /* The learner, in the lines scripts already parse. */
+  for (unsigned i = 0; i < d->nlearn; i++) {
+    const struct report_learn *l = &d->learn[i];
+    line_start(b);
+    report_put(b, "learn ");
+    report_put(b, l->name);
+    report_put(b, " phase ");
+    report_put(b, l->phase);
+    report_put(b, " value ");
+    put_i64(b, l->value);
+    report_put(b, " epochs ");
+    report_put_u64(b, l->epochs);
+    report_put(b, " transitions ");
+    report_put_u64(b, l->transitions);
+    report_put(b, " events ");
+    report_put_u64(b, l->events);
+    report_put(b, " events_to_freeze ");
+    report_put_u64(b, l->events_to_freeze);
+    report_put(b, "\n");
+    for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
+      const struct report_candidate *c = &l->cand[j];
+      line_start(b);
+      report_put(b, "learn ");
+      report_put(b, l->name);
+      report_put(b, " candidate ");
+      put_i64(b, c->value);
+      report_put(b, " rating ");
+      report_put_u64(b, c->rating);
+      report_put(b, " epochs ");
+      report_put_u64(b, c->epochs);
+      report_put(b, " cost_ns ");
+      report_put_u64(b, c->cost_ns);
+      report_put(b, c->chosen ? " chosen\n" : "\n");
+    }
+  }
+
+  for (unsigned i = 0; i < d->ncounters; i++) {
+    line_start(b);
+    report_put(b, d->counters[i].name);
+    put_char(b, ' ');
+    report_put_u64(b, d->counters[i].value);
+    report_put(b, "\n");
+  }
+}
+
+static void json_key(struct report_buf *b, const char *key, bool *first)
+{
+  if (!*first)
+    put_char(b, ',');
+  *first = false;
+  report_put_json_string(b, key);
+  put_char(b, ':');
+}
+
+static void json_u64(struct report_buf *b, const char *key, uint64_t v, bool *first)
+{
+  json_key(b, key, first);
+  report_put_u64(b, v);
+}
+
+void report_json(struct report_buf *b, const struct report_data *d)
+{
+  bool first = true;
+  put_char(b, '{');
+  json_key(b, "program", &first);
+  report_put_json_string(b, d->program);
+  json_key(b, "pid", &first);
+  put_i64(b, d->pid);
+  if (d->time) {
+    json_key(b, "time", &first);
+    put_char(b, '"');
+    put_time(b, d->time);
+    put_char(b, '"');
+  }
+  json_key(b, "version", &first);
+  report_put_json_string(b, d->version);
+  json_key(b, "mode", &first);
+  report_put_json_string(b, d->mode);
+  json_key(b, "mode_source", &first);
+  report_put_json_string(b, d->mode_source);
+
+  json_key(b, "bytes", &first);
+  put_char(b, '{');
+  bool f2 = true;
+  if (d->have_heap) {
+    json_u64(b, "in_use", report_in_use(d), &f2);
+    json_u64(b, "held", report_held(d), &f2);
+    json_u64(b, "slab_in_use", d->small_in_use, &f2);
+    json_u64(b, "slab_free", d->slab_free, &f2);
+  }
+  json_u64(b, "large_in_use", d->large_in_use, &f2);
+  if (d->have_bigcache)
+    json_u64(b, "bigcache", d->bigcache_bytes, &f2);
+  json_u64(b, "mapped", d->mapped, &f2);
+  if (d->have_resident) {
+    json_u64(b, "resident", d->resident, &f2);
+    json_u64(b, "peak_resident", d->peak_resident, &f2);
+  }
+  put_char(b, '}');
+  if (d->have_heap) {
+    json_u64(b, "superslabs", d->superslabs, &first);
+    json_u64(b, "superslabs_empty", d->superslabs_empty, &first);
+  }
+  json_u64(b, "os_calls", d->os_calls, &first);
+  if (d->os_calls_per_s >= 0)
+    json_u64(b, "os_calls_per_s", (uint64_t)(d->os_calls_per_s + 0.5), &first);
+
+  uint8_t order[REPORT_CLASS_MAX];
+  unsigned n = classes_by_use(d, order);
+  json_key(b, "classes", &first);
+  put_char(b, '[');
+  for (unsigned i = 0; i < n; i++) {
+    const struct report_class *k = &d->classes[order[i]];
+    bool f3 = true;
+    if (i)
+      put_char(b, ',');
+    put_char(b, '{');
+    json_u64(b, "block", k->block_size, &f3);
+    json_u64(b, "in_use", k->in_use_bytes, &f3);
+    json_u64(b, "free", k->free_bytes, &f3);
+    json_u64(b, "allocs", k->allocs, &f3);
+    json_u64(b, "refills", k->refills, &f3);
+    put_char(b, '}');
+  }
+  put_char(b, ']');
+
+  json_key(b, "learn", &first);
+  put_char(b, '[');
+  for (unsigned i = 0; i < d->nlearn; i++) {
+    const struct report_learn *l = &d->learn[i];
+    bool f3 = true;
+    if (i)
+      put_char(b, ',');
+    put_char(b, '{');
+    json_key(b, "name", &f3);
+    report_put_json_string(b, l->name);
+    json_key(b, "phase", &f3);
+    report_put_json_string(b, l->phase);
+    json_key(b, "value", &f3);
+    put_i64(b, l->value);
+    json_u64(b, "epochs", l->epochs, &f3);
+    json_u64(b, "transitions", l->transitions, &f3);
+    json_u64(b, "events", l->events, &f3);
+    json_u64(b, "events_to_freeze", l->events_to_freeze, &f3);
+    json_key(b, "candidates", &f3);
+    put_char(b, '[');
+    for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
+      const struct report_candidate *c = &l->cand[j];
+      bool f5 = true;
+      if (j)
+        put_char(b, ',');
+      put_char(b, '{');
+      json_key(b, "value", &f5);
+      put_i64(b, c->value);
+      json_u64(b, "rating", c->rating, &f5);
+      json_u64(b, "epochs", c->epochs, &f5);
+      json_u64(b, "cost_ns", c->cost_ns, &f5);
+      json_key(b, "chosen", &f5);
+      report_put(b, c->chosen ? "true" : "false");
+      put_char(b, '}');
+    }
+    put_char(b, ']');
+    put_char(b, '}');
+  }
+  put_char(b, ']');
+
+  json_key(b, "counters", &first);
+  put_char(b, '{');
+  bool f4 = true;
+  for (unsigned i = 0; i < d->ncounters; i++)
+    json_u64(b, d->counters[i].name, d->counters[i].value, &f4);
+  report_put(b, "}}\n");
+}
+
+/* The value after key (a line start) in text, in kB, as bytes. */
+static bool proc_field_kb(const char *text, const char *key, uint64_t *out)
+{
+  size_t kl = strlen(key);
+  for (const char *p = text; *p;) {
+    if (strncmp(p, key, kl) == 0) {
+      p += kl;
+      while (*p == ' ' || *p == '\t')
+        p++;
+      uint64_t v = 0;
+      bool any = false;
+      for (; *p >= '0' && *p <= '9'; p++, any = true)
+        v = v * 10 + (uint64_t)(*p - '0');
+      *out = v * 1024;
+      return any;
+    }
+    const char *nl = strchr(p, '\n');
+    if (!nl)
+      break;
+    p = nl + 1;
+  }
+  return false;
+}
+
+static size_t read_proc(int64_t pid, const char *file, char *buf, size_t size)
+{
+  char path[64];
+  struct report_buf pb = { .buf = path, .size = sizeof path };
+  report_put(&pb, "/proc/");
+  if (pid)
+    put_i64(&pb, pid);
+  else
+    report_put(&pb, "self");
+  put_char(&pb, '/');
+  report_put(&pb, file);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  size_t len = 0;
+  while (len + 1 < size) {
+    ssize_t n = read(fd, buf + len, size - 1 - len);
+    if (n <= 0)
+      break;
+    len += (size_t)n;
+  }
+  close(fd);
+  buf[len] = '\0';
+  return len;
+}
+
+bool report_read_resident(int64_t pid, uint64_t *resident, uint64_t *peak)
+{
+  char buf[4096];
+  bool ok = false;
+  *resident = *peak = 0;
+  if (read_proc(pid, "smaps_rollup", buf, sizeof buf))
+    ok = proc_field_kb(strchr(buf, '\n') ? strchr(buf, '\n') + 1 : buf, "Rss:", resident);
+  if (read_proc(pid, "status", buf, sizeof buf)) {
+    if (!ok)
+      ok = proc_field_kb(buf, "VmRSS:", resident);
+    if (!proc_field_kb(buf, "VmHWM:", peak))
+      *peak = *resident;
+  }
+  return ok;
+}
