@@ -6,6 +6,7 @@
 #include "hakmem.h"
 #include "init.h"
 #include "large.h"
+#include "prof.h"
 #include "shared_pool.h"
 #include "stats.h"
 
@@ -34,12 +35,12 @@ size_t alloc_fast_bound = 0;
 
 void alloc_configure(void)
 {
-  alloc_fast_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
+  alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
 }
 
-void *alloc_malloc_generic(size_t size)
+/* The generic path's block, without the profiler's hook. */
+HAK_INLINE void *alloc_malloc_block(size_t size)
 {
-  hak_init();
   if (HAK_UNLIKELY(hak_config.check)) {
     /* Every slab block gets its trailer; the last few sizes of the
      * medium classes, which leave no room for it, become large blocks. */
@@ -54,6 +55,17 @@ void *alloc_malloc_generic(size_t size)
   }
   bool fresh;
   return alloc_large(size, HAK_MIN_ALIGN, &fresh);
+}
+
+void *alloc_malloc_generic(size_t size)
+{
+  hak_init();
+  if (HAK_UNLIKELY(prof_active)) {
+    void *p = alloc_malloc_block(size);
+    prof_after_alloc(p, size);
+    return p;
+  }
+  return alloc_malloc_block(size);
 }
 
 /* Whether p, a carved block of s carrying the free tag, is really free:
@@ -88,6 +100,8 @@ void alloc_free_slab_slow(struct slab *s, void *p)
     hak_fatal_pointer("free(): double free of", p);
   if (HAK_UNLIKELY(hak_config.check))
     check_free_block(s, p);
+  if (HAK_UNLIKELY(prof_active))
+    prof_before_free(p);
   if (mine) {
     tcache_free_local(s, p);
     return;
@@ -106,6 +120,8 @@ void alloc_free_generic(void *p, uintptr_t entry)
   struct large_hdr *h = large_from_entry(entry, p);
   if (!h)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
+  if (HAK_UNLIKELY(prof_active))
+    prof_before_free(p);
   large_free(h, p);
 }
 
@@ -136,6 +152,8 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
   void *p = alloc_large(total, HAK_MIN_ALIGN, &fresh);
   if (p && !fresh)
     memset(p, 0, total);
+  if (HAK_UNLIKELY(prof_active))
+    prof_after_alloc(p, total);
   return p;
 }
 
@@ -187,9 +205,15 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
   size_t usable = usable_size(p, registry_lookup((uintptr_t)p), &h, "realloc()");
   if (h && size > HAK_MEDIUM_MAX) {
     int saved = errno;
+    /* The profiler sees a move as a free and a new block (a failed one
+     * loses the old block's sample). */
+    if (HAK_UNLIKELY(prof_active))
+      prof_before_free(p);
     void *n = large_realloc(h, size);
     if (n)
       errno = saved;
+    if (HAK_UNLIKELY(prof_active))
+      prof_after_alloc(n, size);
     return n;
   }
   /* Small block: stay in place while the request fits and uses at least
@@ -215,11 +239,9 @@ HAK_EXPORT void *hak_reallocarray(void *p, size_t nmemb, size_t size)
   return hak_realloc(p, total);
 }
 
-/* Aligned allocation; align is a power of two. */
-static void *alloc_aligned(size_t align, size_t size)
+/* Aligned allocation, align > HAK_MIN_ALIGN a power of two. */
+static void *alloc_aligned_block(size_t align, size_t size)
 {
-  if (align <= HAK_MIN_ALIGN)
-    return alloc_malloc(size);
   /* A unique block, as for malloc(0); a large block of size 0 would start
    * at its mapping's end. */
   if (size == 0)
@@ -239,6 +261,17 @@ static void *alloc_aligned(size_t align, size_t size)
   }
   bool fresh;
   return alloc_large(size, align, &fresh);
+}
+
+/* Aligned allocation; align is a power of two. */
+static void *alloc_aligned(size_t align, size_t size)
+{
+  if (align <= HAK_MIN_ALIGN)
+    return alloc_malloc(size);
+  void *p = alloc_aligned_block(align, size);
+  if (HAK_UNLIKELY(prof_active))
+    prof_after_alloc(p, size);
+  return p;
 }
 
 HAK_EXPORT int hak_posix_memalign(void **memptr, size_t align, size_t size)

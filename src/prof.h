@@ -1,0 +1,76 @@
+/* Sampled heap profiler (prof = 1): which call stacks hold the heap.
+ *
+ * Off by default, and then it costs the fast paths nothing: prof = 1
+ * sends every malloc and free through the slow paths, the way check = 1
+ * does (alloc_fast_bound = 0, a thread free key no slab has), and only
+ * there do the hooks below run, behind one test of prof_active.
+ *
+ * Sampling: each thread counts down the bytes it allocates from a
+ * distance drawn from an exponential distribution of mean prof_sample_kb
+ * KiB; the allocation that crosses zero is sampled, so a block of s bytes
+ * is sampled with probability 1 - exp(-s / rate), which is what
+ * google-pprof undoes when it reads a "heap_v2/rate" profile.
+ * prof_sample_kb = 0 records every allocation (exact leak reports).
+ * A sampled block's call stack is taken with backtrace(3) (libgcc's
+ * unwinder, loaded once at start-up, outside any allocation), interned in
+ * a table of stacks, and the block is entered in a table of sampled
+ * blocks; a free looks a block up only when a counting filter of sampled
+ * addresses says it may be there.
+ *
+ * Profiles are written, in gperftools' heap profile text format, to
+ * PREFIX.PID.SEQ.heap every prof_interval_mb MiB of allocation and on
+ * request (hakmemctl profile --pid, through hakmem_prof_control), and to
+ * PREFIX.PID.exit.heap at exit, where prof_leak = 1 also prints the
+ * blocks still live grouped by stack.  PREFIX is prof_prefix or, if that
+ * is empty, /tmp/hakmem.PROGRAM.
+ *
+ * Concurrency: the countdown and the recursion guard are thread-local;
+ * the two tables are guarded by one mutex, taken only to record a sample,
+ * to forget a block the filter flags, and to write a profile (held while
+ * the file is written; fork takes it first, see init.c).  The filter's
+ * counters are relaxed atomics.  Nothing here calls malloc or stdio; the
+ * tables live in mappings from os.c. */
+#ifndef HAKMEM_PROF_H
+#define HAKMEM_PROF_H
+
+#include "hakmem_internal.h"
+
+/* True while profiling: prof = 1 outside secure execution, from
+ * initialisation on.  Read by the slow-path hooks in alloc.c. */
+extern HAK_HIDDEN bool prof_active;
+
+/* The block hakmemctl profile --pid reads and writes in a running
+ * process (process_vm_readv/writev, found through the dynamic symbol
+ * table).  Versioned by magic; fields only ever added at the end. */
+#define PROF_CONTROL_MAGIC "hakmem-prof-1"
+struct hakmem_prof_control {
+  char magic[16];             /* PROF_CONTROL_MAGIC, NUL-padded */
+  _Atomic uint64_t requests;  /* hakmemctl adds one to ask for a profile */
+  _Atomic uint64_t answered;  /* the process sets it to requests once written */
+  uint32_t active;            /* prof_active */
+  int32_t last_error;         /* 0, or the errno of the last failed write */
+  uint64_t sample_bytes;      /* the mean sampling distance in bytes, 0 = all */
+  char last_path[256];        /* the profile written last */
+};
+
+/* At initialisation, after the configuration (no allocation). */
+void prof_init(void);
+/* Once initialisation is over (malloc works): loads the unwinder and
+ * locates the library's own code, then enables sampling. */
+void prof_start(void);
+
+/* After p (of size bytes as requested; NULL allowed) was allocated: counts
+ * the bytes down and records a sample when the count crosses zero. */
+void prof_after_alloc(void *p, size_t size);
+/* Before p, a live block, is freed or moved: drops it if it was sampled. */
+void prof_before_free(const void *p);
+
+/* At exit: the exit profile and, with prof_leak = 1, the leak report. */
+void prof_exit(void);
+
+/* Fork handlers (see init.c for the order). */
+void prof_prefork(void);
+void prof_postfork_parent(void);
+void prof_postfork_child(void);
+
+#endif
