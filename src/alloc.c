@@ -57,16 +57,7 @@ HAK_INLINE void *alloc_malloc_block(size_t size)
   return alloc_large(size, HAK_MIN_ALIGN, &fresh);
 }
 
-void *alloc_malloc_generic(size_t size)
-{
-  hak_init();
-  if (HAK_UNLIKELY(prof_active)) {
-    void *p = alloc_malloc_block(size);
-    prof_after_alloc(p, size);
-    return p;
-  }
-  return alloc_malloc_block(size);
-}
+
 
 /* Whether p, a carved block of s carrying the free tag, is really free:
  * on s's list, once the remote stack is collected.  Owner only; bounded
@@ -152,8 +143,8 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
   void *p = alloc_large(total, HAK_MIN_ALIGN, &fresh);
   if (p && !fresh)
     memset(p, 0, total);
-  if (HAK_UNLIKELY(prof_active))
-    prof_after_alloc(p, total);
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(total))
+    prof_record(p, total);
   return p;
 }
 
@@ -212,8 +203,8 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     void *n = large_realloc(h, size);
     if (n)
       errno = saved;
-    if (HAK_UNLIKELY(prof_active))
-      prof_after_alloc(n, size);
+    if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+      prof_record(n, size);
     return n;
   }
   /* Small block: stay in place while the request fits and uses at least
@@ -263,16 +254,48 @@ static void *alloc_aligned_block(size_t align, size_t size)
   return alloc_large(size, align, &fresh);
 }
 
+/* prof = 1: a sampled allocation.  The block is made a large one (as
+ * jemalloc promotes its samples), unless every allocation is recorded:
+ * its free then reaches alloc_free_generic, where the profiler forgets
+ * it, and the frees of all the other blocks keep their fast path. */
+static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
+{
+  void *p;
+  if (prof_every_block) {
+    p = align <= HAK_MIN_ALIGN ? alloc_malloc_block(size) : alloc_aligned_block(align, size);
+  } else if (size > ALLOC_MAX || align > ALLOC_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  } else {
+    bool fresh;
+    p = alloc_large(size ? size : 1, align, &fresh);
+  }
+  prof_record(p, size);
+  return p;
+}
+
+void *alloc_malloc_generic(size_t size)
+{
+  /* prof_active implies initialised: every malloc comes here. */
+  if (HAK_UNLIKELY(prof_active)) {
+    if (prof_sample_due(size))
+      return alloc_sampled(size, HAK_MIN_ALIGN);
+    return alloc_malloc_block(size);
+  }
+  hak_init();
+  return alloc_malloc_block(size);
+}
+
 /* Aligned allocation; align is a power of two. */
 static void *alloc_aligned(size_t align, size_t size)
 {
   if (align <= HAK_MIN_ALIGN)
     return alloc_malloc(size);
-  void *p = alloc_aligned_block(align, size);
-  if (HAK_UNLIKELY(prof_active))
-    prof_after_alloc(p, size);
-  return p;
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+    return alloc_sampled(size, align);
+  return alloc_aligned_block(align, size);
 }
+
 
 HAK_EXPORT int hak_posix_memalign(void **memptr, size_t align, size_t size)
 {

@@ -47,13 +47,8 @@ struct prof_block {
   uint32_t unused;
 };
 
-struct prof_thread {
-  int64_t countdown;     /* bytes until the next sample */
-  int64_t drawn;         /* the distance countdown started from */
-  uint64_t rng;          /* 0 until the thread's first sample */
-  bool busy;             /* inside the profiler: its own allocations are not sampled */
-};
-static __thread struct prof_thread prof_self __attribute__((tls_model("initial-exec")));
+__thread struct prof_thread prof_self __attribute__((tls_model("initial-exec")));
+bool prof_every_block;
 
 static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool prof_ready;
@@ -218,7 +213,7 @@ static bool block_remove(uintptr_t addr, struct prof_block *out)
 
 /* ---- sampling ---- */
 
-static void prof_record(void *p, size_t size)
+static void prof_sample(void *p, size_t size)
 {
   void *raw[PROF_CAPTURE];
   int n = backtrace(raw, PROF_CAPTURE);
@@ -227,8 +222,13 @@ static void prof_record(void *p, size_t size)
     first++;
   uintptr_t frames[PROF_DEPTH];
   uint32_t depth = 0;
-  for (int i = first; i < n && depth < PROF_DEPTH; i++)
+  for (int i = first; i < n && depth < PROF_DEPTH; i++) {
+    /* Allocated on hakmem's own behalf (its purge thread's creation,
+     * say): not the program's heap. */
+    if ((uintptr_t)raw[i] >= self_text_lo && (uintptr_t)raw[i] < self_text_hi)
+      return;
     frames[depth++] = (uintptr_t)raw[i];
+  }
   pthread_mutex_lock(&prof_lock);
   long id = stack_intern(frames, depth);
   if (id < 0 || !block_insert((uintptr_t)p, size, (uint32_t)id)) {
@@ -249,19 +249,26 @@ static void prof_record(void *p, size_t size)
 
 static void prof_dump(const char *what);
 
-static HAK_NOINLINE void prof_sample_slow(void *p, size_t size)
+bool prof_sample_slow(void)
 {
   struct prof_thread *t = &prof_self;
   if (t->busy)
-    return;
+    return false;
   uint64_t counted = (uint64_t)(t->drawn - t->countdown);
   t->drawn = t->countdown = prof_draw(t);
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire))
-    return;
+    return false;
+  atomic_fetch_add_explicit(&allocated_bytes, counted, memory_order_relaxed);
+  return true;
+}
+
+void prof_record(void *p, size_t size)
+{
+  struct prof_thread *t = &prof_self;
   t->busy = true;
   if (p)
-    prof_record(p, size);
-  uint64_t total = atomic_fetch_add_explicit(&allocated_bytes, counted, memory_order_relaxed) + counted;
+    prof_sample(p, size);
+  uint64_t total = atomic_load_explicit(&allocated_bytes, memory_order_relaxed);
   uint64_t at = atomic_load_explicit(&next_interval_at, memory_order_relaxed);
   if (interval_bytes && total >= at &&
       atomic_compare_exchange_strong(&next_interval_at, &at, total + interval_bytes))
@@ -272,15 +279,6 @@ static HAK_NOINLINE void prof_sample_slow(void *p, size_t size)
     atomic_store_explicit(&hakmem_prof_control.answered, asked, memory_order_release);
   }
   t->busy = false;
-}
-
-void prof_after_alloc(void *p, size_t size)
-{
-  struct prof_thread *t = &prof_self;
-  t->countdown -= (int64_t)size;
-  if (HAK_LIKELY(t->countdown > 0))
-    return;
-  prof_sample_slow(p, size);
 }
 
 void prof_before_free(const void *p)
@@ -306,6 +304,7 @@ void prof_init(void)
 {
   prof_active = hak_config.prof && !config_secure;
   sample_bytes = (uint64_t)hak_config.prof_sample_kb << 10;
+  prof_every_block = prof_active && sample_bytes == 0;
   interval_bytes = (uint64_t)hak_config.prof_interval_mb << 20;
   atomic_store_explicit(&next_interval_at, interval_bytes, memory_order_relaxed);
   hakmem_prof_control.sample_bytes = sample_bytes;
@@ -612,11 +611,11 @@ static void prof_leak_report(const char *path)
     return;
   }
   hak_concat(line, sizeof line, "leak report: ", fmt_u64(num, n, 0));
-  hak_concat(tmp, sizeof tmp, line, sample_bytes ? " sampled blocks, " : " blocks, ");
+  hak_concat(tmp, sizeof tmp, line, sample_bytes ? " sampled block(s), " : " block(s), ");
   hak_concat(line, sizeof line, tmp, fmt_u64(num, b, 0));
   hak_concat(tmp, sizeof tmp, line, " bytes never freed, from ");
   hak_concat(line, sizeof line, tmp, fmt_u64(num, stacks_live, 0));
-  hak_concat(tmp, sizeof tmp, line, " stacks; google-pprof --text PROGRAM ");
+  hak_concat(tmp, sizeof tmp, line, " stack(s); google-pprof --text PROGRAM ");
   hak_concat(line, sizeof line, tmp, path);
   hak_concat(tmp, sizeof tmp, line, " names them");
   hak_warn_at_exit(tmp);

@@ -1,9 +1,11 @@
 /* Sampled heap profiler (prof = 1): which call stacks hold the heap.
  *
  * Off by default, and then it costs the fast paths nothing: prof = 1
- * sends every malloc and free through the slow paths, the way check = 1
- * does (alloc_fast_bound = 0, a thread free key no slab has), and only
- * there do the hooks below run, behind one test of prof_active.
+ * sends every malloc through the slow path, the way check = 1 does
+ * (alloc_fast_bound = 0), and only there do the hooks below run, behind
+ * one test of prof_active.  A sampled block is served as a large block
+ * (alloc.c), so that only its free reaches the slow free path where the
+ * profiler forgets it; every other free keeps its fast path.
  *
  * Sampling: each thread counts down the bytes it allocates from a
  * distance drawn from an exponential distribution of mean prof_sample_kb
@@ -15,7 +17,9 @@
  * unwinder, loaded once at start-up, outside any allocation), interned in
  * a table of stacks, and the block is entered in a table of sampled
  * blocks; a free looks a block up only when a counting filter of sampled
- * addresses says it may be there.
+ * addresses says it may be there.  With prof_sample_kb = 0 blocks stay
+ * where they are and every free takes the slow path (the thread free key
+ * matches no slab, as with check = 1).
  *
  * Profiles are written, in gperftools' heap profile text format, to
  * PREFIX.PID.SEQ.heap every prof_interval_mb MiB of allocation and on
@@ -59,9 +63,35 @@ void prof_init(void);
  * locates the library's own code, then enables sampling. */
 void prof_start(void);
 
-/* After p (of size bytes as requested; NULL allowed) was allocated: counts
- * the bytes down and records a sample when the count crosses zero. */
-void prof_after_alloc(void *p, size_t size);
+/* prof_sample_kb = 0: every allocation is recorded, in place (blocks are
+ * not made large), and every free goes through the slow path. */
+extern HAK_HIDDEN bool prof_every_block;
+
+struct prof_thread {
+  int64_t countdown;     /* bytes until the next sample */
+  int64_t drawn;         /* the distance countdown started from */
+  uint64_t rng;          /* 0 until the thread's first sample */
+  bool busy;             /* inside the profiler: its own allocations are not sampled */
+};
+extern HAK_HIDDEN __thread struct prof_thread prof_self __attribute__((tls_model("initial-exec")));
+
+/* The countdown crossed zero: whether to sample (not inside the profiler,
+ * and sampling has started); draws the next distance. */
+bool prof_sample_slow(void);
+
+/* Counts an allocation of size bytes down; true if it is to be sampled.
+ * Two instructions and a branch when it is not. */
+HAK_INLINE bool prof_sample_due(size_t size)
+{
+  prof_self.countdown -= (int64_t)size;
+  if (HAK_LIKELY(prof_self.countdown > 0))
+    return false;
+  return prof_sample_slow();
+}
+
+/* Records p (size bytes as requested; NULL: nothing), a sampled block,
+ * with its call stack; writes the profiles that are due. */
+void prof_record(void *p, size_t size);
 /* Before p, a live block, is freed or moved: drops it if it was sampled. */
 void prof_before_free(const void *p);
 
