@@ -7,6 +7,7 @@
  * never runs the allocator's initialisation, so its output is the
  * configuration alone.  See hakmemctl(1). */
 #include "config.h"
+#include "hakmemctl_profile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +36,8 @@ static void usage(FILE *f)
         "       hakmemctl check FILE...\n"
         "       hakmemctl run [--mode MODE] [--set KEY=VALUE]... [--stats] -- COMMAND [ARG]...\n"
         "       hakmemctl stats [--mode MODE] [--set KEY=VALUE]... -- COMMAND [ARG]...\n"
+        "       hakmemctl profile [--prefix P] [--sample-kb N] [--leak] [--no-svg] -- COMMAND [ARG]...\n"
+        "       hakmemctl profile --pid PID [--timeout SECONDS] [--no-svg]\n"
         "       hakmemctl --version | --help\n"
         "See hakmemctl(1) and hakmem.conf(5).\n",
         f);
@@ -250,6 +253,8 @@ int main(int argc, char **argv)
     return cmd_run(argc - 2, argv + 2, false);
   if (strcmp(cmd, "stats") == 0)
     return cmd_run(argc - 2, argv + 2, true);
+  if (strcmp(cmd, "profile") == 0)
+    return hakmemctl_profile(argc - 2, argv + 2);
   fprintf(stderr, "hakmemctl: unknown command '%s'\n", cmd);
   usage(stderr);
   return 2;

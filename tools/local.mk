@@ -5,5 +5,6 @@
 bin_PROGRAMS = tools/hakmemctl
 tools_hakmemctl_SOURCES = tools/hakmemctl.c src/config.c src/config.h \
 	src/config_parse.c src/config_parse.h src/hakmem_internal.h
+tools_hakmemctl_SOURCES += tools/hakmemctl_profile.c tools/hakmemctl_profile.h src/prof.h
 tools_hakmemctl_CPPFLAGS = $(AM_CPPFLAGS) -DHAKMEM_LIBDIR='"$(libdir)"'
 tools_hakmemctl_CFLAGS = $(AM_CFLAGS)
