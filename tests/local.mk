@@ -27,7 +27,15 @@ endif
 check_PROGRAMS += tests/stress_small tests/fuzz_heap tests/fuzz_heap_glibc
 TESTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
 dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
+check_PROGRAMS += tests/prof_sites
+TESTS += tests/prof_sites.sh
+dist_check_SCRIPTS += tests/prof_sites.sh
 endif
+
+# The heap profiler's subject (tests/prof_sites.sh): a plain program, run
+# with the library preloaded; its symbols are what google-pprof names.
+tests_prof_sites_SOURCES = tests/prof_sites.c
+tests_prof_sites_CFLAGS = $(AM_CFLAGS) -fno-builtin
 
 tests_test_api_SOURCES = tests/test_api.c
 tests_test_api_CFLAGS = $(TEST_API_CFLAGS)
