@@ -274,16 +274,31 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
   return p;
 }
 
-void *alloc_malloc_generic(size_t size)
+/* The generic path without the profiler. */
+static HAK_NOINLINE void *alloc_malloc_unsampled(size_t size)
 {
-  /* prof_active implies initialised: every malloc comes here. */
-  if (HAK_UNLIKELY(prof_active)) {
-    if (prof_sample_due(size))
-      return alloc_sampled(size, HAK_MIN_ALIGN);
-    return alloc_malloc_block(size);
-  }
   hak_init();
   return alloc_malloc_block(size);
+}
+
+/* prof = 1: every malloc comes here (prof_active implies initialised).
+ * Past the countdown, a small request is the fast path's pop; the rest
+ * are tail calls, so that this needs no stack frame. */
+static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
+{
+  if (HAK_UNLIKELY(prof_sample_due(size)))
+    return alloc_sampled(size, HAK_MIN_ALIGN);
+  if (HAK_LIKELY(size <= HAK_TINY_MAX && !hak_config.check))
+    return tcache_alloc(size_class_of_tiny(size));
+  return alloc_malloc_unsampled(size);
+}
+
+/* Both branches are tail calls: neither pays for the other's frame. */
+void *alloc_malloc_generic(size_t size)
+{
+  if (HAK_UNLIKELY(prof_active))
+    return alloc_malloc_profiled(size);
+  return alloc_malloc_unsampled(size);
 }
 
 /* Aligned allocation; align is a power of two. */

@@ -213,7 +213,7 @@ static bool block_remove(uintptr_t addr, struct prof_block *out)
 
 /* ---- sampling ---- */
 
-static void prof_sample(void *p, size_t size)
+HAK_INLINE void prof_sample(void *p, size_t size)
 {
   void *raw[PROF_CAPTURE];
   int n = backtrace(raw, PROF_CAPTURE);
@@ -254,6 +254,14 @@ bool prof_sample_slow(void)
   struct prof_thread *t = &prof_self;
   if (t->busy)
     return false;
+  if (HAK_UNLIKELY(t->rng == 0 && sample_bytes)) {
+    /* The thread's first allocation: its countdown starts now (from 0 it
+     * would sample every thread's first allocation). */
+    t->drawn = prof_draw(t);
+    t->countdown += t->drawn;
+    if (t->countdown > 0)
+      return false;
+  }
   uint64_t counted = (uint64_t)(t->drawn - t->countdown);
   t->drawn = t->countdown = prof_draw(t);
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire))
