@@ -6,6 +6,7 @@
 #include "hakmem.h"
 #include "init.h"
 #include "large.h"
+#include "prof.h"
 #include "shared_pool.h"
 #include "stats.h"
 
@@ -34,12 +35,12 @@ size_t alloc_fast_bound = 0;
 
 void alloc_configure(void)
 {
-  alloc_fast_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
+  alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
 }
 
-void *alloc_malloc_generic(size_t size)
+/* The generic path's block, without the profiler's hook. */
+HAK_INLINE void *alloc_malloc_block(size_t size)
 {
-  hak_init();
   if (HAK_UNLIKELY(hak_config.check)) {
     /* Every slab block gets its trailer; the last few sizes of the
      * medium classes, which leave no room for it, become large blocks. */
@@ -55,6 +56,8 @@ void *alloc_malloc_generic(size_t size)
   bool fresh;
   return alloc_large(size, HAK_MIN_ALIGN, &fresh);
 }
+
+
 
 /* Whether p, a carved block of s carrying the free tag, is really free:
  * on s's list, once the remote stack is collected.  Owner only; bounded
@@ -97,6 +100,8 @@ void alloc_free_slab_slow(struct slab *s, void *p)
     hak_fatal_pointer("free(): double free of", p);
   if (HAK_UNLIKELY(hak_config.check))
     check_free_block(s, p);
+  if (HAK_UNLIKELY(prof_active))
+    prof_before_free(p);
   if (mine) {
     tcache_free_local(s, p);
     return;
@@ -115,6 +120,8 @@ void alloc_free_generic(void *p, uintptr_t entry)
   struct large_hdr *h = large_from_entry(entry, p);
   if (!h)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
+  if (HAK_UNLIKELY(prof_active))
+    prof_before_free(p);
   large_free(h, p);
 }
 
@@ -145,6 +152,8 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
   void *p = alloc_large(total, HAK_MIN_ALIGN, &fresh);
   if (p && !fresh)
     memset(p, 0, total);
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(total))
+    prof_record(p, total);
   return p;
 }
 
@@ -196,9 +205,15 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
   size_t usable = usable_size(p, registry_lookup((uintptr_t)p), &h, "realloc()");
   if (h && size > HAK_MEDIUM_MAX) {
     int saved = errno;
+    /* The profiler sees a move as a free and a new block (a failed one
+     * loses the old block's sample). */
+    if (HAK_UNLIKELY(prof_active))
+      prof_before_free(p);
     void *n = large_realloc(h, size);
     if (n)
       errno = saved;
+    if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+      prof_record(n, size);
     return n;
   }
   /* Small block: stay in place while the request fits and uses at least
@@ -224,11 +239,9 @@ HAK_EXPORT void *hak_reallocarray(void *p, size_t nmemb, size_t size)
   return hak_realloc(p, total);
 }
 
-/* Aligned allocation; align is a power of two. */
-static void *alloc_aligned(size_t align, size_t size)
+/* Aligned allocation, align > HAK_MIN_ALIGN a power of two. */
+static void *alloc_aligned_block(size_t align, size_t size)
 {
-  if (align <= HAK_MIN_ALIGN)
-    return alloc_malloc(size);
   /* A unique block, as for malloc(0); a large block of size 0 would start
    * at its mapping's end. */
   if (size == 0)
@@ -249,6 +262,64 @@ static void *alloc_aligned(size_t align, size_t size)
   bool fresh;
   return alloc_large(size, align, &fresh);
 }
+
+/* prof = 1: a sampled allocation.  The block is made a large one (as
+ * jemalloc promotes its samples), unless every allocation is recorded:
+ * its free then reaches alloc_free_generic, where the profiler forgets
+ * it, and the frees of all the other blocks keep their fast path. */
+static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
+{
+  void *p;
+  if (prof_every_block) {
+    p = align <= HAK_MIN_ALIGN ? alloc_malloc_block(size) : alloc_aligned_block(align, size);
+  } else if (size > ALLOC_MAX || align > ALLOC_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  } else {
+    bool fresh;
+    p = alloc_large(size ? size : 1, align, &fresh);
+  }
+  prof_record(p, size);
+  return p;
+}
+
+/* The generic path without the profiler. */
+static HAK_NOINLINE void *alloc_malloc_unsampled(size_t size)
+{
+  hak_init();
+  return alloc_malloc_block(size);
+}
+
+/* prof = 1: every malloc comes here (prof_active implies initialised).
+ * Past the countdown, a small request is the fast path's pop; the rest
+ * are tail calls, so that this needs no stack frame. */
+static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
+{
+  if (HAK_UNLIKELY(prof_sample_due(size)))
+    return alloc_sampled(size, HAK_MIN_ALIGN);
+  if (HAK_LIKELY(size <= HAK_TINY_MAX && !hak_config.check))
+    return tcache_alloc(size_class_of_tiny(size));
+  return alloc_malloc_unsampled(size);
+}
+
+/* Both branches are tail calls: neither pays for the other's frame. */
+void *alloc_malloc_generic(size_t size)
+{
+  if (HAK_UNLIKELY(prof_active))
+    return alloc_malloc_profiled(size);
+  return alloc_malloc_unsampled(size);
+}
+
+/* Aligned allocation; align is a power of two. */
+static void *alloc_aligned(size_t align, size_t size)
+{
+  if (align <= HAK_MIN_ALIGN)
+    return alloc_malloc(size);
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+    return alloc_sampled(size, align);
+  return alloc_aligned_block(align, size);
+}
+
 
 HAK_EXPORT int hak_posix_memalign(void **memptr, size_t align, size_t size)
 {

@@ -36,6 +36,7 @@ struct hak_config hak_config = {
   .bigcache_max_mb = 128,
   .superslab_keep = 4,
   .evo_policy = HAK_EVO_FROZEN,
+  .prof_sample_kb = 512,
 };
 bool config_secure;
 struct config_source config_sources[CONFIG_OPTION_MAX];
@@ -120,6 +121,17 @@ const struct config_option config_options[] = {
   { .key = "learn_state_file", .type = CONFIG_STRING, .text = hak_config.learn_state_file,
     .text_size = sizeof hak_config.learn_state_file,
     .description = "learning: restore the learned choices from this file and save them at exit" },
+  BOOL(prof, 0, "sampled heap profiling: profiles for google-pprof at exit, on request and by interval"),
+  { .key = "prof_sample_kb", .type = CONFIG_INT, .min = 0, .max = 1048576, .def = 512,
+    .value = &hak_config.prof_sample_kb,
+    .description = "profiling: mean KiB allocated between two samples; 0 = record every allocation" },
+  { .key = "prof_interval_mb", .type = CONFIG_SIZE_MB, .min = 0, .max = 1048576, .def = 0,
+    .value = &hak_config.prof_interval_mb,
+    .description = "profiling: write a profile every this many MiB allocated; 0 = none" },
+  BOOL(prof_leak, 0, "profiling: at exit, list the sampled blocks never freed, grouped by stack"),
+  { .key = "prof_prefix", .type = CONFIG_STRING, .text = hak_config.prof_prefix,
+    .text_size = sizeof hak_config.prof_prefix,
+    .description = "profiling: files are PREFIX.PID.SEQ.heap and PREFIX.PID.exit.heap; empty = /tmp/hakmem.PROGRAM" },
 };
 const unsigned config_option_count = sizeof config_options / sizeof config_options[0];
 _Static_assert(sizeof config_options / sizeof config_options[0] <= CONFIG_OPTION_MAX,
@@ -610,6 +622,8 @@ static unsigned load(const struct config_request *rq, const char *buf, long len,
     set_value(config_find("stats_file"), 0, "", CONFIG_FROM_SECURE, 0, NULL);
   if (rq->secure && hak_config.learn_state_file[0])
     set_value(config_find("learn_state_file"), 0, "", CONFIG_FROM_SECURE, 0, NULL);
+  if (rq->secure && hak_config.prof)
+    set_value(config_find("prof"), 0, "", CONFIG_FROM_SECURE, 0, NULL);
   if (!rq->warn && !hak_config.quiet) {
     for (unsigned i = 0; i < held_count; i++)
       hak_warn(held[i]);

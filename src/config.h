@@ -9,8 +9,8 @@
  * setuid, setgid, file capabilities) the environment is ignored, the conf
  * file is read only if root owns it and only root can write it or any
  * directory on its path, sections are matched against the executable's
- * name only (argv[0] is the caller's), and stats_file and learn_state_file
- * are never opened. */
+ * name only (argv[0] is the caller's), stats_file and learn_state_file
+ * are never opened, and heap profiling (prof) is off. */
 #ifndef HAKMEM_CONFIG_H
 #define HAKMEM_CONFIG_H
 
@@ -60,6 +60,11 @@ struct hak_config {
   int superslab_keep;        /* fully free SuperSlabs kept (learned in learning mode) */
   int evo_policy;            /* enum hak_evo_policy: the learner's phase */
   char learn_state_file[256]; /* learned choices saved and restored here; "" = none */
+  int prof;                  /* sampled heap profiling (prof.c) */
+  int prof_sample_kb;        /* mean KiB between samples; 0 = every allocation */
+  int prof_interval_mb;      /* a profile every this many MiB allocated; 0 = none */
+  int prof_leak;             /* leak report at exit */
+  char prof_prefix[200];     /* profile files: PREFIX.PID.SEQ.heap; "" = /tmp/hakmem.PROGRAM */
 };
 extern HAK_HIDDEN struct hak_config hak_config;
 

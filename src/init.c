@@ -8,6 +8,7 @@
 #include "stats.h"
 #include "tcache.h"
 #include "purge.h"
+#include "prof.h"
 #include "secret.h"
 
 #include <pthread.h>
@@ -30,6 +31,7 @@ static void thread_exit(void *arg)
 
 static void fork_prepare(void)
 {
+  prof_prefork();
   shared_pool_prefork();
   bigcache_prefork();
   superslab_registry_lock();
@@ -40,6 +42,7 @@ static void fork_parent(void)
   superslab_registry_unlock();
   bigcache_postfork_parent();
   shared_pool_postfork_parent();
+  prof_postfork_parent();
 }
 
 static void fork_child(void)
@@ -48,6 +51,7 @@ static void fork_child(void)
   bigcache_postfork_child();
   shared_pool_postfork_child(tcache_self.id);
   purge_postfork_child();
+  prof_postfork_child();
 }
 
 /* verbose = 1: one line with the effective configuration. */
@@ -83,6 +87,7 @@ void hak_init_slow(void)
   shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
   shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
   learn_init();
+  prof_init();
   alloc_configure();
   stats_prepare_exit_report();
   atomic_store_explicit(&hak_init_state, 2, memory_order_release);
@@ -92,6 +97,7 @@ void hak_init_slow(void)
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   if (hak_config.prewarm && !hak_config.ss_mem_lean)
     shared_pool_prewarm();
+  prof_start();
   if (hak_config.verbose)
     init_print_config();
 }
@@ -109,6 +115,7 @@ __attribute__((constructor)) static void hak_constructor(void)
 
 __attribute__((destructor)) static void hak_destructor(void)
 {
+  prof_exit();
   stats_report_at_exit();
   learn_save_state();
 }

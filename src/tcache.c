@@ -6,6 +6,7 @@
 #include "config.h"
 #include "purge.h"
 #include "checkmode.h"
+#include "prof.h"
 
 #include <errno.h>
 
@@ -30,7 +31,9 @@ static void tcache_thread_init(void)
   if (tcache_self.id != 0)
     return;
   tcache_self.id = atomic_fetch_add_explicit(&tcache_next_id, 1, memory_order_relaxed);
-  tcache_self.free_key = hak_config.check ? HAK_NO_OWNER - 1 : tcache_self.id;
+  /* check = 1, and prof = 1 recording every block, send every free to
+   * the slow path. */
+  tcache_self.free_key = hak_config.check || prof_every_block ? HAK_NO_OWNER - 1 : tcache_self.id;
   init_thread_started(&tcache_self);
 }
 

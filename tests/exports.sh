@@ -1,6 +1,7 @@
 #!/bin/sh
 # libhakmem.so exports the public API and the standard allocation names,
-# nothing else.
+# nothing else but hakmem_prof_control, the block hakmemctl profile --pid
+# writes its requests into (src/prof.h).
 set -eu
 lib=src/.libs/libhakmem.so.0
 [ -f "$lib" ] || { echo "exports.sh: $lib not built" >&2; exit 1; }
@@ -10,9 +11,9 @@ expected='__libc_calloc __libc_free __libc_malloc __libc_memalign __libc_pvalloc
 __libc_realloc __libc_valloc aligned_alloc calloc free hak_aligned_alloc
 hak_calloc hak_free hak_malloc hak_malloc_usable_size hak_memalign
 hak_posix_memalign hak_pvalloc hak_realloc hak_reallocarray hak_trim
-hak_valloc hakmem_check_heap hakmem_live_stats hakmem_stats_get hakmem_stats_print
-hakmem_version mallinfo mallinfo2 malloc malloc_info malloc_stats malloc_trim
-malloc_usable_size mallopt memalign
+hak_valloc hakmem_check_heap hakmem_live_stats hakmem_prof_control hakmem_stats_get
+hakmem_stats_print hakmem_version mallinfo mallinfo2 malloc malloc_info malloc_stats
+malloc_trim malloc_usable_size mallopt memalign
 posix_memalign pvalloc realloc reallocarray valloc'
 
 want=$(echo $expected | tr ' ' '\n' | sort)

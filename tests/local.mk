@@ -30,6 +30,9 @@ dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz
 check_PROGRAMS += tests/stats_daemon tests/monitor_glibc
 TESTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
 dist_check_SCRIPTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
+check_PROGRAMS += tests/prof_sites
+TESTS += tests/prof_sites.sh
+dist_check_SCRIPTS += tests/prof_sites.sh
 endif
 
 # Monitoring: a daemon read from outside by hakmemctl stats --pid and top
@@ -47,6 +50,11 @@ tests_monitor_glibc_SOURCES = tests/monitor_glibc.c
 tests_monitor_glibc_CFLAGS = $(AM_CFLAGS) -fno-builtin
 tests_monitor_glibc_LDFLAGS = -no-install
 tests_monitor_glibc_LDADD = src/libhakmem.la
+
+# The heap profiler's subject (tests/prof_sites.sh): a plain program, run
+# with the library preloaded; its symbols are what google-pprof names.
+tests_prof_sites_SOURCES = tests/prof_sites.c
+tests_prof_sites_CFLAGS = $(AM_CFLAGS) -fno-builtin
 
 tests_test_api_SOURCES = tests/test_api.c
 tests_test_api_CFLAGS = $(TEST_API_CFLAGS)

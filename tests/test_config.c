@@ -119,6 +119,7 @@ START_TEST(table_is_consistent)
     "ss_empty_scan_limit", "superslab_lg", "prewarm", "purge_delay_ms", "ss_mem_lean",
     "ss_mem_lean_target_mb", "ss_mem_lean_decommit", "thp", "bigcache_max_mb",
     "superslab_keep", "evo_policy", "learn_state_file",
+    "prof", "prof_sample_kb", "prof_interval_mb", "prof_leak", "prof_prefix",
   };
   ck_assert_uint_eq(config_option_count, sizeof keys / sizeof keys[0]);
   for (unsigned i = 0; i < config_option_count; i++)

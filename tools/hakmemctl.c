@@ -9,6 +9,7 @@
 #include "config.h"
 #include "config_parse.h"
 #include "hakmemctl_monitor.h"
+#include "hakmemctl_profile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +49,8 @@ static void usage(FILE *f)
         "       hakmemctl stats [--mode MODE] [--set KEY=VALUE]... [--] COMMAND [ARG]...\n"
         "       hakmemctl stats --pid PID [--watch SECONDS] [--count N] [--json]\n"
         "       hakmemctl top [--once] [--delay SECONDS] [--json]\n"
+        "       hakmemctl profile [--prefix P] [--sample-kb N] [--leak] [--no-svg] -- COMMAND [ARG]...\n"
+        "       hakmemctl profile --pid PID [--timeout SECONDS] [--no-svg]\n"
         "       hakmemctl enable UNIT [--mode MODE] [--set KEY=VALUE]... [--now] [--root DIR]\n"
         "       hakmemctl disable UNIT [--now] [--root DIR]\n"
         "       hakmemctl --version | --help\n"
@@ -578,6 +581,8 @@ int main(int argc, char **argv)
     return monitor_top(argc - 2, argv + 2);
   if (strcmp(cmd, "stats") == 0)
     return cmd_run(argc - 2, argv + 2, cmd, true);
+  if (strcmp(cmd, "profile") == 0)
+    return hakmemctl_profile(argc - 2, argv + 2);
   if (strcmp(cmd, "enable") == 0)
     return cmd_enable(argc - 2, argv + 2);
   if (strcmp(cmd, "disable") == 0)

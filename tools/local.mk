@@ -9,5 +9,6 @@ tools_hakmemctl_SOURCES = tools/hakmemctl.c src/config.c src/config.h \
 	tools/hakmemctl_monitor.c tools/hakmemctl_monitor.h \
 	tools/live_reader.c tools/live_reader.h \
 	src/report.c src/report.h src/live_stats.h
+tools_hakmemctl_SOURCES += tools/hakmemctl_profile.c tools/hakmemctl_profile.h src/prof.h
 tools_hakmemctl_CPPFLAGS = $(AM_CPPFLAGS) -DHAKMEM_LIBDIR='"$(libdir)"'
 tools_hakmemctl_CFLAGS = $(AM_CFLAGS)

@@ -1,0 +1,106 @@
+/* Sampled heap profiler (prof = 1): which call stacks hold the heap.
+ *
+ * Off by default, and then it costs the fast paths nothing: prof = 1
+ * sends every malloc through the slow path, the way check = 1 does
+ * (alloc_fast_bound = 0), and only there do the hooks below run, behind
+ * one test of prof_active.  A sampled block is served as a large block
+ * (alloc.c), so that only its free reaches the slow free path where the
+ * profiler forgets it; every other free keeps its fast path.
+ *
+ * Sampling: each thread counts down the bytes it allocates from a
+ * distance drawn from an exponential distribution of mean prof_sample_kb
+ * KiB; the allocation that crosses zero is sampled, so a block of s bytes
+ * is sampled with probability 1 - exp(-s / rate), which is what
+ * google-pprof undoes when it reads a "heap_v2/rate" profile.
+ * prof_sample_kb = 0 records every allocation (exact leak reports).
+ * A sampled block's call stack is taken with backtrace(3) (libgcc's
+ * unwinder, loaded once at start-up, outside any allocation), interned in
+ * a table of stacks, and the block is entered in a table of sampled
+ * blocks; a free looks a block up only when a counting filter of sampled
+ * addresses says it may be there.  With prof_sample_kb = 0 blocks stay
+ * where they are and every free takes the slow path (the thread free key
+ * matches no slab, as with check = 1).
+ *
+ * Profiles are written, in gperftools' heap profile text format, to
+ * PREFIX.PID.SEQ.heap every prof_interval_mb MiB of allocation and on
+ * request (hakmemctl profile --pid, through hakmem_prof_control), and to
+ * PREFIX.PID.exit.heap at exit, where prof_leak = 1 also prints the
+ * blocks still live grouped by stack.  PREFIX is prof_prefix or, if that
+ * is empty, /tmp/hakmem.PROGRAM.
+ *
+ * Concurrency: the countdown and the recursion guard are thread-local;
+ * the two tables are guarded by one mutex, taken only to record a sample,
+ * to forget a block the filter flags, and to write a profile (held while
+ * the file is written; fork takes it first, see init.c).  The filter's
+ * counters are relaxed atomics.  Nothing here calls malloc or stdio; the
+ * tables live in mappings from os.c. */
+#ifndef HAKMEM_PROF_H
+#define HAKMEM_PROF_H
+
+#include "hakmem_internal.h"
+
+/* True while profiling: prof = 1 outside secure execution, from
+ * initialisation on.  Read by the slow-path hooks in alloc.c. */
+extern HAK_HIDDEN bool prof_active;
+
+/* The block hakmemctl profile --pid reads and writes in a running
+ * process (process_vm_readv/writev, found through the dynamic symbol
+ * table).  Versioned by magic; fields only ever added at the end. */
+#define PROF_CONTROL_MAGIC "hakmem-prof-1"
+struct hakmem_prof_control {
+  char magic[16];             /* PROF_CONTROL_MAGIC, NUL-padded */
+  _Atomic uint64_t requests;  /* hakmemctl adds one to ask for a profile */
+  _Atomic uint64_t answered;  /* the process sets it to requests once written */
+  uint32_t active;            /* prof_active */
+  int32_t last_error;         /* 0, or the errno of the last failed write */
+  uint64_t sample_bytes;      /* the mean sampling distance in bytes, 0 = all */
+  char last_path[256];        /* the profile written last */
+};
+
+/* At initialisation, after the configuration (no allocation). */
+void prof_init(void);
+/* Once initialisation is over (malloc works): loads the unwinder and
+ * locates the library's own code, then enables sampling. */
+void prof_start(void);
+
+/* prof_sample_kb = 0: every allocation is recorded, in place (blocks are
+ * not made large), and every free goes through the slow path. */
+extern HAK_HIDDEN bool prof_every_block;
+
+struct prof_thread {
+  int64_t countdown;     /* bytes until the next sample */
+  int64_t drawn;         /* the distance countdown started from */
+  uint64_t rng;          /* 0 until the thread's first sample */
+  bool busy;             /* inside the profiler: its own allocations are not sampled */
+};
+extern HAK_HIDDEN __thread struct prof_thread prof_self __attribute__((tls_model("initial-exec")));
+
+/* The countdown crossed zero: whether to sample (not inside the profiler,
+ * and sampling has started); draws the next distance. */
+bool prof_sample_slow(void);
+
+/* Counts an allocation of size bytes down; true if it is to be sampled.
+ * Two instructions and a branch when it is not. */
+HAK_INLINE bool prof_sample_due(size_t size)
+{
+  prof_self.countdown -= (int64_t)size;
+  if (HAK_LIKELY(prof_self.countdown > 0))
+    return false;
+  return prof_sample_slow();
+}
+
+/* Records p (size bytes as requested; NULL: nothing), a sampled block,
+ * with its call stack; writes the profiles that are due. */
+void prof_record(void *p, size_t size);
+/* Before p, a live block, is freed or moved: drops it if it was sampled. */
+void prof_before_free(const void *p);
+
+/* At exit: the exit profile and, with prof_leak = 1, the leak report. */
+void prof_exit(void);
+
+/* Fork handlers (see init.c for the order). */
+void prof_prefork(void);
+void prof_postfork_parent(void);
+void prof_postfork_child(void);
+
+#endif

@@ -1,0 +1,140 @@
+#!/bin/sh
+# The heap profiler (prof = 1) end to end, on tests/prof_sites under
+# LD_PRELOAD=libhakmem.so.0, read back by google-pprof:
+#  - off by default: no profile is written;
+#  - two allocation sites holding 64 and 32 MiB: at the default sampling
+#    rate (512 KiB) alpha_site and beta_site get >= 90 % of the profile's
+#    bytes, and alpha_site between 50 % and 83 % (2/3 expected; the bound
+#    is more than four standard deviations of the sampling away); with
+#    prof_sample_kb = 0 (every block) exactly 2/3 (within 1 %);
+#  - prof_interval_mb = 16: numbered profiles while the program runs;
+#  - prof_leak = 1: a planted leak (20 blocks of 1000 bytes from
+#    leak_site) is reported, and google-pprof puts its 20 objects on
+#    leak_site; a clean program gets "no block is still live";
+#  - hakmemctl profile -- prog leaves the exit profile and an SVG;
+#  - hakmemctl profile --pid on a running process gets a profile (skipped
+#    if process_vm_writev is not permitted here), and refuses a process
+#    whose profiling is off.
+# Skipped (77) without google-pprof (Debian package google-perftools).
+# Run by 'make check' from the top build directory.
+set -u
+me=prof_sites.sh
+lib=${HAKMEM_LIB:-$(pwd)/src/.libs/libhakmem.so.0}
+case $lib in /*) ;; *) lib=$(pwd)/$lib ;; esac
+prog=$(pwd)/tests/prof_sites
+ctl=$(pwd)/tools/hakmemctl
+for f in "$lib" "$prog" "$ctl"; do
+  [ -f "$f" ] || { echo "$me: $f not found (run from the top build directory after make)" >&2; exit 1; }
+done
+command -v google-pprof >/dev/null || { echo "$me: google-pprof not found (google-perftools): skipped" >&2; exit 77; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-prof.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' HUP INT TERM
+# Only the variables each case sets.
+for v in $(env | sed -n 's/^\(HAKMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
+
+failed=0
+fail() {
+  echo "$me: FAIL: $*" >&2
+  failed=1
+}
+
+# The share of the profile's in-use bytes (google-pprof --text) on the
+# functions whose names start with $2, in per cent with one decimal.
+share() {
+  google-pprof --text "$prog" "$1" 2>/dev/null | awk -v want="$2" '
+    $2 ~ /%$/ && NF >= 6 { total += $1; if (index($6, want) == 1) mine += $1 }
+    END { if (total > 0) printf "%.1f\n", 100 * mine / total; else print "none" }'
+}
+
+# Off by default.
+HAKMEM_PROF_PREFIX=$tmp/off env LD_PRELOAD="$lib" "$prog" two || fail "prof_sites two failed"
+ls "$tmp"/off* >/dev/null 2>&1 && fail "a profile was written with prof off"
+
+# Two sites, default rate.
+HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/two env LD_PRELOAD="$lib" "$prog" two || fail "prof_sites two failed under prof = 1"
+p=$(ls "$tmp"/two.*.exit.heap 2>/dev/null)
+if [ -z "$p" ]; then
+  fail "no exit profile"
+else
+  head -1 "$p" | grep -q '@ heap_v2/524288$' || fail "header: $(head -1 "$p")"
+  a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
+  echo "$me: default rate: alpha_site $a %, beta_site $b %"
+  awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 90 && a >= 50 && a <= 83) }' ||
+    fail "two sites at the default rate: alpha_site $a %, beta_site $b % (want sum >= 90, alpha 50..83)"
+fi
+
+# Every block.
+HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp/exact env LD_PRELOAD="$lib" "$prog" two ||
+  fail "prof_sites two failed with prof_sample_kb = 0"
+p=$(ls "$tmp"/exact.*.exit.heap 2>/dev/null)
+if [ -z "$p" ]; then
+  fail "no exit profile with prof_sample_kb = 0"
+else
+  a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
+  echo "$me: every block: alpha_site $a %, beta_site $b %"
+  awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 99 && a >= 66 && a <= 67.5) }' ||
+    fail "two sites, every block: alpha_site $a %, beta_site $b % (want 66.7 and 33.3)"
+fi
+
+# Profiles by interval: 96 MiB allocated, one every 16 MiB.
+HAKMEM_PROF=1 HAKMEM_PROF_INTERVAL_MB=16 HAKMEM_PROF_PREFIX=$tmp/int env LD_PRELOAD="$lib" "$prog" two ||
+  fail "prof_sites two failed with prof_interval_mb"
+n=$(ls "$tmp"/int.*.[0-9][0-9][0-9][0-9].heap 2>/dev/null | wc -l)
+[ "$n" -ge 4 ] || fail "prof_interval_mb = 16 over 96 MiB: $n numbered profiles (want >= 4)"
+
+# Leak report: planted leak, clean program.
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp/leak \
+  env LD_PRELOAD="$lib" "$prog" leak 2>"$tmp/leak.err" || fail "prof_sites leak failed"
+grep -q '^hakmem: leak report: 20 block(s), 20000 bytes never freed, from 1 stack(s)' "$tmp/leak.err" ||
+  fail "planted leak not reported: $(cat "$tmp/leak.err")"
+[ "$(grep -c '^hakmem: leak: ' "$tmp/leak.err")" = 1 ] || fail "leak lines: $(cat "$tmp/leak.err")"
+p=$(ls "$tmp"/leak.*.exit.heap 2>/dev/null)
+objs=$(google-pprof --text --inuse_objects "$prog" "$p" 2>/dev/null | awk '$6 ~ /^leak_site/ { print $1 }')
+[ "$objs" = 20 ] || fail "google-pprof puts $objs objects on leak_site (want 20)"
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp/clean \
+  env LD_PRELOAD="$lib" "$prog" clean 2>"$tmp/clean.err" || fail "prof_sites clean failed"
+[ "$(cat "$tmp/clean.err")" = "hakmem: leak report: no block is still live at exit" ] ||
+  fail "clean program: $(cat "$tmp/clean.err")"
+
+# hakmemctl profile -- prog: the profile and its SVG, beside (in the
+# current directory).
+(cd "$tmp" && HAKMEMCTL_LIBRARY=$lib "$ctl" profile -- "$prog" two 2>"$tmp/ctl.err") ||
+  fail "hakmemctl profile -- prof_sites two: $(cat "$tmp/ctl.err")"
+p=$(ls "$tmp"/hakmem.prof_sites.*.exit.heap 2>/dev/null)
+[ -n "$p" ] || fail "hakmemctl profile left no profile: $(cat "$tmp/ctl.err")"
+if command -v dot >/dev/null; then
+  s=${p%.heap}.svg
+  grep -q '<svg' "$s" 2>/dev/null && grep -q alpha_site "$s" ||
+    fail "hakmemctl profile left no SVG naming alpha_site: $(cat "$tmp/ctl.err")"
+else
+  echo "$me: dot (graphviz) not found: SVG not checked" >&2
+fi
+
+# hakmemctl profile --pid.
+HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/pid env LD_PRELOAD="$lib" "$prog" wait 20 &
+pid=$!
+sleep 1
+out=$("$ctl" profile --pid "$pid" --timeout 15 --no-svg 2>"$tmp/pid.err")
+rc=$?
+if [ $rc != 0 ] && grep -q 'permission denied' "$tmp/pid.err"; then
+  echo "$me: process_vm_writev not permitted here: --pid not checked ($(cat "$tmp/pid.err"))" >&2
+elif [ $rc != 0 ]; then
+  fail "hakmemctl profile --pid: $(cat "$tmp/pid.err")"
+else
+  [ "$out" = "$tmp/pid.$pid.0001.heap" ] || fail "hakmemctl profile --pid printed '$out'"
+  a=$(share "$out" alpha_site)
+  awk -v a="$a" 'BEGIN { exit !(a >= 50) }' || fail "--pid profile: alpha_site $a %"
+fi
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+env LD_PRELOAD="$lib" "$prog" wait 10 &
+pid=$!
+sleep 1
+"$ctl" profile --pid "$pid" --timeout 2 2>"$tmp/off.err" && fail "--pid on a process with prof off succeeded"
+grep -q 'heap profiling is off\|permission denied' "$tmp/off.err" || fail "--pid, prof off: $(cat "$tmp/off.err")"
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+
+exit $failed
