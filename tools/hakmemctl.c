@@ -18,7 +18,7 @@
 #ifndef HAKMEM_LIBDIR
 #define HAKMEM_LIBDIR "/usr/lib"
 #endif
-#define HAKMEM_SONAME "libhakmem.so.0"
+/* HAKMEM_SONAME comes from configure (the libtool version in configure.ac). */
 
 extern char **environ;
 
