@@ -105,9 +105,7 @@ static HAK_COLD void free_sized_check(void *p, uintptr_t e, size_t size, size_t 
     hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": size (or alignment) does not match the block"), p);
 }
 
-/* The sized free of anything the inline test below does not finish: a
- * size above 1 KiB, another thread's block, check = 1, a mismatch. */
-static HAK_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, const char *fn)
+void alloc_free_sized_slow(void *p, size_t size, size_t align, const char *fn)
 {
   if (!p)
     return;
@@ -115,26 +113,6 @@ static HAK_NOINLINE void free_sized_slow(void *p, size_t size, size_t align, con
   if (e)
     free_sized_check(p, e, size, align, fn);
   alloc_free(p);
-}
-
-/* The free fast path (alloc_free) with one more test: the size's class is
- * the slab's.  Anything else, including a plausible size of another class
- * (a block realloc shrank in place), goes to the exact check. */
-void alloc_free_sized(void *p, size_t size, size_t align, const char *fn)
-{
-  uintptr_t e = registry_lookup((uintptr_t)p);
-  if (HAK_LIKELY(registry_is_superslab(e) && size <= HAK_TINY_MAX && align <= HAK_MIN_ALIGN)) {
-    struct slab *s = superslab_slab_of(e, (uintptr_t)p);
-    if (HAK_LIKELY(s->cls == size_class_of_tiny(size) &&
-                   atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.free_key &&
-                   (!hak_hardened ||
-                    (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved &&
-                     !slab_block_tagged(p))))) {
-      tcache_free_local(s, p);
-      return;
-    }
-  }
-  free_sized_slow(p, size, align, fn);
 }
 
 HAK_EXPORT void hak_free_sized(void *p, size_t size)

@@ -3,7 +3,7 @@
  * free inline the fast paths instead of calling hak_malloc, saving a jump
  * on every call.  Linked (-lhakmem) or preloaded, these definitions come
  * before glibc's in symbol lookup, so every malloc in the process is
- * hakmem's.  C++ operator new and delete are hakmem's too (cxx_new.cc). */
+ * hakmem's.  C++ operator new and delete are hakmem's too (cxx_operators.c). */
 #include "alloc.h"
 #include "hakmem.h"
 #include "shared_pool.h"

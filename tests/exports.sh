@@ -46,7 +46,7 @@ fi
 readelf -d "$lib" | grep -q 'SONAME.*\[libhakmem\.so\.0\]' || { echo "exports.sh: soname is not libhakmem.so.0" >&2; exit 1; }
 # It needs libc alone: every program that preloads it maps what it needs
 # (libm alone added 300 KB to a small program's resident set).  The C++
-# operators too: they need no libstdc++ (see src/cxx_new.cc).
+# operators too: they need no libstdc++ (see src/cxx_operators.c).
 needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
 case "$needed" in
   "libc.so.6 "|"ld-linux-x86-64.so.2 libc.so.6 ") ;;
