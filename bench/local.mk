@@ -40,3 +40,8 @@ bench: all
 	$(srcdir)/bench/compare --builddir $(abs_top_builddir) $(BENCH_FLAGS)
 
 .PHONY: bench
+
+# The C++ workload (operators new and delete, standard containers).
+BENCH_PROGS += bench/cxx_objects
+bench_cxx_objects_SOURCES = bench/cxx_objects.cc bench/bench.h
+bench_cxx_objects_CXXFLAGS = $(AM_CXXFLAGS) -std=gnu++17

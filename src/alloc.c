@@ -400,3 +400,10 @@ HAK_EXPORT int hak_trim(size_t pad)
   released |= bigcache_flush();
   return released;
 }
+
+/* For the sized API (alloc_sized.c): the bound malloc and the aligned
+ * family apply to a request before anything else. */
+bool alloc_request_too_large(size_t size)
+{
+  return size > ALLOC_MAX;
+}

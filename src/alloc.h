@@ -64,4 +64,7 @@ HAK_INLINE void alloc_free(void *p)
   alloc_free_generic(p, e);
 }
 
+/* Whether a request of size bytes is refused (ENOMEM) for its size alone. */
+bool alloc_request_too_large(size_t size);
+
 #endif

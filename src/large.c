@@ -372,3 +372,10 @@ int large_check_invariants(const struct large_hdr *h)
   errno = saved;
   return bad;
 }
+
+size_t large_good_size(size_t size, size_t align)
+{
+  size_t offset = large_offset(align);
+  size_t map_size = large_map_size(size, offset);
+  return map_size ? map_size - offset : 0;
+}

@@ -80,6 +80,9 @@ HAK_INLINE size_t large_usable(const struct large_hdr *h)
  * when the memory is known to be zero (a new mapping).  NULL, errno ENOMEM
  * on failure. */
 void *large_alloc(size_t size, size_t align, bool *fresh);
+/* Usable size of a fresh block for large_alloc(size, align), 0 if the
+ * request is too large (a mapping reused from BigCache may be larger). */
+size_t large_good_size(size_t size, size_t align);
 /* Frees the block of h; p is the pointer the program passed, checked
  * against the header (fatal error if it is not the block's start, if the
  * block is not live, or if the header does not verify). */

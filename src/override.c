@@ -3,10 +3,10 @@
  * free inline the fast paths instead of calling hak_malloc, saving a jump
  * on every call.  Linked (-lhakmem) or preloaded, these definitions come
  * before glibc's in symbol lookup, so every malloc in the process is
- * hakmem's.  C++ operator new and delete are left to libstdc++, whose
- * operators call malloc and free.  glibc's introspection and tuning calls
- * (malloc_stats, mallinfo, mallinfo2, malloc_info, mallopt) are answered
- * from hakmem's own state and options, never glibc's. */
+ * hakmem's.  C++ operator new and delete are hakmem's too (cxx_operators.c).
+ * glibc's introspection and tuning calls (malloc_stats, mallinfo,
+ * mallinfo2, malloc_info, mallopt) are answered from hakmem's own state
+ * and options, never glibc's. */
 #include "alloc.h"
 #include "config.h"
 #include "hakmem.h"
@@ -207,4 +207,23 @@ HAK_EXPORT struct mallinfo mallinfo(void)
   mi.fordblks = clamp_int(m2.fordblks);
   mi.keepcost = clamp_int(m2.keepcost);
   return mi;
+}
+
+/* C23's sized frees, which glibc 2.36 does not define yet: programs built
+ * against newer headers call them, and get hakmem's checks of the size. */
+#include "alloc_sized.h"
+
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t align, size_t size);
+
+HAK_EXPORT void free_sized(void *p, size_t size)
+{
+  alloc_free_sized(p, size, 0, "free_sized()");
+}
+
+HAK_EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
+{
+  if (__builtin_expect(p && !hak_is_pow2(align), 0))
+    hak_fatal_pointer("free_aligned_sized(): alignment not a power of two, for", p);
+  alloc_free_sized(p, size, align, "free_aligned_sized()");
 }

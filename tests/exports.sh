@@ -1,20 +1,37 @@
 #!/bin/sh
-# libhakmem.so exports the public API and the standard allocation names,
-# nothing else but hakmem_prof_control, the block hakmemctl profile --pid
-# writes its requests into (src/prof.h).
+# libhakmem.so exports the public API, the standard allocation names (C23's
+# free_sized and free_aligned_sized among them), C++'s operators new and
+# delete, and hakmem_prof_control, the block hakmemctl profile --pid writes
+# its requests into (src/prof.h); nothing else.
 set -eu
 lib=src/.libs/libhakmem.so.0
 [ -f "$lib" ] || { echo "exports.sh: $lib not built" >&2; exit 1; }
 command -v nm >/dev/null || { echo "exports.sh: nm not found, skipped" >&2; exit 77; }
 
 expected='__libc_calloc __libc_free __libc_malloc __libc_memalign __libc_pvalloc
-__libc_realloc __libc_valloc aligned_alloc calloc free hak_aligned_alloc
-hak_calloc hak_free hak_malloc hak_malloc_usable_size hak_memalign
+__libc_realloc __libc_valloc aligned_alloc calloc free free_aligned_sized
+free_sized hak_aligned_alloc hak_calloc hak_free hak_free_aligned_sized
+hak_free_sized hak_good_size hak_good_size_aligned hak_malloc
+hak_malloc_usable_size hak_memalign
 hak_posix_memalign hak_pvalloc hak_realloc hak_reallocarray hak_trim
 hak_valloc hakmem_check_heap hakmem_live_stats hakmem_prof_control hakmem_stats_get
 hakmem_stats_print hakmem_version mallinfo mallinfo2 malloc malloc_info malloc_stats
 malloc_trim malloc_usable_size mallopt memalign
 posix_memalign pvalloc realloc reallocarray valloc'
+# C++: new and new[], each plain, nothrow, aligned and aligned nothrow;
+# delete and delete[], each plain, nothrow, sized, aligned, aligned nothrow
+# and sized aligned (size_t is "m" on LP64, "j" elsewhere).
+z=$(if [ "$(getconf LONG_BIT)" = 64 ]; then echo m; else echo j; fi)
+for op in _Znw _Zna; do
+  for form in '' RKSt9nothrow_t St11align_val_t St11align_val_tRKSt9nothrow_t; do
+    expected="$expected $op$z$form"
+  done
+done
+for op in _ZdlPv _ZdaPv; do
+  for form in '' RKSt9nothrow_t "$z" St11align_val_t St11align_val_tRKSt9nothrow_t "${z}St11align_val_t"; do
+    expected="$expected $op$form"
+  done
+done
 
 want=$(echo $expected | tr ' ' '\n' | sort)
 have=$(nm -D --defined-only "$lib" | awk '{print $3}' | sort)
@@ -30,7 +47,8 @@ fi
 # interpose glibc's.
 readelf -d "$lib" | grep -q 'SONAME.*\[libhakmem\.so\.0\]' || { echo "exports.sh: soname is not libhakmem.so.0" >&2; exit 1; }
 # It needs libc alone: every program that preloads it maps what it needs
-# (libm alone added 300 KB to a small program's resident set).
+# (libm alone added 300 KB to a small program's resident set).  The C++
+# operators too: they need no libstdc++ (see src/cxx_operators.c).
 needed=$(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
 case "$needed" in
   "libc.so.6 "|"ld-linux-x86-64.so.2 libc.so.6 ") ;;

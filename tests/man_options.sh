@@ -2,8 +2,8 @@
 # hakmem(3) matches the code: every option of the table in src/config.c is
 # documented under ENVIRONMENT as HAKMEM_<KEY>, the page names no HAKMEM_
 # variable that the table lacks, the SYNOPSIS has every function of
-# include/hakmem.h and STATISTICS every field of hak_stats_t; and man and
-# lexgrog accept the page.
+# include/hakmem.h (from include/hakmem.h.in) and STATISTICS every field of
+# hak_stats_t; and man and lexgrog accept the page.
 # Automake harness: exit 0 pass, 1 fail.  The man and lexgrog checks are
 # skipped, with a note, when the tools are not installed; the rest needs
 # only the sources.  Works in a VPATH build: the sources are found through
@@ -16,7 +16,7 @@ if [ -z "${srcdir:-}" ]; then
   srcdir=$(dirname "$0")/..
 fi
 config=$srcdir/src/config.c
-header=$srcdir/include/hakmem.h
+header=$srcdir/include/hakmem.h.in
 page=$srcdir/man/hakmem.3
 for f in "$config" "$header" "$page"; do
   [ -r "$f" ] || { echo "$me: cannot read $f" >&2; exit 1; }
@@ -82,17 +82,18 @@ for v in $vars $extra_vars; do
     fail "$v (read by src/config.c) has no entry under ENVIRONMENT in man/hakmem.3"
 done
 
-# Every HAKMEM_ name anywhere in the page must be an option (or a variable
-# the loader reads by name).
+# Every HAKMEM_ name anywhere in the page must be an option, a variable the
+# loader reads by name, or a macro of the header.
+header_macros=$(sed -n 's/^#define[[:space:]]\{1,\}\(HAKMEM_[A-Z0-9_]*[A-Z0-9]\).*/\1/p' "$header" | sort -u)
 named=$(printf '%s\n' "$text" | grep -o 'HAKMEM_[A-Z0-9_]*[A-Z0-9]' | sort -u)
 for v in $named; do
-  printf '%s\n' "$vars" "$extra_vars" | grep -qx "$v" ||
+  printf '%s\n' "$vars" "$extra_vars" "$header_macros" | grep -qx "$v" ||
     fail "man/hakmem.3 documents $v, which is not an option of src/config.c"
 done
 
-# The public functions: 'HAK_API type name(' lines of the header.
-funcs=$(sed -n 's/^HAK_API[^(]*[^A-Za-z0-9_(]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p' "$header")
-[ -n "$funcs" ] || fail "no HAK_API function found in $header"
+# The public functions: 'HAKMEM_API type name(' lines of the header.
+funcs=$(sed -n 's/^HAKMEM_API[^(]*[^A-Za-z0-9_(]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p' "$header")
+[ -n "$funcs" ] || fail "no HAKMEM_API function found in $header"
 synopsis=$(printf '%s\n' "$text" | sed -n '/^\.SH[[:space:]]*"\{0,1\}SYNOPSIS/,/^\.SH[[:space:]]*"\{0,1\}DESCRIPTION/p')
 for f in $funcs; do
   printf '%s\n' "$synopsis" | grep -q "[^A-Za-z0-9_]$f(" ||

@@ -28,7 +28,7 @@
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
 #endif
-#define HAKMEM_SONAME "libhakmem.so.0"
+/* HAKMEM_SONAME comes from configure (the libtool version in configure.ac). */
 /* Where systemd reads the administrator's unit files and drop-ins. */
 #define SYSTEMD_SYSTEM_DIR "/etc/systemd/system"
 

@@ -1,0 +1,129 @@
+/* Front door, sized and query extensions: hak_good_size (jemalloc's and
+ * tcmalloc's nallocx) and the sized frees behind hak_free_sized, C23's
+ * free_sized and free_aligned_sized, and C++'s sized operator delete.
+ * See alloc_sized.h for why the size is checked rather than trusted. */
+#include "alloc_sized.h"
+#include "alloc.h"
+#include "checkmode.h"
+#include "config.h"
+#include "hakmem.h"
+#include "large.h"
+
+size_t alloc_good_size(size_t size, size_t align)
+{
+  if (alloc_request_too_large(size) || alloc_request_too_large(align))
+    return 0;
+  hak_init();
+  bool check = hak_config.check;
+  if (align <= HAK_MIN_ALIGN) {
+    /* As alloc_malloc_generic: with check = 1 a block holds exactly the
+     * request (its canary and trailer are not usable). */
+    if (check) {
+      if (size <= HAK_MEDIUM_MAX - CHECK_TRAILER)
+        return size;
+    } else if (size <= HAK_MEDIUM_MAX) {
+      return size_class_size(size_class_of(size));
+    }
+    return large_good_size(size, HAK_MIN_ALIGN);
+  }
+  /* As alloc_aligned. */
+  if (size == 0)
+    size = 1;
+  if (check) {
+    if (size_class_for_aligned(size + CHECK_TRAILER, align) >= 0)
+      return size;
+  } else {
+    int cls = size_class_for_aligned(size, align);
+    if (cls >= 0)
+      return size_class_size((unsigned)cls);
+  }
+  return large_good_size(size, align);
+}
+
+HAK_EXPORT size_t hak_good_size(size_t size)
+{
+  return alloc_good_size(size, 0);
+}
+
+HAK_EXPORT size_t hak_good_size_aligned(size_t align, size_t size)
+{
+  return hak_is_pow2(align) ? alloc_good_size(size, align) : 0;
+}
+
+/* Whether a request of size bytes aligned to align goes to a slab (and
+ * not to a mapping of its own), as alloc_malloc_generic and alloc_aligned
+ * decide. */
+static bool request_fits_slab(size_t size, size_t align)
+{
+  size_t trailer = hak_config.check ? CHECK_TRAILER : 0;
+  if (align <= HAK_MIN_ALIGN)
+    return size <= HAK_MEDIUM_MAX - trailer;
+  return size_class_for_aligned((size ? size : 1) + trailer, align) >= 0;
+}
+
+/* Whether a slab block of class cls can have come from a request of size
+ * bytes aligned to align: the class the request gets, or a size realloc
+ * left in place (it keeps a block while the new size fits and fills more
+ * than half of it). */
+static bool slab_block_fits(unsigned cls, size_t size, size_t align)
+{
+  size_t block = size_class_size(cls);
+  if (size > block)
+    return false;
+  if (size > block / 2)
+    return true;
+  if (align <= HAK_MIN_ALIGN)
+    return size_class_of(size) == cls;
+  return size_class_for_aligned(size ? size : 1, align) == (int)cls;
+}
+
+/* Checks size against the live block p (registry entry e) and aborts on a
+ * mismatch.  A pointer that is not a live block is left to free, which
+ * names that misuse itself. */
+static HAK_COLD void free_sized_check(void *p, uintptr_t e, size_t size, size_t align,
+                                      const char *fn)
+{
+  char what[96];
+  bool bad = align > HAK_MIN_ALIGN && ((uintptr_t)p & (align - 1));
+  if (registry_is_superslab(e)) {
+    struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+    if (s->state == SLAB_SPAN_TAIL)
+      s -= s->head_offset;
+    if ((s->state != SLAB_ACTIVE && s->state != SLAB_ORPHAN) || !slab_is_block(s, p) ||
+        slab_block_tagged(p))
+      return;
+    /* With check = 1 the block records the size requested. */
+    bad |= hak_config.check ? check_block_size(s, p) != size : !slab_block_fits(s->cls, size, align);
+  } else {
+    struct large_hdr *h = large_from_entry(e, p);
+    if (!h || !large_header_ok(h) || h->magic != LARGE_MAGIC || h->state != LARGE_LIVE ||
+        p != large_block(h))
+      return;
+    bad |= size > large_usable(h) || request_fits_slab(size, align);
+  }
+  if (bad)
+    hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": size (or alignment) does not match the block"), p);
+}
+
+void alloc_free_sized_slow(void *p, size_t size, size_t align, const char *fn)
+{
+  if (!p)
+    return;
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  if (e)
+    free_sized_check(p, e, size, align, fn);
+  alloc_free(p);
+}
+
+HAK_EXPORT void hak_free_sized(void *p, size_t size)
+{
+  alloc_free_sized(p, size, 0, "hak_free_sized()");
+}
+
+HAK_EXPORT void hak_free_aligned_sized(void *p, size_t align, size_t size)
+{
+  /* No block has such an alignment: aligned_alloc refuses it. */
+  if (HAK_UNLIKELY(p && !hak_is_pow2(align)))
+    hak_fatal_pointer("hak_free_aligned_sized(): alignment not a power of two, for", p);
+  alloc_free_sized(p, size, align, "hak_free_aligned_sized()");
+}
