@@ -425,6 +425,29 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   return 0;
 }
 
+void *os_split(void *addr, size_t size, size_t head)
+{
+  uintptr_t a = (uintptr_t)addr, head_end = a + head, rest = tail_guard_end(head_end);
+  if (head == 0 || head % HAK_PAGE_SIZE || rest >= a + size ||
+      os_refuse(addr, size, "mprotect refused: range not mapped by hakmem"))
+    return NULL;
+  int saved = errno;
+  uint64_t bit;
+  _Atomic uint64_t *w = tail_word(head_end, true, &bit);
+  if (!w || mprotect((void *)head_end, rest - head_end, PROT_NONE) != 0) {
+    errno = saved;
+    return NULL;
+  }
+  atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+  /* Units wholly inside the guard hold no mapping of ours any more. */
+  uintptr_t first_free = unit_of(head_end - 1) + 1, rest_unit = unit_of(rest);
+  if (rest_unit > first_free)
+    guard_units(first_free, rest_unit - 1, GUARD_CLEAR);
+  atomic_fetch_sub_explicit(&os_counters.mapped_bytes, rest - head_end, memory_order_relaxed);
+  errno = saved;
+  return (void *)rest;
+}
+
 int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size)
 {
   if (os_refuse(old, old_size, "mremap refused: range not mapped by hakmem") ||
