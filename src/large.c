@@ -51,11 +51,18 @@ static void large_unregister(uintptr_t base, size_t offset)
   registry_clear(base, large_units(offset) * HAK_UNIT_SIZE);
 }
 
+/* Free addresses left after a new large mapping, so that it can grow in
+ * place: by realloc, or, once cached, for a larger request (BigCache
+ * grows a smaller mapping only in place).  Three times its size: a
+ * cached mapping serves requests up to LARGE_GROW_FROM times larger. */
+static size_t large_room(size_t map_size) { return map_size > SIZE_MAX / 3 ? SIZE_MAX : 3 * map_size; }
+
 /* A new mapping for a block at offset, registered and sealed (state 0:
  * the caller sets it); NULL with errno ENOMEM on failure. */
 static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
 {
-  struct large_hdr *h = os_map_aligned(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE);
+  struct large_hdr *h = os_map_aligned_room(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE,
+                                            large_room(map_size));
   if (!h)
     return NULL;
   h->magic = LARGE_MAGIC;
@@ -145,7 +152,8 @@ static bool large_grow_in_place(struct large_hdr *h, size_t map_size)
 static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
 {
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
-  struct large_hdr *n = os_map_aligned(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE);
+  struct large_hdr *n = os_map_aligned_room(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE,
+                                            large_room(map_size));
   if (!n)
     return NULL;
   size_t old_size = h->map_size, off = h->offset, seam = h->seam;

@@ -25,6 +25,11 @@ extern struct os_counters os_counters;
  * with errno = ENOMEM on failure (the kernel refused, or no memory for the
  * ownership map). */
 void *os_map_aligned(size_t size, size_t align);
+/* Like os_map_aligned, and the placement leaves room bytes (at most 64
+ * MiB) of free addresses after the mapping's guard, which later mappings
+ * placed by hint skip: the mapping can likely grow in place
+ * (os_resize_in_place) up to that much.  Only addresses are set aside. */
+void *os_map_aligned_room(size_t size, size_t align, size_t room);
 /* Unmaps a whole mapping obtained from os_map_aligned (as resized since),
  * with its guard.  Refuses (a warning) a range not hakmem's. */
 void os_unmap(void *addr, size_t size);

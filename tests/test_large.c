@@ -97,20 +97,21 @@ START_TEST(invariants_after_each_operation)
   char *f = hak_realloc(e, 300 * KiB);
   CHECK_INV(f, "realloc shrink");
   /* Move over a cached mapping's head (two VMAs), then grow and move on. */
-  char *cached = hak_malloc(3 * MiB);
-  memset(cached, 7, 3 * MiB);
+  char *cached = hak_malloc(6 * MiB);
+  memset(cached, 7, 6 * MiB);
   char *p = hak_malloc(600 * KiB);
   char *wall = hak_malloc(600 * KiB);
   memset(p, 0x5a, 600 * KiB);
   hak_free(cached);
-  char *q = hak_realloc(p, 2 * MiB);
+  /* Beyond the room p was placed with (three times its size): it moves. */
+  char *q = hak_realloc(p, 5 * MiB);
   ck_assert_ptr_ne(q, p);
   CHECK_INV(q, "realloc into a cached mapping");
   ck_assert_uint_ne(hdr_of(q)->seam, 0);
-  char *g = hak_realloc(q, 2 * MiB + 700 * KiB);
+  char *g = hak_realloc(q, 6 * MiB + 700 * KiB);
   CHECK_INV(g, "realloc of a two-VMA block, in place or moved");
   char *wall2 = hak_malloc(600 * KiB);
-  char *h = hak_realloc(g, 7 * MiB);
+  char *h = hak_realloc(g, 30 * MiB); /* beyond its room */
   ck_assert_ptr_nonnull(h);
   CHECK_INV(h, "realloc of a two-VMA block that must move");
   for (size_t i = 0; i < 600 * KiB; i += 4096)
@@ -167,9 +168,10 @@ START_TEST(overflow_past_a_mapping_faults)
   struct large_hdr *h = hdr_of(big);
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size - 1), 0);
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
-  /* Growing in place stops short of the next mapping's guard: the block
-   * moves instead, and the guard stays. */
-  char *grown = hak_realloc(big, 1200 * KiB);
+  /* Growing beyond the room big was placed with (three times its size)
+   * would reach the next mapping's guard: the block moves instead, and
+   * the guard stays. */
+  char *grown = hak_realloc(big, 5 * MiB);
   ck_assert_ptr_nonnull(grown);
   h = hdr_of(grown);
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
