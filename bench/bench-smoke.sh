@@ -82,6 +82,8 @@ bench interp interp 5000 1000 1
 check_line interp "$out" gcs
 bench cxx_objects cxx_objects 2000 100 1
 bench cxx_pairs cxx_objects --pairs 2000 100 1
+bench large_replace large_replace 3 2 1
+check_line large_replace "$out" minflt
 out=$(LD_PRELOAD=$lib timeout 60 bench/soak 1 1000 1 "$tmp/soak.csv" 2>"$tmp/err") ||
 	fail "bench/soak exited with status $?: $(tail -n 3 "$tmp/err")"
 check_line soak "$out" rss_drift_pct throughput_cv
@@ -90,7 +92,7 @@ echo "ok: $out"
 	[ "$(wc -l <"$tmp/soak.csv")" -ge 3 ] || fail "bad soak CSV: $(cat "$tmp/soak.csv")"
 
 for p in random_mixed tiny_hot cache_thrash larson xthread vm realloc soak learn_bench burst \
-	thread_stress interp cxx_objects; do
+	thread_stress interp cxx_objects large_replace; do
 	bench/$p >/dev/null 2>"$tmp/err"
 	st=$?
 	[ $st -eq 2 ] && grep -q "^usage: $p " "$tmp/err" ||

@@ -3,7 +3,7 @@
 # `make`, never installed.
 BENCH_PROGS = bench/random_mixed bench/tiny_hot bench/cache_thrash bench/larson \
 	bench/xthread bench/vm bench/realloc bench/soak bench/learn_bench bench/burst \
-	bench/thread_stress bench/interp
+	bench/thread_stress bench/interp bench/large_replace
 noinst_PROGRAMS += $(BENCH_PROGS)
 bench_random_mixed_SOURCES = bench/random_mixed.c bench/bench.h
 bench_tiny_hot_SOURCES = bench/tiny_hot.c bench/bench.h
@@ -22,6 +22,7 @@ bench_burst_SOURCES = bench/burst.c bench/bench.h
 bench_thread_stress_SOURCES = bench/thread_stress.c bench/bench.h
 bench_thread_stress_LDFLAGS = -pthread
 bench_interp_SOURCES = bench/interp.c bench/bench.h
+bench_large_replace_SOURCES = bench/large_replace.c bench/bench.h
 
 EXTRA_DIST += bench/compare bench/build-unhardened bench/callgrind-ops
 

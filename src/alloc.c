@@ -221,7 +221,8 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
    * always move, so that the new block gets its canary. */
   if (!h && size <= usable && size > usable / 2 && !hak_config.check)
     return p;
-  void *n = alloc_malloc(size);
+  /* A slab block growing into a large one: see large_alloc_to_grow. */
+  void *n = !h && size > HAK_MEDIUM_MAX && !hak_config.check ? large_alloc_to_grow(size) : alloc_malloc(size);
   if (!n)
     return NULL;
   memcpy(n, p, size < usable ? size : usable);

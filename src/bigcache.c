@@ -1,7 +1,8 @@
-/* BigCache: recently freed large mappings kept for reuse by a request of
- * the same size class, so that a program that frees and re-requests big
- * buffers does not pay mmap, munmap and page faults each time.  Bounded by
- * count and bytes; a mapping that does not fit is unmapped at once. */
+/* BigCache: recently freed large mappings kept for reuse, so that a
+ * program that frees and re-requests big buffers does not pay mmap, munmap
+ * and page faults each time: a request takes the best fit, or the largest
+ * smaller mapping to grow (see large.h).  Bounded by count and bytes; a
+ * mapping that does not fit is unmapped at once. */
 #include "large.h"
 #include "config.h"
 #include "learn.h"
@@ -102,27 +103,44 @@ static int bucket_of(size_t map_size)
   return b < BIGCACHE_BUCKETS ? b : -1;
 }
 
-struct large_hdr *bigcache_take(size_t map_size)
+/* Verifies a cached header before its size or link is used: a forged one
+ * could hand out memory that is not its own. */
+static struct large_hdr *cache_verified(struct large_hdr *h)
 {
-  int b = bucket_of(map_size);
+  if (h)
+    large_verify(h, "malloc(): corrupted cached large block header", h);
+  return h;
+}
+
+struct large_hdr *bigcache_take(size_t least, size_t want, size_t most)
+{
+  int b = bucket_of(want);
   if (b < 0 || !hak_config.bigcache)
     return NULL;
-  /* The same size class first, then up to eight classes (two doublings)
-   * larger: a bigger cached mapping has its pages already, and a block
-   * that keeps growing by realloc then grows in place. */
+  int top = bucket_of(most);
+  if (top < 0)
+    top = BIGCACHE_BUCKETS - 1;
+  /* Buckets hold ascending size ranges: the first fitting entry from
+   * want's bucket up is the best fit. */
   pthread_mutex_lock(&bigcache_lock);
-  struct large_hdr **pp = NULL, *h = NULL;
-  for (int k = b; k < b + 9 && k < BIGCACHE_BUCKETS && !h; k++) {
-    pp = &bucket[k];
-    /* Each header visited is verified before its size or link is used: a
-     * forged one could hand out memory that is not its own. */
-    while (*pp && (large_verify(*pp, "malloc(): corrupted cached large block header", *pp),
-                   (*pp)->map_size < map_size))
-      pp = &(*pp)->cache_next;
-    h = *pp;
-  }
+  struct large_hdr **found = NULL;
+  for (int k = b; k <= top && !found; k++)
+    for (struct large_hdr **pp = &bucket[k]; cache_verified(*pp); pp = &(*pp)->cache_next)
+      if ((*pp)->map_size >= want && (*pp)->map_size <= most) {
+        found = pp;
+        break;
+      }
+  /* Otherwise the largest smaller one: the first bucket down from want's
+   * holding one, and the largest entry in it. */
+  int bottom = least ? bucket_of(least) : 0;
+  for (int k = b; k >= bottom && k >= 0 && !found && least < want; k--)
+    for (struct large_hdr **pp = &bucket[k]; cache_verified(*pp); pp = &(*pp)->cache_next)
+      if ((*pp)->map_size >= least && (*pp)->map_size < want &&
+          (!found || (*pp)->map_size > (*found)->map_size))
+        found = pp;
+  struct large_hdr *h = found ? *found : NULL;
   if (h)
-    cache_unlink_locked(pp, h);
+    cache_unlink_locked(found, h);
   struct large_hdr *evicted = NULL;
   cache_event_locked(&evicted);
   pthread_mutex_unlock(&bigcache_lock);
@@ -140,7 +158,9 @@ static void bigcache_decommit(struct large_hdr *h)
   }
 }
 
-bool bigcache_put(struct large_hdr *h)
+/* back: h comes from the cache (whole or split off), and its decommitted
+ * and cached_at_ms stand; otherwise h was live until now. */
+static bool cache_put(struct large_hdr *h, bool back)
 {
   int b = bucket_of(h->map_size);
   if (b < 0 || !hak_config.bigcache || h->map_size > BIGCACHE_MAX_BLOCK)
@@ -152,12 +172,15 @@ bool bigcache_put(struct large_hdr *h)
   if (cached_count < bigcache_max_count() && cached_bytes + h->map_size <= bigcache_max_bytes()) {
     h->state = LARGE_CACHED;
     large_seal(h);
-    h->decommitted = false;
-    committed_bytes += h->map_size;
-    h->cached_at_ms = hak_now_ms();
-    if (decommit_now)
+    if (!back) {
+      h->decommitted = false;
+      h->cached_at_ms = hak_now_ms();
+    }
+    if (!h->decommitted)
+      committed_bytes += h->map_size;
+    if (decommit_now && !h->decommitted)
       bigcache_decommit(h);
-    else if (hak_config.purge_delay_ms >= 0)
+    else if (hak_config.purge_delay_ms >= 0 && !h->decommitted)
       atomic_store_explicit(&bigcache_wanted, true, memory_order_relaxed);
     h->cache_next = bucket[b];
     bucket[b] = h;
@@ -171,6 +194,9 @@ bool bigcache_put(struct large_hdr *h)
   unmap_list(evicted);
   return kept;
 }
+
+bool bigcache_put(struct large_hdr *h) { return cache_put(h, false); }
+bool bigcache_put_back(struct large_hdr *h) { return cache_put(h, true); }
 
 bool bigcache_flush(void)
 {

@@ -51,11 +51,18 @@ static void large_unregister(uintptr_t base, size_t offset)
   registry_clear(base, large_units(offset) * HAK_UNIT_SIZE);
 }
 
+/* Free addresses left after a new large mapping, so that it can grow in
+ * place: by realloc, or, once cached, for a larger request (BigCache
+ * grows a smaller mapping only in place).  Three times its size: a
+ * cached mapping serves requests up to LARGE_GROW_FROM times larger. */
+static size_t large_room(size_t map_size) { return map_size > SIZE_MAX / 3 ? SIZE_MAX : 3 * map_size; }
+
 /* A new mapping for a block at offset, registered and sealed (state 0:
  * the caller sets it); NULL with errno ENOMEM on failure. */
 static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
 {
-  struct large_hdr *h = os_map_aligned(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE);
+  struct large_hdr *h = os_map_aligned_room(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE,
+                                            large_room(map_size));
   if (!h)
     return NULL;
   h->magic = LARGE_MAGIC;
@@ -81,7 +88,133 @@ void large_unmap(struct large_hdr *h)
   os_unmap(h, size);
 }
 
-void *large_alloc(size_t size, size_t align, bool *fresh)
+/* A cached mapping is split for a request (unless the block is expected
+ * to grow) when the rest would be at least this large and at least as
+ * large as the request: the rest goes back to BigCache with its pages
+ * instead of sitting unused in a live block.  A smaller rest stays with
+ * the block: pieces too small to serve anything would fill the cache. */
+#define LARGE_SPLIT_MIN ((size_t)1 << 20)
+
+/* A smaller cached mapping is grown for a request if it has at least
+ * 1/LARGE_GROW_FROM of the size: only the difference is faulted in. */
+#define LARGE_GROW_FROM 4
+
+/* Splits the rest of cached mapping h beyond map_size bytes off into a
+ * cached mapping of its own, behind a guard, if it is worth one and h is
+ * one VMA; otherwise h stays whole. */
+static void large_split(struct large_hdr *h, size_t map_size)
+{
+  size_t total = h->map_size, guard = HAK_UNIT_SIZE + HAK_PAGE_SIZE; /* at most */
+  if (h->seam != 0 || total - map_size < guard + LARGE_SPLIT_MIN ||
+      total - map_size < guard + map_size)
+    return;
+  struct large_hdr *t = os_split(h, total, map_size);
+  if (!t)
+    return;
+  h->map_size = map_size;
+  large_seal(h);
+  size_t t_size = total - (size_t)((char *)t - (char *)h);
+  t->magic = LARGE_MAGIC;
+  t->map_size = t_size;
+  t->offset = LARGE_HEADER_SIZE;
+  t->state = LARGE_CACHED;
+  t->huge_advised = h->huge_advised;
+  t->decommitted = h->decommitted;
+  t->cached_at_ms = h->cached_at_ms;
+  t->cache_next = NULL;
+  t->seam = 0;
+  if (!large_register((uintptr_t)t, t->offset)) {
+    t->magic = 0;
+    os_unmap(t, t_size);
+    return;
+  }
+  large_seal(t);
+  if (!bigcache_put_back(t))
+    large_unmap(t);
+}
+
+/* Grows h's mapping in place to map_size bytes, if the range after it is
+ * free: its last VMA grows.  Leaves large_live_bytes to the caller. */
+static bool large_grow_in_place(struct large_hdr *h, size_t map_size)
+{
+  char *last = (char *)h + h->seam;
+  if (os_resize_in_place(last, h->map_size - h->seam, map_size - h->seam) != 0)
+    return false;
+  h->map_size = map_size;
+  large_seal(h);
+  return true;
+}
+
+/* Moves h's pages to a new mapping of map_size bytes (no copy: mremap),
+ * the rest of which is new.  Returns the header at its new place, or NULL
+ * with errno ENOMEM and h untouched.  Leaves large_live_bytes to the
+ * caller. */
+static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
+{
+  size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
+  struct large_hdr *n = os_map_aligned_room(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE,
+                                            large_room(map_size));
+  if (!n)
+    return NULL;
+  size_t old_size = h->map_size, off = h->offset, seam = h->seam;
+  uintptr_t old_base = (uintptr_t)h;
+  /* Register the new range first (the only step that can fail for want
+   * of memory), then withdraw the old one before its pages move. */
+  if (!large_register((uintptr_t)n, off)) {
+    os_unmap(n, map_size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  large_unregister(old_base, off);
+  if (os_move(h, old_size, seam, n, map_size) != 0) {
+    large_unregister((uintptr_t)n, off);
+    large_register(old_base, off);
+    os_unmap(n, map_size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  n->map_size = map_size;
+  large_seal(n);
+  return n;
+}
+
+/* A mapping from BigCache for a block of map_size bytes at offset, or
+ * NULL.  to_grow: the block is expected to grow (see large_alloc_to_grow),
+ * so a larger mapping serves it whole; otherwise a much larger one is
+ * split, and a smaller one (see LARGE_GROW_FROM) is grown in place if
+ * the range after it is free. */
+static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool to_grow)
+{
+  size_t most = to_grow ? (map_size > SIZE_MAX / LARGE_GROW_ROOM ? SIZE_MAX : map_size * LARGE_GROW_ROOM)
+                        : SIZE_MAX;
+  struct large_hdr *h = bigcache_take(to_grow ? map_size : map_size / LARGE_GROW_FROM, map_size, most);
+  if (!h)
+    return NULL;
+  /* Grown first: the registry units of the new offset may lie beyond
+   * the smaller mapping's end.  Only in place: moving it by mremap to a
+   * larger new range would keep its pages too, but memcheck then reports
+   * writes to the moved block as invalid (tests/valgrind_stress.sh),
+   * which has not been explained yet. */
+  if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
+    if (!bigcache_put_back(h))
+      large_unmap(h);
+    return NULL;
+  }
+  if (h->offset != offset) {
+    /* Cached for a block at another offset: its registry entries follow. */
+    if (!large_registry_move((uintptr_t)h, h->offset, offset)) {
+      large_unmap(h);
+      return NULL;
+    }
+    h->offset = offset;
+    large_seal(h);
+  }
+  if (!to_grow)
+    large_split(h, map_size);
+  return h;
+}
+
+static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_grow)
 {
   int saved = errno;
   size_t offset = large_offset(align);
@@ -92,16 +225,7 @@ void *large_alloc(size_t size, size_t align, bool *fresh)
   }
   struct large_hdr *h = NULL;
   if (align <= HAK_UNIT_SIZE)
-    h = bigcache_take(map_size);
-  if (h && h->offset != offset) {
-    /* Cached for a block at another offset: its registry entries follow. */
-    if (large_registry_move((uintptr_t)h, h->offset, offset)) {
-      h->offset = offset;
-    } else {
-      large_unmap(h);
-      h = NULL;
-    }
-  }
+    h = large_from_cache(map_size, offset, to_grow);
   *fresh = h == NULL;
   if (h && hak_config.thp == HAK_THP_AUTO && !h->huge_advised && h->map_size >= ((size_t)2 << 20)) {
     /* Reused from BigCache: a hot block, worth huge pages. */
@@ -118,11 +242,23 @@ void *large_alloc(size_t size, size_t align, bool *fresh)
   }
   h->state = LARGE_LIVE;
   h->cache_next = NULL;
+  h->live_size = size;
   large_seal(h);
   stats_add(&hak_counters.large_allocs, 1);
   stats_add(&hak_counters.large_live_bytes, h->map_size);
   errno = saved;
   return large_block(h);
+}
+
+void *large_alloc(size_t size, size_t align, bool *fresh)
+{
+  return large_alloc_from(size, align, fresh, false);
+}
+
+void *large_alloc_to_grow(size_t size)
+{
+  bool fresh;
+  return large_alloc_from(size, HAK_MIN_ALIGN, &fresh, true);
 }
 
 struct large_hdr *large_from_entry(uintptr_t entry, const void *p)
@@ -194,10 +330,13 @@ void *large_realloc(struct large_hdr *h, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  /* Room enough and not too much: stay (a block that grows by small steps
-   * inside a larger mapping costs nothing). */
-  if (map_size <= h->map_size && map_size >= h->map_size / 4)
+  /* Room enough: stay, unless the block shrinks to under a quarter of
+   * its mapping.  A block that grows inside a larger mapping (one taken
+   * from BigCache, say) costs nothing, however much room is left. */
+  if (map_size <= h->map_size && (map_size >= h->map_size / 4 || size >= h->live_size)) {
+    h->live_size = size;
     return large_block(h);
+  }
   if (map_size < h->map_size) {
     /* Shrink in place: give back the tail.  The registry entries end at
      * the block's start, which stays. */
@@ -209,59 +348,43 @@ void *large_realloc(struct large_hdr *h, size_t size)
         h->seam = 0;
       large_seal(h);
     }
+    h->live_size = size;
     errno = saved;
     return large_block(h);
   }
-  /* Grow in place if the following address range is free: the last VMA
-   * grows. */
-  char *last = (char *)h + h->seam;
-  if (os_resize_in_place(last, h->map_size - h->seam, map_size - h->seam) == 0) {
-    stats_add(&hak_counters.large_live_bytes, map_size - h->map_size);
-    h->map_size = map_size;
-    large_seal(h);
+  size_t old_size = h->map_size;
+  /* Grow in place if the following address range is free. */
+  if (large_grow_in_place(h, map_size)) {
+    stats_add(&hak_counters.large_live_bytes, map_size - old_size);
+    h->live_size = size;
     errno = saved;
     return large_block(h);
   }
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
   /* A cached mapping big enough has its pages faulted in already: move
    * the block's pages over its head and keep its tail, so the growth
-   * costs neither a copy nor page faults. */
+   * costs neither a copy nor page faults.  Up to LARGE_GROW_ROOM times
+   * the size: the block is growing, and then grows inside it. */
   if (align <= HAK_UNIT_SIZE && h->seam == 0) {
-    struct large_hdr *c = bigcache_take(map_size);
+    size_t most = map_size > SIZE_MAX / LARGE_GROW_ROOM ? SIZE_MAX : map_size * LARGE_GROW_ROOM;
+    struct large_hdr *c = bigcache_take(map_size, map_size, most);
     if (c) {
       void *p = large_move_into(h, c);
       if (p) {
+        c->live_size = size;
         errno = saved;
         return p;
       }
-      if (!bigcache_put(c))
+      if (!bigcache_put_back(c))
         large_unmap(c);
     }
   }
   /* Otherwise move the pages to a new aligned mapping: no copy. */
-  struct large_hdr *n = os_map_aligned(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE);
+  struct large_hdr *n = large_move_to_new(h, map_size);
   if (!n)
     return NULL;
-  size_t old_size = h->map_size, off = h->offset, seam = h->seam;
-  uintptr_t old_base = (uintptr_t)h;
-  /* Register the new range first (the only step that can fail for want
-   * of memory), then withdraw the old one before its pages move. */
-  if (!large_register((uintptr_t)n, off)) {
-    os_unmap(n, map_size);
-    errno = ENOMEM;
-    return NULL;
-  }
-  large_unregister(old_base, off);
-  if (os_move(h, old_size, seam, n, map_size) != 0) {
-    large_unregister((uintptr_t)n, off);
-    large_register(old_base, off);
-    os_unmap(n, map_size);
-    errno = ENOMEM;
-    return NULL;
-  }
   stats_add(&hak_counters.large_live_bytes, map_size - old_size);
-  n->map_size = map_size;
-  large_seal(n);
+  n->live_size = size;
   errno = saved;
   return large_block(n);
 }

@@ -6,6 +6,12 @@
  * granularity (four steps per doubling) so that a cached mapping fits the
  * next request of the same size class exactly.
  *
+ * A freed mapping is reused with its pages wherever it can serve: whole
+ * for a request of at least about half its size, split in two for a
+ * smaller one (the rest, behind a PROT_NONE guard page, goes back to
+ * BigCache), and grown in place by mremap for a larger one, so that only
+ * the difference is faulted in.
+ *
  * A header is written by the thread that maps the block and read by the
  * thread that frees it; hand-over goes through the program's own
  * synchronisation, as for any block.  BigCache state is under its own lock
@@ -38,7 +44,12 @@ struct large_hdr {
   uint32_t state;             /* enum large_state */
   bool huge_advised;          /* MADV_HUGEPAGE applied */
   bool decommitted;           /* cached, and its pages given back */
-  uint64_t cached_at_ms;      /* when it entered BigCache */
+  union {
+    uint64_t cached_at_ms;    /* cached: when it entered BigCache */
+    size_t live_size;         /* live: the size last asked for (realloc
+                               * tells growth from shrinking by it; not
+                               * sealed, as it bounds nothing) */
+  };
   struct large_hdr *cache_next;
   /* 0, or where the second of the mapping's two VMAs starts: a block
    * moved over the head of a cached mapping keeps that mapping's tail,
@@ -87,6 +98,11 @@ size_t large_good_size(size_t size, size_t align);
  * against the header (fatal error if it is not the block's start, if the
  * block is not live, or if the header does not verify). */
 void large_free(struct large_hdr *h, void *p);
+/* For realloc of a slab block into a large one: a block that grew this
+ * far is likely to grow on, so a cached mapping up to LARGE_GROW_ROOM
+ * times larger serves it whole (no split); it then grows inside it. */
+void *large_alloc_to_grow(size_t size);
+#define LARGE_GROW_ROOM 8
 /* Resizes the block of h to size bytes, moving pages rather than copying
  * when it must move.  Returns the new block, or NULL with errno ENOMEM
  * (old block intact); errno is unchanged on success.  A header that does
@@ -113,13 +129,19 @@ int large_check_invariants(const struct large_hdr *h);
 
 /* Rounds a mapping size up to its BigCache size class. */
 size_t bigcache_round(size_t map_size);
-/* A cached mapping of at least map_size bytes and at most about four
- * times that, or NULL.  Every cached header visited is verified (a
- * mismatch is a fatal error). */
-struct large_hdr *bigcache_take(size_t map_size);
+/* The smallest cached mapping of want..most bytes (the most recently
+ * cached of that size: its pages are the likeliest to be resident);
+ * failing that, the largest of least..want bytes (least == want: none),
+ * for the caller to grow; or NULL.  Every cached header visited is
+ * verified (a mismatch is a fatal error). */
+struct large_hdr *bigcache_take(size_t least, size_t want, size_t most);
 /* Offers a freed mapping to the cache (resealing its header); false if it
  * was not kept. */
 bool bigcache_put(struct large_hdr *h);
+/* Offers a mapping taken from the cache and not used, or the part split
+ * off one: like bigcache_put, but it keeps the age and decommitted state
+ * (cached_at_ms, decommitted) of the mapping it was, or was part of. */
+bool bigcache_put_back(struct large_hdr *h);
 /* Unmaps every cached mapping; returns true if there was any. */
 bool bigcache_flush(void);
 /* The purge's part for BigCache: decommits cached mappings older than

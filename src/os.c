@@ -172,6 +172,8 @@ static _Atomic uintptr_t os_hint_next;
 #define OS_HINT_END      ((uintptr_t)96 << 40)
 #define OS_GUARD_SIZE    ((size_t)HAK_PAGE_SIZE)
 #define OS_JITTER_UNITS  4u
+/* The most address space left free after a mapping for it to grow into. */
+#define OS_ROOM_MAX      ((size_t)64 << 20)
 
 static uintptr_t os_hint_random_start(void)
 {
@@ -192,16 +194,21 @@ static void os_munmap_raw(void *addr, size_t size)
   munmap(addr, size);
 }
 
-/* An address for a mapping of size bytes aligned to align, with the guard
- * and jitter after it reserved; 0 if the request cannot fit the region. */
-static uintptr_t os_hint_take(size_t size, size_t align)
+/* An address for a mapping of size bytes aligned to align, with the guard,
+ * room bytes and jitter after it reserved; 0 if the request cannot fit the
+ * region. */
+static uintptr_t os_hint_take(size_t size, size_t align, size_t room)
 {
-  if (size > OS_HINT_END - OS_HINT_START_HI - align - OS_GUARD_SIZE - OS_JITTER_UNITS * HAK_UNIT_SIZE)
+  if (room > OS_ROOM_MAX)
+    room = OS_ROOM_MAX;
+  if (size > OS_HINT_END - OS_HINT_START_HI - align - OS_GUARD_SIZE - OS_ROOM_MAX -
+                 OS_JITTER_UNITS * HAK_UNIT_SIZE)
     return 0;
   /* Before hak_init (registry leaves of a very early free) the generator
    * must be seeded too; secret_init is idempotent. */
   secret_init();
-  uintptr_t gap = OS_GUARD_SIZE + (uintptr_t)(secret_random() % OS_JITTER_UNITS) * HAK_UNIT_SIZE;
+  uintptr_t gap = OS_GUARD_SIZE + hak_align_up(room, HAK_PAGE_SIZE) +
+                  (uintptr_t)(secret_random() % OS_JITTER_UNITS) * HAK_UNIT_SIZE;
   uintptr_t h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
   for (;;) {
     if (h == 0 || hak_align_up(h, align) + size + gap > OS_HINT_END) {
@@ -227,9 +234,9 @@ static void os_hint_skip(uintptr_t start, uintptr_t end)
     ;
 }
 
-static void *os_map_aligned_raw(size_t size, size_t align)
+static void *os_map_aligned_raw(size_t size, size_t align, size_t room)
 {
-  uintptr_t hint = os_hint_take(size, align);
+  uintptr_t hint = os_hint_take(size, align, room);
   if (hint) {
     void *p = os_mmap((void *)hint, size);
     if (p && ((uintptr_t)p & (align - 1)) == 0 && (uintptr_t)p == hint)
@@ -271,10 +278,15 @@ static void os_drop_tail_guard(uintptr_t end)
 
 void *os_map_aligned(size_t size, size_t align)
 {
+  return os_map_aligned_room(size, align, 0);
+}
+
+void *os_map_aligned_room(size_t size, size_t align, size_t room)
+{
   int saved = errno;
   if (align < HAK_UNIT_SIZE)
     align = HAK_UNIT_SIZE;
-  void *p = os_map_aligned_raw(size, align);
+  void *p = os_map_aligned_raw(size, align, room);
   if (p && !guard_mark((uintptr_t)p, size, true)) {
     os_munmap_raw(p, size);
     os_drop_tail_guard((uintptr_t)p + size);
@@ -423,6 +435,29 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   atomic_fetch_add_explicit(&os_counters.mapped_bytes, new_size - old_size, memory_order_relaxed);
   errno = saved;
   return 0;
+}
+
+void *os_split(void *addr, size_t size, size_t head)
+{
+  uintptr_t a = (uintptr_t)addr, head_end = a + head, rest = tail_guard_end(head_end);
+  if (head == 0 || head % HAK_PAGE_SIZE || rest >= a + size ||
+      os_refuse(addr, size, "mprotect refused: range not mapped by hakmem"))
+    return NULL;
+  int saved = errno;
+  uint64_t bit;
+  _Atomic uint64_t *w = tail_word(head_end, true, &bit);
+  if (!w || mprotect((void *)head_end, rest - head_end, PROT_NONE) != 0) {
+    errno = saved;
+    return NULL;
+  }
+  atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+  /* Units wholly inside the guard hold no mapping of ours any more. */
+  uintptr_t first_free = unit_of(head_end - 1) + 1, rest_unit = unit_of(rest);
+  if (rest_unit > first_free)
+    guard_units(first_free, rest_unit - 1, GUARD_CLEAR);
+  atomic_fetch_sub_explicit(&os_counters.mapped_bytes, rest - head_end, memory_order_relaxed);
+  errno = saved;
+  return (void *)rest;
 }
 
 int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size)

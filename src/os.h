@@ -25,6 +25,11 @@ extern struct os_counters os_counters;
  * with errno = ENOMEM on failure (the kernel refused, or no memory for the
  * ownership map). */
 void *os_map_aligned(size_t size, size_t align);
+/* Like os_map_aligned, and the placement leaves room bytes (at most 64
+ * MiB) of free addresses after the mapping's guard, which later mappings
+ * placed by hint skip: the mapping can likely grow in place
+ * (os_resize_in_place) up to that much.  Only addresses are set aside. */
+void *os_map_aligned_room(size_t size, size_t align, size_t room);
 /* Unmaps a whole mapping obtained from os_map_aligned (as resized since),
  * with its guard.  Refuses (a warning) a range not hakmem's. */
 void os_unmap(void *addr, size_t size);
@@ -53,6 +58,13 @@ void os_inject_decommit_error(int err);
  * come within a guard of the next hakmem mapping or the range after it is
  * taken, EINVAL if old is not hakmem's. */
 int os_resize_in_place(void *old, size_t old_size, size_t new_size);
+/* Splits the mapping [addr, addr+size), one VMA, after its first head
+ * bytes (a multiple of the page size): from addr + head up to the next
+ * unit boundary at least a page further becomes a PROT_NONE guard, as
+ * after a mapping the kernel placed, and the rest a mapping of its own
+ * (unit-aligned, still hakmem's), which is returned.  NULL with nothing
+ * changed if no rest remains or the kernel refuses; errno unchanged. */
+void *os_split(void *addr, size_t size, size_t head);
 /* Moves the pages of [old, old+old_size) to dest, which must be a mapping of
  * at least new_size bytes obtained from os_map_aligned; no data is copied.
  * seam, if not 0, is where the second of the two VMAs the range may be

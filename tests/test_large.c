@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "hakmem.h"
+#include "config.h"
 #include "large.h"
 #include "os.h"
 #include "superslab.h"
@@ -96,20 +97,21 @@ START_TEST(invariants_after_each_operation)
   char *f = hak_realloc(e, 300 * KiB);
   CHECK_INV(f, "realloc shrink");
   /* Move over a cached mapping's head (two VMAs), then grow and move on. */
-  char *cached = hak_malloc(3 * MiB);
-  memset(cached, 7, 3 * MiB);
+  char *cached = hak_malloc(6 * MiB);
+  memset(cached, 7, 6 * MiB);
   char *p = hak_malloc(600 * KiB);
   char *wall = hak_malloc(600 * KiB);
   memset(p, 0x5a, 600 * KiB);
   hak_free(cached);
-  char *q = hak_realloc(p, 2 * MiB);
+  /* Beyond the room p was placed with (three times its size): it moves. */
+  char *q = hak_realloc(p, 5 * MiB);
   ck_assert_ptr_ne(q, p);
   CHECK_INV(q, "realloc into a cached mapping");
   ck_assert_uint_ne(hdr_of(q)->seam, 0);
-  char *g = hak_realloc(q, 2 * MiB + 700 * KiB);
+  char *g = hak_realloc(q, 6 * MiB + 700 * KiB);
   CHECK_INV(g, "realloc of a two-VMA block, in place or moved");
   char *wall2 = hak_malloc(600 * KiB);
-  char *h = hak_realloc(g, 7 * MiB);
+  char *h = hak_realloc(g, 30 * MiB); /* beyond its room */
   ck_assert_ptr_nonnull(h);
   CHECK_INV(h, "realloc of a two-VMA block that must move");
   for (size_t i = 0; i < 600 * KiB; i += 4096)
@@ -166,9 +168,10 @@ START_TEST(overflow_past_a_mapping_faults)
   struct large_hdr *h = hdr_of(big);
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size - 1), 0);
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
-  /* Growing in place stops short of the next mapping's guard: the block
-   * moves instead, and the guard stays. */
-  char *grown = hak_realloc(big, 1200 * KiB);
+  /* Growing beyond the room big was placed with (three times its size)
+   * would reach the next mapping's guard: the block moves instead, and
+   * the guard stays. */
+  char *grown = hak_realloc(big, 5 * MiB);
   ck_assert_ptr_nonnull(grown);
   h = hdr_of(grown);
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
@@ -178,6 +181,149 @@ START_TEST(overflow_past_a_mapping_faults)
   hak_free(after);
   superslab_destroy(next);
   superslab_destroy(ss);
+}
+END_TEST
+
+/* ---- 1b: reuse of cached mappings with their pages ---- */
+
+static long minflt_now(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+/* A much larger cached mapping is split: the block gets its head, the
+ * rest (behind a guard page) is cached and serves the next request. */
+START_TEST(cached_mapping_is_split_for_a_smaller_request)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* the pages checked stay */
+  bigcache_flush();
+  char *big = hak_malloc(12 * MiB);
+  memset(big, 0x5a, 12 * MiB);
+  struct large_hdr *whole = hdr_of(big);
+  char *whole_end = (char *)whole + whole->map_size;
+  hak_free(big);
+  hak_stats_t s0 = stats_now();
+  char *a = hak_malloc(3 * MiB);
+  ck_assert_ptr_eq(a, big);
+  CHECK_INV(a, "head of a split mapping");
+  struct large_hdr *h = hdr_of(a);
+  ck_assert_uint_lt(h->map_size, 4 * MiB);
+  /* The head ends in a guard: an overflow faults. */
+  ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
+  /* The rest is a cached mapping of its own, with its pages. */
+  char *b = hak_malloc(6 * MiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 2);
+  ck_assert((uintptr_t)b > (uintptr_t)(a + 3 * MiB));
+  ck_assert((uintptr_t)(b + 6 * MiB) < (uintptr_t)whole_end);
+  CHECK_INV(b, "rest of a split mapping");
+  for (size_t i = 0; i < 6 * MiB; i += 4096)
+    ck_assert_uint_eq((unsigned char)b[i], 0x5a);
+  memset(b, 1, 6 * MiB);
+  memset(a, 2, 3 * MiB);
+  char *a2 = hak_realloc(a, 5 * MiB);
+  ck_assert_ptr_nonnull(a2);
+  CHECK_INV(a2, "realloc of a split head");
+  ck_assert_uint_eq((unsigned char)a2[3 * MiB - 1], 2);
+  hak_free(a2);
+  hak_free(b);
+  bigcache_flush();
+}
+END_TEST
+
+/* A smaller cached mapping is grown for a larger request: its pages move
+ * along (their old contents show), only the difference is new. */
+START_TEST(smaller_cached_mapping_is_grown)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* the pages checked stay */
+  bigcache_flush();
+  char *small = hak_malloc(8 * MiB);
+  memset(small, 0x3c, 8 * MiB);
+  hak_free(small);
+  hak_stats_t s0 = stats_now();
+  char *p = hak_malloc(12 * MiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  CHECK_INV(p, "grown cached mapping");
+  for (size_t i = 4096; i < 8 * MiB; i += 4096)
+    ck_assert_uint_eq((unsigned char)p[i], 0x3c);
+  memset(p, 1, 12 * MiB);
+  hak_free(p);
+  bigcache_flush();
+}
+END_TEST
+
+/* A slab block that grows into a large one takes a cached mapping much
+ * larger than it and grows inside it; a realloc that grows never shrinks
+ * the mapping, one that shrinks below a quarter of it does. */
+START_TEST(growing_block_stays_in_a_larger_mapping)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* the pages checked stay */
+  bigcache_flush();
+  char *cached = hak_malloc(2 * MiB);
+  hak_free(cached);
+  char *p = hak_malloc(200 * KiB);
+  memset(p, 7, 200 * KiB);
+  char *q = hak_realloc(p, 300 * KiB);
+  ck_assert_ptr_eq(q, cached);
+  size_t map = hdr_of(q)->map_size;
+  ck_assert_uint_ge(map, 2 * MiB);
+  for (size_t n = 320 * KiB; n <= 2 * MiB - 4096; n += 160 * KiB) {
+    char *r = hak_realloc(q, n);
+    ck_assert_ptr_eq(r, q);
+    ck_assert_uint_eq(hdr_of(r)->map_size, map);
+    ck_assert_uint_eq((unsigned char)r[200 * KiB - 1], 7);
+  }
+  char *r = hak_realloc(q, 300 * KiB);
+  ck_assert_ptr_eq(r, q);
+  ck_assert_uint_lt(hdr_of(r)->map_size, map / 4);
+  CHECK_INV(r, "shrunk after growing in a larger mapping");
+  ck_assert_uint_eq((unsigned char)r[200 * KiB - 1], 7);
+  hak_free(r);
+  bigcache_flush();
+}
+END_TEST
+
+/* Issue 13's loop: multi-MiB blocks replaced at random and written whole.
+ * With the purge off (no timing in the test), freed mappings are reused
+ * with their pages: the loop faults in a small part of what it writes. */
+START_TEST(replacing_large_blocks_reuses_pages)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* after hak_init, which sets it */
+  bigcache_flush();
+  enum { SLOTS = 6, ROUNDS = 120 };
+  char *slot[SLOTS];
+  size_t size[SLOTS];
+  unsigned seed = 12345;
+  for (int i = 0; i < SLOTS; i++) {
+    size[i] = 2 * MiB + (seed = seed * 1103515245u + 12345u) % (6 * MiB);
+    slot[i] = hak_malloc(size[i]);
+    memset(slot[i], i, size[i]);
+  }
+  long before = minflt_now();
+  size_t written = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    int i = (int)((seed = seed * 1103515245u + 12345u) >> 8) % SLOTS;
+    hak_free(slot[i]);
+    size[i] = 2 * MiB + (seed = seed * 1103515245u + 12345u) % (6 * MiB);
+    slot[i] = hak_malloc(size[i]);
+    ck_assert_ptr_nonnull(slot[i]);
+    memset(slot[i], r, size[i]);
+    written += size[i];
+  }
+  long faults = minflt_now() - before;
+  long pages = (long)(written / 4096);
+  ck_assert_msg(faults < pages / 4, "%ld minor faults for %ld pages written", faults, pages);
+  for (int i = 0; i < SLOTS; i++) {
+    CHECK_INV(slot[i], "replaced block");
+    hak_free(slot[i]);
+  }
+  ck_assert_ptr_null(bigcache_check());
+  bigcache_flush();
 }
 END_TEST
 
@@ -368,6 +514,10 @@ int main(int argc, char **argv)
   tcase_set_timeout(t, 120);
   tcase_add_test(t, realloc_after_aligned_blocks_grows);
   tcase_add_test(t, invariants_after_each_operation);
+  tcase_add_test(t, cached_mapping_is_split_for_a_smaller_request);
+  tcase_add_test(t, smaller_cached_mapping_is_grown);
+  tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
+  tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);
   tcase_add_test(t, forged_header_aborts);
   tcase_add_test(t, foreign_and_interior_pointers_are_reported);

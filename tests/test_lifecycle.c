@@ -419,16 +419,17 @@ END_TEST
 START_TEST(large_realloc_reuses_cached_pages)
 {
   start();
-  char *cached = hak_malloc(3 << 20);
-  memset(cached, 7, 3 << 20);
+  char *cached = hak_malloc(6 << 20);
+  memset(cached, 7, 6 << 20);
   char *p = hak_malloc(600 << 10);
-  /* A neighbour right after p, so that p cannot grow in place. */
+  /* A neighbour after p and the room for growth it was placed with
+   * (three times its size), so that p cannot grow in place to 5 MiB. */
   char *wall = hak_malloc(600 << 10);
   ck_assert_ptr_nonnull(wall);
   memset(p, 0x5a, 600 << 10);
   hak_free(cached);
   hak_stats_t a = stats_now();
-  char *q = hak_realloc(p, 2 << 20);
+  char *q = hak_realloc(p, 5 << 20);
   hak_stats_t b = stats_now();
   ck_assert_ptr_nonnull(q);
   ck_assert_ptr_ne(q, p);
