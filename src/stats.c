@@ -275,6 +275,8 @@ _Static_assert(LEARN_PHASE_OFF == 0 && LEARN_PHASE_LEARN == 1 && LEARN_PHASE_FRO
   LIVE_C("slab.size", sizeof(struct slab)),                                                 \
   LIVE_C("slab.off_used", offsetof(struct slab, used)),                                     \
   LIVE_C("slab.off_carved", offsetof(struct slab, carved)),                                 \
+  LIVE_C("slab.width_used", sizeof(((struct slab *)0)->used)),                              \
+  LIVE_C("slab.width_carved", sizeof(((struct slab *)0)->carved)),                          \
   LIVE_C("slab.off_cls", offsetof(struct slab, cls)),                                       \
   LIVE_C("slab.off_state", offsetof(struct slab, state)),                                   \
   LIVE_C("slab.off_allocs", offsetof(struct slab, allocs)),                                 \
@@ -287,10 +289,11 @@ _Static_assert(LEARN_PHASE_OFF == 0 && LEARN_PHASE_LEARN == 1 && LEARN_PHASE_FRO
   LIVE_C("large.off_state", offsetof(struct large_hdr, state)),                             \
   LIVE_C("large.state_cached", LARGE_CACHED)
 
-_Static_assert(sizeof(((struct slab *)0)->used) == 2 && sizeof(((struct slab *)0)->carved) == 2 &&
+_Static_assert((sizeof(((struct slab *)0)->used) == 2 || sizeof(((struct slab *)0)->used) == 4) &&
+               (sizeof(((struct slab *)0)->carved) == 2 || sizeof(((struct slab *)0)->carved) == 4) &&
                sizeof(((struct slab *)0)->cls) == 1 && sizeof(((struct slab *)0)->state) == 1 &&
                sizeof(((struct slab *)0)->allocs) == 8,
-               "the live format reads used and carved as 16-bit, cls and state as 8-bit words");
+               "the live format reads used and carved as 16- or 32-bit (slab.width_*), cls and state as 8-bit words");
 _Static_assert(sizeof(((struct superslab *)0)->lg) == 4 &&
                sizeof(((struct superslab *)0)->nslabs) == 4 &&
                sizeof(((struct superslab *)0)->empty_kept) == 1 &&

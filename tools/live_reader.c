@@ -267,6 +267,7 @@ struct layout {
   uint64_t l1_addr, l1_count, empty_leaf, l2_entries, tag;
   uint64_t ss_magic, ss_size_max, ss_off_magic, ss_off_nslabs, ss_off_empty, ss_header;
   uint64_t slab_size, off_used, off_carved, off_cls, off_state, off_allocs;
+  uint64_t width_used, width_carved; /* bytes: 2 or 4 */
   uint64_t st_unused, st_header, st_tail;
   uint64_t lg_magic, lg_off_magic, lg_off_size, lg_off_state, lg_cached;
 };
@@ -278,7 +279,15 @@ static bool layout_load(const struct live_view *v, struct layout *L)
     return false;
   L->l1_addr = l1->value;
   L->l1_count = l1->count;
-  return live_constant(v, "registry.empty_leaf", &L->empty_leaf) &&
+  /* The widths came with the first library whose counts are not all 16-bit;
+   * a library without them has 16-bit used and carved. */
+  if (!live_constant(v, "slab.width_used", &L->width_used))
+    L->width_used = 2;
+  if (!live_constant(v, "slab.width_carved", &L->width_carved))
+    L->width_carved = 2;
+  return (L->width_used == 2 || L->width_used == 4) &&
+         (L->width_carved == 2 || L->width_carved == 4) &&
+         live_constant(v, "registry.empty_leaf", &L->empty_leaf) &&
          live_constant(v, "registry.l2_entries", &L->l2_entries) &&
          live_constant(v, "registry.tag_superslab", &L->tag) &&
          live_constant(v, "superslab.magic", &L->ss_magic) &&
@@ -303,7 +312,8 @@ static bool layout_load(const struct live_view *v, struct layout *L)
          live_constant(v, "large.state_cached", &L->lg_cached) &&
          L->l1_count > 0 && L->l1_count <= (1u << 20) && L->l2_entries > 0 &&
          L->l2_entries <= (1u << 20) && L->slab_size >= 16 && L->ss_header <= (1u << 20) &&
-         L->off_used + 2 <= L->slab_size && L->off_carved + 2 <= L->slab_size &&
+         L->off_used + L->width_used <= L->slab_size &&
+         L->off_carved + L->width_carved <= L->slab_size &&
          L->off_cls < L->slab_size && L->off_state < L->slab_size &&
          L->off_allocs + 8 <= L->slab_size && L->ss_off_magic + 8 <= L->ss_header &&
          L->ss_off_nslabs + 4 <= L->ss_header && L->ss_off_empty < L->ss_header &&
@@ -314,6 +324,10 @@ static bool layout_load(const struct live_view *v, struct layout *L)
 static uint64_t get_u64(const unsigned char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 static uint32_t get_u32(const unsigned char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint16_t get_u16(const unsigned char *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static uint32_t get_count(const unsigned char *p, uint64_t width)
+{
+  return width == 4 ? get_u32(p) : get_u16(p);
+}
 
 /* One SuperSlab's slabs, added to the totals and the per-class rows. */
 static void walk_superslab(pid_t pid, const struct layout *L, uint64_t base, unsigned char *hdr,
@@ -334,7 +348,8 @@ static void walk_superslab(pid_t pid, const struct layout *L, uint64_t base, uns
     if (state == L->st_unused || state == L->st_tail || state == L->st_header ||
         cls >= nclasses)
       continue;
-    uint64_t used = get_u16(s + L->off_used), carved = get_u16(s + L->off_carved);
+    uint64_t used = get_count(s + L->off_used, L->width_used);
+    uint64_t carved = get_count(s + L->off_carved, L->width_carved);
     if (used > carved)
       used = carved;
     uint64_t in_use = used * block_size[cls], free = (carved - used) * block_size[cls];
