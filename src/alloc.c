@@ -267,8 +267,11 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
     errno = ENOMEM;
     return NULL;
   } else {
+    /* At least a page past the header page: BigCache decommits all but
+     * the header page of a cached mapping, which must leave something to
+     * decommit.  The page beyond the request is never touched. */
     bool fresh;
-    p = alloc_large(size ? size : 1, align, &fresh);
+    p = alloc_large(size < HAK_PAGE_SIZE ? HAK_PAGE_SIZE : size, align, &fresh);
   }
   prof_record(p, size);
   return p;
