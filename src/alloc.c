@@ -57,8 +57,6 @@ HAK_INLINE void *alloc_malloc_block(size_t size)
   return alloc_large(size, HAK_MIN_ALIGN, &fresh);
 }
 
-
-
 /* Whether p, a carved block of s carrying the free tag, is really free:
  * on s's list, once the remote stack is collected.  Owner only; bounded
  * by the slab's capacity even if the list was corrupted into a cycle. */
@@ -91,7 +89,8 @@ void alloc_free_slab_slow(struct slab *s, void *p)
     hak_fatal_pointer("free(): double free of", p);
   if (HAK_UNLIKELY(hak_config.check))
     check_free_block(s, p);
-  if (HAK_UNLIKELY(prof_active))
+  /* Only then is a small block ever recorded (else samples are large). */
+  if (HAK_UNLIKELY(prof_every_block))
     prof_before_free(p);
   if (mine) {
     tcache_free_local(s, p);
@@ -313,7 +312,6 @@ static void *alloc_aligned(size_t align, size_t size)
     return alloc_sampled(size, align);
   return alloc_aligned_block(align, size);
 }
-
 
 HAK_EXPORT int hak_posix_memalign(void **memptr, size_t align, size_t size)
 {
