@@ -57,8 +57,6 @@ HAK_INLINE void *alloc_malloc_block(size_t size)
   return alloc_large(size, HAK_MIN_ALIGN, &fresh);
 }
 
-
-
 /* Whether p, a carved block of s carrying the free tag, is really free:
  * on s's list, once the remote stack is collected.  Owner only; bounded
  * by the slab's capacity even if the list was corrupted into a cycle. */
@@ -100,7 +98,8 @@ void alloc_free_slab_slow(struct slab *s, void *p)
     hak_fatal_pointer("free(): double free of", p);
   if (HAK_UNLIKELY(hak_config.check))
     check_free_block(s, p);
-  if (HAK_UNLIKELY(prof_active))
+  /* Only then is a small block ever recorded (else samples are large). */
+  if (HAK_UNLIKELY(prof_every_block))
     prof_before_free(p);
   if (mine) {
     tcache_free_local(s, p);
@@ -277,8 +276,11 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
     errno = ENOMEM;
     return NULL;
   } else {
+    /* At least a page past the header page: BigCache decommits all but
+     * the header page of a cached mapping, which must leave something to
+     * decommit.  The page beyond the request is never touched. */
     bool fresh;
-    p = alloc_large(size ? size : 1, align, &fresh);
+    p = alloc_large(size < HAK_PAGE_SIZE ? HAK_PAGE_SIZE : size, align, &fresh);
   }
   prof_record(p, size);
   return p;
@@ -320,7 +322,6 @@ static void *alloc_aligned(size_t align, size_t size)
     return alloc_sampled(size, align);
   return alloc_aligned_block(align, size);
 }
-
 
 HAK_EXPORT int hak_posix_memalign(void **memptr, size_t align, size_t size)
 {

@@ -55,6 +55,7 @@ tests_monitor_glibc_LDADD = src/libhakmem.la
 # with the library preloaded; its symbols are what google-pprof names.
 tests_prof_sites_SOURCES = tests/prof_sites.c
 tests_prof_sites_CFLAGS = $(AM_CFLAGS) -fno-builtin
+tests_prof_sites_LDFLAGS = -pthread
 
 tests_test_api_SOURCES = tests/test_api.c
 tests_test_api_CFLAGS = $(TEST_API_CFLAGS)

@@ -10,12 +10,19 @@
  *   prof_sites clean    the same allocations, all freed
  *   prof_sites wait N   like "two", then allocates and frees 4 KiB
  *                       blocks for N seconds (a process to profile by pid)
+ *   prof_sites threads  four threads allocate from both sites and free
+ *                       each other's blocks while the main thread forks
+ *                       (the child allocates, frees and exits); all freed
  *
  * No stdio: the leak test counts what is live at exit, and stdio's
  * buffers would be. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define ALPHA_BYTES (64u << 20)
@@ -70,9 +77,50 @@ static void free_sites(void)
     free(beta_blocks[i]);
 }
 
+#define THREADS 4
+#define PER_THREAD 20000
+static void *_Atomic handoff[THREADS][PER_THREAD];
+
+/* Allocates from both sites, frees its left neighbour's blocks. */
+static void *thread_main(void *arg)
+{
+  unsigned me = (unsigned)(uintptr_t)arg, seed = me + 1;
+  for (int i = 0; i < PER_THREAD; i++) {
+    seed = seed * 1103515245u + 12345u;
+    size_t n = 16 + (seed >> 8) % 5000;
+    handoff[me][i] = i % 3 ? beta_site(n) : alpha_site(n);
+    void *theirs = atomic_exchange(&handoff[(me + THREADS - 1) % THREADS][i / 2], NULL);
+    free(theirs);
+  }
+  return NULL;
+}
+
+static int threads(void)
+{
+  pthread_t t[THREADS];
+  for (unsigned i = 0; i < THREADS; i++)
+    if (pthread_create(&t[i], NULL, thread_main, (void *)(uintptr_t)i) != 0)
+      return 1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (int i = 0; i < 1000; i++)
+      free(alpha_site(3000));
+    exit(0);
+  }
+  int status = 1;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return 1;
+  for (unsigned i = 0; i < THREADS; i++)
+    pthread_join(t[i], NULL);
+  for (unsigned i = 0; i < THREADS; i++)
+    for (int k = 0; k < PER_THREAD; k++)
+      free(atomic_exchange(&handoff[i][k], NULL));
+  return 0;
+}
+
 static int usage(void)
 {
-  static const char msg[] = "usage: prof_sites two|leak|clean|wait SECONDS\n";
+  static const char msg[] = "usage: prof_sites two|leak|clean|threads|wait SECONDS\n";
   (void)!write(2, msg, sizeof msg - 1);
   return 2;
 }
@@ -94,6 +142,8 @@ int main(int argc, char **argv)
     /* Forget the leaked pointers, as a real leak does. */
     memset(leak_blocks, 0, sizeof leak_blocks);
     sink = NULL;
+  } else if (strcmp(argv[1], "threads") == 0) {
+    return threads();
   } else if (strcmp(argv[1], "wait") == 0 && argc > 2) {
     two_sites();
     time_t end = time(NULL) + atoi(argv[2]);

@@ -11,6 +11,9 @@
 #  - prof_leak = 1: a planted leak (20 blocks of 1000 bytes from
 #    leak_site) is reported, and google-pprof puts its 20 objects on
 #    leak_site; a clean program gets "no block is still live";
+#  - threads freeing each other's blocks while the program forks, with a
+#    sample every 16 KiB: no failure, no warning, and both processes' exit
+#    profiles name alpha_site among the allocations (--alloc_space);
 #  - hakmemctl profile -- prog leaves the exit profile and an SVG;
 #  - hakmemctl profile --pid on a running process gets a profile (skipped
 #    if process_vm_writev is not permitted here), and refuses a process
@@ -83,6 +86,18 @@ HAKMEM_PROF=1 HAKMEM_PROF_INTERVAL_MB=16 HAKMEM_PROF_PREFIX=$tmp/int env LD_PREL
   fail "prof_sites two failed with prof_interval_mb"
 n=$(ls "$tmp"/int.*.[0-9][0-9][0-9][0-9].heap 2>/dev/null | wc -l)
 [ "$n" -ge 4 ] || fail "prof_interval_mb = 16 over 96 MiB: $n numbered profiles (want >= 4)"
+
+# Threads and fork.
+HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=16 HAKMEM_PROF_PREFIX=$tmp/thr env LD_PRELOAD="$lib" "$prog" threads \
+  2>"$tmp/thr.err" || fail "prof_sites threads failed: $(cat "$tmp/thr.err")"
+[ -s "$tmp/thr.err" ] && fail "prof_sites threads: $(cat "$tmp/thr.err")"
+n=0
+for p in "$tmp"/thr.*.exit.heap; do
+  [ -f "$p" ] || continue
+  n=$((n + 1))
+  google-pprof --text --alloc_space "$prog" "$p" 2>/dev/null | grep -q alpha_site || fail "$p does not name alpha_site"
+done
+[ $n = 2 ] || fail "prof_sites threads: $n exit profiles (want the parent's and the child's)"
 
 # Leak report: planted leak, clean program.
 HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp/leak \
