@@ -14,7 +14,7 @@ static struct slab *empty_list[HAK_NUM_CLASSES];
 static unsigned empty_count[HAK_NUM_CLASSES];
 static struct slab *orphan_list[HAK_NUM_CLASSES];
 static struct superslab *all_list;
-static struct superslab *unused_list;
+static struct superslab *unused_list, *unused_tail;
 static unsigned kept_empty;       /* SuperSlabs kept fully free ... */
 static size_t kept_committed;     /* ... and their committed bytes */
 /* Bytes of free slots whose pages may be resident, over every SuperSlab:
@@ -80,7 +80,24 @@ static void unused_list_add(struct superslab *ss)
   ss->unused_next = unused_list;
   if (unused_list)
     unused_list->unused_prev = ss;
+  else
+    unused_tail = ss;
   unused_list = ss;
+}
+
+/* At the back: claims look for resident slots at the front. */
+static void unused_list_add_tail(struct superslab *ss)
+{
+  if (ss->on_unused_list)
+    return;
+  ss->on_unused_list = true;
+  ss->unused_next = NULL;
+  ss->unused_prev = unused_tail;
+  if (unused_tail)
+    unused_tail->unused_next = ss;
+  else
+    unused_list = ss;
+  unused_tail = ss;
 }
 
 static void unused_list_remove(struct superslab *ss)
@@ -94,6 +111,8 @@ static void unused_list_remove(struct superslab *ss)
     unused_list = ss->unused_next;
   if (ss->unused_next)
     ss->unused_next->unused_prev = ss->unused_prev;
+  else
+    unused_tail = ss->unused_prev;
 }
 
 static void all_list_add(struct superslab *ss)
@@ -284,6 +303,11 @@ static bool superslab_decommit_unused_locked(struct superslab *ss, uint32_t mask
       any = true;
     }
     todo &= ~(uint32_t)((((uint64_t)1 << j) - 1) & ~(((uint64_t)1 << i) - 1));
+  }
+  /* Nothing resident left to claim here: out of the way of claims. */
+  if (any && ss->on_unused_list && ss->free_committed == 0) {
+    unused_list_remove(ss);
+    unused_list_add_tail(ss);
   }
   return any;
 }
@@ -543,6 +567,10 @@ static void pool_release_empty_locked(struct slab *s)
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;
   } else {
+    /* To the front of the list claims look through: its slot is
+     * resident, those of SuperSlabs further down may have been given
+     * back. */
+    unused_list_remove(ss);
     slab_to_unused(ss, s);
   }
   /* Free pages wait for the purge (balanced: purge_delay_ms). */
