@@ -14,7 +14,7 @@ static struct slab *empty_list[HAK_NUM_CLASSES];
 static unsigned empty_count[HAK_NUM_CLASSES];
 static struct slab *orphan_list[HAK_NUM_CLASSES];
 static struct superslab *all_list;
-static struct superslab *unused_list;
+static struct superslab *unused_list, *unused_tail;
 static unsigned kept_empty;       /* SuperSlabs kept fully free ... */
 static size_t kept_committed;     /* ... and their committed bytes */
 /* Bytes of free slots whose pages may be resident, over every SuperSlab:
@@ -80,7 +80,24 @@ static void unused_list_add(struct superslab *ss)
   ss->unused_next = unused_list;
   if (unused_list)
     unused_list->unused_prev = ss;
+  else
+    unused_tail = ss;
   unused_list = ss;
+}
+
+/* At the back: claims look for resident slots at the front. */
+static void unused_list_add_tail(struct superslab *ss)
+{
+  if (ss->on_unused_list)
+    return;
+  ss->on_unused_list = true;
+  ss->unused_next = NULL;
+  ss->unused_prev = unused_tail;
+  if (unused_tail)
+    unused_tail->unused_next = ss;
+  else
+    unused_list = ss;
+  unused_tail = ss;
 }
 
 static void unused_list_remove(struct superslab *ss)
@@ -94,6 +111,8 @@ static void unused_list_remove(struct superslab *ss)
     unused_list = ss->unused_next;
   if (ss->unused_next)
     ss->unused_next->unused_prev = ss->unused_prev;
+  else
+    unused_tail = ss->unused_prev;
 }
 
 static void all_list_add(struct superslab *ss)
@@ -169,16 +188,21 @@ static uint32_t superslab_unused_mask(const struct superslab *ss)
   return m;
 }
 
-/* Brings ss's count of free committed slots, and the pool's sum of them,
- * up to date after its slots changed.  Every path that changes a slot's
- * state or its decommitted bit calls it before the pool lock is dropped
- * (hakmem_check_heap verifies the counts). */
-static void superslab_recount_locked(struct superslab *ss)
+/* ss's free slots whose pages may be resident, counted from its slots
+ * (hakmem_check_heap compares it with the count kept as they change). */
+static unsigned superslab_count_free_committed(const struct superslab *ss)
 {
-  unsigned n = (unsigned)__builtin_popcount(superslab_free_mask(ss) & ~ss->decommitted);
-  pool_free_committed -= (size_t)ss->free_committed << HAK_SLAB_SHIFT;
-  pool_free_committed += (size_t)n << HAK_SLAB_SHIFT;
-  ss->free_committed = n;
+  return (unsigned)__builtin_popcount(superslab_free_mask(ss) & ~ss->decommitted);
+}
+
+/* n slots (negative: fewer) of ss became free and resident: its count and
+ * the pool's sum.  Every path that changes a slot between in use and
+ * free, or a free slot's decommitted bit, says so here: the slab taken
+ * or given back, decommit, prewarm, unmap. */
+static void superslab_free_committed_add(struct superslab *ss, int n)
+{
+  ss->free_committed = (uint32_t)((int)ss->free_committed + n);
+  pool_free_committed += (size_t)((ptrdiff_t)n * (ptrdiff_t)HAK_SLAB_SIZE);
 }
 
 /* Slab s of ss goes from free (UNUSED or EMPTY) to in use.  A small slot
@@ -188,8 +212,12 @@ static void superslab_recount_locked(struct superslab *ss)
 static void superslab_slab_taken(struct superslab *ss, const struct slab *s)
 {
   if (size_class_is_medium(s->cls) && s->state != SLAB_UNUSED) {
+    /* An EMPTY medium slab: its whole span goes back in use. */
     ss->purge_marked = 0;
+    superslab_free_committed_add(ss, -(int)ss->free_committed);
   } else {
+    if (!(ss->decommitted >> s->index & 1))
+      superslab_free_committed_add(ss, -1);
     ss->decommitted &= ~(1u << s->index);
     ss->purge_marked &= ~(1u << s->index);
   }
@@ -270,11 +298,17 @@ static bool superslab_decommit_unused_locked(struct superslab *ss, uint32_t mask
     unsigned j = i;
     while (j < ss->nslabs && (todo >> j & 1))
       j++;
-    if (superslab_decommit_slots(ss, i, j, dontneed) == 0)
+    if (superslab_decommit_slots(ss, i, j, dontneed) == 0) {
+      superslab_free_committed_add(ss, -(int)(j - i));
       any = true;
+    }
     todo &= ~(uint32_t)((((uint64_t)1 << j) - 1) & ~(((uint64_t)1 << i) - 1));
   }
-  superslab_recount_locked(ss);
+  /* Nothing resident left to claim here: out of the way of claims. */
+  if (any && ss->on_unused_list && ss->free_committed == 0) {
+    unused_list_remove(ss);
+    unused_list_add_tail(ss);
+  }
   return any;
 }
 
@@ -361,6 +395,8 @@ static struct slab *pool_claim_slot_locked(void)
   unsigned k = 0;
   for (struct superslab *ss = unused_list; ss && k < CLAIM_SCAN_SUPERSLABS;
        ss = ss->unused_next, k++) {
+    if (!ss->free_committed)
+      continue;
     uint32_t warm = superslab_unused_mask(ss) & ~ss->decommitted;
     if (warm)
       return pool_take_unused_locked(ss, (unsigned)__builtin_ctz(warm));
@@ -422,6 +458,8 @@ static struct superslab *pool_claim_superslab_locked(void)
   ss->nunused = 0;
   ss->purge_marked = 0;
   superslab_slab_taken(ss, &ss->slabs[1]);
+  /* The medium slab spans every slot: none is free any more. */
+  superslab_free_committed_add(ss, -(int)ss->free_committed);
   for (unsigned i = 2; i < ss->nslabs; i++) {
     ss->slabs[i].state = SLAB_SPAN_TAIL;
     ss->slabs[i].head_offset = (uint8_t)(i - 1);
@@ -474,7 +512,6 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   slab_format(s, cls, (uint32_t)size_class_size(cls), HAK_SLAB_SIZE);
 out:
   slab_hand_out(s, owner);
-  superslab_recount_locked(superslab_of_slab(s));
   pool_learn_event_locked();
   pthread_mutex_unlock(&pool_lock);
   return s;
@@ -510,11 +547,17 @@ static void pool_release_empty_locked(struct slab *s)
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
   if (size_class_is_medium(s->cls)) {
     /* The slots its carving reached are resident now; those beyond keep
-     * the state they had when it was handed out. */
+     * the state they had when it was handed out.  Its whole span is
+     * free now. */
     size_t touched = (size_t)s->carved * slab_block_size(s);
     unsigned end = 1 + (unsigned)((touched + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
     for (unsigned i = 1; i < end && i < ss->nslabs; i++)
       ss->decommitted &= ~(1u << i);
+    uint32_t slots = (uint32_t)(((uint64_t)1 << ss->nslabs) - 2);
+    superslab_free_committed_add(
+        ss, __builtin_popcount(slots & ~ss->decommitted) - (int)ss->free_committed);
+  } else if (!(ss->decommitted >> s->index & 1)) {
+    superslab_free_committed_add(ss, 1);
   }
   unsigned cap = size_class_is_medium(s->cls) || hak_config.ss_mem_lean
                      ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
@@ -524,11 +567,14 @@ static void pool_release_empty_locked(struct slab *s)
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;
   } else {
+    /* To the front of the list claims look through: its slot is
+     * resident, those of SuperSlabs further down may have been given
+     * back. */
+    unused_list_remove(ss);
     slab_to_unused(ss, s);
   }
   /* Free pages wait for the purge (balanced: purge_delay_ms). */
   pool_purge_wanted = true;
-  superslab_recount_locked(ss);
   if (--ss->ninuse == 0) {
     superslab_emptied_locked(ss); /* which may unmap it */
     ss = NULL;
@@ -596,7 +642,6 @@ bool shared_pool_trim(void)
     while ((s = slab_list_pop(&empty_list[c]))) {
       empty_count[c]--;
       slab_to_unused(superslab_of_slab(s), s);
-      superslab_recount_locked(superslab_of_slab(s));
     }
   }
   struct superslab *next;
@@ -749,7 +794,7 @@ void shared_pool_prewarm(void)
     for (size_t off = 0; off < bytes; off += HAK_PAGE_SIZE)
       ((volatile char *)first)[off] = 0;
     ss->decommitted = 0;
-    superslab_recount_locked(ss);
+    superslab_free_committed_add(ss, (int)ss->nslabs - 1);
     stats_add(&hak_counters.prewarm_bytes, bytes);
     stats_add(&hak_counters.pool_new_superslab, 1);
   }
@@ -869,7 +914,7 @@ static int heap_check_superslab(struct superslab *ss, uint64_t me)
   }
   if (inuse != ss->ninuse || unused != ss->nunused)
     return heap_problem("SuperSlab slab counts disagree with its slabs", ss);
-  if (ss->free_committed != (unsigned)__builtin_popcount(superslab_free_mask(ss) & ~ss->decommitted))
+  if (ss->free_committed != superslab_count_free_committed(ss))
     return heap_problem("SuperSlab count of free committed slots disagrees with its slabs", ss);
   return 0;
 }

@@ -162,6 +162,42 @@ START_TEST(lean_holds_its_target)
 }
 END_TEST
 
+/* A new slab takes a free slot whose pages are resident before one whose
+ * pages were given back: after lean mode kept 4 MiB resident and gave
+ * back the rest, 2 MiB of new blocks take resident slots only. */
+START_TEST(resident_free_slots_reused_first)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_target_mb = 4;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
+  hak_config.purge_delay_ms = -1;
+  void **v = malloc(BLOCKS * sizeof *v);
+  for (int i = 0; i < BLOCKS; i++) {
+    v[i] = hak_malloc(1000);
+    memset(v[i], 0xcd, 1000);
+  }
+  for (int i = 0; i < BLOCKS; i++)
+    hak_free(v[i]);
+  tcache_collect();
+  struct shared_pool_usage a, b;
+  shared_pool_usage(&a);
+  ck_assert_uint_ge(a.free_committed_bytes, (size_t)3 << 20);
+  /* 2 MiB of 2 KiB blocks: 32 slabs of another class. */
+  hak_config.ss_mem_lean = 0;
+  for (int i = 0; i < 1024; i++) {
+    v[i] = hak_malloc(2000);
+    memset(v[i], 0x3c, 2000);
+  }
+  shared_pool_usage(&b);
+  ck_assert_uint_ge(a.free_committed_bytes - b.free_committed_bytes, (size_t)31 << 16);
+  for (int i = 0; i < 1024; i++)
+    hak_free(v[i]);
+  free(v);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 START_TEST(lean_decommit_off_only_keeps)
 {
   start();
@@ -632,6 +668,7 @@ int main(void)
   tcase_add_test(t, lean_decommits_at_once_dontneed);
   tcase_add_test(t, lean_decommit_free_reuses_and_zeroes);
   tcase_add_test(t, lean_holds_its_target);
+  tcase_add_test(t, resident_free_slots_reused_first);
   tcase_add_test(t, lean_decommit_off_only_keeps);
   tcase_add_test(t, balanced_idle_program_shrinks);
   tcase_add_test(t, fast_mode_never_decommits);
