@@ -100,7 +100,7 @@ const struct config_option config_options[] = {
          "map and fault in a SuperSlab at start-up (not in memory-lean mode)"),
   PRESET(purge_delay_ms, CONFIG_INT, -1, 3600000, NULL, -1, -1, 1000, 1000,
          "decommit SuperSlabs and cached blocks unused this many milliseconds; -1 = never"),
-  BOOL(ss_mem_lean, 0, "memory-lean mode: no prewarm, empty SuperSlabs decommitted at once"),
+  BOOL(ss_mem_lean, 0, "memory-lean mode: no prewarm, free memory kept with its pages bounded by ss_mem_lean_target_mb"),
   { .key = "ss_mem_lean_target_mb", .type = CONFIG_SIZE_MB, .min = 0, .max = 65536, .def = 10,
     .value = &hak_config.ss_mem_lean_target_mb,
     .description = "memory-lean mode: MiB of free memory kept for reuse" },
