@@ -69,7 +69,7 @@ _Static_assert(sizeof(struct slab) == 64, "slab descriptor is one cache line");
  * secret value there.  A block being handed out gets its tag cleared.
  *
  * A remote stack ends with a link to NULL.  A slab's local list ends with
- * a link to slab_list_end() (and an empty list is that pointer): with
+ * a link to SLAB_LIST_END (and an empty list is that pointer): with
  * hardening it is slab_list_end_block, a read-only block whose link word
  * decodes, as any end of a list does, to a delta outside the 64 KiB slot
  * (hak_secret_list has its top bit set), so that malloc's fast path needs
