@@ -1,7 +1,7 @@
 /* Front door, sized and query extensions: hak_good_size (jemalloc's and
  * tcmalloc's nallocx) and the sized frees behind hak_free_sized, C23's
  * free_sized and free_aligned_sized, and C++'s sized operator delete.
- * See alloc_sized.h for why the size is checked rather than trusted. */
+ * See alloc_sized.h for why the size is read only with check = 1. */
 #include "alloc_sized.h"
 #include "alloc.h"
 #include "checkmode.h"
@@ -61,24 +61,8 @@ static bool request_fits_slab(size_t size, size_t align)
   return size_class_for_aligned((size ? size : 1) + trailer, align) >= 0;
 }
 
-/* Whether a slab block of class cls can have come from a request of size
- * bytes aligned to align: the class the request gets, or a size realloc
- * left in place (it keeps a block while the new size fits and fills more
- * than half of it). */
-static bool slab_block_fits(unsigned cls, size_t size, size_t align)
-{
-  size_t block = size_class_size(cls);
-  if (size > block)
-    return false;
-  if (size > block / 2)
-    return true;
-  if (align <= HAK_MIN_ALIGN)
-    return size_class_of(size) == cls;
-  return size_class_for_aligned(size ? size : 1, align) == (int)cls;
-}
-
-/* Checks size against the live block p (registry entry e) and aborts on a
- * mismatch.  A pointer that is not a live block is left to free, which
+/* check = 1: checks size against the live block p (registry entry e),
+ * which records the size requested, and aborts on a mismatch.  A pointer that is not a live block is left to free, which
  * names that misuse itself. */
 static HAK_COLD void free_sized_check(void *p, uintptr_t e, size_t size, size_t align,
                                       const char *fn)
@@ -93,7 +77,7 @@ static HAK_COLD void free_sized_check(void *p, uintptr_t e, size_t size, size_t 
         slab_block_tagged(p))
       return;
     /* With check = 1 the block records the size requested. */
-    bad |= hak_config.check ? check_block_size(s, p) != size : !slab_block_fits(s->cls, size, align);
+    bad |= check_block_size(s, p) != size;
   } else {
     struct large_hdr *h = large_from_entry(e, p);
     if (!h || !large_header_ok(h) || h->magic != LARGE_MAGIC || h->state != LARGE_LIVE ||
@@ -123,7 +107,7 @@ HAK_EXPORT void hak_free_sized(void *p, size_t size)
 HAK_EXPORT void hak_free_aligned_sized(void *p, size_t align, size_t size)
 {
   /* No block has such an alignment: aligned_alloc refuses it. */
-  if (HAK_UNLIKELY(p && !hak_is_pow2(align)))
+  if (HAK_UNLIKELY(hak_config.check && p && !hak_is_pow2(align)))
     hak_fatal_pointer("hak_free_aligned_sized(): alignment not a power of two, for", p);
   alloc_free_sized(p, size, align, "hak_free_aligned_sized()");
 }

@@ -223,7 +223,7 @@ HAK_EXPORT void free_sized(void *p, size_t size)
 
 HAK_EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
-  if (__builtin_expect(p && !hak_is_pow2(align), 0))
+  if (__builtin_expect(hak_config.check && p && !hak_is_pow2(align), 0))
     hak_fatal_pointer("free_aligned_sized(): alignment not a power of two, for", p);
   alloc_free_sized(p, size, align, "free_aligned_sized()");
 }
