@@ -152,6 +152,13 @@ struct large_hdr *bigcache_take(size_t least, size_t want, size_t most)
 /* Gives back the pages of a cached mapping except its header page. */
 static void bigcache_decommit(struct large_hdr *h)
 {
+  /* A one-page mapping is its header alone: nothing to give back, and an
+   * empty range would count as a refused OS call. */
+  if (h->map_size <= HAK_PAGE_SIZE) {
+    h->decommitted = true;
+    committed_bytes -= h->map_size;
+    return;
+  }
   if (os_decommit((char *)h + HAK_PAGE_SIZE, h->map_size - HAK_PAGE_SIZE, true) == 0) {
     h->decommitted = true;
     committed_bytes -= h->map_size;
