@@ -86,23 +86,13 @@ static bool line_matches(const char *l, size_t n, const struct expect *e)
  * matches e. */
 static void expect_abort(void (*fn)(void), const char *what, struct expect e)
 {
-  int fds[2];
-  ck_assert_int_eq(pipe(fds), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
+  int fd;
+  pid_t pid = fork_capturing_stderr(&fd);
   if (pid == 0) {
-    struct rlimit no_core = { 0, 0 };
-    setrlimit(RLIMIT_CORE, &no_core);
-    signal(SIGABRT, SIG_DFL);
-    dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
     fn();
     child_say("misuse-test: the misuse went unnoticed (the case returned)\n");
     _exit(CHILD_RETURNED);
   }
-  close(fds[1]);
   static char buf[16384];
   size_t len = 0;
   bool hung = false, eof = false;
@@ -113,14 +103,14 @@ static void expect_abort(void (*fn)(void), const char *what, struct expect e)
       hung = true;
       break;
     }
-    struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
     int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
     if (pr < 0 && errno == EINTR)
       continue;
     if (pr == 0)
       continue; /* the loop sees the deadline */
     char tmp[4096];
-    ssize_t r = read(fds[0], tmp, sizeof tmp);
+    ssize_t r = read(fd, tmp, sizeof tmp);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0) {
@@ -147,7 +137,7 @@ static void expect_abort(void (*fn)(void), const char *what, struct expect e)
     }
     usleep(10000);
   }
-  close(fds[0]);
+  close(fd);
   if (hung)
     ck_abort_msg("%s: HUNG, killed after %d s (expected abort with \"%s\" ... \"%s\"); stderr: %s",
                  what, CASE_DEADLINE, e.func, e.words[0], buf);

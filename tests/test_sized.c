@@ -226,28 +226,14 @@ static void check_off_by_one(void) { free_sized(malloc(opaque(100)), 99); }
 /* Runs case in a new process with HAKMEM_CHECK=1 from its start. */
 static int run_check_case(const char *name, char *out, size_t outlen)
 {
-  int fds[2];
-  ck_assert_int_eq(pipe(fds), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
+  int fd;
+  pid_t pid = fork_capturing_stderr(&fd);
   if (pid == 0) {
-    struct rlimit no_core = { 0, 0 };
-    setrlimit(RLIMIT_CORE, &no_core);
-    dup2(fds[1], 2);
-    close(fds[0]);
-    close(fds[1]);
     setenv("HAKMEM_CHECK", "1", 1);
     execl("/proc/self/exe", "test_sized", "--check-case", name, (char *)NULL);
     _exit(127);
   }
-  close(fds[1]);
-  size_t len = 0;
-  ssize_t r;
-  while (len < outlen - 1 && (r = read(fds[0], out + len, outlen - 1 - len)) > 0)
-    len += (size_t)r;
-  out[len] = 0;
-  close(fds[0]);
+  read_to_end(fd, out, outlen);
   int status;
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   return status;

@@ -63,11 +63,11 @@ static inline long rss_kb(void)
   return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* Runs fn in a child (no core file) whose stderr is captured: the child
- * must die of SIGABRT after writing a "hakmem: " line containing needle.
- * what names the case in the failure message.  (tests/test_misuse.c has
- * a fuller harness, with a deadline, for cases that might hang.) */
-static inline void expect_child_aborts(void (*fn)(void), const char *what, const char *needle)
+/* Forks a child for a misuse case: it leaves no core file, takes the
+ * default action for SIGABRT (the sanitizer build installs handlers), and
+ * writes its stderr into a pipe.  Returns 0 in the child; in the parent
+ * the child's pid, with *stderr_fd the pipe's read end. */
+static inline pid_t fork_capturing_stderr(int *stderr_fd)
 {
   int fds[2];
   if (pipe(fds) != 0)
@@ -83,17 +83,39 @@ static inline void expect_child_aborts(void (*fn)(void), const char *what, const
     dup2(fds[1], 2);
     close(fds[0]);
     close(fds[1]);
+    return 0;
+  }
+  close(fds[1]);
+  *stderr_fd = fds[0];
+  return pid;
+}
+
+/* Reads fd to its end (at most len - 1 bytes kept) into buf, a string;
+ * closes fd. */
+static inline void read_to_end(int fd, char *buf, size_t len)
+{
+  size_t n = 0;
+  ssize_t r;
+  while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) > 0)
+    n += (size_t)r;
+  buf[n] = 0;
+  close(fd);
+}
+
+/* Runs fn in a child (no core file) whose stderr is captured: the child
+ * must die of SIGABRT after writing a "hakmem: " line containing needle.
+ * what names the case in the failure message.  (tests/test_misuse.c has
+ * a fuller harness, with a deadline, for cases that might hang.) */
+static inline void expect_child_aborts(void (*fn)(void), const char *what, const char *needle)
+{
+  int fd;
+  pid_t pid = fork_capturing_stderr(&fd);
+  if (pid == 0) {
     fn();
     _exit(0);
   }
-  close(fds[1]);
   char buf[4096];
-  size_t len = 0;
-  ssize_t r;
-  while (len < sizeof buf - 1 && (r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-    len += (size_t)r;
-  buf[len] = 0;
-  close(fds[0]);
+  read_to_end(fd, buf, sizeof buf);
   int status;
   if (waitpid(pid, &status, 0) != pid)
     ck_abort_msg("waitpid failed");
