@@ -28,9 +28,10 @@
 #     changed; if it does not exist, an empty one is created for the bind
 #     and removed afterwards);
 #  6. a second soname installs beside the first: libhakmem0 repacked as
-#     libhakmem1 0.2.0-1 (soname libhakmem.so.1) depending on a repacked
-#     hakmem-common (>= 0.2.0-1), which replaces hakmem-common 0.1.0-1
-#     while libhakmem0 stays;
+#     libhakmem1 of a later version (this one's upstream version with
+#     "+next", soname libhakmem.so.1) depending on a repacked hakmem-common
+#     of that version, which replaces this hakmem-common while libhakmem0
+#     stays;
 #  7. `apt-get purge` of every hakmem package leaves nothing behind: no
 #     file that `dpkg -L` listed, and the same `find` of /etc, /usr and
 #     /var as before the install; the local repository's files in
@@ -434,12 +435,14 @@ dpkg --audit >"$work/audit.log" 2>&1 || true
 
 # ---- 6. a second soname beside the first ------------------------------
 # What a later source release would bring: libhakmem1 (soname
-# libhakmem.so.1) from source 0.2.0-1, depending on hakmem-common (>=
-# 0.2.0-1).  libhakmem0 depends on hakmem-common (>= its own version), so
+# libhakmem.so.1) from a later source version, depending on hakmem-common
+# (>= that version).  libhakmem0 depends on hakmem-common (>= its own version), so
 # installing libhakmem1 upgrades hakmem-common and keeps libhakmem0.
 say "co-installation: libhakmem0 with a repacked $PKG_SECOND"
 rp=$work/repack
 rm -rf "$rp"
+installed=$(dpkg-query -W -f='${Version}' hakmem-common)
+next=${installed%-*}+next-1
 mkdir -p "$rp"
 dpkg-deb -R "$(ls "$repo"/libhakmem0_*.deb)" "$rp/lib"
 dpkg-deb -R "$(ls "$repo"/hakmem-common_*.deb)" "$rp/common"
@@ -455,11 +458,11 @@ dpkg-deb -R "$(ls "$repo"/hakmem-common_*.deb)" "$rp/common"
   ln -s "$(basename "$new")" "$libdir/libhakmem.so.1"
   mv usr/share/doc/libhakmem0 "usr/share/doc/$PKG_SECOND"
   rm -f DEBIAN/shlibs DEBIAN/symbols
-  sed -i -e "s/^Package: libhakmem0\$/Package: $PKG_SECOND/" -e 's/^Version: .*/Version: 0.2.0-1/' \
-    -e 's/hakmem-common (>= [^)]*)/hakmem-common (>= 0.2.0-1)/' -e '/^Source:/d' DEBIAN/control
+  sed -i -e "s/^Package: libhakmem0\$/Package: $PKG_SECOND/" -e "s/^Version: .*/Version: $next/" \
+    -e "s/hakmem-common (>= [^)]*)/hakmem-common (>= $next)/" -e '/^Source:/d' DEBIAN/control
   find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs md5sum >DEBIAN/md5sums
 )
-sed -i -e 's/^Version: .*/Version: 0.2.0-1/' -e '/^Source:/d' "$rp/common/DEBIAN/control"
+sed -i -e "s/^Version: .*/Version: $next/" -e '/^Source:/d' "$rp/common/DEBIAN/control"
 dpkg-deb -b --root-owner-group "$rp/lib" "$repo/" >/dev/null
 dpkg-deb -b --root-owner-group "$rp/common" "$repo/" >/dev/null
 (cd "$repo" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
@@ -473,7 +476,7 @@ show "$work/apt-install2.log"
 for p in libhakmem0 "$PKG_SECOND"; do
   [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p")" = "ii " ] || fail "$p is not installed"
 done
-[ "$(dpkg-query -W -f='${Version}' hakmem-common)" = 0.2.0-1 ] || fail "hakmem-common was not upgraded"
+[ "$(dpkg-query -W -f='${Version}' hakmem-common)" = "$next" ] || fail "hakmem-common was not upgraded"
 ls -l /usr/lib/*/libhakmem.so.0 /usr/lib/*/libhakmem.so.1
 readelf -d /usr/lib/*/libhakmem.so.1 | grep -q 'SONAME.*\[libhakmem\.so\.1\]' || fail "libhakmem.so.1 has the wrong soname"
 for so in libhakmem.so.0 libhakmem.so.1; do
