@@ -7,7 +7,8 @@
 #include "config.h"
 #include "secret.h"
 #include "shared_pool.h"
-#include "stats.h"
+#include "counters.h"
+#include "diag.h"
 
 #include <errno.h>
 #include <fcntl.h>

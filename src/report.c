@@ -7,60 +7,20 @@
 #include <string.h>
 #include <unistd.h>
 
-void report_put(struct report_buf *b, const char *s)
-{
-  while (*s) {
-    if (b->len + 1 >= b->size) {
-      b->truncated = true;
-      return;
-    }
-    b->buf[b->len++] = *s++;
-  }
-  b->buf[b->len] = '\0';
-}
-
-static void put_char(struct report_buf *b, char c)
-{
-  char s[2] = { c, '\0' };
-  report_put(b, s);
-}
-
-void report_put_u64(struct report_buf *b, uint64_t v)
-{
-  char tmp[24];
-  int i = (int)sizeof tmp - 1;
-  tmp[i] = '\0';
-  do {
-    tmp[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  report_put(b, tmp + i);
-}
-
-static void put_i64(struct report_buf *b, int64_t v)
-{
-  if (v < 0) {
-    put_char(b, '-');
-    report_put_u64(b, (uint64_t)0 - (uint64_t)v);
-  } else {
-    report_put_u64(b, (uint64_t)v);
-  }
-}
-
 /* v right-aligned in width columns. */
-static void put_padded(struct report_buf *b, const char *s, size_t width, bool right)
+static void put_padded(struct diag_buf *b, const char *s, size_t width, bool right)
 {
   size_t n = strlen(s);
   if (right)
     for (size_t i = n; i < width; i++)
-      put_char(b, ' ');
-  report_put(b, s);
+      diag_put_char(b, ' ');
+  diag_put(b, s);
   if (!right)
     for (size_t i = n; i < width; i++)
-      put_char(b, ' ');
+      diag_put_char(b, ' ');
 }
 
-void report_put_bytes(struct report_buf *b, uint64_t v)
+void report_put_bytes(struct diag_buf *b, uint64_t v)
 {
   static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
   unsigned u = 0;
@@ -74,44 +34,44 @@ void report_put_bytes(struct report_buf *b, uint64_t v)
     tenths = scaled % 10;
     u++;
   }
-  report_put_u64(b, whole);
+  diag_put_u64(b, whole);
   if (u) {
-    put_char(b, '.');
-    put_char(b, (char)('0' + tenths));
+    diag_put_char(b, '.');
+    diag_put_char(b, (char)('0' + tenths));
   }
-  put_char(b, ' ');
-  report_put(b, units[u]);
+  diag_put_char(b, ' ');
+  diag_put(b, units[u]);
 }
 
 static void bytes_text(char *out, size_t size, uint64_t v)
 {
-  struct report_buf t = { .buf = out, .size = size };
+  struct diag_buf t = { .buf = out, .size = size };
   out[0] = '\0';
   report_put_bytes(&t, v);
 }
 
-void report_put_json_string(struct report_buf *b, const char *s)
+void report_put_json_string(struct diag_buf *b, const char *s)
 {
-  put_char(b, '"');
+  diag_put_char(b, '"');
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
     if (c == '"' || c == '\\') {
-      put_char(b, '\\');
-      put_char(b, (char)c);
+      diag_put_char(b, '\\');
+      diag_put_char(b, (char)c);
     } else if (c < 0x20) {
-      report_put(b, "\\u00");
-      put_char(b, "0123456789abcdef"[c >> 4]);
-      put_char(b, "0123456789abcdef"[c & 15]);
+      diag_put(b, "\\u00");
+      diag_put_char(b, "0123456789abcdef"[c >> 4]);
+      diag_put_char(b, "0123456789abcdef"[c & 15]);
     } else {
-      put_char(b, (char)c);
+      diag_put_char(b, (char)c);
     }
   }
-  put_char(b, '"');
+  diag_put_char(b, '"');
 }
 
 /* Seconds since the epoch as 2026-11-26T12:34:56Z (UTC; no gmtime, whose
  * time-zone handling may allocate). */
-static void put_time(struct report_buf *b, int64_t t)
+static void put_time(struct diag_buf *b, int64_t t)
 {
   int64_t days = t / 86400, secs = t % 86400;
   if (secs < 0) {
@@ -134,9 +94,9 @@ static void put_time(struct report_buf *b, int64_t t)
   static const char sep[] = "--T::Z";
   for (int i = 0; i < 6; i++) {
     if (i && f[i] < 10)
-      put_char(b, '0');
-    put_i64(b, f[i]);
-    put_char(b, sep[i]);
+      diag_put_char(b, '0');
+    diag_put_i64(b, f[i]);
+    diag_put_char(b, sep[i]);
   }
 }
 
@@ -177,12 +137,12 @@ static unsigned classes_by_use(const struct report_data *d, uint8_t *order)
 /* Rows of the per-class table in the text report; the rest are counted. */
 #define REPORT_TEXT_CLASS_ROWS 12
 
-static void line_start(struct report_buf *b)
+static void line_start(struct diag_buf *b)
 {
-  report_put(b, "hakmem: ");
+  diag_put(b, "hakmem: ");
 }
 
-static void text_bytes_field(struct report_buf *b, const char *label, uint64_t v)
+static void text_bytes_field(struct diag_buf *b, const char *label, uint64_t v)
 {
   char t[32];
   line_start(b);
@@ -191,87 +151,87 @@ static void text_bytes_field(struct report_buf *b, const char *label, uint64_t v
   put_padded(b, t, 10, true);
 }
 
-void report_text(struct report_buf *b, const struct report_data *d)
+void report_text(struct diag_buf *b, const struct report_data *d)
 {
   char t[32];
   line_start(b);
-  report_put(b, "stats pid=");
-  put_i64(b, d->pid);
-  report_put(b, " program=");
-  report_put(b, d->program[0] ? d->program : "?");
+  diag_put(b, "stats pid=");
+  diag_put_i64(b, d->pid);
+  diag_put(b, " program=");
+  diag_put(b, d->program[0] ? d->program : "?");
   if (d->time) {
-    report_put(b, " time=");
+    diag_put(b, " time=");
     put_time(b, d->time);
   }
   if (d->version[0]) {
-    report_put(b, " version=");
-    report_put(b, d->version);
+    diag_put(b, " version=");
+    diag_put(b, d->version);
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
 
   line_start(b);
   put_padded(b, "mode", 14, false);
-  report_put(b, d->mode[0] ? d->mode : "?");
+  diag_put(b, d->mode[0] ? d->mode : "?");
   if (d->mode_source[0]) {
-    report_put(b, " (");
-    report_put(b, d->mode_source);
-    report_put(b, ")");
+    diag_put(b, " (");
+    diag_put(b, d->mode_source);
+    diag_put(b, ")");
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
 
   if (d->have_heap) {
     text_bytes_field(b, "in use", report_in_use(d));
-    report_put(b, "  (slab blocks ");
+    diag_put(b, "  (slab blocks ");
     bytes_text(t, sizeof t, d->small_in_use);
-    report_put(b, t);
-    report_put(b, ", large blocks ");
+    diag_put(b, t);
+    diag_put(b, ", large blocks ");
     bytes_text(t, sizeof t, d->large_in_use);
-    report_put(b, t);
-    report_put(b, ")\n");
+    diag_put(b, t);
+    diag_put(b, ")\n");
     text_bytes_field(b, "held free", report_held(d));
-    report_put(b, "  (free slab blocks ");
+    diag_put(b, "  (free slab blocks ");
     bytes_text(t, sizeof t, d->slab_free);
-    report_put(b, t);
+    diag_put(b, t);
     if (d->have_bigcache) {
-      report_put(b, ", BigCache ");
+      diag_put(b, ", BigCache ");
       bytes_text(t, sizeof t, d->bigcache_bytes);
-      report_put(b, t);
+      diag_put(b, t);
     }
-    report_put(b, ")\n");
+    diag_put(b, ")\n");
   } else {
     text_bytes_field(b, "large in use", d->large_in_use);
-    report_put(b, "  (slab blocks unknown: the slabs could not be walked)\n");
+    diag_put(b, "  (slab blocks unknown: the slabs could not be walked)\n");
   }
   text_bytes_field(b, "mapped", d->mapped);
   if (d->have_heap) {
-    report_put(b, "  (SuperSlabs ");
-    report_put_u64(b, d->superslabs);
-    report_put(b, ", of which empty ");
-    report_put_u64(b, d->superslabs_empty);
-    report_put(b, ")");
+    diag_put(b, "  (SuperSlabs ");
+    diag_put_u64(b, d->superslabs);
+    diag_put(b, ", of which empty ");
+    diag_put_u64(b, d->superslabs_empty);
+    diag_put(b, ")");
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
   if (d->have_resident) {
     text_bytes_field(b, "resident", d->resident);
-    report_put(b, "  (whole process)\n");
+    diag_put(b, "  (whole process)\n");
     text_bytes_field(b, "peak resident", d->peak_resident);
-    report_put(b, "\n");
+    diag_put(b, "\n");
   }
   line_start(b);
   put_padded(b, "OS calls", 14, false);
-  report_put_u64(b, d->os_calls);
+  diag_put_u64(b, d->os_calls);
   if (d->os_calls_per_s >= 0) {
-    report_put(b, " (");
-    report_put_u64(b, (uint64_t)(d->os_calls_per_s + 0.5));
-    report_put(b, "/s)");
+    diag_put(b, " (");
+    diag_put_u64(b, (uint64_t)(d->os_calls_per_s + 0.5));
+    diag_put(b, "/s)");
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
 
   uint8_t order[REPORT_CLASS_MAX];
   unsigned n = classes_by_use(d, order);
   if (n) {
     line_start(b);
-    report_put(b, "     block      in use        free   allocations      refills\n");
+    diag_put(b, "     block      in use        free   allocations      refills\n");
     for (unsigned i = 0; i < n && i < REPORT_TEXT_CLASS_ROWS; i++) {
       const struct report_class *k = &d->classes[order[i]];
       line_start(b);
@@ -282,19 +242,19 @@ void report_text(struct report_buf *b, const struct report_data *d)
       bytes_text(t, sizeof t, k->free_bytes);
       put_padded(b, t, 12, true);
       char num[24];
-      struct report_buf nb = { .buf = num, .size = sizeof num };
-      report_put_u64(&nb, k->allocs);
+      struct diag_buf nb = { .buf = num, .size = sizeof num };
+      diag_put_u64(&nb, k->allocs);
       put_padded(b, num, 14, true);
       nb.len = 0;
-      report_put_u64(&nb, k->refills);
+      diag_put_u64(&nb, k->refills);
       put_padded(b, num, 13, true);
-      report_put(b, "\n");
+      diag_put(b, "\n");
     }
     if (n > REPORT_TEXT_CLASS_ROWS) {
       line_start(b);
-      report_put(b, "  ... ");
-      report_put_u64(b, n - REPORT_TEXT_CLASS_ROWS);
-      report_put(b, " more classes in use (stats_format = json lists all)\n");
+      diag_put(b, "  ... ");
+      diag_put_u64(b, n - REPORT_TEXT_CLASS_ROWS);
+      diag_put(b, " more classes in use (stats_format = json lists all)\n");
     }
   }
 
@@ -302,75 +262,75 @@ void report_text(struct report_buf *b, const struct report_data *d)
   for (unsigned i = 0; i < d->nlearn; i++) {
     const struct report_learn *l = &d->learn[i];
     line_start(b);
-    report_put(b, "learn ");
-    report_put(b, l->name);
-    report_put(b, " phase ");
-    report_put(b, l->phase);
-    report_put(b, " value ");
-    put_i64(b, l->value);
-    report_put(b, " epochs ");
-    report_put_u64(b, l->epochs);
-    report_put(b, " transitions ");
-    report_put_u64(b, l->transitions);
-    report_put(b, " events ");
-    report_put_u64(b, l->events);
-    report_put(b, " events_to_freeze ");
-    report_put_u64(b, l->events_to_freeze);
-    report_put(b, "\n");
+    diag_put(b, "learn ");
+    diag_put(b, l->name);
+    diag_put(b, " phase ");
+    diag_put(b, l->phase);
+    diag_put(b, " value ");
+    diag_put_i64(b, l->value);
+    diag_put(b, " epochs ");
+    diag_put_u64(b, l->epochs);
+    diag_put(b, " transitions ");
+    diag_put_u64(b, l->transitions);
+    diag_put(b, " events ");
+    diag_put_u64(b, l->events);
+    diag_put(b, " events_to_freeze ");
+    diag_put_u64(b, l->events_to_freeze);
+    diag_put(b, "\n");
     for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
       const struct report_candidate *c = &l->cand[j];
       line_start(b);
-      report_put(b, "learn ");
-      report_put(b, l->name);
-      report_put(b, " candidate ");
-      put_i64(b, c->value);
-      report_put(b, " rating ");
-      report_put_u64(b, c->rating);
-      report_put(b, " epochs ");
-      report_put_u64(b, c->epochs);
-      report_put(b, " cost_ns ");
-      report_put_u64(b, c->cost_ns);
-      report_put(b, c->chosen ? " chosen\n" : "\n");
+      diag_put(b, "learn ");
+      diag_put(b, l->name);
+      diag_put(b, " candidate ");
+      diag_put_i64(b, c->value);
+      diag_put(b, " rating ");
+      diag_put_u64(b, c->rating);
+      diag_put(b, " epochs ");
+      diag_put_u64(b, c->epochs);
+      diag_put(b, " cost_ns ");
+      diag_put_u64(b, c->cost_ns);
+      diag_put(b, c->chosen ? " chosen\n" : "\n");
     }
   }
 
   for (unsigned i = 0; i < d->ncounters; i++) {
     line_start(b);
-    report_put(b, d->counters[i].name);
-    put_char(b, ' ');
-    report_put_u64(b, d->counters[i].value);
-    report_put(b, "\n");
+    diag_put(b, d->counters[i].name);
+    diag_put_char(b, ' ');
+    diag_put_u64(b, d->counters[i].value);
+    diag_put(b, "\n");
   }
 }
 
-static void json_key(struct report_buf *b, const char *key, bool *first)
+static void json_key(struct diag_buf *b, const char *key, bool *first)
 {
   if (!*first)
-    put_char(b, ',');
+    diag_put_char(b, ',');
   *first = false;
   report_put_json_string(b, key);
-  put_char(b, ':');
+  diag_put_char(b, ':');
 }
 
-static void json_u64(struct report_buf *b, const char *key, uint64_t v, bool *first)
+static void json_u64(struct diag_buf *b, const char *key, uint64_t v, bool *first)
 {
   json_key(b, key, first);
-  report_put_u64(b, v);
+  diag_put_u64(b, v);
 }
 
-void report_json(struct report_buf *b, const struct report_data *d)
+void report_json(struct diag_buf *b, const struct report_data *d)
 {
   bool first = true;
-  put_char(b, '{');
+  diag_put_char(b, '{');
   json_key(b, "program", &first);
   report_put_json_string(b, d->program);
   json_key(b, "pid", &first);
-  put_i64(b, d->pid);
+  diag_put_i64(b, d->pid);
   if (d->time) {
     json_key(b, "time", &first);
-    put_char(b, '"');
+    diag_put_char(b, '"');
     put_time(b, d->time);
-    put_char(b, '"');
+    diag_put_char(b, '"');
   }
   json_key(b, "version", &first);
   report_put_json_string(b, d->version);
@@ -380,7 +340,7 @@ void report_json(struct report_buf *b, const struct report_data *d)
   report_put_json_string(b, d->mode_source);
 
   json_key(b, "bytes", &first);
-  put_char(b, '{');
+  diag_put_char(b, '{');
   bool f2 = true;
   if (d->have_heap) {
     json_u64(b, "in_use", report_in_use(d), &f2);
@@ -396,7 +356,7 @@ void report_json(struct report_buf *b, const struct report_data *d)
     json_u64(b, "resident", d->resident, &f2);
     json_u64(b, "peak_resident", d->peak_resident, &f2);
   }
-  put_char(b, '}');
+  diag_put_char(b, '}');
   if (d->have_heap) {
     json_u64(b, "superslabs", d->superslabs, &first);
     json_u64(b, "superslabs_empty", d->superslabs_empty, &first);
@@ -408,68 +368,68 @@ void report_json(struct report_buf *b, const struct report_data *d)
   uint8_t order[REPORT_CLASS_MAX];
   unsigned n = classes_by_use(d, order);
   json_key(b, "classes", &first);
-  put_char(b, '[');
+  diag_put_char(b, '[');
   for (unsigned i = 0; i < n; i++) {
     const struct report_class *k = &d->classes[order[i]];
     bool f3 = true;
     if (i)
-      put_char(b, ',');
-    put_char(b, '{');
+      diag_put_char(b, ',');
+    diag_put_char(b, '{');
     json_u64(b, "block", k->block_size, &f3);
     json_u64(b, "in_use", k->in_use_bytes, &f3);
     json_u64(b, "free", k->free_bytes, &f3);
     json_u64(b, "allocs", k->allocs, &f3);
     json_u64(b, "refills", k->refills, &f3);
-    put_char(b, '}');
+    diag_put_char(b, '}');
   }
-  put_char(b, ']');
+  diag_put_char(b, ']');
 
   json_key(b, "learn", &first);
-  put_char(b, '[');
+  diag_put_char(b, '[');
   for (unsigned i = 0; i < d->nlearn; i++) {
     const struct report_learn *l = &d->learn[i];
     bool f3 = true;
     if (i)
-      put_char(b, ',');
-    put_char(b, '{');
+      diag_put_char(b, ',');
+    diag_put_char(b, '{');
     json_key(b, "name", &f3);
     report_put_json_string(b, l->name);
     json_key(b, "phase", &f3);
     report_put_json_string(b, l->phase);
     json_key(b, "value", &f3);
-    put_i64(b, l->value);
+    diag_put_i64(b, l->value);
     json_u64(b, "epochs", l->epochs, &f3);
     json_u64(b, "transitions", l->transitions, &f3);
     json_u64(b, "events", l->events, &f3);
     json_u64(b, "events_to_freeze", l->events_to_freeze, &f3);
     json_key(b, "candidates", &f3);
-    put_char(b, '[');
+    diag_put_char(b, '[');
     for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
       const struct report_candidate *c = &l->cand[j];
       bool f5 = true;
       if (j)
-        put_char(b, ',');
-      put_char(b, '{');
+        diag_put_char(b, ',');
+      diag_put_char(b, '{');
       json_key(b, "value", &f5);
-      put_i64(b, c->value);
+      diag_put_i64(b, c->value);
       json_u64(b, "rating", c->rating, &f5);
       json_u64(b, "epochs", c->epochs, &f5);
       json_u64(b, "cost_ns", c->cost_ns, &f5);
       json_key(b, "chosen", &f5);
-      report_put(b, c->chosen ? "true" : "false");
-      put_char(b, '}');
+      diag_put(b, c->chosen ? "true" : "false");
+      diag_put_char(b, '}');
     }
-    put_char(b, ']');
-    put_char(b, '}');
+    diag_put_char(b, ']');
+    diag_put_char(b, '}');
   }
-  put_char(b, ']');
+  diag_put_char(b, ']');
 
   json_key(b, "counters", &first);
-  put_char(b, '{');
+  diag_put_char(b, '{');
   bool f4 = true;
   for (unsigned i = 0; i < d->ncounters; i++)
     json_u64(b, d->counters[i].name, d->counters[i].value, &f4);
-  report_put(b, "}}\n");
+  diag_put(b, "}}\n");
 }
 
 /* The value after key (a line start) in text, in kB, as bytes. */
@@ -499,14 +459,14 @@ static bool proc_field_kb(const char *text, const char *key, uint64_t *out)
 static size_t read_proc(int64_t pid, const char *file, char *buf, size_t size)
 {
   char path[64];
-  struct report_buf pb = { .buf = path, .size = sizeof path };
-  report_put(&pb, "/proc/");
+  struct diag_buf pb = { .buf = path, .size = sizeof path };
+  diag_put(&pb, "/proc/");
   if (pid)
-    put_i64(&pb, pid);
+    diag_put_i64(&pb, pid);
   else
-    report_put(&pb, "self");
-  put_char(&pb, '/');
-  report_put(&pb, file);
+    diag_put(&pb, "self");
+  diag_put_char(&pb, '/');
+  diag_put(&pb, file);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return 0;

@@ -1,12 +1,17 @@
-/* Statistics: the counters, the live-stats block hakmemctl reads from
- * outside, the report (rendered by report.c) and the error lines, all
- * written with write(2) and formatted by hand: this code may run inside
- * malloc or at exit. */
+/* The top of the library's statistics (see stats.h): hakmem_stats_get,
+ * the live-stats block hakmemctl reads from outside, the report's
+ * snapshot and where it is written, and the library's constructor and
+ * destructor.  Written with write(2) and formatted by diag.h's builder:
+ * this code may run inside malloc_stats or at exit. */
 #include "stats.h"
 #include "config.h"
+#include "counters.h"
+#include "diag.h"
+#include "init.h"
 #include "large.h"
 #include "learn.h"
 #include "os.h"
+#include "prof.h"
 #include "live_stats.h"
 #include "report.h"
 #include "shared_pool.h"
@@ -24,146 +29,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-struct hak_counters hak_counters;
-
-uint64_t hak_now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* A line buffer; appends silently stop at its end. */
-struct line {
-  char buf[256];
-  size_t len;
-};
-
-static void line_str(struct line *l, const char *s)
-{
-  while (*s && l->len < sizeof l->buf - 1)
-    l->buf[l->len++] = *s++;
-}
-
-static void line_hex(struct line *l, uintptr_t v)
-{
-  char tmp[20];
-  int i = (int)sizeof tmp;
-  do {
-    tmp[--i] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v);
-  line_str(l, "0x");
-  while (i < (int)sizeof tmp && l->len < sizeof l->buf - 1)
-    l->buf[l->len++] = tmp[i++];
-}
-
-static void line_write(struct line *l, int fd)
-{
-  l->buf[l->len++] = '\n';
-  size_t off = 0;
-  while (off < l->len) {
-    ssize_t n = write(fd, l->buf + off, l->len - off);
-    if (n <= 0)
-      break;
-    off += (size_t)n;
-  }
-}
-
-/* ---- where the exit report goes ----
- *
- * Standard error as it was at start-up: a copy of it (taken when a report
- * is due at exit, since programs such as coreutils close stderr before
- * they exit) and the identity of the file it was.  A program may close
- * either descriptor and open its own files, which then get their numbers:
- * a descriptor is written to only while fstat still shows that identity,
- * else the line is dropped rather than appended to the program's data. */
-struct fd_identity {
-  dev_t dev;
-  ino_t ino;
-  int accmode;          /* O_ACCMODE bits: F_SETFL cannot change them */
-  bool valid;
-};
-static struct fd_identity stderr_identity;
-static int report_fd = -1;
-
-static bool fd_identify(int fd, struct fd_identity *id)
-{
-  struct stat st;
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fstat(fd, &st) != 0)
-    return false;
-  *id = (struct fd_identity){ .dev = st.st_dev, .ino = st.st_ino, .accmode = fl & O_ACCMODE,
-                              .valid = true };
-  return true;
-}
-
-static bool fd_is_stderr(int fd)
-{
-  struct fd_identity now;
-  return fd >= 0 && stderr_identity.valid && fd_identify(fd, &now) &&
-         now.dev == stderr_identity.dev && now.ino == stderr_identity.ino &&
-         now.accmode == stderr_identity.accmode;
-}
-
-/* The original stderr: our copy, else fd 2 if it still is that file;
- * -1 if neither is. */
-static int original_stderr(void)
-{
-  if (!stderr_identity.valid)
-    return STDERR_FILENO; /* not recorded yet */
-  if (fd_is_stderr(report_fd))
-    return report_fd;
-  if (fd_is_stderr(STDERR_FILENO))
-    return STDERR_FILENO;
-  return -1;
-}
-
-static void warn_to(int fd, const char *msg)
-{
-  if (hak_config.quiet || fd < 0)
-    return;
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: ");
-  line_str(&l, msg);
-  line_write(&l, fd);
-}
-
-/* While the program runs, fd 2 is what it made stderr (a daemon's
- * dup2 of its log, say), so warnings follow it. */
-void hak_warn(const char *msg)
-{
-  warn_to(STDERR_FILENO, msg);
-}
-
-void hak_warn_at_exit(const char *msg)
-{
-  warn_to(original_stderr(), msg);
-}
-
-void hak_warn_pointer(const char *what, const void *ptr)
-{
-  if (hak_config.quiet)
-    return;
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: ");
-  line_str(&l, what);
-  line_str(&l, " ");
-  line_hex(&l, (uintptr_t)ptr);
-  line_write(&l, STDERR_FILENO);
-}
-
-void hak_fatal_pointer(const char *what, const void *ptr)
-{
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: ");
-  line_str(&l, what);
-  line_str(&l, " ");
-  line_hex(&l, (uintptr_t)ptr);
-  line_write(&l, STDERR_FILENO);
-  abort();
-}
 
 int hakmem_stats_get(hak_stats_t *st)
 {
@@ -427,20 +292,12 @@ static void stats_report_sections(int fd, unsigned sections)
   while (atomic_flag_test_and_set_explicit(&report_busy, memory_order_acquire))
     sched_yield();
   stats_snapshot(&d, sections);
-  struct report_buf b = { .buf = report_out, .size = sizeof report_out };
+  struct diag_buf b = DIAG_BUF(report_out);
   if (hak_config.stats_format == HAK_STATS_JSON)
     report_json(&b, &d);
   else
     report_text(&b, &d);
-  size_t off = 0;
-  while (off < b.len) {
-    ssize_t n = write(fd, report_out + off, b.len - off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    off += (size_t)n;
-  }
+  diag_write(fd, report_out, b.len);
   atomic_flag_clear_explicit(&report_busy, memory_order_release);
 }
 
@@ -451,19 +308,18 @@ void stats_report(int fd)
   errno = saved;
 }
 
+/* Sections of the report at exit, as the stats options ask; 0: none. */
+static unsigned stats_exit_sections(void)
+{
+  return hak_config.stats ? REPORT_ALL
+       : (hak_config.ss_os_stats ? REPORT_OS : 0) |
+         (hak_config.shared_pool_stage_stats ? REPORT_POOL : 0) |
+         (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
+}
+
 void stats_prepare_exit_report(void)
 {
-  if (report_fd >= 0)
-    close(report_fd);
-  report_fd = -1;
-  /* A stderr closed at start-up matches nothing: no line is trusted to fd 2. */
-  struct fd_identity id = { .accmode = -1 };
-  if (fd_identify(STDERR_FILENO, &id) &&
-      (hak_config.stats || hak_config.ss_os_stats || hak_config.shared_pool_stage_stats ||
-       hak_config.ss_stats_dump))
-    report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
-  id.valid = true;
-  stderr_identity = id;
+  diag_prepare(hak_config.quiet, stats_exit_sections() != 0);
   config_source_format(0, live_mode_source, sizeof live_mode_source);
 }
 
@@ -499,15 +355,11 @@ static bool stats_inherited_scope(void)
       mine = *e;
   if (!mine)
     return false; /* set by the conf file: every process is a top one */
-  char path[40] = "/proc/";
-  size_t len = strlen(path);
-  char digits[24];
-  int nd = 0;
-  for (unsigned long p = (unsigned long)getppid(); nd == 0 || p; p /= 10)
-    digits[nd++] = (char)('0' + p % 10);
-  while (nd)
-    path[len++] = digits[--nd];
-  memcpy(path + len, "/environ", sizeof "/environ");
+  char path[40];
+  struct diag_buf pb = DIAG_BUF(path);
+  diag_put(&pb, "/proc/");
+  diag_put_u64(&pb, (uint64_t)getppid());
+  diag_put(&pb, "/environ");
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return false;
@@ -557,10 +409,7 @@ static int stats_file_open(const char *path)
 
 void stats_report_at_exit(void)
 {
-  unsigned sections = hak_config.stats ? REPORT_ALL
-                    : (hak_config.ss_os_stats ? REPORT_OS : 0) |
-                      (hak_config.shared_pool_stage_stats ? REPORT_POOL : 0) |
-                      (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
+  unsigned sections = stats_exit_sections();
   if (!sections || !stats_program_matches() ||
       (hak_config.stats_scope == HAK_STATS_SCOPE_TOP && stats_inherited_scope()))
     return;
@@ -570,7 +419,7 @@ void stats_report_at_exit(void)
     fd = stats_file_open(hak_config.stats_file);
   bool own = fd >= 0;
   if (!own)
-    fd = original_stderr();
+    fd = diag_original_stderr();
   if (fd < 0)
     return;
   stats_report_sections(fd, sections);
@@ -581,6 +430,24 @@ void stats_report_at_exit(void)
 void hakmem_stats_print(int fd)
 {
   stats_report(fd);
+}
+
+/* The library's constructor: initialises it (if no malloc has yet) and
+ * prepares what the live block and the exit report need.  It lives here,
+ * at the top, because the report is above every layer init may call. */
+__attribute__((constructor)) static void stats_constructor(void)
+{
+  hak_init();
+  stats_prepare_exit_report();
+}
+
+/* The library's destructor: the profiler's last profile and leak report,
+ * then the statistics report, then the learner's state file. */
+__attribute__((destructor)) static void stats_destructor(void)
+{
+  prof_exit();
+  stats_report_at_exit();
+  learn_save_state();
 }
 
 const char *hakmem_version(void)

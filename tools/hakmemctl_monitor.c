@@ -155,7 +155,7 @@ static void snapshot(const struct live_view *v, struct report_data *d)
 static void print_report(const struct report_data *d, bool json)
 {
   static char out[1 << 16];
-  struct report_buf b = { .buf = out, .size = sizeof out };
+  struct diag_buf b = DIAG_BUF(out);
   if (json)
     report_json(&b, d);
   else
@@ -358,7 +358,7 @@ static void bytes_cell(char *out, size_t size, uint64_t v, bool known)
     snprintf(out, size, "-");
     return;
   }
-  struct report_buf b = { .buf = out, .size = size };
+  struct diag_buf b = { .buf = out, .size = size };
   out[0] = '\0';
   report_put_bytes(&b, v);
 }
@@ -369,7 +369,7 @@ static void top_print(const struct top_scan *s, bool json, bool clear)
     for (size_t i = 0; i < s->n; i++) {
       const struct top_row *r = &s->rows[i];
       char buf[256];
-      struct report_buf b = { .buf = buf, .size = sizeof buf };
+      struct diag_buf b = DIAG_BUF(buf);
       buf[0] = '\0';
       report_put_json_string(&b, r->program);
       printf("{\"pid\":%d,\"program\":%s,\"mode\":\"%s\",\"resident\":%llu,", (int)r->pid, buf,
