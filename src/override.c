@@ -62,7 +62,7 @@ void *__libc_pvalloc(size_t size) HAK_ALIAS(pvalloc);
 static struct mallinfo2 mallinfo_from(struct shared_pool_usage *u)
 {
   hak_stats_t st;
-  hakmem_stats_get(&st);
+  stats_collect(&st);
   shared_pool_usage(u);
   struct mallinfo2 mi = { 0 };
   mi.arena = u->superslab_bytes;
@@ -118,7 +118,7 @@ HAK_EXPORT int malloc_info(int options, FILE *fp)
   struct shared_pool_usage u;
   struct mallinfo2 mi = mallinfo_from(&u);
   hak_stats_t st;
-  hakmem_stats_get(&st);
+  stats_collect(&st);
   static char xml[16384];
   static atomic_flag busy = ATOMIC_FLAG_INIT;
   while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))

@@ -30,13 +30,14 @@
 
 extern char **environ;
 
-int hakmem_stats_get(hak_stats_t *st)
+void stats_collect(hak_stats_t *st)
 {
   struct shared_pool_usage u;
   struct bigcache_usage b;
   shared_pool_usage(&u);
   bigcache_usage(&b);
   memset(st, 0, sizeof *st);
+  st->size = sizeof *st;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     st->malloc_calls += u.allocs[c];
     st->refills += atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed);
@@ -70,6 +71,50 @@ int hakmem_stats_get(hak_stats_t *st)
   st->mapped_bytes = atomic_load_explicit(&os_counters.mapped_bytes, memory_order_relaxed);
   st->bigcache_bytes = b.bytes;
   st->large_bytes = atomic_load_explicit(&hak_counters.large_live_bytes, memory_order_relaxed);
+}
+
+/* The fields start after size; a caller's size counts whole fields only. */
+#define STATS_FIELDS_START offsetof(hak_stats_t, malloc_calls)
+
+int hakmem_stats_read(hak_stats_t *st)
+{
+  if (!st || st->size < sizeof st->size) {
+    errno = EINVAL;
+    return -1;
+  }
+  size_t want = st->size;
+  hak_stats_t now;
+  stats_collect(&now);
+  size_t n = want < sizeof now ? want : sizeof now;
+  if (n < STATS_FIELDS_START)
+    n = sizeof st->size;
+  else
+    n = STATS_FIELDS_START + (n - STATS_FIELDS_START) / sizeof(uint64_t) * sizeof(uint64_t);
+  /* Counters the library does not know read as zero (the caller's struct
+   * is want bytes long); size says how many bytes were filled. */
+  memcpy((char *)st + sizeof st->size, (char *)&now + sizeof st->size, n - sizeof st->size);
+  memset((char *)st + n, 0, want - n);
+  st->size = n;
+  return 0;
+}
+
+/* hak_stats_t as 0.1.0 defined it: the same counters, in the same order,
+ * without the size field.  Frozen: counters added later are not in it. */
+#define STATS_0_1_0_COUNTERS 29
+_Static_assert(offsetof(hak_stats_t, os_refused) + sizeof(uint64_t) - STATS_FIELDS_START ==
+                 STATS_0_1_0_COUNTERS * sizeof(uint64_t),
+               "0.1.0's counters are the first 29 after size, in its order");
+
+/* The exported hakmem_stats_get is 0.1.0's, for programs built against
+ * it; programs built against a later hakmem.h reach hakmem_stats_read
+ * through that header's hakmem_stats_get macro. */
+#undef hakmem_stats_get
+HAK_EXPORT int hakmem_stats_get(void *stats_0_1_0);
+int hakmem_stats_get(void *stats_0_1_0)
+{
+  hak_stats_t now;
+  stats_collect(&now);
+  memcpy(stats_0_1_0, (char *)&now + STATS_FIELDS_START, STATS_0_1_0_COUNTERS * sizeof(uint64_t));
   return 0;
 }
 
@@ -206,7 +251,7 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
   hak_stats_t st;
   struct shared_pool_usage u;
   struct bigcache_usage bc;
-  hakmem_stats_get(&st);
+  stats_collect(&st);
   shared_pool_usage(&u);
   bigcache_usage(&bc);
   memset(d, 0, sizeof *d);

@@ -1,5 +1,5 @@
-/* Statistics, the top of the library: hakmem_stats_get and
- * hakmem_stats_print, the live-stats block through which hakmemctl reads
+/* Statistics, the top of the library: hakmem_stats_read (and 0.1.0's
+ * hakmem_stats_get) and hakmem_stats_print, the live-stats block through which hakmemctl reads
  * a running process from outside, the report at exit, and the library's
  * constructor and destructor.
  *
@@ -18,6 +18,12 @@
 #define HAKMEM_STATS_H
 
 #include "hakmem_internal.h"
+#include "hakmem.h"
+
+/* Fills the whole of *st (size included) from the counters and the
+ * layers' usage: what hakmem_stats_read copies from, for the library's own
+ * callers (the report, mallinfo2, malloc_info). */
+void stats_collect(hak_stats_t *st);
 
 /* Writes the full report, in the stats_format form, to fd; errno is kept. */
 void stats_report(int fd);
