@@ -2,6 +2,7 @@
  * into a fixed buffer, because the library renders it inside malloc_stats
  * or at exit, where neither malloc nor stdio may be called. */
 #include "report.h"
+#include "hakmem.h"
 
 #include <fcntl.h>
 #include <string.h>
@@ -97,6 +98,42 @@ static void put_time(struct diag_buf *b, int64_t t)
       diag_put_char(b, '0');
     diag_put_i64(b, f[i]);
     diag_put_char(b, sep[i]);
+  }
+}
+
+#define COUNTER(f, sections) { #f, sections, offsetof(hak_stats_t, f) }
+const struct report_counter_def report_counters[] = {
+  COUNTER(malloc_calls, REPORT_MAIN), COUNTER(refills, REPORT_MAIN),
+  COUNTER(remote_frees, REPORT_MAIN), COUNTER(remote_drains, REPORT_MAIN),
+  COUNTER(slabs_emptied, REPORT_MAIN), COUNTER(large_allocs, REPORT_MAIN),
+  COUNTER(large_frees, REPORT_MAIN), COUNTER(bigcache_hits, REPORT_MAIN),
+  COUNTER(bigcache_misses, REPORT_MAIN), COUNTER(large_bytes, REPORT_MAIN),
+  COUNTER(bigcache_bytes, REPORT_MAIN), COUNTER(lean_decommit, REPORT_MAIN),
+  COUNTER(lean_retire, REPORT_MAIN), COUNTER(purge_decommit, REPORT_MAIN),
+  COUNTER(purge_threads, REPORT_MAIN), COUNTER(prewarm_bytes, REPORT_MAIN),
+  COUNTER(pool_reuse_empty, REPORT_POOL), COUNTER(pool_claim_unused, REPORT_POOL),
+  COUNTER(pool_new_superslab, REPORT_POOL), COUNTER(pool_adopt, REPORT_POOL),
+  COUNTER(superslabs_live, REPORT_POOL | REPORT_DUMP),
+  COUNTER(superslabs_empty, REPORT_POOL | REPORT_DUMP),
+  COUNTER(superslabs_unmapped, REPORT_POOL | REPORT_DUMP),
+  COUNTER(os_mmap, REPORT_OS), COUNTER(os_munmap, REPORT_OS), COUNTER(os_madvise, REPORT_OS),
+  COUNTER(os_mremap, REPORT_OS), COUNTER(os_refused, REPORT_OS), COUNTER(mapped_bytes, REPORT_OS),
+};
+#undef COUNTER
+const unsigned report_counter_count = sizeof report_counters / sizeof report_counters[0];
+_Static_assert(sizeof report_counters / sizeof report_counters[0] <= REPORT_COUNTER_MAX,
+               "every counter fits in a report");
+
+void report_add_counters(struct report_data *d, unsigned sections,
+                         bool (*get)(const struct report_counter_def *c, const void *source,
+                                     uint64_t *value),
+                         const void *source)
+{
+  for (unsigned i = 0; i < report_counter_count; i++) {
+    const struct report_counter_def *c = &report_counters[i];
+    uint64_t v;
+    if ((c->sections & sections) && d->ncounters < REPORT_COUNTER_MAX && get(c, source, &v))
+      d->counters[d->ncounters++] = (struct report_counter){ c->name, v };
   }
 }
 

@@ -80,6 +80,36 @@ struct report_data {
   struct report_counter counters[REPORT_COUNTER_MAX];
 };
 
+/* Sections of a report: the library's report at exit lists those the
+ * stats options ask for (stats: all; ss_os_stats, shared_pool_stage_stats
+ * and ss_stats_dump: one each), hakmem_stats_print and hakmemctl all. */
+enum report_section {
+  REPORT_OS = 1,      /* OS calls and mapped bytes */
+  REPORT_POOL = 2,    /* shared-pool stages and SuperSlabs */
+  REPORT_DUMP = 4,    /* per-class table and SuperSlabs */
+  REPORT_MAIN = 8,    /* the other counters and the learner */
+  REPORT_ALL = 15,
+};
+
+/* One counter of the report: its name (a hak_stats_t field's, and the
+ * live-stats entry's where the block has one), the sections that list
+ * it, and where hak_stats_t holds it.  report_counters is the one list,
+ * in the report's order, that the library and hakmemctl both fill from. */
+struct report_counter_def {
+  const char *name;
+  unsigned sections;       /* enum report_section bits */
+  size_t stats_offset;     /* offsetof(hak_stats_t, <name>) */
+};
+extern const struct report_counter_def report_counters[];
+extern const unsigned report_counter_count;
+
+/* Appends to d->counters, in order, each counter that sections list and
+ * get finds (get returns false for a counter its source lacks). */
+void report_add_counters(struct report_data *d, unsigned sections,
+                         bool (*get)(const struct report_counter_def *c, const void *source,
+                                     uint64_t *value),
+                         const void *source);
+
 void report_text(struct diag_buf *b, const struct report_data *d);
 /* One JSON object on one line, ending in a newline. */
 void report_json(struct diag_buf *b, const struct report_data *d);

@@ -226,10 +226,6 @@ HAK_EXPORT __attribute__((used)) const struct live_block hakmem_live_stats = {
 
 /* ---- the report ---- */
 
-/* Sections of the report, chosen by stats (all), ss_os_stats,
- * shared_pool_stage_stats and ss_stats_dump. */
-enum { REPORT_OS = 1, REPORT_POOL = 2, REPORT_DUMP = 4, REPORT_ALL = 7 };
-
 static void copy_text(char *dst, size_t size, const char *src)
 {
   size_t i = 0;
@@ -238,10 +234,12 @@ static void copy_text(char *dst, size_t size, const char *src)
   dst[i] = '\0';
 }
 
-static void add_counter(struct report_data *d, const char *name, uint64_t v)
+/* A counter of the report, from a hak_stats_t: every one is there. */
+static bool counter_from_stats(const struct report_counter_def *c, const void *stats,
+                               uint64_t *value)
 {
-  if (d->ncounters < REPORT_COUNTER_MAX)
-    d->counters[d->ncounters++] = (struct report_counter){ name, v };
+  memcpy(value, (const char *)stats + c->stats_offset, sizeof *value);
+  return true;
 }
 
 /* Fills d from this process's own state; the sections choose the
@@ -283,7 +281,7 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
         .free_bytes = u.free_class[c], .allocs = u.allocs[c],
         .refills = atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed) };
   }
-  if (sections == REPORT_ALL)
+  if (sections & REPORT_MAIN)
     for (unsigned k = 0; k < LEARN_DECISION_COUNT && d->nlearn < REPORT_LEARN_MAX; k++) {
       const struct learn_decision *ld = &learn_decisions[k];
       if (ld->phase == LEARN_PHASE_OFF)
@@ -304,23 +302,7 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
           .chosen = i == ld->best && ld->phase != LEARN_PHASE_LEARN };
       }
     }
-#define R(f) add_counter(d, #f, st.f)
-  if (sections == REPORT_ALL) {
-    R(malloc_calls); R(refills); R(remote_frees); R(remote_drains);
-    R(slabs_emptied); R(large_allocs); R(large_frees); R(bigcache_hits);
-    R(bigcache_misses); R(large_bytes); R(bigcache_bytes); R(lean_decommit);
-    R(lean_retire); R(purge_decommit); R(purge_threads); R(prewarm_bytes);
-  }
-  if (sections & REPORT_POOL) {
-    R(pool_reuse_empty); R(pool_claim_unused); R(pool_new_superslab); R(pool_adopt);
-  }
-  if (sections & (REPORT_POOL | REPORT_DUMP)) {
-    R(superslabs_live); R(superslabs_empty); R(superslabs_unmapped);
-  }
-  if (sections & REPORT_OS) {
-    R(os_mmap); R(os_munmap); R(os_madvise); R(os_mremap); R(os_refused); R(mapped_bytes);
-  }
-#undef R
+  report_add_counters(d, sections, counter_from_stats, &st);
 }
 
 /* The report is rendered whole into this buffer and written with as few
