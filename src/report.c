@@ -188,6 +188,174 @@ static void text_bytes_field(struct diag_buf *b, const char *label, uint64_t v)
   put_padded(b, t, 10, true);
 }
 
+static void json_key(struct diag_buf *b, const char *key, bool *first)
+{
+  if (!*first)
+    diag_put_char(b, ',');
+  *first = false;
+  report_put_json_string(b, key);
+  diag_put_char(b, ':');
+}
+
+static void json_u64(struct diag_buf *b, const char *key, uint64_t v, bool *first)
+{
+  json_key(b, key, first);
+  diag_put_u64(b, v);
+}
+
+/* ---- rows ----
+ * A class of the table, a learner's decision and each of its candidates
+ * are rows: one line of the text report or one JSON object, written by the
+ * same calls in either format.  A text row is "hakmem: " and its lead,
+ * then each field as a column (width > 0: the value right-aligned, no
+ * key) or as " key value"; a JSON row is {"key":value,...}. */
+struct row {
+  struct diag_buf *b;
+  bool json;
+  bool first;         /* JSON: no comma before the next key */
+};
+
+static struct row row_begin(struct diag_buf *b, bool json, const char *text_lead)
+{
+  if (json) {
+    diag_put_char(b, '{');
+  } else {
+    line_start(b);
+    diag_put(b, text_lead);
+  }
+  return (struct row){ .b = b, .json = json, .first = true };
+}
+
+static void row_end(struct row *r)
+{
+  diag_put(r->b, r->json ? "}" : "\n");
+}
+
+/* The text form of a field: " key value", or the value in a column. */
+static void row_text_field(struct row *r, const char *key, const char *value, size_t width)
+{
+  if (width) {
+    put_padded(r->b, value, width, true);
+    return;
+  }
+  diag_put_char(r->b, ' ');
+  if (key) {
+    diag_put(r->b, key);
+    diag_put_char(r->b, ' ');
+  }
+  diag_put(r->b, value);
+}
+
+/* A number: key in JSON; in text, text_key (NULL: the value alone) or a
+ * column of width. */
+static void row_i64(struct row *r, const char *key, const char *text_key, int64_t v, size_t width)
+{
+  if (r->json) {
+    json_key(r->b, key, &r->first);
+    diag_put_i64(r->b, v);
+    return;
+  }
+  char num[24];
+  struct diag_buf nb = DIAG_BUF(num);
+  diag_put_i64(&nb, v);
+  row_text_field(r, text_key, num, width);
+}
+
+static void row_u64(struct row *r, const char *key, uint64_t v, size_t width)
+{
+  if (r->json) {
+    json_u64(r->b, key, v, &r->first);
+    return;
+  }
+  char num[24];
+  struct diag_buf nb = DIAG_BUF(num);
+  diag_put_u64(&nb, v);
+  row_text_field(r, key, num, width);
+}
+
+/* A byte count: a number in JSON, human units in a text column. */
+static void row_bytes(struct row *r, const char *key, uint64_t v, size_t width)
+{
+  if (r->json) {
+    json_u64(r->b, key, v, &r->first);
+    return;
+  }
+  char t[32];
+  bytes_text(t, sizeof t, v);
+  put_padded(r->b, t, width, true);
+}
+
+/* A string: quoted in JSON; in text, " key value", or " value" alone
+ * when text_key is NULL. */
+static void row_string(struct row *r, const char *key, const char *text_key, const char *s)
+{
+  if (r->json) {
+    json_key(r->b, key, &r->first);
+    report_put_json_string(r->b, s);
+    return;
+  }
+  row_text_field(r, text_key, s, 0);
+}
+
+static void row_class(struct diag_buf *b, bool json, const struct report_class *k)
+{
+  struct row r = row_begin(b, json, "");
+  row_bytes(&r, "block", k->block_size, 10);
+  row_bytes(&r, "in_use", k->in_use_bytes, 12);
+  row_bytes(&r, "free", k->free_bytes, 12);
+  row_u64(&r, "allocs", k->allocs, 14);
+  row_u64(&r, "refills", k->refills, 13);
+  row_end(&r);
+}
+
+static void row_candidate(struct diag_buf *b, bool json, const struct report_learn *l,
+                          const struct report_candidate *c)
+{
+  struct row r = row_begin(b, json, "learn ");
+  if (!json)
+    diag_put(b, l->name);
+  row_i64(&r, "value", "candidate", c->value, 0);
+  row_u64(&r, "rating", c->rating, 0);
+  row_u64(&r, "epochs", c->epochs, 0);
+  row_u64(&r, "cost_ns", c->cost_ns, 0);
+  if (json) {
+    json_key(b, "chosen", &r.first);
+    diag_put(b, c->chosen ? "true" : "false");
+  } else if (c->chosen) {
+    diag_put(b, " chosen");
+  }
+  row_end(&r);
+}
+
+/* A decision of the learner, then its candidates: lines after it in
+ * text, an array inside it in JSON. */
+static void row_learn(struct diag_buf *b, bool json, const struct report_learn *l)
+{
+  struct row r = row_begin(b, json, "learn");
+  row_string(&r, "name", NULL, l->name);
+  row_string(&r, "phase", "phase", l->phase);
+  row_i64(&r, "value", "value", l->value, 0);
+  row_u64(&r, "epochs", l->epochs, 0);
+  row_u64(&r, "transitions", l->transitions, 0);
+  row_u64(&r, "events", l->events, 0);
+  row_u64(&r, "events_to_freeze", l->events_to_freeze, 0);
+  if (json) {
+    json_key(b, "candidates", &r.first);
+    diag_put_char(b, '[');
+  } else {
+    row_end(&r);
+  }
+  for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
+    if (json && j)
+      diag_put_char(b, ',');
+    row_candidate(b, json, l, &l->cand[j]);
+  }
+  if (json) {
+    diag_put_char(b, ']');
+    row_end(&r);
+  }
+}
+
 void report_text(struct diag_buf *b, const struct report_data *d)
 {
   char t[32];
@@ -269,24 +437,8 @@ void report_text(struct diag_buf *b, const struct report_data *d)
   if (n) {
     line_start(b);
     diag_put(b, "     block      in use        free   allocations      refills\n");
-    for (unsigned i = 0; i < n && i < REPORT_TEXT_CLASS_ROWS; i++) {
-      const struct report_class *k = &d->classes[order[i]];
-      line_start(b);
-      bytes_text(t, sizeof t, k->block_size);
-      put_padded(b, t, 10, true);
-      bytes_text(t, sizeof t, k->in_use_bytes);
-      put_padded(b, t, 12, true);
-      bytes_text(t, sizeof t, k->free_bytes);
-      put_padded(b, t, 12, true);
-      char num[24];
-      struct diag_buf nb = { .buf = num, .size = sizeof num };
-      diag_put_u64(&nb, k->allocs);
-      put_padded(b, num, 14, true);
-      nb.len = 0;
-      diag_put_u64(&nb, k->refills);
-      put_padded(b, num, 13, true);
-      diag_put(b, "\n");
-    }
+    for (unsigned i = 0; i < n && i < REPORT_TEXT_CLASS_ROWS; i++)
+      row_class(b, false, &d->classes[order[i]]);
     if (n > REPORT_TEXT_CLASS_ROWS) {
       line_start(b);
       diag_put(b, "  ... ");
@@ -296,40 +448,8 @@ void report_text(struct diag_buf *b, const struct report_data *d)
   }
 
   /* The learner, in the lines scripts already parse. */
-  for (unsigned i = 0; i < d->nlearn; i++) {
-    const struct report_learn *l = &d->learn[i];
-    line_start(b);
-    diag_put(b, "learn ");
-    diag_put(b, l->name);
-    diag_put(b, " phase ");
-    diag_put(b, l->phase);
-    diag_put(b, " value ");
-    diag_put_i64(b, l->value);
-    diag_put(b, " epochs ");
-    diag_put_u64(b, l->epochs);
-    diag_put(b, " transitions ");
-    diag_put_u64(b, l->transitions);
-    diag_put(b, " events ");
-    diag_put_u64(b, l->events);
-    diag_put(b, " events_to_freeze ");
-    diag_put_u64(b, l->events_to_freeze);
-    diag_put(b, "\n");
-    for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
-      const struct report_candidate *c = &l->cand[j];
-      line_start(b);
-      diag_put(b, "learn ");
-      diag_put(b, l->name);
-      diag_put(b, " candidate ");
-      diag_put_i64(b, c->value);
-      diag_put(b, " rating ");
-      diag_put_u64(b, c->rating);
-      diag_put(b, " epochs ");
-      diag_put_u64(b, c->epochs);
-      diag_put(b, " cost_ns ");
-      diag_put_u64(b, c->cost_ns);
-      diag_put(b, c->chosen ? " chosen\n" : "\n");
-    }
-  }
+  for (unsigned i = 0; i < d->nlearn; i++)
+    row_learn(b, false, &d->learn[i]);
 
   for (unsigned i = 0; i < d->ncounters; i++) {
     line_start(b);
@@ -338,21 +458,6 @@ void report_text(struct diag_buf *b, const struct report_data *d)
     diag_put_u64(b, d->counters[i].value);
     diag_put(b, "\n");
   }
-}
-
-static void json_key(struct diag_buf *b, const char *key, bool *first)
-{
-  if (!*first)
-    diag_put_char(b, ',');
-  *first = false;
-  report_put_json_string(b, key);
-  diag_put_char(b, ':');
-}
-
-static void json_u64(struct diag_buf *b, const char *key, uint64_t v, bool *first)
-{
-  json_key(b, key, first);
-  diag_put_u64(b, v);
 }
 
 void report_json(struct diag_buf *b, const struct report_data *d)
@@ -407,57 +512,18 @@ void report_json(struct diag_buf *b, const struct report_data *d)
   json_key(b, "classes", &first);
   diag_put_char(b, '[');
   for (unsigned i = 0; i < n; i++) {
-    const struct report_class *k = &d->classes[order[i]];
-    bool f3 = true;
     if (i)
       diag_put_char(b, ',');
-    diag_put_char(b, '{');
-    json_u64(b, "block", k->block_size, &f3);
-    json_u64(b, "in_use", k->in_use_bytes, &f3);
-    json_u64(b, "free", k->free_bytes, &f3);
-    json_u64(b, "allocs", k->allocs, &f3);
-    json_u64(b, "refills", k->refills, &f3);
-    diag_put_char(b, '}');
+    row_class(b, true, &d->classes[order[i]]);
   }
   diag_put_char(b, ']');
 
   json_key(b, "learn", &first);
   diag_put_char(b, '[');
   for (unsigned i = 0; i < d->nlearn; i++) {
-    const struct report_learn *l = &d->learn[i];
-    bool f3 = true;
     if (i)
       diag_put_char(b, ',');
-    diag_put_char(b, '{');
-    json_key(b, "name", &f3);
-    report_put_json_string(b, l->name);
-    json_key(b, "phase", &f3);
-    report_put_json_string(b, l->phase);
-    json_key(b, "value", &f3);
-    diag_put_i64(b, l->value);
-    json_u64(b, "epochs", l->epochs, &f3);
-    json_u64(b, "transitions", l->transitions, &f3);
-    json_u64(b, "events", l->events, &f3);
-    json_u64(b, "events_to_freeze", l->events_to_freeze, &f3);
-    json_key(b, "candidates", &f3);
-    diag_put_char(b, '[');
-    for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
-      const struct report_candidate *c = &l->cand[j];
-      bool f5 = true;
-      if (j)
-        diag_put_char(b, ',');
-      diag_put_char(b, '{');
-      json_key(b, "value", &f5);
-      diag_put_i64(b, c->value);
-      json_u64(b, "rating", c->rating, &f5);
-      json_u64(b, "epochs", c->epochs, &f5);
-      json_u64(b, "cost_ns", c->cost_ns, &f5);
-      json_key(b, "chosen", &f5);
-      diag_put(b, c->chosen ? "true" : "false");
-      diag_put_char(b, '}');
-    }
-    diag_put_char(b, ']');
-    diag_put_char(b, '}');
+    row_learn(b, true, &d->learn[i]);
   }
   diag_put_char(b, ']');
 
