@@ -14,7 +14,6 @@
 #include "secret.h"
 
 #include <pthread.h>
-#include <string.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <unistd.h>
