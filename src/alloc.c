@@ -8,7 +8,7 @@
 #include "large.h"
 #include "prof.h"
 #include "shared_pool.h"
-#include "stats.h"
+#include "diag.h"
 
 #include <errno.h>
 #include <string.h>

@@ -3,6 +3,7 @@
  * free_sized and free_aligned_sized, and C++'s sized operator delete.
  * See alloc_sized.h for why the size is read only with check = 1. */
 #include "alloc_sized.h"
+#include "diag.h"
 #include "alloc.h"
 #include "checkmode.h"
 #include "config.h"

@@ -7,7 +7,8 @@
 #include "config.h"
 #include "learn.h"
 #include "os.h"
-#include "stats.h"
+#include "counters.h"
+#include "diag.h"
 
 #include <pthread.h>
 
@@ -145,7 +146,7 @@ struct large_hdr *bigcache_take(size_t least, size_t want, size_t most)
   cache_event_locked(&evicted);
   pthread_mutex_unlock(&bigcache_lock);
   unmap_list(evicted);
-  stats_add(h ? &hak_counters.bigcache_hits : &hak_counters.bigcache_misses, 1);
+  counters_add(h ? &hak_counters.bigcache_hits : &hak_counters.bigcache_misses, 1);
   return h;
 }
 

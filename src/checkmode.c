@@ -1,5 +1,6 @@
 /* check = 1: canaries, trailers and free-block fill; see checkmode.h. */
 #include "checkmode.h"
+#include "diag.h"
 #include "tcache.h"
 
 #include <errno.h>

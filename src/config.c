@@ -10,6 +10,7 @@
  * last.  Every line of the file is validated, whether its section matches
  * or not, so each program sees the same warnings as `hakmemctl check`. */
 #include "config.h"
+#include "diag.h"
 #include "config_parse.h"
 
 #include <errno.h>

@@ -1,5 +1,7 @@
 /* Definitions shared by every layer of libhakmem: branch hints, export
- * control and the geometry of SuperSlabs and slabs.  No layer state here. */
+ * control and the geometry of SuperSlabs and slabs.  No layer state and no
+ * functions here (messages, the clock and the text builder are diag.h's);
+ * it includes only libc headers. */
 #ifndef HAKMEM_INTERNAL_H
 #define HAKMEM_INTERNAL_H
 
@@ -45,30 +47,5 @@ static inline bool hak_is_pow2(size_t n) { return n != 0 && (n & (n - 1)) == 0; 
 /* Thread identity: 0 means "this thread has not initialised its cache";
  * HAK_NO_OWNER marks slabs that no thread owns.  Neither is ever a real id. */
 #define HAK_NO_OWNER UINT64_MAX
-
-/* Joins a and b into buf (truncated to size - 1 bytes); returns buf.  For
- * messages built inside malloc, where stdio is off limits. */
-static inline const char *hak_concat(char *buf, size_t size, const char *a, const char *b)
-{
-  size_t n = 0;
-  for (const char *s = a; *s && n + 1 < size; s++)
-    buf[n++] = *s;
-  for (const char *s = b; *s && n + 1 < size; s++)
-    buf[n++] = *s;
-  buf[n] = 0;
-  return buf;
-}
-
-/* Reports a fatal misuse (invalid or double free) on stderr and aborts. */
-void hak_fatal_pointer(const char *what, const void *ptr) __attribute__((noreturn, cold));
-/* One line on stderr, prefixed "hakmem: "; safe inside malloc (no stdio).
- * Nothing if quiet is set. */
-void hak_warn(const char *msg);
-/* One line "hakmem: <what> 0x<ptr>" on stderr (not fatal). */
-void hak_warn_pointer(const char *what, const void *ptr);
-/* The same at exit: on stderr only if it is still the file it was at
- * start-up (see stats_prepare_exit_report), else dropped, so that a line
- * never lands in a file the program opened on a descriptor it had closed. */
-void hak_warn_at_exit(const char *msg);
 
 #endif

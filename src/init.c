@@ -1,18 +1,19 @@
-/* Lazy initialisation, thread-exit hook, fork handlers, exit report. */
+/* Lazy initialisation, thread-exit hook, fork handlers.  The library's
+ * constructor and destructor (the exit report) are stats.c's, above every
+ * layer this file calls. */
 #include "init.h"
 #include "alloc.h"
 #include "config.h"
 #include "large.h"
 #include "learn.h"
 #include "shared_pool.h"
-#include "stats.h"
+#include "diag.h"
 #include "tcache.h"
 #include "purge.h"
 #include "prof.h"
 #include "secret.h"
 
 #include <pthread.h>
-#include <string.h>
 #include <sched.h>
 #include <sys/auxv.h>
 #include <unistd.h>
@@ -58,18 +59,17 @@ static void fork_child(void)
 static void init_print_config(void)
 {
   static const char *const thp[] = { "off", "auto", "on" };
-  char line[256] = "config: mode ";
-  size_t n = strlen(line);
-#define APPEND(s) do { const char *s_ = (s); while (*s_ && n < sizeof line - 1) line[n++] = *s_++; line[n] = 0; } while (0)
-  APPEND(config_mode_words[hak_config.mode]);
-  APPEND(hak_config.ss_mem_lean ? ", memory-lean" : "");
-  APPEND(hak_config.bigcache ? ", bigcache" : ", no bigcache");
-  APPEND(hak_config.prewarm ? ", prewarm" : "");
-  APPEND(hak_config.purge_delay_ms >= 0 ? ", purge after delay" : ", no purge");
-  APPEND(", thp ");
-  APPEND(thp[hak_config.thp % 3]);
-  APPEND(hak_config.check ? ", check" : "");
-#undef APPEND
+  char line[256];
+  struct diag_buf b = DIAG_BUF(line);
+  diag_put(&b, "config: mode ");
+  diag_put(&b, config_mode_words[hak_config.mode]);
+  diag_put(&b, hak_config.ss_mem_lean ? ", memory-lean" : "");
+  diag_put(&b, hak_config.bigcache ? ", bigcache" : ", no bigcache");
+  diag_put(&b, hak_config.prewarm ? ", prewarm" : "");
+  diag_put(&b, hak_config.purge_delay_ms >= 0 ? ", purge after delay" : ", no purge");
+  diag_put(&b, ", thp ");
+  diag_put(&b, thp[hak_config.thp % 3]);
+  diag_put(&b, hak_config.check ? ", check" : "");
   hak_warn(line);
 }
 
@@ -84,12 +84,14 @@ void hak_init_slow(void)
   }
   secret_init();
   config_load(environ, getauxval(AT_SECURE) != 0);
+  /* The stats layer redoes this with a copy of stderr when a report is
+   * due at exit (stats_prepare_exit_report, from the constructor). */
+  diag_prepare(hak_config.quiet, false);
   shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
   shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
   learn_init();
   prof_init();
   alloc_configure();
-  stats_prepare_exit_report();
   atomic_store_explicit(&hak_init_state, 2, memory_order_release);
   /* From here malloc works fully, so these may allocate. */
   if (pthread_key_create(&tcache_key, thread_exit) == 0)
@@ -106,16 +108,4 @@ void init_thread_started(void *tcache)
 {
   if (atomic_load_explicit(&tcache_key_ready, memory_order_acquire))
     pthread_setspecific(tcache_key, tcache);
-}
-
-__attribute__((constructor)) static void hak_constructor(void)
-{
-  hak_init();
-}
-
-__attribute__((destructor)) static void hak_destructor(void)
-{
-  prof_exit();
-  stats_report_at_exit();
-  learn_save_state();
 }

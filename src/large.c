@@ -1,7 +1,8 @@
 /* Large allocations by direct mapping. */
 #include "large.h"
 #include "os.h"
-#include "stats.h"
+#include "counters.h"
+#include "diag.h"
 #include "superslab.h"
 #include "shared_pool.h"
 #include "config.h"
@@ -244,8 +245,8 @@ static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_gr
   h->cache_next = NULL;
   h->live_size = size;
   large_seal(h);
-  stats_add(&hak_counters.large_allocs, 1);
-  stats_add(&hak_counters.large_live_bytes, h->map_size);
+  counters_add(&hak_counters.large_allocs, 1);
+  counters_add(&hak_counters.large_live_bytes, h->map_size);
   errno = saved;
   return large_block(h);
 }
@@ -280,7 +281,7 @@ void large_free(struct large_hdr *h, void *p)
   if (h->state != LARGE_LIVE)
     hak_fatal_pointer("free(): double free", p);
   int saved = errno;
-  stats_add(&hak_counters.large_frees, 1);
+  counters_add(&hak_counters.large_frees, 1);
   atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size, memory_order_relaxed);
   if (bigcache_put(h))
     purge_kick();
@@ -317,7 +318,7 @@ static void *large_move_into(struct large_hdr *h, struct large_hdr *c)
   n->decommitted = false;
   n->cache_next = NULL;
   large_seal(n);
-  stats_add(&hak_counters.large_live_bytes, c_size - old_size);
+  counters_add(&hak_counters.large_live_bytes, c_size - old_size);
   return large_block(n);
 }
 
@@ -355,7 +356,7 @@ void *large_realloc(struct large_hdr *h, size_t size)
   size_t old_size = h->map_size;
   /* Grow in place if the following address range is free. */
   if (large_grow_in_place(h, map_size)) {
-    stats_add(&hak_counters.large_live_bytes, map_size - old_size);
+    counters_add(&hak_counters.large_live_bytes, map_size - old_size);
     h->live_size = size;
     errno = saved;
     return large_block(h);
@@ -383,7 +384,7 @@ void *large_realloc(struct large_hdr *h, size_t size)
   struct large_hdr *n = large_move_to_new(h, map_size);
   if (!n)
     return NULL;
-  stats_add(&hak_counters.large_live_bytes, map_size - old_size);
+  counters_add(&hak_counters.large_live_bytes, map_size - old_size);
   n->live_size = size;
   errno = saved;
   return large_block(n);

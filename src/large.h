@@ -20,6 +20,7 @@
 #define HAKMEM_LARGE_H
 
 #include "hakmem_internal.h"
+#include "diag.h"
 
 #include "secret.h"
 

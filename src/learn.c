@@ -7,7 +7,8 @@
 #include "config.h"
 #include "secret.h"
 #include "shared_pool.h"
-#include "stats.h"
+#include "counters.h"
+#include "diag.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -488,36 +489,15 @@ static void state_restore(void)
   }
 }
 
-/* Appends s to out (size bytes) at *n; false, and nothing appended, when
- * it does not fit. */
-static bool out_str(char *out, size_t size, size_t *n, const char *s, size_t len)
+/* Keeps the line appended to b since start if it fit whole; else takes it
+ * back and returns false. */
+static bool state_line_fits(struct diag_buf *b, size_t start)
 {
-  if (len > size - *n)
-    return false;
-  memcpy(out + *n, s, len);
-  *n += len;
-  return true;
-}
-
-static bool out_line(char *out, size_t size, size_t *n, const char *prog, const char *name,
-                     int value)
-{
-  char num[16];
-  int i = (int)sizeof num;
-  unsigned u = value < 0 ? 0u - (unsigned)value : (unsigned)value;
-  num[--i] = '\n';
-  do {
-    num[--i] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (value < 0)
-    num[--i] = '-';
-  size_t start = *n;
-  if (out_str(out, size, n, prog, strlen(prog)) && out_str(out, size, n, " ", 1) &&
-      out_str(out, size, n, name, strlen(name)) && out_str(out, size, n, " ", 1) &&
-      out_str(out, size, n, num + i, sizeof num - (size_t)i))
+  if (!b->truncated)
     return true;
-  *n = start;
+  b->len = start;
+  b->buf[start] = '\0';
+  b->truncated = false;
   return false;
 }
 
@@ -559,8 +539,8 @@ void learn_save_state(void)
    * written beside the old one and renamed over it, so a reader sees the
    * old file or the new one, whole; anything but a regular file (or
    * nothing) at path is left alone. */
-  static char out[STATE_MAX];
-  size_t n = 0;
+  static char out[STATE_MAX + 1]; /* STATE_MAX bytes of lines and the builder's NUL */
+  struct diag_buf b = DIAG_BUF(out);
   long len = state_read(path, hak_warn_at_exit);
   if (len == -2)
     return;
@@ -576,17 +556,24 @@ void learn_save_state(void)
     int value;
     if (!state_fields(copy, &prog, &name, &value) || strcmp(prog, program_name()) == 0)
       continue;
-    size_t start = n;
-    if (!out_str(out, sizeof out, &n, line, ll) || !out_str(out, sizeof out, &n, "\n", 1)) {
-      n = start;
+    size_t start = b.len;
+    diag_put(&b, line);
+    diag_put_char(&b, '\n');
+    if (!state_line_fits(&b, start))
       break;
-    }
   }
   for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
     const struct learn_decision *d = &learn_decisions[k];
     if (d->phase != LEARN_PHASE_FROZEN && d->phase != LEARN_PHASE_CANARY)
       continue;
-    if (!out_line(out, sizeof out, &n, program_name(), d->name, d->cand[d->best].value))
+    size_t start = b.len;
+    diag_put(&b, program_name());
+    diag_put_char(&b, ' ');
+    diag_put(&b, d->name);
+    diag_put_char(&b, ' ');
+    diag_put_i64(&b, d->cand[d->best].value);
+    diag_put_char(&b, '\n');
+    if (!state_line_fits(&b, start))
       break;
   }
   char tmp[sizeof hak_config.learn_state_file + 24];
@@ -595,16 +582,7 @@ void learn_save_state(void)
     hak_warn_at_exit("learn_state_file: cannot write the learned state");
     return;
   }
-  size_t off = 0;
-  while (off < n) {
-    ssize_t w = write(fd, out + off, n - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      break;
-    off += (size_t)w;
-  }
-  bool ok = off == n;
+  bool ok = diag_write(fd, out, b.len);
   ok &= close(fd) == 0;
   if (!ok || rename(tmp, path) != 0) {
     unlink(tmp);

@@ -10,6 +10,7 @@
  * PROT_NONE region after it, up to the next unit boundary, which the
  * kernel cannot hand to anyone else. */
 #include "os.h"
+#include "diag.h"
 #include "secret.h"
 
 #include <errno.h>

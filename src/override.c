@@ -8,6 +8,7 @@
  * mallinfo2, malloc_info, mallopt) are answered from hakmem's own state
  * and options, never glibc's. */
 #include "alloc.h"
+#include "diag.h"
 #include "config.h"
 #include "hakmem.h"
 #include "report.h"
@@ -61,7 +62,7 @@ void *__libc_pvalloc(size_t size) HAK_ALIAS(pvalloc);
 static struct mallinfo2 mallinfo_from(struct shared_pool_usage *u)
 {
   hak_stats_t st;
-  hakmem_stats_get(&st);
+  stats_collect(&st);
   shared_pool_usage(u);
   struct mallinfo2 mi = { 0 };
   mi.arena = u->superslab_bytes;
@@ -79,27 +80,27 @@ HAK_EXPORT struct mallinfo2 mallinfo2(void)
   return mallinfo_from(&u);
 }
 
-static void xml_attr(struct report_buf *b, const char *name, uint64_t v)
+static void xml_attr(struct diag_buf *b, const char *name, uint64_t v)
 {
-  report_put(b, " ");
-  report_put(b, name);
-  report_put(b, "=\"");
-  report_put_u64(b, v);
-  report_put(b, "\"");
+  diag_put(b, " ");
+  diag_put(b, name);
+  diag_put(b, "=\"");
+  diag_put_u64(b, v);
+  diag_put(b, "\"");
 }
 
-static void xml_total(struct report_buf *b, const char *elem, const char *type, bool with_count,
+static void xml_total(struct diag_buf *b, const char *elem, const char *type, bool with_count,
                       uint64_t count, uint64_t size)
 {
-  report_put(b, "<");
-  report_put(b, elem);
-  report_put(b, " type=\"");
-  report_put(b, type);
-  report_put(b, "\"");
+  diag_put(b, "<");
+  diag_put(b, elem);
+  diag_put(b, " type=\"");
+  diag_put(b, type);
+  diag_put(b, "\"");
   if (with_count)
     xml_attr(b, "count", count);
   xml_attr(b, "size", size);
-  report_put(b, "/>\n");
+  diag_put(b, "/>\n");
 }
 
 /* glibc's malloc_info schema with hakmem's figures: one heap (the slab
@@ -117,35 +118,35 @@ HAK_EXPORT int malloc_info(int options, FILE *fp)
   struct shared_pool_usage u;
   struct mallinfo2 mi = mallinfo_from(&u);
   hak_stats_t st;
-  hakmem_stats_get(&st);
+  stats_collect(&st);
   static char xml[16384];
   static atomic_flag busy = ATOMIC_FLAG_INIT;
   while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
     ;
-  struct report_buf b = { .buf = xml, .size = sizeof xml };
+  struct diag_buf b = { .buf = xml, .size = sizeof xml };
   xml[0] = '\0';
   uint64_t free_blocks = 0;
-  report_put(&b, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
+  diag_put(&b, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     uint64_t size = size_class_size(c), count = u.free_class[c] / size;
     if (!count)
       continue;
     free_blocks += count;
-    report_put(&b, "<size");
+    diag_put(&b, "<size");
     xml_attr(&b, "from", size);
     xml_attr(&b, "to", size);
     xml_attr(&b, "total", u.free_class[c]);
     xml_attr(&b, "count", count);
-    report_put(&b, "/>\n");
+    diag_put(&b, "/>\n");
   }
-  report_put(&b, "</sizes>\n");
+  diag_put(&b, "</sizes>\n");
   xml_total(&b, "total", "fast", true, 0, 0);
   xml_total(&b, "total", "rest", true, free_blocks, mi.fordblks);
   xml_total(&b, "system", "current", false, 0, mi.arena);
   xml_total(&b, "system", "max", false, 0, mi.arena);
   xml_total(&b, "aspace", "total", false, 0, mi.arena);
   xml_total(&b, "aspace", "mprotect", false, 0, mi.arena);
-  report_put(&b, "</heap>\n");
+  diag_put(&b, "</heap>\n");
   xml_total(&b, "total", "fast", true, 0, 0);
   xml_total(&b, "total", "rest", true, free_blocks, mi.fordblks);
   xml_total(&b, "total", "mmap", true, mi.hblks, mi.hblkhd);
@@ -153,7 +154,7 @@ HAK_EXPORT int malloc_info(int options, FILE *fp)
   xml_total(&b, "system", "max", false, 0, mi.arena);
   xml_total(&b, "aspace", "total", false, 0, st.mapped_bytes);
   xml_total(&b, "aspace", "mprotect", false, 0, st.mapped_bytes);
-  report_put(&b, "</malloc>\n");
+  diag_put(&b, "</malloc>\n");
   int rc = b.truncated || fputs(xml, fp) == EOF ? -1 : 0;
   atomic_flag_clear_explicit(&busy, memory_order_release);
   return rc;

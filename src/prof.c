@@ -1,6 +1,7 @@
 /* Sampled heap profiler: sampling, the stack and block tables, profile
  * files and the leak report; see prof.h. */
 #include "prof.h"
+#include "diag.h"
 #include "config.h"
 #include "os.h"
 #include "secret.h"

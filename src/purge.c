@@ -3,7 +3,8 @@
 #include "config.h"
 #include "large.h"
 #include "shared_pool.h"
-#include "stats.h"
+#include "counters.h"
+#include "diag.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -64,7 +65,7 @@ void purge_kick(void)
   bool expected = false;
   if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
     return;
-  stats_add(&hak_counters.purge_threads, 1);
+  counters_add(&hak_counters.purge_threads, 1);
   /* The thread takes no signals meant for the program. */
   sigset_t all, old;
   sigfillset(&all);

@@ -2,65 +2,26 @@
  * into a fixed buffer, because the library renders it inside malloc_stats
  * or at exit, where neither malloc nor stdio may be called. */
 #include "report.h"
+#include "hakmem.h"
 
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
-void report_put(struct report_buf *b, const char *s)
-{
-  while (*s) {
-    if (b->len + 1 >= b->size) {
-      b->truncated = true;
-      return;
-    }
-    b->buf[b->len++] = *s++;
-  }
-  b->buf[b->len] = '\0';
-}
-
-static void put_char(struct report_buf *b, char c)
-{
-  char s[2] = { c, '\0' };
-  report_put(b, s);
-}
-
-void report_put_u64(struct report_buf *b, uint64_t v)
-{
-  char tmp[24];
-  int i = (int)sizeof tmp - 1;
-  tmp[i] = '\0';
-  do {
-    tmp[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  report_put(b, tmp + i);
-}
-
-static void put_i64(struct report_buf *b, int64_t v)
-{
-  if (v < 0) {
-    put_char(b, '-');
-    report_put_u64(b, (uint64_t)0 - (uint64_t)v);
-  } else {
-    report_put_u64(b, (uint64_t)v);
-  }
-}
-
 /* v right-aligned in width columns. */
-static void put_padded(struct report_buf *b, const char *s, size_t width, bool right)
+static void put_padded(struct diag_buf *b, const char *s, size_t width, bool right)
 {
   size_t n = strlen(s);
   if (right)
     for (size_t i = n; i < width; i++)
-      put_char(b, ' ');
-  report_put(b, s);
+      diag_put_char(b, ' ');
+  diag_put(b, s);
   if (!right)
     for (size_t i = n; i < width; i++)
-      put_char(b, ' ');
+      diag_put_char(b, ' ');
 }
 
-void report_put_bytes(struct report_buf *b, uint64_t v)
+void report_put_bytes(struct diag_buf *b, uint64_t v)
 {
   static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
   unsigned u = 0;
@@ -74,44 +35,44 @@ void report_put_bytes(struct report_buf *b, uint64_t v)
     tenths = scaled % 10;
     u++;
   }
-  report_put_u64(b, whole);
+  diag_put_u64(b, whole);
   if (u) {
-    put_char(b, '.');
-    put_char(b, (char)('0' + tenths));
+    diag_put_char(b, '.');
+    diag_put_char(b, (char)('0' + tenths));
   }
-  put_char(b, ' ');
-  report_put(b, units[u]);
+  diag_put_char(b, ' ');
+  diag_put(b, units[u]);
 }
 
 static void bytes_text(char *out, size_t size, uint64_t v)
 {
-  struct report_buf t = { .buf = out, .size = size };
+  struct diag_buf t = { .buf = out, .size = size };
   out[0] = '\0';
   report_put_bytes(&t, v);
 }
 
-void report_put_json_string(struct report_buf *b, const char *s)
+void report_put_json_string(struct diag_buf *b, const char *s)
 {
-  put_char(b, '"');
+  diag_put_char(b, '"');
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
     if (c == '"' || c == '\\') {
-      put_char(b, '\\');
-      put_char(b, (char)c);
+      diag_put_char(b, '\\');
+      diag_put_char(b, (char)c);
     } else if (c < 0x20) {
-      report_put(b, "\\u00");
-      put_char(b, "0123456789abcdef"[c >> 4]);
-      put_char(b, "0123456789abcdef"[c & 15]);
+      diag_put(b, "\\u00");
+      diag_put_char(b, "0123456789abcdef"[c >> 4]);
+      diag_put_char(b, "0123456789abcdef"[c & 15]);
     } else {
-      put_char(b, (char)c);
+      diag_put_char(b, (char)c);
     }
   }
-  put_char(b, '"');
+  diag_put_char(b, '"');
 }
 
 /* Seconds since the epoch as 2026-11-26T12:34:56Z (UTC; no gmtime, whose
  * time-zone handling may allocate). */
-static void put_time(struct report_buf *b, int64_t t)
+static void put_time(struct diag_buf *b, int64_t t)
 {
   int64_t days = t / 86400, secs = t % 86400;
   if (secs < 0) {
@@ -134,9 +95,45 @@ static void put_time(struct report_buf *b, int64_t t)
   static const char sep[] = "--T::Z";
   for (int i = 0; i < 6; i++) {
     if (i && f[i] < 10)
-      put_char(b, '0');
-    put_i64(b, f[i]);
-    put_char(b, sep[i]);
+      diag_put_char(b, '0');
+    diag_put_i64(b, f[i]);
+    diag_put_char(b, sep[i]);
+  }
+}
+
+#define COUNTER(f, sections) { #f, sections, offsetof(hak_stats_t, f) }
+const struct report_counter_def report_counters[] = {
+  COUNTER(malloc_calls, REPORT_MAIN), COUNTER(refills, REPORT_MAIN),
+  COUNTER(remote_frees, REPORT_MAIN), COUNTER(remote_drains, REPORT_MAIN),
+  COUNTER(slabs_emptied, REPORT_MAIN), COUNTER(large_allocs, REPORT_MAIN),
+  COUNTER(large_frees, REPORT_MAIN), COUNTER(bigcache_hits, REPORT_MAIN),
+  COUNTER(bigcache_misses, REPORT_MAIN), COUNTER(large_bytes, REPORT_MAIN),
+  COUNTER(bigcache_bytes, REPORT_MAIN), COUNTER(lean_decommit, REPORT_MAIN),
+  COUNTER(lean_retire, REPORT_MAIN), COUNTER(purge_decommit, REPORT_MAIN),
+  COUNTER(purge_threads, REPORT_MAIN), COUNTER(prewarm_bytes, REPORT_MAIN),
+  COUNTER(pool_reuse_empty, REPORT_POOL), COUNTER(pool_claim_unused, REPORT_POOL),
+  COUNTER(pool_new_superslab, REPORT_POOL), COUNTER(pool_adopt, REPORT_POOL),
+  COUNTER(superslabs_live, REPORT_POOL | REPORT_DUMP),
+  COUNTER(superslabs_empty, REPORT_POOL | REPORT_DUMP),
+  COUNTER(superslabs_unmapped, REPORT_POOL | REPORT_DUMP),
+  COUNTER(os_mmap, REPORT_OS), COUNTER(os_munmap, REPORT_OS), COUNTER(os_madvise, REPORT_OS),
+  COUNTER(os_mremap, REPORT_OS), COUNTER(os_refused, REPORT_OS), COUNTER(mapped_bytes, REPORT_OS),
+};
+#undef COUNTER
+const unsigned report_counter_count = sizeof report_counters / sizeof report_counters[0];
+_Static_assert(sizeof report_counters / sizeof report_counters[0] <= REPORT_COUNTER_MAX,
+               "every counter fits in a report");
+
+void report_add_counters(struct report_data *d, unsigned sections,
+                         bool (*get)(const struct report_counter_def *c, const void *source,
+                                     uint64_t *value),
+                         const void *source)
+{
+  for (unsigned i = 0; i < report_counter_count; i++) {
+    const struct report_counter_def *c = &report_counters[i];
+    uint64_t v;
+    if ((c->sections & sections) && d->ncounters < REPORT_COUNTER_MAX && get(c, source, &v))
+      d->counters[d->ncounters++] = (struct report_counter){ c->name, v };
   }
 }
 
@@ -177,12 +174,12 @@ static unsigned classes_by_use(const struct report_data *d, uint8_t *order)
 /* Rows of the per-class table in the text report; the rest are counted. */
 #define REPORT_TEXT_CLASS_ROWS 12
 
-static void line_start(struct report_buf *b)
+static void line_start(struct diag_buf *b)
 {
-  report_put(b, "hakmem: ");
+  diag_put(b, "hakmem: ");
 }
 
-static void text_bytes_field(struct report_buf *b, const char *label, uint64_t v)
+static void text_bytes_field(struct diag_buf *b, const char *label, uint64_t v)
 {
   char t[32];
   line_start(b);
@@ -191,186 +188,291 @@ static void text_bytes_field(struct report_buf *b, const char *label, uint64_t v
   put_padded(b, t, 10, true);
 }
 
-void report_text(struct report_buf *b, const struct report_data *d)
+static void json_key(struct diag_buf *b, const char *key, bool *first)
+{
+  if (!*first)
+    diag_put_char(b, ',');
+  *first = false;
+  report_put_json_string(b, key);
+  diag_put_char(b, ':');
+}
+
+static void json_u64(struct diag_buf *b, const char *key, uint64_t v, bool *first)
+{
+  json_key(b, key, first);
+  diag_put_u64(b, v);
+}
+
+/* ---- rows ----
+ * A class of the table, a learner's decision and each of its candidates
+ * are rows: one line of the text report or one JSON object, written by the
+ * same calls in either format.  A text row is "hakmem: " and its lead,
+ * then each field as a column (width > 0: the value right-aligned, no
+ * key) or as " key value"; a JSON row is {"key":value,...}. */
+struct row {
+  struct diag_buf *b;
+  bool json;
+  bool first;         /* JSON: no comma before the next key */
+};
+
+static struct row row_begin(struct diag_buf *b, bool json, const char *text_lead)
+{
+  if (json) {
+    diag_put_char(b, '{');
+  } else {
+    line_start(b);
+    diag_put(b, text_lead);
+  }
+  return (struct row){ .b = b, .json = json, .first = true };
+}
+
+static void row_end(struct row *r)
+{
+  diag_put(r->b, r->json ? "}" : "\n");
+}
+
+/* The text form of a field: " key value", or the value in a column. */
+static void row_text_field(struct row *r, const char *key, const char *value, size_t width)
+{
+  if (width) {
+    put_padded(r->b, value, width, true);
+    return;
+  }
+  diag_put_char(r->b, ' ');
+  if (key) {
+    diag_put(r->b, key);
+    diag_put_char(r->b, ' ');
+  }
+  diag_put(r->b, value);
+}
+
+/* A number: key in JSON; in text, text_key (NULL: the value alone) or a
+ * column of width. */
+static void row_i64(struct row *r, const char *key, const char *text_key, int64_t v, size_t width)
+{
+  if (r->json) {
+    json_key(r->b, key, &r->first);
+    diag_put_i64(r->b, v);
+    return;
+  }
+  char num[24];
+  struct diag_buf nb = DIAG_BUF(num);
+  diag_put_i64(&nb, v);
+  row_text_field(r, text_key, num, width);
+}
+
+static void row_u64(struct row *r, const char *key, uint64_t v, size_t width)
+{
+  if (r->json) {
+    json_u64(r->b, key, v, &r->first);
+    return;
+  }
+  char num[24];
+  struct diag_buf nb = DIAG_BUF(num);
+  diag_put_u64(&nb, v);
+  row_text_field(r, key, num, width);
+}
+
+/* A byte count: a number in JSON, human units in a text column. */
+static void row_bytes(struct row *r, const char *key, uint64_t v, size_t width)
+{
+  if (r->json) {
+    json_u64(r->b, key, v, &r->first);
+    return;
+  }
+  char t[32];
+  bytes_text(t, sizeof t, v);
+  put_padded(r->b, t, width, true);
+}
+
+/* A string: quoted in JSON; in text, " key value", or " value" alone
+ * when text_key is NULL. */
+static void row_string(struct row *r, const char *key, const char *text_key, const char *s)
+{
+  if (r->json) {
+    json_key(r->b, key, &r->first);
+    report_put_json_string(r->b, s);
+    return;
+  }
+  row_text_field(r, text_key, s, 0);
+}
+
+static void row_class(struct diag_buf *b, bool json, const struct report_class *k)
+{
+  struct row r = row_begin(b, json, "");
+  row_bytes(&r, "block", k->block_size, 10);
+  row_bytes(&r, "in_use", k->in_use_bytes, 12);
+  row_bytes(&r, "free", k->free_bytes, 12);
+  row_u64(&r, "allocs", k->allocs, 14);
+  row_u64(&r, "refills", k->refills, 13);
+  row_end(&r);
+}
+
+static void row_candidate(struct diag_buf *b, bool json, const struct report_learn *l,
+                          const struct report_candidate *c)
+{
+  struct row r = row_begin(b, json, "learn ");
+  if (!json)
+    diag_put(b, l->name);
+  row_i64(&r, "value", "candidate", c->value, 0);
+  row_u64(&r, "rating", c->rating, 0);
+  row_u64(&r, "epochs", c->epochs, 0);
+  row_u64(&r, "cost_ns", c->cost_ns, 0);
+  if (json) {
+    json_key(b, "chosen", &r.first);
+    diag_put(b, c->chosen ? "true" : "false");
+  } else if (c->chosen) {
+    diag_put(b, " chosen");
+  }
+  row_end(&r);
+}
+
+/* A decision of the learner, then its candidates: lines after it in
+ * text, an array inside it in JSON. */
+static void row_learn(struct diag_buf *b, bool json, const struct report_learn *l)
+{
+  struct row r = row_begin(b, json, "learn");
+  row_string(&r, "name", NULL, l->name);
+  row_string(&r, "phase", "phase", l->phase);
+  row_i64(&r, "value", "value", l->value, 0);
+  row_u64(&r, "epochs", l->epochs, 0);
+  row_u64(&r, "transitions", l->transitions, 0);
+  row_u64(&r, "events", l->events, 0);
+  row_u64(&r, "events_to_freeze", l->events_to_freeze, 0);
+  if (json) {
+    json_key(b, "candidates", &r.first);
+    diag_put_char(b, '[');
+  } else {
+    row_end(&r);
+  }
+  for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
+    if (json && j)
+      diag_put_char(b, ',');
+    row_candidate(b, json, l, &l->cand[j]);
+  }
+  if (json) {
+    diag_put_char(b, ']');
+    row_end(&r);
+  }
+}
+
+void report_text(struct diag_buf *b, const struct report_data *d)
 {
   char t[32];
   line_start(b);
-  report_put(b, "stats pid=");
-  put_i64(b, d->pid);
-  report_put(b, " program=");
-  report_put(b, d->program[0] ? d->program : "?");
+  diag_put(b, "stats pid=");
+  diag_put_i64(b, d->pid);
+  diag_put(b, " program=");
+  diag_put(b, d->program[0] ? d->program : "?");
   if (d->time) {
-    report_put(b, " time=");
+    diag_put(b, " time=");
     put_time(b, d->time);
   }
   if (d->version[0]) {
-    report_put(b, " version=");
-    report_put(b, d->version);
+    diag_put(b, " version=");
+    diag_put(b, d->version);
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
 
   line_start(b);
   put_padded(b, "mode", 14, false);
-  report_put(b, d->mode[0] ? d->mode : "?");
+  diag_put(b, d->mode[0] ? d->mode : "?");
   if (d->mode_source[0]) {
-    report_put(b, " (");
-    report_put(b, d->mode_source);
-    report_put(b, ")");
+    diag_put(b, " (");
+    diag_put(b, d->mode_source);
+    diag_put(b, ")");
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
 
   if (d->have_heap) {
     text_bytes_field(b, "in use", report_in_use(d));
-    report_put(b, "  (slab blocks ");
+    diag_put(b, "  (slab blocks ");
     bytes_text(t, sizeof t, d->small_in_use);
-    report_put(b, t);
-    report_put(b, ", large blocks ");
+    diag_put(b, t);
+    diag_put(b, ", large blocks ");
     bytes_text(t, sizeof t, d->large_in_use);
-    report_put(b, t);
-    report_put(b, ")\n");
+    diag_put(b, t);
+    diag_put(b, ")\n");
     text_bytes_field(b, "held free", report_held(d));
-    report_put(b, "  (free slab blocks ");
+    diag_put(b, "  (free slab blocks ");
     bytes_text(t, sizeof t, d->slab_free);
-    report_put(b, t);
+    diag_put(b, t);
     if (d->have_bigcache) {
-      report_put(b, ", BigCache ");
+      diag_put(b, ", BigCache ");
       bytes_text(t, sizeof t, d->bigcache_bytes);
-      report_put(b, t);
+      diag_put(b, t);
     }
-    report_put(b, ")\n");
+    diag_put(b, ")\n");
   } else {
     text_bytes_field(b, "large in use", d->large_in_use);
-    report_put(b, "  (slab blocks unknown: the slabs could not be walked)\n");
+    diag_put(b, "  (slab blocks unknown: the slabs could not be walked)\n");
   }
   text_bytes_field(b, "mapped", d->mapped);
   if (d->have_heap) {
-    report_put(b, "  (SuperSlabs ");
-    report_put_u64(b, d->superslabs);
-    report_put(b, ", of which empty ");
-    report_put_u64(b, d->superslabs_empty);
-    report_put(b, ")");
+    diag_put(b, "  (SuperSlabs ");
+    diag_put_u64(b, d->superslabs);
+    diag_put(b, ", of which empty ");
+    diag_put_u64(b, d->superslabs_empty);
+    diag_put(b, ")");
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
   if (d->have_resident) {
     text_bytes_field(b, "resident", d->resident);
-    report_put(b, "  (whole process)\n");
+    diag_put(b, "  (whole process)\n");
     text_bytes_field(b, "peak resident", d->peak_resident);
-    report_put(b, "\n");
+    diag_put(b, "\n");
   }
   line_start(b);
   put_padded(b, "OS calls", 14, false);
-  report_put_u64(b, d->os_calls);
+  diag_put_u64(b, d->os_calls);
   if (d->os_calls_per_s >= 0) {
-    report_put(b, " (");
-    report_put_u64(b, (uint64_t)(d->os_calls_per_s + 0.5));
-    report_put(b, "/s)");
+    diag_put(b, " (");
+    diag_put_u64(b, (uint64_t)(d->os_calls_per_s + 0.5));
+    diag_put(b, "/s)");
   }
-  report_put(b, "\n");
+  diag_put(b, "\n");
 
   uint8_t order[REPORT_CLASS_MAX];
   unsigned n = classes_by_use(d, order);
   if (n) {
     line_start(b);
-    report_put(b, "     block      in use        free   allocations      refills\n");
-    for (unsigned i = 0; i < n && i < REPORT_TEXT_CLASS_ROWS; i++) {
-      const struct report_class *k = &d->classes[order[i]];
-      line_start(b);
-      bytes_text(t, sizeof t, k->block_size);
-      put_padded(b, t, 10, true);
-      bytes_text(t, sizeof t, k->in_use_bytes);
-      put_padded(b, t, 12, true);
-      bytes_text(t, sizeof t, k->free_bytes);
-      put_padded(b, t, 12, true);
-      char num[24];
-      struct report_buf nb = { .buf = num, .size = sizeof num };
-      report_put_u64(&nb, k->allocs);
-      put_padded(b, num, 14, true);
-      nb.len = 0;
-      report_put_u64(&nb, k->refills);
-      put_padded(b, num, 13, true);
-      report_put(b, "\n");
-    }
+    diag_put(b, "     block      in use        free   allocations      refills\n");
+    for (unsigned i = 0; i < n && i < REPORT_TEXT_CLASS_ROWS; i++)
+      row_class(b, false, &d->classes[order[i]]);
     if (n > REPORT_TEXT_CLASS_ROWS) {
       line_start(b);
-      report_put(b, "  ... ");
-      report_put_u64(b, n - REPORT_TEXT_CLASS_ROWS);
-      report_put(b, " more classes in use (stats_format = json lists all)\n");
+      diag_put(b, "  ... ");
+      diag_put_u64(b, n - REPORT_TEXT_CLASS_ROWS);
+      diag_put(b, " more classes in use (stats_format = json lists all)\n");
     }
   }
 
   /* The learner, in the lines scripts already parse. */
-  for (unsigned i = 0; i < d->nlearn; i++) {
-    const struct report_learn *l = &d->learn[i];
-    line_start(b);
-    report_put(b, "learn ");
-    report_put(b, l->name);
-    report_put(b, " phase ");
-    report_put(b, l->phase);
-    report_put(b, " value ");
-    put_i64(b, l->value);
-    report_put(b, " epochs ");
-    report_put_u64(b, l->epochs);
-    report_put(b, " transitions ");
-    report_put_u64(b, l->transitions);
-    report_put(b, " events ");
-    report_put_u64(b, l->events);
-    report_put(b, " events_to_freeze ");
-    report_put_u64(b, l->events_to_freeze);
-    report_put(b, "\n");
-    for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
-      const struct report_candidate *c = &l->cand[j];
-      line_start(b);
-      report_put(b, "learn ");
-      report_put(b, l->name);
-      report_put(b, " candidate ");
-      put_i64(b, c->value);
-      report_put(b, " rating ");
-      report_put_u64(b, c->rating);
-      report_put(b, " epochs ");
-      report_put_u64(b, c->epochs);
-      report_put(b, " cost_ns ");
-      report_put_u64(b, c->cost_ns);
-      report_put(b, c->chosen ? " chosen\n" : "\n");
-    }
-  }
+  for (unsigned i = 0; i < d->nlearn; i++)
+    row_learn(b, false, &d->learn[i]);
 
   for (unsigned i = 0; i < d->ncounters; i++) {
     line_start(b);
-    report_put(b, d->counters[i].name);
-    put_char(b, ' ');
-    report_put_u64(b, d->counters[i].value);
-    report_put(b, "\n");
+    diag_put(b, d->counters[i].name);
+    diag_put_char(b, ' ');
+    diag_put_u64(b, d->counters[i].value);
+    diag_put(b, "\n");
   }
 }
 
-static void json_key(struct report_buf *b, const char *key, bool *first)
-{
-  if (!*first)
-    put_char(b, ',');
-  *first = false;
-  report_put_json_string(b, key);
-  put_char(b, ':');
-}
-
-static void json_u64(struct report_buf *b, const char *key, uint64_t v, bool *first)
-{
-  json_key(b, key, first);
-  report_put_u64(b, v);
-}
-
-void report_json(struct report_buf *b, const struct report_data *d)
+void report_json(struct diag_buf *b, const struct report_data *d)
 {
   bool first = true;
-  put_char(b, '{');
+  diag_put_char(b, '{');
   json_key(b, "program", &first);
   report_put_json_string(b, d->program);
   json_key(b, "pid", &first);
-  put_i64(b, d->pid);
+  diag_put_i64(b, d->pid);
   if (d->time) {
     json_key(b, "time", &first);
-    put_char(b, '"');
+    diag_put_char(b, '"');
     put_time(b, d->time);
-    put_char(b, '"');
+    diag_put_char(b, '"');
   }
   json_key(b, "version", &first);
   report_put_json_string(b, d->version);
@@ -380,7 +482,7 @@ void report_json(struct report_buf *b, const struct report_data *d)
   report_put_json_string(b, d->mode_source);
 
   json_key(b, "bytes", &first);
-  put_char(b, '{');
+  diag_put_char(b, '{');
   bool f2 = true;
   if (d->have_heap) {
     json_u64(b, "in_use", report_in_use(d), &f2);
@@ -396,7 +498,7 @@ void report_json(struct report_buf *b, const struct report_data *d)
     json_u64(b, "resident", d->resident, &f2);
     json_u64(b, "peak_resident", d->peak_resident, &f2);
   }
-  put_char(b, '}');
+  diag_put_char(b, '}');
   if (d->have_heap) {
     json_u64(b, "superslabs", d->superslabs, &first);
     json_u64(b, "superslabs_empty", d->superslabs_empty, &first);
@@ -408,68 +510,29 @@ void report_json(struct report_buf *b, const struct report_data *d)
   uint8_t order[REPORT_CLASS_MAX];
   unsigned n = classes_by_use(d, order);
   json_key(b, "classes", &first);
-  put_char(b, '[');
+  diag_put_char(b, '[');
   for (unsigned i = 0; i < n; i++) {
-    const struct report_class *k = &d->classes[order[i]];
-    bool f3 = true;
     if (i)
-      put_char(b, ',');
-    put_char(b, '{');
-    json_u64(b, "block", k->block_size, &f3);
-    json_u64(b, "in_use", k->in_use_bytes, &f3);
-    json_u64(b, "free", k->free_bytes, &f3);
-    json_u64(b, "allocs", k->allocs, &f3);
-    json_u64(b, "refills", k->refills, &f3);
-    put_char(b, '}');
+      diag_put_char(b, ',');
+    row_class(b, true, &d->classes[order[i]]);
   }
-  put_char(b, ']');
+  diag_put_char(b, ']');
 
   json_key(b, "learn", &first);
-  put_char(b, '[');
+  diag_put_char(b, '[');
   for (unsigned i = 0; i < d->nlearn; i++) {
-    const struct report_learn *l = &d->learn[i];
-    bool f3 = true;
     if (i)
-      put_char(b, ',');
-    put_char(b, '{');
-    json_key(b, "name", &f3);
-    report_put_json_string(b, l->name);
-    json_key(b, "phase", &f3);
-    report_put_json_string(b, l->phase);
-    json_key(b, "value", &f3);
-    put_i64(b, l->value);
-    json_u64(b, "epochs", l->epochs, &f3);
-    json_u64(b, "transitions", l->transitions, &f3);
-    json_u64(b, "events", l->events, &f3);
-    json_u64(b, "events_to_freeze", l->events_to_freeze, &f3);
-    json_key(b, "candidates", &f3);
-    put_char(b, '[');
-    for (unsigned j = 0; j < l->ncand && j < REPORT_CANDIDATE_MAX; j++) {
-      const struct report_candidate *c = &l->cand[j];
-      bool f5 = true;
-      if (j)
-        put_char(b, ',');
-      put_char(b, '{');
-      json_key(b, "value", &f5);
-      put_i64(b, c->value);
-      json_u64(b, "rating", c->rating, &f5);
-      json_u64(b, "epochs", c->epochs, &f5);
-      json_u64(b, "cost_ns", c->cost_ns, &f5);
-      json_key(b, "chosen", &f5);
-      report_put(b, c->chosen ? "true" : "false");
-      put_char(b, '}');
-    }
-    put_char(b, ']');
-    put_char(b, '}');
+      diag_put_char(b, ',');
+    row_learn(b, true, &d->learn[i]);
   }
-  put_char(b, ']');
+  diag_put_char(b, ']');
 
   json_key(b, "counters", &first);
-  put_char(b, '{');
+  diag_put_char(b, '{');
   bool f4 = true;
   for (unsigned i = 0; i < d->ncounters; i++)
     json_u64(b, d->counters[i].name, d->counters[i].value, &f4);
-  report_put(b, "}}\n");
+  diag_put(b, "}}\n");
 }
 
 /* The value after key (a line start) in text, in kB, as bytes. */
@@ -499,14 +562,14 @@ static bool proc_field_kb(const char *text, const char *key, uint64_t *out)
 static size_t read_proc(int64_t pid, const char *file, char *buf, size_t size)
 {
   char path[64];
-  struct report_buf pb = { .buf = path, .size = sizeof path };
-  report_put(&pb, "/proc/");
+  struct diag_buf pb = { .buf = path, .size = sizeof path };
+  diag_put(&pb, "/proc/");
   if (pid)
-    put_i64(&pb, pid);
+    diag_put_i64(&pb, pid);
   else
-    report_put(&pb, "self");
-  put_char(&pb, '/');
-  report_put(&pb, file);
+    diag_put(&pb, "self");
+  diag_put_char(&pb, '/');
+  diag_put(&pb, file);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return 0;

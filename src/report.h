@@ -6,11 +6,14 @@
  * outside (tools/hakmemctl_monitor.c: stats --pid, top); both render it
  * with this code, so the two reports have one format.  Nothing here
  * allocates or uses stdio: it runs inside the allocator, at exit, and
- * appends to a caller's fixed buffer (output that does not fit is cut,
- * and the buffer says so).  The snapshot belongs to its caller; no
+ * appends to a caller's fixed buffer with diag.h's text builder (output
+ * that does not fit is cut, and the buffer says so).  It includes only
+ * diag.h: no layer of the allocator, so hakmemctl compiles it too.  The snapshot belongs to its caller; no
  * function keeps state between calls. */
 #ifndef HAKMEM_REPORT_H
 #define HAKMEM_REPORT_H
+
+#include "diag.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -77,24 +80,46 @@ struct report_data {
   struct report_counter counters[REPORT_COUNTER_MAX];
 };
 
-/* A fixed output buffer; appends stop at its end and set truncated. */
-struct report_buf {
-  char *buf;
-  size_t size, len;
-  bool truncated;
+/* Sections of a report: the library's report at exit lists those the
+ * stats options ask for (stats: all; ss_os_stats, shared_pool_stage_stats
+ * and ss_stats_dump: one each), hakmem_stats_print and hakmemctl all. */
+enum report_section {
+  REPORT_OS = 1,      /* OS calls and mapped bytes */
+  REPORT_POOL = 2,    /* shared-pool stages and SuperSlabs */
+  REPORT_DUMP = 4,    /* per-class table and SuperSlabs */
+  REPORT_MAIN = 8,    /* the other counters and the learner */
+  REPORT_ALL = 15,
 };
 
-void report_text(struct report_buf *b, const struct report_data *d);
-/* One JSON object on one line, ending in a newline. */
-void report_json(struct report_buf *b, const struct report_data *d);
+/* One counter of the report: its name (a hak_stats_t field's, and the
+ * live-stats entry's where the block has one), the sections that list
+ * it, and where hak_stats_t holds it.  report_counters is the one list,
+ * in the report's order, that the library and hakmemctl both fill from. */
+struct report_counter_def {
+  const char *name;
+  unsigned sections;       /* enum report_section bits */
+  size_t stats_offset;     /* offsetof(hak_stats_t, <name>) */
+};
+extern const struct report_counter_def report_counters[];
+extern const unsigned report_counter_count;
 
-/* Appenders shared with the callers' own output. */
-void report_put(struct report_buf *b, const char *s);
-void report_put_u64(struct report_buf *b, uint64_t v);
+/* Appends to d->counters, in order, each counter that sections list and
+ * get finds (get returns false for a counter its source lacks). */
+void report_add_counters(struct report_data *d, unsigned sections,
+                         bool (*get)(const struct report_counter_def *c, const void *source,
+                                     uint64_t *value),
+                         const void *source);
+
+void report_text(struct diag_buf *b, const struct report_data *d);
+/* One JSON object on one line, ending in a newline. */
+void report_json(struct diag_buf *b, const struct report_data *d);
+
+/* Appenders of the report's own forms, with diag.h's text builder (the
+ * one the report is written with), for callers' own output too. */
 /* A byte count in human units: "812 B", "12.3 KiB", "1.5 GiB". */
-void report_put_bytes(struct report_buf *b, uint64_t v);
+void report_put_bytes(struct diag_buf *b, uint64_t v);
 /* s as a JSON string, quotes included. */
-void report_put_json_string(struct report_buf *b, const char *s);
+void report_put_json_string(struct diag_buf *b, const char *s);
 
 /* Resident and peak resident bytes of process pid (0 = this process) from
  * /proc (smaps_rollup, else statm; VmHWM in status).  Returns false if

@@ -2,7 +2,8 @@
 #include "shared_pool.h"
 #include "learn.h"
 #include "os.h"
-#include "stats.h"
+#include "counters.h"
+#include "diag.h"
 #include "large.h"
 #include "purge.h"
 
@@ -269,7 +270,7 @@ static void superslab_unmap_locked(struct superslab *ss)
   unused_list_remove(ss);
   all_list_remove(ss);
   superslab_destroy(ss);
-  stats_add(&hak_counters.superslabs_unmapped, 1);
+  counters_add(&hak_counters.superslabs_unmapped, 1);
 }
 
 /* Gives up the EMPTY slabs of ss among the slots of mask (their free
@@ -359,11 +360,11 @@ static void superslab_emptied_locked(struct superslab *ss)
     if (!superslab_fully_decommitted(ss))
       r = SUPERSLAB_UNMAP;
     else
-      stats_add(&hak_counters.lean_decommit, 1);
+      counters_add(&hak_counters.lean_decommit, 1);
   }
   if (r == SUPERSLAB_UNMAP) {
     if (hak_config.ss_mem_lean)
-      stats_add(&hak_counters.lean_retire, 1);
+      counters_add(&hak_counters.lean_retire, 1);
     superslab_unmap_locked(ss);
     return;
   }
@@ -446,13 +447,13 @@ static struct superslab *pool_claim_superslab_locked(void)
         slab_to_unused(ss, s);
       }
     }
-    stats_add(&hak_counters.pool_claim_unused, 1);
+    counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
     ss = pool_create_superslab_locked();
     if (!ss)
       return NULL;
     all_list_add(ss);
-    stats_add(&hak_counters.pool_new_superslab, 1);
+    counters_add(&hak_counters.pool_new_superslab, 1);
   }
   unused_list_remove(ss);
   ss->nunused = 0;
@@ -473,13 +474,13 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   pool_activity++;
   struct slab *s = slab_list_pop(&orphan_list[cls]);
   if (s) {
-    stats_add(&hak_counters.pool_adopt, 1);
+    counters_add(&hak_counters.pool_adopt, 1);
     goto out;
   }
   if (pool_empty_reuse && (s = slab_list_pop(&empty_list[cls]))) {
     empty_count[cls]--;
     superslab_slab_taken(superslab_of_slab(s), s);
-    stats_add(&hak_counters.pool_reuse_empty, 1);
+    counters_add(&hak_counters.pool_reuse_empty, 1);
     goto out;
   }
   if (size_class_is_medium(cls)) {
@@ -496,7 +497,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   }
   s = pool_claim_slot_locked();
   if (s) {
-    stats_add(&hak_counters.pool_claim_unused, 1);
+    counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
     struct superslab *ss = pool_create_superslab_locked();
     if (!ss) {
@@ -506,7 +507,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
     }
     all_list_add(ss);
     unused_list_add(ss);
-    stats_add(&hak_counters.pool_new_superslab, 1);
+    counters_add(&hak_counters.pool_new_superslab, 1);
     s = pool_claim_slot_locked();
   }
   slab_format(s, cls, (uint32_t)size_class_size(cls), HAK_SLAB_SIZE);
@@ -533,7 +534,7 @@ static void pool_hold_lean_target_locked(struct superslab *first)
     if (ss->free_committed)
       any |= superslab_purge_slots_locked(ss, ALL_SLOTS, dontneed);
   if (any)
-    stats_add(&hak_counters.lean_decommit, 1);
+    counters_add(&hak_counters.lean_decommit, 1);
 }
 
 /* s, owned by nobody now, has no block in use: EMPTY for its class or
@@ -542,7 +543,7 @@ static void pool_hold_lean_target_locked(struct superslab *first)
 static void pool_release_empty_locked(struct slab *s)
 {
   struct superslab *ss = superslab_of_slab(s);
-  stats_add(&hak_counters.slabs_emptied, 1);
+  counters_add(&hak_counters.slabs_emptied, 1);
   pool_activity++;
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
   if (size_class_is_medium(s->cls)) {
@@ -753,7 +754,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
       }
       if ((idle || superslab_purge_due(ss->empty_since_ms, now_ms)) &&
           superslab_purge_slots_locked(ss, ALL_SLOTS, true))
-        stats_add(&hak_counters.purge_decommit, 1);
+        counters_add(&hak_counters.purge_decommit, 1);
       pending = true;
       continue;
     }
@@ -770,7 +771,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
     }
     uint32_t due = idle ? free_committed : free_committed & ss->purge_marked;
     if (due && superslab_purge_slots_locked(ss, due, true))
-      stats_add(&hak_counters.purge_decommit, 1);
+      counters_add(&hak_counters.purge_decommit, 1);
     ss->purge_marked = free_committed & ~due;
     ss->purge_marked_ms = now_ms;
     if (ss->purge_marked)
@@ -795,8 +796,8 @@ void shared_pool_prewarm(void)
       ((volatile char *)first)[off] = 0;
     ss->decommitted = 0;
     superslab_free_committed_add(ss, (int)ss->nslabs - 1);
-    stats_add(&hak_counters.prewarm_bytes, bytes);
-    stats_add(&hak_counters.pool_new_superslab, 1);
+    counters_add(&hak_counters.prewarm_bytes, bytes);
+    counters_add(&hak_counters.pool_new_superslab, 1);
   }
   pthread_mutex_unlock(&pool_lock);
 }

@@ -1,6 +1,7 @@
 /* Slab operations off the fast path: formatting, carving, remote drain,
  * and the exact block checks. */
 #include "slab.h"
+#include "diag.h"
 
 /* The end of every local free list (see slab.h): read by malloc's fast
  * path, never written. */

@@ -1,12 +1,17 @@
-/* Statistics: the counters, the live-stats block hakmemctl reads from
- * outside, the report (rendered by report.c) and the error lines, all
- * written with write(2) and formatted by hand: this code may run inside
- * malloc or at exit. */
+/* The top of the library's statistics (see stats.h): hakmem_stats_get,
+ * the live-stats block hakmemctl reads from outside, the report's
+ * snapshot and where it is written, and the library's constructor and
+ * destructor.  Written with write(2) and formatted by diag.h's builder:
+ * this code may run inside malloc_stats or at exit. */
 #include "stats.h"
 #include "config.h"
+#include "counters.h"
+#include "diag.h"
+#include "init.h"
 #include "large.h"
 #include "learn.h"
 #include "os.h"
+#include "prof.h"
 #include "live_stats.h"
 #include "report.h"
 #include "shared_pool.h"
@@ -25,153 +30,14 @@
 
 extern char **environ;
 
-struct hak_counters hak_counters;
-
-uint64_t hak_now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* A line buffer; appends silently stop at its end. */
-struct line {
-  char buf[256];
-  size_t len;
-};
-
-static void line_str(struct line *l, const char *s)
-{
-  while (*s && l->len < sizeof l->buf - 1)
-    l->buf[l->len++] = *s++;
-}
-
-static void line_hex(struct line *l, uintptr_t v)
-{
-  char tmp[20];
-  int i = (int)sizeof tmp;
-  do {
-    tmp[--i] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v);
-  line_str(l, "0x");
-  while (i < (int)sizeof tmp && l->len < sizeof l->buf - 1)
-    l->buf[l->len++] = tmp[i++];
-}
-
-static void line_write(struct line *l, int fd)
-{
-  l->buf[l->len++] = '\n';
-  size_t off = 0;
-  while (off < l->len) {
-    ssize_t n = write(fd, l->buf + off, l->len - off);
-    if (n <= 0)
-      break;
-    off += (size_t)n;
-  }
-}
-
-/* ---- where the exit report goes ----
- *
- * Standard error as it was at start-up: a copy of it (taken when a report
- * is due at exit, since programs such as coreutils close stderr before
- * they exit) and the identity of the file it was.  A program may close
- * either descriptor and open its own files, which then get their numbers:
- * a descriptor is written to only while fstat still shows that identity,
- * else the line is dropped rather than appended to the program's data. */
-struct fd_identity {
-  dev_t dev;
-  ino_t ino;
-  int accmode;          /* O_ACCMODE bits: F_SETFL cannot change them */
-  bool valid;
-};
-static struct fd_identity stderr_identity;
-static int report_fd = -1;
-
-static bool fd_identify(int fd, struct fd_identity *id)
-{
-  struct stat st;
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fstat(fd, &st) != 0)
-    return false;
-  *id = (struct fd_identity){ .dev = st.st_dev, .ino = st.st_ino, .accmode = fl & O_ACCMODE,
-                              .valid = true };
-  return true;
-}
-
-static bool fd_is_stderr(int fd)
-{
-  struct fd_identity now;
-  return fd >= 0 && stderr_identity.valid && fd_identify(fd, &now) &&
-         now.dev == stderr_identity.dev && now.ino == stderr_identity.ino &&
-         now.accmode == stderr_identity.accmode;
-}
-
-/* The original stderr: our copy, else fd 2 if it still is that file;
- * -1 if neither is. */
-static int original_stderr(void)
-{
-  if (!stderr_identity.valid)
-    return STDERR_FILENO; /* not recorded yet */
-  if (fd_is_stderr(report_fd))
-    return report_fd;
-  if (fd_is_stderr(STDERR_FILENO))
-    return STDERR_FILENO;
-  return -1;
-}
-
-static void warn_to(int fd, const char *msg)
-{
-  if (hak_config.quiet || fd < 0)
-    return;
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: ");
-  line_str(&l, msg);
-  line_write(&l, fd);
-}
-
-/* While the program runs, fd 2 is what it made stderr (a daemon's
- * dup2 of its log, say), so warnings follow it. */
-void hak_warn(const char *msg)
-{
-  warn_to(STDERR_FILENO, msg);
-}
-
-void hak_warn_at_exit(const char *msg)
-{
-  warn_to(original_stderr(), msg);
-}
-
-void hak_warn_pointer(const char *what, const void *ptr)
-{
-  if (hak_config.quiet)
-    return;
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: ");
-  line_str(&l, what);
-  line_str(&l, " ");
-  line_hex(&l, (uintptr_t)ptr);
-  line_write(&l, STDERR_FILENO);
-}
-
-void hak_fatal_pointer(const char *what, const void *ptr)
-{
-  struct line l = { .len = 0 };
-  line_str(&l, "hakmem: ");
-  line_str(&l, what);
-  line_str(&l, " ");
-  line_hex(&l, (uintptr_t)ptr);
-  line_write(&l, STDERR_FILENO);
-  abort();
-}
-
-int hakmem_stats_get(hak_stats_t *st)
+void stats_collect(hak_stats_t *st)
 {
   struct shared_pool_usage u;
   struct bigcache_usage b;
   shared_pool_usage(&u);
   bigcache_usage(&b);
   memset(st, 0, sizeof *st);
+  st->size = sizeof *st;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     st->malloc_calls += u.allocs[c];
     st->refills += atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed);
@@ -205,6 +71,50 @@ int hakmem_stats_get(hak_stats_t *st)
   st->mapped_bytes = atomic_load_explicit(&os_counters.mapped_bytes, memory_order_relaxed);
   st->bigcache_bytes = b.bytes;
   st->large_bytes = atomic_load_explicit(&hak_counters.large_live_bytes, memory_order_relaxed);
+}
+
+/* The fields start after size; a caller's size counts whole fields only. */
+#define STATS_FIELDS_START offsetof(hak_stats_t, malloc_calls)
+
+int hakmem_stats_read(hak_stats_t *st)
+{
+  if (!st || st->size < sizeof st->size) {
+    errno = EINVAL;
+    return -1;
+  }
+  size_t want = st->size;
+  hak_stats_t now;
+  stats_collect(&now);
+  size_t n = want < sizeof now ? want : sizeof now;
+  if (n < STATS_FIELDS_START)
+    n = sizeof st->size;
+  else
+    n = STATS_FIELDS_START + (n - STATS_FIELDS_START) / sizeof(uint64_t) * sizeof(uint64_t);
+  /* Counters the library does not know read as zero (the caller's struct
+   * is want bytes long); size says how many bytes were filled. */
+  memcpy((char *)st + sizeof st->size, (char *)&now + sizeof st->size, n - sizeof st->size);
+  memset((char *)st + n, 0, want - n);
+  st->size = n;
+  return 0;
+}
+
+/* hak_stats_t as 0.1.0 defined it: the same counters, in the same order,
+ * without the size field.  Frozen: counters added later are not in it. */
+#define STATS_0_1_0_COUNTERS 29
+_Static_assert(offsetof(hak_stats_t, os_refused) + sizeof(uint64_t) - STATS_FIELDS_START ==
+                 STATS_0_1_0_COUNTERS * sizeof(uint64_t),
+               "0.1.0's counters are the first 29 after size, in its order");
+
+/* The exported hakmem_stats_get is 0.1.0's, for programs built against
+ * it; programs built against a later hakmem.h reach hakmem_stats_read
+ * through that header's hakmem_stats_get macro. */
+#undef hakmem_stats_get
+HAK_EXPORT int hakmem_stats_get(void *stats_0_1_0);
+int hakmem_stats_get(void *stats_0_1_0)
+{
+  hak_stats_t now;
+  stats_collect(&now);
+  memcpy(stats_0_1_0, (char *)&now + STATS_FIELDS_START, STATS_0_1_0_COUNTERS * sizeof(uint64_t));
   return 0;
 }
 
@@ -316,10 +226,6 @@ HAK_EXPORT __attribute__((used)) const struct live_block hakmem_live_stats = {
 
 /* ---- the report ---- */
 
-/* Sections of the report, chosen by stats (all), ss_os_stats,
- * shared_pool_stage_stats and ss_stats_dump. */
-enum { REPORT_OS = 1, REPORT_POOL = 2, REPORT_DUMP = 4, REPORT_ALL = 7 };
-
 static void copy_text(char *dst, size_t size, const char *src)
 {
   size_t i = 0;
@@ -328,10 +234,12 @@ static void copy_text(char *dst, size_t size, const char *src)
   dst[i] = '\0';
 }
 
-static void add_counter(struct report_data *d, const char *name, uint64_t v)
+/* A counter of the report, from a hak_stats_t: every one is there. */
+static bool counter_from_stats(const struct report_counter_def *c, const void *stats,
+                               uint64_t *value)
 {
-  if (d->ncounters < REPORT_COUNTER_MAX)
-    d->counters[d->ncounters++] = (struct report_counter){ name, v };
+  memcpy(value, (const char *)stats + c->stats_offset, sizeof *value);
+  return true;
 }
 
 /* Fills d from this process's own state; the sections choose the
@@ -341,7 +249,7 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
   hak_stats_t st;
   struct shared_pool_usage u;
   struct bigcache_usage bc;
-  hakmem_stats_get(&st);
+  stats_collect(&st);
   shared_pool_usage(&u);
   bigcache_usage(&bc);
   memset(d, 0, sizeof *d);
@@ -373,7 +281,7 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
         .free_bytes = u.free_class[c], .allocs = u.allocs[c],
         .refills = atomic_load_explicit(&hak_counters.refills[c], memory_order_relaxed) };
   }
-  if (sections == REPORT_ALL)
+  if (sections & REPORT_MAIN)
     for (unsigned k = 0; k < LEARN_DECISION_COUNT && d->nlearn < REPORT_LEARN_MAX; k++) {
       const struct learn_decision *ld = &learn_decisions[k];
       if (ld->phase == LEARN_PHASE_OFF)
@@ -394,23 +302,7 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
           .chosen = i == ld->best && ld->phase != LEARN_PHASE_LEARN };
       }
     }
-#define R(f) add_counter(d, #f, st.f)
-  if (sections == REPORT_ALL) {
-    R(malloc_calls); R(refills); R(remote_frees); R(remote_drains);
-    R(slabs_emptied); R(large_allocs); R(large_frees); R(bigcache_hits);
-    R(bigcache_misses); R(large_bytes); R(bigcache_bytes); R(lean_decommit);
-    R(lean_retire); R(purge_decommit); R(purge_threads); R(prewarm_bytes);
-  }
-  if (sections & REPORT_POOL) {
-    R(pool_reuse_empty); R(pool_claim_unused); R(pool_new_superslab); R(pool_adopt);
-  }
-  if (sections & (REPORT_POOL | REPORT_DUMP)) {
-    R(superslabs_live); R(superslabs_empty); R(superslabs_unmapped);
-  }
-  if (sections & REPORT_OS) {
-    R(os_mmap); R(os_munmap); R(os_madvise); R(os_mremap); R(os_refused); R(mapped_bytes);
-  }
-#undef R
+  report_add_counters(d, sections, counter_from_stats, &st);
 }
 
 /* The report is rendered whole into this buffer and written with as few
@@ -427,20 +319,12 @@ static void stats_report_sections(int fd, unsigned sections)
   while (atomic_flag_test_and_set_explicit(&report_busy, memory_order_acquire))
     sched_yield();
   stats_snapshot(&d, sections);
-  struct report_buf b = { .buf = report_out, .size = sizeof report_out };
+  struct diag_buf b = DIAG_BUF(report_out);
   if (hak_config.stats_format == HAK_STATS_JSON)
     report_json(&b, &d);
   else
     report_text(&b, &d);
-  size_t off = 0;
-  while (off < b.len) {
-    ssize_t n = write(fd, report_out + off, b.len - off);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    off += (size_t)n;
-  }
+  diag_write(fd, report_out, b.len);
   atomic_flag_clear_explicit(&report_busy, memory_order_release);
 }
 
@@ -451,19 +335,18 @@ void stats_report(int fd)
   errno = saved;
 }
 
+/* Sections of the report at exit, as the stats options ask; 0: none. */
+static unsigned stats_exit_sections(void)
+{
+  return hak_config.stats ? REPORT_ALL
+       : (hak_config.ss_os_stats ? REPORT_OS : 0) |
+         (hak_config.shared_pool_stage_stats ? REPORT_POOL : 0) |
+         (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
+}
+
 void stats_prepare_exit_report(void)
 {
-  if (report_fd >= 0)
-    close(report_fd);
-  report_fd = -1;
-  /* A stderr closed at start-up matches nothing: no line is trusted to fd 2. */
-  struct fd_identity id = { .accmode = -1 };
-  if (fd_identify(STDERR_FILENO, &id) &&
-      (hak_config.stats || hak_config.ss_os_stats || hak_config.shared_pool_stage_stats ||
-       hak_config.ss_stats_dump))
-    report_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
-  id.valid = true;
-  stderr_identity = id;
+  diag_prepare(hak_config.quiet, stats_exit_sections() != 0);
   config_source_format(0, live_mode_source, sizeof live_mode_source);
 }
 
@@ -499,15 +382,11 @@ static bool stats_inherited_scope(void)
       mine = *e;
   if (!mine)
     return false; /* set by the conf file: every process is a top one */
-  char path[40] = "/proc/";
-  size_t len = strlen(path);
-  char digits[24];
-  int nd = 0;
-  for (unsigned long p = (unsigned long)getppid(); nd == 0 || p; p /= 10)
-    digits[nd++] = (char)('0' + p % 10);
-  while (nd)
-    path[len++] = digits[--nd];
-  memcpy(path + len, "/environ", sizeof "/environ");
+  char path[40];
+  struct diag_buf pb = DIAG_BUF(path);
+  diag_put(&pb, "/proc/");
+  diag_put_u64(&pb, (uint64_t)getppid());
+  diag_put(&pb, "/environ");
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return false;
@@ -557,10 +436,7 @@ static int stats_file_open(const char *path)
 
 void stats_report_at_exit(void)
 {
-  unsigned sections = hak_config.stats ? REPORT_ALL
-                    : (hak_config.ss_os_stats ? REPORT_OS : 0) |
-                      (hak_config.shared_pool_stage_stats ? REPORT_POOL : 0) |
-                      (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
+  unsigned sections = stats_exit_sections();
   if (!sections || !stats_program_matches() ||
       (hak_config.stats_scope == HAK_STATS_SCOPE_TOP && stats_inherited_scope()))
     return;
@@ -570,7 +446,7 @@ void stats_report_at_exit(void)
     fd = stats_file_open(hak_config.stats_file);
   bool own = fd >= 0;
   if (!own)
-    fd = original_stderr();
+    fd = diag_original_stderr();
   if (fd < 0)
     return;
   stats_report_sections(fd, sections);
@@ -581,6 +457,24 @@ void stats_report_at_exit(void)
 void hakmem_stats_print(int fd)
 {
   stats_report(fd);
+}
+
+/* The library's constructor: initialises it (if no malloc has yet) and
+ * prepares what the live block and the exit report need.  It lives here,
+ * at the top, because the report is above every layer init may call. */
+__attribute__((constructor)) static void stats_constructor(void)
+{
+  hak_init();
+  stats_prepare_exit_report();
+}
+
+/* The library's destructor: the profiler's last profile and leak report,
+ * then the statistics report, then the learner's state file. */
+__attribute__((destructor)) static void stats_destructor(void)
+{
+  prof_exit();
+  stats_report_at_exit();
+  learn_save_state();
 }
 
 const char *hakmem_version(void)

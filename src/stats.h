@@ -1,51 +1,29 @@
-/* Statistics: process-wide event counters, the report, and the live-stats
- * block through which hakmemctl reads them from outside.
+/* Statistics, the top of the library: hakmem_stats_read (and 0.1.0's
+ * hakmem_stats_get) and hakmem_stats_print, the live-stats block through which hakmemctl reads
+ * a running process from outside, the report at exit, and the library's
+ * constructor and destructor.
  *
- * Counters are relaxed atomics bumped only on slow paths (refills, pool
- * stages, OS calls), so they cost nothing on the fast path; allocation
- * counts live in each slab (written by its owner) and are summed by the
- * shared pool when a report is made.  The live-stats block
- * (hakmem_live_stats, format in live_stats.h) is constant after
- * initialisation and points at these counters; readers in other processes
- * read them without any help from this one.  Reports are rendered by
- * report.c into one buffer (reports from several threads take turns) and
- * written whole. */
+ * This file reads every layer (the counters of counters.h and os.h, the
+ * shared pool's and BigCache's usage, the learner's decisions, the
+ * configuration) and no layer calls it: only override.c, above it, and
+ * tests include this header.  The layers below count events in
+ * counters.h and write messages with diag.h, both leaves.  A report is a
+ * snapshot (struct report_data, filled here) rendered by report.c, which
+ * hakmemctl shares, into one buffer (reports from several threads take
+ * turns) and written whole.  The live-stats block (hakmem_live_stats,
+ * format in live_stats.h) is constant after initialisation and points at
+ * the counters; readers in other processes read them without any help
+ * from this one. */
 #ifndef HAKMEM_STATS_H
 #define HAKMEM_STATS_H
 
 #include "hakmem_internal.h"
-#include "size_class.h"
+#include "hakmem.h"
 
-struct hak_counters {
-  _Atomic uint64_t refills[HAK_NUM_CLASSES];
-  _Atomic uint64_t remote_frees;      /* blocks collected from remote stacks */
-  _Atomic uint64_t remote_drains;
-  _Atomic uint64_t slabs_emptied;
-  _Atomic uint64_t pool_reuse_empty;
-  _Atomic uint64_t pool_claim_unused;
-  _Atomic uint64_t pool_new_superslab;
-  _Atomic uint64_t pool_adopt;
-  _Atomic uint64_t superslabs_unmapped;
-  _Atomic uint64_t large_allocs;
-  _Atomic uint64_t large_frees;
-  _Atomic uint64_t bigcache_hits;
-  _Atomic uint64_t bigcache_misses;
-  _Atomic uint64_t lean_decommit;     /* lean mode: SuperSlabs/slots decommitted at once */
-  _Atomic uint64_t lean_retire;       /* lean mode: SuperSlabs unmapped */
-  _Atomic uint64_t purge_decommit;    /* purge passes that decommitted memory */
-  _Atomic uint64_t prewarm_bytes;
-  _Atomic uint64_t purge_threads;
-  _Atomic uint64_t large_live_bytes;  /* mapping bytes of live large blocks */
-};
-
-/* Monotonic milliseconds from a cheap clock. */
-uint64_t hak_now_ms(void);
-extern HAK_HIDDEN struct hak_counters hak_counters;
-
-HAK_INLINE void stats_add(_Atomic uint64_t *c, uint64_t n)
-{
-  atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
+/* Fills the whole of *st (size included) from the counters and the
+ * layers' usage: what hakmem_stats_read copies from, for the library's own
+ * callers (the report, mallinfo2, malloc_info). */
+void stats_collect(hak_stats_t *st);
 
 /* Writes the full report, in the stats_format form, to fd; errno is kept. */
 void stats_report(int fd);
@@ -54,11 +32,10 @@ void stats_report(int fd);
  * regular file) or to stderr as it was at start-up; dropped if the
  * program has closed stderr and reused its descriptor numbers. */
 void stats_report_at_exit(void);
-/* At start-up (init, before other threads allocate; tests may call it
- * again): records which file stderr is, so that the report and the lines
- * written at exit never go to a descriptor the program reused, keeps a
- * close-on-exec copy of stderr when a report is due at exit, and records
- * where the mode came from for the reports and the live block. */
+/* At start-up (the constructor; tests may call it again): records which
+ * file stderr is, keeping a close-on-exec copy of it when a report is due
+ * at exit (diag_prepare), and where the mode came from, for the reports
+ * and the live block. */
 void stats_prepare_exit_report(void);
 
 #endif

@@ -2,7 +2,7 @@
 #include "tcache.h"
 #include "init.h"
 #include "shared_pool.h"
-#include "stats.h"
+#include "counters.h"
 #include "config.h"
 #include "purge.h"
 #include "checkmode.h"
@@ -69,8 +69,8 @@ uint32_t tcache_drain(struct slab *s)
 {
   uint32_t n = slab_drain_remote(s);
   if (n) {
-    stats_add(&hak_counters.remote_drains, 1);
-    stats_add(&hak_counters.remote_frees, n);
+    counters_add(&hak_counters.remote_drains, 1);
+    counters_add(&hak_counters.remote_frees, n);
   }
   return n;
 }
@@ -150,7 +150,7 @@ void *tcache_alloc_slow(unsigned cls)
   }
   errno = saved_errno;
   tcache_self.active[cls] = s;
-  stats_add(&hak_counters.refills[cls], 1);
+  counters_add(&hak_counters.refills[cls], 1);
   if (HAK_UNLIKELY(++tcache_self.refills_since_sweep >= SWEEP_REFILLS)) {
     tcache_self.refills_since_sweep = 0;
     tcache_sweep(cls);

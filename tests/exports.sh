@@ -15,7 +15,7 @@ hak_free_sized hak_good_size hak_good_size_aligned hak_malloc
 hak_malloc_usable_size hak_memalign
 hak_posix_memalign hak_pvalloc hak_realloc hak_reallocarray hak_trim
 hak_valloc hakmem_check_heap hakmem_live_stats hakmem_prof_control hakmem_stats_get
-hakmem_stats_print hakmem_version mallinfo mallinfo2 malloc malloc_info malloc_stats
+hakmem_stats_print hakmem_stats_read hakmem_version mallinfo mallinfo2 malloc malloc_info malloc_stats
 malloc_trim malloc_usable_size mallopt memalign
 posix_memalign pvalloc realloc reallocarray valloc'
 # C++: new and new[], each plain, nothrow, aligned and aligned nothrow;

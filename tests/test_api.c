@@ -292,6 +292,120 @@ START_TEST(allocator_is_hakmem)
 }
 END_TEST
 
+/* --- hak_stats_t across versions ------------------------------------- */
+
+/* hak_stats_t as 0.1.0's header defined it: no size field. */
+struct stats_0_1_0 {
+  uint64_t malloc_calls, refills, remote_frees, remote_drains, slabs_emptied,
+    pool_reuse_empty, pool_claim_unused, pool_new_superslab, pool_adopt, superslabs_live,
+    superslabs_empty, superslabs_unmapped, large_allocs, large_frees, bigcache_hits,
+    bigcache_misses, os_mmap, os_munmap, os_madvise, os_mremap, mapped_bytes, large_bytes,
+    bigcache_bytes, lean_decommit, lean_retire, purge_decommit, purge_threads, prewarm_bytes,
+    os_refused;
+};
+/* The library's exported hakmem_stats_get, as a 0.1.0 binary calls it
+ * (the parentheses keep hakmem.h's macro of that name out). */
+int (hakmem_stats_get)(void *st);
+
+#define STATS_FILL 0xa5a5a5a5a5a5a5a5ull
+
+START_TEST(stats_struct_grows_safely)
+{
+  /* Counters that do not move while the test runs: a large block (and
+   * its free) before any snapshot, none after; small blocks, so that
+   * malloc_calls is not 0. */
+  T_FREE(T_MALLOC(opaque(5 * MiB)));
+  void *small_blocks[100];
+  for (int i = 0; i < 100; i++)
+    small_blocks[i] = T_MALLOC(opaque(40));
+  for (int i = 0; i < 100; i++)
+    T_FREE(small_blocks[i]);
+  hak_stats_t now = stats_now();
+  ck_assert_uint_ge(now.large_allocs, 1);
+  ck_assert_uint_eq(now.size, sizeof(hak_stats_t));
+
+  /* A program built against 0.1.0: its 29 counters, in its order, and
+   * not one byte after them. */
+  struct { struct stats_0_1_0 st; uint64_t after; } old;
+  memset(&old, 0xa5, sizeof old);
+  ck_assert_int_eq((hakmem_stats_get)(&old.st), 0);
+  ck_assert_uint_eq(old.after, STATS_FILL);
+  ck_assert_uint_eq(old.st.large_allocs, now.large_allocs);
+  ck_assert_uint_eq(old.st.large_frees, now.large_frees);
+  ck_assert_uint_eq(old.st.os_refused, now.os_refused);
+  ck_assert_uint_eq(old.st.prewarm_bytes, now.prewarm_bytes);
+  ck_assert_uint_ge(old.st.malloc_calls, 1);
+  ck_assert_uint_ne(old.st.os_mmap, STATS_FILL);
+
+  /* A program built with a later header, whose struct has two counters
+   * more: they read as 0, size says where this library stopped, and
+   * nothing past the caller's struct is written. */
+  struct { hak_stats_t st; uint64_t later[2]; uint64_t after; } big;
+  memset(&big, 0xa5, sizeof big);
+  big.st.size = sizeof big.st + sizeof big.later;
+  ck_assert_int_eq(hakmem_stats_read(&big.st), 0);
+  ck_assert_uint_eq(big.st.size, sizeof(hak_stats_t));
+  ck_assert_uint_eq(big.later[0], 0);
+  ck_assert_uint_eq(big.later[1], 0);
+  ck_assert_uint_eq(big.after, STATS_FILL);
+  ck_assert_uint_eq(big.st.large_allocs, now.large_allocs);
+  ck_assert_uint_eq(big.st.os_refused, now.os_refused);
+  /* Called again with the size it got back, it fills the same. */
+  ck_assert_int_eq(hakmem_stats_read(&big.st), 0);
+  ck_assert_uint_eq(big.st.size, sizeof(hak_stats_t));
+
+  /* A program built with an older header that knew two counters: those
+   * are filled, the rest of the struct is not touched. */
+  hak_stats_t small;
+  memset(&small, 0xa5, sizeof small);
+  small.size = offsetof(hak_stats_t, remote_frees);
+  ck_assert_int_eq(hakmem_stats_read(&small), 0);
+  ck_assert_uint_eq(small.size, offsetof(hak_stats_t, remote_frees));
+  ck_assert_uint_ge(small.malloc_calls, old.st.malloc_calls);
+  ck_assert_uint_ne(small.refills, STATS_FILL);
+  ck_assert_uint_eq(small.remote_frees, STATS_FILL);
+  ck_assert_uint_eq(small.os_refused, STATS_FILL);
+  /* A size that ends inside a field counts the whole fields before it
+   * (the caller's bytes of the cut field read as 0, the next ones are
+   * not touched). */
+  memset(&small, 0xa5, sizeof small);
+  small.size = offsetof(hak_stats_t, refills) + 4;
+  ck_assert_int_eq(hakmem_stats_read(&small), 0);
+  ck_assert_uint_eq(small.size, offsetof(hak_stats_t, refills));
+  ck_assert_uint_ne(small.malloc_calls, STATS_FILL);
+  const unsigned char *bytes = (const unsigned char *)&small;
+  for (size_t i = offsetof(hak_stats_t, refills); i < sizeof small; i++)
+    ck_assert_uint_eq(bytes[i], i < offsetof(hak_stats_t, refills) + 4 ? 0 : 0xa5);
+
+  /* Bad calls fail with EINVAL and change nothing. */
+  memset(&small, 0xa5, sizeof small);
+  small.size = sizeof small.size - 1;
+  errno = 0;
+  ck_assert_int_eq(hakmem_stats_read(&small), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_uint_eq(small.malloc_calls, STATS_FILL);
+  errno = 0;
+  ck_assert_int_eq(hakmem_stats_read(NULL), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  /* A good call leaves errno alone. */
+  errno = ERANGE;
+  hak_stats_t init = HAKMEM_STATS_INIT;
+  ck_assert_uint_eq(init.size, sizeof init);
+  ck_assert_int_eq(hakmem_stats_read(&init), 0);
+  ck_assert_int_eq(errno, ERANGE);
+  ck_assert_uint_eq(init.large_allocs, now.large_allocs);
+
+  /* Source written against 0.1.0 (hakmem_stats_get, size never set)
+   * gets this header's whole struct. */
+  hak_stats_t src;
+  memset(&src, 0xa5, sizeof src);
+  ck_assert_int_eq(hakmem_stats_get(&src), 0);
+  ck_assert_uint_eq(src.size, sizeof src);
+  ck_assert_uint_eq(src.large_allocs, now.large_allocs);
+  ck_assert_uint_eq(src.os_refused, now.os_refused);
+}
+END_TEST
+
 #ifndef HAK_TEST_DIRECT
 START_TEST(libc_internal_names_are_hakmem)
 {
@@ -1370,6 +1484,7 @@ int main(void)
   TCase *t = tcase_create("api");
   tcase_set_timeout(t, 120);
   tcase_add_test(t, allocator_is_hakmem);
+  tcase_add_test(t, stats_struct_grows_safely);
   tcase_add_test(t, check_heap_sound_then_damaged);
 #ifndef HAK_TEST_DIRECT
   tcase_add_test(t, libc_internal_names_are_hakmem);

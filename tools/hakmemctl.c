@@ -34,13 +34,6 @@
 
 extern char **environ;
 
-/* config.c reports through hak_warn only when no warn callback is given;
- * every command here gives one. */
-void hak_warn(const char *msg)
-{
-  fprintf(stderr, "hakmem: %s\n", msg);
-}
-
 static void usage(FILE *f)
 {
   fputs("usage: hakmemctl config [--program NAME] [--conf FILE] [--list]\n"

@@ -35,43 +35,32 @@
 
 static const char *const phase_names[] = { "OFF", "LEARN", "FROZEN", "CANARY" };
 
-static void add_counter(struct report_data *d, const char *name, uint64_t v)
-{
-  if (d->ncounters < REPORT_COUNTER_MAX)
-    d->counters[d->ncounters++] = (struct report_counter){ name, v };
-}
+/* The figures a counter of the report is read from outside. */
+struct counter_source {
+  const struct live_view *view;
+  const struct live_heap *heap;   /* NULL: the heap walk failed */
+};
 
-/* Reads the counters the in-process report lists, in its order. */
-static void snapshot_counters(const struct live_view *v, struct report_data *d,
-                              const struct live_heap *t)
+/* A counter of the report: the slab figures from the heap walk, the rest
+ * from the live entry of that name; false (not listed) if absent. */
+static bool counter_from_live(const struct report_counter_def *c, const void *source,
+                              uint64_t *value)
 {
-  static const char *const first[] = {
-    "refills", "remote_frees", "remote_drains", "slabs_emptied", "large_allocs",
-    "large_frees", "bigcache_hits", "bigcache_misses", "large_bytes", NULL };
-  static const char *const second[] = {
-    "lean_decommit", "lean_retire", "purge_decommit", "purge_threads", "prewarm_bytes",
-    "pool_reuse_empty", "pool_claim_unused", "pool_new_superslab", "pool_adopt", NULL };
-  static const char *const os[] = {
-    "superslabs_unmapped", "os_mmap", "os_munmap", "os_madvise", "os_mremap", "os_refused",
-    "mapped_bytes", NULL };
-  uint64_t x;
-  if (d->have_heap)
-    add_counter(d, "malloc_calls", t->allocs);
-  for (int i = 0; first[i]; i++)
-    if (live_counter(v, first[i], &x))
-      add_counter(d, first[i], x);
-  if (d->have_heap)
-    add_counter(d, "bigcache_bytes", t->bigcache);
-  for (int i = 0; second[i]; i++)
-    if (live_counter(v, second[i], &x))
-      add_counter(d, second[i], x);
-  if (d->have_heap) {
-    add_counter(d, "superslabs_live", t->superslabs);
-    add_counter(d, "superslabs_empty", t->superslabs_empty);
-  }
-  for (int i = 0; os[i]; i++)
-    if (live_counter(v, os[i], &x))
-      add_counter(d, os[i], x);
+  const struct counter_source *s = source;
+  const struct { const char *name; size_t offset; } walked[] = {
+    { "malloc_calls", offsetof(struct live_heap, allocs) },
+    { "bigcache_bytes", offsetof(struct live_heap, bigcache) },
+    { "superslabs_live", offsetof(struct live_heap, superslabs) },
+    { "superslabs_empty", offsetof(struct live_heap, superslabs_empty) },
+  };
+  for (size_t i = 0; i < sizeof walked / sizeof walked[0]; i++)
+    if (strcmp(c->name, walked[i].name) == 0) {
+      if (!s->heap)
+        return false;
+      memcpy(value, (const char *)s->heap + walked[i].offset, sizeof *value);
+      return true;
+    }
+  return live_counter(s->view, c->name, value);
 }
 
 static void snapshot_learner(const struct live_view *v, struct report_data *d)
@@ -149,13 +138,14 @@ static void snapshot(const struct live_view *v, struct report_data *d)
   d->os_calls = calls[0] + calls[1] + calls[2] + calls[3];
   d->have_resident = report_read_resident(v->pid, &d->resident, &d->peak_resident);
   snapshot_learner(v, d);
-  snapshot_counters(v, d, &t);
+  struct counter_source src = { v, d->have_heap ? &t : NULL };
+  report_add_counters(d, REPORT_ALL, counter_from_live, &src);
 }
 
 static void print_report(const struct report_data *d, bool json)
 {
   static char out[1 << 16];
-  struct report_buf b = { .buf = out, .size = sizeof out };
+  struct diag_buf b = DIAG_BUF(out);
   if (json)
     report_json(&b, d);
   else
@@ -358,7 +348,7 @@ static void bytes_cell(char *out, size_t size, uint64_t v, bool known)
     snprintf(out, size, "-");
     return;
   }
-  struct report_buf b = { .buf = out, .size = size };
+  struct diag_buf b = { .buf = out, .size = size };
   out[0] = '\0';
   report_put_bytes(&b, v);
 }
@@ -369,7 +359,7 @@ static void top_print(const struct top_scan *s, bool json, bool clear)
     for (size_t i = 0; i < s->n; i++) {
       const struct top_row *r = &s->rows[i];
       char buf[256];
-      struct report_buf b = { .buf = buf, .size = sizeof buf };
+      struct diag_buf b = DIAG_BUF(buf);
       buf[0] = '\0';
       report_put_json_string(&b, r->program);
       printf("{\"pid\":%d,\"program\":%s,\"mode\":\"%s\",\"resident\":%llu,", (int)r->pid, buf,

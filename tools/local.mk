@@ -1,11 +1,13 @@
 # hakmemctl: built from tools/hakmemctl.c, tools/hakmemctl_monitor.c (stats
-# --pid, top) with tools/live_reader.c (reading another process) and the library's own src/config.c and src/config_parse.c
-# (option table, loader and parsers) and src/report.c (the report's
-# format), not from the allocator core, so that it keeps glibc's malloc and never
-# runs the allocator's start-up.
+# --pid, top) with tools/live_reader.c (reading another process) and the
+# library's own src/config.c and src/config_parse.c (option table, loader
+# and parsers), src/report.c (the report's format) and src/diag.c (the
+# message lines and the text builder), not from the allocator core, so
+# that it keeps glibc's malloc and never runs the allocator's start-up.
 bin_PROGRAMS = tools/hakmemctl
 tools_hakmemctl_SOURCES = tools/hakmemctl.c src/config.c src/config.h \
 	src/config_parse.c src/config_parse.h src/hakmem_internal.h \
+	src/diag.c src/diag.h \
 	tools/hakmemctl_monitor.c tools/hakmemctl_monitor.h \
 	tools/live_reader.c tools/live_reader.h \
 	src/report.c src/report.h src/live_stats.h
