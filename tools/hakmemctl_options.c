@@ -360,7 +360,8 @@ static void put_comment(const char *text, bool sentence)
   }
 }
 
-/* "off|auto|on; mode fast: auto" and the like, for the line above a key. */
+/* "off|auto|on; modes: fast auto" and the like, for the line above a key
+ * (what the default means is the description's to say). */
 static void sample_type_line(unsigned i)
 {
   const struct config_option *o = &config_options[i];
@@ -380,9 +381,6 @@ static void sample_type_line(unsigned i)
     n = (size_t)snprintf(buf, sizeof buf, "%s, at most %u bytes", docs[i].noun, o->text_size - 1);
     break;
   }
-  if (docs[i].def_note[0])
-    n += (size_t)snprintf(buf + n, sizeof buf - n, "; %s = %s", o->type == CONFIG_STRING ? "empty" : "0",
-                          docs[i].def_note);
   if (o->preset) {
     bool first = true;
     for (int m = 0; m < HAK_MODE_COUNT && n < sizeof buf; m++) {
