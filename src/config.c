@@ -23,120 +23,44 @@
 #define SYSCONFDIR "/etc"
 #endif
 
+/* The built-in defaults; config_load sets them again before each load. */
 struct hak_config hak_config = {
-  .mode = HAK_MODE_BALANCED,
-  .bigcache = 1,
-  .batch_madvise = 1,
-  .ss_empty_reuse = 1,
-  .ss_empty_scan_limit = 8,
-  .superslab_lg = HAK_SS_LG_DEFAULT,
-  .purge_delay_ms = 1000,
-  .ss_mem_lean_target_mb = 10,
-  .ss_mem_lean_decommit = HAK_DECOMMIT_FREE,
-  .thp = HAK_THP_OFF,
-  .bigcache_max_mb = 128,
-  .superslab_keep = 4,
-  .evo_policy = HAK_EVO_FROZEN,
-  .prof_sample_kb = 512,
+#define CONFIG_OPTION(key, type, min, max, words, def, modes, group, def_note, help, man) .key = def,
+#include "options.def"
 };
 bool config_secure;
 struct config_source config_sources[CONFIG_OPTION_MAX];
 
-const char *const config_mode_words[] = { "minimal", "fast", "balanced", "learning", "research", NULL };
+const char *const config_mode_words[] = {
+#define CONFIG_MODE(NAME, word, help, man) #word,
+#include "options.def"
+  NULL
+};
 static const char *const evo_words[] = { "frozen", "learn", "canary", NULL };
 static const char *const thp_words[] = { "off", "auto", "on", NULL };
 static const char *const decommit_words[] = { "FREE", "DONTNEED", "OFF", NULL };
 static const char *const stats_format_words[] = { "text", "json", NULL };
 static const char *const stats_scope_words[] = { "all", "top", NULL };
 
-#define BOOL(k, d, desc) \
-  { .key = #k, .type = CONFIG_BOOL, .min = 0, .max = 1, .def = d, .value = &hak_config.k, \
-    .description = desc }
-/* Preset values in the order minimal, fast, balanced, research; the
- * built-in default is balanced's, and learning starts from balanced's
- * values too (the learner then moves the ones it learns). */
-#define PRESET(k, ty, lo, hi, w, m, f, b, r, desc) \
-  { .key = #k, .type = ty, .min = lo, .max = hi, .def = b, .preset = true, \
-    .mode_value = { m, f, b, b, r }, .words = w, .value = &hak_config.k, .description = desc }
+/* The preset column of a row: the value of each mode, in enum hak_mode
+ * order, or none (the mode leaves the option at its default). */
+#define CONFIG_PRESET(...) .preset = true, .mode_value = { __VA_ARGS__ }
+#define CONFIG_NO_PRESET .preset = false
 
 const struct config_option config_options[] = {
-  { .key = "mode", .type = CONFIG_ENUM, .min = 0, .max = HAK_MODE_COUNT - 1,
-    .def = HAK_MODE_BALANCED, .words = config_mode_words, .value = &hak_config.mode,
-    .description = "preset the other options start from: minimal, fast, balanced, learning or research" },
-  PRESET(stats, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
-         "print the full statistics report at exit"),
-  BOOL(ss_os_stats, 0, "print the OS call counters (mmap, munmap, madvise) at exit"),
-  BOOL(shared_pool_stage_stats, 0, "print the shared-pool stage counters at exit"),
-  BOOL(ss_stats_dump, 0, "print the per-class and SuperSlab lines at exit"),
-  { .key = "stats_file", .type = CONFIG_STRING, .text = hak_config.stats_file,
-    .text_size = sizeof hak_config.stats_file,
-    .description = "append the reports to this file instead of stderr (never in secure execution)" },
-  { .key = "stats_format", .type = CONFIG_ENUM, .min = 0, .max = 1, .def = HAK_STATS_TEXT,
-    .words = stats_format_words, .value = &hak_config.stats_format,
-    .description = "the report's form: text (for people) or json (one JSON object per report)" },
-  { .key = "stats_scope", .type = CONFIG_ENUM, .min = 0, .max = 1, .def = HAK_STATS_SCOPE_ALL,
-    .words = stats_scope_words, .value = &hak_config.stats_scope,
-    .description = "which processes report: all, or top (not the children that inherit HAKMEM_STATS_SCOPE=top)" },
-  { .key = "stats_program", .type = CONFIG_STRING, .text = hak_config.stats_program,
-    .text_size = sizeof hak_config.stats_program,
-    .description = "report only in programs whose name matches this glob (\"\" = every program)" },
-  PRESET(check, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
-         "check every block: canaries after the requested size, freed blocks checked at reuse"),
-  PRESET(verbose, CONFIG_BOOL, 0, 1, NULL, 0, 0, 0, 1,
-         "print the effective configuration on stderr at start-up"),
-  BOOL(quiet, 0, "print no warnings (bad options, OS failures)"),
-  PRESET(bigcache, CONFIG_BOOL, 0, 1, NULL, 0, 1, 1, 1,
-         "keep recently freed large mappings and reuse them for requests of the same size"),
-  PRESET(batch_madvise, CONFIG_BOOL, 0, 1, NULL, 0, 0, 1, 1,
-         "give cached large blocks back to the OS in batches rather than one by one"),
-  PRESET(ss_empty_reuse, CONFIG_BOOL, 0, 1, NULL, 0, 1, 1, 1,
-         "reuse a class's EMPTY slabs before claiming unused ones (shared pool stage 1)"),
-  { .key = "ss_empty_scan_limit", .type = CONFIG_INT, .min = 1, .max = 1024, .def = 8,
-    .value = &hak_config.ss_empty_scan_limit,
-    .description = "slabs of its own a thread scans for free blocks before asking the shared pool" },
-  { .key = "superslab_lg", .type = CONFIG_INT, .min = HAK_SS_LG_MIN, .max = HAK_SS_LG_MAX,
-    .def = HAK_SS_LG_DEFAULT, .value = &hak_config.superslab_lg,
-    .description = "log2 of the SuperSlab size: 19 (512 KiB) to 21 (2 MiB)" },
-  PRESET(prewarm, CONFIG_BOOL, 0, 1, NULL, 0, 1, 0, 0,
-         "map and fault in a SuperSlab at start-up (not in memory-lean mode)"),
-  PRESET(purge_delay_ms, CONFIG_INT, -1, 3600000, NULL, -1, -1, 1000, 1000,
-         "decommit SuperSlabs and cached blocks unused this many milliseconds; -1 = never"),
-  BOOL(ss_mem_lean, 0, "memory-lean mode: no prewarm, free memory kept with its pages bounded by ss_mem_lean_target_mb"),
-  { .key = "ss_mem_lean_target_mb", .type = CONFIG_SIZE_MB, .min = 0, .max = 65536, .def = 10,
-    .value = &hak_config.ss_mem_lean_target_mb,
-    .description = "memory-lean mode: MiB of free memory kept for reuse" },
-  { .key = "ss_mem_lean_decommit", .type = CONFIG_ENUM, .min = 0, .max = 2,
-    .def = HAK_DECOMMIT_FREE, .words = decommit_words, .value = &hak_config.ss_mem_lean_decommit,
-    .description = "memory-lean mode: how memory is given back: FREE, DONTNEED or OFF" },
-  PRESET(thp, CONFIG_ENUM, 0, 2, thp_words, HAK_THP_OFF, HAK_THP_AUTO, HAK_THP_OFF, HAK_THP_OFF,
-         "transparent huge pages: off (never), auto (for 2 MiB mappings), on (every mapping)"),
-  PRESET(bigcache_max_mb, CONFIG_SIZE_MB, 0, 65536, NULL, 0, 512, 128, 128,
-         "MiB of freed large mappings BigCache may keep (memory-lean mode: at most its target)"),
-  PRESET(superslab_keep, CONFIG_INT, 0, 4096, NULL, 0, 4096, 256, 256,
-         "most fully free SuperSlabs kept mapped; they are decommitted after purge_delay_ms and unmapped after ten times that"),
-  { .key = "evo_policy", .type = CONFIG_ENUM, .min = 0, .max = 2, .def = HAK_EVO_FROZEN,
-    .preset = true,
-    .mode_value = { HAK_EVO_FROZEN, HAK_EVO_FROZEN, HAK_EVO_FROZEN, HAK_EVO_CANARY, HAK_EVO_CANARY },
-    .words = evo_words, .value = &hak_config.evo_policy,
-    .description = "learner phase: frozen (no learning), learn (always), canary (learn, freeze, re-check)" },
-  { .key = "learn_state_file", .type = CONFIG_STRING, .text = hak_config.learn_state_file,
-    .text_size = sizeof hak_config.learn_state_file,
-    .description = "learning: restore the learned choices from this file and save them at exit" },
-  BOOL(prof, 0, "sampled heap profiling: profiles for google-pprof at exit, on request and by interval"),
-  { .key = "prof_sample_kb", .type = CONFIG_INT, .min = 0, .max = 1048576, .def = 512,
-    .value = &hak_config.prof_sample_kb,
-    .description = "profiling: mean KiB allocated between two samples; 0 = record every allocation" },
-  { .key = "prof_interval_mb", .type = CONFIG_SIZE_MB, .min = 0, .max = 1048576, .def = 0,
-    .value = &hak_config.prof_interval_mb,
-    .description = "profiling: write a profile every this many MiB allocated; 0 = none" },
-  BOOL(prof_leak, 0, "profiling: at exit, list the sampled blocks never freed, grouped by stack"),
-  { .key = "prof_prefix", .type = CONFIG_STRING, .text = hak_config.prof_prefix,
-    .text_size = sizeof hak_config.prof_prefix,
-    .description = "profiling: files are PREFIX.PID.SEQ.heap and PREFIX.PID.exit.heap; empty = /tmp/hakmem.PROGRAM" },
+#define CONFIG_OPTION(k, ty, lo, hi, w, d, modes, group, def_note, help, man) \
+  { .key = #k, .type = ty, .min = lo, .max = hi, .def = d, modes, .words = w, \
+    .value = &hak_config.k, .description = help },
+#define CONFIG_STRING(k, size, group, noun, def_note, help, man) \
+  { .key = #k, .type = CONFIG_STRING, .text = hak_config.k, .text_size = sizeof hak_config.k, \
+    .description = help },
+#include "options.def"
 };
 const unsigned config_option_count = sizeof config_options / sizeof config_options[0];
 _Static_assert(sizeof config_options / sizeof config_options[0] <= CONFIG_OPTION_MAX,
                "config_sources is too small");
+_Static_assert(sizeof config_mode_words / sizeof config_mode_words[0] == HAK_MODE_COUNT + 1,
+               "one word per mode");
 
 /* ---- loading ---- */
 

@@ -16,8 +16,12 @@
 
 #include "hakmem_internal.h"
 
-enum hak_mode { HAK_MODE_MINIMAL, HAK_MODE_FAST, HAK_MODE_BALANCED, HAK_MODE_LEARNING, HAK_MODE_RESEARCH };
-#define HAK_MODE_COUNT 5
+/* The modes, from src/options.def: HAK_MODE_MINIMAL, ... */
+enum hak_mode {
+#define CONFIG_MODE(NAME, word, help, man) HAK_MODE_##NAME,
+#include "options.def"
+  HAK_MODE_COUNT
+};
 /* The modes' names, indexed by enum hak_mode, NULL-terminated. */
 extern const char *const config_mode_words[];
 enum hak_evo_policy { HAK_EVO_FROZEN, HAK_EVO_LEARN, HAK_EVO_CANARY };
@@ -30,41 +34,13 @@ enum hak_stats_format { HAK_STATS_TEXT, HAK_STATS_JSON };
  * of a tree does. */
 enum hak_stats_scope { HAK_STATS_SCOPE_ALL, HAK_STATS_SCOPE_TOP };
 
-/* The effective configuration.  Each field is one option of the table in
- * config.c (key = field name). */
+/* The effective configuration: one field per row of src/options.def, in
+ * its order (an int, or a char array for a string option); the rows say
+ * what each means. */
 struct hak_config {
-  int mode;                  /* enum hak_mode: the preset the other values start from */
-  int stats;                 /* full statistics report at exit */
-  int ss_os_stats;           /* report the OS call counters at exit */
-  int shared_pool_stage_stats; /* report the shared-pool stage counters at exit */
-  int ss_stats_dump;         /* report per-class and SuperSlab lines at exit */
-  char stats_file[256];      /* reports go here (appended) instead of stderr; "" = stderr */
-  int stats_format;          /* enum hak_stats_format: the report as text or one JSON object */
-  int stats_scope;           /* enum hak_stats_scope: which processes print their report */
-  char stats_program[64];    /* report only in programs whose name matches this glob; "" = any */
-  int check;                 /* canaries and free-block checks on every block */
-  int verbose;               /* print the effective configuration at start-up */
-  int quiet;                 /* silence warnings (bad options, OS failures) */
-  int bigcache;              /* keep recently freed large mappings for reuse */
-  int batch_madvise;         /* decommit freed large blocks in batches */
-  int ss_empty_reuse;        /* shared pool stage 1: reuse EMPTY slabs of a class */
-  int ss_empty_scan_limit;   /* slabs of its ring a thread scans before asking the pool */
-  int superslab_lg;          /* log2 of the SuperSlab size */
-  int prewarm;               /* map and fault in a SuperSlab at start-up */
-  int purge_delay_ms;        /* decommit SuperSlabs empty this long; -1 = never */
-  int ss_mem_lean;           /* memory-lean mode */
-  int ss_mem_lean_target_mb; /* lean: bound on retained-but-unused memory */
-  int ss_mem_lean_decommit;  /* enum hak_decommit: how lean mode decommits */
-  int thp;                   /* enum hak_thp: transparent huge pages per mapping */
-  int bigcache_max_mb;       /* BigCache byte bound (learned in learning mode) */
-  int superslab_keep;        /* fully free SuperSlabs kept (learned in learning mode) */
-  int evo_policy;            /* enum hak_evo_policy: the learner's phase */
-  char learn_state_file[256]; /* learned choices saved and restored here; "" = none */
-  int prof;                  /* sampled heap profiling (prof.c) */
-  int prof_sample_kb;        /* mean KiB between samples; 0 = every allocation */
-  int prof_interval_mb;      /* a profile every this many MiB allocated; 0 = none */
-  int prof_leak;             /* leak report at exit */
-  char prof_prefix[200];     /* profile files: PREFIX.PID.SEQ.heap; "" = /tmp/hakmem.PROGRAM */
+#define CONFIG_OPTION(key, type, min, max, words, def, modes, group, def_note, help, man) int key;
+#define CONFIG_STRING(key, size, group, noun, def_note, help, man) char key[size];
+#include "options.def"
 };
 extern HAK_HIDDEN struct hak_config hak_config;
 
@@ -80,7 +56,7 @@ enum config_type {
   CONFIG_STRING,   /* text of at most text_size - 1 bytes */
 };
 
-/* One row of the option table. */
+/* One row of the option table (config_options[], made from src/options.def). */
 struct config_option {
   const char *key;          /* conf key; the variable is HAKMEM_ + upper(key) */
   enum config_type type;

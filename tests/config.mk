@@ -1,5 +1,5 @@
 # Configuration: the loader in-process (Check), a fuzz test, the setuid
-# test, hakmemctl and the man pages.  The core-linked programs are also
+# test and hakmemctl (the man pages: man/local.mk).  The core-linked programs are also
 # built with sanitizers by check-sanitizers.
 if HAVE_CHECK
 check_PROGRAMS += tests/test_config
@@ -19,8 +19,8 @@ tests_test_config_fuzz_LDADD = src/libhakmem_core.la
 
 if !SANITIZE
 check_PROGRAMS += tests/config_secure_helper
-TESTS += tests/config_setuid.sh tests/config_hakmemctl.sh tests/config_manpages.sh
-dist_check_SCRIPTS += tests/config_setuid.sh tests/config_hakmemctl.sh tests/config_manpages.sh
+TESTS += tests/config_setuid.sh tests/config_hakmemctl.sh
+dist_check_SCRIPTS += tests/config_setuid.sh tests/config_hakmemctl.sh
 endif
 tests_config_secure_helper_SOURCES = tests/config_secure_helper.c
 tests_config_secure_helper_LDADD = src/libhakmem_core.la

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,97 +112,88 @@ START_TEST(table_is_consistent)
         ck_assert(o->mode_value[m] >= o->min && o->mode_value[m] <= o->max);
     }
   }
-  /* The keys are the fields of struct hak_config, in its order. */
-  static const char *const keys[] = {
-    "mode", "stats", "ss_os_stats", "shared_pool_stage_stats", "ss_stats_dump", "stats_file",
-    "stats_format", "stats_scope", "stats_program",
-    "check", "verbose", "quiet", "bigcache", "batch_madvise", "ss_empty_reuse",
-    "ss_empty_scan_limit", "superslab_lg", "prewarm", "purge_delay_ms", "ss_mem_lean",
-    "ss_mem_lean_target_mb", "ss_mem_lean_decommit", "thp", "bigcache_max_mb",
-    "superslab_keep", "evo_policy", "learn_state_file",
-    "prof", "prof_sample_kb", "prof_interval_mb", "prof_leak", "prof_prefix",
-  };
-  ck_assert_uint_eq(config_option_count, sizeof keys / sizeof keys[0]);
-  for (unsigned i = 0; i < config_option_count; i++)
-    ck_assert_str_eq(config_options[i].key, keys[i]);
+  /* Each row of src/options.def reads and writes its own field of
+   * struct hak_config, and the fields are in the table's order. */
+  uintptr_t last = 0;
+#define CONFIG_OPTION(key, type, min, max, words, def, modes, group, def_note, help, man) \
+  ck_assert_ptr_eq(config_find(#key)->value, &hak_config.key); \
+  ck_assert_uint_ge((uintptr_t)&hak_config.key, last); \
+  last = (uintptr_t)&hak_config.key + 1;
+#define CONFIG_STRING(key, size, group, noun, def_note, help, man) \
+  ck_assert_ptr_eq(config_find(#key)->text, hak_config.key); \
+  ck_assert_uint_eq(config_find(#key)->text_size, sizeof hak_config.key); \
+  ck_assert_uint_ge((uintptr_t)hak_config.key, last); \
+  last = (uintptr_t)hak_config.key + 1;
+#include "options.def"
   ck_assert(config_find("THP") == config_find("thp"));
   ck_assert(config_find_env("HAKMEM_SS_MEM_LEAN", 18) == config_find("ss_mem_lean"));
   ck_assert(config_find_env("HAKMEM_SS_MEM_LEA", 17) == NULL);
 }
 END_TEST
 
+/* Every option at its built-in default, which is mode balanced's. */
 START_TEST(defaults)
 {
   ck_assert_uint_eq(load("", NULL, NULL), 0);
+  for (unsigned i = 0; i < config_option_count; i++) {
+    const struct config_option *o = &config_options[i];
+    if (o->type == CONFIG_STRING)
+      ck_assert_msg(o->text[0] == '\0', "%s = '%s'", o->key, o->text);
+    else
+      ck_assert_msg(*o->value == o->def, "%s = %d, default %d", o->key, *o->value, o->def);
+    char src[64];
+    config_source_format(i, src, sizeof src);
+    ck_assert_str_eq(src, o->preset ? "mode balanced" : "default");
+  }
   ck_assert_int_eq(hak_config.mode, HAK_MODE_BALANCED);
-  ck_assert_int_eq(hak_config.stats, 0);
-  ck_assert_int_eq(hak_config.ss_os_stats, 0);
-  ck_assert_int_eq(hak_config.shared_pool_stage_stats, 0);
-  ck_assert_int_eq(hak_config.ss_stats_dump, 0);
-  ck_assert_str_eq(hak_config.stats_file, "");
-  ck_assert_int_eq(hak_config.check, 0);
-  ck_assert_int_eq(hak_config.verbose, 0);
-  ck_assert_int_eq(hak_config.quiet, 0);
-  ck_assert_int_eq(hak_config.bigcache, 1);
-  ck_assert_int_eq(hak_config.batch_madvise, 1);
-  ck_assert_int_eq(hak_config.ss_empty_reuse, 1);
-  ck_assert_int_eq(hak_config.ss_empty_scan_limit, 8);
   ck_assert_int_eq(hak_config.superslab_lg, 21);
-  ck_assert_int_eq(hak_config.prewarm, 0);
-  ck_assert_int_eq(hak_config.purge_delay_ms, 1000);
-  ck_assert_int_eq(hak_config.ss_mem_lean, 0);
-  ck_assert_int_eq(hak_config.ss_mem_lean_target_mb, 10);
-  ck_assert_int_eq(hak_config.ss_mem_lean_decommit, HAK_DECOMMIT_FREE);
   ck_assert_int_eq(hak_config.thp, HAK_THP_OFF);
   ck_assert(!config_secure);
-  assert_source("mode", "default");
-  assert_source("superslab_lg", "default");
-  assert_source("bigcache", "mode balanced");
 }
 END_TEST
 
 /* ---- modes ---- */
 
-struct preset { int bigcache, ss_empty_reuse, prewarm, purge_delay_ms, thp, batch_madvise,
-                check, stats, verbose, bigcache_max_mb, superslab_keep, evo_policy; };
+/* Asserts that every option has the value mode m gives it: its preset
+ * column in src/options.def, else its default. */
+static void assert_mode_values(int m)
+{
+  ck_assert_int_eq(hak_config.mode, m);
+  for (unsigned i = 0; i < config_option_count; i++) {
+    const struct config_option *o = &config_options[i];
+    if (o->type == CONFIG_STRING || o->value == &hak_config.mode)
+      continue;
+    int want = o->preset ? o->mode_value[m] : o->def;
+    ck_assert_msg(*o->value == want, "mode %s: %s = %d, expected %d", config_mode_words[m], o->key,
+                  *o->value, want);
+  }
+}
 
 START_TEST(mode_presets)
 {
-  static const struct preset want[] = {
-    [HAK_MODE_MINIMAL] = { 0, 0, 0, -1, HAK_THP_OFF, 0, 0, 0, 0, 0, 0, HAK_EVO_FROZEN },
-    [HAK_MODE_FAST] = { 1, 1, 1, -1, HAK_THP_AUTO, 0, 0, 0, 0, 512, 4096, HAK_EVO_FROZEN },
-    [HAK_MODE_BALANCED] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 256, HAK_EVO_FROZEN },
-    [HAK_MODE_LEARNING] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 0, 0, 0, 128, 256, HAK_EVO_CANARY },
-    [HAK_MODE_RESEARCH] = { 1, 1, 0, 1000, HAK_THP_OFF, 1, 1, 1, 1, 128, 256, HAK_EVO_CANARY },
-  };
   for (int m = 0; m < HAK_MODE_COUNT; m++) {
     char text[64], envvar[64];
     snprintf(text, sizeof text, "mode = %s\n", config_mode_words[m]);
     ck_assert_uint_eq(load(text, NULL, NULL), 0);
-    const struct preset *w = &want[m];
-    ck_assert_int_eq(hak_config.mode, m);
-    ck_assert_int_eq(hak_config.bigcache, w->bigcache);
-    ck_assert_int_eq(hak_config.ss_empty_reuse, w->ss_empty_reuse);
-    ck_assert_int_eq(hak_config.prewarm, w->prewarm);
-    ck_assert_int_eq(hak_config.purge_delay_ms, w->purge_delay_ms);
-    ck_assert_int_eq(hak_config.thp, w->thp);
-    ck_assert_int_eq(hak_config.batch_madvise, w->batch_madvise);
-    ck_assert_int_eq(hak_config.check, w->check);
-    ck_assert_int_eq(hak_config.stats, w->stats);
-    ck_assert_int_eq(hak_config.verbose, w->verbose);
-    ck_assert_int_eq(hak_config.bigcache_max_mb, w->bigcache_max_mb);
-    ck_assert_int_eq(hak_config.superslab_keep, w->superslab_keep);
-    ck_assert_int_eq(hak_config.evo_policy, w->evo_policy);
+    assert_mode_values(m);
     /* The same through the environment, in any case. */
     snprintf(envvar, sizeof envvar, "HAKMEM_MODE=%s", config_mode_words[m]);
     for (char *p = envvar + 12; *p; p++)
       *p = (char)(*p - 'a' + 'A');
     char *env[] = { envvar, NULL };
     ck_assert_uint_eq(load("", NULL, env), 0);
-    ck_assert_int_eq(hak_config.mode, m);
-    ck_assert_int_eq(hak_config.purge_delay_ms, w->purge_delay_ms);
-    ck_assert_int_eq(hak_config.evo_policy, w->evo_policy);
+    assert_mode_values(m);
   }
+  /* What each mode promises (hakmem(3)), whatever the table's details. */
+  load("mode = minimal\n", NULL, NULL);
+  ck_assert(!hak_config.bigcache && !hak_config.ss_empty_reuse && !hak_config.prewarm);
+  load("mode = fast\n", NULL, NULL);
+  ck_assert(hak_config.prewarm && hak_config.purge_delay_ms == -1 && hak_config.thp == HAK_THP_AUTO);
+  load("mode = learning\n", NULL, NULL);
+  ck_assert(hak_config.evo_policy != HAK_EVO_FROZEN && !hak_config.check);
+  load("mode = research\n", NULL, NULL);
+  ck_assert(hak_config.evo_policy != HAK_EVO_FROZEN && hak_config.check && hak_config.stats &&
+            hak_config.verbose);
   /* A mode that does not exist. */
   ck_assert_uint_eq(load("mode = adaptive\n", NULL, NULL), 1);
   ck_assert(warned(":1: mode = adaptive: expected minimal|fast|balanced|learning|research"));

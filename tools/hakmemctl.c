@@ -9,6 +9,7 @@
 #include "config.h"
 #include "config_parse.h"
 #include "hakmemctl_monitor.h"
+#include "hakmemctl_options.h"
 #include "hakmemctl_profile.h"
 
 #include <errno.h>
@@ -36,7 +37,8 @@ extern char **environ;
 
 static void usage(FILE *f)
 {
-  fputs("usage: hakmemctl config [--program NAME] [--conf FILE] [--list]\n"
+  fputs("usage: hakmemctl config [--program NAME] [--conf FILE] [--list | --sample]\n"
+        "       hakmemctl config --man hakmem.3|hakmem.conf.5\n"
         "       hakmemctl check [FILE]...\n"
         "       hakmemctl run [--mode MODE] [--set KEY=VALUE]... [--stats] [--] COMMAND [ARG]...\n"
         "       hakmemctl stats [--mode MODE] [--set KEY=VALUE]... [--] COMMAND [ARG]...\n"
@@ -126,6 +128,10 @@ static int cmd_config(int argc, char **argv)
       rq.conf_path = argv[++i];
     else if (strcmp(argv[i], "--list") == 0)
       list = true;
+    else if (strcmp(argv[i], "--sample") == 0 && argc == 1)
+      return options_sample();
+    else if (strcmp(argv[i], "--man") == 0 && argc == 2)
+      return options_man(argv[++i]);
     else {
       usage(stderr);
       return 2;

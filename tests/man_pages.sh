@@ -1,0 +1,99 @@
+#!/bin/sh
+# The man pages: hakmem(3)'s SYNOPSIS has every function of
+# include/hakmem.h (from include/hakmem.h.in) and its STATISTICS every field
+# of hak_stats_t; the three pages name no HAKMEM_ variable that is neither
+# an option (hakmemctl config --list), HAKMEM_CONF nor a macro of the
+# header; and man and lexgrog accept each page.  The option entries
+# themselves are written from src/options.def and checked by
+# tests/options_generated.sh.
+# Automake harness: exit 0 pass, 1 fail.  The man and lexgrog checks are
+# skipped, with a note, when the tools are not installed.  Works in a VPATH
+# build: the sources are found through $srcdir (exported by the harness),
+# or relative to this script when it is run by hand.
+set -u
+me=man_pages.sh
+
+if [ -z "${srcdir:-}" ]; then
+  srcdir=$(dirname "$0")/..
+fi
+ctl=tools/hakmemctl
+header=$srcdir/include/hakmem.h.in
+page=$srcdir/man/hakmem.3
+pages="$page $srcdir/man/hakmem.conf.5 $srcdir/man/hakmemctl.1"
+for f in "$header" $pages; do
+  [ -r "$f" ] || { echo "$me: cannot read $f" >&2; exit 1; }
+done
+[ -x "$ctl" ] || { echo "$me: $ctl not built" >&2; exit 1; }
+
+failed=0
+fail() {
+  echo "$me: FAIL: $*" >&2
+  failed=1
+}
+
+# hakmem(3) without its comments.
+text=$(sed 's/\\".*//' "$page")
+
+# The variables: HAKMEM_ + the key of each option, and HAKMEM_CONF.
+vars=$("$ctl" config --list | awk -F '\t' '!/^#/ { print $2 }')
+[ -n "$vars" ] || { echo "$me: hakmemctl config --list printed no option" >&2; exit 1; }
+header_macros=$(sed -n 's/^#define[[:space:]]\{1,\}\(HAKMEM_[A-Z0-9_]*[A-Z0-9]\).*/\1/p' "$header" | sort -u)
+for p in $pages; do
+  named=$(sed 's/\\".*//' "$p" | grep -o 'HAKMEM_[A-Z0-9_]*[A-Z0-9]' | sort -u)
+  for v in $named; do
+    printf '%s\n' $vars HAKMEM_CONF $header_macros | grep -qx "$v" ||
+      fail "$p names $v, which is not an option"
+  done
+done
+
+# The public functions: 'HAKMEM_API type name(' lines of the header.
+funcs=$(sed -n 's/^HAKMEM_API[^(]*[^A-Za-z0-9_(]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p' "$header")
+[ -n "$funcs" ] || fail "no HAKMEM_API function found in $header"
+synopsis=$(printf '%s\n' "$text" | sed -n '/^\.SH[[:space:]]*"\{0,1\}SYNOPSIS/,/^\.SH[[:space:]]*"\{0,1\}DESCRIPTION/p')
+for f in $funcs; do
+  printf '%s\n' "$synopsis" | grep -q "[^A-Za-z0-9_]$f(" ||
+    fail "$f (include/hakmem.h) is not in the SYNOPSIS of man/hakmem.3"
+done
+
+# The counters: the uint64_t fields of hak_stats_t, each an entry of STATISTICS.
+fields=$(sed -n '/^typedef struct hak_stats {/,/^} hak_stats_t;/s/^[[:space:]]*uint64_t[[:space:]]*\([a-z0-9_]*\);.*/\1/p' "$header")
+[ -n "$fields" ] || fail "no field of hak_stats_t found in $header"
+stats=$(printf '%s\n' "$text" | awk '
+  /^\.SH/ { st = ($0 ~ /^\.SH[[:space:]]+"?STATISTICS"?[[:space:]]*$/); prev = ""; next }
+  st && prev ~ /^\.TP/ && $1 == ".B" { print $2 }
+  { prev = $0 }')
+for f in $fields; do
+  printf '%s\n' "$stats" | grep -qx "$f" ||
+    fail "hak_stats_t field $f has no entry under STATISTICS in man/hakmem.3"
+done
+
+# man: no warning at all; lexgrog: the NAME section parses (and names
+# every function, in hakmem(3)).
+man_checked=no
+for p in $pages; do
+  if command -v man >/dev/null 2>&1 && command -v groff >/dev/null 2>&1; then
+    warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$p" 2>&1 >/dev/null)
+    status=$?
+    if [ $status -ne 0 ] || [ -n "$warnings" ]; then
+      fail "man --warnings -l $p (exit $status):"
+      printf '%s\n' "$warnings" >&2
+    fi
+    man_checked=yes
+  fi
+  if command -v lexgrog >/dev/null 2>&1; then
+    whatis=$(lexgrog "$p" 2>&1) || { fail "lexgrog finds no NAME section in $p:"; printf '%s\n' "$whatis" >&2; }
+    if [ "$p" = "$page" ]; then
+      for f in hakmem $funcs; do
+        printf '%s\n' "$whatis" | grep -q "\"$f - " || fail "$f is not in the NAME section of $p"
+      done
+    fi
+  fi
+done
+[ $man_checked = yes ] || echo "$me: man or groff not installed; formatting not checked" >&2
+command -v lexgrog >/dev/null 2>&1 || echo "$me: lexgrog not installed; NAME sections not checked" >&2
+
+[ $failed -eq 0 ] || exit 1
+count() { printf '%s\n' "$1" | grep -c .; }
+echo "$me: $(count "$funcs") functions, $(count "$fields") counters documented;" \
+  "man checked: $man_checked"
+exit 0
