@@ -5,6 +5,7 @@
 #include "config.h"
 #include "hakmem.h"
 #include "init.h"
+#include "bigcache.h"
 #include "large.h"
 #include "prof.h"
 #include "shared_pool.h"

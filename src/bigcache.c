@@ -1,9 +1,6 @@
-/* BigCache: recently freed large mappings kept for reuse, so that a
- * program that frees and re-requests big buffers does not pay mmap, munmap
- * and page faults each time: a request takes the best fit, or the largest
- * smaller mapping to grow (see large.h).  Bounded by count and bytes; a
- * mapping that does not fit is unmapped at once. */
-#include "large.h"
+/* BigCache: a request takes the best fit, or the largest smaller mapping
+ * for large.c to grow (see bigcache.h). */
+#include "bigcache.h"
 #include "config.h"
 #include "learn.h"
 #include "os.h"

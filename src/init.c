@@ -2,7 +2,7 @@
 #include "init.h"
 #include "alloc.h"
 #include "config.h"
-#include "large.h"
+#include "bigcache.h"
 #include "learn.h"
 #include "shared_pool.h"
 #include "stats.h"

@@ -1,5 +1,6 @@
 /* Large allocations by direct mapping. */
 #include "large.h"
+#include "bigcache.h"
 #include "os.h"
 #include "stats.h"
 #include "superslab.h"
@@ -25,10 +26,6 @@ static size_t large_map_size(size_t size, size_t offset)
     return 0;
   return bigcache_round(hak_align_up(offset + size, HAK_PAGE_SIZE));
 }
-
-/* Registry units of a block at offset: the header's through the block
- * start's (the header is unit-aligned). */
-static size_t large_units(size_t offset) { return (offset >> HAK_UNIT_SHIFT) + 1; }
 
 bool large_registry_move(uintptr_t base, size_t old_off, size_t new_off)
 {
@@ -78,14 +75,6 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
   }
   large_seal(h);
   return h;
-}
-
-void large_unmap(struct large_hdr *h)
-{
-  size_t size = h->map_size;
-  large_unregister((uintptr_t)h, h->offset);
-  h->magic = 0;
-  os_unmap(h, size);
 }
 
 /* A cached mapping is split for a request (unless the block is expected

@@ -1,7 +1,7 @@
 /* The background purge thread. */
 #include "purge.h"
 #include "config.h"
-#include "large.h"
+#include "bigcache.h"
 #include "shared_pool.h"
 #include "stats.h"
 

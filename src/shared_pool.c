@@ -3,7 +3,7 @@
 #include "learn.h"
 #include "os.h"
 #include "stats.h"
-#include "large.h"
+#include "bigcache.h"
 #include "purge.h"
 
 #include <errno.h>

@@ -4,7 +4,7 @@
  * malloc or at exit. */
 #include "stats.h"
 #include "config.h"
-#include "large.h"
+#include "bigcache.h"
 #include "learn.h"
 #include "os.h"
 #include "live_stats.h"

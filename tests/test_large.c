@@ -16,6 +16,7 @@
 
 #include "hakmem.h"
 #include "config.h"
+#include "bigcache.h"
 #include "large.h"
 #include "os.h"
 #include "superslab.h"
