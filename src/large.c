@@ -4,9 +4,7 @@
 #include "os.h"
 #include "stats.h"
 #include "superslab.h"
-#include "shared_pool.h"
 #include "config.h"
-#include "purge.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -220,15 +218,10 @@ static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_gr
     /* Reused from BigCache: a hot block, worth huge pages. */
     h->huge_advised = os_advise_huge(h, h->map_size, true) == 0;
   }
-  if (!h && !(h = large_map(map_size, align, offset))) {
-    /* Out of memory: what hakmem keeps cached goes back, then one retry. */
-    bool released = bigcache_flush();
-    released |= shared_pool_trim();
-    if (!released || !(h = large_map(map_size, align, offset))) {
-      errno = ENOMEM;
-      return NULL;
-    }
-  }
+  /* Refused: NULL with ENOMEM; the caller reclaims and retries once
+   * (purge_reclaim). */
+  if (!h && !(h = large_map(map_size, align, offset)))
+    return NULL;
   h->state = LARGE_LIVE;
   h->cache_next = NULL;
   h->live_size = size;
@@ -261,7 +254,7 @@ struct large_hdr *large_from_entry(uintptr_t entry, const void *p)
   return h;
 }
 
-void large_free(struct large_hdr *h, void *p)
+bool large_free(struct large_hdr *h, void *p)
 {
   large_verify(h, "free(): corrupted large block header", p);
   if (p != large_block(h))
@@ -271,11 +264,11 @@ void large_free(struct large_hdr *h, void *p)
   int saved = errno;
   stats_add(&hak_counters.large_frees, 1);
   atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size, memory_order_relaxed);
-  if (bigcache_put(h))
-    purge_kick();
-  else
+  bool cached = bigcache_put(h);
+  if (!cached)
     large_unmap(h);
   errno = saved;
+  return cached;
 }
 
 /* Moves the pages of live block h over the head of cached mapping c (at

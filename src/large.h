@@ -32,15 +32,18 @@ HAK_INLINE size_t large_usable(const struct large_hdr *h)
 
 /* A block of size bytes aligned to align (a power of two).  *fresh is set
  * when the memory is known to be zero (a new mapping).  NULL, errno ENOMEM
- * on failure. */
+ * on failure: this layer reclaims nothing itself; the caller may
+ * (purge_reclaim) and try once more. */
 void *large_alloc(size_t size, size_t align, bool *fresh);
 /* Usable size of a fresh block for large_alloc(size, align), 0 if the
  * request is too large (a mapping reused from BigCache may be larger). */
 size_t large_good_size(size_t size, size_t align);
 /* Frees the block of h; p is the pointer the program passed, checked
  * against the header (fatal error if it is not the block's start, if the
- * block is not live, or if the header does not verify). */
-void large_free(struct large_hdr *h, void *p);
+ * block is not live, or if the header does not verify).  Returns true if
+ * BigCache kept the mapping: the caller then kicks the purge (purge.h),
+ * which sits above this layer. */
+bool large_free(struct large_hdr *h, void *p);
 /* For realloc of a slab block into a large one: a block that grew this
  * far is likely to grow on, so a cached mapping up to LARGE_GROW_ROOM
  * times larger serves it whole (no split); it then grows inside it. */

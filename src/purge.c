@@ -5,6 +5,7 @@
 #include "shared_pool.h"
 #include "stats.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -78,6 +79,15 @@ void purge_kick(void)
     atomic_store(&purge_running, false);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+bool purge_reclaim(void)
+{
+  int saved = errno;
+  bool released = shared_pool_trim();
+  released |= bigcache_flush();
+  errno = saved;
+  return released;
 }
 
 void purge_postfork_child(void)

@@ -3,8 +3,6 @@
 #include "learn.h"
 #include "os.h"
 #include "stats.h"
-#include "bigcache.h"
-#include "purge.h"
 
 #include <errno.h>
 
@@ -416,17 +414,6 @@ static struct slab *pool_claim_slot_locked(void)
   return NULL;
 }
 
-/* Maps a new SuperSlab; when the system refuses, memory BigCache holds is
- * given back first and the mapping tried once more (lock order: pool
- * lock, then the BigCache lock). */
-static struct superslab *pool_create_superslab_locked(void)
-{
-  struct superslab *ss = superslab_create(pool_ss_lg);
-  if (!ss && bigcache_flush())
-    ss = superslab_create(pool_ss_lg);
-  return ss;
-}
-
 /* A SuperSlab none of whose slots is in use, for a medium slab: a kept
  * free one (its EMPTY small slabs given up) or a new one. */
 static struct superslab *pool_claim_superslab_locked(void)
@@ -448,7 +435,7 @@ static struct superslab *pool_claim_superslab_locked(void)
     }
     stats_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    ss = pool_create_superslab_locked();
+    ss = superslab_create(pool_ss_lg);
     if (!ss)
       return NULL;
     all_list_add(ss);
@@ -498,7 +485,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   if (s) {
     stats_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    struct superslab *ss = pool_create_superslab_locked();
+    struct superslab *ss = superslab_create(pool_ss_lg);
     if (!ss) {
       pthread_mutex_unlock(&pool_lock);
       errno = ENOMEM;
@@ -620,7 +607,6 @@ void shared_pool_orphan_freed(void)
     atomic_store_explicit(&orphans_freed, true, memory_order_relaxed);
   if (!atomic_load_explicit(&pool_purge_wanted, memory_order_relaxed))
     atomic_store_explicit(&pool_purge_wanted, true, memory_order_relaxed);
-  purge_kick();
 }
 
 void shared_pool_orphan(struct slab *s)

@@ -27,8 +27,10 @@
 #define SHARED_POOL_EMPTY_PER_CLASS 4
 #define SHARED_POOL_EMPTY_PER_MEDIUM_CLASS 1
 
-/* A slab of class cls now owned by owner, or NULL (errno ENOMEM).  An
- * adopted slab may still hold a remote-free stack: the caller drains it. */
+/* A slab of class cls now owned by owner, or NULL (errno ENOMEM) when a
+ * new SuperSlab was needed and the system refused it: the caller may
+ * reclaim (purge_reclaim) and ask once more.  An adopted slab may still
+ * hold a remote-free stack: the caller drains it. */
 struct slab *shared_pool_acquire(unsigned cls, uint64_t owner);
 /* The owner gives back a slab none of whose blocks is in use. */
 void shared_pool_release_empty(struct slab *s);
@@ -36,7 +38,7 @@ void shared_pool_release_empty(struct slab *s);
 void shared_pool_orphan(struct slab *s);
 
 /* A block was pushed onto an orphan's remote stack: the purge collects
- * orphans whose blocks have all come back. */
+ * orphans whose blocks have all come back (the caller kicks it). */
 void shared_pool_orphan_freed(void);
 
 /* Returns every free slab's memory to the OS and unmaps free SuperSlabs.
