@@ -60,11 +60,20 @@ static void cache_shrink_locked(struct large_hdr **evicted)
     }
 }
 
+/* Large malloc and free calls so far, for the learner of bigcache_max_mb:
+ * counted by large.c for every block, whether BigCache serves or keeps
+ * it or not. */
+static uint64_t large_calls(void)
+{
+  return atomic_load_explicit(&hak_counters.large_allocs, memory_order_relaxed) +
+         atomic_load_explicit(&hak_counters.large_frees, memory_order_relaxed);
+}
+
 /* A BigCache event for the learner; a changed bound applies at once. */
 static void cache_event_locked(struct large_hdr **evicted)
 {
   cache_activity++;
-  if (learn_event(LEARN_BIGCACHE_MAX_MB, committed_bytes))
+  if (learn_event(LEARN_BIGCACHE_MAX_MB, committed_bytes, large_calls))
     cache_shrink_locked(evicted);
 }
 

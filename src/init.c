@@ -84,8 +84,6 @@ void hak_init_slow(void)
   }
   secret_init();
   config_load(environ, getauxval(AT_SECURE) != 0);
-  shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
-  shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
   learn_init();
   prof_init();
   alloc_configure();

@@ -28,12 +28,6 @@ static uint64_t pool_activity;
 /* Set when memory became purgeable; the purge thread takes it. */
 static _Atomic bool pool_purge_wanted;
 
-static unsigned pool_ss_lg = HAK_SS_LG_DEFAULT;
-static bool pool_empty_reuse = true;
-
-void shared_pool_set_superslab_lg(unsigned lg) { pool_ss_lg = lg; }
-void shared_pool_set_empty_reuse(bool on) { pool_empty_reuse = on; }
-
 static struct superslab *superslab_of_slab(struct slab *s)
 {
   return (struct superslab *)((uintptr_t)s & ~((uintptr_t)HAK_UNIT_SIZE - 1));
@@ -330,12 +324,14 @@ static bool superslab_fully_decommitted(const struct superslab *ss)
   return (ss->decommitted & all) == all;
 }
 
+static uint64_t pool_calls_locked(void);
+
 /* A hand-out or hand-back, for the learner of superslab_keep; when the
  * learned limit shrinks, kept SuperSlabs beyond it are unmapped at once. */
 static void pool_learn_event_locked(void)
 {
   if (!learn_active(LEARN_SUPERSLAB_KEEP) ||
-      !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed))
+      !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed, pool_calls_locked))
     return;
   unsigned limit = (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
   struct superslab *next;
@@ -421,7 +417,7 @@ static struct superslab *pool_claim_superslab_locked(void)
   /* The free one with the most pages still committed: reused hot. */
   struct superslab *ss = NULL;
   for (struct superslab *c = all_list; c; c = c->all_next)
-    if (c->ninuse == 0 && c->lg == pool_ss_lg &&
+    if (c->ninuse == 0 && c->lg == (unsigned)hak_config.superslab_lg &&
         (!ss || __builtin_popcount(c->decommitted) < __builtin_popcount(ss->decommitted)))
       ss = c;
   if (ss) {
@@ -435,7 +431,7 @@ static struct superslab *pool_claim_superslab_locked(void)
     }
     stats_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    ss = superslab_create(pool_ss_lg);
+    ss = superslab_create((unsigned)hak_config.superslab_lg);
     if (!ss)
       return NULL;
     all_list_add(ss);
@@ -463,7 +459,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
     stats_add(&hak_counters.pool_adopt, 1);
     goto out;
   }
-  if (pool_empty_reuse && (s = slab_list_pop(&empty_list[cls]))) {
+  if (hak_config.ss_empty_reuse && (s = slab_list_pop(&empty_list[cls]))) {
     empty_count[cls]--;
     superslab_slab_taken(superslab_of_slab(s), s);
     stats_add(&hak_counters.pool_reuse_empty, 1);
@@ -485,7 +481,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   if (s) {
     stats_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    struct superslab *ss = superslab_create(pool_ss_lg);
+    struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
     if (!ss) {
       pthread_mutex_unlock(&pool_lock);
       errno = ENOMEM;
@@ -549,7 +545,7 @@ static void pool_release_empty_locked(struct slab *s)
   unsigned cap = size_class_is_medium(s->cls) || hak_config.ss_mem_lean
                      ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
                      : SHARED_POOL_EMPTY_PER_CLASS;
-  if (pool_empty_reuse && empty_count[s->cls] < cap) {
+  if (hak_config.ss_empty_reuse && empty_count[s->cls] < cap) {
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;
@@ -644,7 +640,11 @@ bool shared_pool_trim(void)
   return released;
 }
 
-uint64_t shared_pool_calls_locked(void)
+/* The small-block malloc and free calls of the whole process so far
+ * (from the slabs' own counts, as in shared_pool_usage; a free from
+ * another thread counts once drained), for the learner of
+ * superslab_keep.  Caller holds the pool lock. */
+static uint64_t pool_calls_locked(void)
 {
   /* A slab's frees are its allocations less the blocks still in use; a
    * retired slab had every block back. */
@@ -770,7 +770,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 void shared_pool_prewarm(void)
 {
   pthread_mutex_lock(&pool_lock);
-  struct superslab *ss = superslab_create(pool_ss_lg);
+  struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
   if (ss) {
     all_list_add(ss);
     unused_list_add(ss);

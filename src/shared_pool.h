@@ -60,12 +60,6 @@ struct shared_pool_usage {
  * synchronisation with them, so the figures are a momentary estimate. */
 void shared_pool_usage(struct shared_pool_usage *u);
 
-/* The small-block malloc and free calls of the whole process so far
- * (from the slabs' own counts, as in shared_pool_usage; a free from another
- * thread counts once drained), for the learner of superslab_keep, whose
- * events come under the pool lock.  Caller holds the pool lock. */
-uint64_t shared_pool_calls_locked(void);
-
 /* The purge, run by the background purge thread (purge.c) every tick:
  * decommits kept SuperSlabs whose purge delay has passed, free slots of
  * SuperSlabs in use that stayed free for a purge delay and, when the pool
@@ -82,11 +76,6 @@ bool shared_pool_purge_wanted(void);
 bool shared_pool_take_purge_wanted(void);
 /* Maps a SuperSlab and faults its pages in (prewarm = 1). */
 void shared_pool_prewarm(void);
-
-/* Superslab size for SuperSlabs mapped from now on (config superslab_lg). */
-void shared_pool_set_superslab_lg(unsigned lg);
-/* Whether stage 1 may reuse EMPTY slabs of the same class (config ss_empty_reuse). */
-void shared_pool_set_empty_reuse(bool on);
 
 /* The slab half of hakmem_check_heap: walks every SuperSlab under the
  * pool lock, and the free lists of the slabs that thread me (the caller)
