@@ -333,7 +333,7 @@ static void pool_learn_event_locked(void)
   if (!learn_active(LEARN_SUPERSLAB_KEEP) ||
       !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed, pool_calls_locked))
     return;
-  unsigned limit = (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
+  unsigned limit = superslab_keep_limit();
   struct superslab *next;
   for (struct superslab *ss = all_list; ss && kept_empty > limit; ss = next) {
     next = ss->all_next;
@@ -348,8 +348,7 @@ static void superslab_emptied_locked(struct superslab *ss)
   enum superslab_release r =
       superslab_release_policy(ss, kept_empty, pool_free_committed);
   if (r == SUPERSLAB_DECOMMIT) {
-    superslab_purge_slots_locked(ss, ALL_SLOTS,
-                                 hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED);
+    superslab_purge_slots_locked(ss, ALL_SLOTS, superslab_decommit_dontneed());
     if (!superslab_fully_decommitted(ss))
       r = SUPERSLAB_UNMAP;
     else
@@ -501,18 +500,18 @@ out:
 }
 
 /* Lean mode: the pool's free committed memory stays under
- * ss_mem_lean_target_mb.  Over it, free slots are decommitted at once:
- * those of first (where a slab was just given back) before the others.
- * Under it, free memory is reused hot and purged by time as in balanced. */
+ * ss_mem_lean_target_mb (superslab_lean_must_decommit says when it is
+ * not).  Over it, free slots are decommitted at once: those of first
+ * (where a slab was just given back) before the others.  Under it, free
+ * memory is reused hot and purged by time as in balanced. */
 static void pool_hold_lean_target_locked(struct superslab *first)
 {
-  size_t target = (size_t)hak_config.ss_mem_lean_target_mb << 20;
-  if (!hak_config.ss_mem_lean || pool_free_committed <= target ||
-      hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_OFF || !os_decommit_enabled())
+  if (!superslab_lean_must_decommit(pool_free_committed))
     return;
-  bool dontneed = hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED;
+  bool dontneed = superslab_decommit_dontneed();
   bool any = first && superslab_purge_slots_locked(first, ALL_SLOTS, dontneed);
-  for (struct superslab *ss = all_list; ss && pool_free_committed > target; ss = ss->all_next)
+  for (struct superslab *ss = all_list; ss && superslab_lean_must_decommit(pool_free_committed);
+       ss = ss->all_next)
     if (ss->free_committed)
       any |= superslab_purge_slots_locked(ss, ALL_SLOTS, dontneed);
   if (any)
