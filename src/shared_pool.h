@@ -14,7 +14,7 @@
  * Everything here runs under one mutex, the pool lock.  It is taken at
  * most once per 64 KiB slab handed out or returned, never on the fast
  * path.  Lock order (fork handlers take them in this order): pool lock,
- * large lock, registry lock. */
+ * BigCache lock, registry lock. */
 #ifndef HAKMEM_SHARED_POOL_H
 #define HAKMEM_SHARED_POOL_H
 
