@@ -5,8 +5,10 @@
 #include "config.h"
 #include "hakmem.h"
 #include "init.h"
+#include "bigcache.h"
 #include "large.h"
 #include "prof.h"
+#include "purge.h"
 #include "shared_pool.h"
 #include "diag.h"
 
@@ -17,12 +19,16 @@
 #define ALLOC_MAX ((size_t)PTRDIFF_MAX - ((size_t)64 << 20))
 
 /* A large block; errno is left alone on success (internal attempts that
- * failed on the way, such as a refused mapping hint, do not show). */
+ * failed on the way, such as a refused mapping hint, do not show).  When
+ * the system refuses the mapping, what hakmem keeps free goes back and
+ * the request is tried once more (purge_reclaim). */
 static void *alloc_large(size_t size, size_t align, bool *fresh)
 {
   int saved = errno;
   hak_init();
   void *p = large_alloc(size, align, fresh);
+  if (!p && purge_reclaim())
+    p = large_alloc(size, align, fresh);
   if (p)
     errno = saved;
   return p;
@@ -106,8 +112,10 @@ void alloc_free_slab_slow(struct slab *s, void *p)
     return;
   }
   slab_free_remote(s, p);
-  if (s->state == SLAB_ORPHAN)
+  if (s->state == SLAB_ORPHAN) {
     shared_pool_orphan_freed();
+    purge_kick();
+  }
 }
 
 void alloc_free_generic(void *p, uintptr_t entry)
@@ -121,7 +129,8 @@ void alloc_free_generic(void *p, uintptr_t entry)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
   if (HAK_UNLIKELY(prof_active))
     prof_before_free(p);
-  large_free(h, p);
+  if (large_free(h, p))
+    purge_kick();
 }
 
 HAK_EXPORT void *hak_malloc(size_t size)
@@ -209,6 +218,8 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     if (HAK_UNLIKELY(prof_active))
       prof_before_free(p);
     void *n = large_realloc(h, size);
+    if (!n && purge_reclaim())
+      n = large_realloc(h, size);
     if (n)
       errno = saved;
     if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
@@ -220,8 +231,16 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
    * always move, so that the new block gets its canary. */
   if (!h && size <= usable && size > usable / 2 && !hak_config.check)
     return p;
-  /* A slab block growing into a large one: see large_alloc_to_grow. */
-  void *n = !h && size > HAK_MEDIUM_MAX && !hak_config.check ? large_alloc_to_grow(size) : alloc_malloc(size);
+  /* A slab block growing into a large one: see large_alloc_to_grow (and
+   * alloc_large for the retry). */
+  void *n;
+  if (!h && size > HAK_MEDIUM_MAX && !hak_config.check) {
+    n = large_alloc_to_grow(size);
+    if (!n && purge_reclaim())
+      n = large_alloc_to_grow(size);
+  } else {
+    n = alloc_malloc(size);
+  }
   if (!n)
     return NULL;
   memcpy(n, p, size < usable ? size : usable);
@@ -398,9 +417,7 @@ HAK_EXPORT int hak_trim(size_t pad)
 {
   (void)pad;
   tcache_collect();
-  bool released = shared_pool_trim();
-  released |= bigcache_flush();
-  return released;
+  return purge_reclaim();
 }
 
 /* For the sized API (alloc_sized.c): the bound malloc and the aligned

@@ -1,9 +1,6 @@
-/* BigCache: recently freed large mappings kept for reuse, so that a
- * program that frees and re-requests big buffers does not pay mmap, munmap
- * and page faults each time: a request takes the best fit, or the largest
- * smaller mapping to grow (see large.h).  Bounded by count and bytes; a
- * mapping that does not fit is unmapped at once. */
-#include "large.h"
+/* BigCache: a request takes the best fit, or the largest smaller mapping
+ * for large.c to grow (see bigcache.h). */
+#include "bigcache.h"
 #include "config.h"
 #include "learn.h"
 #include "os.h"
@@ -64,11 +61,20 @@ static void cache_shrink_locked(struct large_hdr **evicted)
     }
 }
 
+/* Large malloc and free calls so far, for the learner of bigcache_max_mb:
+ * counted by large.c for every block, whether BigCache serves or keeps
+ * it or not. */
+static uint64_t large_calls(void)
+{
+  return atomic_load_explicit(&hak_counters.large_allocs, memory_order_relaxed) +
+         atomic_load_explicit(&hak_counters.large_frees, memory_order_relaxed);
+}
+
 /* A BigCache event for the learner; a changed bound applies at once. */
 static void cache_event_locked(struct large_hdr **evicted)
 {
   cache_activity++;
-  if (learn_event(LEARN_BIGCACHE_MAX_MB, committed_bytes))
+  if (learn_event(LEARN_BIGCACHE_MAX_MB, committed_bytes, large_calls))
     cache_shrink_locked(evicted);
 }
 

@@ -4,7 +4,7 @@
 #include "init.h"
 #include "alloc.h"
 #include "config.h"
-#include "large.h"
+#include "bigcache.h"
 #include "learn.h"
 #include "shared_pool.h"
 #include "diag.h"
@@ -87,8 +87,6 @@ void hak_init_slow(void)
   /* The stats layer redoes this with a copy of stderr when a report is
    * due at exit (stats_prepare_exit_report, from the constructor). */
   diag_prepare(hak_config.quiet, false);
-  shared_pool_set_superslab_lg((unsigned)hak_config.superslab_lg);
-  shared_pool_set_empty_reuse(hak_config.ss_empty_reuse);
   learn_init();
   prof_init();
   alloc_configure();

@@ -1,12 +1,11 @@
 /* Large allocations by direct mapping. */
 #include "large.h"
+#include "bigcache.h"
 #include "os.h"
 #include "counters.h"
 #include "diag.h"
 #include "superslab.h"
-#include "shared_pool.h"
 #include "config.h"
-#include "purge.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,10 +25,6 @@ static size_t large_map_size(size_t size, size_t offset)
     return 0;
   return bigcache_round(hak_align_up(offset + size, HAK_PAGE_SIZE));
 }
-
-/* Registry units of a block at offset: the header's through the block
- * start's (the header is unit-aligned). */
-static size_t large_units(size_t offset) { return (offset >> HAK_UNIT_SHIFT) + 1; }
 
 bool large_registry_move(uintptr_t base, size_t old_off, size_t new_off)
 {
@@ -79,14 +74,6 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
   }
   large_seal(h);
   return h;
-}
-
-void large_unmap(struct large_hdr *h)
-{
-  size_t size = h->map_size;
-  large_unregister((uintptr_t)h, h->offset);
-  h->magic = 0;
-  os_unmap(h, size);
 }
 
 /* A cached mapping is split for a request (unless the block is expected
@@ -232,15 +219,10 @@ static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_gr
     /* Reused from BigCache: a hot block, worth huge pages. */
     h->huge_advised = os_advise_huge(h, h->map_size, true) == 0;
   }
-  if (!h && !(h = large_map(map_size, align, offset))) {
-    /* Out of memory: what hakmem keeps cached goes back, then one retry. */
-    bool released = bigcache_flush();
-    released |= shared_pool_trim();
-    if (!released || !(h = large_map(map_size, align, offset))) {
-      errno = ENOMEM;
-      return NULL;
-    }
-  }
+  /* Refused: NULL with ENOMEM; the caller reclaims and retries once
+   * (purge_reclaim). */
+  if (!h && !(h = large_map(map_size, align, offset)))
+    return NULL;
   h->state = LARGE_LIVE;
   h->cache_next = NULL;
   h->live_size = size;
@@ -273,7 +255,7 @@ struct large_hdr *large_from_entry(uintptr_t entry, const void *p)
   return h;
 }
 
-void large_free(struct large_hdr *h, void *p)
+bool large_free(struct large_hdr *h, void *p)
 {
   large_verify(h, "free(): corrupted large block header", p);
   if (p != large_block(h))
@@ -283,11 +265,11 @@ void large_free(struct large_hdr *h, void *p)
   int saved = errno;
   counters_add(&hak_counters.large_frees, 1);
   atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size, memory_order_relaxed);
-  if (bigcache_put(h))
-    purge_kick();
-  else
+  bool cached = bigcache_put(h);
+  if (!cached)
     large_unmap(h);
   errno = saved;
+  return cached;
 }
 
 /* Moves the pages of live block h over the head of cached mapping c (at

@@ -6,7 +6,6 @@
 #include "learn.h"
 #include "config.h"
 #include "secret.h"
-#include "shared_pool.h"
 #include "counters.h"
 #include "diag.h"
 
@@ -317,27 +316,19 @@ static uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 /* Process CPU time, read at an epoch's start and end (a system call). */
 static uint64_t process_cpu_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
-/* Large malloc and free calls so far: counted by large.c for every
- * block, whether BigCache serves or keeps it or not. */
-static uint64_t large_calls(void)
+/* Reads the layer's call count.  A count that walks the heap (poll_min_ns
+ * set: the shared pool's) grows with the heap, so the next reading waits
+ * LEARN_POLL_FACTOR times as long as this one took, and at least
+ * poll_min_ns: the learner's share of the program's time stays under
+ * 1 %, whatever the heap's size. */
+static uint64_t read_calls(struct learn_decision *d)
 {
-  return atomic_load_explicit(&hak_counters.large_allocs, memory_order_relaxed) +
-         atomic_load_explicit(&hak_counters.large_frees, memory_order_relaxed);
-}
-
-/* Small malloc and free calls so far: a walk over every slab (under the
- * pool lock, which the pool's events hold).  The walk grows with the
- * heap, so the next one waits LEARN_POLL_FACTOR times as long as this
- * one took, and at least LEARN_POOL_POLL_NS: the learner's share of the
- * program's time stays under 1 %, whatever the heap's size. */
-static uint64_t small_calls(void)
-{
+  if (!d->poll_min_ns)
+    return d->calls();
   uint64_t t0 = now_ns();
-  uint64_t n = shared_pool_calls_locked();
+  uint64_t n = d->calls();
   uint64_t took = now_ns() - t0;
-  struct learn_decision *d = &learn_decisions[LEARN_SUPERSLAB_KEEP];
-  d->poll_ns = took * LEARN_POLL_FACTOR > LEARN_POOL_POLL_NS ? took * LEARN_POLL_FACTOR
-                                                             : LEARN_POOL_POLL_NS;
+  d->poll_ns = took * LEARN_POLL_FACTOR > d->poll_min_ns ? took * LEARN_POLL_FACTOR : d->poll_min_ns;
   return n;
 }
 
@@ -380,7 +371,7 @@ bool learn_observe(struct learn_decision *d, uint64_t now, uint64_t retained_byt
     return false;
   d->polled = true;
   d->polled_ns = now;
-  uint64_t calls = d->calls();
+  uint64_t calls = read_calls(d);
   if (!d->measuring) {
     /* The first event starts the count: it settles like a change. */
     if (!d->settling) {
@@ -406,11 +397,12 @@ bool learn_observe(struct learn_decision *d, uint64_t now, uint64_t retained_byt
   return changed;
 }
 
-bool learn_event(enum learn_id id, uint64_t retained_bytes)
+bool learn_event(enum learn_id id, uint64_t retained_bytes, uint64_t (*calls)(void))
 {
   struct learn_decision *d = &learn_decisions[id];
   if (HAK_LIKELY(d->phase == LEARN_PHASE_OFF))
     return false;
+  d->calls = calls;
   return learn_observe(d, now_ns(), retained_bytes);
 }
 
@@ -593,8 +585,7 @@ void learn_save_state(void)
 /* The candidate equal to the configured value; if none, the configured
  * value replaces the middle candidate, so the start is what the user set. */
 static void setup_from_config(struct learn_decision *d, const char *name, const int *values,
-                              unsigned n, int configured, uint64_t (*calls)(void),
-                              uint64_t epoch_calls)
+                              unsigned n, int configured, uint64_t epoch_calls)
 {
   int v[LEARN_MAX_CANDIDATES];
   unsigned initial = n / 2;
@@ -605,7 +596,6 @@ static void setup_from_config(struct learn_decision *d, const char *name, const 
   }
   v[initial] = configured;
   learn_decision_setup(d, name, v, n, initial, hak_config.evo_policy);
-  d->calls = calls;
   d->epoch_len = epoch_calls;
   d->settle_calls = epoch_calls / 2;
   d->log = hak_config.mode == HAK_MODE_RESEARCH;
@@ -618,11 +608,12 @@ static void setup_from_config(struct learn_decision *d, const char *name, const 
 void learn_init(void)
 {
   setup_from_config(&learn_decisions[LEARN_BIGCACHE_MAX_MB], "bigcache_max_mb",
-                    bigcache_candidates, 3, hak_config.bigcache_max_mb, large_calls,
-                    LEARN_LARGE_EPOCH_CALLS);
+                    bigcache_candidates, 3, hak_config.bigcache_max_mb, LEARN_LARGE_EPOCH_CALLS);
   setup_from_config(&learn_decisions[LEARN_SUPERSLAB_KEEP], "superslab_keep",
                     superslab_keep_candidates, 3, hak_config.superslab_keep,
-                    small_calls, LEARN_SMALL_EPOCH_CALLS);
+                    LEARN_SMALL_EPOCH_CALLS);
+  /* Its count walks the heap: read at most every LEARN_POOL_POLL_NS. */
+  learn_decisions[LEARN_SUPERSLAB_KEEP].poll_min_ns = LEARN_POOL_POLL_NS;
   /* BigCache off means nothing to learn for it. */
   if (!hak_config.bigcache)
     learn_decisions[LEARN_BIGCACHE_MAX_MB].phase = LEARN_PHASE_OFF;

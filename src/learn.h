@@ -6,6 +6,9 @@
  * under that layer's lock, which therefore also guards the decision: the
  * learner has no lock and no thread of its own, and the fast paths never
  * reach it.  The layer reads the decision's value under the same lock.
+ * The layer also hands the learner, with each event, the function that
+ * counts its calls: the learner calls no layer by name, and sits below
+ * the layers it serves.
  *
  * Epochs are measured in the program's calls, not in the layer's events:
  * an epoch ends at the first event after the program has made epoch_len
@@ -98,6 +101,8 @@ struct learn_decision {
   uint64_t epoch_len;   /* calls an epoch measures */
   uint64_t settle_calls; /* unmeasured calls after a change of value */
   uint64_t poll_ns;     /* wall time between two readings of calls() */
+  uint64_t poll_min_ns; /* 0, or calls() walks the heap: poll_ns adapts
+                         * to its cost, and is at least this */
   double memory_price;  /* bytes whose retention doubles an epoch's cost */
   /* The clocks of an epoch's cost: the process CPU time in ns (read at
    * an epoch's start and end), and the program's malloc and free calls in
@@ -164,8 +169,11 @@ HAK_INLINE bool learn_active(enum learn_id id)
 
 /* One event of the decision's layer, which now retains retained_bytes
  * unused: the learner's chance to look at the clock and end an epoch.
- * Returns true when the value changed.  Caller holds the layer's lock. */
-bool learn_event(enum learn_id id, uint64_t retained_bytes);
+ * calls counts the program's malloc and free calls in the layer's size
+ * range so far (monotonic; it becomes the decision's calls, read when the
+ * learner polls, under the same lock).  Returns true when the value
+ * changed.  Caller holds the layer's lock. */
+bool learn_event(enum learn_id id, uint64_t retained_bytes, uint64_t (*calls)(void));
 /* learn_event at wall time now_ns (tests drive it with a clock of their
  * own, and with their own d->cpu_ns and d->calls). */
 bool learn_observe(struct learn_decision *d, uint64_t now_ns, uint64_t retained_bytes);

@@ -1,11 +1,12 @@
 /* The background purge thread. */
 #include "purge.h"
 #include "config.h"
-#include "large.h"
+#include "bigcache.h"
 #include "shared_pool.h"
 #include "counters.h"
 #include "diag.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -79,6 +80,15 @@ void purge_kick(void)
     atomic_store(&purge_running, false);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+bool purge_reclaim(void)
+{
+  int saved = errno;
+  bool released = shared_pool_trim();
+  released |= bigcache_flush();
+  errno = saved;
+  return released;
 }
 
 void purge_postfork_child(void)

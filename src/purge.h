@@ -1,7 +1,18 @@
-/* Purge: the background thread that gives the pages of memory hakmem holds
+/* Purge: giving the memory hakmem holds free back to the OS, by time in
+ * the background and at once on demand.
+ *
+ * On demand, purge_reclaim is the one place that releases everything
+ * kept free at once, for malloc_trim and for an allocation the system
+ * refused.  The layers below (shared pool, BigCache, large blocks) never
+ * reclaim for themselves: they fail with ENOMEM, and their caller (the
+ * front door, the thread cache) calls purge_reclaim with no lock held and,
+ * if it released anything, tries exactly once more.
+ *
+ * By time, the background thread gives the pages of memory hakmem holds
  * free back to the OS after purge_delay_ms, so that a program that stopped
  * calling malloc shrinks too (jemalloc's background_thread plays the same
- * part).
+ * part).  The layers below only raise their "purgeable" flag; their
+ * callers kick the thread (purge_kick) once the call has returned.
  *
  * The thread exists only while something is waiting to be purged: the
  * first free that leaves purgeable memory starts it (after every lock is
@@ -15,8 +26,15 @@
 
 #include "hakmem_internal.h"
 
-/* Starts the purge thread if memory waits to be purged and none runs. */
+/* Starts the purge thread if memory waits to be purged and none runs.
+ * Called with no hakmem lock held. */
 void purge_kick(void);
+/* Gives back now every byte hakmem keeps free: the pool's EMPTY slabs and
+ * collected orphans, fully free SuperSlabs (unmapped), the pages of free
+ * slots (decommitted), and BigCache's mappings (unmapped).  Called with no
+ * hakmem lock held; errno is unchanged.  Returns true if anything was
+ * released, and only then is a refused allocation worth one more try. */
+bool purge_reclaim(void);
 /* Fork: the child has no purge thread. */
 void purge_postfork_child(void);
 

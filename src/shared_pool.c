@@ -4,8 +4,6 @@
 #include "os.h"
 #include "counters.h"
 #include "diag.h"
-#include "large.h"
-#include "purge.h"
 
 #include <errno.h>
 
@@ -30,12 +28,6 @@ static uint64_t retired_allocs[HAK_NUM_CLASSES];
 static uint64_t pool_activity;
 /* Set when memory became purgeable; the purge thread takes it. */
 static _Atomic bool pool_purge_wanted;
-
-static unsigned pool_ss_lg = HAK_SS_LG_DEFAULT;
-static bool pool_empty_reuse = true;
-
-void shared_pool_set_superslab_lg(unsigned lg) { pool_ss_lg = lg; }
-void shared_pool_set_empty_reuse(bool on) { pool_empty_reuse = on; }
 
 static struct superslab *superslab_of_slab(struct slab *s)
 {
@@ -333,14 +325,16 @@ static bool superslab_fully_decommitted(const struct superslab *ss)
   return (ss->decommitted & all) == all;
 }
 
+static uint64_t pool_calls_locked(void);
+
 /* A hand-out or hand-back, for the learner of superslab_keep; when the
  * learned limit shrinks, kept SuperSlabs beyond it are unmapped at once. */
 static void pool_learn_event_locked(void)
 {
   if (!learn_active(LEARN_SUPERSLAB_KEEP) ||
-      !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed))
+      !learn_event(LEARN_SUPERSLAB_KEEP, kept_committed, pool_calls_locked))
     return;
-  unsigned limit = (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
+  unsigned limit = superslab_keep_limit();
   struct superslab *next;
   for (struct superslab *ss = all_list; ss && kept_empty > limit; ss = next) {
     next = ss->all_next;
@@ -355,8 +349,7 @@ static void superslab_emptied_locked(struct superslab *ss)
   enum superslab_release r =
       superslab_release_policy(ss, kept_empty, pool_free_committed);
   if (r == SUPERSLAB_DECOMMIT) {
-    superslab_purge_slots_locked(ss, ALL_SLOTS,
-                                 hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED);
+    superslab_purge_slots_locked(ss, ALL_SLOTS, superslab_decommit_dontneed());
     if (!superslab_fully_decommitted(ss))
       r = SUPERSLAB_UNMAP;
     else
@@ -417,17 +410,6 @@ static struct slab *pool_claim_slot_locked(void)
   return NULL;
 }
 
-/* Maps a new SuperSlab; when the system refuses, memory BigCache holds is
- * given back first and the mapping tried once more (lock order: pool
- * lock, then the BigCache lock). */
-static struct superslab *pool_create_superslab_locked(void)
-{
-  struct superslab *ss = superslab_create(pool_ss_lg);
-  if (!ss && bigcache_flush())
-    ss = superslab_create(pool_ss_lg);
-  return ss;
-}
-
 /* A SuperSlab none of whose slots is in use, for a medium slab: a kept
  * free one (its EMPTY small slabs given up) or a new one. */
 static struct superslab *pool_claim_superslab_locked(void)
@@ -435,7 +417,7 @@ static struct superslab *pool_claim_superslab_locked(void)
   /* The free one with the most pages still committed: reused hot. */
   struct superslab *ss = NULL;
   for (struct superslab *c = all_list; c; c = c->all_next)
-    if (c->ninuse == 0 && c->lg == pool_ss_lg &&
+    if (c->ninuse == 0 && c->lg == (unsigned)hak_config.superslab_lg &&
         (!ss || __builtin_popcount(c->decommitted) < __builtin_popcount(ss->decommitted)))
       ss = c;
   if (ss) {
@@ -449,7 +431,7 @@ static struct superslab *pool_claim_superslab_locked(void)
     }
     counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    ss = pool_create_superslab_locked();
+    ss = superslab_create((unsigned)hak_config.superslab_lg);
     if (!ss)
       return NULL;
     all_list_add(ss);
@@ -477,7 +459,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
     counters_add(&hak_counters.pool_adopt, 1);
     goto out;
   }
-  if (pool_empty_reuse && (s = slab_list_pop(&empty_list[cls]))) {
+  if (hak_config.ss_empty_reuse && (s = slab_list_pop(&empty_list[cls]))) {
     empty_count[cls]--;
     superslab_slab_taken(superslab_of_slab(s), s);
     counters_add(&hak_counters.pool_reuse_empty, 1);
@@ -499,7 +481,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   if (s) {
     counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    struct superslab *ss = pool_create_superslab_locked();
+    struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
     if (!ss) {
       pthread_mutex_unlock(&pool_lock);
       errno = ENOMEM;
@@ -519,18 +501,18 @@ out:
 }
 
 /* Lean mode: the pool's free committed memory stays under
- * ss_mem_lean_target_mb.  Over it, free slots are decommitted at once:
- * those of first (where a slab was just given back) before the others.
- * Under it, free memory is reused hot and purged by time as in balanced. */
+ * ss_mem_lean_target_mb (superslab_lean_must_decommit says when it is
+ * not).  Over it, free slots are decommitted at once: those of first
+ * (where a slab was just given back) before the others.  Under it, free
+ * memory is reused hot and purged by time as in balanced. */
 static void pool_hold_lean_target_locked(struct superslab *first)
 {
-  size_t target = (size_t)hak_config.ss_mem_lean_target_mb << 20;
-  if (!hak_config.ss_mem_lean || pool_free_committed <= target ||
-      hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_OFF || !os_decommit_enabled())
+  if (!superslab_lean_must_decommit(pool_free_committed))
     return;
-  bool dontneed = hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED;
+  bool dontneed = superslab_decommit_dontneed();
   bool any = first && superslab_purge_slots_locked(first, ALL_SLOTS, dontneed);
-  for (struct superslab *ss = all_list; ss && pool_free_committed > target; ss = ss->all_next)
+  for (struct superslab *ss = all_list; ss && superslab_lean_must_decommit(pool_free_committed);
+       ss = ss->all_next)
     if (ss->free_committed)
       any |= superslab_purge_slots_locked(ss, ALL_SLOTS, dontneed);
   if (any)
@@ -563,7 +545,7 @@ static void pool_release_empty_locked(struct slab *s)
   unsigned cap = size_class_is_medium(s->cls) || hak_config.ss_mem_lean
                      ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
                      : SHARED_POOL_EMPTY_PER_CLASS;
-  if (pool_empty_reuse && empty_count[s->cls] < cap) {
+  if (hak_config.ss_empty_reuse && empty_count[s->cls] < cap) {
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;
@@ -621,7 +603,6 @@ void shared_pool_orphan_freed(void)
     atomic_store_explicit(&orphans_freed, true, memory_order_relaxed);
   if (!atomic_load_explicit(&pool_purge_wanted, memory_order_relaxed))
     atomic_store_explicit(&pool_purge_wanted, true, memory_order_relaxed);
-  purge_kick();
 }
 
 void shared_pool_orphan(struct slab *s)
@@ -659,7 +640,11 @@ bool shared_pool_trim(void)
   return released;
 }
 
-uint64_t shared_pool_calls_locked(void)
+/* The small-block malloc and free calls of the whole process so far
+ * (from the slabs' own counts, as in shared_pool_usage; a free from
+ * another thread counts once drained), for the learner of
+ * superslab_keep.  Caller holds the pool lock. */
+static uint64_t pool_calls_locked(void)
 {
   /* A slab's frees are its allocations less the blocks still in use; a
    * retired slab had every block back. */
@@ -785,7 +770,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 void shared_pool_prewarm(void)
 {
   pthread_mutex_lock(&pool_lock);
-  struct superslab *ss = superslab_create(pool_ss_lg);
+  struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
   if (ss) {
     all_list_add(ss);
     unused_list_add(ss);

@@ -14,7 +14,7 @@
  * Everything here runs under one mutex, the pool lock.  It is taken at
  * most once per 64 KiB slab handed out or returned, never on the fast
  * path.  Lock order (fork handlers take them in this order): pool lock,
- * large lock, registry lock. */
+ * BigCache lock, registry lock. */
 #ifndef HAKMEM_SHARED_POOL_H
 #define HAKMEM_SHARED_POOL_H
 
@@ -27,8 +27,10 @@
 #define SHARED_POOL_EMPTY_PER_CLASS 4
 #define SHARED_POOL_EMPTY_PER_MEDIUM_CLASS 1
 
-/* A slab of class cls now owned by owner, or NULL (errno ENOMEM).  An
- * adopted slab may still hold a remote-free stack: the caller drains it. */
+/* A slab of class cls now owned by owner, or NULL (errno ENOMEM) when a
+ * new SuperSlab was needed and the system refused it: the caller may
+ * reclaim (purge_reclaim) and ask once more.  An adopted slab may still
+ * hold a remote-free stack: the caller drains it. */
 struct slab *shared_pool_acquire(unsigned cls, uint64_t owner);
 /* The owner gives back a slab none of whose blocks is in use. */
 void shared_pool_release_empty(struct slab *s);
@@ -36,7 +38,7 @@ void shared_pool_release_empty(struct slab *s);
 void shared_pool_orphan(struct slab *s);
 
 /* A block was pushed onto an orphan's remote stack: the purge collects
- * orphans whose blocks have all come back. */
+ * orphans whose blocks have all come back (the caller kicks it). */
 void shared_pool_orphan_freed(void);
 
 /* Returns every free slab's memory to the OS and unmaps free SuperSlabs.
@@ -58,12 +60,6 @@ struct shared_pool_usage {
  * synchronisation with them, so the figures are a momentary estimate. */
 void shared_pool_usage(struct shared_pool_usage *u);
 
-/* The small-block malloc and free calls of the whole process so far
- * (from the slabs' own counts, as in shared_pool_usage; a free from another
- * thread counts once drained), for the learner of superslab_keep, whose
- * events come under the pool lock.  Caller holds the pool lock. */
-uint64_t shared_pool_calls_locked(void);
-
 /* The purge, run by the background purge thread (purge.c) every tick:
  * decommits kept SuperSlabs whose purge delay has passed, free slots of
  * SuperSlabs in use that stayed free for a purge delay and, when the pool
@@ -80,11 +76,6 @@ bool shared_pool_purge_wanted(void);
 bool shared_pool_take_purge_wanted(void);
 /* Maps a SuperSlab and faults its pages in (prewarm = 1). */
 void shared_pool_prewarm(void);
-
-/* Superslab size for SuperSlabs mapped from now on (config superslab_lg). */
-void shared_pool_set_superslab_lg(unsigned lg);
-/* Whether stage 1 may reuse EMPTY slabs of the same class (config ss_empty_reuse). */
-void shared_pool_set_empty_reuse(bool on);
 
 /* The slab half of hakmem_check_heap: walks every SuperSlab under the
  * pool lock, and the free lists of the slabs that thread me (the caller)

@@ -8,7 +8,7 @@
 #include "counters.h"
 #include "diag.h"
 #include "init.h"
-#include "large.h"
+#include "bigcache.h"
 #include "learn.h"
 #include "os.h"
 #include "prof.h"

@@ -107,9 +107,19 @@ void superslab_destroy(struct superslab *ss)
  * SuperSlab after purge_delay_ms and unmaps it after
  * SUPERSLAB_UNMAP_DELAYS of those).  superslab_keep, learned in learning
  * mode. */
-static unsigned keep_limit(void)
+unsigned superslab_keep_limit(void)
 {
   return (unsigned)learn_value(LEARN_SUPERSLAB_KEEP, hak_config.superslab_keep);
+}
+
+static bool lean_can_decommit(void)
+{
+  return hak_config.ss_mem_lean_decommit != HAK_DECOMMIT_OFF && os_decommit_enabled();
+}
+
+static bool lean_over_target(size_t free_committed_bytes)
+{
+  return free_committed_bytes > (size_t)hak_config.ss_mem_lean_target_mb << 20;
 }
 
 enum superslab_release superslab_release_policy(const struct superslab *ss,
@@ -117,21 +127,28 @@ enum superslab_release superslab_release_policy(const struct superslab *ss,
                                                 size_t free_committed_bytes)
 {
   (void)ss;
-  if (kept_empty >= keep_limit())
+  if (kept_empty >= superslab_keep_limit())
     return SUPERSLAB_UNMAP;
   if (hak_config.ss_mem_lean) {
     /* Lean: kept hot while the pool's free committed memory, this one's
      * included, stays under the target (the purge decommits it after
      * purge_delay_ms); beyond the target its pages go back at once, and
      * it stays mapped (address space only) unless they cannot. */
-    size_t target = (size_t)hak_config.ss_mem_lean_target_mb << 20;
-    if (free_committed_bytes <= target)
+    if (!lean_over_target(free_committed_bytes))
       return SUPERSLAB_KEEP;
-    if (hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_OFF || !os_decommit_enabled())
-      return SUPERSLAB_UNMAP;
-    return SUPERSLAB_DECOMMIT;
+    return lean_can_decommit() ? SUPERSLAB_DECOMMIT : SUPERSLAB_UNMAP;
   }
   return SUPERSLAB_KEEP;
+}
+
+bool superslab_lean_must_decommit(size_t free_committed_bytes)
+{
+  return hak_config.ss_mem_lean && lean_over_target(free_committed_bytes) && lean_can_decommit();
+}
+
+bool superslab_decommit_dontneed(void)
+{
+  return hak_config.ss_mem_lean_decommit == HAK_DECOMMIT_DONTNEED;
 }
 
 bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms)

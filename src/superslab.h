@@ -108,6 +108,10 @@ enum superslab_release {
   SUPERSLAB_DECOMMIT,  /* keep it mapped, give its pages back now */
   SUPERSLAB_UNMAP,     /* give it back to the OS */
 };
+/* ---- release policy: every decision on keeping, decommitting or
+ * unmapping free SuperSlab memory is one of these functions; the shared
+ * pool applies them. ---- */
+
 /* The release policy: what to do with a SuperSlab that has just become
  * fully free, given how many fully free ones are kept already and how many
  * bytes of free memory the pool holds committed (this one's included).
@@ -117,6 +121,18 @@ enum superslab_release {
 enum superslab_release superslab_release_policy(const struct superslab *ss,
                                                 unsigned kept_empty,
                                                 size_t free_committed_bytes);
+/* The most fully free SuperSlabs kept mapped (superslab_keep, or its
+ * learned value); the pool unmaps kept ones beyond it when it shrinks. */
+unsigned superslab_keep_limit(void);
+/* Memory-lean mode, on every release: whether the pool, holding
+ * free_committed_bytes of free resident memory, decommits free slots now
+ * to come back under ss_mem_lean_target_mb (false outside lean mode, with
+ * ss_mem_lean_decommit = OFF, or once decommit has failed). */
+bool superslab_lean_must_decommit(size_t free_committed_bytes);
+/* How the policy decommits at once (SUPERSLAB_DECOMMIT, lean target):
+ * MADV_DONTNEED (true) or MADV_FREE (ss_mem_lean_decommit).  The purge,
+ * by time, always uses MADV_DONTNEED. */
+bool superslab_decommit_dontneed(void);
 /* Whether a SuperSlab kept empty since since_ms, or free slots marked
  * then, are due for decommit at now_ms (the delayed half of the policy,
  * applied by the purge): after purge_delay_ms, in memory-lean mode after

@@ -139,6 +139,10 @@ void *tcache_alloc_slow(unsigned cls)
   if (!s) {
     for (;;) {
       s = shared_pool_acquire(cls, tcache_self.id);
+      /* Refused by the system: what hakmem keeps free goes back, and
+       * the pool is asked once more. */
+      if (!s && purge_reclaim())
+        s = shared_pool_acquire(cls, tcache_self.id);
       if (!s)
         return NULL;
       ring_insert(cls, s);

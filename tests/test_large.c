@@ -1,6 +1,7 @@
 /* Large blocks and the OS layer: the header/mapping/registry invariant
  * after every kind of operation, guard pages, the sealed header, refusal
- * of requests that cannot be backed, address randomisation, errno. */
+ * of requests that cannot be backed, address randomisation, errno, and
+ * the out-of-memory path (reclaim, then one more try). */
 #include <check.h>
 #include "test_util.h"
 #include <errno.h>
@@ -16,6 +17,7 @@
 
 #include "hakmem.h"
 #include "config.h"
+#include "bigcache.h"
 #include "large.h"
 #include "os.h"
 #include "superslab.h"
@@ -504,6 +506,142 @@ START_TEST(successful_realloc_keeps_errno)
 }
 END_TEST
 
+/* ---- 7: out of memory: reclaim, then one more try ---- */
+
+/* Limits the address space to what is mapped now plus slack bytes. */
+static void limit_address_space(size_t slack)
+{
+  long pages = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f || fscanf(f, "%ld", &pages) != 1)
+    _exit(100);
+  fclose(f);
+  struct rlimit rl;
+  getrlimit(RLIMIT_AS, &rl);
+  rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + slack;
+  if (setrlimit(RLIMIT_AS, &rl) != 0)
+    _exit(101);
+}
+
+/* Four freed 4 MiB blocks: BigCache holds 20 MiB of mappings. */
+static int fill_bigcache(void)
+{
+  start();
+  bigcache_flush();
+  void *b[4];
+  for (int i = 0; i < 4; i++)
+    if (!(b[i] = hak_malloc(4 * MiB)))
+      return 90;
+  for (int i = 0; i < 4; i++)
+    hak_free(b[i]);
+  struct bigcache_usage u;
+  bigcache_usage(&u);
+  return u.count == 4 ? 0 : 91;
+}
+
+static unsigned bigcache_count(void)
+{
+  struct bigcache_usage u;
+  bigcache_usage(&u);
+  return (unsigned)u.count;
+}
+
+/* Runs body in a child, whose address-space limit dies with it, and
+ * returns its exit status: 0, or the number of the step that failed
+ * (Check's own calls allocate, so the child reports by status). */
+static int in_limited_child(int (*body)(void))
+{
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0)
+    _exit(body());
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status), "the child died of signal %d", WTERMSIG(status));
+  return WEXITSTATUS(status);
+}
+
+/* A large request the system refuses: BigCache's mappings go back and
+ * the request is tried exactly once more, which succeeds when that was
+ * enough and otherwise fails with ENOMEM. */
+static int large_request_child(void)
+{
+  int rc = fill_bigcache();
+  if (rc)
+    return rc;
+  limit_address_space(4 * MiB);
+  /* 12 MiB (a 14 MiB mapping): beyond the slack, within it and what
+   * BigCache holds.  A cached mapping cannot grow that far in place. */
+  errno = EDOM;
+  char *p = hak_malloc(12 * MiB);
+  if (!p)
+    return 1;
+  if (errno != EDOM)
+    return 2;
+  if (bigcache_count() != 0)
+    return 3;
+  p[12 * MiB - 1] = 1;
+  hak_free(p);
+  if (bigcache_count() != 1)
+    return 4;
+  /* 64 MiB: short even after the reclaim (the 14 MiB mapping goes back
+   * in vain): NULL, ENOMEM, after two attempts, each of the same mmap
+   * calls as one attempt with nothing to reclaim. */
+  uint64_t m0 = atomic_load(&os_counters.mmap_calls);
+  errno = 0;
+  if (hak_malloc(64 * MiB) != NULL || errno != ENOMEM)
+    return 5;
+  uint64_t reclaimed_calls = atomic_load(&os_counters.mmap_calls) - m0;
+  if (bigcache_count() != 0)
+    return 6;
+  m0 = atomic_load(&os_counters.mmap_calls);
+  errno = 0;
+  if (hak_malloc(64 * MiB) != NULL || errno != ENOMEM)
+    return 7;
+  uint64_t plain_calls = atomic_load(&os_counters.mmap_calls) - m0;
+  if (plain_calls == 0 || reclaimed_calls != 2 * plain_calls)
+    return 8;
+  return 0;
+}
+
+/* The same for a slab: 200 KiB blocks come from medium slabs, each a
+ * SuperSlab of its own, the first of which the system refuses until
+ * BigCache's mappings go back; then blocks come until the address space
+ * is used up, and the next fails with ENOMEM. */
+static int slab_request_child(void)
+{
+  int rc = fill_bigcache();
+  if (rc)
+    return rc;
+  limit_address_space(1 * MiB);
+  void *m[256]; /* 50 MiB: more than the 21 MiB there are */
+  unsigned n = 0;
+  errno = 0;
+  while (n < 256 && (m[n] = hak_malloc(200 * KiB)))
+    n++;
+  if (n == 0)
+    return 11;
+  if (bigcache_count() != 0)
+    return 12;
+  if (n == 256 || errno != ENOMEM)
+    return 13;
+  for (unsigned i = 0; i < n; i++)
+    hak_free(m[i]);
+  return 0;
+}
+
+START_TEST(refused_request_reclaims_and_retries_once)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return; /* the sanitizer's allocator needs address space of its own */
+#endif
+  int rc = in_limited_child(large_request_child);
+  ck_assert_msg(rc == 0, "large request: step %d failed (see large_request_child)", rc);
+  rc = in_limited_child(slab_request_child);
+  ck_assert_msg(rc == 0, "slab request: step %d failed (see slab_request_child)", rc);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
   if (argc == 3 && strcmp(argv[1], "--child") == 0)
@@ -524,6 +662,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, huge_request_fails_fast);
   tcase_add_test(t, placement_is_random_across_runs);
   tcase_add_test(t, successful_realloc_keeps_errno);
+  tcase_add_test(t, refused_request_reclaims_and_retries_once);
   suite_add_tcase(s, t);
   return check_run(s);
 }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "hakmem.h"
-#include "large.h"
+#include "bigcache.h"
 #include "config.h"
 #include "os.h"
 #include "shared_pool.h"
