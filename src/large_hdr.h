@@ -11,6 +11,7 @@
 #define HAKMEM_LARGE_HDR_H
 
 #include "hakmem_internal.h"
+#include "diag.h"
 #include "os.h"
 #include "secret.h"
 #include "superslab.h"
