@@ -3,8 +3,9 @@
 # one well-formed result line (and a usage message, exit status 2, on bad
 # arguments); then bench/compare runs tiny_hot under every allocator found
 # and a copy of hakmem as another build, and prints a numeric ratio for
-# each and for hakmem over the copy; then, with valgrind, bench/callgrind-ops
-# prints hakmem's instructions per operation.
+# each and for hakmem over the copy, and its learning section runs
+# tiny_hot under hakmem's variants; then, with valgrind,
+# bench/callgrind-ops prints hakmem's instructions per operation.
 #
 # `make check` runs this from the top build directory and exports srcdir.
 # By hand: cd BUILDDIR && srcdir=SRCDIR SRCDIR/bench/bench-smoke.sh
@@ -130,6 +131,24 @@ grep -Eq '^hakmem against hakmem-copy: [-+][0-9]+\.[0-9] % time, [-+][0-9]+\.[0-
 	"$tmp/compare.out" || fail "no geomean line for hakmem over hakmem-copy"
 [ -s "$tmp/results/compare.csv" ] || fail "bench/compare wrote no compare.csv"
 echo "ok: bench/compare rows for $expect hakmem-copy"
+
+# The learning section, through the same runner: one workload under the
+# learner, balanced and the fixed values (peers left out, glibc kept).
+timeout 300 "$srcdir/bench/compare" --quick --learning --only learn/tiny_hot --reps 1 \
+	--lib mimalloc= --lib jemalloc= --lib tcmalloc= \
+	--builddir "$builddir" --out "$tmp/learning" >"$tmp/learning.out" 2>"$tmp/learning.err" ||
+	fail "bench/compare --learning exited with status $?: $(tail -n 5 "$tmp/learning.err")"
+cat "$tmp/learning.out"
+for v in learning balanced bigcache=16 keep=1024 fast minimal glibc; do
+	awk -v v="$v" '
+		/^== / { table = ($2 == "learning:" && $3 == "tiny_hot:") }
+		table && $1 == v && $4 ~ /^[0-9]+\.[0-9]+$/ { ok = 1 }
+		END { exit !ok }' "$tmp/learning.out" ||
+		fail "no row with a numeric time ratio for $v in the learning table"
+done
+[ "$(grep -c '^tiny_hot,' "$tmp/learning/learning.csv")" -eq 9 ] ||
+	fail "learning.csv has not the 9 rows of tiny_hot: $(cat "$tmp/learning/learning.csv")"
+echo "ok: bench/compare --learning"
 
 if ! command -v valgrind >/dev/null; then
 	echo "no valgrind: bench/callgrind-ops not run"

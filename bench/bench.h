@@ -1,5 +1,6 @@
 /* Helpers shared by the benchmark programs: a seeded PRNG, timing, argument
- * parsing and the one result line every program prints.
+ * parsing, the timed loop of a working set of blocks replaced at random,
+ * and the one result line every program prints.
  *
  * The programs use only the standard malloc API; the allocator under test
  * comes in by LD_PRELOAD. Everything here is static so that each program
@@ -187,6 +188,89 @@ static inline long bench_minflt(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
   return ru.ru_minflt;
+}
+
+/* A working set of live blocks replaced at random, the timed loop of
+ * random_mixed, vm and large_replace: each operation picks a slot, reads
+ * its block back, frees it and puts a new block there, written with a new
+ * value. The program says, in a bench_slots_ops_t, how big its blocks are,
+ * which slot a replacement takes and how a block is written and read back.
+ * Pass a static const table of static inline functions: the helpers are
+ * inlined into main and the calls through the table into the loop (GCC at
+ * -O2 leaves a plain static function out of line), so the loop costs what
+ * it costs written out by hand. The slot is picked before the free and the
+ * new block after it: what stays live across free() decides the loop's
+ * register spills, which bench/callgrind-ops counts. */
+typedef struct {
+  size_t size;    /* the new block's size */
+  uint64_t value; /* written into it */
+} bench_block_t;
+
+typedef struct {
+  /* Size of each block of the initial fill (its value is the next number). */
+  size_t (*initial_size)(bench_rng_t *rng, const void *arg);
+  /* The slot of the next replacement among n; *draw may keep a number
+   * drawn here for new_block. */
+  size_t (*pick_slot)(bench_rng_t *rng, size_t n, uint64_t *draw);
+  /* The block that replaces it. The draws from rng are the program's own,
+   * so its checksum does not depend on this helper. */
+  bench_block_t (*new_block)(bench_rng_t *rng, uint64_t draw, const void *arg);
+  void (*write)(unsigned char *p, size_t size, uint64_t value);
+  /* What a block adds to the checksum before its free. */
+  uint64_t (*read)(const unsigned char *p, size_t size);
+} bench_slots_ops_t;
+
+typedef struct {
+  unsigned char **block;
+  size_t *size;
+  size_t n;
+  uint64_t sum;    /* what the blocks freed so far read back */
+  const void *arg; /* passed to initial_size and new_block */
+} bench_slots_t;
+
+/* Allocates n slots and their initial blocks (not timed). */
+static inline void bench_slots_fill(bench_slots_t *s, size_t n, bench_rng_t *rng,
+                                    const bench_slots_ops_t *ops, const void *arg) {
+  /* The casts keep this header valid C++ (cxx_objects.cc includes it). */
+  s->block = (unsigned char **)bench_xmalloc(n * sizeof *s->block);
+  s->size = (size_t *)bench_xmalloc(n * sizeof *s->size);
+  s->n = n;
+  s->sum = 0;
+  s->arg = arg;
+  for (size_t i = 0; i < n; i++) {
+    s->size[i] = ops->initial_size(rng, arg);
+    s->block[i] = (unsigned char *)bench_xmalloc(s->size[i]);
+    ops->write(s->block[i], s->size[i], bench_rng_next(rng));
+  }
+}
+
+/* The timed loop: iters replacements; returns the seconds they took. */
+static inline double bench_slots_replace(bench_slots_t *s, uint64_t iters, bench_rng_t *rng,
+                                         const bench_slots_ops_t *ops) {
+  double t0 = bench_now();
+  for (uint64_t it = 0; it < iters; it++) {
+    uint64_t draw = 0;
+    size_t i = ops->pick_slot(rng, s->n, &draw);
+    s->sum += ops->read(s->block[i], s->size[i]);
+    free(s->block[i]);
+    bench_block_t b = ops->new_block(rng, draw, s->arg);
+    unsigned char *p = (unsigned char *)bench_xmalloc(b.size);
+    ops->write(p, b.size, b.value);
+    s->block[i] = p;
+    s->size[i] = b.size;
+  }
+  return bench_now() - t0;
+}
+
+/* Reads back and frees every block and the slots; returns the checksum. */
+static inline uint64_t bench_slots_free(bench_slots_t *s, const bench_slots_ops_t *ops) {
+  for (size_t i = 0; i < s->n; i++) {
+    s->sum += ops->read(s->block[i], s->size[i]);
+    free(s->block[i]);
+  }
+  free(s->block);
+  free(s->size);
+  return s->sum;
 }
 
 /* The result line, the only thing a program prints on stdout:

@@ -22,7 +22,7 @@
 
 /* Writes every byte of the block with v (memset is what the kernel would
  * otherwise do for a fresh page: the cost difference is the fault). */
-static void fill(unsigned char *p, size_t size, unsigned char v) { memset(p, v, size); }
+static void fill(unsigned char *p, size_t size, uint64_t v) { memset(p, (unsigned char)v, size); }
 
 static uint64_t readback(const unsigned char *p, size_t size) {
   uint64_t sum = p[size - 1];
@@ -30,44 +30,46 @@ static uint64_t readback(const unsigned char *p, size_t size) {
   return sum;
 }
 
+static inline size_t initial_size(bench_rng_t *rng, const void *arg) {
+  (void)arg;
+  return bench_rng_range(rng, MIN_SIZE, MAX_SIZE);
+}
+
+static inline size_t pick_slot(bench_rng_t *rng, size_t n, uint64_t *draw) {
+  (void)draw;
+  return bench_rng_range(rng, 0, n - 1);
+}
+
+static inline bench_block_t new_block(bench_rng_t *rng, uint64_t draw, const void *arg) {
+  (void)draw;
+  size_t size = initial_size(rng, arg);
+  return (bench_block_t){.size = size, .value = bench_rng_next(rng)};
+}
+
+static const bench_slots_ops_t ops = {
+    .initial_size = initial_size,
+    .pick_slot = pick_slot,
+    .new_block = new_block,
+    .write = fill,
+    .read = readback,
+};
+
 int main(int argc, char **argv) {
   if (argc < 2 || argc > 4) bench_usage(USAGE);
   uint64_t iters = bench_arg_u64(argv[1], "iterations", 1, UINT64_MAX, USAGE);
   size_t ws = argc > 2 ? bench_arg_u64(argv[2], "working_set", 1, 1024, USAGE) : 20;
   uint64_t seed = argc > 3 ? bench_arg_u64(argv[3], "seed", 0, UINT64_MAX, USAGE) : 1;
 
-  unsigned char **slot = bench_xmalloc(ws * sizeof *slot);
-  size_t *size = bench_xmalloc(ws * sizeof *size);
   bench_rng_t rng;
   bench_rng_seed(&rng, seed);
-  uint64_t sum = 0;
-  for (size_t i = 0; i < ws; i++) {
-    size[i] = bench_rng_range(&rng, MIN_SIZE, MAX_SIZE);
-    slot[i] = bench_xmalloc(size[i]);
-    fill(slot[i], size[i], (unsigned char)bench_rng_next(&rng));
-  }
-
+  bench_slots_t slots;
+  bench_slots_fill(&slots, ws, &rng, &ops, NULL);
   long flt0 = bench_minflt();
-  double t0 = bench_now();
-  for (uint64_t it = 0; it < iters; it++) {
-    size_t i = bench_rng_range(&rng, 0, ws - 1);
-    sum += readback(slot[i], size[i]);
-    free(slot[i]);
-    size[i] = bench_rng_range(&rng, MIN_SIZE, MAX_SIZE);
-    slot[i] = bench_xmalloc(size[i]);
-    fill(slot[i], size[i], (unsigned char)bench_rng_next(&rng));
-  }
-  double t1 = bench_now();
+  double seconds = bench_slots_replace(&slots, iters, &rng, &ops);
   long flt = bench_minflt() - flt0;
-
-  for (size_t i = 0; i < ws; i++) {
-    sum += readback(slot[i], size[i]);
-    free(slot[i]);
-  }
-  free(slot);
-  free(size);
+  uint64_t sum = bench_slots_free(&slots, &ops);
   char extra[64];
   snprintf(extra, sizeof extra, " minflt=%ld", flt);
-  bench_report_extra("large_replace", (double)iters, t1 - t0, extra, sum);
+  bench_report_extra("large_replace", (double)iters, seconds, extra, sum);
   return 0;
 }

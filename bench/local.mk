@@ -24,7 +24,11 @@ bench_thread_stress_LDFLAGS = -pthread
 bench_interp_SOURCES = bench/interp.c bench/bench.h
 bench_large_replace_SOURCES = bench/large_replace.c bench/bench.h
 
-EXTRA_DIST += bench/compare bench/build-unhardened bench/callgrind-ops
+# bench/compare and bench/callgrind-ops import the Python modules beside
+# them (catalogue, runner, chart, learning); bench/README says which does
+# what.
+EXTRA_DIST += bench/compare bench/build-unhardened bench/callgrind-ops \
+	bench/catalogue.py bench/runner.py bench/chart.py bench/learning.py bench/README
 
 # Each program once under hakmem, and the comparison runner on one
 # benchmark. Needs the preloadable library, which the sanitizer build does

@@ -13,44 +13,46 @@
 #define MIN_SIZE 16
 #define MAX_SIZE 1040
 
+static inline size_t initial_size(bench_rng_t *rng, const void *arg) {
+  (void)arg;
+  return bench_rng_range(rng, MIN_SIZE, MAX_SIZE);
+}
+
+/* One number per operation: it picks the slot (multiply-shift), its low
+ * half the new size, and the whole of it is the new block's value. */
+static inline size_t pick_slot(bench_rng_t *rng, size_t n, uint64_t *draw) {
+  *draw = bench_rng_next(rng);
+  return (size_t)(((unsigned __int128)*draw * n) >> 64);
+}
+
+static inline bench_block_t new_block(bench_rng_t *rng, uint64_t draw, const void *arg) {
+  (void)rng, (void)arg;
+  return (bench_block_t){
+      .size = MIN_SIZE + (size_t)((draw & 0xffffffffu) % (MAX_SIZE - MIN_SIZE + 1)),
+      .value = draw,
+  };
+}
+
+static const bench_slots_ops_t ops = {
+    .initial_size = initial_size,
+    .pick_slot = pick_slot,
+    .new_block = new_block,
+    .write = bench_touch,
+    .read = bench_readback,
+};
+
 int main(int argc, char **argv) {
   if (argc < 2 || argc > 4) bench_usage(USAGE);
   uint64_t iters = bench_arg_u64(argv[1], "iterations", 1, UINT64_MAX, USAGE);
   size_t ws = argc > 2 ? bench_arg_u64(argv[2], "working_set", 1, 1u << 26, USAGE) : 400;
   uint64_t seed = argc > 3 ? bench_arg_u64(argv[3], "seed", 0, UINT64_MAX, USAGE) : 1;
 
-  unsigned char **slot = bench_xmalloc(ws * sizeof *slot);
-  size_t *size = bench_xmalloc(ws * sizeof *size);
   bench_rng_t rng;
   bench_rng_seed(&rng, seed);
-  uint64_t sum = 0;
-
-  for (size_t i = 0; i < ws; i++) {
-    size[i] = bench_rng_range(&rng, MIN_SIZE, MAX_SIZE);
-    slot[i] = bench_xmalloc(size[i]);
-    bench_touch(slot[i], size[i], bench_rng_next(&rng));
-  }
-
-  double t0 = bench_now();
-  for (uint64_t it = 0; it < iters; it++) {
-    uint64_t r = bench_rng_next(&rng);
-    size_t i = (size_t)(((unsigned __int128)r * ws) >> 64);
-    sum += bench_readback(slot[i], size[i]);
-    free(slot[i]);
-    size_t sz = MIN_SIZE + (size_t)((r & 0xffffffffu) % (MAX_SIZE - MIN_SIZE + 1));
-    unsigned char *p = bench_xmalloc(sz);
-    bench_touch(p, sz, r);
-    slot[i] = p;
-    size[i] = sz;
-  }
-  double t1 = bench_now();
-
-  for (size_t i = 0; i < ws; i++) {
-    sum += bench_readback(slot[i], size[i]);
-    free(slot[i]);
-  }
-  free(slot);
-  free(size);
-  bench_report("random_mixed", (double)iters, t1 - t0, sum);
+  bench_slots_t slots;
+  bench_slots_fill(&slots, ws, &rng, &ops, NULL);
+  double seconds = bench_slots_replace(&slots, iters, &rng, &ops);
+  uint64_t sum = bench_slots_free(&slots, &ops);
+  bench_report("random_mixed", (double)iters, seconds, sum);
   return 0;
 }

@@ -23,6 +23,29 @@ static size_t pick_size(bench_rng_t *rng, bool mixed) {
   return base + bench_rng_range(rng, 0, base);
 }
 
+static inline size_t initial_size(bench_rng_t *rng, const void *mixed) {
+  return pick_size(rng, *(const bool *)mixed);
+}
+
+static inline size_t pick_slot(bench_rng_t *rng, size_t n, uint64_t *draw) {
+  (void)draw;
+  return bench_rng_range(rng, 0, n - 1);
+}
+
+static inline bench_block_t new_block(bench_rng_t *rng, uint64_t draw, const void *mixed) {
+  (void)draw;
+  size_t size = pick_size(rng, *(const bool *)mixed);
+  return (bench_block_t){.size = size, .value = bench_rng_next(rng)};
+}
+
+static const bench_slots_ops_t ops = {
+    .initial_size = initial_size,
+    .pick_slot = pick_slot,
+    .new_block = new_block,
+    .write = bench_touch_pages,
+    .read = bench_readback_pages,
+};
+
 int main(int argc, char **argv) {
   bool mixed = argc > 1 && strcmp(argv[1], "--mixed") == 0;
   int a = mixed ? 2 : 1;
@@ -32,34 +55,12 @@ int main(int argc, char **argv) {
                            : (mixed ? 4 : 1);
   uint64_t seed = argc - a > 2 ? bench_arg_u64(argv[a + 2], "seed", 0, UINT64_MAX, USAGE) : 1;
 
-  unsigned char **slot = bench_xmalloc(ws * sizeof *slot);
-  size_t *size = bench_xmalloc(ws * sizeof *size);
   bench_rng_t rng;
   bench_rng_seed(&rng, seed);
-  uint64_t sum = 0;
-  for (size_t i = 0; i < ws; i++) {
-    size[i] = pick_size(&rng, mixed);
-    slot[i] = bench_xmalloc(size[i]);
-    bench_touch_pages(slot[i], size[i], bench_rng_next(&rng));
-  }
-
-  double t0 = bench_now();
-  for (uint64_t it = 0; it < iters; it++) {
-    size_t i = bench_rng_range(&rng, 0, ws - 1);
-    sum += bench_readback_pages(slot[i], size[i]);
-    free(slot[i]);
-    size[i] = pick_size(&rng, mixed);
-    slot[i] = bench_xmalloc(size[i]);
-    bench_touch_pages(slot[i], size[i], bench_rng_next(&rng));
-  }
-  double t1 = bench_now();
-
-  for (size_t i = 0; i < ws; i++) {
-    sum += bench_readback_pages(slot[i], size[i]);
-    free(slot[i]);
-  }
-  free(slot);
-  free(size);
-  bench_report(mixed ? "vm_mixed" : "vm", (double)iters, t1 - t0, sum);
+  bench_slots_t slots;
+  bench_slots_fill(&slots, ws, &rng, &ops, &mixed);
+  double seconds = bench_slots_replace(&slots, iters, &rng, &ops);
+  uint64_t sum = bench_slots_free(&slots, &ops);
+  bench_report(mixed ? "vm_mixed" : "vm", (double)iters, seconds, sum);
   return 0;
 }
