@@ -1,20 +1,22 @@
-/* The OS layer's page moves (os_move: mremap with MREMAP_FIXED onto a
- * mapping of ours, growing it) in the layouts where valgrind's memcheck
- * lost track of the grown pages, for tests/valgrind_stress.sh to run under
- * memcheck: the source right after a PROT_NONE guard (the rest of an
- * os_split, as BigCache splits a cached mapping), right before one (the
- * head of a split), and made of two VMAs (a block moved over the head of
- * a larger cached mapping).  memcheck took the access of the grown part
- * from whatever segment held the source's place in its table after the
- * move - the guard or the freed range there - and reported every use of
- * it as invalid (see memcheck_grown_by_mremap in src/os.c); with the
- * layouts fixed here it did so on every run.
+/* Growing page moves (mremap with MREMAP_FIXED onto a mapping of ours)
+ * in the layouts where valgrind's memcheck lost track of the grown pages,
+ * for tests/valgrind_stress.sh to run under memcheck: os_move of a
+ * source right after a PROT_NONE guard (the rest of an os_split, as
+ * BigCache splits a cached mapping), right before one (the head of a
+ * split), and made of two VMAs (a block moved over the head of a larger
+ * cached mapping); and a large block that realloc moves out of the rest
+ * of a split.  memcheck took the access of the grown part from whatever
+ * segment held the source's place in its table after the move - the
+ * guard or the freed range there - and reported every use of it as
+ * invalid (see memcheck_grown_by_mremap in src/os.c): without that
+ * function, every run of this program under memcheck fails, in the
+ * guard cases and the realloc.
  *
  * Natively too it checks what a move must do: the moved pages keep their
  * contents, the grown part reads zero and takes writes, the source range
  * is no longer mapped.  Exits 0 if every check held, 1 otherwise (with a
  * message on stderr).  Linked with the core library: the OS layer's own
- * functions, no malloc replacement. */
+ * functions and the hak_ names, no malloc replacement. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hakmem.h"
 #include "os.h"
 
 static int failures;
@@ -180,15 +183,48 @@ static void source_of_two_vmas(void)
   os_unmap(dest, 5 * MIB);
 }
 
+/* The same through the allocator: a large block whose mapping is the rest
+ * of a cached mapping split for a smaller request (a guard before it),
+ * grown by realloc beyond anything cached.  Natively it usually grows in
+ * place; under valgrind, which never lets a mapping above its own address
+ * range grow in place, realloc moves its pages (large_move_to_new) and
+ * memcheck reported every byte of the grown part. */
+static void realloc_of_a_split_rest(void)
+{
+  const char *what = "realloc of a split's rest";
+  unsigned char *big = hak_malloc(8 * MIB);
+  CHECK(big != NULL, "%s: hak_malloc failed", what);
+  if (!big)
+    return;
+  memset(big, 1, 8 * MIB);
+  hak_free(big); /* cached */
+  unsigned char *head = hak_malloc(1 * MIB); /* the cached mapping, split */
+  unsigned char *block = hak_malloc(5 * MIB); /* its rest */
+  CHECK(head && block, "%s: hak_malloc failed", what);
+  if (!head || !block)
+    return;
+  fill(block, 5 * MIB, 5);
+  unsigned char *grown = hak_realloc(block, 20 * MIB);
+  CHECK(grown != NULL, "%s: hak_realloc failed", what);
+  if (grown) {
+    CHECK(filled(grown, 5 * MIB, 5), "%s: the block lost its contents", what);
+    fill(grown + 5 * MIB, 15 * MIB, 6);
+    CHECK(filled(grown + 5 * MIB, 15 * MIB, 6), "%s: the grown part does not keep what was written", what);
+    hak_free(grown);
+  }
+  hak_free(head);
+}
+
 int main(void)
 {
   source_after_guard();
   source_before_guard();
   source_of_two_vmas();
+  realloc_of_a_split_rest();
   if (failures) {
     fprintf(stderr, "valgrind_move: %d checks failed\n", failures);
     return 1;
   }
-  printf("valgrind_move: 3 growing moves, contents kept, grown parts zero and writable\n");
+  printf("valgrind_move: 4 growing moves, contents kept, grown parts zero and writable\n");
   return 0;
 }
