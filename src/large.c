@@ -180,9 +180,9 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
     return NULL;
   /* Grown first: the registry units of the new offset may lie beyond
    * the smaller mapping's end.  Only in place: moving it by mremap to a
-   * larger new range would keep its pages too, but memcheck then reports
-   * writes to the moved block as invalid (tests/valgrind_stress.sh),
-   * which has not been explained yet. */
+   * larger new range would be correct too (memcheck's reports against
+   * that were valgrind's own, see memcheck_grown_by_mremap in os.c) but
+   * gained nothing in bench/realloc. */
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
     if (!bigcache_put_back(h))
       large_unmap(h);
