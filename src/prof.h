@@ -79,6 +79,23 @@ extern HAK_HIDDEN __thread struct prof_thread prof_self __attribute__((tls_model
  * and sampling has started); draws the next distance. */
 bool prof_sample_slow(void);
 
+/* Counts size bytes (at most HAK_TINY_MAX) down; true when the countdown
+ * reaches zero, for prof_sample_slow to decide.  One subtraction from
+ * memory and its branch: from C the compiler loads, subtracts, stores and
+ * tests, which is three instructions more on every profiled malloc. */
+HAK_INLINE bool prof_countdown_crossed(size_t size)
+{
+#if defined(__x86_64__)
+  __asm__ goto("subq %1, %0\n\tjle %l[crossed]" : : "m"(prof_self.countdown), "r"(size) : "cc", "memory" : crossed);
+  return false;
+crossed:
+  return true;
+#else
+  prof_self.countdown -= (int64_t)size;
+  return prof_self.countdown <= 0;
+#endif
+}
+
 /* Counts an allocation of size bytes down; true if it is to be sampled.
  * Two instructions and a branch when it is not. */
 HAK_INLINE bool prof_sample_due(size_t size)
