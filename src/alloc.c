@@ -159,7 +159,7 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
   void *p = alloc_large(total, HAK_MIN_ALIGN, &fresh);
   if (p && !fresh)
     memset(p, 0, total);
-  if (HAK_UNLIKELY(prof_active) && prof_sample_due(total))
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, total))
     prof_record(p, total);
   return p;
 }
@@ -219,7 +219,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     void *n = large_realloc(h, size);
     if (n)
       errno = saved;
-    if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+    if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
       prof_record(n, size);
     return n;
   }
@@ -305,7 +305,7 @@ static HAK_NOINLINE void *alloc_malloc_unsampled(size_t size)
  * HAK_TINY_MAX, or with check = 1), counted down here. */
 static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
 {
-  if (HAK_UNLIKELY(prof_sample_due(size)))
+  if (HAK_UNLIKELY(prof_sample_due(&tcache_self.prof_countdown, size)))
     return alloc_sampled(size, HAK_MIN_ALIGN);
   return alloc_malloc_unsampled(size);
 }
@@ -313,7 +313,7 @@ static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
 /* prof = 1: the countdown crossed zero on a small request. */
 static HAK_NOINLINE void *alloc_malloc_small_counted(size_t size)
 {
-  if (prof_sample_slow())
+  if (prof_sample_slow(&tcache_self.prof_countdown))
     return alloc_sampled(size, HAK_MIN_ALIGN);
   return tcache_alloc(size_class_of_tiny(size));
 }
@@ -326,7 +326,7 @@ static HAK_NOINLINE void *alloc_malloc_small_counted(size_t size)
 void *alloc_malloc_generic(size_t size)
 {
   if (size < alloc_profiled_bound) {
-    if (HAK_UNLIKELY(prof_countdown_crossed(size)))
+    if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
       return alloc_malloc_small_counted(size);
     return tcache_alloc(size_class_of_tiny(size));
   }
@@ -340,7 +340,7 @@ static void *alloc_aligned(size_t align, size_t size)
 {
   if (align <= HAK_MIN_ALIGN)
     return alloc_malloc(size);
-  if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
     return alloc_sampled(size, align);
   return alloc_aligned_block(align, size);
 }

@@ -67,9 +67,12 @@ void prof_start(void);
  * not made large), and every free goes through the slow path. */
 extern HAK_HIDDEN bool prof_every_block;
 
+/* The thread's byte countdown itself lives in its thread cache
+ * (tcache_self.prof_countdown), which the profiled fast path reaches
+ * through the same thread pointer as its slabs; the front door passes its
+ * address to the functions below. */
 struct prof_thread {
-  int64_t countdown;     /* bytes until the next sample */
-  int64_t drawn;         /* the distance countdown started from */
+  int64_t drawn;         /* the distance the countdown started from */
   uint64_t rng;          /* 0 until the thread's first sample */
   bool busy;             /* inside the profiler: its own allocations are not sampled */
 };
@@ -77,33 +80,35 @@ extern HAK_HIDDEN __thread struct prof_thread prof_self __attribute__((tls_model
 
 /* The countdown crossed zero: whether to sample (not inside the profiler,
  * and sampling has started); draws the next distance. */
-bool prof_sample_slow(void);
+bool prof_sample_slow(int64_t *countdown);
 
 /* Counts size bytes (at most HAK_TINY_MAX) down; true when the countdown
  * reaches zero, for prof_sample_slow to decide.  One subtraction from
  * memory and its branch: from C the compiler loads, subtracts, stores and
  * tests, which is three instructions more on every profiled malloc. */
-HAK_INLINE bool prof_countdown_crossed(size_t size)
+HAK_INLINE bool prof_countdown_crossed(int64_t *countdown, size_t size)
 {
 #if defined(__x86_64__)
-  __asm__ goto("subq %1, %0\n\tjle %l[crossed]" : : "m"(prof_self.countdown), "r"(size) : "cc", "memory" : crossed);
+  /* Not an output operand: GCC 12 misplaces the label of an asm goto with
+   * a "+m" output (the branch then lands in the next block). */
+  __asm__ goto("subq %1, %0\n\tjle %l[crossed]" : : "m"(*countdown), "r"(size) : "cc", "memory" : crossed);
   return false;
 crossed:
   return true;
 #else
-  prof_self.countdown -= (int64_t)size;
-  return prof_self.countdown <= 0;
+  *countdown -= (int64_t)size;
+  return *countdown <= 0;
 #endif
 }
 
 /* Counts an allocation of size bytes down; true if it is to be sampled.
  * Two instructions and a branch when it is not. */
-HAK_INLINE bool prof_sample_due(size_t size)
+HAK_INLINE bool prof_sample_due(int64_t *countdown, size_t size)
 {
-  prof_self.countdown -= (int64_t)size;
-  if (HAK_LIKELY(prof_self.countdown > 0))
+  *countdown -= (int64_t)size;
+  if (HAK_LIKELY(*countdown > 0))
     return false;
-  return prof_sample_slow();
+  return prof_sample_slow(countdown);
 }
 
 /* Records p (size bytes as requested; NULL: nothing), a sampled block,
