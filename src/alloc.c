@@ -33,12 +33,7 @@ static void *alloc_large(size_t size, size_t align, bool *fresh)
  * the configuration (check = 1 in particular) is known. */
 size_t alloc_fast_bound = 0;
 
-/* Requests below this that reach alloc_malloc_generic take the profiled
- * fast path there: HAK_TINY_MAX + 1 once initialised, 0 before and with
- * check = 1.  With prof = 0 no such request gets there (alloc_fast_bound
- * is the same and the inline path takes them), so the test is also the
- * one that tells the profiled path from the others. */
-static size_t alloc_profiled_bound;
+size_t alloc_profiled_bound = 0;
 
 void alloc_configure(void)
 {
@@ -310,26 +305,17 @@ static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
   return alloc_malloc_unsampled(size);
 }
 
-/* prof = 1: the countdown crossed zero on a small request. */
-static HAK_NOINLINE void *alloc_malloc_small_counted(size_t size)
+void *alloc_malloc_small_counted(size_t size)
 {
   if (prof_sample_slow(&tcache_self.prof_countdown))
     return alloc_sampled(size, HAK_MIN_ALIGN);
   return tcache_alloc(size_class_of_tiny(size));
 }
 
-/* Every malloc the inline fast path leaves.  With prof = 1 that is every
- * malloc (alloc_fast_bound = 0; prof_active implies initialised), and a
- * small one costs the inline path's test, a subtraction from the
- * thread's countdown and its branch, and the same pop: only a sampled
- * allocation, one in about prof_sample_kb KiB, goes further. */
+/* Every malloc the inline paths leave: medium and large requests, the
+ * first malloc of the process (which initialises), and those of check = 1. */
 void *alloc_malloc_generic(size_t size)
 {
-  if (size < alloc_profiled_bound) {
-    if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
-      return alloc_malloc_small_counted(size);
-    return tcache_alloc(size_class_of_tiny(size));
-  }
   if (HAK_UNLIKELY(prof_active))
     return alloc_malloc_profiled(size);
   return alloc_malloc_unsampled(size);
