@@ -1,11 +1,13 @@
 /* Sampled heap profiler (prof = 1): which call stacks hold the heap.
  *
  * Off by default, and then it costs the fast paths nothing: prof = 1
- * sends every malloc through the slow path, the way check = 1 does
- * (alloc_fast_bound = 0), and only there do the hooks below run, behind
- * one test of prof_active.  A sampled block is served as a large block
- * (alloc.c), so that only its free reaches the slow free path where the
- * profiler forgets it; every other free keeps its fast path.
+ * sends every malloc past the inline fast path's test, the way check = 1
+ * does (alloc_fast_bound = 0), onto a second inline path in alloc.h that
+ * counts the request's bytes down (prof_countdown_crossed: one
+ * subtraction from memory and its branch) before the same pop; only an
+ * allocation that crosses zero leaves it.  A sampled block is served as a
+ * large block (alloc.c), so that only its free reaches the slow free path
+ * where the profiler forgets it; every other free keeps its fast path.
  *
  * Sampling: each thread counts down the bytes it allocates from a
  * distance drawn from an exponential distribution of mean prof_sample_kb
@@ -13,13 +15,15 @@
  * is sampled with probability 1 - exp(-s / rate), which is what
  * google-pprof undoes when it reads a "heap_v2/rate" profile.
  * prof_sample_kb = 0 records every allocation (exact leak reports).
- * A sampled block's call stack is taken with backtrace(3) (libgcc's
- * unwinder, loaded once at start-up, outside any allocation), interned in
- * a table of stacks, and the block is entered in a table of sampled
- * blocks; a free looks a block up only when a counting filter of sampled
- * addresses says it may be there.  With prof_sample_kb = 0 blocks stay
- * where they are and every free takes the slow path (the thread free key
- * matches no slab, as with check = 1).
+ * A sampled block's call stack is walked by prof_unwind (prof_unwind.h:
+ * the CFI rules of each return address, cached), or by backtrace(3)
+ * where that walk gives up (signal frames, DWARF expressions); libgcc's
+ * unwinder is loaded once at start-up, outside any allocation.  The stack
+ * is interned in a table of stacks, and the block is entered in a table of
+ * sampled blocks; a free looks a block up only when a counting filter of
+ * sampled addresses says it may be there.  With prof_sample_kb = 0
+ * blocks stay where they are and every free takes the slow path (the
+ * thread free key matches no slab, as with check = 1).
  *
  * Profiles are written, in gperftools' heap profile text format, to
  * PREFIX.PID.SEQ.heap every prof_interval_mb MiB of allocation and on
@@ -28,7 +32,8 @@
  * blocks still live grouped by stack.  PREFIX is prof_prefix or, if that
  * is empty, /tmp/hakmem.PROGRAM.
  *
- * Concurrency: the countdown and the recursion guard are thread-local;
+ * Concurrency: the countdown (in the thread cache) and the recursion
+ * guard are thread-local;
  * the two tables are guarded by one mutex, taken only to record a sample,
  * to forget a block the filter flags, and to write a profile (held while
  * the file is written; fork takes it first, see init.c).  The filter's
