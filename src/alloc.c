@@ -39,9 +39,12 @@ static void *alloc_large(size_t size, size_t align, bool *fresh)
  * the configuration (check = 1 in particular) is known. */
 size_t alloc_fast_bound = 0;
 
+size_t alloc_profiled_bound = 0;
+
 void alloc_configure(void)
 {
   alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
+  alloc_profiled_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
 }
 
 /* The generic path's block, without the profiler's hook. */
@@ -160,7 +163,7 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
   void *p = alloc_large(total, HAK_MIN_ALIGN, &fresh);
   if (p && !fresh)
     memset(p, 0, total);
-  if (HAK_UNLIKELY(prof_active) && prof_sample_due(total))
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, total))
     prof_record(p, total);
   return p;
 }
@@ -222,7 +225,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
       n = large_realloc(h, size);
     if (n)
       errno = saved;
-    if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+    if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
       prof_record(n, size);
     return n;
   }
@@ -312,19 +315,24 @@ static HAK_NOINLINE void *alloc_malloc_unsampled(size_t size)
   return alloc_malloc_block(size);
 }
 
-/* prof = 1: every malloc comes here (prof_active implies initialised).
- * Past the countdown, a small request is the fast path's pop; the rest
- * are tail calls, so that this needs no stack frame. */
+/* prof = 1: a request the profiled fast path does not serve (above
+ * HAK_TINY_MAX, or with check = 1), counted down here. */
 static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
 {
-  if (HAK_UNLIKELY(prof_sample_due(size)))
+  if (HAK_UNLIKELY(prof_sample_due(&tcache_self.prof_countdown, size)))
     return alloc_sampled(size, HAK_MIN_ALIGN);
-  if (HAK_LIKELY(size <= HAK_TINY_MAX && !hak_config.check))
-    return tcache_alloc(size_class_of_tiny(size));
   return alloc_malloc_unsampled(size);
 }
 
-/* Both branches are tail calls: neither pays for the other's frame. */
+void *alloc_malloc_small_counted(size_t size)
+{
+  if (prof_sample_slow(&tcache_self.prof_countdown))
+    return alloc_sampled(size, HAK_MIN_ALIGN);
+  return tcache_alloc(size_class_of_tiny(size));
+}
+
+/* Every malloc the inline paths leave: medium and large requests, the
+ * first malloc of the process (which initialises), and those of check = 1. */
 void *alloc_malloc_generic(size_t size)
 {
   if (HAK_UNLIKELY(prof_active))
@@ -337,7 +345,7 @@ static void *alloc_aligned(size_t align, size_t size)
 {
   if (align <= HAK_MIN_ALIGN)
     return alloc_malloc(size);
-  if (HAK_UNLIKELY(prof_active) && prof_sample_due(size))
+  if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
     return alloc_sampled(size, align);
   return alloc_aligned_block(align, size);
 }

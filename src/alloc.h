@@ -14,6 +14,7 @@
 #include "superslab.h"
 #include "tcache.h"
 #include "init.h"
+#include "prof.h"
 
 void *alloc_malloc_generic(size_t size);
 void alloc_free_generic(void *p, uintptr_t entry);
@@ -31,10 +32,32 @@ extern HAK_HIDDEN size_t alloc_fast_bound;
 /* Sets alloc_fast_bound from the configuration (at initialisation). */
 void alloc_configure(void);
 
+/* Requests below this that the inline fast path leaves take the
+ * profiled fast path: HAK_TINY_MAX + 1 once initialised, 0 before and
+ * with check = 1.  With prof = 0 no such request leaves the inline path
+ * (alloc_fast_bound is the same), so this test also tells prof = 1 apart. */
+extern HAK_HIDDEN size_t alloc_profiled_bound;
+/* prof = 1: the countdown crossed zero on a request below
+ * alloc_profiled_bound; samples it or serves it. */
+void *alloc_malloc_small_counted(size_t size);
+
+/* The inline fast path, then, out of its way, the profiled one (prof = 1
+ * sends every malloc past the first test): the thread's byte countdown,
+ * one subtraction from memory and its branch, and the same pop, so that
+ * only a sampled allocation (one in about prof_sample_kb KiB) leaves. */
 HAK_INLINE void *alloc_malloc(size_t size)
 {
   if (HAK_LIKELY(size < alloc_fast_bound))
     return tcache_alloc(size_class_of_tiny(size));
+  if (size < alloc_profiled_bound) {
+    if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
+      return alloc_malloc_small_counted(size);
+    void *p = tcache_alloc(size_class_of_tiny(size));
+    /* Keeps GCC from merging this pop into the one above with a jump
+     * back (cross-jumping), one more instruction here. */
+    __asm__("" : "+r"(p));
+    return p;
+  }
   return alloc_malloc_generic(size);
 }
 

@@ -3,6 +3,7 @@
 #include "prof.h"
 #include "diag.h"
 #include "config.h"
+#include "prof_unwind.h"
 #include "os.h"
 #include "secret.h"
 
@@ -217,7 +218,9 @@ static bool block_remove(uintptr_t addr, struct prof_block *out)
 HAK_INLINE void prof_sample(void *p, size_t size)
 {
   void *raw[PROF_CAPTURE];
-  int n = backtrace(raw, PROF_CAPTURE);
+  int n = prof_unwind(raw, PROF_CAPTURE);
+  if (n < 0)
+    n = backtrace(raw, PROF_CAPTURE);
   int first = 0;
   while (first < n && (uintptr_t)raw[first] >= self_text_lo && (uintptr_t)raw[first] < self_text_hi)
     first++;
@@ -250,7 +253,7 @@ HAK_INLINE void prof_sample(void *p, size_t size)
 
 static void prof_dump(const char *what);
 
-bool prof_sample_slow(void)
+bool prof_sample_slow(int64_t *countdown)
 {
   struct prof_thread *t = &prof_self;
   if (t->busy)
@@ -259,12 +262,12 @@ bool prof_sample_slow(void)
     /* The thread's first allocation: its countdown starts now (from 0 it
      * would sample every thread's first allocation). */
     t->drawn = prof_draw(t);
-    t->countdown += t->drawn;
-    if (t->countdown > 0)
+    *countdown += t->drawn;
+    if (*countdown > 0)
       return false;
   }
-  uint64_t counted = (uint64_t)(t->drawn - t->countdown);
-  t->drawn = t->countdown = prof_draw(t);
+  uint64_t counted = (uint64_t)(t->drawn - *countdown);
+  t->drawn = *countdown = prof_draw(t);
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire))
     return false;
   atomic_fetch_add_explicit(&allocated_bytes, counted, memory_order_relaxed);
@@ -367,6 +370,7 @@ void prof_start(void)
    * allocates): done here, where malloc works, not inside a sample. */
   void *warm[4];
   backtrace(warm, 4);
+  prof_unwind_start();
   dl_iterate_phdr(find_self_text, (void *)(uintptr_t)prof_start);
   t->busy = false;
   atomic_store_explicit(&prof_ready, true, memory_order_release);
@@ -693,6 +697,8 @@ void prof_postfork_parent(void)
 
 void prof_postfork_child(void)
 {
-  if (prof_active)
+  if (prof_active) {
     pthread_mutex_init(&prof_lock, NULL);
+    prof_unwind_postfork_child();
+  }
 }

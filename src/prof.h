@@ -1,11 +1,13 @@
 /* Sampled heap profiler (prof = 1): which call stacks hold the heap.
  *
  * Off by default, and then it costs the fast paths nothing: prof = 1
- * sends every malloc through the slow path, the way check = 1 does
- * (alloc_fast_bound = 0), and only there do the hooks below run, behind
- * one test of prof_active.  A sampled block is served as a large block
- * (alloc.c), so that only its free reaches the slow free path where the
- * profiler forgets it; every other free keeps its fast path.
+ * sends every malloc past the inline fast path's test, the way check = 1
+ * does (alloc_fast_bound = 0), onto a second inline path in alloc.h that
+ * counts the request's bytes down (prof_countdown_crossed: one
+ * subtraction from memory and its branch) before the same pop; only an
+ * allocation that crosses zero leaves it.  A sampled block is served as a
+ * large block (alloc.c), so that only its free reaches the slow free path
+ * where the profiler forgets it; every other free keeps its fast path.
  *
  * Sampling: each thread counts down the bytes it allocates from a
  * distance drawn from an exponential distribution of mean prof_sample_kb
@@ -13,13 +15,15 @@
  * is sampled with probability 1 - exp(-s / rate), which is what
  * google-pprof undoes when it reads a "heap_v2/rate" profile.
  * prof_sample_kb = 0 records every allocation (exact leak reports).
- * A sampled block's call stack is taken with backtrace(3) (libgcc's
- * unwinder, loaded once at start-up, outside any allocation), interned in
- * a table of stacks, and the block is entered in a table of sampled
- * blocks; a free looks a block up only when a counting filter of sampled
- * addresses says it may be there.  With prof_sample_kb = 0 blocks stay
- * where they are and every free takes the slow path (the thread free key
- * matches no slab, as with check = 1).
+ * A sampled block's call stack is walked by prof_unwind (prof_unwind.h:
+ * the CFI rules of each return address, cached), or by backtrace(3)
+ * where that walk gives up (signal frames, DWARF expressions); libgcc's
+ * unwinder is loaded once at start-up, outside any allocation.  The stack
+ * is interned in a table of stacks, and the block is entered in a table of
+ * sampled blocks; a free looks a block up only when a counting filter of
+ * sampled addresses says it may be there.  With prof_sample_kb = 0
+ * blocks stay where they are and every free takes the slow path (the
+ * thread free key matches no slab, as with check = 1).
  *
  * Profiles are written, in gperftools' heap profile text format, to
  * PREFIX.PID.SEQ.heap every prof_interval_mb MiB of allocation and on
@@ -28,7 +32,8 @@
  * blocks still live grouped by stack.  PREFIX is prof_prefix or, if that
  * is empty, /tmp/hakmem.PROGRAM.
  *
- * Concurrency: the countdown and the recursion guard are thread-local;
+ * Concurrency: the countdown (in the thread cache) and the recursion
+ * guard are thread-local;
  * the two tables are guarded by one mutex, taken only to record a sample,
  * to forget a block the filter flags, and to write a profile (held while
  * the file is written; fork takes it first, see init.c).  The filter's
@@ -67,9 +72,12 @@ void prof_start(void);
  * not made large), and every free goes through the slow path. */
 extern HAK_HIDDEN bool prof_every_block;
 
+/* The thread's byte countdown itself lives in its thread cache
+ * (tcache_self.prof_countdown), which the profiled fast path reaches
+ * through the same thread pointer as its slabs; the front door passes its
+ * address to the functions below. */
 struct prof_thread {
-  int64_t countdown;     /* bytes until the next sample */
-  int64_t drawn;         /* the distance countdown started from */
+  int64_t drawn;         /* the distance the countdown started from */
   uint64_t rng;          /* 0 until the thread's first sample */
   bool busy;             /* inside the profiler: its own allocations are not sampled */
 };
@@ -77,16 +85,35 @@ extern HAK_HIDDEN __thread struct prof_thread prof_self __attribute__((tls_model
 
 /* The countdown crossed zero: whether to sample (not inside the profiler,
  * and sampling has started); draws the next distance. */
-bool prof_sample_slow(void);
+bool prof_sample_slow(int64_t *countdown);
+
+/* Counts size bytes (at most HAK_TINY_MAX) down; true when the countdown
+ * reaches zero, for prof_sample_slow to decide.  One subtraction from
+ * memory and its branch: from C the compiler loads, subtracts, stores and
+ * tests, which is three instructions more on every profiled malloc. */
+HAK_INLINE bool prof_countdown_crossed(int64_t *countdown, size_t size)
+{
+#if defined(__x86_64__)
+  /* Not an output operand: GCC 12 misplaces the label of an asm goto with
+   * a "+m" output (the branch then lands in the next block). */
+  __asm__ goto("subq %1, %0\n\tjle %l[crossed]" : : "m"(*countdown), "r"(size) : "cc", "memory" : crossed);
+  return false;
+crossed:
+  return true;
+#else
+  *countdown -= (int64_t)size;
+  return *countdown <= 0;
+#endif
+}
 
 /* Counts an allocation of size bytes down; true if it is to be sampled.
  * Two instructions and a branch when it is not. */
-HAK_INLINE bool prof_sample_due(size_t size)
+HAK_INLINE bool prof_sample_due(int64_t *countdown, size_t size)
 {
-  prof_self.countdown -= (int64_t)size;
-  if (HAK_LIKELY(prof_self.countdown > 0))
+  *countdown -= (int64_t)size;
+  if (HAK_LIKELY(*countdown > 0))
     return false;
-  return prof_sample_slow();
+  return prof_sample_slow(countdown);
 }
 
 /* Records p (size bytes as requested; NULL: nothing), a sampled block,

@@ -29,6 +29,10 @@ struct tcache {
    * no slab has, which sends every free through the validating path. */
   uint64_t free_key;
   uint32_t refills_since_sweep; /* see tcache_sweep */
+  /* prof = 1: bytes until the heap profiler's next sample (prof.h), kept
+   * here so that the profiled fast path reaches it through the same
+   * thread pointer as active[]; unused otherwise. */
+  int64_t prof_countdown;
 };
 
 extern HAK_HIDDEN struct slab tcache_no_slab;

@@ -13,10 +13,20 @@
  *   prof_sites threads  four threads allocate from both sites and free
  *                       each other's blocks while the main thread forks
  *                       (the child allocates, frees and exits); all freed
+ *   prof_sites deep     deep_site keeps 32 MiB in 2000-byte blocks, each
+ *                       reached through deep_recurse (6 levels),
+ *                       deep_aligned (a 64-byte aligned local: a realigned
+ *                       frame) and deep_alloca (alloca: a frame whose
+ *                       caller is found through rbp, not rsp)
+ *   prof_sites signal   signal_site keeps 16 MiB in 4000-byte blocks,
+ *                       allocated in a SIGUSR1 handler that signal_raiser
+ *                       raises: the stack crosses a signal frame
  *
  * No stdio: the leak test counts what is live at exit, and stdio's
  * buffers would be. */
+#include <alloca.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +44,8 @@ static void *alpha_blocks[ALPHA_BYTES / ALPHA_SIZE];
 static void *beta_blocks[BETA_BYTES / BETA_SIZE];
 static void *leak_blocks[20];
 static void *volatile sink;
+/* Keeps a local's address taken after a call (no tail call, a real frame). */
+static volatile uintptr_t keep;
 
 /* noinline, and the block is stored after the call so that the call is
  * not a tail call: the return address lies inside the site. */
@@ -59,6 +71,75 @@ __attribute__((noinline)) static void *leak_site(size_t n)
   memset(p, 3, 16);
   sink = p;
   return p;
+}
+
+#define DEEP_SIZE 2000u
+#define DEEP_BLOCKS ((32u << 20) / DEEP_SIZE)
+static void *deep_blocks[DEEP_BLOCKS];
+
+__attribute__((noinline)) static void *deep_site(size_t n)
+{
+  void *p = malloc(n);
+  memset(p, 4, 16);
+  sink = p;
+  return p;
+}
+
+__attribute__((noinline)) static void *deep_alloca(size_t n, unsigned k)
+{
+  char *a = alloca(16 + k % 200);
+  memset(a, 5, 16);
+  keep = (uintptr_t)a;
+  void *p = deep_site(n);
+  keep = (uintptr_t)a;
+  return p;
+}
+
+__attribute__((noinline)) static void *deep_aligned(size_t n, unsigned k)
+{
+  char buf[128] __attribute__((aligned(64)));
+  memset(buf, 6, sizeof buf);
+  keep = (uintptr_t)buf;
+  void *p = deep_alloca(n, k);
+  keep = (uintptr_t)buf;
+  return p;
+}
+
+__attribute__((noinline)) static void *deep_recurse(size_t n, unsigned k, int depth)
+{
+  void *p = depth ? deep_recurse(n, k, depth - 1) : deep_aligned(n, k);
+  keep = (uintptr_t)&depth;
+  return p;
+}
+
+#define SIGNAL_SIZE 4000u
+#define SIGNAL_BLOCKS ((16u << 20) / SIGNAL_SIZE)
+#define SIGNAL_PER_RAISE 64u
+static void *signal_blocks[SIGNAL_BLOCKS];
+static unsigned signal_next;
+
+__attribute__((noinline)) static void *signal_site(size_t n)
+{
+  void *p = malloc(n);
+  memset(p, 7, 16);
+  sink = p;
+  return p;
+}
+
+/* malloc in a handler is safe here: the signal is raised synchronously,
+ * outside any allocation. */
+static void signal_handler(int sig)
+{
+  (void)sig;
+  for (unsigned i = 0; i < SIGNAL_PER_RAISE && signal_next < SIGNAL_BLOCKS; i++)
+    signal_blocks[signal_next++] = signal_site(SIGNAL_SIZE);
+}
+
+__attribute__((noinline)) static int signal_raiser(void)
+{
+  int rc = raise(SIGUSR1);
+  keep = (uintptr_t)&rc;
+  return rc;
 }
 
 static void two_sites(void)
@@ -120,7 +201,7 @@ static int threads(void)
 
 static int usage(void)
 {
-  static const char msg[] = "usage: prof_sites two|leak|clean|threads|wait SECONDS\n";
+  static const char msg[] = "usage: prof_sites two|leak|clean|threads|deep|signal|wait SECONDS\n";
   (void)!write(2, msg, sizeof msg - 1);
   return 2;
 }
@@ -144,6 +225,15 @@ int main(int argc, char **argv)
     sink = NULL;
   } else if (strcmp(argv[1], "threads") == 0) {
     return threads();
+  } else if (strcmp(argv[1], "deep") == 0) {
+    for (unsigned i = 0; i < DEEP_BLOCKS; i++)
+      deep_blocks[i] = deep_recurse(DEEP_SIZE, i, 6);
+  } else if (strcmp(argv[1], "signal") == 0) {
+    if (signal(SIGUSR1, signal_handler) == SIG_ERR)
+      return 1;
+    while (signal_next < SIGNAL_BLOCKS)
+      if (signal_raiser() != 0)
+        return 1;
   } else if (strcmp(argv[1], "wait") == 0 && argc > 2) {
     two_sites();
     time_t end = time(NULL) + atoi(argv[2]);

@@ -7,6 +7,11 @@
 #    bytes, and alpha_site between 50 % and 83 % (2/3 expected; the bound
 #    is more than four standard deviations of the sampling away); with
 #    prof_sample_kb = 0 (every block) exactly 2/3 (within 1 %);
+#  - the stack walk through frames of every kind: deep_site gets >= 90 %
+#    of the bytes, and deep_recurse, deep_aligned (a realigned frame) and
+#    deep_alloca (alloca) are on >= 90 % of them (google-pprof --cum);
+#    signal_site, allocating in a signal handler, gets >= 90 %, and
+#    signal_raiser, below the signal frame, is on >= 90 %;
 #  - prof_interval_mb = 16: numbered profiles while the program runs;
 #  - prof_leak = 1: a planted leak (20 blocks of 1000 bytes from
 #    leak_site) is reported, and google-pprof puts its 20 objects on
@@ -80,6 +85,39 @@ else
   awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 99 && a >= 66 && a <= 67.5) }' ||
     fail "two sites, every block: alpha_site $a %, beta_site $b % (want 66.7 and 33.3)"
 fi
+
+# The share of the profile's in-use bytes on stacks through the functions
+# whose names start with $2 (the cumulative column), in per cent.
+cumshare() {
+  google-pprof --text --cum "$prog" "$1" 2>/dev/null | awk -v want="$2" '
+    $2 ~ /%$/ && NF >= 6 { total += $1; if (index($6, want) == 1 && $4 > mine) mine = $4 }
+    END { if (total > 0) printf "%.1f\n", 100 * mine / total; else print "none" }'
+}
+
+# The stack walk through alloca, a realigned frame and recursion, and
+# through a signal frame.
+for mode in deep signal; do
+  HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/$mode env LD_PRELOAD="$lib" "$prog" $mode ||
+    fail "prof_sites $mode failed under prof = 1"
+  p=$(ls "$tmp"/$mode.*.exit.heap 2>/dev/null)
+  if [ -z "$p" ]; then
+    fail "no exit profile for prof_sites $mode"
+    continue
+  fi
+  case $mode in
+    deep) site=deep_site; callers="deep_alloca deep_aligned deep_recurse" ;;
+    signal) site=signal_site; callers="signal_raiser" ;;
+  esac
+  a=$(share "$p" $site)
+  line="$site $a %"
+  awk -v a="$a" 'BEGIN { exit !(a >= 90) }' || fail "prof_sites $mode: $site has $a % of the bytes (want >= 90)"
+  for c in $callers; do
+    a=$(cumshare "$p" $c)
+    line="$line, $c on $a %"
+    awk -v a="$a" 'BEGIN { exit !(a >= 90) }' || fail "prof_sites $mode: $c is on $a % of the bytes (want >= 90)"
+  done
+  echo "$me: $mode: $line"
+done
 
 # Profiles by interval: 96 MiB allocated, one every 16 MiB.
 HAKMEM_PROF=1 HAKMEM_PROF_INTERVAL_MB=16 HAKMEM_PROF_PREFIX=$tmp/int env LD_PRELOAD="$lib" "$prog" two ||

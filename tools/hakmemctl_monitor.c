@@ -297,8 +297,32 @@ static int row_cmp(const void *a, const void *b)
 struct top_scan {
   struct top_row *rows;
   size_t n, cap;
-  unsigned unreadable;   /* processes whose maps we may not read */
+  /* Processes whose memory we may not read: another user's (we are not
+   * root), or refused by ptrace's rules although they are ours or we are
+   * root (see denied_reason). */
+  unsigned other_user, refused;
 };
+
+/* Why a process's maps or memory were refused.  A kernel thread or a
+ * zombie has no address space at all (empty maps, no exe link): not a
+ * refusal, and left out.  Otherwise: another user's process when we are
+ * not root; else ptrace's rules refused it (Yama's ptrace_scope, a
+ * non-dumpable process, no CAP_SYS_PTRACE or another user namespace for
+ * root) -- a process of another PID namespace is not in our /proc. */
+enum denied_reason { DENIED_NO_MEMORY, DENIED_OTHER_USER, DENIED_REFUSED };
+
+static enum denied_reason denied_reason(pid_t pid)
+{
+  char path[64], target[16];
+  snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+  if (readlink(path, target, sizeof target) < 0 && (errno == ENOENT || errno == ESRCH))
+    return DENIED_NO_MEMORY;
+  struct stat st;
+  snprintf(path, sizeof path, "/proc/%d", (int)pid);
+  if (geteuid() != 0 && stat(path, &st) == 0 && st.st_uid != geteuid())
+    return DENIED_OTHER_USER;
+  return DENIED_REFUSED;
+}
 
 /* Every process with libhakmem loaded that we may read. */
 static void top_scan(struct top_scan *s)
@@ -306,7 +330,7 @@ static void top_scan(struct top_scan *s)
   static struct live_view v;
   static struct report_data d;
   s->n = 0;
-  s->unreadable = 0;
+  s->other_user = s->refused = 0;
   DIR *dir = opendir("/proc");
   if (!dir)
     return;
@@ -318,7 +342,9 @@ static void top_scan(struct top_scan *s)
       continue;
     enum probe_status st = live_probe(pid, &v);
     if (st == PROBE_DENIED) {
-      s->unreadable++;
+      enum denied_reason why = denied_reason(pid);
+      s->other_user += why == DENIED_OTHER_USER;
+      s->refused += why == DENIED_REFUSED;
       continue;
     }
     if (st != PROBE_OK)
@@ -382,9 +408,18 @@ static void top_print(const struct top_scan *s, bool json, bool clear)
   time_t now = time(NULL);
   strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
   printf("hakmemctl top - %s - %zu process%s on libhakmem", when, s->n, s->n == 1 ? "" : "es");
-  if (s->unreadable)
-    printf(" (%u other%s not readable: another user's, see ptrace(2))", s->unreadable,
-           s->unreadable == 1 ? "" : "s");
+  unsigned unreadable = s->other_user + s->refused;
+  if (unreadable) {
+    printf(" (%u other%s not readable: ", unreadable, unreadable == 1 ? "" : "s");
+    if (s->other_user)
+      printf("%u another user's%s", s->other_user, s->refused ? ", " : "");
+    if (s->refused && geteuid() == 0)
+      printf("%u refused to root: no CAP_SYS_PTRACE, another user namespace or "
+             "yama ptrace_scope 3", s->refused);
+    else if (s->refused)
+      printf("%u refused by ptrace rules: yama ptrace_scope or not dumpable", s->refused);
+    printf("; see ptrace(2))");
+  }
   printf("\n%7s  %-16s %-9s %10s %10s %10s %10s %10s\n", "PID", "PROGRAM", "MODE", "RESIDENT",
          "IN USE", "HELD", "PEAK", "OS CALLS/S");
   for (size_t i = 0; i < s->n; i++) {

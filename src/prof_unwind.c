@@ -1,0 +1,504 @@
+/* The heap profiler's stack walk with cached CFI rules; see prof_unwind.h. */
+#include "prof_unwind.h"
+#include "os.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+
+/* What libgcc's _Unwind_Find_FDE fills in; func is the start of the
+ * function the FDE covers (its decoded pc_begin). */
+struct dwarf_eh_bases {
+  void *tbase;
+  void *dbase;
+  void *func;
+};
+typedef const void *find_fde_fn(void *pc, struct dwarf_eh_bases *bases);
+static find_fde_fn *find_fde;
+
+/* DWARF register numbers on x86-64. */
+#define REG_RBP 6
+#define REG_RSP 7
+#define REG_RA 16
+
+/* A code address's rule: the caller's stack pointer (the canonical frame
+ * address, CFA) is the stack or frame pointer plus cfa_off; the return
+ * address is saved at CFA + ra_off; the caller's rbp is rbp itself or
+ * saved at CFA + bp_off. */
+enum rule_kind {
+  RULE_WALK = 1,   /* the plain kind above */
+  RULE_END,        /* no CFI, or the return address undefined: the stack's end */
+  RULE_OTHER,      /* described otherwise: backtrace(3) must walk it */
+};
+enum bp_kind { BP_SAME, BP_SAVED, BP_UNKNOWN };
+
+struct rule {
+  int32_t cfa_off;
+  int16_t ra_off;
+  int16_t bp_off;
+  uint8_t kind;
+  uint8_t cfa_is_bp;
+  uint8_t bp;
+};
+
+/* Rule table: open addressing on the looked-up address, never emptied;
+ * a full table keeps no more rules (each walk then computes them). */
+#define RULE_SLOTS 8192u
+#define RULE_PROBES 16u
+struct rule_slot {
+  _Atomic uintptr_t pc;   /* 0: empty; published after r */
+  struct rule r;
+};
+static struct rule_slot *rules;
+static atomic_flag rules_busy = ATOMIC_FLAG_INIT;
+
+static uint32_t rule_hash(uintptr_t pc)
+{
+  return (uint32_t)((pc * 0x9e3779b97f4a7c15ull) >> 40) & (RULE_SLOTS - 1);
+}
+
+/* ---- reading CFI ---- */
+
+struct cursor {
+  const uint8_t *p, *end;
+  bool bad;
+};
+
+static uint64_t read_uleb(struct cursor *c)
+{
+  uint64_t v = 0;
+  unsigned shift = 0;
+  for (;;) {
+    if (c->p >= c->end || shift > 63) {
+      c->bad = true;
+      return 0;
+    }
+    uint8_t b = *c->p++;
+    v |= (uint64_t)(b & 0x7f) << shift;
+    shift += 7;
+    if (!(b & 0x80))
+      return v;
+  }
+}
+
+static int64_t read_sleb(struct cursor *c)
+{
+  int64_t v = 0;
+  unsigned shift = 0;
+  uint8_t b;
+  do {
+    if (c->p >= c->end || shift > 63) {
+      c->bad = true;
+      return 0;
+    }
+    b = *c->p++;
+    v |= (int64_t)((uint64_t)(b & 0x7f) << shift);
+    shift += 7;
+  } while (b & 0x80);
+  if (shift < 64 && (b & 0x40))
+    v |= -((int64_t)1 << shift);
+  return v;
+}
+
+static uint64_t read_fixed(struct cursor *c, unsigned n)
+{
+  if ((size_t)(c->end - c->p) < n) {
+    c->bad = true;
+    return 0;
+  }
+  uint64_t v = 0;
+  memcpy(&v, c->p, n);   /* little-endian */
+  c->p += n;
+  return v;
+}
+
+/* Skips a pointer in DW_EH_PE encoding enc (its value is not needed: the
+ * FDE's start comes decoded from _Unwind_Find_FDE). */
+static void skip_encoded(struct cursor *c, uint8_t enc)
+{
+  if (enc == 0xff)   /* DW_EH_PE_omit */
+    return;
+  switch (enc & 0x0f) {
+  case 0x00: read_fixed(c, 8); break;                 /* absptr */
+  case 0x01: case 0x09: read_uleb(c); break;          /* uleb128, sleb128 */
+  case 0x02: case 0x0a: read_fixed(c, 2); break;
+  case 0x03: case 0x0b: read_fixed(c, 4); break;
+  case 0x04: case 0x0c: read_fixed(c, 8); break;
+  default: c->bad = true;
+  }
+  if ((enc & 0x70) == 0x50)   /* DW_EH_PE_aligned: not produced by GCC here */
+    c->bad = true;
+}
+
+/* The rules the walk tracks, as a CFA program builds them. */
+struct cfa_state {
+  uint8_t cfa_reg;    /* REG_RSP, REG_RBP, or another (unsupported) */
+  bool cfa_expr;      /* the CFA is an expression (unsupported) */
+  int64_t cfa_off;
+  uint8_t bp;         /* enum bp_kind */
+  int64_t bp_off;
+  bool ra_saved;      /* at CFA + ra_off */
+  bool ra_undefined;  /* the outermost frame */
+  bool ra_other;      /* any other rule for the return address */
+  int64_t ra_off;
+};
+
+#define STATE_STACK 8
+
+/* Sets register reg's rule to "saved at CFA + off". */
+static void set_offset(struct cfa_state *s, uint64_t reg, int64_t off)
+{
+  if (reg == REG_RBP) {
+    s->bp = BP_SAVED;
+    s->bp_off = off;
+  } else if (reg == REG_RA) {
+    s->ra_saved = true;
+    s->ra_undefined = s->ra_other = false;
+    s->ra_off = off;
+  }
+}
+
+/* Any other rule (register, expression, value) for register reg. */
+static void set_other(struct cfa_state *s, uint64_t reg)
+{
+  if (reg == REG_RBP)
+    s->bp = BP_UNKNOWN;
+  else if (reg == REG_RA)
+    s->ra_other = true, s->ra_saved = s->ra_undefined = false;
+}
+
+/* Runs the CFA program in c up to the row holding code offset target
+ * (from the function's start); init: the CIE's rules, for DW_CFA_restore
+ * (NULL while running the CIE's own program).  False if the program uses
+ * an operation this reader does not know. */
+static bool run_cfa(struct cursor *c, struct cfa_state *s, const struct cfa_state *init,
+                    uint64_t code_align, int64_t data_align, uint64_t target)
+{
+  struct cfa_state saved[STATE_STACK];
+  unsigned depth = 0;
+  uint64_t loc = 0;
+  while (c->p < c->end && !c->bad) {
+    uint8_t op = *c->p++;
+    uint64_t reg, delta = 0;
+    switch (op >> 6) {
+    case 1:   /* DW_CFA_advance_loc */
+      delta = (op & 0x3f) * code_align;
+      break;
+    case 2:   /* DW_CFA_offset */
+      set_offset(s, op & 0x3f, (int64_t)read_uleb(c) * data_align);
+      continue;
+    case 3:   /* DW_CFA_restore */
+      if (!init)
+        return false;
+      reg = op & 0x3f;
+      if (reg == REG_RBP)
+        s->bp = init->bp, s->bp_off = init->bp_off;
+      else if (reg == REG_RA)
+        s->ra_saved = init->ra_saved, s->ra_undefined = init->ra_undefined,
+        s->ra_other = init->ra_other, s->ra_off = init->ra_off;
+      continue;
+    default:
+      switch (op) {
+      case 0x00: continue;                                         /* nop */
+      case 0x02: delta = read_fixed(c, 1) * code_align; break;     /* advance_loc1 */
+      case 0x03: delta = read_fixed(c, 2) * code_align; break;     /* advance_loc2 */
+      case 0x04: delta = read_fixed(c, 4) * code_align; break;     /* advance_loc4 */
+      case 0x05:                                                   /* offset_extended */
+        reg = read_uleb(c);
+        set_offset(s, reg, (int64_t)read_uleb(c) * data_align);
+        continue;
+      case 0x06:                                                   /* restore_extended */
+        reg = read_uleb(c);
+        if (!init)
+          return false;
+        if (reg == REG_RBP)
+          s->bp = init->bp, s->bp_off = init->bp_off;
+        else if (reg == REG_RA)
+          s->ra_saved = init->ra_saved, s->ra_undefined = init->ra_undefined,
+          s->ra_other = init->ra_other, s->ra_off = init->ra_off;
+        continue;
+      case 0x07:                                                   /* undefined */
+        reg = read_uleb(c);
+        if (reg == REG_RA)
+          s->ra_undefined = true, s->ra_saved = s->ra_other = false;
+        else if (reg == REG_RBP)
+          s->bp = BP_UNKNOWN;
+        continue;
+      case 0x08:                                                   /* same_value */
+        reg = read_uleb(c);
+        if (reg == REG_RBP)
+          s->bp = BP_SAME;
+        else if (reg == REG_RA)
+          set_other(s, reg);
+        continue;
+      case 0x09:                                                   /* register */
+        reg = read_uleb(c);
+        read_uleb(c);
+        set_other(s, reg);
+        continue;
+      case 0x0a:                                                   /* remember_state */
+        if (depth == STATE_STACK)
+          return false;
+        saved[depth++] = *s;
+        continue;
+      case 0x0b:                                                   /* restore_state */
+        if (depth == 0)
+          return false;
+        *s = saved[--depth];
+        continue;
+      case 0x0c:                                                   /* def_cfa */
+        s->cfa_reg = (uint8_t)read_uleb(c);
+        s->cfa_off = (int64_t)read_uleb(c);
+        s->cfa_expr = false;
+        continue;
+      case 0x0d:                                                   /* def_cfa_register */
+        s->cfa_reg = (uint8_t)read_uleb(c);
+        s->cfa_expr = false;
+        continue;
+      case 0x0e:                                                   /* def_cfa_offset */
+        s->cfa_off = (int64_t)read_uleb(c);
+        continue;
+      case 0x0f:                                                   /* def_cfa_expression */
+        c->p += read_uleb(c);
+        s->cfa_expr = true;
+        continue;
+      case 0x10:                                                   /* expression */
+      case 0x16:                                                   /* val_expression */
+        reg = read_uleb(c);
+        c->p += read_uleb(c);
+        set_other(s, reg);
+        continue;
+      case 0x11:                                                   /* offset_extended_sf */
+        reg = read_uleb(c);
+        set_offset(s, reg, read_sleb(c) * data_align);
+        continue;
+      case 0x12:                                                   /* def_cfa_sf */
+        s->cfa_reg = (uint8_t)read_uleb(c);
+        s->cfa_off = read_sleb(c) * data_align;
+        s->cfa_expr = false;
+        continue;
+      case 0x13:                                                   /* def_cfa_offset_sf */
+        s->cfa_off = read_sleb(c) * data_align;
+        continue;
+      case 0x14:                                                   /* val_offset */
+        reg = read_uleb(c);
+        read_uleb(c);
+        set_other(s, reg);
+        continue;
+      case 0x15:                                                   /* val_offset_sf */
+        reg = read_uleb(c);
+        read_sleb(c);
+        set_other(s, reg);
+        continue;
+      case 0x2e:                                                   /* GNU_args_size */
+        read_uleb(c);
+        continue;
+      case 0x2f:                                                   /* GNU_negative_offset_extended */
+        reg = read_uleb(c);
+        set_offset(s, reg, -(int64_t)read_uleb(c) * data_align);
+        continue;
+      default:
+        return false;
+      }
+    }
+    /* An advance: the rows so far cover [.., loc + delta). */
+    loc += delta;
+    if (loc > target)
+      return true;
+  }
+  return !c->bad && c->p <= c->end;
+}
+
+/* The rule at code address pc (for a return address: the call's last
+ * byte, as libgcc looks it up), from the CFI. */
+static struct rule rule_compute(uintptr_t pc)
+{
+  struct rule r = { .kind = RULE_OTHER };
+  struct dwarf_eh_bases bases;
+  const uint8_t *fde = find_fde((void *)pc, &bases);
+  if (!fde) {
+    r.kind = RULE_END;
+    return r;
+  }
+  uint32_t fde_len, cie_ptr, cie_len;
+  memcpy(&fde_len, fde, 4);
+  memcpy(&cie_ptr, fde + 4, 4);
+  if (fde_len == 0xffffffffu || fde_len < 8)
+    return r;
+  const uint8_t *cie = fde + 4 - cie_ptr;
+  memcpy(&cie_len, cie, 4);
+  if (cie_len == 0xffffffffu || cie_len < 8)
+    return r;
+
+  /* The CIE: version, augmentation, alignment factors, encodings. */
+  struct cursor c = { cie + 8, cie + 4 + cie_len, false };
+  uint8_t version = (uint8_t)read_fixed(&c, 1);
+  const char *aug = (const char *)c.p;
+  size_t aug_n = strnlen(aug, (size_t)(c.end - c.p));
+  c.p += aug_n + 1;
+  if (aug[0] && aug[0] != 'z')
+    return r;
+  uint64_t code_align = read_uleb(&c);
+  int64_t data_align = read_sleb(&c);
+  uint64_t ra_reg = version == 1 ? read_fixed(&c, 1) : read_uleb(&c);
+  uint8_t fde_enc = 0;
+  if (aug[0] == 'z') {
+    uint64_t n = read_uleb(&c);
+    struct cursor a = { c.p, c.p + n, false };
+    if (a.end > c.end)
+      return r;
+    for (size_t i = 1; i < aug_n; i++) {
+      switch (aug[i]) {
+      case 'R': fde_enc = (uint8_t)read_fixed(&a, 1); break;
+      case 'L': read_fixed(&a, 1); break;
+      case 'P': skip_encoded(&a, (uint8_t)read_fixed(&a, 1)); break;
+      case 'S': return r;   /* a signal frame */
+      default: return r;
+      }
+    }
+    if (a.bad)
+      return r;
+    c.p += n;
+  }
+  if (c.bad || ra_reg != REG_RA)
+    return r;
+  struct cfa_state init = { .cfa_reg = REG_RSP, .bp = BP_SAME };
+  if (!run_cfa(&c, &init, NULL, code_align, data_align, UINT64_MAX))
+    return r;
+
+  /* The FDE: skip its pc_begin, pc_range and augmentation data, then run
+   * its program up to pc. */
+  struct cursor f = { fde + 8, fde + 4 + fde_len, false };
+  skip_encoded(&f, fde_enc);
+  skip_encoded(&f, fde_enc & 0x0f);
+  if (aug[0] == 'z')
+    f.p += read_uleb(&f);
+  if (f.bad || f.p > f.end)
+    return r;
+  struct cfa_state s = init;
+  if (!run_cfa(&f, &s, &init, code_align, data_align, pc - (uintptr_t)bases.func))
+    return r;
+
+  if (s.ra_undefined) {
+    r.kind = RULE_END;
+    return r;
+  }
+  if (s.cfa_expr || (s.cfa_reg != REG_RSP && s.cfa_reg != REG_RBP) || !s.ra_saved ||
+      s.cfa_off < INT32_MIN || s.cfa_off > INT32_MAX || s.ra_off < INT16_MIN || s.ra_off > INT16_MAX ||
+      (s.bp == BP_SAVED && (s.bp_off < INT16_MIN || s.bp_off > INT16_MAX)))
+    return r;
+  r.kind = RULE_WALK;
+  r.cfa_is_bp = s.cfa_reg == REG_RBP;
+  r.cfa_off = (int32_t)s.cfa_off;
+  r.ra_off = (int16_t)s.ra_off;
+  r.bp = s.bp;
+  r.bp_off = s.bp == BP_SAVED ? (int16_t)s.bp_off : 0;
+  return r;
+}
+
+/* The rule at pc: from the table, else computed and, if the table's flag
+ * is free, kept. */
+static struct rule rule_at(uintptr_t pc)
+{
+  uint32_t h = rule_hash(pc);
+  for (uint32_t i = 0; i < RULE_PROBES; i++) {
+    struct rule_slot *sl = &rules[(h + i) & (RULE_SLOTS - 1)];
+    uintptr_t k = atomic_load_explicit(&sl->pc, memory_order_acquire);
+    if (k == pc)
+      return sl->r;
+    if (k == 0)
+      break;
+  }
+  struct rule r = rule_compute(pc);
+  if (!atomic_flag_test_and_set_explicit(&rules_busy, memory_order_acquire)) {
+    for (uint32_t i = 0; i < RULE_PROBES; i++) {
+      struct rule_slot *sl = &rules[(h + i) & (RULE_SLOTS - 1)];
+      uintptr_t k = atomic_load_explicit(&sl->pc, memory_order_relaxed);
+      if (k == pc)
+        break;
+      if (k == 0) {
+        sl->r = r;
+        atomic_store_explicit(&sl->pc, pc, memory_order_release);
+        break;
+      }
+    }
+    atomic_flag_clear_explicit(&rules_busy, memory_order_release);
+  }
+  return r;
+}
+
+bool prof_unwind_start(void)
+{
+  void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD);
+  if (!gcc)
+    gcc = dlopen("libgcc_s.so.1", RTLD_NOW);
+  if (gcc)
+    find_fde = (find_fde_fn *)dlsym(gcc, "_Unwind_Find_FDE");
+  if (find_fde)
+    rules = os_map_aligned(hak_align_up(RULE_SLOTS * sizeof *rules, HAK_PAGE_SIZE), HAK_PAGE_SIZE);
+  return find_fde && rules;
+}
+
+/* Frames larger than this are taken for a wrong rule, not followed. */
+#define FRAME_MAX ((uintptr_t)1 << 30)
+
+HAK_NOINLINE int prof_unwind(void **frames, int max)
+{
+  if (!rules)
+    return -1;
+  uintptr_t ip, sp, bp;
+  /* Here, at the instruction after the lea, the CFI describes exactly
+   * these rsp and rbp. */
+  __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
+  bool bp_known = true;
+  uintptr_t look = ip;
+  int n = 0;
+  while (n < max) {
+    struct rule r = rule_at(look);
+    if (r.kind == RULE_END)
+      break;
+    if (r.kind != RULE_WALK || (r.cfa_is_bp && !bp_known))
+      return -1;
+    uintptr_t cfa = (r.cfa_is_bp ? bp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
+    /* A caller's frame lies above its callee's, and not far. */
+    if (cfa <= sp || cfa - sp > FRAME_MAX)
+      return -1;
+    uintptr_t ra = *(const uintptr_t *)(cfa + (uintptr_t)(intptr_t)r.ra_off);
+    if (r.bp == BP_SAVED)
+      bp = *(const uintptr_t *)(cfa + (uintptr_t)(intptr_t)r.bp_off);
+    else if (r.bp == BP_UNKNOWN)
+      bp_known = false;
+    sp = cfa;
+    if (ra == 0)
+      break;
+    frames[n++] = (void *)ra;
+    look = ra - 1;
+  }
+  return n;
+}
+
+void prof_unwind_postfork_child(void)
+{
+  atomic_flag_clear_explicit(&rules_busy, memory_order_relaxed);
+}
+
+#else /* not x86-64: backtrace(3) does every walk */
+
+bool prof_unwind_start(void)
+{
+  return false;
+}
+
+int prof_unwind(void **frames, int max)
+{
+  (void)frames;
+  (void)max;
+  return -1;
+}
+
+void prof_unwind_postfork_child(void)
+{
+}
+
+#endif
