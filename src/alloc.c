@@ -47,6 +47,21 @@ void alloc_configure(void)
   alloc_profiled_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
 }
 
+/* check = 1: a block with room for the trailer, from the thread cache,
+ * made a checked block by checkmode; NULL with errno ENOMEM. */
+static void *alloc_checked(size_t size, size_t align)
+{
+  int cls = check_class(size, align);
+  if (cls < 0) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  unsigned char *p = tcache_alloc((unsigned)cls);
+  if (!p)
+    return NULL;
+  return check_hand_out(p, size, size_class_size((unsigned)cls));
+}
+
 /* The generic path's block, without the profiler's hook. */
 HAK_INLINE void *alloc_malloc_block(size_t size)
 {
@@ -54,7 +69,7 @@ HAK_INLINE void *alloc_malloc_block(size_t size)
     /* Every slab block gets its trailer; the last few sizes of the
      * medium classes, which leave no room for it, become large blocks. */
     if (size <= HAK_MEDIUM_MAX - CHECK_TRAILER)
-      return check_malloc(size, HAK_MIN_ALIGN);
+      return alloc_checked(size, HAK_MIN_ALIGN);
   } else if (size <= HAK_MEDIUM_MAX) {
     return tcache_alloc(size_class_of(size));
   }
@@ -275,7 +290,7 @@ static void *alloc_aligned_block(size_t align, size_t size)
   hak_init();
   if (HAK_UNLIKELY(hak_config.check)) {
     if (size_class_for_aligned(size + CHECK_TRAILER, align) >= 0)
-      return check_malloc(size, align);
+      return alloc_checked(size, align);
   } else {
     int cls = size_class_for_aligned(size, align);
     if (cls >= 0)

@@ -1,9 +1,8 @@
 /* check = 1: canaries, trailers and free-block fill; see checkmode.h. */
 #include "checkmode.h"
 #include "diag.h"
-#include "tcache.h"
+#include "size_class.h"
 
-#include <errno.h>
 #include <string.h>
 
 /* A page of CHECK_FILL to compare against (libc's memcmp is vectorised),
@@ -35,18 +34,14 @@ static uint32_t trailer_code(size_t size)
   return (uint32_t)size ^ (uint32_t)hak_secret_free_tag;
 }
 
-void *check_malloc(size_t size, size_t align)
+int check_class(size_t size, size_t align)
 {
   size_t need = size + CHECK_TRAILER;
-  int cls = align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
-  if (cls < 0) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  unsigned char *p = tcache_alloc((unsigned)cls);
-  if (!p)
-    return NULL;
-  size_t bs = size_class_size((unsigned)cls);
+  return align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
+}
+
+void *check_hand_out(unsigned char *p, size_t size, size_t bs)
+{
   if (!check_is_filled(p + FREE_WORDS, bs - FREE_WORDS))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
   /* The canary is the fill already there, except in the link and tag

@@ -68,10 +68,15 @@ HAK_INLINE bool check_is_filled(const unsigned char *p, size_t n)
   return check_is_filled_long(p, n);
 }
 
-/* A checked block of size bytes aligned to align (<= HAK_MIN_ALIGN for
- * none) from the small or medium classes; NULL with errno ENOMEM.  The
- * caller makes sure size + CHECK_TRAILER fits a class. */
-void *check_malloc(size_t size, size_t align);
+/* The class of a checked block of size bytes aligned to align
+ * (<= HAK_MIN_ALIGN for none): room for the trailer.  The caller makes
+ * sure size + CHECK_TRAILER fits a class. */
+int check_class(size_t size, size_t align);
+/* Makes p, a block of bs bytes just taken from a free list, a checked
+ * block of size bytes: aborts if its fill was written to (a use after
+ * free), then writes the canary and the trailer.  Returns p.  (The front
+ * door takes the block from the thread cache: this layer is below it.) */
+void *check_hand_out(unsigned char *p, size_t size, size_t bs);
 /* Verifies block p of slab s (canary, trailer) and fills it for the free
  * list; aborts with a message on an overflow. */
 void check_free_block(const struct slab *s, void *p);
