@@ -86,34 +86,43 @@ def print_builds(benches, all_results, allocs):
               and a.path != hakmem.path]
     rows = []
     for other in builds:
-        pair = "hakmem/" + other.name
-        print()
-        print("== hakmem over %s: ratios of the medians (above 1: hakmem is slower or larger)"
-              % other.name)
-        print("%-24s %11s %10s" % ("benchmark", "time_ratio", "rss_ratio"))
-        tr, rr = [], []
-        for b in benches:
-            res = all_results[b.name]
-            t, r = ratios(b, res["hakmem"], res[other.name])
-            print("%-24s %11s %10s" % (b.name, fmt_ratio(t), fmt_ratio(r)))
-            rows.append({"benchmark": b.name, "allocator": pair,
-                         "status": "ok" if t is not None else "FAIL",
-                         "time_ratio": fmt_ratio(t), "rss_ratio": fmt_ratio(r)})
-            if t is not None:
-                tr.append(t)
-                rr.append(r)
-        t, r = geomean(tr), geomean(rr)
-        print("%-24s %11s %10s  over %d of %d benchmarks" % (
-            "geometric mean", fmt_ratio(t), fmt_ratio(r), len(tr), len(benches)))
-        rows.append({"benchmark": "geomean", "allocator": pair,
-                     "status": "ok" if tr else "FAIL",
-                     "time_ratio": fmt_ratio(t), "rss_ratio": fmt_ratio(r),
-                     "note": "over %d of %d benchmarks" % (len(tr), len(benches))})
+        what = ("hardening costs" if other.name == "hakmem-unhardened"
+                else "hakmem against %s:" % other.name)
+        rows += print_pair(benches, all_results, "hakmem", other.name, what)
+    return rows
+
+
+def print_pair(benches, all_results, name, base, what):
+    """name's time and RSS over base's, per benchmark and as a geometric
+    mean, closed by the line "WHAT +X % time, +Y % RSS". Returns CSV
+    rows."""
+    pair = name + "/" + base
+    rows = []
+    print()
+    print("== %s over %s: ratios of the medians (above 1: %s is slower or larger)"
+          % (name, base, name))
+    print("%-24s %11s %10s" % ("benchmark", "time_ratio", "rss_ratio"))
+    tr, rr = [], []
+    for b in benches:
+        res = all_results[b.name]
+        t, r = ratios(b, res[name], res[base])
+        print("%-24s %11s %10s" % (b.name, fmt_ratio(t), fmt_ratio(r)))
+        rows.append({"benchmark": b.name, "allocator": pair,
+                     "status": "ok" if t is not None else "FAIL",
+                     "time_ratio": fmt_ratio(t), "rss_ratio": fmt_ratio(r)})
         if t is not None:
-            what = ("hardening costs" if other.name == "hakmem-unhardened"
-                    else "hakmem against %s:" % other.name)
-            print("%s %+.1f %% time, %+.1f %% RSS (geomean over %d of %d benchmarks)" % (
-                what, (t - 1) * 100, (r - 1) * 100, len(tr), len(benches)))
+            tr.append(t)
+            rr.append(r)
+    t, r = geomean(tr), geomean(rr)
+    print("%-24s %11s %10s  over %d of %d benchmarks" % (
+        "geometric mean", fmt_ratio(t), fmt_ratio(r), len(tr), len(benches)))
+    rows.append({"benchmark": "geomean", "allocator": pair,
+                 "status": "ok" if tr else "FAIL",
+                 "time_ratio": fmt_ratio(t), "rss_ratio": fmt_ratio(r),
+                 "note": "over %d of %d benchmarks" % (len(tr), len(benches))})
+    if t is not None:
+        print("%s %+.1f %% time, %+.1f %% RSS (geomean over %d of %d benchmarks)" % (
+            what, (t - 1) * 100, (r - 1) * 100, len(tr), len(benches)))
     return rows
 
 
