@@ -73,6 +73,7 @@ START_TEST(lean_decommits_at_once_dontneed)
   hak_config.ss_mem_lean = 1;
   hak_config.ss_mem_lean_target_mb = 0;
   hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
+  hak_config.purge_delay_ms = -1; /* no purge thread: only lean mode acts */
   hak_stats_t a = stats_now();
   churn();
   hak_stats_t b = stats_now();
@@ -101,6 +102,9 @@ START_TEST(lean_decommit_free_reuses_and_zeroes)
   start();
   hak_config.ss_mem_lean = 1;
   hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_FREE;
+  /* No purge thread, which would unmap the kept SuperSlabs if the test
+   * took ten purge delays. */
+  hak_config.purge_delay_ms = -1;
   churn();
   hak_stats_t a = stats_now();
   ck_assert_uint_gt(a.lean_decommit, 0);
@@ -389,6 +393,9 @@ END_TEST
 START_TEST(large_realloc_reuses_cached_pages)
 {
   start();
+  /* No purge thread, which would decommit the cached mapping if the test
+   * took a purge delay. */
+  hak_config.purge_delay_ms = -1;
   char *cached = hak_malloc(6 << 20);
   memset(cached, 7, 6 << 20);
   char *p = hak_malloc(600 << 10);
@@ -454,14 +461,16 @@ END_TEST
 /* Free SuperSlabs are kept by time, not by count: a churn that empties
  * twenty of them unmaps none; the purge decommits them after
  * purge_delay_ms and unmaps them after ten times that.  The purge is
- * called here with a chosen clock (the background one, with a 100 s
- * delay, has nothing due meanwhile). */
+ * called here with a chosen clock; no purge thread runs (purge_delay_ms
+ * is -1 while the test frees: a thread would purge everything once the
+ * pool had been idle for a second). */
 START_TEST(free_superslabs_kept_by_time)
 {
   start();
-  hak_config.purge_delay_ms = 100000;
+  hak_config.purge_delay_ms = -1;
   hak_stats_t a = stats_now();
   churn();
+  hak_config.purge_delay_ms = 100000;
   hak_stats_t b = stats_now();
   ck_assert_uint_eq(b.superslabs_unmapped, a.superslabs_unmapped);
   ck_assert_uint_ge(b.superslabs_empty, 8);
