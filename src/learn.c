@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #endif
 #include "learn.h"
+#include "learn_machine.h"
 #include "config.h"
 #include "secret.h"
 #include "counters.h"

@@ -107,7 +107,8 @@ struct learn_decision {
   /* The clocks of an epoch's cost: the process CPU time in ns (read at
    * an epoch's start and end), and the program's malloc and free calls in
    * the layer's size range so far (monotonic, counted whatever the
-   * candidate; polled under the layer's lock).  Tests replace them. */
+   * candidate; polled under the layer's lock).  learn_decision_setup
+   * sets them; a test may put a clock of its own (learn_machine.h). */
   uint64_t (*cpu_ns)(void);
   uint64_t (*calls)(void);
 
@@ -174,27 +175,8 @@ HAK_INLINE bool learn_active(enum learn_id id)
  * learner polls, under the same lock).  Returns true when the value
  * changed.  Caller holds the layer's lock. */
 bool learn_event(enum learn_id id, uint64_t retained_bytes, uint64_t (*calls)(void));
-/* learn_event at wall time now_ns (tests drive it with a clock of their
- * own, and with their own d->cpu_ns and d->calls). */
-bool learn_observe(struct learn_decision *d, uint64_t now_ns, uint64_t retained_bytes);
 /* The layer's retained memory changed without an event (purge). */
 void learn_retained(enum learn_id id, uint64_t retained_bytes);
-
-/* The phase machine alone, for tests and learn_event: sets d up with
- * candidate values[0..n) starting on values[initial], epochs of
- * LEARN_EPOCH_CALLS calls, the process CPU clock and no call counter (the
- * caller sets one before feeding events), and
- * ends d's running epoch with cost (lower is better).  learn_epoch_end
- * returns true when the value changed. */
-void learn_decision_setup(struct learn_decision *d, const char *name, const int *values,
-                          unsigned n, unsigned initial, int policy);
-bool learn_epoch_end(struct learn_decision *d, double cost);
-/* Starts d FROZEN on candidate i (a restored choice). */
-void learn_freeze_on(struct learn_decision *d, unsigned i);
-
-/* The score of a game: 1 when a's cost is far below b's, 0.5 for equal
- * costs, 0 when far above. */
-double learn_score(double cost_a, double cost_b);
 
 const char *learn_phase_name(enum learn_phase p);
 

@@ -320,12 +320,6 @@ void os_unmap(void *addr, size_t size)
 }
 
 static _Atomic bool decommit_disabled;
-static _Atomic int inject_decommit_error;
-
-void os_inject_decommit_error(int err)
-{
-  atomic_store(&inject_decommit_error, err);
-}
 
 bool os_decommit_enabled(void)
 {
@@ -340,9 +334,7 @@ int os_decommit(void *addr, size_t size, bool dontneed)
     return EINVAL;
   int saved = errno;
   atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
-  int err = atomic_exchange(&inject_decommit_error, 0);
-  if (!err && madvise(addr, size, dontneed ? MADV_DONTNEED : MADV_FREE) != 0)
-    err = errno;
+  int err = madvise(addr, size, dontneed ? MADV_DONTNEED : MADV_FREE) == 0 ? 0 : errno;
   if (err == EINVAL && !dontneed) {
     /* Kernels before 4.5 lack MADV_FREE. */
     err = madvise(addr, size, MADV_DONTNEED) == 0 ? 0 : errno;

@@ -49,8 +49,6 @@ int os_advise_huge(void *addr, size_t size, bool huge);
  * the granularity of the 512 KiB registry unit); unmap, decommit and
  * advice refuse any other range. */
 bool os_owns_range(const void *addr, size_t size);
-/* Test hook: the next decommit fails with err (0 = no injection). */
-void os_inject_decommit_error(int err);
 /* Grows or shrinks the mapping ending at old + old_size in place to end at
  * old + new_size (old may be the start of the mapping's last VMA: a
  * shrink works across VMAs, a growth extends the last one).  Returns 0 on

@@ -1,5 +1,5 @@
 /* Size-class tables, generated from the rule in size_class.h and checked
- * against it by tests/test_unit.c. */
+ * against it by tests/test_size_class.c. */
 #include "size_class.h"
 
 const uint32_t size_class_block[HAK_NUM_CLASSES] = {

@@ -148,7 +148,7 @@ _Static_assert(HAK_MEDIUM_MAX == 1u << SLAB_INDEX_ROTATE, "no block size has a p
  * leaves (off >> k) * inverse(odd) modulo 2^(32 - r), which is then above
  * (2^(32 - r) - 1) / odd (the divisibility test of Granlund and
  * Montgomery), again above any capacity.  Exact for offsets below
- * 2^(32 - r + k); tests/test_unit.c checks every offset of every class. */
+ * 2^(32 - r + k); tests/test_slab.c checks every offset of every class. */
 HAK_INLINE uint32_t slab_block_index(const struct slab *s, uint32_t off)
 {
   uint32_t x = off * s->block_mul;

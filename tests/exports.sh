@@ -2,7 +2,7 @@
 # libhakmem.so exports the public API, the standard allocation names (C23's
 # free_sized and free_aligned_sized among them), C++'s operators new and
 # delete, and hakmem_prof_control, the block hakmemctl profile --pid writes
-# its requests into (src/prof.h); nothing else.
+# its requests into (src/prof.h); nothing else.  It holds no test hook.
 set -eu
 lib=src/.libs/libhakmem.so.0
 [ -f "$lib" ] || { echo "exports.sh: $lib not built" >&2; exit 1; }
@@ -56,6 +56,13 @@ case "$needed" in
 esac
 if nm -D --defined-only "$lib" | grep -q '@'; then
   echo "exports.sh: symbols carry versions" >&2
+  exit 1
+fi
+# No test hook, exported or not: the tests reach internals through the
+# core library and link-time wraps (doc/internals.md, Tests).
+hooks=$(nm "$lib" 2>/dev/null | awk '{print $NF}' | grep -Ei 'inject|test|hook' || true)
+if [ -n "$hooks" ]; then
+  echo "exports.sh: test hooks in the library: $hooks" >&2
   exit 1
 fi
 echo "exports.sh: $(echo "$have" | wc -l) symbols, as expected"

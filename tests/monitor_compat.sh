@@ -8,18 +8,12 @@ set -u
 : "${srcdir:=.}"
 ctl=tools/hakmemctl
 me=monitor_compat
-fail() { echo "$me: FAIL: $*"; exit 1; }
+. "$srcdir/tests/monitor_lib.sh"
 [ -x "$ctl" ] || fail "$ctl not built"
 : "${CC:=cc}"
-command -v "${CC%% *}" >/dev/null 2>&1 || { echo "$me: SKIP: no C compiler ($CC)"; exit 77; }
-command -v sleep >/dev/null 2>&1 || { echo "$me: SKIP: no sleep"; exit 77; }
-dir=$(mktemp -d "${TMPDIR:-/tmp}/compat.XXXXXX") || exit 1
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+command -v "${CC%% *}" >/dev/null 2>&1 || skip "no C compiler ($CC)"
+command -v sleep >/dev/null 2>&1 || skip "no sleep"
+monitor_setup
 
 # Starts sleep with the stand-in library preloaded; waits until it is
 # mapped (the dynamic loader runs before sleep's main).
@@ -29,17 +23,7 @@ start() { # variant-define
     "$srcdir/tests/monitor_compat_lib.c" || fail "cannot build the stand-in library"
   LD_PRELOAD="$dir/$1/libhakmem.so.0" sleep 300 &
   pid=$!
-  i=0
-  until grep -q "$dir/$1/libhakmem.so.0" "/proc/$pid/maps" 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -le 3000 ] || fail "the stand-in library was not loaded"
-    sleep 0.02
-  done
-}
-stop() {
-  kill "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  pid=
+  wait_until "the stand-in library was loaded" grep -qs "$dir/$1/libhakmem.so.0" "/proc/$pid/maps"
 }
 
 echo "== a block with fewer entries and an unknown one"
@@ -55,7 +39,7 @@ grep -q 'malloc_calls\|future' "$dir/out" && fail "printed a figure the block do
 "$ctl" stats --pid "$pid" --json >"$dir/json" || fail "stats --json exited $?"
 python3 -m json.tool "$dir/json" >/dev/null 2>&1 || ! command -v python3 >/dev/null ||
   fail "the JSON does not parse: $(cat "$dir/json")"
-stop
+stop_process
 
 echo "== a block of an unknown version"
 start MONITOR_COMPAT_FUTURE
@@ -66,5 +50,5 @@ cat "$dir/err"
 grep -q "^hakmemctl: process $pid: live-stats block of version 2 not understood" "$dir/err" ||
   fail "no clear message for an unknown version"
 [ ! -s "$dir/out" ] || fail "printed a report of an unknown version"
-stop
+stop_process
 echo PASS

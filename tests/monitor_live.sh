@@ -9,35 +9,23 @@ set -u
 ctl=tools/hakmemctl
 daemon=tests/stats_daemon
 me=monitor_live
-fail() { echo "$me: FAIL: $*"; exit 1; }
+. "$srcdir/tests/monitor_lib.sh"
 [ -x "$ctl" ] || fail "$ctl not built"
 [ -x "$daemon" ] || fail "$daemon not built"
-command -v python3 >/dev/null 2>&1 || { echo "$me: SKIP: python3 not found"; exit 77; }
-dir=$(mktemp -d "${TMPDIR:-/tmp}/monitor.XXXXXX") || exit 1
+command -v python3 >/dev/null 2>&1 || skip "python3 not found"
+monitor_setup
 chmod 755 "$dir"
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
 
 # The kernel may refuse process_vm_readv altogether (a container's seccomp
 # profile, Yama ptrace_scope 3): then there is nothing to test.
 scope=$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)
-[ "$scope" = 3 ] && { echo "$me: SKIP: Yama ptrace_scope is 3 (no process may read another)"; exit 77; }
+[ "$scope" = 3 ] && skip "Yama ptrace_scope is 3 (no process may read another)"
 
 # mode fast: no purge thread, so nothing changes while the daemon sleeps.
 HAKMEM_MODE=fast "$daemon" "$dir" 2 &
 pid=$!
-wait_for() {
-  i=0
-  while [ ! -e "$1" ]; do
-    kill -0 "$pid" 2>/dev/null || fail "the daemon exited before $1"
-    i=$((i + 1))
-    [ $i -le 6000 ] || fail "the daemon did not write $1 in two minutes"
-    sleep 0.02
-  done
+wait_for() { # file the daemon writes
+  wait_until "the daemon wrote $1" test -e "$1"
 }
 
 # Compares an outside reading (JSON) with the daemon's own phase file.
@@ -84,8 +72,7 @@ if ! "$ctl" stats --pid "$pid" --json >"$dir/s1.json" 2>"$dir/err"; then
   # A sandbox may forbid reading even one's own processes (seccomp,
   # a missing /proc): nothing to test then, but say why.
   if grep -q 'permission denied' "$dir/err"; then
-    echo "$me: SKIP: this system refuses process_vm_readv on our own child: $(cat "$dir/err")"
-    exit 77
+    skip "this system refuses process_vm_readv on our own child: $(cat "$dir/err")"
   fi
   fail "stats --pid failed: $(cat "$dir/err")"
 fi

@@ -8,8 +8,9 @@
  *   prof_sites leak     leak_site leaves 20 blocks of 1000 bytes unfreed;
  *                       everything else is freed
  *   prof_sites clean    the same allocations, all freed
- *   prof_sites wait N   like "two", then allocates and frees 4 KiB
- *                       blocks for N seconds (a process to profile by pid)
+ *   prof_sites wait N   like "two", then writes "ready" on stdout and
+ *                       allocates and frees 4 KiB blocks for N seconds
+ *                       (a process to profile by pid)
  *   prof_sites threads  four threads allocate from both sites and free
  *                       each other's blocks while the main thread forks
  *                       (the child allocates, frees and exits); all freed
@@ -236,6 +237,8 @@ int main(int argc, char **argv)
         return 1;
   } else if (strcmp(argv[1], "wait") == 0 && argc > 2) {
     two_sites();
+    static const char ready[] = "ready\n";
+    (void)!write(1, ready, sizeof ready - 1);
     time_t end = time(NULL) + atoi(argv[2]);
     while (time(NULL) < end) {
       for (int i = 0; i < 256; i++)

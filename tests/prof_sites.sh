@@ -48,6 +48,18 @@ fail() {
   failed=1
 }
 
+# Waits until the program started in the background ($pid) has written
+# "ready" to the file $1, for up to two minutes (a loaded machine).
+wait_ready() {
+  i=0
+  until grep -qs '^ready$' "$1"; do
+    kill -0 "$pid" 2>/dev/null || { fail "prof_sites exited before it was ready"; return 1; }
+    i=$((i + 1))
+    [ $i -le 6000 ] || { fail "prof_sites not ready within two minutes"; return 1; }
+    sleep 0.02
+  done
+}
+
 # The share of the profile's in-use bytes (google-pprof --text) on the
 # functions whose names start with $2, in per cent with one decimal.
 share() {
@@ -166,9 +178,9 @@ else
 fi
 
 # hakmemctl profile --pid.
-HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/pid env LD_PRELOAD="$lib" "$prog" wait 20 &
+HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/pid env LD_PRELOAD="$lib" "$prog" wait 20 >"$tmp/pid.ready" &
 pid=$!
-sleep 1
+wait_ready "$tmp/pid.ready"
 out=$("$ctl" profile --pid "$pid" --timeout 15 --no-svg 2>"$tmp/pid.err")
 rc=$?
 if [ $rc != 0 ] && grep -q 'permission denied' "$tmp/pid.err"; then
@@ -182,9 +194,9 @@ else
 fi
 kill "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-env LD_PRELOAD="$lib" "$prog" wait 10 &
+env LD_PRELOAD="$lib" "$prog" wait 10 >"$tmp/off.ready" &
 pid=$!
-sleep 1
+wait_ready "$tmp/off.ready"
 "$ctl" profile --pid "$pid" --timeout 2 2>"$tmp/off.err" && fail "--pid on a process with prof off succeeded"
 grep -q 'heap profiling is off\|permission denied' "$tmp/off.err" || fail "--pid, prof off: $(cat "$tmp/off.err")"
 kill "$pid" 2>/dev/null

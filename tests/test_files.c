@@ -7,10 +7,11 @@
  * block is bounded by alarm(). */
 #include "config.h"
 #include "learn.h"
+#include "learn_machine.h"
 #include "stats.h"
 
 #include <check.h>
-#include "test_util.h"
+#include "core_util.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -270,15 +271,16 @@ END_TEST
 
 /* ---- learn_state_file ---- */
 
+/* Learning mode (evo_policy canary, BigCache of 128 MiB) with the state
+ * file at state, through the loader; learn_init then reads the file. */
 static void learning_config(const char *state)
 {
-  hak_config.quiet = 0;
-  hak_config.mode = HAK_MODE_LEARNING;
-  hak_config.evo_policy = HAK_EVO_CANARY;
-  hak_config.bigcache = 1;
-  hak_config.bigcache_max_mb = 128;
-  hak_config.superslab_keep = 4;
-  snprintf(hak_config.learn_state_file, sizeof hak_config.learn_state_file, "%s", state);
+  char file[300];
+  snprintf(file, sizeof file, "HAKMEM_LEARN_STATE_FILE=%s", state);
+  char *env[] = { "HAKMEM_MODE=learning", "HAKMEM_SUPERSLAB_KEEP=4", file, NULL };
+  load_options(env);
+  ck_assert_int_eq(hak_config.evo_policy, HAK_EVO_CANARY);
+  ck_assert_int_eq(hak_config.bigcache_max_mb, 128);
 }
 
 static void learning_done(void)

@@ -1,7 +1,8 @@
 /* Large blocks and the OS layer: the header/mapping/registry invariant
  * after every kind of operation, guard pages, the sealed header, refusal
- * of requests that cannot be backed, address randomisation, errno, and
- * the out-of-memory path (reclaim, then one more try). */
+ * of requests that cannot be backed, address randomisation, errno, the
+ * out-of-memory path (reclaim, then one more try); the registry's large
+ * entries, BigCache reuse, realloc by mremap. */
 #include <check.h>
 #include "test_util.h"
 #include <errno.h>
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,21 +131,19 @@ END_TEST
 
 /* ---- 2: guards ---- */
 
+/* Runs fn(arg) in a child (tests/test_util.h's fork_capturing_stderr: no
+ * core file, default action for the fault); returns the signal that
+ * killed it, or 0. */
 static int child_signal(void (*fn)(void *), void *arg)
 {
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
+  int fd;
+  pid_t pid = fork_capturing_stderr(&fd);
   if (pid == 0) {
-    struct rlimit no_core = { 0, 0 };
-    setrlimit(RLIMIT_CORE, &no_core);
-    /* The fault must kill the child, even where AddressSanitizer put in
-     * a handler of its own (the sanitizer build). */
-    signal(SIGSEGV, SIG_DFL);
-    signal(SIGBUS, SIG_DFL);
     fn(arg);
     _exit(0);
   }
+  char err[4096];
+  read_to_end(fd, err, sizeof err);
   int status;
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -642,6 +640,87 @@ START_TEST(refused_request_reclaims_and_retries_once)
 }
 END_TEST
 
+/* ---- 8: the registry, BigCache, realloc by mremap ---- */
+
+START_TEST(registry_large_blocks)
+{
+  char *p = hak_malloc(400000);
+  ck_assert_ptr_nonnull(p);
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  ck_assert(e != 0 && !registry_is_superslab(e));
+  struct large_hdr *h = large_from_entry(e, p);
+  ck_assert_ptr_nonnull(h);
+  ck_assert_ptr_eq(large_block(h), p);
+  ck_assert_uint_ge(large_usable(h), 400000);
+  ck_assert_ptr_eq(large_from_entry(e, p + 399999), h);
+  ck_assert_ptr_null(large_from_entry(e, (char *)h + h->map_size));
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(bigcache_reuses_mappings)
+{
+  char *p = hak_malloc(3 << 20);
+  memset(p, 0x5a, 3 << 20);
+  hak_free(p);
+  hak_stats_t a = stats_now();
+  char *q = hak_malloc(3 << 20);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.bigcache_hits - a.bigcache_hits, 1);
+  ck_assert_uint_eq(b.os_mmap, a.os_mmap);
+  hak_free(q);
+  /* calloc of a reused mapping is still zero. */
+  unsigned char *z = hak_calloc(1, 3 << 20);
+  for (size_t i = 0; i < (3u << 20); i += 4093)
+    ck_assert_uint_eq(z[i], 0);
+  hak_free(z);
+}
+END_TEST
+
+START_TEST(large_realloc_moves_pages)
+{
+  size_t n = 1 << 20;
+  unsigned char *p = hak_malloc(n);
+  for (size_t i = 0; i < n; i++)
+    p[i] = (unsigned char)(i * 7);
+  hak_stats_t a = stats_now();
+  for (size_t m = 2 * n; m <= 64 * n; m *= 2) {
+    p = hak_realloc(p, m);
+    ck_assert_ptr_nonnull(p);
+  }
+  hak_stats_t b = stats_now();
+  ck_assert_uint_gt(b.os_mremap, a.os_mremap);
+  for (size_t i = 0; i < n; i++)
+    ck_assert_uint_eq(p[i], (unsigned char)(i * 7));
+  p = hak_realloc(p, 100);
+  for (size_t i = 0; i < 100; i++)
+    ck_assert_uint_eq(p[i], (unsigned char)(i * 7));
+  ck_assert(registry_is_superslab(registry_lookup((uintptr_t)p)));
+  hak_free(p);
+}
+END_TEST
+
+/* Two large blocks grown in turn: a failed in-place growth must leave the
+ * neighbour's mapping hakmem's. */
+START_TEST(large_realloc_neighbours)
+{
+  char *p[2];
+  size_t sz[2] = { 300000, 300000 };
+  for (int i = 0; i < 2; i++)
+    p[i] = hak_malloc(sz[i]);
+  for (int step = 0; step < 20; step++)
+    for (int i = 0; i < 2; i++) {
+      size_t n = sz[i] + sz[i] / 4;
+      p[i] = hak_realloc(p[i], n);
+      ck_assert_ptr_nonnull(p[i]);
+      p[i][n - 1] = (char)step;
+      sz[i] = n;
+    }
+  for (int i = 0; i < 2; i++)
+    hak_free(p[i]);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
   if (argc == 3 && strcmp(argv[1], "--child") == 0)
@@ -663,6 +742,10 @@ int main(int argc, char **argv)
   tcase_add_test(t, placement_is_random_across_runs);
   tcase_add_test(t, successful_realloc_keeps_errno);
   tcase_add_test(t, refused_request_reclaims_and_retries_once);
+  tcase_add_test(t, registry_large_blocks);
+  tcase_add_test(t, bigcache_reuses_mappings);
+  tcase_add_test(t, large_realloc_moves_pages);
+  tcase_add_test(t, large_realloc_neighbours);
   suite_add_tcase(s, t);
   return check_run(s);
 }

@@ -3,7 +3,7 @@
  * the state file, and the layers' use of the learner: frozen policy counts
  * nothing, learning runs epochs and moves the value. */
 #include <check.h>
-#include "test_util.h"
+#include "core_util.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "hakmem.h"
 #include "config.h"
 #include "learn.h"
+#include "learn_machine.h"
 
 static const int three[] = { 16, 128, 1024 };
 
@@ -336,12 +337,13 @@ START_TEST(state_file_saves_and_restores)
   ck_assert_ptr_nonnull(f);
   fprintf(f, "other-program bigcache_max_mb 16\n%s superslab_keep 4\n", program_invocation_short_name);
   fclose(f);
-  hak_config.mode = HAK_MODE_LEARNING;
-  hak_config.evo_policy = HAK_EVO_CANARY;
-  hak_config.bigcache = 1;
-  hak_config.bigcache_max_mb = 128;
-  hak_config.superslab_keep = 4;
-  snprintf(hak_config.learn_state_file, sizeof hak_config.learn_state_file, "%s", state_path);
+  /* Learning mode: evo_policy canary, BigCache of 128 MiB. */
+  char file[300];
+  snprintf(file, sizeof file, "HAKMEM_LEARN_STATE_FILE=%s", state_path);
+  char *env[] = { "HAKMEM_MODE=learning", "HAKMEM_SUPERSLAB_KEEP=4", file, NULL };
+  load_options(env);
+  ck_assert_int_eq(hak_config.evo_policy, HAK_EVO_CANARY);
+  ck_assert_int_eq(hak_config.bigcache_max_mb, 128);
   learn_init();
   /* Our line restored superslab_keep FROZEN on 4; bigcache still learns. */
   ck_assert_int_eq(learn_decisions[LEARN_SUPERSLAB_KEEP].phase, LEARN_PHASE_FROZEN);
@@ -388,8 +390,9 @@ static void large_churn(int rounds)
 START_TEST(frozen_policy_counts_nothing)
 {
   hak_free(hak_malloc(1));
-  hak_config.mode = HAK_MODE_BALANCED;
-  hak_config.evo_policy = HAK_EVO_FROZEN;
+  char *env[] = { "HAKMEM_MODE=balanced", NULL };
+  load_options(env);
+  ck_assert_int_eq(hak_config.evo_policy, HAK_EVO_FROZEN);
   learn_init();
   large_churn(20);
   for (unsigned k = 0; k < LEARN_DECISION_COUNT; k++) {
@@ -403,10 +406,10 @@ END_TEST
 START_TEST(learning_runs_epochs_in_the_layers)
 {
   hak_free(hak_malloc(1));
-  hak_config.mode = HAK_MODE_LEARNING;
-  hak_config.evo_policy = HAK_EVO_LEARN;
-  hak_config.bigcache = 1;
-  hak_config.bigcache_max_mb = 128;
+  char *env[] = { "HAKMEM_MODE=learning", "HAKMEM_EVO_POLICY=learn", NULL };
+  load_options(env);
+  ck_assert_int_eq(hak_config.bigcache, 1);
+  ck_assert_int_eq(hak_config.bigcache_max_mb, 128);
   learn_init();
   const struct learn_decision *d = &learn_decisions[LEARN_BIGCACHE_MAX_MB];
   /* Epochs are CPU time: churn until every candidate has run one (the

@@ -1,11 +1,15 @@
-/* What the Check test programs share: their main (check_run), a way to
- * hide a size from the compiler, a snapshot of hakmem's counters, the
- * resident set, and a child that must abort with a given message. */
+/* What the Check test programs share: their main (check_run), a case run
+ * in a fresh process with options in its environment, a way to hide a
+ * size from the compiler, a snapshot of hakmem's counters, the resident
+ * set, and children that must die of a signal (an abort with a given
+ * message, a fault). */
 #ifndef HAKMEM_TESTS_TEST_UTIL_H
 #define HAKMEM_TESTS_TEST_UTIL_H
 
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +23,59 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-/* Runs the suite (each test in a forked child, Check's default) and turns
- * the result into the exit status automake's harness reads. */
+/* Runs the suite and turns the result into the exit status automake's
+ * harness reads.  Each test runs in a forked child whatever CK_FORK says
+ * in the environment, so that no test sees what an earlier one left. */
 static inline int check_run(Suite *s)
 {
   SRunner *r = srunner_create(s);
+  srunner_set_fork_status(r, CK_FORK);
   srunner_run_all(r, CK_NORMAL);
   int failed = srunner_ntests_failed(r);
   srunner_free(r);
   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* The variable that tells a test program it was started by
+ * run_case_in_env: it then runs its fresh-process suite, of which
+ * CK_RUN_CASE names the one test case. */
+#define FRESH_CASE_VAR "HAKTEST_FRESH_CASE" /* not HAKMEM_: the loader would warn */
+
+/* Whether this process was started by run_case_in_env (main then returns
+ * check_run of its fresh-process suite). */
+static inline bool fresh_case_requested(void)
+{
+  return getenv(FRESH_CASE_VAR) != NULL;
+}
+
+/* Runs the test case tcase of this program's fresh-process suite in a new
+ * process, this program run again, with env's "NAME=value" entries
+ * (NULL-terminated) added to its environment: hakmem's initialisation
+ * loads them there as it loads a user's (HAKMEM_MODE=fast, say), presets
+ * and everything init derives from the options included.  The case must
+ * pass. */
+static inline void run_case_in_env(const char *tcase, char *const env[])
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    ck_abort_msg("fork failed");
+  if (pid == 0) {
+    for (unsigned i = 0; env[i]; i++)
+      putenv(env[i]);
+    setenv(FRESH_CASE_VAR, tcase, 1);
+    setenv("CK_RUN_CASE", tcase, 1);
+    unsetenv("CK_RUN_SUITE");
+    execl("/proc/self/exe", program_invocation_name, (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  if (waitpid(pid, &status, 0) != pid)
+    ck_abort_msg("waitpid failed");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    ck_abort_msg("%s in a fresh process: %s %d", tcase,
+                 WIFSIGNALED(status) ? "killed by signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 }
 
 /* Hides a constant from the compiler, which would otherwise warn about
@@ -64,7 +112,8 @@ static inline long rss_kb(void)
 }
 
 /* Forks a child for a misuse case: it leaves no core file, takes the
- * default action for SIGABRT (the sanitizer build installs handlers), and
+ * default action for SIGABRT, SIGSEGV and SIGBUS (the sanitizer build
+ * installs handlers: the abort or the fault must kill the child), and
  * writes its stderr into a pipe.  Returns 0 in the child; in the parent
  * the child's pid, with *stderr_fd the pipe's read end. */
 static inline pid_t fork_capturing_stderr(int *stderr_fd)
@@ -80,6 +129,8 @@ static inline pid_t fork_capturing_stderr(int *stderr_fd)
     struct rlimit no_core = { 0, 0 };
     setrlimit(RLIMIT_CORE, &no_core);
     signal(SIGABRT, SIG_DFL);
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
     dup2(fds[1], 2);
     close(fds[0]);
     close(fds[1]);

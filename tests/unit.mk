@@ -1,20 +1,62 @@
-# Unit tests of the allocator's layers (internal interfaces, linked against
-# the core library; also built with sanitizers by check-sanitizers).  The
-# CORE_TESTS_* variables serve every Check program linked that way (config.mk
-# too); tests/test_util.h holds what their programs share.
+# Unit tests of the allocator's layers, one program per layer (internal
+# interfaces, linked against the core library; also built with sanitizers
+# by check-sanitizers).  The CORE_TESTS_* variables serve every Check
+# program linked that way (config.mk too); tests/test_util.h holds what
+# their programs share, tests/core_util.h what the core-linked ones share
+# beyond it.
 CORE_TESTS_CC_FLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
 CORE_TESTS_LINK_FLAGS = $(SANITIZE_CFLAGS)
 CORE_TESTS_LIBS = src/libhakmem_core.la $(CHECK_LIBS)
-EXTRA_DIST += tests/test_util.h tests/hello_hakmem.c
+EXTRA_DIST += tests/test_util.h tests/core_util.h tests/hello_hakmem.c
 
+UNIT_TESTS = tests/test_size_class tests/test_slab tests/test_superslab tests/test_pool \
+	tests/test_alloc tests/test_os tests/test_thp tests/test_config_parse
 if HAVE_CHECK
-check_PROGRAMS += tests/test_unit
-TESTS += tests/test_unit
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
 endif
-tests_test_unit_SOURCES = tests/test_unit.c
-tests_test_unit_CFLAGS = $(CORE_TESTS_CC_FLAGS)
-tests_test_unit_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
-tests_test_unit_LDADD = $(CORE_TESTS_LIBS)
+# Size classes: table, smallest fit, aligned classes.
+tests_test_size_class_SOURCES = tests/test_size_class.c
+tests_test_size_class_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_size_class_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_size_class_LDADD = $(CORE_TESTS_LIBS)
+# Slabs: carving, remote stack, block index, list end, encoded links.
+tests_test_slab_SOURCES = tests/test_slab.c
+tests_test_slab_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_slab_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_slab_LDADD = $(CORE_TESTS_LIBS)
+# SuperSlabs: the address registry.
+tests_test_superslab_SOURCES = tests/test_superslab.c
+tests_test_superslab_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_superslab_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_superslab_LDADD = $(CORE_TESTS_LIBS)
+# Thread cache and shared pool: the stages, adoption, remote frees.
+tests_test_pool_SOURCES = tests/test_pool.c
+tests_test_pool_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_pool_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_pool_LDADD = $(CORE_TESTS_LIBS)
+# Front door and checked mode: bad frees abort, check = 1.
+tests_test_alloc_SOURCES = tests/test_alloc.c
+tests_test_alloc_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_alloc_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_alloc_LDADD = $(CORE_TESTS_LIBS)
+# OS layer: the ownership guard, decommit failing with ENOMEM.  madvise is
+# wrapped at link time (the test's __wrap_madvise makes it fail), so that
+# the library needs no test hook.
+tests_test_os_SOURCES = tests/test_os.c
+tests_test_os_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_os_LDFLAGS = $(CORE_TESTS_LINK_FLAGS) -Wl,--wrap=madvise
+tests_test_os_LDADD = $(CORE_TESTS_LIBS)
+# Transparent huge page advice (skipped, 77, without THP).
+tests_test_thp_SOURCES = tests/test_thp.c
+tests_test_thp_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_thp_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_thp_LDADD = $(CORE_TESTS_LIBS)
+# The option value parsers and the environment as init reads it.
+tests_test_config_parse_SOURCES = tests/test_config_parse.c
+tests_test_config_parse_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_config_parse_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_config_parse_LDADD = $(CORE_TESTS_LIBS)
 
 # Integration: what the built and installed library looks like from outside.
 if !SANITIZE

@@ -17,6 +17,7 @@
  *
  * The layout of the control block is src/prof.h's. */
 #include "hakmemctl_profile.h"
+#include "live_reader.h"
 #include "prof.h"
 
 #include <elf.h>
@@ -115,7 +116,7 @@ static int profile_run(int argc, char **argv, const char *prefix, const char *sa
   }
   const char *lib = getenv("HAKMEMCTL_LIBRARY");
   if (!lib || !*lib)
-    lib = HAKMEM_LIBDIR "/libhakmem.so.0";
+    lib = HAKMEM_LIBDIR "/" HAKMEM_SONAME;
   if (access(lib, R_OK) != 0) {
     fprintf(stderr, "hakmemctl: %s: %s (set HAKMEMCTL_LIBRARY to the library's path)\n", lib,
             strerror(errno));
@@ -191,7 +192,7 @@ static bool find_library(pid_t pid, unsigned long *base, char *path, size_t size
     char *p = line + pos;
     p[strcspn(p, "\n")] = 0;
     const char *slash = strrchr(p, '/');
-    if (off == 0 && slash && strncmp(slash + 1, "libhakmem.so", 12) == 0) {
+    if (off == 0 && slash && live_is_library_name(slash + 1)) {
       *base = lo;
       snprintf(path, size, "%s", p);
       found = true;

@@ -12,7 +12,20 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define SONAME_PREFIX "libhakmem.so"
+/* The library's file names start with this build's soname up to ".so"
+ * (HAKMEM_SONAME from configure: "libhakmem.so" of "libhakmem.so.0"), so
+ * that a process running another version of the library is found too: its
+ * block is read by its entries' names (live_stats.h). */
+static int library_stem_len(void)
+{
+  const char *so = strstr(HAKMEM_SONAME, ".so");
+  return (int)(so ? (size_t)(so + 3 - HAKMEM_SONAME) : strlen(HAKMEM_SONAME));
+}
+
+bool live_is_library_name(const char *name)
+{
+  return strncmp(name, HAKMEM_SONAME, (size_t)library_stem_len()) == 0;
+}
 
 /* Reads len bytes at addr of process pid; 0 or an errno value. */
 int live_read_mem(pid_t pid, uint64_t addr, void *buf, size_t len)
@@ -63,7 +76,7 @@ static enum probe_status find_library(pid_t pid, char *path, size_t size, uint64
     char *name = line + name_at;
     name[strcspn(name, "\n")] = '\0';
     const char *base = strrchr(name, '/');
-    if (!base || strncmp(base + 1, SONAME_PREFIX, strlen(SONAME_PREFIX)) != 0 || off != 0)
+    if (!base || !live_is_library_name(base + 1) || off != 0)
       continue;
     snprintf(path, size, "%s", name);
     *start = lo;
@@ -437,8 +450,8 @@ void live_probe_message(pid_t pid, enum probe_status st, const struct live_view 
             (int)pid);
     break;
   case PROBE_NO_HAKMEM:
-    fprintf(stderr, "hakmemctl: process %d does not run libhakmem (no %s* in /proc/%d/maps)\n",
-            (int)pid, SONAME_PREFIX, (int)pid);
+    fprintf(stderr, "hakmemctl: process %d does not run libhakmem (no %.*s* in /proc/%d/maps)\n",
+            (int)pid, library_stem_len(), HAKMEM_SONAME, (int)pid);
     break;
   case PROBE_NO_SYMBOL:
     fprintf(stderr,

@@ -40,6 +40,9 @@ struct live_view {
   struct live_entry entries[HAKMEM_LIVE_MAX_ENTRIES];
 };
 
+/* Whether name, a mapped file's base name, is libhakmem's, of any soname
+ * version. */
+bool live_is_library_name(const char *name);
 /* Reads len bytes at addr of process pid; 0 or an errno value. */
 int live_read_mem(pid_t pid, uint64_t addr, void *buf, size_t len);
 /* Finds and reads the block of process pid into v. */

@@ -1,0 +1,104 @@
+/* The front door (alloc.c) and checked mode (checkmode.c): a free of a
+ * pointer hakmem did not hand out, of a block twice, into a SuperSlab's
+ * header slab, each aborts; check = 1's fill test and slow free path. */
+#include <check.h>
+#include "test_util.h"
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "checkmode.h"
+#include "config.h"
+#include "superslab.h"
+
+/* check_is_filled, whose short runs are compared with overlapping loads:
+ * every length up to 200 bytes, at two alignments, finds a wrong byte at
+ * every position and ignores the bytes just outside the run. */
+START_TEST(check_fill_test_finds_every_byte)
+{
+  static unsigned char buf[256 + 32] __attribute__((aligned(16)));
+  uint32_t wrong = 0;
+  for (size_t align = 0; align < 2; align++)
+    for (size_t n = 0; n <= 200; n++) {
+      unsigned char *p = buf + 16 + align * 8;
+      memset(buf, 0, sizeof buf);
+      memset(p, CHECK_FILL, n);
+      wrong += !check_is_filled(p, n);
+      for (size_t j = 0; j < n; j++) {
+        p[j] = CHECK_FILL ^ 0x40;
+        wrong += check_is_filled(p, n);
+        p[j] = CHECK_FILL;
+      }
+    }
+  ck_assert_msg(wrong == 0, "%u runs misjudged", wrong);
+}
+END_TEST
+
+START_TEST(free_of_foreign_pointer_aborts)
+{
+  static char not_ours[64];
+  hak_free(not_ours + 16);
+}
+END_TEST
+
+START_TEST(double_free_aborts)
+{
+  void *p = hak_malloc(40);
+  hak_free(p);
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(free_into_header_slab_aborts)
+{
+  void *p = hak_malloc(40);
+  uintptr_t ss = registry_lookup((uintptr_t)p) - REGISTRY_TAG_SUPERSLAB;
+  hak_free((void *)(ss + 4096));
+}
+END_TEST
+
+/* check = 1, loaded at start-up (a fresh process): blocks carry their
+ * canary, and every free takes the slow path, which still refuses an
+ * interior pointer. */
+START_TEST(check_mode_catches_interior_pointer)
+{
+  ck_assert_int_eq(hak_config.check, 1);
+  unsigned char *p = hak_malloc(opaque(40));
+  ck_assert_uint_eq(p[40], CHECK_FILL);
+  hak_free(p + 16);
+}
+END_TEST
+
+START_TEST(check_mode_case)
+{
+  char *env[] = { "HAKMEM_CHECK=1", NULL };
+  run_case_in_env("check_mode", env);
+}
+END_TEST
+
+/* The cases run by run_case_in_env, each in a process of its own whose
+ * environment sets the options. */
+static Suite *fresh_suite(void)
+{
+  Suite *s = suite_create("alloc");
+  TCase *t = tcase_create("check_mode");
+  tcase_add_test_raise_signal(t, check_mode_catches_interior_pointer, SIGABRT);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void)
+{
+  if (fresh_case_requested())
+    return check_run(fresh_suite());
+  Suite *s = suite_create("alloc");
+  TCase *t = tcase_create("checks");
+  tcase_add_test(t, check_fill_test_finds_every_byte);
+  tcase_add_test_raise_signal(t, free_of_foreign_pointer_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, double_free_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, free_into_header_slab_aborts, SIGABRT);
+  tcase_add_test(t, check_mode_case);
+  suite_add_tcase(s, t);
+  return check_run(s);
+}

@@ -1,0 +1,117 @@
+/* The OS layer (os.c): it refuses to unmap, decommit or advise a range
+ * hakmem did not map; the first ENOMEM from a decommit turns decommit off
+ * for good, and free memory is unmapped instead.
+ *
+ * The failure is the test's own madvise: this program is linked with
+ * -Wl,--wrap=madvise (tests/unit.mk), so that os.c's calls reach
+ * __wrap_madvise below, while libhakmem has no hook and pays nothing. */
+#include <check.h>
+#include "test_util.h"
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "config.h"
+#include "os.h"
+
+/* The next decommit (MADV_FREE or MADV_DONTNEED) fails with this errno
+ * value; 0: madvise runs. */
+static _Atomic int madvise_error;
+
+int __real_madvise(void *addr, size_t len, int advice);
+int __wrap_madvise(void *addr, size_t len, int advice);
+
+int __wrap_madvise(void *addr, size_t len, int advice)
+{
+  if (advice == MADV_FREE || advice == MADV_DONTNEED) {
+    int err = atomic_exchange(&madvise_error, 0);
+    if (err) {
+      errno = err;
+      return -1;
+    }
+  }
+  return __real_madvise(addr, len, advice);
+}
+
+/* Makes sure hakmem is initialised (its constructor normally has). */
+static void start(void)
+{
+  hak_free(hak_malloc(1));
+}
+
+#define BLOCKS 40000   /* 40000 x 1 KiB: about 20 SuperSlabs */
+
+static void *fill_and_free(void *arg)
+{
+  (void)arg;
+  void **v = malloc(BLOCKS * sizeof *v);
+  for (int i = 0; i < BLOCKS; i++) {
+    v[i] = hak_malloc(1000);
+    memset(v[i], 0xab, 1000);
+  }
+  for (int i = 0; i < BLOCKS; i++)
+    hak_free(v[i]);
+  free(v);
+  return NULL;
+}
+
+/* Runs fill_and_free in a thread that then exits (its cache is flushed). */
+static void churn(void)
+{
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, fill_and_free, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+
+START_TEST(os_guard_refuses_foreign_ranges)
+{
+  start();
+  static char not_ours[3 * 4096];
+  char *page = (char *)(((uintptr_t)not_ours + 4095) & ~(uintptr_t)4095);
+  hak_stats_t a = stats_now();
+  ck_assert_int_eq(os_decommit(page, 4096, true), EINVAL);
+  os_unmap(page, 4096);
+  ck_assert_int_eq(os_advise_huge(page, 4096, true), EINVAL);
+  page[0] = 1; /* still mapped */
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.os_refused - a.os_refused, 3);
+  ck_assert(!os_owns_range(page, 4096));
+  void *p = hak_malloc(100);
+  ck_assert(os_owns_range(p, 100));
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(decommit_enomem_fails_fast_to_unmap)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_FREE;
+  atomic_store(&madvise_error, ENOMEM);
+  hak_stats_t a = stats_now();
+  churn();
+  hak_stats_t b = stats_now();
+  ck_assert(!os_decommit_enabled());
+  /* Nothing more is decommitted: free SuperSlabs are unmapped instead. */
+  ck_assert_uint_gt(b.lean_retire, a.lean_retire);
+  churn();
+  hak_stats_t c = stats_now();
+  ck_assert_uint_eq(c.lean_decommit, b.lean_decommit);
+  ck_assert_uint_gt(c.lean_retire, b.lean_retire);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("os");
+  TCase *t = tcase_create("os");
+  tcase_set_timeout(t, 60);
+  tcase_add_test(t, os_guard_refuses_foreign_ranges);
+  tcase_add_test(t, decommit_enomem_fails_fast_to_unmap);
+  suite_add_tcase(s, t);
+  return check_run(s);
+}

@@ -1,0 +1,187 @@
+/* The thread cache and the shared pool (tcache.c, shared_pool.c): EMPTY
+ * slabs reused, UNUSED slots claimed, an exited thread's slabs adopted,
+ * remote frees drained, a one-block loop kept on the fast path, medium
+ * blocks across a SuperSlab; read from hakmem's counters. */
+#include <check.h>
+#include "test_util.h"
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "superslab.h"
+
+static void *alloc_free_many(void *arg)
+{
+  size_t n = (size_t)(uintptr_t)arg;
+  void **v = malloc(n * sizeof *v);
+  for (size_t i = 0; i < n; i++)
+    v[i] = hak_malloc(256);
+  for (size_t i = 0; i < n; i++)
+    hak_free(v[i]);
+  free(v);
+  return NULL;
+}
+
+START_TEST(pool_reuses_empty_slabs)
+{
+  hak_stats_t a = stats_now();
+  /* 2000 blocks of 256 B span several slabs; all but the active one
+   * become EMPTY on free and go back to the pool... */
+  alloc_free_many((void *)(uintptr_t)2000);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_gt(b.slabs_emptied, a.slabs_emptied);
+  /* ...and the next round takes them back through stage 1. */
+  alloc_free_many((void *)(uintptr_t)2000);
+  hak_stats_t c = stats_now();
+  ck_assert_uint_gt(c.pool_reuse_empty, b.pool_reuse_empty);
+  ck_assert_uint_eq(c.pool_new_superslab, b.pool_new_superslab);
+  ck_assert_uint_ge(c.malloc_calls - a.malloc_calls, 4000);
+}
+END_TEST
+
+START_TEST(pool_stage2_claims_unused)
+{
+  hak_stats_t a = stats_now();
+  void *p = hak_malloc(5000);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_claim_unused - a.pool_claim_unused +
+                    b.pool_new_superslab - a.pool_new_superslab, 1);
+  hak_free(p);
+}
+END_TEST
+
+static void *leave_blocks(void *arg)
+{
+  void **out = arg;
+  for (int i = 0; i < 64; i++)
+    out[i] = hak_malloc(96);
+  return NULL;
+}
+
+START_TEST(exited_thread_slabs_are_adopted)
+{
+  void *blocks[64];
+  pthread_t t;
+  hak_stats_t a = stats_now();
+  ck_assert_int_eq(pthread_create(&t, NULL, leave_blocks, blocks), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* The thread's slab is an orphan now; our frees are remote pushes. */
+  for (int i = 0; i < 64; i++)
+    hak_free(blocks[i]);
+  /* Our next allocations of the class adopt the slab and, once its local
+   * list runs dry, collect the 64 blocks. */
+  for (int i = 0; i < 64; i++)
+    blocks[i] = hak_malloc(96);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_adopt - a.pool_adopt, 1);
+  ck_assert_uint_eq(b.remote_frees - a.remote_frees, 64);
+  for (int i = 0; i < 64; i++)
+    hak_free(blocks[i]);
+}
+END_TEST
+
+static void *free_remote(void *arg)
+{
+  void **v = arg;
+  for (int i = 0; i < 1000; i++)
+    hak_free(v[i]);
+  return NULL;
+}
+
+START_TEST(remote_frees_are_drained)
+{
+  void *v[1000];
+  for (int i = 0; i < 1000; i++)
+    v[i] = hak_malloc(48);
+  hak_stats_t a = stats_now();
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, free_remote, v), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* Allocating the class again drains the remote stacks. */
+  for (int i = 0; i < 1000; i++)
+    v[i] = hak_malloc(48);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_ge(b.remote_drains - a.remote_drains, 1);
+  ck_assert_uint_ge(b.remote_frees - a.remote_frees, 1);
+  for (int i = 0; i < 1000; i++)
+    hak_free(v[i]);
+}
+END_TEST
+
+START_TEST(one_block_loop_stays_on_fast_path)
+{
+  void *p = hak_malloc(32);
+  hak_free(p);
+  hak_stats_t a = stats_now();
+  for (int i = 0; i < 100000; i++) {
+    p = hak_malloc(32);
+    *(volatile char *)p = 1;
+    hak_free(p);
+  }
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.refills, a.refills);
+  ck_assert_uint_eq(b.slabs_emptied, a.slabs_emptied);
+  ck_assert_uint_ge(b.malloc_calls - a.malloc_calls, 100000);
+}
+END_TEST
+
+static void *free_all(void *arg)
+{
+  void **v = arg;
+  for (int i = 0; i < 20; i++)
+    hak_free(v[i]);
+  return NULL;
+}
+
+START_TEST(medium_blocks_span_a_superslab)
+{
+  void *v[40];
+  hak_stats_t a = stats_now();
+  for (int i = 0; i < 40; i++) {
+    v[i] = hak_malloc(100000);
+    ck_assert_ptr_nonnull(v[i]);
+    ck_assert_uint_eq(hak_malloc_usable_size(v[i]), 114688);
+    memset(v[i], i, 100000);
+    uintptr_t e = registry_lookup((uintptr_t)v[i]);
+    ck_assert(registry_is_superslab(e));
+  }
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.large_allocs, a.large_allocs);
+  /* 1984 KiB / 112 KiB = 17 blocks a slab: three slabs. */
+  ck_assert_uint_eq(b.pool_new_superslab - a.pool_new_superslab +
+                    b.pool_claim_unused - a.pool_claim_unused, 3);
+  /* Half freed by another thread, half here, tail slots included. */
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, free_all, v), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  for (int i = 20; i < 40; i++) {
+    ck_assert_uint_eq(((unsigned char *)v[i])[99999], (unsigned char)i);
+    hak_free(v[i]);
+  }
+  for (int i = 0; i < 40; i++)
+    v[i] = hak_malloc(100000);
+  hak_stats_t c = stats_now();
+  ck_assert_uint_ge(c.remote_frees - b.remote_frees, 1);
+  for (int i = 0; i < 40; i++)
+    hak_free(v[i]);
+  hak_stats_t d = stats_now();
+  ck_assert_uint_gt(d.slabs_emptied, c.slabs_emptied);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("pool");
+  TCase *t = tcase_create("pool");
+  tcase_set_timeout(t, 60);
+  tcase_add_test(t, pool_reuses_empty_slabs);
+  tcase_add_test(t, pool_stage2_claims_unused);
+  tcase_add_test(t, exited_thread_slabs_are_adopted);
+  tcase_add_test(t, remote_frees_are_drained);
+  tcase_add_test(t, one_block_loop_stays_on_fast_path);
+  tcase_add_test(t, medium_blocks_span_a_superslab);
+  suite_add_tcase(s, t);
+  return check_run(s);
+}
