@@ -18,7 +18,7 @@ counters
 options
 config config_parse
 os
-learn
+learn learn_machine
 slab
 superslab
 shared_pool
@@ -40,6 +40,7 @@ override
 # Pairs that use each other, and why (no quote marks in the text).
 PEERS='
 config config_parse: the loader (config.c) runs the parsers, which fill the fields of the option table it declares
+learn learn_machine: the phase machine of learn.c, declared apart so that the tests can drive it; only learn.c includes it
 alloc init: lazy start-up: the first call of the allocation entry points starts the library, and starting it configures those entry points (alloc_configure)
 tcache init: lazy start-up: the first refill of a thread starts the library and arms the thread-exit hook, which flushes the cache of the thread
 '

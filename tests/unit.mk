@@ -9,6 +9,11 @@ CORE_TESTS_LINK_FLAGS = $(SANITIZE_CFLAGS)
 CORE_TESTS_LIBS = src/libhakmem_core.la $(CHECK_LIBS)
 EXTRA_DIST += tests/test_util.h tests/core_util.h tests/hello_hakmem.c
 
+# The layers of src/: includes and the library's object files' references
+# go only downward (the order and the kept cycles are in the script).
+TESTS += tests/layering.sh
+dist_check_SCRIPTS += tests/layering.sh
+
 UNIT_TESTS = tests/test_size_class tests/test_slab tests/test_superslab tests/test_pool \
 	tests/test_alloc tests/test_os tests/test_thp tests/test_config_parse
 if HAVE_CHECK
