@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -235,6 +236,17 @@ END_TEST
 
 /* A smaller cached mapping is grown for a larger request: its pages move
  * along (their old contents show), only the difference is new. */
+/* Whether no page of [a, a + n) is mapped (mincore fails with ENOMEM on
+ * an unmapped page). */
+static bool range_is_free(uintptr_t a, size_t n)
+{
+  unsigned char v;
+  for (size_t off = 0; off < n; off += 4096)
+    if (mincore((void *)(a + off), 4096, &v) == 0 || errno != ENOMEM)
+      return false;
+  return true;
+}
+
 START_TEST(smaller_cached_mapping_is_grown)
 {
   start();
@@ -242,13 +254,24 @@ START_TEST(smaller_cached_mapping_is_grown)
   bigcache_flush();
   char *small = hak_malloc(8 * MiB);
   memset(small, 0x3c, 8 * MiB);
+  struct large_hdr *h = hdr_of(small);
+  uintptr_t end = (uintptr_t)h + h->map_size;
   hak_free(small);
+  /* The room after it is free unless something else was mapped there:
+   * hakmem leaves room after its mappings, but where the kernel chose the
+   * address (under AddressSanitizer, whose shadow covers hakmem's
+   * placement region) another mapping may follow.  Then the mapping
+   * cannot grow in place, and a new one serves the request. */
+  bool room = range_is_free(end, (uintptr_t)h + 13 * MiB - end);
   hak_stats_t s0 = stats_now();
   char *p = hak_malloc(12 * MiB);
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
   CHECK_INV(p, "grown cached mapping");
-  for (size_t i = 4096; i < 8 * MiB; i += 4096)
-    ck_assert_uint_eq((unsigned char)p[i], 0x3c);
+  if (room) {
+    ck_assert_ptr_eq(p, small);
+    for (size_t i = 4096; i < 8 * MiB; i += 4096)
+      ck_assert_uint_eq((unsigned char)p[i], 0x3c);
+  }
   memset(p, 1, 12 * MiB);
   hak_free(p);
   bigcache_flush();
