@@ -4,7 +4,7 @@
  * RSS checks use generous bounds; no assertion depends on how long
  * anything took. */
 #include <check.h>
-#include "test_util.h"
+#include "core_util.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -612,17 +612,6 @@ START_TEST(orphaned_slabs_come_back)
   ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
-static void *alloc_free_many(void *arg)
-{
-  size_t n = (size_t)(uintptr_t)arg;
-  void **v = malloc(n * sizeof *v);
-  for (size_t i = 0; i < n; i++)
-    v[i] = hak_malloc(256);
-  for (size_t i = 0; i < n; i++)
-    hak_free(v[i]);
-  free(v);
-  return NULL;
-}
 
 START_TEST(trim_returns_memory)
 {

@@ -3,7 +3,7 @@
  * remote frees drained, a one-block loop kept on the fast path, medium
  * blocks across a SuperSlab; read from hakmem's counters. */
 #include <check.h>
-#include "test_util.h"
+#include "core_util.h"
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,17 +12,6 @@
 #include "alloc.h"
 #include "superslab.h"
 
-static void *alloc_free_many(void *arg)
-{
-  size_t n = (size_t)(uintptr_t)arg;
-  void **v = malloc(n * sizeof *v);
-  for (size_t i = 0; i < n; i++)
-    v[i] = hak_malloc(256);
-  for (size_t i = 0; i < n; i++)
-    hak_free(v[i]);
-  free(v);
-  return NULL;
-}
 
 START_TEST(pool_reuses_empty_slabs)
 {
