@@ -397,11 +397,17 @@ void report_text(struct diag_buf *b, const struct report_data *d)
     diag_put(b, "  (free slab blocks ");
     bytes_text(t, sizeof t, d->slab_free);
     diag_put(b, t);
+    uint64_t listed = d->slab_free;
     if (d->have_bigcache) {
       diag_put(b, ", BigCache ");
       bytes_text(t, sizeof t, d->bigcache_bytes);
       diag_put(b, t);
+      listed += d->bigcache_bytes;
     }
+    /* The rest, so that the parts add up to the total. */
+    diag_put(b, ", slab space not cut and headers ");
+    bytes_text(t, sizeof t, report_held(d) > listed ? report_held(d) - listed : 0);
+    diag_put(b, t);
     diag_put(b, ")\n");
   } else {
     text_bytes_field(b, "large in use", d->large_in_use);
