@@ -14,7 +14,7 @@ check_PROGRAMS += tests/test_config_fuzz
 TESTS += tests/test_config_fuzz
 tests_test_config_fuzz_SOURCES = tests/test_config_fuzz.c
 tests_test_config_fuzz_CFLAGS = $(AM_CFLAGS) $(SANITIZE_CFLAGS)
-tests_test_config_fuzz_LDFLAGS = $(SANITIZE_CFLAGS)
+tests_test_config_fuzz_LDFLAGS = $(AM_LDFLAGS) $(SANITIZE_CFLAGS)
 tests_test_config_fuzz_LDADD = src/libhakmem_core.la
 
 if !SANITIZE

@@ -8,7 +8,6 @@ endif
 endif
 tests_test_sized_SOURCES = tests/test_sized.c
 tests_test_sized_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
-tests_test_sized_LDFLAGS = -pthread
 tests_test_sized_LDADD = src/libhakmem.la $(CHECK_LIBS)
 
 # C++ programs linked with -lhakmem: new and delete are hakmem's.  The
@@ -17,5 +16,4 @@ tests_test_sized_LDADD = src/libhakmem.la $(CHECK_LIBS)
 tests_test_cxx_SOURCES = tests/test_cxx.cc
 tests_test_cxx_CXXFLAGS = $(AM_CXXFLAGS) $(CHECK_CFLAGS) -std=gnu++17 -fsized-deallocation \
 	-faligned-new -fno-builtin
-tests_test_cxx_LDFLAGS = -pthread
 tests_test_cxx_LDADD = src/libhakmem.la $(CHECK_LIBS) -ldl

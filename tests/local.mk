@@ -14,7 +14,7 @@ endif
 tests_test_api_direct_SOURCES = tests/test_api.c
 tests_test_api_direct_CPPFLAGS = $(AM_CPPFLAGS) -DHAK_TEST_DIRECT
 tests_test_api_direct_CFLAGS = $(TEST_API_CFLAGS) $(SANITIZE_CFLAGS)
-tests_test_api_direct_LDFLAGS = -pthread $(SANITIZE_CFLAGS)
+tests_test_api_direct_LDFLAGS = $(AM_LDFLAGS) $(SANITIZE_CFLAGS)
 tests_test_api_direct_LDADD = $(CORE_TESTS_LIBS)
 
 # Everything below replaces malloc (linked or preloaded), which cannot be
@@ -45,11 +45,11 @@ endif
 EXTRA_DIST += tests/monitor_compat_lib.c tests/monitor_lib.sh
 tests_stats_daemon_SOURCES = tests/stats_daemon.c
 tests_stats_daemon_CFLAGS = $(AM_CFLAGS) -fno-builtin
-tests_stats_daemon_LDFLAGS = -no-install
+tests_stats_daemon_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_stats_daemon_LDADD = src/libhakmem.la
 tests_monitor_glibc_SOURCES = tests/monitor_glibc.c
 tests_monitor_glibc_CFLAGS = $(AM_CFLAGS) -fno-builtin
-tests_monitor_glibc_LDFLAGS = -no-install
+tests_monitor_glibc_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_monitor_glibc_LDADD = src/libhakmem.la
 
 # The heap profiler's subject (tests/prof_sites.sh): a plain program, run
@@ -58,18 +58,15 @@ tests_prof_sites_SOURCES = tests/prof_sites.c
 # No _FORTIFY_SOURCE (distributions build with it): its inline memset
 # would be the leaf that google-pprof names instead of the two sites.
 tests_prof_sites_CFLAGS = $(AM_CFLAGS) -fno-builtin -U_FORTIFY_SOURCE
-tests_prof_sites_LDFLAGS = -pthread
 
 tests_test_api_SOURCES = tests/test_api.c
 tests_test_api_CFLAGS = $(TEST_API_CFLAGS)
-tests_test_api_LDFLAGS = -pthread
 tests_test_api_LDADD = src/libhakmem.la $(CHECK_LIBS)
 
 # Threads handing blocks to each other, thread churn, fork from a
 # multithreaded program, out of memory under RLIMIT_AS.
 tests_test_stress_SOURCES = tests/test_stress.c
 tests_test_stress_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
-tests_test_stress_LDFLAGS = -pthread
 tests_test_stress_LDADD = src/libhakmem.la $(CHECK_LIBS)
 
 # Misuse (double, invalid and cross-thread frees, use after free, poisoned
@@ -77,7 +74,6 @@ tests_test_stress_LDADD = src/libhakmem.la $(CHECK_LIBS)
 # with one "hakmem: " line.
 tests_test_misuse_SOURCES = tests/test_misuse.c
 tests_test_misuse_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
-tests_test_misuse_LDFLAGS = -pthread
 tests_test_misuse_LDADD = src/libhakmem.la $(CHECK_LIBS)
 
 # The program tests/valgrind_stress.sh runs under memcheck.  -no-install:
@@ -85,13 +81,13 @@ tests_test_misuse_LDADD = src/libhakmem.la $(CHECK_LIBS)
 # the uninstalled library, so valgrind sees the program itself.
 tests_stress_small_SOURCES = tests/stress_small.c
 tests_stress_small_CFLAGS = $(AM_CFLAGS) -fno-builtin
-tests_stress_small_LDFLAGS = -pthread -no-install
+tests_stress_small_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_stress_small_LDADD = src/libhakmem.la
 # Its second program: the OS layer's growing page moves in the layouts
 # memcheck once got wrong (core-linked: no malloc replacement).
 tests_valgrind_move_SOURCES = tests/valgrind_move.c
 tests_valgrind_move_CFLAGS = $(AM_CFLAGS)
-tests_valgrind_move_LDFLAGS = -no-install
+tests_valgrind_move_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_valgrind_move_LDADD = src/libhakmem_core.la
 
 # The differential heap fuzzer: one source, on libhakmem and on glibc (the
@@ -100,11 +96,9 @@ tests_valgrind_move_LDADD = src/libhakmem_core.la
 FUZZ_CFLAGS = $(AM_CFLAGS) -fno-builtin
 tests_fuzz_heap_SOURCES = tests/fuzz_heap.c
 tests_fuzz_heap_CFLAGS = $(FUZZ_CFLAGS)
-tests_fuzz_heap_LDFLAGS = -pthread
 tests_fuzz_heap_LDADD = src/libhakmem.la
 tests_fuzz_heap_glibc_SOURCES = tests/fuzz_heap.c
 tests_fuzz_heap_glibc_CFLAGS = $(FUZZ_CFLAGS) -DFUZZ_GLIBC
-tests_fuzz_heap_glibc_LDFLAGS = -pthread
 
 FUZZ_SECONDS = 600
 fuzz: tests/fuzz_heap$(EXEEXT) tests/fuzz_heap_glibc$(EXEEXT)

@@ -5,7 +5,7 @@
 # their programs share, tests/core_util.h what the core-linked ones share
 # beyond it.
 CORE_TESTS_CC_FLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(SANITIZE_CFLAGS)
-CORE_TESTS_LINK_FLAGS = $(SANITIZE_CFLAGS)
+CORE_TESTS_LINK_FLAGS = $(AM_LDFLAGS) $(SANITIZE_CFLAGS)
 CORE_TESTS_LIBS = src/libhakmem_core.la $(CHECK_LIBS)
 EXTRA_DIST += tests/test_util.h tests/core_util.h tests/hello_hakmem.c
 
