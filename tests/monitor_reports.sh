@@ -68,6 +68,21 @@ HAKMEM_STATS=1 LD_PRELOAD="$lib" sh -c 'echo before >&2; exec tests/monitor_glib
 grep -q '^hakmem: stats pid=[0-9]* program=monitor_glibc time=' "$dir/text" || fail "no report header"
 grep -Eq '^hakmem: (in use|held free|mapped|resident|peak resident) +[0-9.]+ (B|KiB|MiB|GiB)' "$dir/text" ||
   fail "no figures in human units"
+# "held free" and its parts: free slab blocks, BigCache, and the rest; the
+# parts add up to the total, each rounded to a tenth of its unit.
+awk '/^hakmem: held free/ {
+  n = 0; err = 0
+  for (i = 1; i <= NF; i++) {
+    if ($i !~ /^\(?[0-9.]+$/ || $(i + 1) !~ /^(B|KiB|MiB|GiB)[,)]?$/) continue
+    v = $i; sub(/^\(/, "", v); u = $(i + 1); sub(/[,)]$/, "", u)
+    m = u == "GiB" ? 2^30 : u == "MiB" ? 2^20 : u == "KiB" ? 2^10 : 1
+    x[n++] = v * m; err += m / 20
+  }
+  found = 1
+  if (n != 4 || x[1] + x[2] + x[3] < x[0] - err || x[1] + x[2] + x[3] > x[0] + err) bad = 1
+}
+END { exit !found || bad }' "$dir/text" ||
+  fail "the parts of held free do not add up: $(grep '^hakmem: held free' "$dir/text")"
 first=$(grep -n '^hakmem: stats pid=.*program=monitor_glibc' "$dir/text" | cut -d: -f1)
 last=$(grep -n '^hakmem: ' "$dir/text" | tail -n 1 | cut -d: -f1)
 body=$(sed -n "${first},${last}p" "$dir/text" | grep -vc '^hakmem: ')
