@@ -27,6 +27,28 @@ static void start(void)
   hak_free(hak_malloc(1));
 }
 
+/* Initialises hakmem in lean mode with this decommit kind and target (a
+ * negative one keeps the default), and no purge thread (purge_delay_ms =
+ * -1), so that only lean mode acts. */
+static void start_lean(int decommit, int target_mb)
+{
+  start();
+  hak_config.ss_mem_lean = 1;
+  hak_config.ss_mem_lean_decommit = decommit;
+  if (target_mb >= 0)
+    hak_config.ss_mem_lean_target_mb = target_mb;
+  hak_config.purge_delay_ms = -1;
+}
+
+/* Allocates n blocks of size bytes into v, each written with byte. */
+static void alloc_filled(void **v, int n, size_t size, int byte)
+{
+  for (int i = 0; i < n; i++) {
+    v[i] = hak_malloc(size);
+    memset(v[i], byte, size);
+  }
+}
+
 #define BLOCKS 40000   /* 40000 x 1 KiB: about 20 SuperSlabs */
 static void *churned[BLOCKS];  /* addresses of the last churn (freed) */
 
@@ -69,11 +91,7 @@ static size_t resident_pages(void *p, size_t len)
  * is decommitted as it empties. */
 START_TEST(lean_decommits_at_once_dontneed)
 {
-  start();
-  hak_config.ss_mem_lean = 1;
-  hak_config.ss_mem_lean_target_mb = 0;
-  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
-  hak_config.purge_delay_ms = -1; /* no purge thread: only lean mode acts */
+  start_lean(HAK_DECOMMIT_DONTNEED, 0);
   hak_stats_t a = stats_now();
   churn();
   hak_stats_t b = stats_now();
@@ -99,12 +117,9 @@ END_TEST
 
 START_TEST(lean_decommit_free_reuses_and_zeroes)
 {
-  start();
-  hak_config.ss_mem_lean = 1;
-  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_FREE;
   /* No purge thread, which would unmap the kept SuperSlabs if the test
    * took ten purge delays. */
-  hak_config.purge_delay_ms = -1;
+  start_lean(HAK_DECOMMIT_FREE, -1);
   churn();
   hak_stats_t a = stats_now();
   ck_assert_uint_gt(a.lean_decommit, 0);
@@ -133,17 +148,10 @@ END_TEST
  * thread is kept out (purge_delay_ms = -1) so that only the target acts. */
 START_TEST(lean_holds_its_target)
 {
-  start();
-  hak_config.ss_mem_lean = 1;
-  hak_config.ss_mem_lean_target_mb = 4;
-  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
-  hak_config.purge_delay_ms = -1;
+  start_lean(HAK_DECOMMIT_DONTNEED, 4);
   hak_stats_t a = stats_now();
   void **v = malloc(BLOCKS * sizeof *v);
-  for (int i = 0; i < BLOCKS; i++) {
-    v[i] = hak_malloc(1000);
-    memset(v[i], 0xcd, 1000);
-  }
+  alloc_filled(v, BLOCKS, 1000, 0xcd);
   struct shared_pool_usage u;
   size_t most = 0;
   for (int i = 0; i < BLOCKS; i++) {
@@ -173,16 +181,9 @@ END_TEST
  * back the rest, 2 MiB of new blocks take resident slots only. */
 START_TEST(resident_free_slots_reused_first)
 {
-  start();
-  hak_config.ss_mem_lean = 1;
-  hak_config.ss_mem_lean_target_mb = 4;
-  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_DONTNEED;
-  hak_config.purge_delay_ms = -1;
+  start_lean(HAK_DECOMMIT_DONTNEED, 4);
   void **v = malloc(BLOCKS * sizeof *v);
-  for (int i = 0; i < BLOCKS; i++) {
-    v[i] = hak_malloc(1000);
-    memset(v[i], 0xcd, 1000);
-  }
+  alloc_filled(v, BLOCKS, 1000, 0xcd);
   for (int i = 0; i < BLOCKS; i++)
     hak_free(v[i]);
   tcache_collect();
@@ -191,10 +192,7 @@ START_TEST(resident_free_slots_reused_first)
   ck_assert_uint_ge(a.free_committed_bytes, (size_t)3 << 20);
   /* 2 MiB of 2 KiB blocks: 32 slabs of another class. */
   hak_config.ss_mem_lean = 0;
-  for (int i = 0; i < 1024; i++) {
-    v[i] = hak_malloc(2000);
-    memset(v[i], 0x3c, 2000);
-  }
+  alloc_filled(v, 1024, 2000, 0x3c);
   shared_pool_usage(&b);
   ck_assert_uint_ge(a.free_committed_bytes - b.free_committed_bytes, (size_t)31 << 16);
   for (int i = 0; i < 1024; i++)
@@ -206,10 +204,7 @@ END_TEST
 
 START_TEST(lean_decommit_off_only_keeps)
 {
-  start();
-  hak_config.ss_mem_lean = 1;
-  hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_OFF;
-  hak_config.ss_mem_lean_target_mb = 4;
+  start_lean(HAK_DECOMMIT_OFF, 4);
   hak_stats_t a = stats_now();
   churn();
   hak_stats_t b = stats_now();
@@ -304,9 +299,6 @@ START_TEST(minimal_mode)
   run_case_in_env("minimal_mode", env);
 }
 END_TEST
-
-
-
 
 START_TEST(prewarm_faults_a_superslab_in)
 {
