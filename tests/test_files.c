@@ -27,6 +27,9 @@
 /* A deadline for anything that might block on a FIFO: SIGALRM kills the
  * test's process, which Check reports as a failure. */
 #define DEADLINE_S 10
+/* Runs a statement that must not block: a FIFO it opens by mistake
+ * would hang it, so SIGALRM ends the test at the deadline instead. */
+#define WITHIN_DEADLINE(stmt) do { alarm(DEADLINE_S); stmt; alarm(0); } while (0)
 
 static char dir[128];
 
@@ -166,6 +169,14 @@ static void check_report(enum close_what what, bool report_on_stderr, const char
   remove_dir();
 }
 
+/* The FIFO at path is still there, neither replaced nor removed. */
+static void assert_still_fifo(const char *path)
+{
+  struct stat st;
+  ck_assert_int_eq(lstat(path, &st), 0);
+  ck_assert(S_ISFIFO(st.st_mode));
+}
+
 /* Nothing closed: the report goes to stderr, as always. */
 START_TEST(report_on_stderr)
 {
@@ -225,9 +236,7 @@ START_TEST(stats_file_fifo_refused)
   hak_config.quiet = 0;
   snprintf(hak_config.stats_file, sizeof hak_config.stats_file, "%s", fifo);
   stats_prepare_exit_report();
-  alarm(DEADLINE_S);
-  stats_report_at_exit();
-  alarm(0);
+  WITHIN_DEADLINE(stats_report_at_exit());
   const char *e = slurp(err);
   ck_assert_msg(strstr(e, "hakmem: stats_file is not a regular file (refused); report on stderr\n"
                           "hakmem: stats pid=") == e, "stderr: '%s'", e);
@@ -235,9 +244,7 @@ START_TEST(stats_file_fifo_refused)
   int reader = open(fifo, O_RDONLY | O_NONBLOCK);
   ck_assert_int_ge(reader, 0);
   ck_assert_int_eq(ftruncate(STDERR_FILENO, 0), 0);
-  alarm(DEADLINE_S);
-  stats_report_at_exit();
-  alarm(0);
+  WITHIN_DEADLINE(stats_report_at_exit());
   e = slurp(err);
   ck_assert_msg(strstr(e, "hakmem: stats_file is not a regular file (refused); report on stderr\n"
                           "hakmem: stats pid=") == e, "stderr: '%s'", e);
@@ -300,22 +307,16 @@ START_TEST(state_file_fifo_refused)
   path_in_dir(fifo, sizeof fifo, "state");
   ck_assert_int_eq(mkfifo(fifo, 0600), 0);
   learning_config(fifo);
-  alarm(DEADLINE_S);
-  learn_init();
-  alarm(0);
+  WITHIN_DEADLINE(learn_init());
   ck_assert_int_eq(learn_decisions[LEARN_BIGCACHE_MAX_MB].phase, LEARN_PHASE_LEARN);
   const char *e = slurp(err);
   ck_assert_msg(strstr(e, "hakmem: learn_state_file is not a regular file (refused)\n") == e,
                 "stderr: '%s'", e);
   learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 2);
   ck_assert_int_eq(ftruncate(STDERR_FILENO, 0), 0);
-  alarm(DEADLINE_S);
-  learn_save_state();
-  alarm(0);
+  WITHIN_DEADLINE(learn_save_state());
   ck_assert_str_eq(slurp(err), "");
-  struct stat st;
-  ck_assert_int_eq(lstat(fifo, &st), 0);
-  ck_assert(S_ISFIFO(st.st_mode));
+  assert_still_fifo(fifo);
   learning_done();
   remove_dir();
 }
@@ -334,13 +335,9 @@ START_TEST(state_file_fifo_at_exit_refused)
   ck_assert_str_eq(slurp(err), "");
   ck_assert_int_eq(mkfifo(fifo, 0600), 0);
   learn_freeze_on(&learn_decisions[LEARN_BIGCACHE_MAX_MB], 2);
-  alarm(DEADLINE_S);
-  learn_save_state();
-  alarm(0);
+  WITHIN_DEADLINE(learn_save_state());
   ck_assert_str_eq(slurp(err), "hakmem: learn_state_file is not a regular file (refused)\n");
-  struct stat st;
-  ck_assert_int_eq(lstat(fifo, &st), 0);
-  ck_assert(S_ISFIFO(st.st_mode));
+  assert_still_fifo(fifo);
   learning_done();
   remove_dir();
 }
@@ -445,9 +442,7 @@ START_TEST(conf_fifo_refused)
   ck_assert_int_eq(mkfifo(fifo, 0600), 0);
   snprintf(var, sizeof var, "HAKMEM_CONF=%s", fifo);
   char *env[] = { var, "HAKMEM_THP=on", NULL };
-  alarm(DEADLINE_S);
-  config_load(env, false);
-  alarm(0);
+  WITHIN_DEADLINE(config_load(env, false));
   ck_assert_int_eq(hak_config.thp, HAK_THP_ON);
   char want[400];
   snprintf(want, sizeof want, "hakmem: %s: not a regular file (ignored)\n", fifo);
