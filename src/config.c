@@ -76,10 +76,10 @@ struct load {
   bool truncated;               /* the file is larger than CONFIG_FILE_MAX */
 };
 
-static char file_buf[CONFIG_FILE_MAX + 1];
+HAK_BSS_APART(file_buf) static char file_buf[CONFIG_FILE_MAX + 1];
 static char conf_path_buf[256];
 static char exe_name[256];
-static char held[CONFIG_MAX_WARNINGS][256];
+HAK_BSS_APART(held) static char held[CONFIG_MAX_WARNINGS][256];
 static unsigned held_count;
 
 const char *config_conf_path(void)

@@ -21,6 +21,20 @@
  * variable through the GOT (one load more). */
 #define HAK_HIDDEN      __attribute__((visibility("hidden")))
 
+/* For a zero-initialised static object of a page or more that a running
+ * program writes little of or nothing (the registry's level-1 tables,
+ * file and report buffers): on x86-64 it goes to a section of its own in
+ * .lbss, which the linker places after .bss, so that the small variables
+ * every program writes share as few pages as possible (each page written
+ * is 4 KiB of resident memory).  Pages of it only read stay the kernel's
+ * zero page.  Elsewhere the assembler does not know .lbss (the object
+ * would be stored in the file), so there it stays in .bss. */
+#if defined(__x86_64__)
+#define HAK_BSS_APART(name) __attribute__((section(".lbss." #name)))
+#else
+#define HAK_BSS_APART(name)
+#endif
+
 /* Every block is at least this aligned. */
 #define HAK_MIN_ALIGN 16
 

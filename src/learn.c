@@ -410,7 +410,7 @@ bool learn_event(enum learn_id id, uint64_t retained_bytes, uint64_t (*calls)(vo
 /* ---- state file: lines "program decision value" ---- */
 
 #define STATE_MAX 16384
-static char state_buf[STATE_MAX];
+HAK_BSS_APART(state_buf) static char state_buf[STATE_MAX];
 
 static const char *program_name(void)
 {
@@ -532,7 +532,7 @@ void learn_save_state(void)
    * written beside the old one and renamed over it, so a reader sees the
    * old file or the new one, whole; anything but a regular file (or
    * nothing) at path is left alone. */
-  static char out[STATE_MAX + 1]; /* STATE_MAX bytes of lines and the builder's NUL */
+  HAK_BSS_APART(state_out) static char out[STATE_MAX + 1]; /* STATE_MAX bytes of lines and the builder's NUL */
   struct diag_buf b = DIAG_BUF(out);
   long len = state_read(path, hak_warn_at_exit);
   if (len == -2)

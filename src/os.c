@@ -32,7 +32,7 @@ struct guard_leaf {
   _Atomic uint64_t bits[GUARD_WORDS];
   _Atomic uint64_t tail[GUARD_WORDS];
 };
-static _Atomic(struct guard_leaf *) guard_l1[1u << 16];
+HAK_BSS_APART(guard_l1) static _Atomic(struct guard_leaf *) guard_l1[1u << 16];
 
 /* Same flags for every mapping: no MAP_NORESERVE, so that the kernel's
  * overcommit policy refuses what cannot be backed (malloc of 64 TiB fails

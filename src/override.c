@@ -119,7 +119,7 @@ HAK_EXPORT int malloc_info(int options, FILE *fp)
   struct mallinfo2 mi = mallinfo_from(&u);
   hak_stats_t st;
   stats_collect(&st);
-  static char xml[16384];
+  HAK_BSS_APART(xml) static char xml[16384];
   static atomic_flag busy = ATOMIC_FLAG_INIT;
   while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
     ;

@@ -379,7 +379,7 @@ void prof_start(void)
 /* ---- profile files ---- */
 
 /* A buffered writer on a file descriptor (under prof_lock, so static). */
-static struct {
+HAK_BSS_APART(prof_out) static struct {
   int fd;
   int err;
   size_t n;

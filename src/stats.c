@@ -309,13 +309,13 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
  * write calls as its length allows (one, up to the pipe or terminal
  * buffer), so that the program's own output never lands inside it.  The
  * flag serialises reports made by several threads at once. */
-static char report_out[65536];
+HAK_BSS_APART(report_out) static char report_out[65536];
 static atomic_flag report_busy = ATOMIC_FLAG_INIT;
 
 /* Renders the sections in the configured format and writes them to fd. */
 static void stats_report_sections(int fd, unsigned sections)
 {
-  static struct report_data d;
+  HAK_BSS_APART(report_data) static struct report_data d;
   while (atomic_flag_test_and_set_explicit(&report_busy, memory_order_acquire))
     sched_yield();
   stats_snapshot(&d, sections);

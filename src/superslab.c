@@ -6,8 +6,8 @@
 
 #include <string.h>
 
-_Atomic uintptr_t registry_l1[1u << REGISTRY_L1_BITS];
-const struct registry_leaf registry_empty_leaf;
+HAK_BSS_APART(registry_l1) _Atomic uintptr_t registry_l1[1u << REGISTRY_L1_BITS];
+HAK_BSS_APART(registry_empty_leaf) const struct registry_leaf registry_empty_leaf;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct registry_leaf *registry_leaf_at(uintptr_t a)

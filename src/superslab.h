@@ -59,7 +59,9 @@ struct registry_leaf {
   _Atomic uintptr_t entry[1u << REGISTRY_L2_BITS];
 };
 /* Level 1 is never empty: each slot names a leaf, as its distance in bytes
- * from registry_empty_leaf, a static read-only leaf of zeros.  A zero slot
+ * from registry_empty_leaf, a static leaf of zeros that nothing writes
+ * (const, and apart in .lbss: in the read-only data it would be 64 KiB of
+ * the file, resident whenever a neighbouring page is read).  A zero slot
  * (the initial state, in .bss) thus names the empty leaf, and a lookup
  * needs no NULL test; a distance rather than a pointer keeps the table out
  * of the dynamic relocations (65536 of them, 512 KiB written at load). */

@@ -65,8 +65,8 @@ tests_test_config_parse_LDADD = $(CORE_TESTS_LIBS)
 
 # Integration: what the built and installed library looks like from outside.
 if !SANITIZE
-TESTS += tests/exports.sh tests/install.sh
-dist_check_SCRIPTS += tests/exports.sh tests/install.sh
+TESTS += tests/exports.sh tests/install.sh tests/footprint.sh
+dist_check_SCRIPTS += tests/exports.sh tests/install.sh tests/footprint.sh
 if HAVE_CHECK
 check_PROGRAMS += tests/test_dlopen
 check_LTLIBRARIES = tests/libdlopen_lib.la
