@@ -139,11 +139,13 @@ void alloc_free_slab_slow(struct slab *s, void *p)
 /* prof = 1: before large block p (header h, as found from the registry)
  * is freed or moved.  A sample that alloc_sampled made large carries its
  * record before it; any other block is looked up by prof_before_free.
- * The record is read only where the header says it lies in the mapping. */
+ * The record is read only where the header, once verified, says it lies
+ * in the mapping; the cheap tests come first, so that the common large
+ * block (at offset 64) skips the verification, which large_free does. */
 static void alloc_prof_forget_large(struct large_hdr *h, void *p)
 {
-  if (large_header_ok(h) && h->state == LARGE_LIVE && p == large_block(h) &&
-      h->offset >= PROF_TAGGED_ALIGN && prof_forget_tagged(p))
+  if (h->offset >= PROF_TAGGED_ALIGN && p == large_block(h) && h->state == LARGE_LIVE &&
+      large_header_ok(h) && prof_forget_tagged(p))
     return;
   prof_before_free(p);
 }
