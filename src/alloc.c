@@ -136,6 +136,20 @@ void alloc_free_slab_slow(struct slab *s, void *p)
   }
 }
 
+/* prof = 1: before large block p (header h, as found from the registry)
+ * is freed or moved.  A sample that alloc_sampled made large carries its
+ * record before it; any other block is looked up by prof_before_free.
+ * The record is read only where the header, once verified, says it lies
+ * in the mapping; the cheap tests come first, so that the common large
+ * block (at offset 64) skips the verification, which large_free does. */
+static void alloc_prof_forget_large(struct large_hdr *h, void *p)
+{
+  if (h->offset >= PROF_TAGGED_ALIGN && p == large_block(h) && h->state == LARGE_LIVE &&
+      large_header_ok(h) && prof_forget_tagged(p))
+    return;
+  prof_before_free(p);
+}
+
 void alloc_free_generic(void *p, uintptr_t entry)
 {
   if (!p)
@@ -146,7 +160,7 @@ void alloc_free_generic(void *p, uintptr_t entry)
   if (!h)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
   if (HAK_UNLIKELY(prof_active))
-    prof_before_free(p);
+    alloc_prof_forget_large(h, p);
   if (large_free(h, p))
     purge_kick();
 }
@@ -234,7 +248,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     /* The profiler sees a move as a free and a new block (a failed one
      * loses the old block's sample). */
     if (HAK_UNLIKELY(prof_active))
-      prof_before_free(p);
+      alloc_prof_forget_large(h, p);
     void *n = large_realloc(h, size);
     if (!n && purge_reclaim())
       n = large_realloc(h, size);
@@ -303,12 +317,15 @@ static void *alloc_aligned_block(size_t align, size_t size)
 /* prof = 1: a sampled allocation.  The block is made a large one (as
  * jemalloc promotes its samples), unless every allocation is recorded:
  * its free then reaches alloc_free_generic, where the profiler forgets
- * it, and the frees of all the other blocks keep their fast path. */
+ * it, and the frees of all the other blocks keep their fast path.  The
+ * block starts PROF_TAGGED_ALIGN bytes (or its alignment) into its
+ * mapping, which leaves room for its record between the header and it. */
 static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
 {
   void *p;
   if (prof_every_block) {
     p = align <= HAK_MIN_ALIGN ? alloc_malloc_block(size) : alloc_aligned_block(align, size);
+    prof_record(p, size);
   } else if (size > ALLOC_MAX || align > ALLOC_MAX) {
     errno = ENOMEM;
     return NULL;
@@ -317,9 +334,10 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
      * the header page of a cached mapping, which must leave something to
      * decommit.  The page beyond the request is never touched. */
     bool fresh;
-    p = alloc_large(size < HAK_PAGE_SIZE ? HAK_PAGE_SIZE : size, align, &fresh);
+    p = alloc_large(size < HAK_PAGE_SIZE ? HAK_PAGE_SIZE : size,
+                    align < PROF_TAGGED_ALIGN ? PROF_TAGGED_ALIGN : align, &fresh);
+    prof_record_tagged(p, size);
   }
-  prof_record(p, size);
   return p;
 }
 

@@ -215,7 +215,32 @@ static bool block_remove(uintptr_t addr, struct prof_block *out)
 
 /* ---- sampling ---- */
 
-HAK_INLINE void prof_sample(void *p, size_t size)
+/* The record before a sampled large block (PROF_TAG_SIZE bytes). */
+struct prof_tag {
+  uint64_t size;
+  uint32_t stack;
+  uint32_t unused;
+  uint64_t check;   /* prof_tag_check of the block, its size and stack */
+  uint64_t unused2;
+};
+_Static_assert(sizeof(struct prof_tag) == PROF_TAG_SIZE, "prof tag size");
+
+static struct prof_tag *prof_tag_of(const void *p)
+{
+  return (struct prof_tag *)((uintptr_t)p - PROF_TAG_SIZE);
+}
+
+/* Keyed by the large-header secret and the block's address, so that a
+ * record copied elsewhere, or forged without the secret, does not verify. */
+static uint64_t prof_tag_check(const void *p, uint64_t size, uint32_t stack)
+{
+  uint64_t x = secret_mix((uint64_t)(uintptr_t)p ^ hak_secret_large ^ 0x70726f667461670aull);
+  return secret_mix(x ^ size ^ ((uint64_t)stack << 40));
+}
+
+/* Records the sample p in the tables, or, tagged, in the record before
+ * it; nothing if the stack has a frame of the library's own further up. */
+HAK_INLINE void prof_sample(void *p, size_t size, bool tagged)
 {
   void *raw[PROF_CAPTURE];
   int n = prof_unwind(raw, PROF_CAPTURE);
@@ -235,7 +260,7 @@ HAK_INLINE void prof_sample(void *p, size_t size)
   }
   pthread_mutex_lock(&prof_lock);
   long id = stack_intern(frames, depth);
-  if (id < 0 || !block_insert((uintptr_t)p, size, (uint32_t)id)) {
+  if (id < 0 || (!tagged && !block_insert((uintptr_t)p, size, (uint32_t)id))) {
     prof_dropped++;
   } else {
     struct prof_stack *s = &stacks[id];
@@ -243,10 +268,15 @@ HAK_INLINE void prof_sample(void *p, size_t size)
     s->live_bytes += size;
     s->total_count++;
     s->total_bytes += size;
-    _Atomic uint8_t *f = filter_slot(p);
-    uint8_t c = atomic_load_explicit(f, memory_order_relaxed);
-    if (c != UINT8_MAX)
-      atomic_store_explicit(f, (uint8_t)(c + 1), memory_order_relaxed);
+    if (tagged) {
+      *prof_tag_of(p) = (struct prof_tag){ .size = size, .stack = (uint32_t)id,
+                                           .check = prof_tag_check(p, size, (uint32_t)id) };
+    } else {
+      _Atomic uint8_t *f = filter_slot(p);
+      uint8_t c = atomic_load_explicit(f, memory_order_relaxed);
+      if (c != UINT8_MAX)
+        atomic_store_explicit(f, (uint8_t)(c + 1), memory_order_relaxed);
+    }
   }
   pthread_mutex_unlock(&prof_lock);
 }
@@ -274,12 +304,13 @@ bool prof_sample_slow(int64_t *countdown)
   return true;
 }
 
-void prof_record(void *p, size_t size)
+/* Records p as prof_sample does, then writes the profiles that are due. */
+static void prof_record_as(void *p, size_t size, bool tagged)
 {
   struct prof_thread *t = &prof_self;
   t->busy = true;
   if (p)
-    prof_sample(p, size);
+    prof_sample(p, size, tagged);
   uint64_t total = atomic_load_explicit(&allocated_bytes, memory_order_relaxed);
   uint64_t at = atomic_load_explicit(&next_interval_at, memory_order_relaxed);
   if (interval_bytes && total >= at &&
@@ -291,6 +322,34 @@ void prof_record(void *p, size_t size)
     atomic_store_explicit(&hakmem_prof_control.answered, asked, memory_order_release);
   }
   t->busy = false;
+}
+
+void prof_record(void *p, size_t size)
+{
+  prof_record_as(p, size, false);
+}
+
+void prof_record_tagged(void *p, size_t size)
+{
+  if (p)
+    *prof_tag_of(p) = (struct prof_tag){ 0 };   /* until it is recorded */
+  prof_record_as(p, size, true);
+}
+
+bool prof_forget_tagged(void *p)
+{
+  struct prof_tag *g = prof_tag_of(p), tag = *g;
+  if (tag.check != prof_tag_check(p, tag.size, tag.stack))
+    return false;
+  *g = (struct prof_tag){ 0 };
+  pthread_mutex_lock(&prof_lock);
+  /* A record that verifies names a stack that was interned. */
+  if (tag.stack < stack_count) {
+    stacks[tag.stack].live_count--;
+    stacks[tag.stack].live_bytes -= tag.size;
+  }
+  pthread_mutex_unlock(&prof_lock);
+  return true;
 }
 
 void prof_before_free(const void *p)

@@ -8,6 +8,7 @@
  * allocation that crosses zero leaves it.  A sampled block is served as a
  * large block (alloc.c), so that only its free reaches the slow free path
  * where the profiler forgets it; every other free keeps its fast path.
+ * Its record sits just before it, in the mapping (PROF_TAGGED_ALIGN).
  *
  * Sampling: each thread counts down the bytes it allocates from a
  * distance drawn from an exponential distribution of mean prof_sample_kb
@@ -19,9 +20,10 @@
  * the CFI rules of each return address, cached), or by backtrace(3)
  * where that walk gives up (signal frames, DWARF expressions); libgcc's
  * unwinder is loaded once at start-up, outside any allocation.  The stack
- * is interned in a table of stacks, and the block is entered in a table of
- * sampled blocks; a free looks a block up only when a counting filter of
- * sampled addresses says it may be there.  With prof_sample_kb = 0
+ * is interned in a table of stacks; the block's record (its stack and
+ * size) goes before the block itself when alloc.c made room for it, and
+ * otherwise into a table of sampled blocks, which a free looks up only
+ * when a counting filter of sampled addresses says it may be there.  With prof_sample_kb = 0
  * blocks stay where they are and every free takes the slow path (the
  * thread free key matches no slab, as with check = 1).
  *
@@ -35,9 +37,11 @@
  * Concurrency: the countdown (in the thread cache) and the recursion
  * guard are thread-local;
  * the two tables are guarded by one mutex, taken only to record a sample,
- * to forget a block the filter flags, and to write a profile (held while
- * the file is written; fork takes it first, see init.c).  The filter's
- * counters are relaxed atomics.  Nothing here calls malloc or stdio; the
+ * to forget a block the filter flags or whose record is valid, and to
+ * write a profile (held while the file is written; fork takes it first,
+ * see init.c).  The filter's counters are relaxed atomics.  A record
+ * before a block is written by the allocating thread and read and
+ * cleared by the freeing one, handed over as the block is.  Nothing here calls malloc or stdio; the
  * tables live in mappings from os.c. */
 #ifndef HAKMEM_PROF_H
 #define HAKMEM_PROF_H
@@ -121,6 +125,25 @@ HAK_INLINE bool prof_sample_due(int64_t *countdown, size_t size)
 void prof_record(void *p, size_t size);
 /* Before p, a live block, is freed or moved: drops it if it was sampled. */
 void prof_before_free(const void *p);
+
+/* A sampled block that alloc_sampled makes a large one starts at least
+ * PROF_TAGGED_ALIGN bytes into its mapping, so that its record fits
+ * between the large-block header and the block: the PROF_TAG_SIZE bytes
+ * before the block hold its stack and size, sealed with a per-process
+ * secret and the block's address.  Its free then reads that record, one
+ * line beside the header the free reads anyway, instead of the counting
+ * filter and the block table (a cache miss each, in tables that the
+ * program's own working set evicts between two samples). */
+#define PROF_TAGGED_ALIGN 128
+#define PROF_TAG_SIZE 32
+/* As prof_record, for p (NULL: nothing), a block with PROF_TAG_SIZE
+ * bytes before it that are hakmem's, not the program's. */
+void prof_record_tagged(void *p, size_t size);
+/* Before p, a live large block at least PROF_TAGGED_ALIGN bytes into its
+ * mapping, is freed or moved: if it carries a valid record, drops it,
+ * clears the record and returns true; false otherwise (then
+ * prof_before_free decides). */
+bool prof_forget_tagged(void *p);
 
 /* At exit: the exit profile and, with prof_leak = 1, the leak report. */
 void prof_exit(void);

@@ -8,6 +8,11 @@
  *   prof_sites leak     leak_site leaves 20 blocks of 1000 bytes unfreed;
  *                       everything else is freed
  *   prof_sites clean    the same allocations, all freed
+ *   prof_sites moved [leak]
+ *                       2000 blocks of 1000 bytes from leak_site, each
+ *                       moved by realloc to 3000 bytes, then to 300000
+ *                       (a large block), then freed; with "leak", then
+ *                       leak_site leaves 20 blocks of 1000 bytes unfreed
  *   prof_sites wait N   like "two", then writes "ready" on stdout and
  *                       allocates and frees 4 KiB blocks for N seconds
  *                       (a process to profile by pid)
@@ -202,7 +207,7 @@ static int threads(void)
 
 static int usage(void)
 {
-  static const char msg[] = "usage: prof_sites two|leak|clean|threads|deep|signal|wait SECONDS\n";
+  static const char msg[] = "usage: prof_sites two|leak|clean|moved [leak]|threads|deep|signal|wait SECONDS\n";
   (void)!write(2, msg, sizeof msg - 1);
   return 2;
 }
@@ -222,6 +227,18 @@ int main(int argc, char **argv)
       for (int i = 0; i < 20; i++)
         free(leak_blocks[i]);
     /* Forget the leaked pointers, as a real leak does. */
+    memset(leak_blocks, 0, sizeof leak_blocks);
+    sink = NULL;
+  } else if (strcmp(argv[1], "moved") == 0) {
+    for (int i = 0; i < 2000; i++) {
+      void *p = leak_site(1000), *q = realloc(p, 3000), *r = q ? realloc(q, 300000) : NULL;
+      if (!r)
+        return 1;
+      free(r);
+    }
+    if (argc > 2 && strcmp(argv[2], "leak") == 0)
+      for (int i = 0; i < 20; i++)
+        leak_blocks[i] = leak_site(1000);
     memset(leak_blocks, 0, sizeof leak_blocks);
     sink = NULL;
   } else if (strcmp(argv[1], "threads") == 0) {

@@ -15,7 +15,8 @@
 #  - prof_interval_mb = 16: numbered profiles while the program runs;
 #  - prof_leak = 1: a planted leak (20 blocks of 1000 bytes from
 #    leak_site) is reported, and google-pprof puts its 20 objects on
-#    leak_site; a clean program gets "no block is still live";
+#    leak_site; a clean program gets "no block is still live"; the same
+#    with a sample every KiB, blocks moved by realloc on the way;
 #  - threads freeing each other's blocks while the program forks, with a
 #    sample every 16 KiB: no failure, no warning, and both processes' exit
 #    profiles name alpha_site among the allocations (--alloc_space);
@@ -162,6 +163,19 @@ HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp
   env LD_PRELOAD="$lib" "$prog" clean 2>"$tmp/clean.err" || fail "prof_sites clean failed"
 [ "$(cat "$tmp/clean.err")" = "hakmem: leak report: no block is still live at exit" ] ||
   fail "clean program: $(cat "$tmp/clean.err")"
+
+# The same under sampling (prof_sample_kb = 1: most 1000-byte blocks and
+# every 300000-byte one sampled): a sampled block is a large block with
+# its record just before it, which its free and realloc's move must find
+# and clear; a planted leak is still reported, from its one stack.
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX=$tmp/moved \
+  env LD_PRELOAD="$lib" "$prog" moved 2>"$tmp/moved.err" || fail "prof_sites moved failed"
+[ "$(cat "$tmp/moved.err")" = "hakmem: leak report: no sampled block is still live at exit" ] ||
+  fail "sampled blocks freed and moved: $(cat "$tmp/moved.err")"
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX=$tmp/movedleak \
+  env LD_PRELOAD="$lib" "$prog" moved leak 2>"$tmp/movedleak.err" || fail "prof_sites moved leak failed"
+grep -q '^hakmem: leak report: [1-9][0-9]* sampled block(s), [1-9][0-9]*000 bytes never freed, from 1 stack(s)' "$tmp/movedleak.err" ||
+  fail "planted leak not reported under sampling: $(cat "$tmp/movedleak.err")"
 
 # hakmemctl profile -- prog: the profile and its SVG, beside (in the
 # current directory).
