@@ -35,26 +35,20 @@ enum slab_state {
 /* The cache line size the descriptor's layout is planned for. */
 #define SLAB_LINE 64
 
-/* Three groups of fields, each on a cache line of its own, so that no
- * line is written by two threads on the common paths: the first is
- * written by the owner on every malloc and local free; the second is read
- * by every free, from any thread, and written only when the slab changes
- * hands, carves or moves in its ring; the third holds the remote stack,
- * which other threads' frees write.  A remote free thus reads a line every
- * core keeps a copy of and writes one the owner touches only when it
- * drains, instead of taking the line the owner writes on every operation
- * (bench/larson).  The descriptor is padded to four lines, so that free
- * finds it from a slot's number by a shift.  carved is 32 bits wide,
- * although it never exceeds 4096, so that free's block test compares with
- * it straight from memory. */
+/* Two cache lines.  The first holds everything but the remote stack:
+ * malloc and the owner's free touch only it.  The second holds the remote
+ * stack alone, which other threads' frees write and the owner touches
+ * only when it drains: a remote free reads the first line (owner, the
+ * block test) but takes only the second for its CAS, so the line the
+ * owner writes on every operation stays in the owner's cache
+ * (bench/larson).  A field that other threads write goes on the second
+ * line, never on the first.  carved is 32 bits wide, although it never
+ * exceeds 4096, so that free's block test compares with it straight from
+ * memory. */
 struct slab {
-  /* Owner: written on every operation. */
-  _Alignas(4 * SLAB_LINE) void *free; /* local free list (links encoded, see below) */
-  uint16_t used;              /* blocks handed out and not yet returned */
-  uint64_t allocs;            /* allocations served; others read it racily for reports */
-
-  /* Read by every free; written by the owner or under the pool lock. */
-  _Alignas(SLAB_LINE) _Atomic uint64_t owner; /* owning thread id or HAK_NO_OWNER */
+  _Alignas(2 * SLAB_LINE) void *free; /* owner: local free list (links encoded, see below) */
+  uint16_t used;              /* owner: blocks handed out and not yet returned */
+  uint16_t capacity;          /* blocks in the slab (at most 4096) */
   uint32_t carved;            /* owner: blocks cut from the bump area so far */
   /* The block size as 2^k * odd gives block_mul = (the inverse of odd
    * modulo 2^32) << (SLAB_INDEX_ROTATE - k): an offset times block_mul,
@@ -62,17 +56,17 @@ struct slab {
    * offset is a multiple of the block size and a number above any
    * capacity otherwise (see slab_block_index). */
   uint32_t block_mul;
-  uint16_t capacity;          /* blocks in the slab (at most 4096) */
   uint8_t cls;
   uint8_t state;              /* enum slab_state; pool lock or owner */
   uint8_t index;              /* position in the SuperSlab */
   uint8_t head_offset;        /* SLAB_SPAN_TAIL: distance to the head slot */
+  _Atomic uint64_t owner;     /* owning thread id or HAK_NO_OWNER */
+  uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
   struct slab *next, *prev;   /* owner ring or pool list */
 
-  /* Any thread pushes; the owner takes it. */
   _Alignas(SLAB_LINE) _Atomic(void *) remote; /* cross-thread free stack (links encoded) */
 };
-_Static_assert(sizeof(struct slab) == 4 * SLAB_LINE, "slab descriptor is four cache lines");
+_Static_assert(sizeof(struct slab) == 2 * SLAB_LINE, "slab descriptor is two cache lines");
 
 /* ---- free blocks ----
  * A free block holds two words: its link to the next free block, and the
