@@ -97,7 +97,9 @@ static bool slab_holds_free_block(struct slab *s, void *p)
   return false;
 }
 
-void alloc_free_slab_slow(struct slab *s, void *p)
+/* Every free alloc_free_slab_slow does not finish itself: checks exactly,
+ * reports misuse, and frees. */
+static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
 {
   /* With check = 1 every free comes here: the common one, the owner's
    * free of a live block, passes the fast path's own tests (with the
@@ -148,6 +150,27 @@ static void alloc_prof_forget_large(struct large_hdr *h, void *p)
       large_header_ok(h) && prof_forget_tagged(p))
     return;
   prof_before_free(p);
+}
+
+void alloc_free_slab_slow(struct slab *s, void *p)
+{
+  /* The common case here, another thread's free of a block of a slab it
+   * owns, takes the fast path's tests, on the line that remote frees only
+   * read, and one CAS, with no register saved: s is the descriptor of p's
+   * slot, so when it heads an ACTIVE slab, p's offset in its 64 KiB slot is
+   * its offset in the slab. */
+  if (HAK_LIKELY(s->state == SLAB_ACTIVE && !hak_config.check && !prof_every_block) &&
+      atomic_load_explicit(&s->owner, memory_order_relaxed) != tcache_self.id &&
+      slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)) {
+    slab_free_remote(s, p);
+    /* Its owner may have exited meanwhile. */
+    if (HAK_UNLIKELY(s->state == SLAB_ORPHAN)) {
+      shared_pool_orphan_freed();
+      purge_kick();
+    }
+    return;
+  }
+  free_slab_checked(s, p);
 }
 
 void alloc_free_generic(void *p, uintptr_t entry)

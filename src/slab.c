@@ -51,10 +51,15 @@ uint32_t slab_drain_remote(struct slab *s)
     return 0;
   uint32_t n = 0;
   void *tail = NULL;
+  /* A small slab is its 64 KiB slot, and slab_link_next keeps each link
+   * inside the slot of the block it leaves: an entry's offset in its slot
+   * is its offset in the slab, and the block test is the fast path's. */
+  bool small = !size_class_is_medium(s->cls);
   for (void *p = list; p; p = slab_link_next(s, p)) {
     /* The head was checked by the free that pushed it; every other entry
      * comes from a link that slab_link_next kept inside the slab. */
-    if (hak_hardened && (!slab_is_block(s, p) || !slab_block_tagged(p)))
+    bool block = small ? slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved : slab_is_block(s, p);
+    if (hak_hardened && (!block || !slab_block_tagged(p)))
       hak_fatal_pointer("free(): corrupted remote-free list at", p);
     if (++n > s->used)
       hak_fatal_pointer("free(): double free (remote-free list holds a block twice) of", p);

@@ -32,11 +32,21 @@ enum slab_state {
   SLAB_SPAN_TAIL,   /* part of the medium slab head_offset slots before */
 };
 
-/* One cache line: free finds its slab by address arithmetic and touches
- * only this line.  carved is 32 bits wide, although it never exceeds
- * 4096, so that free's block test compares with it straight from memory. */
+/* The cache line size the descriptor's layout is planned for. */
+#define SLAB_LINE 64
+
+/* Two cache lines.  The first holds everything but the remote stack:
+ * malloc and the owner's free touch only it.  The second holds the remote
+ * stack alone, which other threads' frees write and the owner touches
+ * only when it drains: a remote free reads the first line (owner, the
+ * block test) but takes only the second for its CAS, so the line the
+ * owner writes on every operation stays in the owner's cache
+ * (bench/larson).  A field that other threads write goes on the second
+ * line, never on the first.  carved is 32 bits wide, although it never
+ * exceeds 4096, so that free's block test compares with it straight from
+ * memory. */
 struct slab {
-  void *free;                 /* owner: local free list (links encoded, see below) */
+  _Alignas(2 * SLAB_LINE) void *free; /* owner: local free list (links encoded, see below) */
   uint16_t used;              /* owner: blocks handed out and not yet returned */
   uint16_t capacity;          /* blocks in the slab (at most 4096) */
   uint32_t carved;            /* owner: blocks cut from the bump area so far */
@@ -52,10 +62,11 @@ struct slab {
   uint8_t head_offset;        /* SLAB_SPAN_TAIL: distance to the head slot */
   _Atomic uint64_t owner;     /* owning thread id or HAK_NO_OWNER */
   uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
-  _Atomic(void *) remote;     /* cross-thread free stack (links encoded) */
   struct slab *next, *prev;   /* owner ring or pool list */
+
+  _Alignas(SLAB_LINE) _Atomic(void *) remote; /* cross-thread free stack (links encoded) */
 };
-_Static_assert(sizeof(struct slab) == 64, "slab descriptor is one cache line");
+_Static_assert(sizeof(struct slab) == 2 * SLAB_LINE, "slab descriptor is two cache lines");
 
 /* ---- free blocks ----
  * A free block holds two words: its link to the next free block, and the
