@@ -71,6 +71,33 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
     return d == 0;                                                                                 \
   }                                                                                                \
                                                                                                    \
+  /* Whether [p, p+n), n a multiple of 16, holds the fill, read with the */                       \
+  /* very vectors fill_name stores (see check_hand_out). */                                        \
+  attributes static bool filled_run_##name(const unsigned char *p, size_t n)                       \
+  {                                                                                                \
+    const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
+    if (n < (bytes)) {                                                                             \
+      const check_vec fill16 = { CHECK_FILL_WORD, CHECK_FILL_WORD };                               \
+      check_vec diff16 = { 0, 0 };                                                                 \
+      for (size_t i = 0; i < n; i += 16) {                                                         \
+        check_vec v;                                                                               \
+        memcpy(&v, p + i, sizeof v);                                                               \
+        diff16 |= v ^ fill16;                                                                      \
+      }                                                                                            \
+      return (diff16[0] | diff16[1]) == 0;                                                         \
+    }                                                                                              \
+    vec_##name diff = (*(const vec_any_##name *)p ^ fill) |                                        \
+                      (*(const vec_any_##name *)(p + n - (bytes)) ^ fill);                         \
+    const vec_at_##name *q = (const vec_at_##name *)(((uintptr_t)p + (bytes)) & -(uintptr_t)(bytes)); \
+    const vec_at_##name *end = (const vec_at_##name *)(((uintptr_t)p + n) & -(uintptr_t)(bytes));  \
+    for (; q < end; q++)                                                                           \
+      diff |= *q ^ fill;                                                                           \
+    uint64_t d = 0;                                                                                \
+    for (size_t k = 0; k < (bytes) / 8; k++)                                                       \
+      d |= diff[k];                                                                                \
+    return d == 0;                                                                                 \
+  }                                                                                                \
+                                                                                                   \
   attributes static void fill_##name(unsigned char *p, size_t n)                                   \
   {                                                                                                \
     const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
@@ -101,8 +128,10 @@ CHECK_BYTE_LOOPS(avx512, 64, __attribute__((target("avx512f"))))
 #else
 #define CHECK_HAVE_WIDE 0
 #define filled_range_avx2 filled_range_sse2
+#define filled_run_avx2 filled_run_sse2
 #define fill_avx2 fill_sse2
 #define filled_range_avx512 filled_range_sse2
+#define filled_run_avx512 filled_run_sse2
 #define fill_avx512 fill_sse2
 #endif
 
@@ -144,6 +173,17 @@ static inline bool filled_range(const unsigned char *a, const unsigned char *b)
   return filled_range_sse2(a, b);
 }
 
+/* Whether [p, p+n), n a multiple of 16, holds CHECK_FILL, read exactly
+ * as check_fill stores it. */
+static inline bool filled_run(const unsigned char *p, size_t n)
+{
+  if (check_width == CHECK_VECTORS_AVX512)
+    return filled_run_avx512(p, n);
+  if (check_width == CHECK_VECTORS_AVX2)
+    return filled_run_avx2(p, n);
+  return filled_run_sse2(p, n);
+}
+
 bool check_is_filled(const unsigned char *p, size_t n)
 {
   return filled_range(p, p + n);
@@ -180,7 +220,12 @@ int check_class(size_t size, size_t align)
 
 void *check_hand_out(unsigned char *p, size_t size, size_t bs)
 {
-  if (!filled_range(p + FREE_WORDS, p + bs))
+  /* Read with the vectors that filled it: a load that straddles a store
+   * still in flight (the block freed just before, as in a malloc-free
+   * loop) waits for it to reach the cache, and one that does not
+   * straddle the link and tag words, just written by the free list, does
+   * not wait for them either. */
+  if (!filled_run(p + FREE_WORDS, bs - FREE_WORDS))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
   /* The canary is the fill already there, except in the link and tag
    * words, which the free list used: both are filled whatever the size
@@ -212,14 +257,11 @@ void check_free_block(const struct slab *s, void *p)
   unsigned char *b = p;
   if (!filled_range(b + size, b + bs - CHECK_TRAILER))
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
-  /* Past the request the fill is there already (just checked), so the
-   * fill may stop anywhere from there on: at the next multiple of 16,
-   * which lets it store whole vectors.  The link and tag words are the
-   * free list's. */
-  size_t end = (size + 15) & ~(size_t)15;
-  if (end > FREE_WORDS)
-    check_fill(b + FREE_WORDS, end - FREE_WORDS);
-  memset(trailer(p, bs), CHECK_FILL, CHECK_TRAILER);
+  /* All of it past the link and tag words (the free list's), the canary
+   * and the trailer included: the next malloc reads it with the same
+   * vectors (check_hand_out), and the length is the class's, not the
+   * request's, so the branches go the same way for every block of a class. */
+  check_fill(b + FREE_WORDS, bs - FREE_WORDS);
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)
