@@ -218,6 +218,61 @@ int check_class(size_t size, size_t align)
   return align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
 }
 
+/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 64 bytes) take
+ * 16-byte pieces in line instead of a call: one comparison per piece
+ * costs less there than the wide loops' set-up.  The branch on the class
+ * goes the same way for every block of a class. */
+#define SMALL_BLOCK 64
+
+static inline check_vec load16(const unsigned char *p)
+{
+  check_vec v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* Lanes k and up of 16 bytes (mask_edges), k <= 16. */
+static inline check_vec from_lane16(size_t k)
+{
+  check_vec v;
+  memcpy(&v, mask_edges + 64 - k, sizeof v);
+  return v;
+}
+
+/* [p, p+n) of a small block, n a multiple of 16 below 64: the pieces at
+ * 0, n - 16 and 16 (or 0), the very ones fill_small stores. */
+static inline bool filled_small(const unsigned char *p, size_t n)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  check_vec diff = (load16(p) ^ fill) | (load16(p + n - 16) ^ fill) |
+                   (load16(p + (n > 32 ? 16 : 0)) ^ fill);
+  return (diff[0] | diff[1]) == 0;
+}
+
+static inline void fill_small(unsigned char *p, size_t n)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  memcpy(p, &fill, sizeof fill);
+  memcpy(p + n - 16, &fill, sizeof fill);
+  memcpy(p + (n > 32 ? 16 : 0), &fill, sizeof fill);
+}
+
+/* The canary [size, bs - CHECK_TRAILER) of a small block: its aligned
+ * 16-byte pieces from the one holding size to the one holding the
+ * trailer, the first masked below size, the trailer's lanes of the last
+ * masked off (by the expected value: the code, known from the trailer). */
+static inline bool canary_small(const unsigned char *p, size_t size, size_t bs, uint32_t code)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  check_vec last = fill;
+  memcpy((unsigned char *)&last + 16 - CHECK_TRAILER, &code, sizeof code);
+  size_t first = size & ~(size_t)15;
+  check_vec diff = (load16(p + first) ^ (first == bs - 16 ? last : fill)) & from_lane16(size - first);
+  for (size_t c = first + 16; c < bs; c += 16)
+    diff |= load16(p + c) ^ (c == bs - 16 ? last : fill);
+  return (diff[0] | diff[1]) == 0;
+}
+
 void *check_hand_out(unsigned char *p, size_t size, size_t bs)
 {
   /* Read with the vectors that filled it: a load that straddles a store
@@ -225,7 +280,8 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
    * loop) waits for it to reach the cache, and one that does not
    * straddle the link and tag words, just written by the free list, does
    * not wait for them either. */
-  if (!filled_run(p + FREE_WORDS, bs - FREE_WORDS))
+  size_t n = bs - FREE_WORDS;
+  if (bs <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n) : !filled_run(p + FREE_WORDS, n))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
   /* The canary is the fill already there, except in the link and tag
    * words, which the free list used: both are filled whatever the size
@@ -255,13 +311,24 @@ void check_free_block(const struct slab *s, void *p)
   size_t bs = slab_block_size(s);
   size_t size = check_block_size(s, p);
   unsigned char *b = p;
-  if (!filled_range(b + size, b + bs - CHECK_TRAILER))
+  bool intact;
+  if (bs <= SMALL_BLOCK) {
+    uint32_t code;
+    memcpy(&code, trailer(p, bs), sizeof code);
+    intact = canary_small(b, size, bs, code);
+  } else {
+    intact = filled_range(b + size, b + bs - CHECK_TRAILER);
+  }
+  if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
   /* All of it past the link and tag words (the free list's), the canary
    * and the trailer included: the next malloc reads it with the same
    * vectors (check_hand_out), and the length is the class's, not the
    * request's, so the branches go the same way for every block of a class. */
-  check_fill(b + FREE_WORDS, bs - FREE_WORDS);
+  if (bs > SMALL_BLOCK)
+    check_fill(b + FREE_WORDS, bs - FREE_WORDS);
+  else if (bs > FREE_WORDS)
+    fill_small(b + FREE_WORDS, bs - FREE_WORDS);
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)
