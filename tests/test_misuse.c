@@ -622,6 +622,19 @@ static void write_after_free(void)
   }
 }
 
+/* A small block (40 bytes asked, a 48-byte block), whose bytes are
+ * compared in line rather than by the wide loops. */
+static void write_after_free_small(void)
+{
+  char *volatile p = malloc(opaque(40));
+  free(p);
+  p[30] = 7;
+  for (int i = 0; i < 200; i++) {
+    void *volatile q = malloc(opaque(40));
+    (void)q;
+  }
+}
+
 /* 700 bytes asked, a 768-byte block: the canary spans several vectors,
  * and the byte written is its last one, just before the trailer. */
 static void overflow_to_end_of_slack(void)
@@ -677,6 +690,7 @@ static const struct check_case {
   { "overflow_one_byte_into_trailer", overflow_one_byte_into_trailer },
   { "write_after_free", write_after_free },
   { "usable_size_is_the_request", usable_size_is_the_request },
+  { "write_after_free_small", write_after_free_small },
   { "overflow_to_end_of_slack", overflow_to_end_of_slack },
   { "write_after_free_at_block_end", write_after_free_at_block_end },
   { "write_after_free_medium", write_after_free_medium },
@@ -712,6 +726,14 @@ START_TEST(check_mode_finds_write_after_free)
 {
   check_case_name = "write_after_free";
   expect_abort(exec_check_case, "check = 1: a freed block written, then reused",
+               (struct expect){ "malloc()", { "use after free", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_finds_write_after_free_small)
+{
+  check_case_name = "write_after_free_small";
+  expect_abort(exec_check_case, "check = 1: a freed 48-byte block written, then reused",
                (struct expect){ "malloc()", { "use after free", NULL } });
 }
 END_TEST
@@ -791,6 +813,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, check_mode_finds_trailer_overflow);
   tcase_add_test(t, check_mode_finds_write_after_free);
   tcase_add_test(t, check_mode_usable_size);
+  tcase_add_test(t, check_mode_finds_write_after_free_small);
   tcase_add_test(t, check_mode_finds_overflow_to_end_of_slack);
   tcase_add_test(t, check_mode_finds_write_after_free_at_block_end);
   tcase_add_test(t, check_mode_finds_write_after_free_medium);
