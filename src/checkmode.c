@@ -23,10 +23,14 @@
  *   same time): the first and last unaligned, overlapping those between,
  *   which are aligned; runs shorter than a vector take 16-byte stores.
  *
+ * - The comparison of a freed block at malloc reads it with the very
+ *   vectors the fill stored (filled_run_name): a load that straddles a
+ *   store still in flight waits for it.
+ *
  * The loops exist once per vector width, compiled for the target that
  * has it: CHECK_BYTE_LOOPS(name, bytes, attributes) defines
- * filled_range_name and fill_name.  A difference is fatal, so the
- * comparison ORs them all and tests once at the end. */
+ * filled_range_name, filled_run_name and fill_name.  A difference is
+ * fatal, so the comparisons OR them all and test once at the end. */
 
 /* 64 bytes of 0, 64 of 0xff, 64 of 0: the W bytes at 64 - k have 0xff
  * from lane k on, those at 128 - j up to lane j (0 <= k, j <= W <= 64). */
