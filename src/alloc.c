@@ -45,6 +45,8 @@ void alloc_configure(void)
 {
   alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
   alloc_profiled_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
+  if (hak_config.check)
+    check_configure();
 }
 
 /* check = 1: a block with room for the trailer, from the thread cache,

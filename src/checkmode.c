@@ -5,20 +5,202 @@
 
 #include <string.h>
 
-/* A page of CHECK_FILL to compare against (libc's memcmp is vectorised),
- * in read-only data: no initialisation, no test of it on every call. */
-static const unsigned char fill_page[HAK_PAGE_SIZE] = { [0 ... HAK_PAGE_SIZE - 1] = CHECK_FILL };
+/* What check = 1 costs is mostly not the bytes but the branches on their
+ * number: sizes are random in most programs, and every test of a run's
+ * length ("under 16 bytes?", "under 64?", a loop's exit) is mispredicted
+ * often, at about 15 cycles each.  So the loops below are built to have
+ * one data-dependent branch, their exit:
+ *
+ * - A comparison of [a, b) reads whole aligned vectors, from the one
+ *   holding a to the one holding b's last byte, and masks the bytes
+ *   outside [a, b) in the first and the last (masks loaded from
+ *   mask_edges at an offset, no branch).  An aligned load never crosses a
+ *   page, and each holds at least one byte of the block, so it never
+ *   faults; the bytes it reads outside the block (a neighbour's) are
+ *   masked off, never used.
+ * - A fill of [p, p+n), n a multiple of 16, stores whole vectors only
+ *   inside the run (a neighbour may be written by another thread at the
+ *   same time): the first and last unaligned, overlapping those between,
+ *   which are aligned; runs shorter than a vector take 16-byte stores.
+ *
+ * - The comparison of a freed block at malloc reads it with the very
+ *   vectors the fill stored (filled_run_name): a load that straddles a
+ *   store still in flight waits for it.
+ *
+ * The loops exist once per vector width, compiled for the target that
+ * has it: CHECK_BYTE_LOOPS(name, bytes, attributes) defines
+ * filled_range_name, filled_run_name and fill_name.  A difference is
+ * fatal, so the comparisons OR them all and test once at the end. */
 
-/* Whether [p, p+n) holds CHECK_FILL, for runs of more than 64 bytes: a
- * page at a time. */
-bool check_is_filled_long(const unsigned char *p, size_t n)
-{
-  for (size_t off = 0; off < n; off += sizeof fill_page) {
-    size_t k = n - off < sizeof fill_page ? n - off : sizeof fill_page;
-    if (memcmp(p + off, fill_page, k) != 0)
-      return false;
+/* 64 bytes of 0, 64 of 0xff, 64 of 0: the W bytes at 64 - k have 0xff
+ * from lane k on, those at 128 - j up to lane j (0 <= k, j <= W <= 64). */
+static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
+  [64 ... 127] = 0xff,
+};
+
+#define CHECK_BYTE_LOOPS(name, bytes, attributes)                                                  \
+  typedef uint64_t vec_##name __attribute__((vector_size(bytes)));                                 \
+  typedef uint64_t vec_at_##name __attribute__((vector_size(bytes), may_alias));                  \
+  typedef uint64_t vec_any_##name __attribute__((vector_size(bytes), aligned(1), may_alias));      \
+                                                                                                   \
+  /* Lanes k and up of the mask, and lanes below j. */                                             \
+  attributes static inline vec_##name from_lane_##name(uintptr_t k)                                \
+  {                                                                                                \
+    return *(const vec_any_##name *)(mask_edges + 64 - k);                                         \
+  }                                                                                                \
+  attributes static inline vec_##name below_lane_##name(uintptr_t j)                               \
+  {                                                                                                \
+    return *(const vec_any_##name *)(mask_edges + 128 - j);                                        \
+  }                                                                                                \
+                                                                                                   \
+  attributes static bool filled_range_##name(const unsigned char *a, const unsigned char *b)      \
+  {                                                                                                \
+    const uintptr_t w = (bytes);                                                                   \
+    const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
+    uintptr_t first = (uintptr_t)a & -w, last = ((uintptr_t)b - 1) & -w;                          \
+    /* The edges' lanes: first's from a on and below b (capped at w); */                           \
+    /* last's from a (when a lies in it) and below b.  With a == b both */                         \
+    /* masks are empty. */                                                                         \
+    uintptr_t first_end = (uintptr_t)b - first < w ? (uintptr_t)b - first : w;                    \
+    uintptr_t last_from = (uintptr_t)a > last ? (uintptr_t)a - last : 0;                           \
+    vec_##name m_first = from_lane_##name((uintptr_t)a - first) & below_lane_##name(first_end);    \
+    vec_##name m_last = from_lane_##name(last_from) & below_lane_##name((uintptr_t)b - last);      \
+    vec_##name diff = ((*(const vec_at_##name *)first ^ fill) & m_first) |                            \
+                      ((*(const vec_at_##name *)last ^ fill) & m_last);                               \
+    for (uintptr_t c = first + w; c < last; c += w)                                                \
+      diff |= *(const vec_at_##name *)c ^ fill;                                                       \
+    uint64_t d = 0;                                                                                \
+    for (size_t k = 0; k < (bytes) / 8; k++)                                                       \
+      d |= diff[k];                                                                                \
+    return d == 0;                                                                                 \
+  }                                                                                                \
+                                                                                                   \
+  /* Whether [p, p+n), n a multiple of 16, holds the fill, read with the */                       \
+  /* very vectors fill_name stores (see check_hand_out). */                                        \
+  attributes static bool filled_run_##name(const unsigned char *p, size_t n)                       \
+  {                                                                                                \
+    const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
+    if (n < (bytes)) {                                                                             \
+      const check_vec fill16 = { CHECK_FILL_WORD, CHECK_FILL_WORD };                               \
+      check_vec diff16 = { 0, 0 };                                                                 \
+      for (size_t i = 0; i < n; i += 16) {                                                         \
+        check_vec v;                                                                               \
+        memcpy(&v, p + i, sizeof v);                                                               \
+        diff16 |= v ^ fill16;                                                                      \
+      }                                                                                            \
+      return (diff16[0] | diff16[1]) == 0;                                                         \
+    }                                                                                              \
+    vec_##name diff = (*(const vec_any_##name *)p ^ fill) |                                        \
+                      (*(const vec_any_##name *)(p + n - (bytes)) ^ fill);                         \
+    const vec_at_##name *q = (const vec_at_##name *)(((uintptr_t)p + (bytes)) & -(uintptr_t)(bytes)); \
+    const vec_at_##name *end = (const vec_at_##name *)(((uintptr_t)p + n) & -(uintptr_t)(bytes));  \
+    for (; q < end; q++)                                                                           \
+      diff |= *q ^ fill;                                                                           \
+    uint64_t d = 0;                                                                                \
+    for (size_t k = 0; k < (bytes) / 8; k++)                                                       \
+      d |= diff[k];                                                                                \
+    return d == 0;                                                                                 \
+  }                                                                                                \
+                                                                                                   \
+  attributes static void fill_##name(unsigned char *p, size_t n)                                   \
+  {                                                                                                \
+    const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
+    if (n < (bytes)) {                                                                             \
+      const check_vec fill16 = { CHECK_FILL_WORD, CHECK_FILL_WORD };                               \
+      for (size_t i = 0; i < n; i += 16) {                                                         \
+        /* Hides i from GCC, which would make the loop a memset call. */                           \
+        __asm__("" : "+r"(i));                                                                     \
+        memcpy(p + i, &fill16, sizeof fill16);                                                     \
+      }                                                                                            \
+      return;                                                                                      \
+    }                                                                                              \
+    *(vec_any_##name *)p = fill;                                                                   \
+    *(vec_any_##name *)(p + n - (bytes)) = fill;                                                   \
+    vec_at_##name *q = (vec_at_##name *)(((uintptr_t)p + (bytes)) & -(uintptr_t)(bytes));          \
+    vec_at_##name *end = (vec_at_##name *)(((uintptr_t)p + n) & -(uintptr_t)(bytes));              \
+    for (; q < end; q++) {                                                                         \
+      __asm__("" : "+r"(q));                                                                       \
+      *q = fill;                                                                                   \
+    }                                                                                              \
   }
-  return true;
+
+CHECK_BYTE_LOOPS(sse2, 16, )
+#if defined(__x86_64__)
+#define CHECK_HAVE_WIDE 1
+CHECK_BYTE_LOOPS(avx2, 32, __attribute__((target("avx2"))))
+CHECK_BYTE_LOOPS(avx512, 64, __attribute__((target("avx512f"))))
+#else
+#define CHECK_HAVE_WIDE 0
+#define filled_range_avx2 filled_range_sse2
+#define filled_run_avx2 filled_run_sse2
+#define fill_avx2 fill_sse2
+#define filled_range_avx512 filled_range_sse2
+#define filled_run_avx512 filled_run_sse2
+#define fill_avx512 fill_sse2
+#endif
+
+/* The width in use: written by check_configure at initialisation (or by a
+ * test), read by every check.  A branch on it, always the same way, costs
+ * less than an indirect call and leaves no writable code pointer. */
+static enum check_vectors check_width = CHECK_VECTORS_SSE2;
+
+bool check_use_vectors(enum check_vectors width)
+{
+  bool ok = width == CHECK_VECTORS_SSE2;
+#if CHECK_HAVE_WIDE
+  /* libgcc's reading of cpuid, which also asks the kernel (xgetbv)
+   * whether it saves the wide registers; idempotent, allocates nothing. */
+  __builtin_cpu_init();
+  if (width == CHECK_VECTORS_AVX2)
+    ok = __builtin_cpu_supports("avx2");
+  else if (width == CHECK_VECTORS_AVX512)
+    ok = __builtin_cpu_supports("avx512f");
+#endif
+  if (ok)
+    check_width = width;
+  return ok;
+}
+
+void check_configure(void)
+{
+  if (!check_use_vectors(CHECK_VECTORS_AVX512))
+    check_use_vectors(CHECK_VECTORS_AVX2);
+}
+
+/* Whether [a, b) holds CHECK_FILL; a <= b. */
+static inline bool filled_range(const unsigned char *a, const unsigned char *b)
+{
+  if (check_width == CHECK_VECTORS_AVX512)
+    return filled_range_avx512(a, b);
+  if (check_width == CHECK_VECTORS_AVX2)
+    return filled_range_avx2(a, b);
+  return filled_range_sse2(a, b);
+}
+
+/* Whether [p, p+n), n a multiple of 16, holds CHECK_FILL, read exactly
+ * as check_fill stores it. */
+static inline bool filled_run(const unsigned char *p, size_t n)
+{
+  if (check_width == CHECK_VECTORS_AVX512)
+    return filled_run_avx512(p, n);
+  if (check_width == CHECK_VECTORS_AVX2)
+    return filled_run_avx2(p, n);
+  return filled_run_sse2(p, n);
+}
+
+bool check_is_filled(const unsigned char *p, size_t n)
+{
+  return filled_range(p, p + n);
+}
+
+void check_fill(unsigned char *p, size_t n)
+{
+  if (check_width == CHECK_VECTORS_AVX512)
+    fill_avx512(p, n);
+  else if (check_width == CHECK_VECTORS_AVX2)
+    fill_avx2(p, n);
+  else
+    fill_sse2(p, n);
 }
 
 /* The first two words of a free block are its link and tag. */
@@ -40,15 +222,78 @@ int check_class(size_t size, size_t align)
   return align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
 }
 
+/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 64 bytes) take
+ * 16-byte pieces in line instead of a call: one comparison per piece
+ * costs less there than the wide loops' set-up.  The branch on the class
+ * goes the same way for every block of a class. */
+#define SMALL_BLOCK 64
+
+static inline check_vec load16(const unsigned char *p)
+{
+  check_vec v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* Lanes k and up of 16 bytes (mask_edges), k <= 16. */
+static inline check_vec from_lane16(size_t k)
+{
+  check_vec v;
+  memcpy(&v, mask_edges + 64 - k, sizeof v);
+  return v;
+}
+
+/* [p, p+n) of a small block, n a multiple of 16 below 64: the pieces at
+ * 0, n - 16 and 16 (or 0), the very ones fill_small stores. */
+static inline bool filled_small(const unsigned char *p, size_t n)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  check_vec diff = (load16(p) ^ fill) | (load16(p + n - 16) ^ fill) |
+                   (load16(p + (n > 32 ? 16 : 0)) ^ fill);
+  return (diff[0] | diff[1]) == 0;
+}
+
+static inline void fill_small(unsigned char *p, size_t n)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  memcpy(p, &fill, sizeof fill);
+  memcpy(p + n - 16, &fill, sizeof fill);
+  memcpy(p + (n > 32 ? 16 : 0), &fill, sizeof fill);
+}
+
+/* The canary [size, bs - CHECK_TRAILER) of a small block: its aligned
+ * 16-byte pieces from the one holding size to the one holding the
+ * trailer, the first masked below size, the trailer's lanes of the last
+ * masked off (by the expected value: the code, known from the trailer). */
+static inline bool canary_small(const unsigned char *p, size_t size, size_t bs, uint32_t code)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  check_vec last = fill;
+  memcpy((unsigned char *)&last + 16 - CHECK_TRAILER, &code, sizeof code);
+  size_t first = size & ~(size_t)15;
+  check_vec diff = (load16(p + first) ^ (first == bs - 16 ? last : fill)) & from_lane16(size - first);
+  for (size_t c = first + 16; c < bs; c += 16)
+    diff |= load16(p + c) ^ (c == bs - 16 ? last : fill);
+  return (diff[0] | diff[1]) == 0;
+}
+
 void *check_hand_out(unsigned char *p, size_t size, size_t bs)
 {
-  if (!check_is_filled(p + FREE_WORDS, bs - FREE_WORDS))
+  /* Read with the vectors that filled it: a load that straddles a store
+   * still in flight (the block freed just before, as in a malloc-free
+   * loop) waits for it to reach the cache, and one that does not
+   * straddle the link and tag words, just written by the free list, does
+   * not wait for them either. */
+  size_t n = bs - FREE_WORDS;
+  if (bs <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n) : !filled_run(p + FREE_WORDS, n))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
   /* The canary is the fill already there, except in the link and tag
-   * words, which the free list used. */
-  size_t words_end = bs - CHECK_TRAILER < FREE_WORDS ? bs - CHECK_TRAILER : FREE_WORDS;
-  if (size < words_end)
-    memset(p + size, CHECK_FILL, words_end - size);
+   * words, which the free list used: both are filled whatever the size
+   * (the program's part of them is its to write), which costs two stores
+   * and no branch.  A block of 16 bytes has its trailer in the tag word,
+   * written just after. */
+  const check_vec fill16 = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  memcpy(p, &fill16, sizeof fill16);
   uint32_t code = trailer_code(size);
   memcpy(trailer(p, bs), &code, sizeof code);
   return p;
@@ -69,18 +314,31 @@ void check_free_block(const struct slab *s, void *p)
 {
   size_t bs = slab_block_size(s);
   size_t size = check_block_size(s, p);
-  if (!check_is_filled((unsigned char *)p + size, bs - CHECK_TRAILER - size))
+  unsigned char *b = p;
+  bool intact;
+  if (bs <= SMALL_BLOCK) {
+    uint32_t code;
+    memcpy(&code, trailer(p, bs), sizeof code);
+    intact = canary_small(b, size, bs, code);
+  } else {
+    intact = filled_range(b + size, b + bs - CHECK_TRAILER);
+  }
+  if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
-  /* Past the request the fill is there already (just checked). */
-  if (size > FREE_WORDS)
-    memset((char *)p + FREE_WORDS, CHECK_FILL, size - FREE_WORDS);
-  memset(trailer(p, bs), CHECK_FILL, CHECK_TRAILER);
+  /* All of it past the link and tag words (the free list's), the canary
+   * and the trailer included: the next malloc reads it with the same
+   * vectors (check_hand_out), and the length is the class's, not the
+   * request's, so the branches go the same way for every block of a class. */
+  if (bs > SMALL_BLOCK)
+    check_fill(b + FREE_WORDS, bs - FREE_WORDS);
+  else if (bs > FREE_WORDS)
+    fill_small(b + FREE_WORDS, bs - FREE_WORDS);
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)
 {
   size_t bs = slab_block_size(s);
-  char *p = s->free;
+  unsigned char *p = s->free;
   for (uint32_t i = 0; i < n; i++, p += bs)
-    memset(p + FREE_WORDS, CHECK_FILL, bs - FREE_WORDS);
+    check_fill(p + FREE_WORDS, bs - FREE_WORDS);
 }

@@ -11,6 +11,12 @@
  * time linear in the block's size, never in the heap's.  Large blocks
  * keep their own checks (header check word, guard page).
  *
+ * The bytes are filled and compared with the widest vectors the CPU has
+ * (SSE2, AVX2 or AVX-512), chosen once by check_configure, in loops whose
+ * only data-dependent branch is their exit (checkmode.c says how).  The
+ * choice is one variable written at initialisation, before any checked
+ * block exists, and only read afterwards.
+ *
  * All entry points run on the slow paths only: with check = 1 the front
  * door sends every malloc and free there (alloc_fast_bound = 0, and the
  * thread's free key matches no slab). */
@@ -25,48 +31,31 @@
 
 #include <string.h>
 
-/* Whether [p, p+n) holds CHECK_FILL, for n > 64 (out of line: memcmp). */
-bool check_is_filled_long(const unsigned char *p, size_t n);
+/* The vector widths the byte loops can use, in bytes. */
+enum check_vectors {
+  CHECK_VECTORS_SSE2 = 16,    /* x86-64's baseline (elsewhere: the compiler's) */
+  CHECK_VECTORS_AVX2 = 32,
+  CHECK_VECTORS_AVX512 = 64,
+};
 
-/* 16 bytes, for the in-line comparison of short runs. */
+/* Chooses the widest vectors the CPU and the kernel support (cpuid, once,
+ * at initialisation: no ifunc resolver runs before relocation). */
+void check_configure(void);
+/* Uses vectors of the given width from now on; false (and no change) if
+ * the CPU cannot.  For the tests, which try every width the CPU has. */
+bool check_use_vectors(enum check_vectors width);
+
+/* 16 bytes of the fill. */
 typedef uint64_t check_vec __attribute__((vector_size(16)));
 #define CHECK_FILL_WORD (UINT64_C(0x0101010101010101) * CHECK_FILL)
 
-HAK_INLINE check_vec check_load_vec(const unsigned char *p)
-{
-  check_vec v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-/* Whether [p, p+n) holds CHECK_FILL throughout.  Runs of up to 64 bytes,
- * which the small classes check on every malloc and free, are compared in
- * line, 8 or 16 bytes at a time (the last load overlapping the others),
- * without a call; longer ones by memcmp with a page of the fill. */
-HAK_INLINE bool check_is_filled(const unsigned char *p, size_t n)
-{
-  if (n < 16) {
-    /* Two words that overlap, or bytes. */
-    if (n >= 8) {
-      uint64_t a, b;
-      memcpy(&a, p, sizeof a);
-      memcpy(&b, p + n - 8, sizeof b);
-      return ((a ^ CHECK_FILL_WORD) | (b ^ CHECK_FILL_WORD)) == 0;
-    }
-    unsigned diff = 0;
-    for (size_t i = 0; i < n; i++)
-      diff |= p[i] ^ CHECK_FILL;
-    return diff == 0;
-  }
-  if (n <= 64) {
-    const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
-    check_vec diff = check_load_vec(p + n - 16) ^ fill;
-    for (size_t i = 0; i + 16 < n; i += 16)
-      diff |= check_load_vec(p + i) ^ fill;
-    return (diff[0] | diff[1]) == 0;
-  }
-  return check_is_filled_long(p, n);
-}
+/* Whether [p, p+n) holds CHECK_FILL throughout.  It may read the bytes
+ * around the run up to the vector-aligned addresses on either side (never
+ * another page), and ignores them. */
+bool check_is_filled(const unsigned char *p, size_t n);
+/* Fills [p, p+n) with CHECK_FILL; n is a multiple of 16.  Stores only
+ * inside the run. */
+void check_fill(unsigned char *p, size_t n);
 
 /* The class of a checked block of size bytes aligned to align
  * (<= HAK_MIN_ALIGN for none): room for the trailer.  The caller makes

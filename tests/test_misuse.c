@@ -622,6 +622,53 @@ static void write_after_free(void)
   }
 }
 
+/* A small block (40 bytes asked, a 48-byte block), whose bytes are
+ * compared in line rather than by the wide loops. */
+static void write_after_free_small(void)
+{
+  char *volatile p = malloc(opaque(40));
+  free(p);
+  p[30] = 7;
+  for (int i = 0; i < 200; i++) {
+    void *volatile q = malloc(opaque(40));
+    (void)q;
+  }
+}
+
+/* 700 bytes asked, a 768-byte block: the canary spans several vectors,
+ * and the byte written is its last one, just before the trailer. */
+static void overflow_to_end_of_slack(void)
+{
+  char *volatile p = malloc(opaque(700));
+  p[763] = 1;
+  free(p);
+}
+
+/* A freed block is compared whole at reuse, past what the program had
+ * asked for too: here its last byte, where the trailer was. */
+static void write_after_free_at_block_end(void)
+{
+  char *volatile p = malloc(opaque(1000));
+  free(p);
+  p[1023] = 7;
+  for (int i = 0; i < 200; i++) {
+    void *volatile q = malloc(opaque(1000));
+    (void)q;
+  }
+}
+
+/* The same in a medium block (40 KiB class), written in its middle. */
+static void write_after_free_medium(void)
+{
+  char *volatile p = malloc(opaque(40000));
+  free(p);
+  p[20001] = 7;
+  for (int i = 0; i < 20; i++) {
+    void *volatile q = malloc(opaque(40000));
+    (void)q;
+  }
+}
+
 static void usable_size_is_the_request(void)
 {
   char *volatile p = malloc(opaque(20));
@@ -643,6 +690,10 @@ static const struct check_case {
   { "overflow_one_byte_into_trailer", overflow_one_byte_into_trailer },
   { "write_after_free", write_after_free },
   { "usable_size_is_the_request", usable_size_is_the_request },
+  { "write_after_free_small", write_after_free_small },
+  { "overflow_to_end_of_slack", overflow_to_end_of_slack },
+  { "write_after_free_at_block_end", write_after_free_at_block_end },
+  { "write_after_free_medium", write_after_free_medium },
 };
 
 static const char *check_case_name;
@@ -675,6 +726,38 @@ START_TEST(check_mode_finds_write_after_free)
 {
   check_case_name = "write_after_free";
   expect_abort(exec_check_case, "check = 1: a freed block written, then reused",
+               (struct expect){ "malloc()", { "use after free", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_finds_write_after_free_small)
+{
+  check_case_name = "write_after_free_small";
+  expect_abort(exec_check_case, "check = 1: a freed 48-byte block written, then reused",
+               (struct expect){ "malloc()", { "use after free", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_finds_overflow_to_end_of_slack)
+{
+  check_case_name = "overflow_to_end_of_slack";
+  expect_abort(exec_check_case, "check = 1: the last byte of a long canary written",
+               (struct expect){ "free()", { "overflow", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_finds_write_after_free_at_block_end)
+{
+  check_case_name = "write_after_free_at_block_end";
+  expect_abort(exec_check_case, "check = 1: a freed block's last byte written, then reused",
+               (struct expect){ "malloc()", { "use after free", NULL } });
+}
+END_TEST
+
+START_TEST(check_mode_finds_write_after_free_medium)
+{
+  check_case_name = "write_after_free_medium";
+  expect_abort(exec_check_case, "check = 1: a freed medium block written, then reused",
                (struct expect){ "malloc()", { "use after free", NULL } });
 }
 END_TEST
@@ -730,6 +813,10 @@ int main(int argc, char **argv)
   tcase_add_test(t, check_mode_finds_trailer_overflow);
   tcase_add_test(t, check_mode_finds_write_after_free);
   tcase_add_test(t, check_mode_usable_size);
+  tcase_add_test(t, check_mode_finds_write_after_free_small);
+  tcase_add_test(t, check_mode_finds_overflow_to_end_of_slack);
+  tcase_add_test(t, check_mode_finds_write_after_free_at_block_end);
+  tcase_add_test(t, check_mode_finds_write_after_free_medium);
   suite_add_tcase(s, t);
   return check_run(s);
 }

@@ -15,7 +15,7 @@ TESTS += tests/layering.sh
 dist_check_SCRIPTS += tests/layering.sh
 
 UNIT_TESTS = tests/test_size_class tests/test_slab tests/test_superslab tests/test_pool \
-	tests/test_alloc tests/test_os tests/test_thp tests/test_config_parse
+	tests/test_alloc tests/test_checkmode tests/test_os tests/test_thp tests/test_config_parse
 if HAVE_CHECK
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -45,6 +45,11 @@ tests_test_alloc_SOURCES = tests/test_alloc.c
 tests_test_alloc_CFLAGS = $(CORE_TESTS_CC_FLAGS)
 tests_test_alloc_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
 tests_test_alloc_LDADD = $(CORE_TESTS_LIBS)
+# check = 1's byte loops at every vector width the CPU has.
+tests_test_checkmode_SOURCES = tests/test_checkmode.c
+tests_test_checkmode_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_checkmode_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_checkmode_LDADD = $(CORE_TESTS_LIBS)
 # OS layer: the ownership guard, decommit failing with ENOMEM.  madvise is
 # wrapped at link time (the test's __wrap_madvise makes it fail), so that
 # the library needs no test hook.
