@@ -234,6 +234,51 @@ START_TEST(cached_mapping_is_split_for_a_smaller_request)
 }
 END_TEST
 
+/* The pieces of a split mapping join again once all are freed, in either
+ * order: the cache holds the whole mapping, one VMA with a guard after
+ * it, which serves a request of nearly its size with its pages. */
+static void split_and_join(bool head_first)
+{
+  char *big = hak_malloc(12 * MiB);
+  memset(big, 0x5a, 12 * MiB);
+  struct large_hdr *whole = hdr_of(big);
+  size_t whole_size = whole->map_size;
+  hak_free(big);
+  char *a = hak_malloc(3 * MiB);
+  ck_assert_ptr_eq(a, big);
+  char *b = hak_malloc(3 * MiB); /* the head of the rest: split again */
+  ck_assert((uintptr_t)b > (uintptr_t)a && (uintptr_t)b < (uintptr_t)whole + whole_size);
+  CHECK_INV(a, "first piece");
+  CHECK_INV(b, "second piece");
+  hak_free(head_first ? a : b);
+  hak_free(head_first ? b : a);
+  hak_stats_t s0 = stats_now();
+  char *c = hak_malloc(11 * MiB);
+  ck_assert_ptr_eq(c, big);
+  ck_assert_uint_eq(hdr_of(c)->map_size, whole_size);
+  CHECK_INV(c, "joined mapping");
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  ck_assert_uint_eq(stats_now().os_mmap - s0.os_mmap, 0);
+  /* The pages the pieces and the guards between them held are back, with
+   * what was written before the split. */
+  for (size_t i = 4096; i < 11 * MiB; i += 4096)
+    ck_assert_uint_eq((unsigned char)c[i], 0x5a);
+  ck_assert_int_eq(child_signal(write_at, (char *)hdr_of(c) + whole_size), SIGSEGV);
+  hak_free(c);
+}
+
+START_TEST(split_pieces_join_when_freed)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* the pages checked stay */
+  bigcache_flush();
+  split_and_join(true);
+  bigcache_flush();
+  split_and_join(false);
+  bigcache_flush();
+}
+END_TEST
+
 /* A smaller cached mapping is grown for a larger request: its pages move
  * along (their old contents show), only the difference is new. */
 /* Whether no page of [a, a + n) is mapped (mincore fails with ENOMEM on
@@ -755,6 +800,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, realloc_after_aligned_blocks_grows);
   tcase_add_test(t, invariants_after_each_operation);
   tcase_add_test(t, cached_mapping_is_split_for_a_smaller_request);
+  tcase_add_test(t, split_pieces_join_when_freed);
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
