@@ -179,14 +179,22 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
   if (!h)
     return NULL;
   /* Grown first: the registry units of the new offset may lie beyond
-   * the smaller mapping's end.  Only in place: moving it by mremap to a
-   * larger new range would be correct too (memcheck's reports against
-   * that were valgrind's own, see memcheck_grown_by_mremap in os.c) but
-   * gained nothing in bench/realloc. */
+   * the smaller mapping's end.  In place if the addresses after it are
+   * free; otherwise its pages move to a new mapping of the size (mremap,
+   * no copy), so that they are still used rather than the request
+   * faulting in a whole new mapping while they stay cached. */
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
-    if (!bigcache_put_back(h))
-      large_unmap(h);
-    return NULL;
+    struct large_hdr *n = large_move_to_new(h, map_size);
+    if (!n) {
+      if (!bigcache_put_back(h))
+        large_unmap(h);
+      return NULL;
+    }
+    /* The new part has the new mapping's flags: advise it as the moved
+     * part was, so that the mapping stays one VMA. */
+    if (n->huge_advised)
+      n->huge_advised = os_advise_huge(n, map_size, true) == 0;
+    h = n;
   }
   if (h->offset != offset) {
     /* Cached for a block at another offset: its registry entries follow. */

@@ -323,6 +323,38 @@ START_TEST(smaller_cached_mapping_is_grown)
 }
 END_TEST
 
+/* A smaller cached mapping that cannot grow in place (something else is
+ * mapped after it) still serves a larger request with its pages: they
+ * move to a new mapping of the size (mremap), only the difference is
+ * new. */
+START_TEST(smaller_cached_mapping_moves_when_it_cannot_grow)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* the pages checked stay */
+  bigcache_flush();
+  char *small = hak_malloc(8 * MiB);
+  memset(small, 0x3c, 8 * MiB);
+  struct large_hdr *h = hdr_of(small);
+  char *after = (char *)h + h->map_size + 1 * MiB;
+  /* Refused (EEXIST): something is there already, which blocks it too. */
+  void *blocker = mmap(after, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ck_assert_msg(blocker == after || (blocker == MAP_FAILED && errno == EEXIST), "cannot map after the block");
+  hak_free(small);
+  hak_stats_t s0 = stats_now();
+  char *p = hak_malloc(12 * MiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  ck_assert_ptr_ne(p, small);
+  CHECK_INV(p, "moved cached mapping");
+  for (size_t i = 4096; i < 8 * MiB; i += 4096)
+    ck_assert_uint_eq((unsigned char)p[i], 0x3c);
+  memset(p, 1, 12 * MiB);
+  hak_free(p);
+  if (blocker != MAP_FAILED)
+    munmap(blocker, 4096);
+  bigcache_flush();
+}
+END_TEST
+
 /* A slab block that grows into a large one takes a cached mapping much
  * larger than it and grows inside it; a realloc that grows never shrinks
  * the mapping, one that shrinks below a quarter of it does. */
@@ -802,6 +834,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, cached_mapping_is_split_for_a_smaller_request);
   tcase_add_test(t, split_pieces_join_when_freed);
   tcase_add_test(t, smaller_cached_mapping_is_grown);
+  tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);
