@@ -9,8 +9,11 @@
  * A freed mapping is reused with its pages wherever it can serve: whole
  * for a request of at least about half its size, split in two for a
  * smaller one (the rest, behind a PROT_NONE guard page, goes back to
- * BigCache), and grown in place by mremap for a larger one, so that only
- * the difference is faulted in.
+ * BigCache), and grown by mremap for a larger one (in place, or moved to
+ * a new mapping of the size when the addresses after it are taken), so
+ * that only the difference is faulted in.  The pieces of a split mapping
+ * join again when they are freed (os_join), so that the cache holds the
+ * whole mapping rather than pieces too small for the next request.
  *
  * A header is written by the thread that maps the block and read by the
  * thread that frees it; hand-over goes through the program's own
