@@ -11,9 +11,10 @@
  * smaller one (the rest, behind a PROT_NONE guard page, goes back to
  * BigCache), and grown by mremap for a larger one (in place, or moved to
  * a new mapping of the size when the addresses after it are taken), so
- * that only the difference is faulted in.  The pieces of a split mapping
- * join again when they are freed (os_join), so that the cache holds the
- * whole mapping rather than pieces too small for the next request.
+ * that only the difference is faulted in.  Before a cached mapping is
+ * grown, it is joined with the cached pieces of the mapping it was split
+ * from (os_join), so that pieces freed one by one serve a larger request
+ * again with their pages.
  *
  * A header is written by the thread that maps the block and read by the
  * thread that frees it; hand-over goes through the program's own

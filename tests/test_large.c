@@ -234,9 +234,9 @@ START_TEST(cached_mapping_is_split_for_a_smaller_request)
 }
 END_TEST
 
-/* The pieces of a split mapping join again once all are freed, in either
- * order: the cache holds the whole mapping, one VMA with a guard after
- * it, which serves a request of nearly its size with its pages. */
+/* The pieces of a split mapping, freed in either order, join again for a
+ * request larger than each: the whole mapping, one VMA with a guard after
+ * it, serves it with its pages. */
 static void split_and_join(bool head_first)
 {
   char *big = hak_malloc(12 * MiB);
@@ -267,7 +267,7 @@ static void split_and_join(bool head_first)
   hak_free(c);
 }
 
-START_TEST(split_pieces_join_when_freed)
+START_TEST(split_pieces_join_for_a_larger_request)
 {
   start();
   hak_config.purge_delay_ms = -1; /* the pages checked stay */
@@ -832,7 +832,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, realloc_after_aligned_blocks_grows);
   tcase_add_test(t, invariants_after_each_operation);
   tcase_add_test(t, cached_mapping_is_split_for_a_smaller_request);
-  tcase_add_test(t, split_pieces_join_when_freed);
+  tcase_add_test(t, split_pieces_join_for_a_larger_request);
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
