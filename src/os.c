@@ -23,7 +23,7 @@ struct os_counters os_counters;
 
 /* ---- the ownership map: which registry units os_map_aligned handed out ----
  * A bit per 512 KiB unit in a two-level table (one leaf per 4 GiB, mapped
- * on first use and never freed; a leaf is 2 KiB of address space).  tail
+ * on first use and never freed; a leaf is 3 KiB of address space).  tail
  * has a bit per unit too: set for the unit holding the first byte of a
  * PROT_NONE tail guard (a mapping placed by the kernel, or split).  split
  * has one per unit as well: set for the first unit of a mapping that
