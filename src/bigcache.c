@@ -10,7 +10,6 @@
 #include <pthread.h>
 
 #define BIGCACHE_BUCKETS 64
-#define BIGCACHE_MAX_BLOCK ((size_t)32 << 20)
 
 /* The byte bound is bigcache_max_mb (learned in learning mode; in lean
  * mode at most the lean target); the count bound grows with it. */
@@ -154,6 +153,29 @@ struct large_hdr *bigcache_take(size_t least, size_t want, size_t most)
   unmap_list(evicted);
   counters_add(h ? &hak_counters.bigcache_hits : &hak_counters.bigcache_misses, 1);
   return h;
+}
+
+struct large_hdr *bigcache_take_adjacent(const struct large_hdr *h, bool after)
+{
+  const void *want = after ? os_split_next(h, h->map_size) : NULL;
+  if ((after && !want) || (!after && !os_is_split_rest(h)))
+    return NULL;
+  /* A scan of every bucket (the cache holds a few dozen mappings): the
+   * neighbour's size is not known, and reading it before it is found in
+   * the cache could race with its owner's realloc. */
+  struct large_hdr *h_found = NULL;
+  pthread_mutex_lock(&bigcache_lock);
+  for (int b = 0; b < BIGCACHE_BUCKETS && !h_found; b++)
+    for (struct large_hdr **pp = &bucket[b]; cache_verified(*pp); pp = &(*pp)->cache_next) {
+      struct large_hdr *c = *pp;
+      if (after ? (const void *)c == want : os_split_next(c, c->map_size) == (const void *)h) {
+        h_found = c;
+        cache_unlink_locked(pp, c);
+        break;
+      }
+    }
+  pthread_mutex_unlock(&bigcache_lock);
+  return h_found;
 }
 
 /* Gives back the pages of a cached mapping except its header page. */

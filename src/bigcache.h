@@ -24,6 +24,13 @@ size_t bigcache_round(size_t map_size);
  * for the caller to grow; or NULL.  Every cached header visited is
  * verified (a mismatch is a fatal error). */
 struct large_hdr *bigcache_take(size_t least, size_t want, size_t most);
+/* The largest mapping the cache keeps. */
+#define BIGCACHE_MAX_BLOCK ((size_t)32 << 20)
+/* Takes out the cached mapping next to freed mapping h, for large.c to
+ * join with it: after: the rest os_split cut off h; otherwise: the one h
+ * was cut off (os_split_next of it is h).  NULL if that one is not cached
+ * (or h has none).  Every cached header visited is verified. */
+struct large_hdr *bigcache_take_adjacent(const struct large_hdr *h, bool after);
 /* Offers a freed mapping to the cache (resealing its header); false if it
  * was not kept. */
 bool bigcache_put(struct large_hdr *h);

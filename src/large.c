@@ -166,6 +166,54 @@ static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
   return n;
 }
 
+/* Joins h, taken out of BigCache, with n, the rest os_split cut off it,
+ * taken out too: n's header becomes plain memory inside h's mapping.
+ * False, nothing changed, if they cannot be one mapping of one VMA (a
+ * seam, too large for BigCache, or the kernel refuses). */
+static bool large_join(struct large_hdr *h, struct large_hdr *n)
+{
+  size_t total = (size_t)((char *)n - (char *)h) + n->map_size;
+  if (h->seam != 0 || n->seam != 0 || total > BIGCACHE_MAX_BLOCK ||
+      os_join(h, h->map_size, n, n->map_size, h->huge_advised || n->huge_advised) != 0)
+    return false;
+  large_unregister((uintptr_t)n, n->offset);
+  n->magic = 0;
+  n->check = 0;
+  h->huge_advised = h->huge_advised || n->huge_advised;
+  h->decommitted = h->decommitted && n->decommitted;
+  h->map_size = total;
+  large_seal(h);
+  return true;
+}
+
+/* Joins h, taken out of BigCache for a request it is too small for, with
+ * the cached pieces split off it or off which it was split, so that a
+ * mapping cut up for smaller requests serves a larger one again with its
+ * pages, rather than the cache keeping pieces while another grows.  Only
+ * then: joining every freed piece at once would cost a split and a join
+ * (two mprotect calls and TLB flushes) per request in a loop of mixed
+ * sizes.  Returns the joined mapping (h, or the one before it). */
+static struct large_hdr *large_join_cached(struct large_hdr *h)
+{
+  struct large_hdr *n;
+  while ((n = bigcache_take_adjacent(h, true))) {
+    if (!large_join(h, n)) {
+      if (!bigcache_put_back(n))
+        large_unmap(n);
+      break;
+    }
+  }
+  while ((n = bigcache_take_adjacent(h, false))) {
+    if (!large_join(n, h)) {
+      if (!bigcache_put_back(n))
+        large_unmap(n);
+      break;
+    }
+    h = n;
+  }
+  return h;
+}
+
 /* A mapping from BigCache for a block of map_size bytes at offset, or
  * NULL.  to_grow: the block is expected to grow (see large_alloc_to_grow),
  * so a larger mapping serves it whole; otherwise a much larger one is
@@ -179,14 +227,24 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
   if (!h)
     return NULL;
   /* Grown first: the registry units of the new offset may lie beyond
-   * the smaller mapping's end.  Only in place: moving it by mremap to a
-   * larger new range would be correct too (memcheck's reports against
-   * that were valgrind's own, see memcheck_grown_by_mremap in os.c) but
-   * gained nothing in bench/realloc. */
+   * the smaller mapping's end.  In place if the addresses after it are
+   * free; otherwise its pages move to a new mapping of the size (mremap,
+   * no copy), so that they are still used rather than the request
+   * faulting in a whole new mapping while they stay cached. */
+  if (h->map_size < map_size)
+    h = large_join_cached(h);
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
-    if (!bigcache_put_back(h))
-      large_unmap(h);
-    return NULL;
+    struct large_hdr *n = large_move_to_new(h, map_size);
+    if (!n) {
+      if (!bigcache_put_back(h))
+        large_unmap(h);
+      return NULL;
+    }
+    /* The new part has the new mapping's flags: advise it as the moved
+     * part was, so that the mapping stays one VMA. */
+    if (n->huge_advised)
+      n->huge_advised = os_advise_huge(n, map_size, true) == 0;
+    h = n;
   }
   if (h->offset != offset) {
     /* Cached for a block at another offset: its registry entries follow. */

@@ -9,8 +9,12 @@
  * A freed mapping is reused with its pages wherever it can serve: whole
  * for a request of at least about half its size, split in two for a
  * smaller one (the rest, behind a PROT_NONE guard page, goes back to
- * BigCache), and grown in place by mremap for a larger one, so that only
- * the difference is faulted in.
+ * BigCache), and grown by mremap for a larger one (in place, or moved to
+ * a new mapping of the size when the addresses after it are taken), so
+ * that only the difference is faulted in.  Before a cached mapping is
+ * grown, it is joined with the cached pieces of the mapping it was split
+ * from (os_join), so that pieces freed one by one serve a larger request
+ * again with their pages.
  *
  * A header is written by the thread that maps the block and read by the
  * thread that frees it; hand-over goes through the program's own

@@ -23,14 +23,19 @@ struct os_counters os_counters;
 
 /* ---- the ownership map: which registry units os_map_aligned handed out ----
  * A bit per 512 KiB unit in a two-level table (one leaf per 4 GiB, mapped
- * on first use and never freed; a leaf is 2 KiB of address space).  tail
+ * on first use and never freed; a leaf is 3 KiB of address space).  tail
  * has a bit per unit too: set for the unit holding the first byte of a
- * PROT_NONE tail guard (a mapping placed by the kernel). */
+ * PROT_NONE tail guard (a mapping placed by the kernel, or split).  split
+ * has one per unit as well: set for the first unit of a mapping that
+ * os_split cut off the one before it, for as long as that one's guard
+ * still ends there; the two came from one VMA, so that os_join can give
+ * the guard back and the kernel merges the three VMAs into one again. */
 #define GUARD_L2_BITS (32 - HAK_UNIT_SHIFT)
 #define GUARD_WORDS ((1u << GUARD_L2_BITS) / 64)
 struct guard_leaf {
   _Atomic uint64_t bits[GUARD_WORDS];
   _Atomic uint64_t tail[GUARD_WORDS];
+  _Atomic uint64_t split[GUARD_WORDS];
 };
 HAK_BSS_APART(guard_l1) static _Atomic(struct guard_leaf *) guard_l1[1u << 16];
 
@@ -129,6 +134,26 @@ static _Atomic uint64_t *tail_word(uintptr_t a, bool create, uint64_t *bit)
   size_t i = unit_of(a) & ((1u << GUARD_L2_BITS) - 1);
   *bit = (uint64_t)1 << (i % 64);
   return leaf ? &leaf->tail[i / 64] : NULL;
+}
+
+/* The split bit of the unit holding address a. */
+static _Atomic uint64_t *split_word(uintptr_t a, bool create, uint64_t *bit)
+{
+  struct guard_leaf *leaf = guard_leaf_get(a, create);
+  size_t i = unit_of(a) & ((1u << GUARD_L2_BITS) - 1);
+  *bit = (uint64_t)1 << (i % 64);
+  return leaf ? &leaf->split[i / 64] : NULL;
+}
+
+/* The mapping starting at start is no longer the rest of a split whose
+ * head's guard ends there (it is unmapped or replaced, or the head's
+ * guard moved or went). */
+static void split_clear(uintptr_t start)
+{
+  uint64_t bit;
+  _Atomic uint64_t *w = split_word(start, false, &bit);
+  if (w)
+    atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
 }
 
 static bool tail_guard_test_and_clear(uintptr_t end)
@@ -276,8 +301,10 @@ static void *os_map_aligned_raw(size_t size, size_t align, size_t room)
 /* Unmaps the tail guard after a mapping ending at end, if it has one. */
 static void os_drop_tail_guard(uintptr_t end)
 {
-  if (tail_guard_test_and_clear(end))
+  if (tail_guard_test_and_clear(end)) {
+    split_clear(tail_guard_end(end));
     os_munmap_raw((void *)end, tail_guard_end(end) - end);
+  }
 }
 
 void *os_map_aligned(size_t size, size_t align)
@@ -313,6 +340,7 @@ void os_unmap(void *addr, size_t size)
   /* Every mapping starts on a unit boundary, so its last unit holds no
    * other mapping of ours: all its units stop being ours. */
   guard_mark((uintptr_t)addr, size, false);
+  split_clear((uintptr_t)addr);
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, size, memory_order_relaxed);
   os_munmap_raw(addr, size);
   os_drop_tail_guard((uintptr_t)addr + size);
@@ -385,8 +413,10 @@ static int os_shrink(uintptr_t a, size_t old_size, size_t new_size)
     }
     atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
     atomic_fetch_or_explicit(nw, new_bit, memory_order_relaxed);
-    if (old_guard_end > new_guard_end)
+    if (old_guard_end > new_guard_end) {
+      split_clear(old_guard_end);
       os_munmap_raw((void *)new_guard_end, old_guard_end - new_guard_end);
+    }
   } else {
     os_munmap_raw((void *)new_end, old_size - new_size);
   }
@@ -440,13 +470,14 @@ void *os_split(void *addr, size_t size, size_t head)
       os_refuse(addr, size, "mprotect refused: range not mapped by hakmem"))
     return NULL;
   int saved = errno;
-  uint64_t bit;
-  _Atomic uint64_t *w = tail_word(head_end, true, &bit);
-  if (!w || mprotect((void *)head_end, rest - head_end, PROT_NONE) != 0) {
+  uint64_t bit, rest_bit;
+  _Atomic uint64_t *w = tail_word(head_end, true, &bit), *sw = split_word(rest, true, &rest_bit);
+  if (!w || !sw || mprotect((void *)head_end, rest - head_end, PROT_NONE) != 0) {
     errno = saved;
     return NULL;
   }
   atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+  atomic_fetch_or_explicit(sw, rest_bit, memory_order_relaxed);
   /* Units wholly inside the guard hold no mapping of ours any more. */
   uintptr_t first_free = unit_of(head_end - 1) + 1, rest_unit = unit_of(rest);
   if (rest_unit > first_free)
@@ -454,6 +485,63 @@ void *os_split(void *addr, size_t size, size_t head)
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, rest - head_end, memory_order_relaxed);
   errno = saved;
   return (void *)rest;
+}
+
+void *os_split_next(const void *addr, size_t size)
+{
+  uintptr_t end = (uintptr_t)addr + size, n = tail_guard_end(end);
+  uint64_t bit, next_bit;
+  _Atomic uint64_t *w = tail_word(end, false, &bit), *sw = split_word(n, false, &next_bit);
+  if (!w || !sw || !(atomic_load_explicit(w, memory_order_relaxed) & bit) ||
+      !(atomic_load_explicit(sw, memory_order_relaxed) & next_bit))
+    return NULL;
+  return (void *)n;
+}
+
+bool os_is_split_rest(const void *addr)
+{
+  uint64_t bit;
+  _Atomic uint64_t *w = split_word((uintptr_t)addr, false, &bit);
+  return w && (atomic_load_explicit(w, memory_order_relaxed) & bit);
+}
+
+int os_join(void *addr, size_t size, void *next, size_t next_size, bool huge)
+{
+  uintptr_t a = (uintptr_t)addr, head_end = a + size, n = (uintptr_t)next;
+  uint64_t bit, next_bit;
+  _Atomic uint64_t *w = tail_word(head_end, false, &bit), *sw = split_word(n, false, &next_bit);
+  if (size == 0 || size % HAK_PAGE_SIZE || n != tail_guard_end(head_end) || !w || !sw ||
+      !(atomic_load_explicit(w, memory_order_relaxed) & bit) ||
+      !(atomic_load_explicit(sw, memory_order_relaxed) & next_bit) ||
+      os_refuse(addr, size, "mprotect refused: range not mapped by hakmem") ||
+      os_refuse(next, next_size, "mprotect refused: range not mapped by hakmem"))
+    return EINVAL;
+  int saved = errno;
+  /* The guard's units are ours again before it is readable (the leaves
+   * exist: os_split cleared these bits). */
+  uintptr_t first = unit_of(head_end - 1) + 1, next_unit = unit_of(n);
+  if (next_unit > first)
+    guard_units(first, next_unit - 1, GUARD_SET);
+  if (mprotect((void *)head_end, n - head_end, PROT_READ | PROT_WRITE) != 0) {
+    int err = errno;
+    if (next_unit > first)
+      guard_units(first, next_unit - 1, GUARD_CLEAR);
+    errno = saved;
+    return err;
+  }
+  /* If a part was advised for huge pages since the split, the whole is,
+   * so that the three VMAs carry the same flags and merge (the guard kept
+   * those of the mapping split).  It succeeded on that part, so it does
+   * on the whole. */
+  if (huge) {
+    atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
+    madvise(addr, n + next_size - a, MADV_HUGEPAGE);
+  }
+  atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+  atomic_fetch_and_explicit(sw, ~next_bit, memory_order_relaxed);
+  atomic_fetch_add_explicit(&os_counters.mapped_bytes, n - head_end, memory_order_relaxed);
+  errno = saved;
+  return 0;
 }
 
 /* Tells valgrind's memcheck that [addr, addr+size), the pages a growing
@@ -491,6 +579,10 @@ int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size
    * releases it the kernel may hand it to another thread's mapping, whose
    * marks must not be cleared after the fact. */
   guard_mark((uintptr_t)old, old_size, false);
+  /* Neither range stays what a split left: dest's head becomes old's
+   * VMA, and old's range is released. */
+  split_clear((uintptr_t)old);
+  split_clear((uintptr_t)dest);
   if (seam == 0 || seam >= old_size || seam >= new_size) {
     atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
     if (mremap(o, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, d) == MAP_FAILED)

@@ -63,6 +63,21 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size);
  * (unit-aligned, still hakmem's), which is returned.  NULL with nothing
  * changed if no rest remains or the kernel refuses; errno unchanged. */
 void *os_split(void *addr, size_t size, size_t head);
+/* The start of the rest os_split cut off the mapping [addr, addr+size),
+ * if the two still stand as os_split left them (the head's guard ends
+ * there, and the rest was neither unmapped nor moved); NULL otherwise. */
+void *os_split_next(const void *addr, size_t size);
+/* Whether the mapping at addr is such a rest: os_split_next of the
+ * mapping before it would name it. */
+bool os_is_split_rest(const void *addr);
+/* Undoes os_split: joins the mapping [addr, addr+size) and next, the rest
+ * os_split cut off it (next == os_split_next(addr, size)), by giving
+ * their guard back (read-write again, its pages as they were): the result
+ * is one mapping, and one VMA, of next - addr + next_size bytes.  huge:
+ * either part was advised for huge pages since the split (the whole then
+ * is, so that its flags agree); false: neither was.  Returns 0, or an
+ * errno value with nothing changed (EINVAL: not such a pair). */
+int os_join(void *addr, size_t size, void *next, size_t next_size, bool huge);
 /* Moves the pages of [old, old+old_size) to dest, which must be a mapping of
  * at least new_size bytes obtained from os_map_aligned; no data is copied.
  * seam, if not 0, is where the second of the two VMAs the range may be

@@ -234,6 +234,51 @@ START_TEST(cached_mapping_is_split_for_a_smaller_request)
 }
 END_TEST
 
+/* The pieces of a split mapping, freed in either order, join again for a
+ * request larger than each: the whole mapping, one VMA with a guard after
+ * it, serves it with its pages. */
+static void split_and_join(bool head_first)
+{
+  char *big = hak_malloc(12 * MiB);
+  memset(big, 0x5a, 12 * MiB);
+  struct large_hdr *whole = hdr_of(big);
+  size_t whole_size = whole->map_size;
+  hak_free(big);
+  char *a = hak_malloc(3 * MiB);
+  ck_assert_ptr_eq(a, big);
+  char *b = hak_malloc(3 * MiB); /* the head of the rest: split again */
+  ck_assert((uintptr_t)b > (uintptr_t)a && (uintptr_t)b < (uintptr_t)whole + whole_size);
+  CHECK_INV(a, "first piece");
+  CHECK_INV(b, "second piece");
+  hak_free(head_first ? a : b);
+  hak_free(head_first ? b : a);
+  hak_stats_t s0 = stats_now();
+  char *c = hak_malloc(11 * MiB);
+  ck_assert_ptr_eq(c, big);
+  ck_assert_uint_eq(hdr_of(c)->map_size, whole_size);
+  CHECK_INV(c, "joined mapping");
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  ck_assert_uint_eq(stats_now().os_mmap - s0.os_mmap, 0);
+  /* The pages the pieces and the guards between them held are back, with
+   * what was written before the split. */
+  for (size_t i = 4096; i < 11 * MiB; i += 4096)
+    ck_assert_uint_eq((unsigned char)c[i], 0x5a);
+  ck_assert_int_eq(child_signal(write_at, (char *)hdr_of(c) + whole_size), SIGSEGV);
+  hak_free(c);
+}
+
+START_TEST(split_pieces_join_for_a_larger_request)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* the pages checked stay */
+  bigcache_flush();
+  split_and_join(true);
+  bigcache_flush();
+  split_and_join(false);
+  bigcache_flush();
+}
+END_TEST
+
 /* A smaller cached mapping is grown for a larger request: its pages move
  * along (their old contents show), only the difference is new. */
 /* Whether no page of [a, a + n) is mapped (mincore fails with ENOMEM on
@@ -274,6 +319,38 @@ START_TEST(smaller_cached_mapping_is_grown)
   }
   memset(p, 1, 12 * MiB);
   hak_free(p);
+  bigcache_flush();
+}
+END_TEST
+
+/* A smaller cached mapping that cannot grow in place (something else is
+ * mapped after it) still serves a larger request with its pages: they
+ * move to a new mapping of the size (mremap), only the difference is
+ * new. */
+START_TEST(smaller_cached_mapping_moves_when_it_cannot_grow)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* the pages checked stay */
+  bigcache_flush();
+  char *small = hak_malloc(8 * MiB);
+  memset(small, 0x3c, 8 * MiB);
+  struct large_hdr *h = hdr_of(small);
+  char *after = (char *)h + h->map_size + 1 * MiB;
+  /* Refused (EEXIST): something is there already, which blocks it too. */
+  void *blocker = mmap(after, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ck_assert_msg(blocker == after || (blocker == MAP_FAILED && errno == EEXIST), "cannot map after the block");
+  hak_free(small);
+  hak_stats_t s0 = stats_now();
+  char *p = hak_malloc(12 * MiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  ck_assert_ptr_ne(p, small);
+  CHECK_INV(p, "moved cached mapping");
+  for (size_t i = 4096; i < 8 * MiB; i += 4096)
+    ck_assert_uint_eq((unsigned char)p[i], 0x3c);
+  memset(p, 1, 12 * MiB);
+  hak_free(p);
+  if (blocker != MAP_FAILED)
+    munmap(blocker, 4096);
   bigcache_flush();
 }
 END_TEST
@@ -755,7 +832,9 @@ int main(int argc, char **argv)
   tcase_add_test(t, realloc_after_aligned_blocks_grows);
   tcase_add_test(t, invariants_after_each_operation);
   tcase_add_test(t, cached_mapping_is_split_for_a_smaller_request);
+  tcase_add_test(t, split_pieces_join_for_a_larger_request);
   tcase_add_test(t, smaller_cached_mapping_is_grown);
+  tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);

@@ -1,6 +1,7 @@
 /* The OS layer (os.c): it refuses to unmap, decommit or advise a range
  * hakmem did not map; the first ENOMEM from a decommit turns decommit off
- * for good, and free memory is unmapped instead.
+ * for good, and free memory is unmapped instead; it joins only the pieces
+ * of a split that still stand as the split left them.
  *
  * The failure is the test's own madvise: this program is linked with
  * -Wl,--wrap=madvise (tests/unit.mk), so that os.c's calls reach
@@ -105,6 +106,42 @@ START_TEST(decommit_enomem_fails_fast_to_unmap)
 }
 END_TEST
 
+/* os_join joins only the two pieces os_split made of one mapping, while
+ * both stand as it left them: once the rest is unmapped (and a mapping of
+ * another VMA may take its place), or the head is shrunk, the pair is
+ * refused with nothing changed. */
+START_TEST(join_only_what_split_made)
+{
+  start();
+  const size_t unit = 512 * 1024, size = 8 * unit;
+  char *m = os_map_aligned(size, unit);
+  ck_assert_ptr_nonnull(m);
+  memset(m, 0x11, size);
+  char *rest = os_split(m, size, 2 * unit);
+  ck_assert_ptr_nonnull(rest);
+  size_t rest_size = (size_t)(m + size - rest);
+  ck_assert_ptr_eq(os_split_next(m, 2 * unit), rest);
+  ck_assert(os_is_split_rest(rest));
+  ck_assert_int_eq(os_join(m, 2 * unit, rest, rest_size, false), 0);
+  /* Joined: the guard is read-write again and holds what it held. */
+  ck_assert_uint_eq((unsigned char)m[2 * unit + 100], 0x11);
+  ck_assert_ptr_null(os_split_next(m, 2 * unit));
+  ck_assert(!os_is_split_rest(rest));
+  ck_assert_int_eq(os_join(m, 2 * unit, rest, rest_size, false), EINVAL);
+  /* Split again, unmap the rest: the pair is gone for good. */
+  rest = os_split(m, size, 2 * unit);
+  ck_assert_ptr_nonnull(rest);
+  os_unmap(rest, rest_size);
+  ck_assert_ptr_null(os_split_next(m, 2 * unit));
+  ck_assert(!os_is_split_rest(rest));
+  char *other = os_map_aligned(rest_size, unit);
+  ck_assert_ptr_nonnull(other);
+  ck_assert_int_eq(os_join(m, 2 * unit, rest, rest_size, false), EINVAL);
+  os_unmap(other, rest_size);
+  os_unmap(m, 2 * unit);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("os");
@@ -112,6 +149,7 @@ int main(void)
   tcase_set_timeout(t, 60);
   tcase_add_test(t, os_guard_refuses_foreign_ranges);
   tcase_add_test(t, decommit_enomem_fails_fast_to_unmap);
+  tcase_add_test(t, join_only_what_split_made);
   suite_add_tcase(s, t);
   return check_run(s);
 }
