@@ -615,28 +615,29 @@ static void overflow_one_byte_into_trailer(void)
   free(p);
 }
 
-static void write_after_free(void)
+/* Frees a block of size bytes, writes its byte at, then mallocs blocks of
+ * the same size until the written one is handed out again. */
+static void write_after_free_of(size_t size, size_t at, int reuses)
 {
-  char *volatile p = malloc(opaque(100));
+  char *volatile p = malloc(opaque(size));
   free(p);
-  p[50] = 7;
-  for (int i = 0; i < 200; i++) {
-    void *volatile q = malloc(opaque(100));
+  p[at] = 7;
+  for (int i = 0; i < reuses; i++) {
+    void *volatile q = malloc(opaque(size));
     (void)q;
   }
+}
+
+static void write_after_free(void)
+{
+  write_after_free_of(100, 50, 200);
 }
 
 /* A small block (40 bytes asked, a 48-byte block), whose bytes are
  * compared in line rather than by the wide loops. */
 static void write_after_free_small(void)
 {
-  char *volatile p = malloc(opaque(40));
-  free(p);
-  p[30] = 7;
-  for (int i = 0; i < 200; i++) {
-    void *volatile q = malloc(opaque(40));
-    (void)q;
-  }
+  write_after_free_of(40, 30, 200);
 }
 
 /* 700 bytes asked, a 768-byte block: the canary spans several vectors,
@@ -652,25 +653,13 @@ static void overflow_to_end_of_slack(void)
  * asked for too: here its last byte, where the trailer was. */
 static void write_after_free_at_block_end(void)
 {
-  char *volatile p = malloc(opaque(1000));
-  free(p);
-  p[1023] = 7;
-  for (int i = 0; i < 200; i++) {
-    void *volatile q = malloc(opaque(1000));
-    (void)q;
-  }
+  write_after_free_of(1000, 1023, 200);
 }
 
 /* The same in a medium block (40 KiB class), written in its middle. */
 static void write_after_free_medium(void)
 {
-  char *volatile p = malloc(opaque(40000));
-  free(p);
-  p[20001] = 7;
-  for (int i = 0; i < 20; i++) {
-    void *volatile q = malloc(opaque(40000));
-    (void)q;
-  }
+  write_after_free_of(40000, 20001, 20);
 }
 
 static void usable_size_is_the_request(void)
