@@ -1,6 +1,6 @@
 /* What the test programs linked against the allocator core share beyond
- * test_util.h: options loaded through the configuration loader, and a
- * thread body that fills slabs and frees them. */
+ * test_util.h: options loaded through the configuration loader, and
+ * thread bodies that fill slabs and free them. */
 #ifndef HAKMEM_TESTS_CORE_UTIL_H
 #define HAKMEM_TESTS_CORE_UTIL_H
 
@@ -8,8 +8,10 @@
 #include "config.h"
 #include "hakmem.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline void load_options_warning(void *ctx, const char *msg)
 {
@@ -43,6 +45,35 @@ static inline void *alloc_free_many(void *arg)
     hak_free(v[i]);
   free(v);
   return NULL;
+}
+
+#define CHURN_BLOCKS 40000   /* 40000 x 1 KiB: about 20 SuperSlabs */
+
+/* Allocates CHURN_BLOCKS blocks of 1000 bytes, writes them, records their
+ * addresses in arg (an array of CHURN_BLOCKS pointers, or NULL) and frees
+ * them all (a pthread body). */
+static inline void *churn_blocks(void *arg)
+{
+  void **record = arg;
+  void **v = malloc(CHURN_BLOCKS * sizeof *v);
+  for (int i = 0; i < CHURN_BLOCKS; i++) {
+    v[i] = hak_malloc(1000);
+    memset(v[i], 0xab, 1000);
+    if (record)
+      record[i] = v[i];
+  }
+  for (int i = 0; i < CHURN_BLOCKS; i++)
+    hak_free(v[i]);
+  free(v);
+  return NULL;
+}
+
+/* Runs churn_blocks in a thread that then exits (its cache is flushed). */
+static inline void churn_in_thread(void **record)
+{
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, churn_blocks, record), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
 }
 
 #endif

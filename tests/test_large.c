@@ -28,6 +28,23 @@ static void start(void)
   hak_free(hak_malloc(1));
 }
 
+/* Initialises hakmem with BigCache empty and no purge, so that the pages
+ * a test checks stay where they are. */
+static void start_with_empty_cache(void)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  bigcache_flush();
+}
+
+/* Every page of [p + 4096, p + end) still holds byte (the first page
+ * may hold a header). */
+static void assert_pages_hold(const char *p, size_t end, unsigned char byte)
+{
+  for (size_t i = 4096; i < end; i += 4096)
+    ck_assert_uint_eq((unsigned char)p[i], byte);
+}
+
 static struct large_hdr *hdr_of(void *p)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
@@ -198,9 +215,7 @@ static long minflt_now(void)
  * rest (behind a guard page) is cached and serves the next request. */
 START_TEST(cached_mapping_is_split_for_a_smaller_request)
 {
-  start();
-  hak_config.purge_delay_ms = -1; /* the pages checked stay */
-  bigcache_flush();
+  start_with_empty_cache();
   char *big = hak_malloc(12 * MiB);
   memset(big, 0x5a, 12 * MiB);
   struct large_hdr *whole = hdr_of(big);
@@ -261,17 +276,14 @@ static void split_and_join(bool head_first)
   ck_assert_uint_eq(stats_now().os_mmap - s0.os_mmap, 0);
   /* The pages the pieces and the guards between them held are back, with
    * what was written before the split. */
-  for (size_t i = 4096; i < 11 * MiB; i += 4096)
-    ck_assert_uint_eq((unsigned char)c[i], 0x5a);
+  assert_pages_hold(c, 11 * MiB, 0x5a);
   ck_assert_int_eq(child_signal(write_at, (char *)hdr_of(c) + whole_size), SIGSEGV);
   hak_free(c);
 }
 
 START_TEST(split_pieces_join_for_a_larger_request)
 {
-  start();
-  hak_config.purge_delay_ms = -1; /* the pages checked stay */
-  bigcache_flush();
+  start_with_empty_cache();
   split_and_join(true);
   bigcache_flush();
   split_and_join(false);
@@ -294,9 +306,7 @@ static bool range_is_free(uintptr_t a, size_t n)
 
 START_TEST(smaller_cached_mapping_is_grown)
 {
-  start();
-  hak_config.purge_delay_ms = -1; /* the pages checked stay */
-  bigcache_flush();
+  start_with_empty_cache();
   char *small = hak_malloc(8 * MiB);
   memset(small, 0x3c, 8 * MiB);
   struct large_hdr *h = hdr_of(small);
@@ -314,8 +324,7 @@ START_TEST(smaller_cached_mapping_is_grown)
   CHECK_INV(p, "grown cached mapping");
   if (room) {
     ck_assert_ptr_eq(p, small);
-    for (size_t i = 4096; i < 8 * MiB; i += 4096)
-      ck_assert_uint_eq((unsigned char)p[i], 0x3c);
+    assert_pages_hold(p, 8 * MiB, 0x3c);
   }
   memset(p, 1, 12 * MiB);
   hak_free(p);
@@ -329,9 +338,7 @@ END_TEST
  * new. */
 START_TEST(smaller_cached_mapping_moves_when_it_cannot_grow)
 {
-  start();
-  hak_config.purge_delay_ms = -1; /* the pages checked stay */
-  bigcache_flush();
+  start_with_empty_cache();
   char *small = hak_malloc(8 * MiB);
   memset(small, 0x3c, 8 * MiB);
   struct large_hdr *h = hdr_of(small);
@@ -345,8 +352,7 @@ START_TEST(smaller_cached_mapping_moves_when_it_cannot_grow)
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
   ck_assert_ptr_ne(p, small);
   CHECK_INV(p, "moved cached mapping");
-  for (size_t i = 4096; i < 8 * MiB; i += 4096)
-    ck_assert_uint_eq((unsigned char)p[i], 0x3c);
+  assert_pages_hold(p, 8 * MiB, 0x3c);
   memset(p, 1, 12 * MiB);
   hak_free(p);
   if (blocker != MAP_FAILED)
@@ -360,9 +366,7 @@ END_TEST
  * the mapping, one that shrinks below a quarter of it does. */
 START_TEST(growing_block_stays_in_a_larger_mapping)
 {
-  start();
-  hak_config.purge_delay_ms = -1; /* the pages checked stay */
-  bigcache_flush();
+  start_with_empty_cache();
   char *cached = hak_malloc(2 * MiB);
   hak_free(cached);
   char *p = hak_malloc(200 * KiB);

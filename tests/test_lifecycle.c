@@ -49,30 +49,13 @@ static void alloc_filled(void **v, int n, size_t size, int byte)
   }
 }
 
-#define BLOCKS 40000   /* 40000 x 1 KiB: about 20 SuperSlabs */
+#define BLOCKS CHURN_BLOCKS
 static void *churned[BLOCKS];  /* addresses of the last churn (freed) */
 
-static void *fill_and_free(void *arg)
-{
-  (void)arg;
-  void **v = malloc(BLOCKS * sizeof *v);
-  for (int i = 0; i < BLOCKS; i++) {
-    v[i] = hak_malloc(1000);
-    memset(v[i], 0xab, 1000);
-    churned[i] = v[i];
-  }
-  for (int i = 0; i < BLOCKS; i++)
-    hak_free(v[i]);
-  free(v);
-  return NULL;
-}
-
-/* Runs fill_and_free in a thread that then exits (its cache is flushed). */
+/* Churns in a thread that then exits, recording the blocks' addresses. */
 static void churn(void)
 {
-  pthread_t t;
-  ck_assert_int_eq(pthread_create(&t, NULL, fill_and_free, NULL), 0);
-  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  churn_in_thread(churned);
 }
 
 /* Pages of [p, p+len) resident, by mincore. */

@@ -7,7 +7,7 @@
  * -Wl,--wrap=madvise (tests/unit.mk), so that os.c's calls reach
  * __wrap_madvise below, while libhakmem has no hook and pays nothing. */
 #include <check.h>
-#include "test_util.h"
+#include "core_util.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,30 +44,6 @@ static void start(void)
   hak_free(hak_malloc(1));
 }
 
-#define BLOCKS 40000   /* 40000 x 1 KiB: about 20 SuperSlabs */
-
-static void *fill_and_free(void *arg)
-{
-  (void)arg;
-  void **v = malloc(BLOCKS * sizeof *v);
-  for (int i = 0; i < BLOCKS; i++) {
-    v[i] = hak_malloc(1000);
-    memset(v[i], 0xab, 1000);
-  }
-  for (int i = 0; i < BLOCKS; i++)
-    hak_free(v[i]);
-  free(v);
-  return NULL;
-}
-
-/* Runs fill_and_free in a thread that then exits (its cache is flushed). */
-static void churn(void)
-{
-  pthread_t t;
-  ck_assert_int_eq(pthread_create(&t, NULL, fill_and_free, NULL), 0);
-  ck_assert_int_eq(pthread_join(t, NULL), 0);
-}
-
 START_TEST(os_guard_refuses_foreign_ranges)
 {
   start();
@@ -94,12 +70,12 @@ START_TEST(decommit_enomem_fails_fast_to_unmap)
   hak_config.ss_mem_lean_decommit = HAK_DECOMMIT_FREE;
   atomic_store(&madvise_error, ENOMEM);
   hak_stats_t a = stats_now();
-  churn();
+  churn_in_thread(NULL);
   hak_stats_t b = stats_now();
   ck_assert(!os_decommit_enabled());
   /* Nothing more is decommitted: free SuperSlabs are unmapped instead. */
   ck_assert_uint_gt(b.lean_retire, a.lean_retire);
-  churn();
+  churn_in_thread(NULL);
   hak_stats_t c = stats_now();
   ck_assert_uint_eq(c.lean_decommit, b.lean_decommit);
   ck_assert_uint_gt(c.lean_retire, b.lean_retire);
