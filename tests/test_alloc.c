@@ -1,39 +1,16 @@
 /* The front door (alloc.c) and checked mode (checkmode.c): a free of a
  * pointer hakmem did not hand out, of a block twice, into a SuperSlab's
- * header slab, each aborts; check = 1's fill test and slow free path. */
+ * header slab, each aborts; check = 1's slow free path (its fill and
+ * comparison loops are tests/test_checkmode's). */
 #include <check.h>
 #include "test_util.h"
 #include <signal.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "alloc.h"
 #include "checkmode.h"
 #include "config.h"
 #include "superslab.h"
-
-/* check_is_filled, whose short runs are compared with overlapping loads:
- * every length up to 200 bytes, at two alignments, finds a wrong byte at
- * every position and ignores the bytes just outside the run. */
-START_TEST(check_fill_test_finds_every_byte)
-{
-  static unsigned char buf[256 + 32] __attribute__((aligned(16)));
-  uint32_t wrong = 0;
-  for (size_t align = 0; align < 2; align++)
-    for (size_t n = 0; n <= 200; n++) {
-      unsigned char *p = buf + 16 + align * 8;
-      memset(buf, 0, sizeof buf);
-      memset(p, CHECK_FILL, n);
-      wrong += !check_is_filled(p, n);
-      for (size_t j = 0; j < n; j++) {
-        p[j] = CHECK_FILL ^ 0x40;
-        wrong += check_is_filled(p, n);
-        p[j] = CHECK_FILL;
-      }
-    }
-  ck_assert_msg(wrong == 0, "%u runs misjudged", wrong);
-}
-END_TEST
 
 START_TEST(free_of_foreign_pointer_aborts)
 {
@@ -96,7 +73,6 @@ int main(void)
     return check_run(fresh_suite());
   Suite *s = suite_create("alloc");
   TCase *t = tcase_create("checks");
-  tcase_add_test(t, check_fill_test_finds_every_byte);
   tcase_add_test_raise_signal(t, free_of_foreign_pointer_aborts, SIGABRT);
   tcase_add_test_raise_signal(t, double_free_aborts, SIGABRT);
   tcase_add_test_raise_signal(t, free_into_header_slab_aborts, SIGABRT);
