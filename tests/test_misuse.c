@@ -675,19 +675,40 @@ static void usable_size_is_the_request(void)
   free(p);
 }
 
+/* Each runs in a child re-executed with HAKMEM_CHECK=1 (exec_check_case),
+ * and must abort with the message expected. */
 static const struct check_case {
   const char *name;
   void (*fn)(void);
+  const char *what;
+  struct expect expect;
 } check_cases[] = {
-  { "overflow_into_slack", overflow_into_slack },
-  { "overflow_one_byte_into_trailer", overflow_one_byte_into_trailer },
-  { "write_after_free", write_after_free },
-  { "usable_size_is_the_request", usable_size_is_the_request },
-  { "write_after_free_small", write_after_free_small },
-  { "overflow_to_end_of_slack", overflow_to_end_of_slack },
-  { "write_after_free_at_block_end", write_after_free_at_block_end },
-  { "write_after_free_medium", write_after_free_medium },
+  { "overflow_into_slack", overflow_into_slack,
+    "check = 1: a byte written past the request, inside the block",
+    { "free()", { "overflow", NULL } } },
+  { "overflow_one_byte_into_trailer", overflow_one_byte_into_trailer,
+    "check = 1: 29 bytes written into a 28-byte request",
+    { "free()", { "overflow", NULL } } },
+  { "write_after_free", write_after_free,
+    "check = 1: a freed block written, then reused",
+    { "malloc()", { "use after free", NULL } } },
+  { "usable_size_is_the_request", usable_size_is_the_request,
+    "check = 1: usable size is the request; then a double free",
+    { "free()", { "double free", NULL } } },
+  { "write_after_free_small", write_after_free_small,
+    "check = 1: a freed 48-byte block written, then reused",
+    { "malloc()", { "use after free", NULL } } },
+  { "overflow_to_end_of_slack", overflow_to_end_of_slack,
+    "check = 1: the last byte of a long canary written",
+    { "free()", { "overflow", NULL } } },
+  { "write_after_free_at_block_end", write_after_free_at_block_end,
+    "check = 1: a freed block's last byte written, then reused",
+    { "malloc()", { "use after free", NULL } } },
+  { "write_after_free_medium", write_after_free_medium,
+    "check = 1: a freed medium block written, then reused",
+    { "malloc()", { "use after free", NULL } } },
 };
+#define N_CHECK_CASES (sizeof check_cases / sizeof check_cases[0])
 
 static const char *check_case_name;
 
@@ -699,74 +720,17 @@ static void exec_check_case(void)
   _exit(CHILD_PRECONDITION);
 }
 
-START_TEST(check_mode_finds_slack_overflow)
+START_TEST(check_mode_catches)
 {
-  check_case_name = "overflow_into_slack";
-  expect_abort(exec_check_case, "check = 1: a byte written past the request, inside the block",
-               (struct expect){ "free()", { "overflow", NULL } });
-}
-END_TEST
-
-START_TEST(check_mode_finds_trailer_overflow)
-{
-  check_case_name = "overflow_one_byte_into_trailer";
-  expect_abort(exec_check_case, "check = 1: 29 bytes written into a 28-byte request",
-               (struct expect){ "free()", { "overflow", NULL } });
-}
-END_TEST
-
-START_TEST(check_mode_finds_write_after_free)
-{
-  check_case_name = "write_after_free";
-  expect_abort(exec_check_case, "check = 1: a freed block written, then reused",
-               (struct expect){ "malloc()", { "use after free", NULL } });
-}
-END_TEST
-
-START_TEST(check_mode_finds_write_after_free_small)
-{
-  check_case_name = "write_after_free_small";
-  expect_abort(exec_check_case, "check = 1: a freed 48-byte block written, then reused",
-               (struct expect){ "malloc()", { "use after free", NULL } });
-}
-END_TEST
-
-START_TEST(check_mode_finds_overflow_to_end_of_slack)
-{
-  check_case_name = "overflow_to_end_of_slack";
-  expect_abort(exec_check_case, "check = 1: the last byte of a long canary written",
-               (struct expect){ "free()", { "overflow", NULL } });
-}
-END_TEST
-
-START_TEST(check_mode_finds_write_after_free_at_block_end)
-{
-  check_case_name = "write_after_free_at_block_end";
-  expect_abort(exec_check_case, "check = 1: a freed block's last byte written, then reused",
-               (struct expect){ "malloc()", { "use after free", NULL } });
-}
-END_TEST
-
-START_TEST(check_mode_finds_write_after_free_medium)
-{
-  check_case_name = "write_after_free_medium";
-  expect_abort(exec_check_case, "check = 1: a freed medium block written, then reused",
-               (struct expect){ "malloc()", { "use after free", NULL } });
-}
-END_TEST
-
-START_TEST(check_mode_usable_size)
-{
-  check_case_name = "usable_size_is_the_request";
-  expect_abort(exec_check_case, "check = 1: usable size is the request; then a double free",
-               (struct expect){ "free()", { "double free", NULL } });
+  check_case_name = check_cases[_i].name;
+  expect_abort(exec_check_case, check_cases[_i].what, check_cases[_i].expect);
 }
 END_TEST
 
 int main(int argc, char **argv)
 {
   if (argc == 3 && strcmp(argv[1], "--check-case") == 0) {
-    for (size_t i = 0; i < sizeof check_cases / sizeof check_cases[0]; i++)
+    for (size_t i = 0; i < N_CHECK_CASES; i++)
       if (strcmp(argv[2], check_cases[i].name) == 0) {
         check_cases[i].fn();
         child_say("misuse-test: the misuse went unnoticed (the case returned)\n");
@@ -802,14 +766,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, poisoned_free_list_medium);
   tcase_add_test(t, poisoned_remote_stack);
   tcase_add_test(t, forged_large_header);
-  tcase_add_test(t, check_mode_finds_slack_overflow);
-  tcase_add_test(t, check_mode_finds_trailer_overflow);
-  tcase_add_test(t, check_mode_finds_write_after_free);
-  tcase_add_test(t, check_mode_usable_size);
-  tcase_add_test(t, check_mode_finds_write_after_free_small);
-  tcase_add_test(t, check_mode_finds_overflow_to_end_of_slack);
-  tcase_add_test(t, check_mode_finds_write_after_free_at_block_end);
-  tcase_add_test(t, check_mode_finds_write_after_free_medium);
+  tcase_add_loop_test(t, check_mode_catches, 0, (int)N_CHECK_CASES);
   suite_add_tcase(s, t);
   return check_run(s);
 }
