@@ -106,11 +106,16 @@ static struct fd_identity stderr_identity;
 static int stderr_copy = -1;
 static bool diag_quiet;
 
+int diag_fstat(int fd, struct stat *st)
+{
+  return fstatat(fd, "", st, AT_EMPTY_PATH);
+}
+
 static bool fd_identify(int fd, struct fd_identity *id)
 {
   struct stat st;
   int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fstat(fd, &st) != 0)
+  if (fl < 0 || diag_fstat(fd, &st) != 0)
     return false;
   *id = (struct fd_identity){ .dev = st.st_dev, .ino = st.st_ino, .accmode = fl & O_ACCMODE,
                               .valid = true };

@@ -429,7 +429,7 @@ static long state_read(const char *path, void (*warn)(const char *))
   struct stat st;
   if (fd < 0 && errno != ELOOP)
     return -1;
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fd < 0 || diag_fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     if (fd >= 0)
       close(fd);
     if (!warned)

@@ -422,7 +422,7 @@ static int stats_file_open(const char *path)
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
                 O_NOCTTY, 0644);
   struct stat st;
-  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+  if (fd >= 0 && diag_fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
     return fd;
   /* ENXIO: a FIFO without a reader (or a device without its device);
    * ELOOP: a symbolic link. */
