@@ -5,6 +5,11 @@
 # more in .bss (the small variables every process writes must share a few
 # pages): such objects are declared HAK_BSS_APART and live in .lbss.
 # x86-64 only, the one target whose assembler knows .lbss.
+#
+# Then what a small program keeps resident (tests/footprint_probe, run
+# with and without hakmem preloaded): hakmem must not bring in a page of
+# libc's read-only data that the program does not touch itself (as
+# pthread_atfork and glibc's fstat did, 64 KiB each time: fault-around).
 set -eu
 lib=src/.libs/libhakmem.so.0
 [ -f "$lib" ] || { echo "footprint.sh: $lib not built" >&2; exit 1; }
@@ -39,4 +44,27 @@ for sym in registry_empty_leaf registry_l1 guard_l1; do
     *) echo "footprint.sh: $sym is not in .lbss" >&2; exit 1 ;;
   esac
 done
+
+probe=tests/footprint_probe
+[ -x "$probe" ] || { echo "footprint.sh: $probe not built" >&2; exit 1; }
+[ -r /proc/self/smaps ] || { echo "footprint.sh: no /proc/self/smaps, runtime checks skipped" >&2; echo "footprint.sh: ok"; exit 0; }
+# The Rss (KiB) of libc's read-only data: its first read-only mapping
+# after the executable one.  Minimum and maximum over five runs: where
+# the windows of fault-around fall depends on the load address.
+libc_rodata() {
+  "$@" | awk '$1 == "libc.so.6" && $2 == "r-xp" { text = 1; next }
+              $1 == "libc.so.6" && text && $2 == "r--p" { print $4; exit }'
+}
+range() { sort -n | awk 'NR == 1 { min = $1 } { max = $1 } END { print min, max }'; }
+plain=$(for i in 1 2 3 4 5; do libc_rodata "$probe"; done | range)
+hakmem=$(for i in 1 2 3 4 5; do libc_rodata env LD_PRELOAD="$PWD/$lib" "$probe"; done | range)
+case "$plain" in
+  [0-9]*) ;;
+  *) echo "footprint.sh: libc's mappings not found, runtime checks skipped" >&2; echo "footprint.sh: ok"; exit 0 ;;
+esac
+set -- $plain $hakmem
+if [ "$3" -gt "$2" ]; then
+  echo "footprint.sh: libc's read-only data: $3..$4 KiB resident with hakmem, $1..$2 without" >&2
+  exit 1
+fi
 echo "footprint.sh: ok"
