@@ -372,7 +372,7 @@ void prof_before_free(const void *p)
 
 /* ---- start-up ---- */
 
-void prof_init(void)
+HAK_STARTUP_TEXT void prof_init(void)
 {
   prof_active = hak_config.prof && !config_secure;
   sample_bytes = (uint64_t)hak_config.prof_sample_kb << 10;
@@ -420,7 +420,7 @@ static int find_self_text(struct dl_phdr_info *info, size_t size, void *arg)
   return 0;
 }
 
-void prof_start(void)
+HAK_STARTUP_TEXT void prof_start(void)
 {
   if (!prof_active)
     return;
@@ -724,7 +724,7 @@ static void prof_leak_report(const char *path)
   }
 }
 
-void prof_exit(void)
+HAK_STARTUP_TEXT void prof_exit(void)
 {
   if (!prof_active || !atomic_load_explicit(&prof_ready, memory_order_acquire))
     return;

@@ -344,7 +344,7 @@ static unsigned stats_exit_sections(void)
          (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
 }
 
-void stats_prepare_exit_report(void)
+HAK_STARTUP_TEXT void stats_prepare_exit_report(void)
 {
   diag_prepare(hak_config.quiet, stats_exit_sections() != 0);
   config_source_format(0, live_mode_source, sizeof live_mode_source);
@@ -434,7 +434,7 @@ static int stats_file_open(const char *path)
   return -1;
 }
 
-void stats_report_at_exit(void)
+HAK_STARTUP_TEXT void stats_report_at_exit(void)
 {
   unsigned sections = stats_exit_sections();
   if (!sections || !stats_program_matches() ||

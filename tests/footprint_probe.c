@@ -2,7 +2,7 @@
  * allocates and frees three blocks (32, 500 and 5000 bytes), then prints
  * one line per mapping of a file named libc.so.6 or libhakmem.so*:
  *
- *   LIBRARY PERMS OFFSET RSS_KIB
+ *   LIBRARY PERMS OFFSET SIZE_KIB RSS_KIB
  *
  * (OFFSET in hex, from /proc/self/smaps).  Only read(2) and write(2) and
  * string functions after the allocations: stdio would bring in pages of
@@ -47,7 +47,7 @@ int main(void)
   smaps[len] = '\0';
 
   /* A mapping's header line: "lo-hi perms offset dev inode path". */
-  const char *library = NULL, *perms = NULL, *offset = NULL;
+  const char *library = NULL, *perms = NULL, *offset = NULL, *size = NULL;
   for (char *line = smaps; *line;) {
     char *end = strchr(line, '\n');
     if (!end)
@@ -57,7 +57,9 @@ int main(void)
       library = library_of(line, end);
       perms = strchr(line, ' ') + 1;
       offset = strchr(perms, ' ') + 1;
-    } else if (library && strncmp(line, "Rss:", 4) == 0) {
+    } else if (library && strncmp(line, "Size:", 5) == 0) {
+      size = line + 5;
+    } else if (library && size && strncmp(line, "Rss:", 4) == 0) {
       const char *kib = line + 4;
       while (*kib == ' ')
         kib++;
@@ -72,12 +74,18 @@ int main(void)
       for (const char *s = offset; *s != ' '; s++)
         out[k++] = *s;
       out[k++] = ' ';
+      while (*size == ' ')
+        size++;
+      for (const char *s = size; *s >= '0' && *s <= '9'; s++)
+        out[k++] = *s;
+      out[k++] = ' ';
       for (const char *s = kib; *s >= '0' && *s <= '9'; s++)
         out[k++] = *s;
       out[k++] = '\n';
       if (write(1, out, k) != (ssize_t)k)
         return 1;
       library = NULL;
+      size = NULL;
     }
     line = end + 1;
   }
