@@ -623,7 +623,7 @@ START_TEST(fork_handlers_wait_for_a_second_thread)
   start();
   hak_config.purge_delay_ms = -1; /* no purge thread: one thread only */
   ck_assert_msg(LOCKS_SINGLE_THREADED() && !atomic_load(&locks_fork_handlers_on),
-                "the test process already has a second thread (run with CK_FORK=yes)");
+                "fork handlers registered before a second thread (prof = 1?) or the test process has one (CK_FORK=no?)");
   allocate_in_thread(NULL);
   ck_assert(!atomic_load(&locks_fork_handlers_on));
   pthread_t t;
