@@ -6,7 +6,9 @@
 # pages): such objects are declared HAK_BSS_APART and live in .lbss.
 # x86-64 only, the one target whose assembler knows .lbss.
 #
-# Then what a small program keeps resident (tests/footprint_probe, run
+# First, from the sources: the four locks the fork handlers take are
+# taken through lock_take (locks.h), which the lazy registration of the
+# handlers depends on.  Then what a small program keeps resident (tests/footprint_probe, run
 # with and without hakmem preloaded): hakmem must not bring in a page of
 # libc's read-only data that the program does not touch itself (as
 # pthread_atfork and glibc's fstat did, 64 KiB each time: fault-around),
@@ -15,6 +17,18 @@
 # runs (where the 64 KiB windows of fault-around fall depends on the load
 # address) part of the text stays out of memory.
 set -eu
+srcdir=${srcdir:-.}
+# The locks the fork handlers take are taken through lock_take (locks.h),
+# which registers the handlers first once a second thread exists; only
+# the prefork handlers themselves call pthread_mutex_lock on them.
+direct=$(awk '/^[a-z].*\(/ { fn = $0 }
+  /pthread_mutex_lock\(&(pool_lock|bigcache_lock|registry_lock|prof_lock)\)/ &&
+  fn !~ /prefork|superslab_registry_lock/ { print FILENAME ":" FNR ": " $0 }' "$srcdir"/src/*.c)
+if [ -n "$direct" ]; then
+  echo "footprint.sh: a fork-handled lock taken without lock_take (locks.h):" >&2
+  echo "$direct" >&2
+  exit 1
+fi
 lib=src/.libs/libhakmem.so.0
 [ -f "$lib" ] || { echo "footprint.sh: $lib not built" >&2; exit 1; }
 command -v objdump >/dev/null || { echo "footprint.sh: objdump not found, skipped" >&2; exit 77; }
