@@ -8,8 +8,9 @@
 #
 # First, from the sources: the four locks the fork handlers take are
 # taken through lock_take (locks.h), which the lazy registration of the
-# handlers depends on.  Then what a small program keeps resident (tests/footprint_probe, run
-# with and without hakmem preloaded): hakmem must not bring in a page of
+# handlers depends on.  Then what a small program keeps resident
+# (tests/footprint_probe, run with and without hakmem preloaded): hakmem
+# must not bring in a page of
 # libc's read-only data that the program does not touch itself (as
 # pthread_atfork and glibc's fstat did, 64 KiB each time: fault-around),
 # and must not run code spread over the whole of its text: the code every
