@@ -4,6 +4,7 @@
 #include "config.h"
 #include "learn.h"
 #include "os.h"
+#include "locks.h"
 #include "counters.h"
 #include "diag.h"
 
@@ -128,7 +129,7 @@ struct large_hdr *bigcache_take(size_t least, size_t want, size_t most)
     top = BIGCACHE_BUCKETS - 1;
   /* Buckets hold ascending size ranges: the first fitting entry from
    * want's bucket up is the best fit. */
-  pthread_mutex_lock(&bigcache_lock);
+  lock_take(&bigcache_lock);
   struct large_hdr **found = NULL;
   for (int k = b; k <= top && !found; k++)
     for (struct large_hdr **pp = &bucket[k]; cache_verified(*pp); pp = &(*pp)->cache_next)
@@ -164,7 +165,7 @@ struct large_hdr *bigcache_take_adjacent(const struct large_hdr *h, bool after)
    * neighbour's size is not known, and reading it before it is found in
    * the cache could race with its owner's realloc. */
   struct large_hdr *h_found = NULL;
-  pthread_mutex_lock(&bigcache_lock);
+  lock_take(&bigcache_lock);
   for (int b = 0; b < BIGCACHE_BUCKETS && !h_found; b++)
     for (struct large_hdr **pp = &bucket[b]; cache_verified(*pp); pp = &(*pp)->cache_next) {
       struct large_hdr *c = *pp;
@@ -204,7 +205,7 @@ static bool cache_put(struct large_hdr *h, bool back)
   /* Without batching, every freed block gives its pages back at once. */
   bool decommit_now = !hak_config.batch_madvise && hak_config.purge_delay_ms >= 0;
   bool kept = false;
-  pthread_mutex_lock(&bigcache_lock);
+  lock_take(&bigcache_lock);
   if (cached_count < bigcache_max_count() && cached_bytes + h->map_size <= bigcache_max_bytes()) {
     h->state = LARGE_CACHED;
     large_seal(h);
@@ -237,7 +238,7 @@ bool bigcache_put_back(struct large_hdr *h) { return cache_put(h, true); }
 bool bigcache_flush(void)
 {
   struct large_hdr *all = NULL;
-  pthread_mutex_lock(&bigcache_lock);
+  lock_take(&bigcache_lock);
   for (int b = 0; b < BIGCACHE_BUCKETS; b++) {
     while (bucket[b]) {
       struct large_hdr *h = bucket[b];
@@ -269,7 +270,7 @@ bool bigcache_take_purge_wanted(void)
 bool bigcache_purge(uint64_t now_ms, bool idle)
 {
   bool pending = false;
-  pthread_mutex_lock(&bigcache_lock);
+  lock_take(&bigcache_lock);
   idle = idle && cache_activity == cache_activity_seen;
   cache_activity_seen = cache_activity;
   for (int b = 0; b < BIGCACHE_BUCKETS; b++)
@@ -288,7 +289,7 @@ bool bigcache_purge(uint64_t now_ms, bool idle)
 
 void bigcache_usage(struct bigcache_usage *u)
 {
-  pthread_mutex_lock(&bigcache_lock);
+  lock_take(&bigcache_lock);
   u->bytes = cached_bytes;
   u->count = cached_count;
   pthread_mutex_unlock(&bigcache_lock);
@@ -299,7 +300,7 @@ const struct large_hdr *bigcache_check(void)
   const struct large_hdr *bad = NULL;
   size_t bytes = 0;
   unsigned count = 0;
-  pthread_mutex_lock(&bigcache_lock);
+  lock_take(&bigcache_lock);
   for (int b = 0; b < BIGCACHE_BUCKETS && !bad; b++)
     for (const struct large_hdr *h = bucket[b]; h && !bad; h = h->cache_next) {
       if (!large_header_ok(h) || h->magic != LARGE_MAGIC || h->state != LARGE_CACHED ||

@@ -207,7 +207,7 @@ static long conf_read(struct load *ld, bool must_exist)
   }
   struct stat st;
   long len = -1;
-  if (fstat(fd, &st) != 0) {
+  if (diag_fstat(fd, &st) != 0) {
     config_msg_str(&m, "cannot stat (ignored)");
   } else if (S_ISDIR(st.st_mode)) {
     config_msg_str(&m, "is a directory (ignored)");

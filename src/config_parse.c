@@ -9,7 +9,7 @@
 
 /* ---- text helpers (no stdio) ---- */
 
-void config_msg_str(struct config_msg *m, const char *s)
+HAK_STARTUP_TEXT void config_msg_str(struct config_msg *m, const char *s)
 {
   while (*s && m->n < sizeof m->s - 1)
     m->s[m->n++] = *s++;
@@ -44,7 +44,7 @@ void config_msg_text(struct config_msg *m, const char *s, size_t max)
     config_msg_str(m, "...");
 }
 
-void config_copy_str(char *dst, size_t size, const char *src)
+HAK_STARTUP_TEXT void config_copy_str(char *dst, size_t size, const char *src)
 {
   size_t n = strlen(src);
   if (n >= size)

@@ -19,7 +19,7 @@ uint64_t hak_now_ms(void)
 
 /* ---- the text builder ---- */
 
-void diag_put(struct diag_buf *b, const char *s)
+HAK_STARTUP_TEXT void diag_put(struct diag_buf *b, const char *s)
 {
   if (b->size == 0)
     return;
@@ -106,11 +106,16 @@ static struct fd_identity stderr_identity;
 static int stderr_copy = -1;
 static bool diag_quiet;
 
-static bool fd_identify(int fd, struct fd_identity *id)
+HAK_STARTUP_TEXT int diag_fstat(int fd, struct stat *st)
+{
+  return fstatat(fd, "", st, AT_EMPTY_PATH);
+}
+
+HAK_STARTUP_TEXT static bool fd_identify(int fd, struct fd_identity *id)
 {
   struct stat st;
   int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fstat(fd, &st) != 0)
+  if (fl < 0 || diag_fstat(fd, &st) != 0)
     return false;
   *id = (struct fd_identity){ .dev = st.st_dev, .ino = st.st_ino, .accmode = fl & O_ACCMODE,
                               .valid = true };
@@ -136,7 +141,7 @@ int diag_original_stderr(void)
   return -1;
 }
 
-void diag_prepare(bool quiet, bool keep_stderr_copy)
+HAK_STARTUP_TEXT void diag_prepare(bool quiet, bool keep_stderr_copy)
 {
   diag_quiet = quiet;
   if (stderr_copy >= 0)

@@ -88,6 +88,13 @@ void diag_prepare(bool quiet, bool keep_stderr_copy);
  * appended to the program's data).  fd 2 before diag_prepare. */
 int diag_original_stderr(void);
 
+/* fstat(2) that leaves the C library's read-only data alone: glibc's
+ * fstat hands fstatat a "" of its own, and the kernel's read of it
+ * faults in 64 KiB of libc (fault-around) that a small program never
+ * maps otherwise.  Every fstat of the library goes through it. */
+struct stat;
+int diag_fstat(int fd, struct stat *st);
+
 /* ---- clock ---- */
 
 /* Monotonic milliseconds from a cheap (coarse) clock. */

@@ -16,6 +16,15 @@
 #define HAK_NOINLINE    __attribute__((noinline))
 #define HAK_COLD        __attribute__((cold, noinline))
 #define HAK_INLINE      static inline __attribute__((always_inline))
+/* For a function that every process runs at start-up or exit but that
+ * lives in a file of rarely run code (the config-file parser, the
+ * learner, the statistics, diagnostics, the profiler): its code goes to
+ * .text.startup, which the linker puts at the start of the text with the
+ * other start-up code.  The rarely run files are linked last (Makefile.am),
+ * so that the pages a small program runs are few and together: a read
+ * fault maps the 64 KiB around it (fault-around), and a start-up
+ * function among the rare code would bring their pages in with it. */
+#define HAK_STARTUP_TEXT __attribute__((section(".text.startup.hakmem")))
 /* For extern declarations of the library's own variables: -fvisibility
  * covers definitions only, and without this a fast path reaches each
  * variable through the GOT (one load more). */

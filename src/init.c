@@ -12,6 +12,7 @@
 #include "purge.h"
 #include "prof.h"
 #include "secret.h"
+#include "locks.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -94,7 +95,9 @@ void hak_init_slow(void)
   /* From here malloc works fully, so these may allocate. */
   if (pthread_key_create(&tcache_key, thread_exit) == 0)
     atomic_store_explicit(&tcache_key_ready, true, memory_order_release);
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
+  /* The fork handlers wait for a second thread (locks.h), unless the
+   * profiler runs: its unwinder has a busy flag that is no lock. */
+  locks_arm_fork_handlers(fork_prepare, fork_parent, fork_child, prof_active);
   if (hak_config.prewarm && !hak_config.ss_mem_lean)
     shared_pool_prewarm();
   prof_start();

@@ -1,9 +1,9 @@
 /* Initialisation: lazy, on the first slow-path call of any thread (or the
  * library constructor, whichever comes first).  It reads the configuration
- * without allocating, then registers the thread-exit hook and the fork
- * handlers.  Fork lock order: the profiler's lock (prof = 1), pool lock,
- * large (BigCache) lock, registry lock; released in reverse in the parent,
- * re-created in the child. */
+ * without allocating, then registers the thread-exit hook; the fork
+ * handlers wait for a second thread (locks.h).  Fork lock order: the
+ * profiler's lock (prof = 1), pool lock, large (BigCache) lock, registry
+ * lock; released in reverse in the parent, re-created in the child. */
 #ifndef HAKMEM_INIT_H
 #define HAKMEM_INIT_H
 

@@ -429,7 +429,7 @@ static long state_read(const char *path, void (*warn)(const char *))
   struct stat st;
   if (fd < 0 && errno != ELOOP)
     return -1;
-  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (fd < 0 || diag_fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     if (fd >= 0)
       close(fd);
     if (!warned)
@@ -517,7 +517,7 @@ static int state_temp_create(const char *path, char *tmp, size_t size)
   return -1;
 }
 
-void learn_save_state(void)
+HAK_STARTUP_TEXT void learn_save_state(void)
 {
   const char *path = hak_config.learn_state_file;
   if (!path[0] || config_secure)
@@ -585,7 +585,7 @@ void learn_save_state(void)
 
 /* The candidate equal to the configured value; if none, the configured
  * value replaces the middle candidate, so the start is what the user set. */
-static void setup_from_config(struct learn_decision *d, const char *name, const int *values,
+HAK_STARTUP_TEXT static void setup_from_config(struct learn_decision *d, const char *name, const int *values,
                               unsigned n, int configured, uint64_t epoch_calls)
 {
   int v[LEARN_MAX_CANDIDATES];
@@ -606,7 +606,7 @@ static void setup_from_config(struct learn_decision *d, const char *name, const 
   }
 }
 
-void learn_init(void)
+HAK_STARTUP_TEXT void learn_init(void)
 {
   setup_from_config(&learn_decisions[LEARN_BIGCACHE_MAX_MB], "bigcache_max_mb",
                     bigcache_candidates, 3, hak_config.bigcache_max_mb, LEARN_LARGE_EPOCH_CALLS);

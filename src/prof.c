@@ -2,6 +2,7 @@
  * files and the leak report; see prof.h. */
 #include "prof.h"
 #include "diag.h"
+#include "locks.h"
 #include "config.h"
 #include "prof_unwind.h"
 #include "os.h"
@@ -258,7 +259,7 @@ HAK_INLINE void prof_sample(void *p, size_t size, bool tagged)
       return;
     frames[depth++] = (uintptr_t)raw[i];
   }
-  pthread_mutex_lock(&prof_lock);
+  lock_take(&prof_lock);
   long id = stack_intern(frames, depth);
   if (id < 0 || (!tagged && !block_insert((uintptr_t)p, size, (uint32_t)id))) {
     prof_dropped++;
@@ -342,7 +343,7 @@ bool prof_forget_tagged(void *p)
   if (tag.check != prof_tag_check(p, tag.size, tag.stack))
     return false;
   *g = (struct prof_tag){ 0 };
-  pthread_mutex_lock(&prof_lock);
+  lock_take(&prof_lock);
   /* A record that verifies names a stack that was interned. */
   if (tag.stack < stack_count) {
     stacks[tag.stack].live_count--;
@@ -357,7 +358,7 @@ void prof_before_free(const void *p)
   if (HAK_LIKELY(atomic_load_explicit(filter_slot(p), memory_order_relaxed) == 0))
     return;
   struct prof_block b;
-  pthread_mutex_lock(&prof_lock);
+  lock_take(&prof_lock);
   if (block_remove((uintptr_t)p, &b)) {
     stacks[b.stack].live_count--;
     stacks[b.stack].live_bytes -= b.size;
@@ -371,7 +372,7 @@ void prof_before_free(const void *p)
 
 /* ---- start-up ---- */
 
-void prof_init(void)
+HAK_STARTUP_TEXT void prof_init(void)
 {
   prof_active = hak_config.prof && !config_secure;
   sample_bytes = (uint64_t)hak_config.prof_sample_kb << 10;
@@ -419,7 +420,7 @@ static int find_self_text(struct dl_phdr_info *info, size_t size, void *arg)
   return 0;
 }
 
-void prof_start(void)
+HAK_STARTUP_TEXT void prof_start(void)
 {
   if (!prof_active)
     return;
@@ -601,7 +602,7 @@ static void profile_path(char *path, size_t size, const char *what)
 static void prof_dump(const char *what)
 {
   char path[256], tmp[272];
-  pthread_mutex_lock(&prof_lock);
+  lock_take(&prof_lock);
   profile_path(path, sizeof path, what);
   hak_concat(tmp, sizeof tmp, path, ".tmp");
   int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
@@ -723,14 +724,14 @@ static void prof_leak_report(const char *path)
   }
 }
 
-void prof_exit(void)
+HAK_STARTUP_TEXT void prof_exit(void)
 {
   if (!prof_active || !atomic_load_explicit(&prof_ready, memory_order_acquire))
     return;
   prof_self.busy = true;
   prof_dump("exit");
   if (hak_config.prof_leak) {
-    pthread_mutex_lock(&prof_lock);
+    lock_take(&prof_lock);
     if (hakmem_prof_control.last_error == 0)
       prof_leak_report(hakmem_prof_control.last_path);
     else

@@ -2,6 +2,7 @@
 #include "shared_pool.h"
 #include "learn.h"
 #include "os.h"
+#include "locks.h"
 #include "counters.h"
 #include "diag.h"
 
@@ -452,7 +453,7 @@ static struct superslab *pool_claim_superslab_locked(void)
 
 struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
 {
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   pool_activity++;
   struct slab *s = slab_list_pop(&orphan_list[cls]);
   if (s) {
@@ -568,7 +569,7 @@ static void pool_release_empty_locked(struct slab *s)
 
 void shared_pool_release_empty(struct slab *s)
 {
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   pool_release_empty_locked(s);
   pthread_mutex_unlock(&pool_lock);
 }
@@ -607,7 +608,7 @@ void shared_pool_orphan_freed(void)
 
 void shared_pool_orphan(struct slab *s)
 {
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
   s->state = SLAB_ORPHAN;
   slab_list_push(&orphan_list[s->cls], s);
@@ -616,7 +617,7 @@ void shared_pool_orphan(struct slab *s)
 
 bool shared_pool_trim(void)
 {
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   atomic_store_explicit(&orphans_freed, false, memory_order_relaxed);
   bool released = pool_collect_orphans_locked();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
@@ -666,7 +667,7 @@ static uint64_t pool_calls_locked(void)
 void shared_pool_usage(struct shared_pool_usage *u)
 {
   *u = (struct shared_pool_usage){0};
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     u->allocs[c] = retired_allocs[c];
   for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
@@ -714,7 +715,7 @@ static uint64_t pool_quiet_since_ms;
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 {
   bool pending = false;
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   if (atomic_exchange_explicit(&orphans_freed, false, memory_order_relaxed))
     pool_collect_orphans_locked();
   if (pool_activity != *activity_io) {
@@ -769,7 +770,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 
 void shared_pool_prewarm(void)
 {
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
   if (ss) {
     all_list_add(ss);
@@ -909,7 +910,7 @@ int shared_pool_check_heap(uint64_t me)
 {
   int rc = 0;
   size_t free_committed = 0;
-  pthread_mutex_lock(&pool_lock);
+  lock_take(&pool_lock);
   for (struct superslab *ss = all_list; ss && rc == 0; ss = ss->all_next) {
     rc = heap_check_superslab(ss, me);
     free_committed += (size_t)ss->free_committed << HAK_SLAB_SHIFT;

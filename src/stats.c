@@ -344,7 +344,7 @@ static unsigned stats_exit_sections(void)
          (hak_config.ss_stats_dump ? REPORT_DUMP : 0);
 }
 
-void stats_prepare_exit_report(void)
+HAK_STARTUP_TEXT void stats_prepare_exit_report(void)
 {
   diag_prepare(hak_config.quiet, stats_exit_sections() != 0);
   config_source_format(0, live_mode_source, sizeof live_mode_source);
@@ -422,7 +422,7 @@ static int stats_file_open(const char *path)
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
                 O_NOCTTY, 0644);
   struct stat st;
-  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+  if (fd >= 0 && diag_fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
     return fd;
   /* ENXIO: a FIFO without a reader (or a device without its device);
    * ELOOP: a symbolic link. */
@@ -434,7 +434,7 @@ static int stats_file_open(const char *path)
   return -1;
 }
 
-void stats_report_at_exit(void)
+HAK_STARTUP_TEXT void stats_report_at_exit(void)
 {
   unsigned sections = stats_exit_sections();
   if (!sections || !stats_program_matches() ||

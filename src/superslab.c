@@ -3,6 +3,7 @@
 #include "config.h"
 #include "learn.h"
 #include "os.h"
+#include "locks.h"
 
 #include <string.h>
 
@@ -43,7 +44,7 @@ static void registry_clear_locked(uintptr_t base, size_t size)
 
 bool registry_set(uintptr_t base, size_t size, uintptr_t entry)
 {
-  pthread_mutex_lock(&registry_lock);
+  lock_take(&registry_lock);
   for (uintptr_t a = base; a < base + size; a += HAK_UNIT_SIZE) {
     struct registry_leaf *leaf = registry_leaf_get_locked(a);
     if (!leaf) {
@@ -60,7 +61,7 @@ bool registry_set(uintptr_t base, size_t size, uintptr_t entry)
 
 void registry_clear(uintptr_t base, size_t size)
 {
-  pthread_mutex_lock(&registry_lock);
+  lock_take(&registry_lock);
   registry_clear_locked(base, size);
   pthread_mutex_unlock(&registry_lock);
 }

@@ -5,7 +5,31 @@
 # more in .bss (the small variables every process writes must share a few
 # pages): such objects are declared HAK_BSS_APART and live in .lbss.
 # x86-64 only, the one target whose assembler knows .lbss.
+#
+# First, from the sources: the four locks the fork handlers take are
+# taken through lock_take (locks.h), which the lazy registration of the
+# handlers depends on.  Then what a small program keeps resident
+# (tests/footprint_probe, run with and without hakmem preloaded): hakmem
+# must not bring in a page of
+# libc's read-only data that the program does not touch itself (as
+# pthread_atfork and glibc's fstat did, 64 KiB each time: fault-around),
+# and must not run code spread over the whole of its text: the code every
+# process runs is linked first (Makefile.am), so that in some of nine
+# runs (where the 64 KiB windows of fault-around fall depends on the load
+# address) part of the text stays out of memory.
 set -eu
+srcdir=${srcdir:-.}
+# The locks the fork handlers take are taken through lock_take (locks.h),
+# which registers the handlers first once a second thread exists; only
+# the prefork handlers themselves call pthread_mutex_lock on them.
+direct=$(awk '/^[a-z].*\(/ { fn = $0 }
+  /pthread_mutex_lock\(&(pool_lock|bigcache_lock|registry_lock|prof_lock)\)/ &&
+  fn !~ /prefork|superslab_registry_lock/ { print FILENAME ":" FNR ": " $0 }' "$srcdir"/src/*.c)
+if [ -n "$direct" ]; then
+  echo "footprint.sh: a fork-handled lock taken without lock_take (locks.h):" >&2
+  echo "$direct" >&2
+  exit 1
+fi
 lib=src/.libs/libhakmem.so.0
 [ -f "$lib" ] || { echo "footprint.sh: $lib not built" >&2; exit 1; }
 command -v objdump >/dev/null || { echo "footprint.sh: objdump not found, skipped" >&2; exit 77; }
@@ -39,4 +63,41 @@ for sym in registry_empty_leaf registry_l1 guard_l1; do
     *) echo "footprint.sh: $sym is not in .lbss" >&2; exit 1 ;;
   esac
 done
-echo "footprint.sh: ok"
+
+probe=tests/footprint_probe
+[ -x "$probe" ] || { echo "footprint.sh: $probe not built" >&2; exit 1; }
+[ -r /proc/self/smaps ] || { echo "footprint.sh: no /proc/self/smaps, runtime checks skipped" >&2; echo "footprint.sh: ok"; exit 0; }
+# The Rss (KiB) of libc's read-only data: its first read-only mapping
+# after the executable one.  Minimum and maximum over five runs: where
+# the windows of fault-around fall depends on the load address.
+libc_rodata() {
+  "$@" | awk '$1 == "libc.so.6" && $2 == "r-xp" { text = 1; next }
+              $1 == "libc.so.6" && text && $2 == "r--p" { print $5; exit }'
+}
+range() { sort -n | awk 'NR == 1 { min = $1 } { max = $1 } END { print min, max }'; }
+plain=$(for i in 1 2 3 4 5; do libc_rodata "$probe"; done | range)
+hakmem=$(for i in 1 2 3 4 5; do libc_rodata env LD_PRELOAD="$PWD/$lib" "$probe"; done | range)
+case "$plain" in
+  [0-9]*) ;;
+  *) echo "footprint.sh: libc's mappings not found, runtime checks skipped" >&2; echo "footprint.sh: ok"; exit 0 ;;
+esac
+set -- $plain $hakmem
+if [ "$3" -gt "$2" ]; then
+  echo "footprint.sh: libc's read-only data: $3..$4 KiB resident with hakmem, $1..$2 without" >&2
+  exit 1
+fi
+libc_seen="$3..$4"
+# hakmem's text: SIZE RSS per run.  A text spread over the whole file
+# leaves at most a page or two out (where the last window is cut by the
+# end of the mapping); the ordered text leaves out 12 KiB or more in most
+# runs.
+text=$(for i in 1 2 3 4 5 6 7 8 9; do
+  env LD_PRELOAD="$PWD/$lib" "$probe" | awk '$1 ~ /^libhakmem/ && $2 == "r-xp" { print $4, $5; exit }'
+done)
+least=$(printf '%s\n' "$text" | awk 'NR == 1 || $2 < min { min = $2; size = $1 } END { print size, min }')
+set -- $least
+if [ -z "${2:-}" ] || [ "$2" -gt $(($1 - 12)) ]; then
+  echo "footprint.sh: $2 KiB or more of hakmem's text ($1 KiB) resident in each of nine runs: is code every process runs linked among the rare files? (Makefile.am, HAK_STARTUP_TEXT)" >&2
+  exit 1
+fi
+echo "footprint.sh: ok (libc read-only data $libc_seen KiB; hakmem text $2 of $1 KiB in the best run)"

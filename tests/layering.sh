@@ -13,6 +13,7 @@
 LAYERS='
 hakmem_internal live_stats
 diag
+locks
 size_class secret
 counters
 options

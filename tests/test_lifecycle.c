@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hakmem.h"
 #include "bigcache.h"
 #include "config.h"
+#include "locks.h"
 #include "shared_pool.h"
 #include "stats.h"
 #include "superslab.h"
@@ -602,6 +604,44 @@ START_TEST(trim_returns_memory)
 }
 END_TEST
 
+/* Small and large blocks, so that the shared pool's and BigCache's locks
+ * are taken. */
+static void *allocate_in_thread(void *arg)
+{
+  (void)arg;
+  for (size_t n = 16; n <= ((size_t)1 << 20); n *= 4)
+    hak_free(hak_malloc(n));
+  return NULL;
+}
+
+/* The fork handlers wait for a second thread (locks.h): the only thread
+ * registers none, however much it allocates; the first lock a second
+ * thread takes registers them, and a fork after that leaves the child a
+ * working allocator. */
+START_TEST(fork_handlers_wait_for_a_second_thread)
+{
+  start();
+  hak_config.purge_delay_ms = -1; /* no purge thread: one thread only */
+  ck_assert_msg(LOCKS_SINGLE_THREADED() && !atomic_load(&locks_fork_handlers_on),
+                "fork handlers registered before a second thread (prof = 1?) or the test process has one (CK_FORK=no?)");
+  allocate_in_thread(NULL);
+  ck_assert(!atomic_load(&locks_fork_handlers_on));
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, allocate_in_thread, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert(atomic_load(&locks_fork_handlers_on));
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    void *p = hak_malloc(100), *q = hak_malloc((size_t)1 << 20);
+    _exit(p && q ? 0 : 1);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 /* The cases run by run_case_in_env, each in a process of its own whose
  * environment sets the mode. */
 static Suite *fresh_suite(void)
@@ -643,6 +683,7 @@ int main(void)
   tcase_add_test(t, purge_delays_by_mode);
   tcase_add_test(t, orphaned_slabs_come_back);
   tcase_add_test(t, trim_returns_memory);
+  tcase_add_test(t, fork_handlers_wait_for_a_second_thread);
   suite_add_tcase(s, t);
   return check_run(s);
 }

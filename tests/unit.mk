@@ -72,6 +72,8 @@ tests_test_config_parse_LDADD = $(CORE_TESTS_LIBS)
 if !SANITIZE
 TESTS += tests/exports.sh tests/install.sh tests/footprint.sh
 dist_check_SCRIPTS += tests/exports.sh tests/install.sh tests/footprint.sh
+# Run by footprint.sh, with and without hakmem preloaded.
+check_PROGRAMS += tests/footprint_probe
 if HAVE_CHECK
 check_PROGRAMS += tests/test_dlopen
 check_LTLIBRARIES = tests/libdlopen_lib.la

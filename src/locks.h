@@ -1,0 +1,56 @@
+/* The locks the fork handlers take (init.c): the shared pool's, BigCache's,
+ * the SuperSlab registry's and the profiler's.  Each is taken through
+ * lock_take, never by pthread_mutex_lock directly, so that the fork
+ * handlers are registered before a second thread can hold one of them.
+ *
+ * A process that never starts a second thread never registers them: a
+ * fork by the only thread cannot find one of these locks held by another,
+ * nor a slab owned by another thread.  That spares a small program
+ * pthread_atfork, which costs it 64 KiB of resident memory: glibc's
+ * __register_atfork reads a constant on a page of libc's read-only data
+ * that nothing else touches, and fault-around maps the 16 pages around it.
+ *
+ * lock_take reads two flags that change once each: locks_fork_handlers_on
+ * (false until registered) and glibc's __libc_single_threaded, which
+ * pthread_create clears in the creating thread before the new thread
+ * starts.  Where the C library has no __libc_single_threaded the
+ * handlers are registered at the first lock. */
+#ifndef HAKMEM_LOCKS_H
+#define HAKMEM_LOCKS_H
+
+#include "hakmem_internal.h"
+
+#include <pthread.h>
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define LOCKS_SINGLE_THREADED() (__libc_single_threaded != 0)
+#endif
+#endif
+#ifndef LOCKS_SINGLE_THREADED
+#define LOCKS_SINGLE_THREADED() false
+#endif
+
+extern HAK_HIDDEN _Atomic bool locks_fork_handlers_on;
+
+/* Called once by the initialisation, when malloc works (pthread_atfork
+ * may allocate): hands over the fork handlers, and registers them at once
+ * if now is true or the process already has a second thread. */
+void locks_arm_fork_handlers(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+                             bool now);
+/* Registers the armed handlers once, from whichever thread comes first;
+ * the others wait for it.  Before they are armed it does nothing. */
+void locks_register_fork_handlers(void);
+
+/* Takes m, one of the locks above.  One load and a branch more than
+ * pthread_mutex_lock once the handlers are registered or while the
+ * process has a single thread. */
+HAK_INLINE void lock_take(pthread_mutex_t *m)
+{
+  if (HAK_UNLIKELY(!atomic_load_explicit(&locks_fork_handlers_on, memory_order_acquire)) &&
+      !LOCKS_SINGLE_THREADED())
+    locks_register_fork_handlers();
+  pthread_mutex_lock(m);
+}
+
+#endif
