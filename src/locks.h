@@ -13,21 +13,28 @@
  * lock_take reads two flags that change once each: locks_fork_handlers_on
  * (false until registered) and glibc's __libc_single_threaded, which
  * pthread_create clears in the creating thread before the new thread
- * starts.  Where the C library has no __libc_single_threaded the
- * handlers are registered at the first lock. */
+ * starts.  Where the C library is not glibc 2.36 or later (see below)
+ * the handlers are registered at start. */
 #ifndef HAKMEM_LOCKS_H
 #define HAKMEM_LOCKS_H
 
 #include "hakmem_internal.h"
 
 #include <pthread.h>
-#if defined(__has_include)
-#if __has_include(<sys/single_threaded.h>)
+/* Registering late means that pthread_atfork may run inside another
+ * library's fork handler (its malloc taking the first lock); glibc holds
+ * its fork-handler lock while running the handlers before 2.36, where
+ * pthread_atfork would then wait for itself.  So late registration needs
+ * glibc 2.36 or later; elsewhere the handlers are registered at start. */
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 36)
 #include <sys/single_threaded.h>
+#define LOCKS_LAZY_FORK_HANDLERS 1
 #define LOCKS_SINGLE_THREADED() (__libc_single_threaded != 0)
 #endif
 #endif
 #ifndef LOCKS_SINGLE_THREADED
+#define LOCKS_LAZY_FORK_HANDLERS 0
 #define LOCKS_SINGLE_THREADED() false
 #endif
 

@@ -620,6 +620,7 @@ static void *allocate_in_thread(void *arg)
  * working allocator. */
 START_TEST(fork_handlers_wait_for_a_second_thread)
 {
+#if LOCKS_LAZY_FORK_HANDLERS
   start();
   hak_config.purge_delay_ms = -1; /* no purge thread: one thread only */
   ck_assert_msg(LOCKS_SINGLE_THREADED() && !atomic_load(&locks_fork_handlers_on),
@@ -639,6 +640,62 @@ START_TEST(fork_handlers_wait_for_a_second_thread)
   int status;
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+#endif
+}
+END_TEST
+
+/* Late registration from inside another library's fork handler: the
+ * first lock taken once a second thread exists is taken by a prepare
+ * handler registered before hakmem's, during a fork.  pthread_atfork then
+ * runs inside fork; with glibc 2.36 or later that must not wait for the
+ * fork in progress (locks.h), and the fork completes.  alarm turns a hang
+ * into a failure. */
+static void *volatile prefork_block;
+
+static void malloc_in_prepare(void)
+{
+  /* A class this process has not used: the slow path, the pool's lock. */
+  prefork_block = hak_malloc(7000);
+}
+
+static void *wait_for_release(void *arg)
+{
+  /* Holds no lock of hakmem's: it never calls it. */
+  pthread_mutex_t *gate = arg;
+  pthread_mutex_lock(gate);
+  pthread_mutex_unlock(gate);
+  return NULL;
+}
+
+START_TEST(fork_handlers_registered_inside_a_fork)
+{
+#if LOCKS_LAZY_FORK_HANDLERS
+  start();
+  hak_config.purge_delay_ms = -1;
+  hak_free(hak_malloc(40));
+  ck_assert_msg(!atomic_load(&locks_fork_handlers_on), "fork handlers registered at start");
+  ck_assert_int_eq(pthread_atfork(malloc_in_prepare, NULL, NULL), 0);
+  static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&gate);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, wait_for_release, &gate), 0);
+  ck_assert(!atomic_load(&locks_fork_handlers_on));
+  alarm(20);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    void *p = hak_malloc(100), *q = hak_malloc(7000);
+    _exit(p && q ? 0 : 1);
+  }
+  alarm(0);
+  ck_assert(prefork_block != NULL);
+  ck_assert(atomic_load(&locks_fork_handlers_on));
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  pthread_mutex_unlock(&gate);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+#endif
 }
 END_TEST
 
@@ -684,6 +741,7 @@ int main(void)
   tcase_add_test(t, orphaned_slabs_come_back);
   tcase_add_test(t, trim_returns_memory);
   tcase_add_test(t, fork_handlers_wait_for_a_second_thread);
+  tcase_add_test(t, fork_handlers_registered_inside_a_fork);
   suite_add_tcase(s, t);
   return check_run(s);
 }
