@@ -11,7 +11,9 @@ _Static_assert(PROF_STASH_BLOCK + PROF_STASH_OFFSET == PROF_STASH_MAP, "stash ge
 
 /* One cache line of slots. */
 static alignas(64) _Atomic(struct large_hdr *) stash[PROF_STASH_SLOTS];
-/* Set when a sample takes from the stash, cleared by the purge's pass. */
+/* Set when a sample takes from the stash or a freed one goes into it,
+ * cleared by the purge's pass: a stash that a program sampling steadily
+ * uses stays, however long each mapping sat in it. */
 static _Atomic bool stash_used;
 static _Atomic bool stash_purge_wanted;
 
@@ -52,6 +54,8 @@ bool prof_stash_put(struct large_hdr *h)
     struct large_hdr *expected = NULL;
     if (atomic_compare_exchange_strong_explicit(&stash[i], &expected, h, memory_order_release,
                                                 memory_order_relaxed)) {
+      if (!atomic_load_explicit(&stash_used, memory_order_relaxed))
+        atomic_store_explicit(&stash_used, true, memory_order_relaxed);
       counters_add(&hak_counters.large_frees, 1);
       atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, PROF_STASH_MAP, memory_order_relaxed);
       if (!atomic_load_explicit(&stash_purge_wanted, memory_order_relaxed))

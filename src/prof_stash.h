@@ -16,7 +16,7 @@
  * mappings (64 KiB); a mapping that finds it full goes to BigCache.  It is
  * emptied (mappings unmapped) by purge_reclaim (malloc_trim, a refused
  * allocation) and by the purge thread once a whole purge period passed
- * without a sample taking from it.
+ * without a sample taking from it or a freed one going into it.
  *
  * Concurrency: the slots are atomic pointers, filled by compare-and-swap
  * from NULL and emptied by exchange with NULL, so that one mapping is
@@ -51,7 +51,7 @@ bool prof_stash_release(void);
 /* Whether the purge thread has a pass to make for the stash. */
 bool prof_stash_purge_wanted(void);
 /* The purge thread's pass, once per purge period: releases the stash if
- * no sample took from it since the last pass.  True while mappings stay
+ * no sample took from it and none went into it since the last pass.  True while mappings stay
  * stashed (another pass is due). */
 bool prof_stash_purge(void);
 
