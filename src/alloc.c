@@ -8,6 +8,7 @@
 #include "bigcache.h"
 #include "large.h"
 #include "prof.h"
+#include "prof_stash.h"
 #include "purge.h"
 #include "shared_pool.h"
 #include "diag.h"
@@ -145,13 +146,15 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
  * record before it; any other block is looked up by prof_before_free.
  * The record is read only where the header, once verified, says it lies
  * in the mapping; the cheap tests come first, so that the common large
- * block (at offset 64) skips the verification, which large_free does. */
-static void alloc_prof_forget_large(struct large_hdr *h, void *p)
+ * block (at offset 64) skips the verification, which large_free does.
+ * True if p was such a sample: live, its header verified. */
+static bool alloc_prof_forget_large(struct large_hdr *h, void *p)
 {
   if (h->offset >= PROF_TAGGED_ALIGN && p == large_block(h) && h->state == LARGE_LIVE &&
       large_header_ok(h) && prof_forget_tagged(p))
-    return;
+    return true;
   prof_before_free(p);
+  return false;
 }
 
 void alloc_free_slab_slow(struct slab *s, void *p)
@@ -184,8 +187,11 @@ void alloc_free_generic(void *p, uintptr_t entry)
   struct large_hdr *h = large_from_entry(entry, p);
   if (!h)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
-  if (HAK_UNLIKELY(prof_active))
-    alloc_prof_forget_large(h, p);
+  /* A sample's mapping goes to the profiler's stash for the next one. */
+  if (HAK_UNLIKELY(prof_active) && alloc_prof_forget_large(h, p) && prof_stash_put(h)) {
+    purge_kick();
+    return;
+  }
   if (large_free(h, p))
     purge_kick();
 }
@@ -344,7 +350,9 @@ static void *alloc_aligned_block(size_t align, size_t size)
  * its free then reaches alloc_free_generic, where the profiler forgets
  * it, and the frees of all the other blocks keep their fast path.  The
  * block starts PROF_TAGGED_ALIGN bytes (or its alignment) into its
- * mapping, which leaves room for its record between the header and it. */
+ * mapping, which leaves room for its record between the header and it.
+ * A small one comes from the profiler's stash of freed samples, or else
+ * gets a mapping of the stash's size, so that its free can stash it. */
 static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
 {
   void *p;
@@ -354,6 +362,16 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
   } else if (size > ALLOC_MAX || align > ALLOC_MAX) {
     errno = ENOMEM;
     return NULL;
+  } else if (size <= PROF_STASH_BLOCK && align <= PROF_TAGGED_ALIGN) {
+    p = prof_stash_take(size);
+    if (!p) {
+      bool fresh;
+      p = alloc_large(PROF_STASH_BLOCK, PROF_STASH_OFFSET, &fresh);
+      /* Realloc tells growth from shrinking by the size asked for. */
+      if (p)
+        ((struct large_hdr *)((char *)p - PROF_STASH_OFFSET))->live_size = size;
+    }
+    prof_record_tagged(p, size);
   } else {
     /* At least a page past the header page: BigCache decommits all but
      * the header page of a cached mapping, which must leave something to
@@ -365,6 +383,8 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
   }
   return p;
 }
+
+_Static_assert(PROF_STASH_OFFSET == PROF_TAGGED_ALIGN, "a stashed block's record fits before it");
 
 /* The generic path without the profiler. */
 static HAK_NOINLINE void *alloc_malloc_unsampled(size_t size)

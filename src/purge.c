@@ -2,6 +2,7 @@
 #include "purge.h"
 #include "config.h"
 #include "bigcache.h"
+#include "prof_stash.h"
 #include "shared_pool.h"
 #include "counters.h"
 #include "diag.h"
@@ -43,14 +44,15 @@ static void *purge_main(void *arg)
        * keeps the thread running until the next one. */
       bigcache_take_purge_wanted();
       bigcache_pending = bigcache_purge(now, idle);
+      bigcache_pending |= prof_stash_purge();
     }
     pending |= bigcache_pending;
-    if (pending || shared_pool_purge_wanted() || bigcache_purge_wanted())
+    if (pending || shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted())
       continue;
     /* Nothing left: stop, unless memory became purgeable meanwhile and no
      * kicker saw purge_running false yet. */
     atomic_store(&purge_running, false);
-    if (!shared_pool_purge_wanted() && !bigcache_purge_wanted())
+    if (!shared_pool_purge_wanted() && !bigcache_purge_wanted() && !prof_stash_purge_wanted())
       return NULL;
     bool expected = false;
     if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
@@ -61,7 +63,7 @@ static void *purge_main(void *arg)
 void purge_kick(void)
 {
   if (hak_config.purge_delay_ms < 0 || atomic_load_explicit(&purge_running, memory_order_relaxed) ||
-      !(shared_pool_purge_wanted() || bigcache_purge_wanted()))
+      !(shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted()))
     return;
   bool expected = false;
   if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
@@ -87,6 +89,7 @@ bool purge_reclaim(void)
   int saved = errno;
   bool released = shared_pool_trim();
   released |= bigcache_flush();
+  released |= prof_stash_release();
   errno = saved;
   return released;
 }

@@ -31,8 +31,8 @@
 void purge_kick(void);
 /* Gives back now every byte hakmem keeps free: the pool's EMPTY slabs and
  * collected orphans, fully free SuperSlabs (unmapped), the pages of free
- * slots (decommitted), and BigCache's mappings (unmapped).  Called with no
- * hakmem lock held; errno is unchanged.  Returns true if anything was
+ * slots (decommitted), BigCache's mappings and the profiler's stash
+ * (unmapped).  Called with no hakmem lock held; errno is unchanged.  Returns true if anything was
  * released, and only then is a refused allocation worth one more try. */
 bool purge_reclaim(void);
 /* Fork: the child has no purge thread. */

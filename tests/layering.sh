@@ -26,6 +26,7 @@ shared_pool
 large_hdr
 bigcache
 large
+prof_stash
 purge
 prof_unwind
 prof

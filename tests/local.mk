@@ -30,9 +30,9 @@ dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz
 check_PROGRAMS += tests/stats_daemon tests/monitor_glibc
 TESTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
 dist_check_SCRIPTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
-check_PROGRAMS += tests/prof_sites
-TESTS += tests/prof_sites.sh
-dist_check_SCRIPTS += tests/prof_sites.sh
+check_PROGRAMS += tests/prof_sites tests/prof_stash
+TESTS += tests/prof_sites.sh tests/prof_stash.sh
+dist_check_SCRIPTS += tests/prof_sites.sh tests/prof_stash.sh
 endif
 
 # Monitoring: a daemon read from outside by hakmemctl stats --pid and top
@@ -58,6 +58,9 @@ tests_prof_sites_SOURCES = tests/prof_sites.c
 # No _FORTIFY_SOURCE (distributions build with it): its inline memset
 # would be the leaf that google-pprof names instead of the two sites.
 tests_prof_sites_CFLAGS = $(AM_CFLAGS) -fno-builtin -U_FORTIFY_SOURCE
+# The profiler's stash of sampled slots (tests/prof_stash.sh).
+tests_prof_stash_SOURCES = tests/prof_stash.c
+tests_prof_stash_CFLAGS = $(AM_CFLAGS) -fno-builtin
 
 tests_test_api_SOURCES = tests/test_api.c
 tests_test_api_CFLAGS = $(TEST_API_CFLAGS)

@@ -1,0 +1,101 @@
+/* The profiler's stash of sampled slots; see prof_stash.h. */
+#include "prof_stash.h"
+#include "counters.h"
+
+#include <stdalign.h>
+
+/* The mapping size of a stashed slot: what large_alloc maps for a block
+ * of PROF_STASH_BLOCK bytes at PROF_STASH_OFFSET. */
+#define PROF_STASH_MAP ((size_t)2 * HAK_PAGE_SIZE)
+_Static_assert(PROF_STASH_BLOCK + PROF_STASH_OFFSET == PROF_STASH_MAP, "stash geometry");
+
+/* One cache line of slots. */
+static alignas(64) _Atomic(struct large_hdr *) stash[PROF_STASH_SLOTS];
+/* Set when a sample takes from the stash or a freed one goes into it,
+ * cleared by the purge's pass: a stash that a program sampling steadily
+ * uses stays, however long each mapping sat in it. */
+static _Atomic bool stash_used;
+static _Atomic bool stash_purge_wanted;
+
+void *prof_stash_take(size_t size)
+{
+  for (unsigned i = 0; i < PROF_STASH_SLOTS; i++) {
+    if (!atomic_load_explicit(&stash[i], memory_order_relaxed))
+      continue;
+    struct large_hdr *h = atomic_exchange_explicit(&stash[i], NULL, memory_order_acquire);
+    if (!h)
+      continue;
+    void *p = (char *)h + PROF_STASH_OFFSET;
+    large_verify(h, "malloc(): corrupted large block header", p);
+    h->state = LARGE_LIVE;
+    h->live_size = size;
+    large_seal(h);
+    counters_add(&hak_counters.large_allocs, 1);
+    counters_add(&hak_counters.large_live_bytes, PROF_STASH_MAP);
+    if (!atomic_load_explicit(&stash_used, memory_order_relaxed))
+      atomic_store_explicit(&stash_used, true, memory_order_relaxed);
+    return p;
+  }
+  return NULL;
+}
+
+bool prof_stash_put(struct large_hdr *h)
+{
+  if (h->map_size != PROF_STASH_MAP || h->offset != PROF_STASH_OFFSET || h->seam != 0)
+    return false;
+  for (unsigned i = 0; i < PROF_STASH_SLOTS; i++) {
+    if (atomic_load_explicit(&stash[i], memory_order_relaxed))
+      continue;
+    /* Not live from here on: a free racing with this one (a double free)
+     * finds it so, and the taker finds it sealed. */
+    h->state = LARGE_CACHED;
+    h->cache_next = NULL;
+    large_seal(h);
+    struct large_hdr *expected = NULL;
+    if (atomic_compare_exchange_strong_explicit(&stash[i], &expected, h, memory_order_release,
+                                                memory_order_relaxed)) {
+      if (!atomic_load_explicit(&stash_used, memory_order_relaxed))
+        atomic_store_explicit(&stash_used, true, memory_order_relaxed);
+      counters_add(&hak_counters.large_frees, 1);
+      atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, PROF_STASH_MAP, memory_order_relaxed);
+      if (!atomic_load_explicit(&stash_purge_wanted, memory_order_relaxed))
+        atomic_store_explicit(&stash_purge_wanted, true, memory_order_relaxed);
+      return true;
+    }
+    h->state = LARGE_LIVE;
+    large_seal(h);
+  }
+  return false;
+}
+
+bool prof_stash_release(void)
+{
+  bool released = false;
+  for (unsigned i = 0; i < PROF_STASH_SLOTS; i++) {
+    if (!atomic_load_explicit(&stash[i], memory_order_relaxed))
+      continue;
+    struct large_hdr *h = atomic_exchange_explicit(&stash[i], NULL, memory_order_acquire);
+    if (!h)
+      continue;
+    large_verify(h, "malloc_trim(): corrupted large block header", (char *)h + PROF_STASH_OFFSET);
+    large_unmap(h);
+    released = true;
+  }
+  return released;
+}
+
+bool prof_stash_purge_wanted(void)
+{
+  return atomic_load_explicit(&stash_purge_wanted, memory_order_relaxed);
+}
+
+bool prof_stash_purge(void)
+{
+  atomic_store_explicit(&stash_purge_wanted, false, memory_order_relaxed);
+  if (!atomic_exchange_explicit(&stash_used, false, memory_order_relaxed))
+    prof_stash_release();
+  for (unsigned i = 0; i < PROF_STASH_SLOTS; i++)
+    if (atomic_load_explicit(&stash[i], memory_order_relaxed))
+      return true;
+  return false;
+}
