@@ -214,6 +214,70 @@ static struct large_hdr *large_join_cached(struct large_hdr *h)
   return h;
 }
 
+/* Grows h, taken out of BigCache for a request of map_size bytes it is
+ * too small for, with the pages of another cached mapping rather than
+ * new ones: h's range is extended (in place, or h moves), then the other
+ * mapping's pages are moved after h's by mremap (no copy, no fault), and
+ * its header becomes plain memory of the block.  Without it, a mixed-size
+ * load keeps pieces in the cache, resident, while the mapping that serves
+ * each larger request faults in the difference: the resident set climbs
+ * to well above the largest live total.  The piece taken is the best fit
+ * for what is missing (split if much larger, as for any request), or the
+ * largest of at least a LARGE_GROW_FROM-th of it, grown as it moves.  The
+ * result is two VMAs with h->seam between them, so h must be one (a
+ * mapping of two is grown as before).  Returns h, or the header at its
+ * new place; h->map_size is map_size or more on success, unchanged if
+ * nothing could be moved (the caller grows it as before). */
+static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_size)
+{
+  size_t need = map_size - h->map_size;
+  if (h->seam != 0)
+    return h;
+  struct large_hdr *c = bigcache_take(need / LARGE_GROW_FROM, need, SIZE_MAX);
+  if (!c)
+    return h;
+  /* A piece of two VMAs would make three; a decommitted one has no pages
+   * to give (moving it saves no fault). */
+  if (c->seam != 0 || c->decommitted) {
+    if (!bigcache_put_back(c))
+      large_unmap(c);
+    return h;
+  }
+  if (c->map_size > need)
+    large_split(c, need);
+  size_t head = h->map_size, tail = c->map_size > need ? c->map_size : need;
+  size_t total = head + tail;
+  if (!large_grow_in_place(h, total)) {
+    struct large_hdr *n = large_move_to_new(h, total);
+    if (!n) {
+      if (!bigcache_put_back(c))
+        large_unmap(c);
+      return h;
+    }
+    h = n;
+  }
+  /* h now ends in new, untouched pages where c's go.  c's registry
+   * entries go first; its header is cleared before its page becomes the
+   * block's (no stale sealed header inside a live block). */
+  struct large_hdr saved = *c;
+  large_unregister((uintptr_t)c, saved.offset);
+  memset(c, 0, sizeof *c);
+  if (os_move(c, saved.map_size, 0, (char *)h + head, tail) != 0) {
+    /* Nothing moved: c is as it was (its registry leaf exists), h keeps
+     * its new pages. */
+    *c = saved;
+    large_register((uintptr_t)c, saved.offset);
+    if (!bigcache_put_back(c))
+      large_unmap(c);
+    return h;
+  }
+  if (h->huge_advised)
+    os_advise_huge((char *)h + head, tail, true);
+  h->seam = head;
+  large_seal(h);
+  return h;
+}
+
 /* A mapping from BigCache for a block of map_size bytes at offset, or
  * NULL.  to_grow: the block is expected to grow (see large_alloc_to_grow),
  * so a larger mapping serves it whole; otherwise a much larger one is
@@ -233,6 +297,8 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
    * faulting in a whole new mapping while they stay cached. */
   if (h->map_size < map_size)
     h = large_join_cached(h);
+  if (h->map_size < map_size)
+    h = large_grow_with_cached(h, map_size);
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
     struct large_hdr *n = large_move_to_new(h, map_size);
     if (!n) {
