@@ -48,9 +48,9 @@ static void large_unregister(uintptr_t base, size_t offset)
 }
 
 /* Free addresses left after a new large mapping, so that it can grow in
- * place: by realloc, or, once cached, for a larger request (BigCache
- * grows a smaller mapping only in place).  Three times its size: a
- * cached mapping serves requests up to LARGE_GROW_FROM times larger. */
+ * place: by realloc, or, once cached, for a larger request (a larger
+ * growth moves it).  Three times its size: most growth is by up to
+ * LARGE_GROW_FROM times. */
 static size_t large_room(size_t map_size) { return map_size > SIZE_MAX / 3 ? SIZE_MAX : 3 * map_size; }
 
 /* A new mapping for a block at offset, registered and sealed (state 0:
@@ -83,8 +83,9 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
  * the block: pieces too small to serve anything would fill the cache. */
 #define LARGE_SPLIT_MIN ((size_t)1 << 20)
 
-/* A smaller cached mapping is grown for a request if it has at least
- * 1/LARGE_GROW_FROM of the size: only the difference is faulted in. */
+/* A cached mapping grown for a request takes the pages of another one
+ * for the difference if that one has at least 1/LARGE_GROW_FROM of it:
+ * moving fewer pages is not worth the two mremap calls. */
 #define LARGE_GROW_FROM 4
 
 /* Splits the rest of cached mapping h beyond map_size bytes off into a
@@ -281,13 +282,14 @@ static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_
 /* A mapping from BigCache for a block of map_size bytes at offset, or
  * NULL.  to_grow: the block is expected to grow (see large_alloc_to_grow),
  * so a larger mapping serves it whole; otherwise a much larger one is
- * split, and a smaller one (see LARGE_GROW_FROM) is grown in place if
- * the range after it is free. */
-static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool to_grow)
+ * split, and else the largest smaller one, however small, is grown: its
+ * pages are used rather than left cached while the request faults in a
+ * whole new mapping. */
+static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool to_grow, bool *refused)
 {
   size_t most = to_grow ? (map_size > SIZE_MAX / LARGE_GROW_ROOM ? SIZE_MAX : map_size * LARGE_GROW_ROOM)
                         : SIZE_MAX;
-  struct large_hdr *h = bigcache_take(to_grow ? map_size : map_size / LARGE_GROW_FROM, map_size, most);
+  struct large_hdr *h = bigcache_take(to_grow ? map_size : HAK_PAGE_SIZE, map_size, most);
   if (!h)
     return NULL;
   /* Grown first: the registry units of the new offset may lie beyond
@@ -302,6 +304,10 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
     struct large_hdr *n = large_move_to_new(h, map_size);
     if (!n) {
+      /* A new mapping of the size was refused: the caller's would be
+       * too, so it fails at once (one attempt's calls, see
+       * refused_request_reclaims_and_retries_once). */
+      *refused = true;
       if (!bigcache_put_back(h))
         large_unmap(h);
       return NULL;
@@ -336,8 +342,13 @@ static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_gr
     return NULL;
   }
   struct large_hdr *h = NULL;
+  bool refused = false;
   if (align <= HAK_UNIT_SIZE)
-    h = large_from_cache(map_size, offset, to_grow);
+    h = large_from_cache(map_size, offset, to_grow, &refused);
+  if (refused) {
+    errno = ENOMEM;
+    return NULL;
+  }
   *fresh = h == NULL;
   if (h && hak_config.thp == HAK_THP_AUTO && !h->huge_advised && h->map_size >= ((size_t)2 << 20)) {
     /* Reused from BigCache: a hot block, worth huge pages. */

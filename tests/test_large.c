@@ -361,6 +361,28 @@ START_TEST(smaller_cached_mapping_moves_when_it_cannot_grow)
 }
 END_TEST
 
+/* However small the cached mapping, a larger request grows it rather than
+ * faulting in a whole new mapping while it stays cached with its pages. */
+START_TEST(much_smaller_cached_mapping_is_grown)
+{
+  start_with_empty_cache();
+  char *small = hak_malloc(1 * MiB);
+  memset(small, 0x3c, 1 * MiB);
+  hak_free(small);
+  hak_stats_t s0 = stats_now();
+  char *p = hak_malloc(7 * MiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  struct bigcache_usage u;
+  bigcache_usage(&u);
+  ck_assert_uint_eq(u.count, 0);
+  CHECK_INV(p, "much smaller cached mapping grown");
+  assert_pages_hold(p, 1 * MiB, 0x3c);
+  memset(p, 1, 7 * MiB);
+  hak_free(p);
+  bigcache_flush();
+}
+END_TEST
+
 /* A larger request than any cached mapping takes two of them: the one
  * grown gets the other's pages moved after its own (their old contents
  * show: nothing was faulted in anew), not new ones while the other stays
@@ -882,6 +904,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, smaller_cached_mapping_grows_with_another_ones_pages);
+  tcase_add_test(t, much_smaller_cached_mapping_is_grown);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);
