@@ -48,9 +48,9 @@ static void large_unregister(uintptr_t base, size_t offset)
 }
 
 /* Free addresses left after a new large mapping, so that it can grow in
- * place: by realloc, or, once cached, for a larger request (BigCache
- * grows a smaller mapping only in place).  Three times its size: a
- * cached mapping serves requests up to LARGE_GROW_FROM times larger. */
+ * place: by realloc, or, once cached, for a larger request (a larger
+ * growth moves it).  Three times its size: most growth is by up to
+ * LARGE_GROW_FROM times. */
 static size_t large_room(size_t map_size) { return map_size > SIZE_MAX / 3 ? SIZE_MAX : 3 * map_size; }
 
 /* A new mapping for a block at offset, registered and sealed (state 0:
@@ -83,8 +83,9 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
  * the block: pieces too small to serve anything would fill the cache. */
 #define LARGE_SPLIT_MIN ((size_t)1 << 20)
 
-/* A smaller cached mapping is grown for a request if it has at least
- * 1/LARGE_GROW_FROM of the size: only the difference is faulted in. */
+/* A cached mapping grown for a request takes the pages of another one
+ * for the difference if that one has at least 1/LARGE_GROW_FROM of it:
+ * moving fewer pages is not worth the two mremap calls. */
 #define LARGE_GROW_FROM 4
 
 /* Splits the rest of cached mapping h beyond map_size bytes off into a
@@ -214,16 +215,81 @@ static struct large_hdr *large_join_cached(struct large_hdr *h)
   return h;
 }
 
+/* Grows h, taken out of BigCache for a request of map_size bytes it is
+ * too small for, with the pages of another cached mapping rather than
+ * new ones: h's range is extended (in place, or h moves), then the other
+ * mapping's pages are moved after h's by mremap (no copy, no fault), and
+ * its header becomes plain memory of the block.  Without it, a mixed-size
+ * load keeps pieces in the cache, resident, while the mapping that serves
+ * each larger request faults in the difference: the resident set climbs
+ * to well above the largest live total.  The piece taken is the best fit
+ * for what is missing (split if much larger, as for any request), or the
+ * largest of at least a LARGE_GROW_FROM-th of it, grown as it moves.  The
+ * result is two VMAs with h->seam between them, so h must be one (a
+ * mapping of two is grown as before).  Returns h, or the header at its
+ * new place; h->map_size is map_size or more on success, unchanged if
+ * nothing could be moved (the caller grows it as before). */
+static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_size)
+{
+  size_t need = map_size - h->map_size;
+  if (h->seam != 0)
+    return h;
+  struct large_hdr *c = bigcache_take(need / LARGE_GROW_FROM, need, SIZE_MAX);
+  if (!c)
+    return h;
+  /* A piece of two VMAs would make three; a decommitted one has no pages
+   * to give (moving it saves no fault). */
+  if (c->seam != 0 || c->decommitted) {
+    if (!bigcache_put_back(c))
+      large_unmap(c);
+    return h;
+  }
+  if (c->map_size > need)
+    large_split(c, need);
+  size_t head = h->map_size, tail = c->map_size > need ? c->map_size : need;
+  size_t total = head + tail;
+  if (!large_grow_in_place(h, total)) {
+    struct large_hdr *n = large_move_to_new(h, total);
+    if (!n) {
+      if (!bigcache_put_back(c))
+        large_unmap(c);
+      return h;
+    }
+    h = n;
+  }
+  /* h now ends in new, untouched pages where c's go.  c's registry
+   * entries go first; its header is cleared before its page becomes the
+   * block's (no stale sealed header inside a live block). */
+  struct large_hdr saved = *c;
+  large_unregister((uintptr_t)c, saved.offset);
+  memset(c, 0, sizeof *c);
+  if (os_move(c, saved.map_size, 0, (char *)h + head, tail) != 0) {
+    /* Nothing moved: c is as it was (its registry leaf exists), h keeps
+     * its new pages. */
+    *c = saved;
+    large_register((uintptr_t)c, saved.offset);
+    if (!bigcache_put_back(c))
+      large_unmap(c);
+    return h;
+  }
+  if (h->huge_advised)
+    os_advise_huge((char *)h + head, tail, true);
+  h->seam = head;
+  large_seal(h);
+  return h;
+}
+
 /* A mapping from BigCache for a block of map_size bytes at offset, or
  * NULL.  to_grow: the block is expected to grow (see large_alloc_to_grow),
  * so a larger mapping serves it whole; otherwise a much larger one is
- * split, and a smaller one (see LARGE_GROW_FROM) is grown in place if
- * the range after it is free. */
-static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool to_grow)
+ * split, and else the largest smaller one, however small, is grown: its
+ * pages are used rather than left cached while the request faults in a
+ * whole new mapping. */
+static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool to_grow, bool *refused)
 {
   size_t most = to_grow ? (map_size > SIZE_MAX / LARGE_GROW_ROOM ? SIZE_MAX : map_size * LARGE_GROW_ROOM)
                         : SIZE_MAX;
-  struct large_hdr *h = bigcache_take(to_grow ? map_size : map_size / LARGE_GROW_FROM, map_size, most);
+  struct large_hdr *h = bigcache_take(to_grow ? map_size : HAK_PAGE_SIZE, map_size, most);
   if (!h)
     return NULL;
   /* Grown first: the registry units of the new offset may lie beyond
@@ -233,9 +299,15 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
    * faulting in a whole new mapping while they stay cached. */
   if (h->map_size < map_size)
     h = large_join_cached(h);
+  if (h->map_size < map_size)
+    h = large_grow_with_cached(h, map_size);
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
     struct large_hdr *n = large_move_to_new(h, map_size);
     if (!n) {
+      /* A new mapping of the size was refused: the caller's would be
+       * too, so it fails at once (one attempt's calls, see
+       * refused_request_reclaims_and_retries_once). */
+      *refused = true;
       if (!bigcache_put_back(h))
         large_unmap(h);
       return NULL;
@@ -270,8 +342,13 @@ static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_gr
     return NULL;
   }
   struct large_hdr *h = NULL;
+  bool refused = false;
   if (align <= HAK_UNIT_SIZE)
-    h = large_from_cache(map_size, offset, to_grow);
+    h = large_from_cache(map_size, offset, to_grow, &refused);
+  if (refused) {
+    errno = ENOMEM;
+    return NULL;
+  }
   *fresh = h == NULL;
   if (h && hak_config.thp == HAK_THP_AUTO && !h->huge_advised && h->map_size >= ((size_t)2 << 20)) {
     /* Reused from BigCache: a hot block, worth huge pages. */

@@ -11,7 +11,9 @@
  * smaller one (the rest, behind a PROT_NONE guard page, goes back to
  * BigCache), and grown by mremap for a larger one (in place, or moved to
  * a new mapping of the size when the addresses after it are taken), so
- * that only the difference is faulted in.  Before a cached mapping is
+ * that only the difference is faulted in; the difference itself comes,
+ * where it can, from another cached mapping whose pages are moved after
+ * the first's (the block is then two VMAs).  Before a cached mapping is
  * grown, it is joined with the cached pieces of the mapping it was split
  * from (os_join), so that pieces freed one by one serve a larger request
  * again with their pages.

@@ -361,6 +361,70 @@ START_TEST(smaller_cached_mapping_moves_when_it_cannot_grow)
 }
 END_TEST
 
+/* However small the cached mapping, a larger request grows it rather than
+ * faulting in a whole new mapping while it stays cached with its pages. */
+START_TEST(much_smaller_cached_mapping_is_grown)
+{
+  start_with_empty_cache();
+  char *small = hak_malloc(1 * MiB);
+  memset(small, 0x3c, 1 * MiB);
+  hak_free(small);
+  hak_stats_t s0 = stats_now();
+  char *p = hak_malloc(7 * MiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  struct bigcache_usage u;
+  bigcache_usage(&u);
+  ck_assert_uint_eq(u.count, 0);
+  CHECK_INV(p, "much smaller cached mapping grown");
+  assert_pages_hold(p, 1 * MiB, 0x3c);
+  memset(p, 1, 7 * MiB);
+  hak_free(p);
+  bigcache_flush();
+}
+END_TEST
+
+/* A larger request than any cached mapping takes two of them: the one
+ * grown gets the other's pages moved after its own (their old contents
+ * show: nothing was faulted in anew), not new ones while the other stays
+ * cached and resident.  The block is two VMAs, with the seam recorded. */
+START_TEST(smaller_cached_mapping_grows_with_another_ones_pages)
+{
+  start_with_empty_cache();
+  char *a = hak_malloc(3 * MiB), *b = hak_malloc(3 * MiB);
+  memset(a, 0x3c, 3 * MiB);
+  memset(b, 0x5a, 3 * MiB);
+  size_t piece = hdr_of(a)->map_size;
+  ck_assert_uint_eq(hdr_of(b)->map_size, piece);
+  hak_free(a);
+  hak_free(b);
+  hak_stats_t s0 = stats_now();
+  char *p = hak_malloc(2 * piece - 4 * 4096);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 2);
+  struct large_hdr *h = hdr_of(p);
+  ck_assert_uint_eq(h->seam, piece);
+  ck_assert_uint_eq(h->map_size, 2 * piece);
+  CHECK_INV(p, "grown with another cached mapping's pages");
+  unsigned char first = (unsigned char)p[4096], second = first == 0x3c ? 0x5a : 0x3c;
+  ck_assert_msg(first == 0x3c || first == 0x5a, "the head's pages were not kept");
+  assert_pages_hold(p, 3 * MiB, first);
+  assert_pages_hold(p + piece, 3 * MiB, second);
+  /* The moved header is plain memory now, and cleared. */
+  const struct large_hdr *old = (const struct large_hdr *)((char *)h + piece);
+  ck_assert_uint_eq(old->magic, 0);
+  ck_assert_uint_eq(old->check, 0);
+  ck_assert_uint_eq(registry_lookup((uintptr_t)old), 0);
+  memset(p, 1, 2 * piece - 4 * 4096);
+  hak_free(p);
+  /* Cached, it is taken whole again for a request of its size. */
+  char *q = hak_malloc(2 * piece - 4 * 4096);
+  ck_assert_ptr_eq(q, p);
+  ck_assert_uint_eq((unsigned char)q[piece + 4096], 1);
+  CHECK_INV(q, "a two-VMA mapping reused");
+  hak_free(q);
+  bigcache_flush();
+}
+END_TEST
+
 /* A slab block that grows into a large one takes a cached mapping much
  * larger than it and grows inside it; a realloc that grows never shrinks
  * the mapping, one that shrinks below a quarter of it does. */
@@ -839,6 +903,8 @@ int main(int argc, char **argv)
   tcase_add_test(t, split_pieces_join_for_a_larger_request);
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
+  tcase_add_test(t, smaller_cached_mapping_grows_with_another_ones_pages);
+  tcase_add_test(t, much_smaller_cached_mapping_is_grown);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);
