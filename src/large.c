@@ -244,6 +244,16 @@ static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_
       large_unmap(c);
     return h;
   }
+  /* c was cached for a block at its own offset, whose registry units may
+   * reach past need, into the piece a split leaves after it (which the
+   * unregistering below would then withdraw): its contents are about to
+   * become part of h's block, so its registry shrinks to the header's
+   * unit first (a shrink clears, never fails). */
+  if (c->offset != LARGE_HEADER_SIZE) {
+    large_registry_move((uintptr_t)c, c->offset, LARGE_HEADER_SIZE);
+    c->offset = LARGE_HEADER_SIZE;
+    large_seal(c);
+  }
   if (c->map_size > need)
     large_split(c, need);
   size_t head = h->map_size, tail = c->map_size > need ? c->map_size : need;

@@ -97,6 +97,11 @@ else
   run "$hak" 4 40000 1 60
   run "$glibc" 4 40000 1 60
   seeds=$((seeds + 1))
+  # Seed 10, one thread, replays a cached mapping grown with the pages of
+  # another one that was cached for an aligned block (its registry units
+  # reached past the piece taken): that block lost its registry entry.
+  run "$hak" 10 60000 1 60
+  seeds=$((seeds + 1))
   # check = 1: canaries and free-block fills must never fire on a correct
   # program.
   HAKMEM_CHECK=1 run "$hak" 5 40000 4 60
