@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "superslab.h"
 #include "shared_pool.h"
+#include "tcache.h"
 #include "diag.h"
 
 
@@ -222,6 +223,45 @@ START_TEST(burst_slabs_reused_then_purged_by_time)
 }
 END_TEST
 
+/* A class that finds no resident UNUSED slot re-formats the EMPTY slab of
+ * another class whose carving reached furthest (a 2 KiB class's, all 64
+ * KiB touched), not the first list's (a 16-byte class's, one page carved),
+ * whose other fifteen pages would fault in as the new class carved them. */
+START_TEST(claim_takes_the_most_carved_empty_slab)
+{
+  hak_free(hak_malloc(1));
+  hak_config.purge_delay_ms = -1;
+  void *small[10], *big[32];
+  for (int i = 0; i < 10; i++)
+    small[i] = hak_malloc(16);
+  for (int i = 0; i < 32; i++) {
+    big[i] = hak_malloc(2048);
+    memset(big[i], i, 2048);
+  }
+  uintptr_t small_slab = (uintptr_t)small[0] & ~(uintptr_t)0xffff;
+  uintptr_t big_slab = (uintptr_t)big[0] & ~(uintptr_t)0xffff;
+  for (int i = 0; i < 32; i++)
+    ck_assert_uint_eq((uintptr_t)big[i] & ~(uintptr_t)0xffff, big_slab);
+  for (int i = 0; i < 10; i++)
+    hak_free(small[i]);
+  for (int i = 0; i < 32; i++)
+    hak_free(big[i]);
+  /* Both slabs go back to the pool EMPTY; every other slot of the
+   * SuperSlab was never touched. */
+  tcache_collect();
+  hak_stats_t a = stats_now();
+  void *p = hak_malloc(1000);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_claim_unused - a.pool_claim_unused, 1);
+  ck_assert_uint_eq((uintptr_t)p & ~(uintptr_t)0xffff, big_slab);
+  void *q = hak_malloc(16);
+  ck_assert_uint_eq((uintptr_t)q & ~(uintptr_t)0xffff, small_slab);
+  hak_free(p);
+  hak_free(q);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("pool");
@@ -234,6 +274,7 @@ int main(void)
   tcase_add_test(t, one_block_loop_stays_on_fast_path);
   tcase_add_test(t, medium_blocks_span_a_superslab);
   tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
+  tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
   suite_add_tcase(s, t);
   return check_run(s);
 }
