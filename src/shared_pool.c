@@ -396,14 +396,27 @@ static struct slab *pool_claim_slot_locked(void)
     if (warm)
       return pool_take_unused_locked(ss, (unsigned)__builtin_ctz(warm));
   }
+  /* Of the other classes' EMPTY slabs (each list's head, the last given
+   * back), the one whose carving reached furthest: its pages are
+   * resident, where a slab of small blocks that was never carved past a
+   * page or two would fault in the rest as the new class carves it. */
+  struct slab *best = NULL;
+  size_t best_touched = 0;
   for (unsigned c = 0; c < HAK_NUM_SMALL_CLASSES; c++) {
-    struct slab *s = slab_list_pop(&empty_list[c]);
-    if (s) {
-      empty_count[c]--;
-      slab_retire_counts(s);
-      superslab_slab_taken(superslab_of_slab(s), s);
-      return s;
+    struct slab *s = empty_list[c];
+    size_t touched = s ? (size_t)s->carved * slab_block_size(s) : 0;
+    if (s && (!best || touched > best_touched)) {
+      best = s;
+      best_touched = touched;
     }
+  }
+  if (best) {
+    unsigned c = best->cls;
+    slab_list_remove(&empty_list[c], best);
+    empty_count[c]--;
+    slab_retire_counts(best);
+    superslab_slab_taken(superslab_of_slab(best), best);
+    return best;
   }
   if (unused_list)
     return pool_take_unused_locked(unused_list,
@@ -543,10 +556,10 @@ static void pool_release_empty_locked(struct slab *s)
   } else if (!(ss->decommitted >> s->index & 1)) {
     superslab_free_committed_add(ss, 1);
   }
-  unsigned cap = size_class_is_medium(s->cls) || hak_config.ss_mem_lean
-                     ? SHARED_POOL_EMPTY_PER_MEDIUM_CLASS
-                     : SHARED_POOL_EMPTY_PER_CLASS;
-  if (hak_config.ss_empty_reuse && empty_count[s->cls] < cap) {
+  /* A burst that repeats finds its slabs formatted, with no carving and
+   * no refill per page (bench/burst); their pages wait for the purge. */
+  bool capped = size_class_is_medium(s->cls) || hak_config.ss_mem_lean;
+  if (hak_config.ss_empty_reuse && (!capped || empty_count[s->cls] < SHARED_POOL_EMPTY_CAPPED)) {
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);
     empty_count[s->cls]++;

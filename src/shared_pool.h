@@ -5,9 +5,10 @@
  * reuse an EMPTY slab of the same class (still formatted, pages warm);
  * stage 2, claim an UNUSED slot of a live SuperSlab, or re-format an EMPTY
  * slab of another class; stage 3, map a new SuperSlab.  A medium class
- * needs a whole SuperSlab at stage 2 (a free one) or 3.  Each class keeps
- * at most a few EMPTY slabs (the soft cap); more go back to UNUSED so any
- * class can claim them and whole SuperSlabs can become free.  A SuperSlab
+ * needs a whole SuperSlab at stage 2 (a free one) or 3.  A small class
+ * keeps the slabs it gives back EMPTY, until the purge gives their pages
+ * back by time or another class claims one (lean mode, and a medium
+ * class, keep one: see SHARED_POOL_EMPTY_CAPPED).  A SuperSlab
  * whose every slab is free is kept or unmapped as superslab_release_policy
  * says.
  *
@@ -22,10 +23,14 @@
 #include "size_class.h"
 #include "config.h"
 
-/* EMPTY slabs a class keeps before returning further ones to UNUSED (a
- * medium slab is a whole SuperSlab, so medium classes keep one). */
-#define SHARED_POOL_EMPTY_PER_CLASS 4
-#define SHARED_POOL_EMPTY_PER_MEDIUM_CLASS 1
+/* EMPTY slabs a class keeps formatted before it returns further ones to
+ * UNUSED: a medium class (its slab is a whole SuperSlab), and every class
+ * in memory-lean mode.  Otherwise a small class keeps every slab given
+ * back formatted, its list of free blocks intact, for its next burst:
+ * the purge gives their pages back by time (purge_delay_ms), like those
+ * of UNUSED slots, and another class that finds no resident UNUSED slot
+ * re-formats one (stage 2). */
+#define SHARED_POOL_EMPTY_CAPPED 1
 
 /* A slab of class cls now owned by owner, or NULL (errno ENOMEM) when a
  * new SuperSlab was needed and the system refused it: the caller may

@@ -30,6 +30,13 @@ HAK_INLINE unsigned size_class_of_tiny(size_t n)
   return size_class_tiny[(n + 15) >> 4];
 }
 
+/* Class of a request of HAK_TINY_MAX < n <= HAK_SMALL_MAX bytes: one
+ * table load.  (Below, it answers a class that fits, not the smallest.) */
+HAK_INLINE unsigned size_class_of_small(size_t n)
+{
+  return size_class_small[(n + 127) >> 7];
+}
+
 /* Class of a request of n <= HAK_MEDIUM_MAX bytes. */
 HAK_INLINE unsigned size_class_of(size_t n)
 {

@@ -77,10 +77,13 @@ uint32_t slab_carve(struct slab *s)
   if (left == 0)
     return 0;
   size_t bs = slab_block_size(s);
-  /* A page at a time keeps untouched pages out of the resident set. */
+  /* A page at a time keeps untouched pages out of the resident set; at
+   * least SLAB_CARVE_MIN blocks, so that blocks of 1-4 KiB do not cost a
+   * refill (a slow-path call and its locked counter update) every first
+   * or second malloc. */
   uint32_t n = (uint32_t)(HAK_PAGE_SIZE / bs);
-  if (n == 0)
-    n = 4;
+  if (n < SLAB_CARVE_MIN)
+    n = SLAB_CARVE_MIN;
   if (n > left)
     n = left;
   char *first = slab_start(s) + (size_t)s->carved * bs;

@@ -185,8 +185,10 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
  * at once by two threads) is a fatal error, never an endless walk. */
 uint32_t slab_drain_remote(struct slab *s);
 
-/* Owner: cuts up to a page's worth of never-used blocks (four blocks when
- * they are page-sized or more) into the local list.  Returns the number carved (0 when the slab is fully carved). */
+/* Owner: cuts up to a page's worth of never-used blocks, but at least
+ * SLAB_CARVE_MIN, into the local list.  Returns the number carved (0 when
+ * the slab is fully carved). */
+#define SLAB_CARVE_MIN 4
 uint32_t slab_carve(struct slab *s);
 
 /* Any thread: one CAS push of p onto the slab's remote stack; p gets the

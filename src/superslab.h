@@ -65,8 +65,8 @@ struct registry_leaf {
  * (the initial state, in .bss) thus names the empty leaf, and a lookup
  * needs no NULL test; a distance rather than a pointer keeps the table out
  * of the dynamic relocations (65536 of them, 512 KiB written at load). */
-extern _Atomic uintptr_t registry_l1[1u << REGISTRY_L1_BITS];
-extern const struct registry_leaf registry_empty_leaf;
+extern HAK_HIDDEN _Atomic uintptr_t registry_l1[1u << REGISTRY_L1_BITS];
+extern HAK_HIDDEN const struct registry_leaf registry_empty_leaf;
 
 /* The registry entry covering address a, or 0 if hakmem does not own it.
  * One range test on the level-1 index covers every address above 2^48. */
@@ -75,9 +75,15 @@ HAK_INLINE uintptr_t registry_lookup(uintptr_t a)
   uintptr_t i = a >> 32;
   if (HAK_UNLIKELY(i >= (1u << REGISTRY_L1_BITS)))
     return 0;
-  const struct registry_leaf *leaf = (const struct registry_leaf *)
-      ((uintptr_t)&registry_empty_leaf + atomic_load_explicit(&registry_l1[i], memory_order_acquire));
-  return atomic_load_explicit(&leaf->entry[(a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)],
+  /* The leaf's distance plus the entry's offset, then one load from the
+   * empty leaf's address: with both tables hidden that address is a
+   * PC-relative lea, not a load from the GOT, and the sum keeps the
+   * instruction count of a single indexed load (the empty asm keeps GCC
+   * from adding the lea's result first, one more add). */
+  uintptr_t off = atomic_load_explicit(&registry_l1[i], memory_order_acquire) +
+                  ((a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)) * sizeof(uintptr_t);
+  __asm__("" : "+r"(off));
+  return atomic_load_explicit((const _Atomic uintptr_t *)((uintptr_t)&registry_empty_leaf + off),
                               memory_order_relaxed);
 }
 

@@ -356,8 +356,8 @@ static void free_interior_small(void)
 }
 
 /* A block-aligned address of a slab that was never carved: the first
- * block of a class this process allocates once (1792 B: two blocks carved
- * per page of a fresh 64 KiB slab), and the block 16 KiB or more after it,
+ * block of a class this process allocates once (1792 B: four blocks, 7 KiB,
+ * carved at a time from a fresh 64 KiB slab), and the block 16 KiB or more after it,
  * in the same slab. */
 static void free_never_allocated(void)
 {

@@ -11,6 +11,9 @@
 
 #include "alloc.h"
 #include "superslab.h"
+#include "shared_pool.h"
+#include "tcache.h"
+#include "diag.h"
 
 
 START_TEST(pool_reuses_empty_slabs)
@@ -160,6 +163,105 @@ START_TEST(medium_blocks_span_a_superslab)
 }
 END_TEST
 
+/* A burst that repeats takes back the slabs the last one gave back, still
+ * formatted: no slot claimed, no SuperSlab or mapping made, about one
+ * refill per slab.  Their pages still go back by time: the purge (called
+ * here with a chosen clock; purge_delay_ms is -1 while the bursts run, so
+ * that no purge thread acts) marks the free slots, then decommits them a
+ * purge delay later, unformatting the EMPTY slabs. */
+enum { BURST_BLOCKS = 512, BURST_SIZE = 4000 };  /* 2 MiB: 32 slabs of 4 KiB blocks */
+
+static void burst(void **v)
+{
+  for (int i = 0; i < BURST_BLOCKS; i++) {
+    v[i] = hak_malloc(BURST_SIZE);
+    ck_assert_ptr_nonnull(v[i]);
+    memset(v[i], i, BURST_SIZE);
+  }
+  for (int i = 0; i < BURST_BLOCKS; i++) {
+    ck_assert_uint_eq(((unsigned char *)v[i])[BURST_SIZE - 1], (unsigned char)i);
+    hak_free(v[i]);
+  }
+}
+
+START_TEST(burst_slabs_reused_then_purged_by_time)
+{
+  hak_free(hak_malloc(1));
+  hak_config.purge_delay_ms = -1;
+  void *v[BURST_BLOCKS];
+  burst(v);
+  hak_stats_t a = stats_now();
+  burst(v);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_claim_unused, a.pool_claim_unused);
+  ck_assert_uint_eq(b.pool_new_superslab, a.pool_new_superslab);
+  ck_assert_uint_eq(b.os_mmap, a.os_mmap);
+  ck_assert_uint_ge(b.pool_reuse_empty - a.pool_reuse_empty, BURST_BLOCKS / 16 - 2);
+  ck_assert_uint_le(b.refills - a.refills, BURST_BLOCKS / 16 + 2);
+
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  ck_assert_uint_ge(u.free_committed_bytes, (size_t)(BURST_BLOCKS / 16 - 2) * HAK_SLAB_SIZE);
+  hak_config.purge_delay_ms = 100000;
+  bool idle;
+  uint64_t activity = 0, now = hak_now_ms();
+  shared_pool_purge(now, &idle, &activity); /* marks the free slots */
+  activity = 0;
+  shared_pool_purge(now + 100000, &idle, &activity);
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.free_committed_bytes, 0);
+  hak_stats_t c = stats_now();
+  ck_assert_uint_gt(c.purge_decommit, b.purge_decommit);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  /* Unformatted by the purge: the next burst claims slots again. */
+  hak_config.purge_delay_ms = -1;
+  burst(v);
+  hak_stats_t d = stats_now();
+  ck_assert_uint_ge(d.pool_claim_unused - c.pool_claim_unused, BURST_BLOCKS / 16 - 2);
+  ck_assert_uint_eq(d.pool_reuse_empty, c.pool_reuse_empty);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+/* A class that finds no resident UNUSED slot re-formats the EMPTY slab of
+ * another class whose carving reached furthest (a 2 KiB class's, all 64
+ * KiB touched), not the first list's (a 16-byte class's, one page carved),
+ * whose other fifteen pages would fault in as the new class carved them. */
+START_TEST(claim_takes_the_most_carved_empty_slab)
+{
+  hak_free(hak_malloc(1));
+  hak_config.purge_delay_ms = -1;
+  void *small[10], *big[32];
+  for (int i = 0; i < 10; i++)
+    small[i] = hak_malloc(16);
+  for (int i = 0; i < 32; i++) {
+    big[i] = hak_malloc(2048);
+    memset(big[i], i, 2048);
+  }
+  uintptr_t small_slab = (uintptr_t)small[0] & ~(uintptr_t)0xffff;
+  uintptr_t big_slab = (uintptr_t)big[0] & ~(uintptr_t)0xffff;
+  for (int i = 0; i < 32; i++)
+    ck_assert_uint_eq((uintptr_t)big[i] & ~(uintptr_t)0xffff, big_slab);
+  for (int i = 0; i < 10; i++)
+    hak_free(small[i]);
+  for (int i = 0; i < 32; i++)
+    hak_free(big[i]);
+  /* Both slabs go back to the pool EMPTY; every other slot of the
+   * SuperSlab was never touched. */
+  tcache_collect();
+  hak_stats_t a = stats_now();
+  void *p = hak_malloc(1000);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_claim_unused - a.pool_claim_unused, 1);
+  ck_assert_uint_eq((uintptr_t)p & ~(uintptr_t)0xffff, big_slab);
+  void *q = hak_malloc(16);
+  ck_assert_uint_eq((uintptr_t)q & ~(uintptr_t)0xffff, small_slab);
+  hak_free(p);
+  hak_free(q);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("pool");
@@ -171,6 +273,8 @@ int main(void)
   tcase_add_test(t, remote_frees_are_drained);
   tcase_add_test(t, one_block_loop_stays_on_fast_path);
   tcase_add_test(t, medium_blocks_span_a_superslab);
+  tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
+  tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
   suite_add_tcase(s, t);
   return check_run(s);
 }

@@ -49,6 +49,32 @@ START_TEST(slab_carve_and_drain)
 }
 END_TEST
 
+/* Every small class carves a page's worth of blocks at a time, but at
+ * least SLAB_CARVE_MIN (blocks of 1-4 KiB would otherwise refill every
+ * first or second malloc), never more than the slab holds. */
+START_TEST(slab_carve_batch_per_class)
+{
+  struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
+  ck_assert_ptr_nonnull(ss);
+  for (unsigned c = 0; c < HAK_NUM_SMALL_CLASSES; c++) {
+    size_t bs = size_class_size(c);
+    struct slab *s = &ss->slabs[2];
+    slab_format(s, c, (uint32_t)bs, HAK_SLAB_SIZE);
+    uint32_t want = (uint32_t)(HAK_PAGE_SIZE / bs);
+    if (want < SLAB_CARVE_MIN)
+      want = SLAB_CARVE_MIN;
+    if (want > s->capacity)
+      want = s->capacity;
+    ck_assert_msg(slab_carve(s) == want, "class %u (%zu B): carved other than %u", c, bs, want);
+    uint32_t k = 0;
+    for (void *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p))
+      k++;
+    ck_assert_uint_eq(k, want);
+  }
+  superslab_destroy(ss);
+}
+END_TEST
+
 /* slab_block_index, the free path's O(1) block test, against division:
  * for every class, every offset of the slab's span (a medium slab's 31
  * slots: slab_is_block) and at least of its first 64 KiB slot (the fast
@@ -126,6 +152,7 @@ int main(void)
   TCase *t = tcase_create("slab");
   tcase_set_timeout(t, 60);
   tcase_add_test(t, slab_carve_and_drain);
+  tcase_add_test(t, slab_carve_batch_per_class);
   tcase_add_test(t, slab_block_index_exact);
   tcase_add_test(t, slab_list_end_fails_the_link_check);
   tcase_add_test_raise_signal(t, slab_link_poison_is_fatal, SIGABRT);
