@@ -11,7 +11,6 @@
 #include "diag.h"
 
 #include <errno.h>
-#include <string.h>
 
 /* Never handed out, never written: its list is always empty. */
 struct slab tcache_no_slab = { .free = SLAB_LIST_END, .state = SLAB_HEADER };
