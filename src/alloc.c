@@ -150,8 +150,10 @@ void alloc_free_slab_slow(struct slab *s, void *p)
   if (HAK_LIKELY(s->state == SLAB_ACTIVE && !hak_config.check && !prof_every_block) &&
       atomic_load_explicit(&s->owner, memory_order_relaxed) != tcache_self.id &&
       slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)) {
-    if (tcache_xfree_put(s, p))
+    if (tcache_xfree_wants(s->cls)) {
+      tcache_xfree_put(s->cls, p);
       return;
+    }
     slab_free_remote(s, p);
     /* Its owner may have exited meanwhile. */
     if (HAK_UNLIKELY(s->state == SLAB_ORPHAN)) {

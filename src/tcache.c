@@ -113,14 +113,13 @@ static void tcache_xfree_flush(unsigned cls)
   }
 }
 
-bool tcache_xfree_put_full(unsigned cls, void *p)
+void tcache_xfree_put_full(unsigned cls, void *p)
 {
   tcache_xfree_flush(cls);
   struct slab *x = &tcache_xfree_slab[cls];
   slab_block_set_free(p, x->free);
   x->free = p;
   x->carved++;
-  return true;
 }
 
 /* Flushes every class of the cross-thread cache but except, and leaves

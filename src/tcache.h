@@ -12,7 +12,8 @@
  * the thread hands back the active slabs of other classes left empty.
  *
  * A block of a tiny class (at most HAK_TINY_MAX bytes) that the thread
- * frees while another thread owns its slab does not go to that slab's
+ * frees while another thread owns its slab, in a class the thread itself
+ * allocates (it has an active slab of it), does not go to that slab's
  * remote stack at once: it goes onto the thread's cross-thread cache of
  * the class, the list of a slab descriptor in thread-local memory that
  * belongs to no SuperSlab (tcache_xfree_slab).  When the thread's own
@@ -145,26 +146,32 @@ HAK_INLINE unsigned tcache_xfree_held(const struct slab *x)
 
 /* tcache_xfree_put when class cls's cross-thread cache is full: hands
  * every block it holds back to the owners, then keeps p.  Out of line,
- * so that the common put saves no register. */
-bool tcache_xfree_put_full(unsigned cls, void *p);
+ * and a tail call, so that the common put saves no register. */
+void tcache_xfree_put_full(unsigned cls, void *p);
 
-/* A free of p, a carved, untagged block of s, an ACTIVE small slab that
- * another thread owns: keeps it in the thread's cross-thread cache and
- * returns true, or returns false (not a tiny class, or a thread that
- * never allocated and so has no exit hook to flush it) and leaves the
- * block to the remote stack. */
-HAK_INLINE bool tcache_xfree_put(const struct slab *s, void *p)
+/* Whether the thread keeps blocks of class cls freed from other threads'
+ * slabs in its cross-thread cache: a tiny class that it allocates itself
+ * (it has a slab of it).  A consumer that only frees would hold blocks
+ * only to flush them, and a thread that never allocated, or has exited,
+ * has no exit hook to flush them. */
+HAK_INLINE bool tcache_xfree_wants(unsigned cls)
 {
-  unsigned cls = s->cls;
-  if (cls >= TCACHE_XFREE_CLASSES || tcache_self.id == 0)
-    return false;
+  return cls < TCACHE_XFREE_CLASSES && tcache_self.active[cls] != &tcache_no_slab;
+}
+
+/* A free of p, a carved, untagged block of class cls of an ACTIVE small
+ * slab that another thread owns, when tcache_xfree_wants(cls): keeps it
+ * in the thread's cross-thread cache. */
+HAK_INLINE void tcache_xfree_put(unsigned cls, void *p)
+{
   struct slab *x = &tcache_xfree_slab[cls];
-  if (HAK_UNLIKELY(tcache_xfree_held(x) >= TCACHE_XFREE_CAP))
-    return tcache_xfree_put_full(cls, p);
+  if (HAK_UNLIKELY(tcache_xfree_held(x) >= TCACHE_XFREE_CAP)) {
+    tcache_xfree_put_full(cls, p);
+    return;
+  }
   slab_block_set_free(p, x->free);
   x->free = p;
   x->carved++;
-  return true;
 }
 
 /* Owner: collects s's remote-free stack into its list, counting it. */

@@ -293,13 +293,13 @@ static void double_free_owner_then_remote(void)
   allocate_many(32, 4096, NULL, 0);
 }
 
-/* A thread that has allocated keeps another thread's freed block in its
- * cross-thread cache (tcache.h); a second free of it, by that thread, by
+/* A thread that allocates in the block's class keeps another thread's
+ * freed block in its cross-thread cache (tcache.h); a second free of it, by that thread, by
  * the owner or by a third thread, must still be seen. */
 static void *thread_alloc_free_twice(void *arg)
 {
   void *volatile p = arg;
-  free(malloc(opaque(3000)));
+  free(malloc(opaque(48)));
   free(p);
   free(p);
   return NULL;
@@ -307,7 +307,7 @@ static void *thread_alloc_free_twice(void *arg)
 
 static void *thread_alloc_free(void *arg)
 {
-  free(malloc(opaque(3000)));
+  free(malloc(opaque(48)));
   free(arg);
   return NULL;
 }
@@ -322,7 +322,7 @@ struct held_then {
 static void *thread_hold_and_wait(void *arg)
 {
   struct held_then *h = arg;
-  free(malloc(opaque(3000)));
+  free(malloc(opaque(48)));
   free(h->p);
   pthread_barrier_wait(&h->held);
   pthread_barrier_wait(&h->done);

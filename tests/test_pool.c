@@ -167,10 +167,11 @@ END_TEST
 #define XFREE_SIZE 64
 
 /* What a thread that frees another thread's blocks saw and did. */
+#define XFREE_REUSE 256      /* mallocs that must meet the held blocks */
 struct xfree_run {
   void **blocks;          /* XFREE_BLOCKS blocks of XFREE_SIZE bytes, another thread's */
   unsigned held_after_free;
-  void *reused[XFREE_BLOCKS];
+  unsigned reused;        /* how many of blocks the next XFREE_REUSE mallocs returned */
   pthread_barrier_t *held, *trimmed;
   unsigned held_after_trim;
 };
@@ -182,27 +183,33 @@ static unsigned xfree_held_here(void)
   return tcache_xfree_held(&tcache_xfree_slab[size_class_of(XFREE_SIZE)]);
 }
 
-/* Allocates once (a thread that never did keeps nothing), frees the
- * other thread's blocks, and reports how many it holds. */
+/* Allocates in the class (a thread keeps only blocks of classes it
+ * allocates), frees the other thread's blocks, and reports how many it
+ * holds. */
 static void *xfree_free_blocks(void *arg)
 {
   struct xfree_run *r = arg;
-  hak_free(hak_malloc(3000));
+  hak_free(hak_malloc(XFREE_SIZE));
   for (int i = 0; i < XFREE_BLOCKS; i++)
     hak_free(r->blocks[i]);
   r->held_after_free = xfree_held_here();
   return NULL;
 }
 
-/* As xfree_free_blocks, then mallocs of the class take the blocks back. */
+/* As xfree_free_blocks, then mallocs of the class take the blocks back
+ * once the thread's own slab runs dry. */
 static void *xfree_free_and_reuse(void *arg)
 {
   struct xfree_run *r = arg;
+  static __thread void *got[XFREE_REUSE];
   xfree_free_blocks(r);
-  for (int i = 0; i < XFREE_BLOCKS; i++)
-    r->reused[i] = hak_malloc(XFREE_SIZE);
-  for (int i = 0; i < XFREE_BLOCKS; i++)
-    hak_free(r->reused[i]);
+  for (int i = 0; i < XFREE_REUSE; i++) {
+    got[i] = hak_malloc(XFREE_SIZE);
+    for (int j = 0; j < XFREE_BLOCKS; j++)
+      r->reused += got[i] == r->blocks[j];
+  }
+  for (int i = 0; i < XFREE_REUSE; i++)
+    hak_free(got[i]);
   return NULL;
 }
 
@@ -242,9 +249,8 @@ START_TEST(cross_thread_free_is_reused_by_the_freeing_thread)
   ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_and_reuse, &r), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
   ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
-  /* Its mallocs of the class handed out our blocks, newest first. */
-  for (int i = 0; i < XFREE_BLOCKS; i++)
-    ck_assert_ptr_eq(r.reused[i], v[XFREE_BLOCKS - 1 - i]);
+  /* Its mallocs of the class handed out every one of our blocks. */
+  ck_assert_uint_eq(r.reused, XFREE_BLOCKS);
   ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
@@ -301,13 +307,43 @@ START_TEST(cross_thread_cache_flushed_by_malloc_trim)
 }
 END_TEST
 
+/* Frees the other thread's blocks without ever allocating in their
+ * class. */
+static void *xfree_free_only(void *arg)
+{
+  struct xfree_run *r = arg;
+  hak_free(hak_malloc(3000));
+  for (int i = 0; i < XFREE_BLOCKS; i++)
+    hak_free(r->blocks[i]);
+  r->held_after_free = xfree_held_here();
+  return NULL;
+}
+
+START_TEST(cross_thread_cache_skips_classes_not_allocated)
+{
+  void *v[XFREE_BLOCKS];
+  xfree_alloc_blocks(v);
+  struct slab *s = xfree_slab_of(v[0]);
+  unsigned used = s->used;
+  struct xfree_run r = { .blocks = v };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_only, &r), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* A consumer that never allocates the class pushed each block onto our
+   * remote stack at once. */
+  ck_assert_uint_eq(r.held_after_free, 0);
+  ck_assert_uint_eq(tcache_drain(s), XFREE_BLOCKS);
+  ck_assert_uint_eq(s->used, used - XFREE_BLOCKS);
+}
+END_TEST
+
 /* More than the cache holds: the excess goes back to the owner's slab,
  * and nothing is lost or handed out twice. */
 #define XFREE_MANY (4 * TCACHE_XFREE_CAP)
 static void *xfree_free_many(void *arg)
 {
   void **v = arg;
-  hak_free(hak_malloc(3000));
+  hak_free(hak_malloc(XFREE_SIZE));
   for (int i = 0; i < XFREE_MANY; i++)
     hak_free(v[i]);
   unsigned held = xfree_held_here();
@@ -355,6 +391,7 @@ int main(void)
   tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);
   tcase_add_test(t, cross_thread_cache_flushed_at_thread_exit);
   tcase_add_test(t, cross_thread_cache_flushed_by_malloc_trim);
+  tcase_add_test(t, cross_thread_cache_skips_classes_not_allocated);
   tcase_add_test(t, cross_thread_cache_is_bounded);
   suite_add_tcase(s, t);
   return check_run(s);
