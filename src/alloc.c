@@ -84,22 +84,6 @@ HAK_INLINE void *alloc_malloc_block(size_t size)
   return alloc_large(size, HAK_MIN_ALIGN, &fresh);
 }
 
-/* Whether p, a carved block of s carrying the free tag, is really free:
- * on s's list, once the remote stack is collected.  Owner only; bounded
- * by the slab's capacity even if the list was corrupted into a cycle. */
-static bool slab_holds_free_block(struct slab *s, void *p)
-{
-  tcache_drain(s);
-  uint32_t k = 0;
-  for (void *q = s->free; !slab_list_is_end(q); q = slab_link_next(s, q)) {
-    if (q == p)
-      return true;
-    if (++k > s->capacity)
-      hak_fatal_pointer("free(): corrupted free list (cycle) at", q);
-  }
-  return false;
-}
-
 /* Every free alloc_free_slab_slow does not finish itself: checks exactly,
  * reports misuse, and frees. */
 static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
@@ -121,9 +105,10 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
     hak_fatal_pointer("free(): invalid pointer", p);
   bool mine = tcache_self.id != 0 &&
               atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id;
-  /* Another thread's block with the tag: its lists cannot be walked from
-   * here, and only a free block carries the secret tag. */
-  if (HAK_UNLIKELY(slab_block_tagged(p)) && (!mine || slab_holds_free_block(s, p)))
+  /* Only a free block carries the secret tag: on a list of its slab, on
+   * its remote stack, or in some thread's cross-thread cache (tcache.h),
+   * where even its owner cannot see it, so the tag alone decides. */
+  if (HAK_UNLIKELY(slab_block_tagged(p)))
     hak_fatal_pointer("free(): double free of", p);
   if (HAK_UNLIKELY(hak_config.check))
     check_free_block(s, p);
@@ -161,12 +146,17 @@ void alloc_free_slab_slow(struct slab *s, void *p)
 {
   /* The common case here, another thread's free of a block of a slab it
    * owns, takes the fast path's tests, on the line that remote frees only
-   * read, and one CAS, with no register saved: s is the descriptor of p's
+   * read, then keeps a tiny block in the thread's cross-thread cache
+   * (tcache.h) or pushes it with one CAS: s is the descriptor of p's
    * slot, so when it heads an ACTIVE slab, p's offset in its 64 KiB slot is
    * its offset in the slab. */
   if (HAK_LIKELY(s->state == SLAB_ACTIVE && !hak_config.check && !prof_every_block) &&
       atomic_load_explicit(&s->owner, memory_order_relaxed) != tcache_self.id &&
       slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)) {
+    if (tcache_xfree_wants(s->cls)) {
+      tcache_xfree_put(s->cls, p);
+      return;
+    }
     slab_free_remote(s, p);
     /* Its owner may have exited meanwhile. */
     if (HAK_UNLIKELY(s->state == SLAB_ORPHAN)) {

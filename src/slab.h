@@ -191,16 +191,23 @@ uint32_t slab_drain_remote(struct slab *s);
 #define SLAB_CARVE_MIN 4
 uint32_t slab_carve(struct slab *s);
 
-/* Any thread: one CAS push of p onto the slab's remote stack; p gets the
- * free tag first, so a second free of it from any thread is seen. */
-HAK_INLINE void slab_free_remote(struct slab *s, void *p)
+/* Any thread: one CAS push of the chain first .. last (linked and tagged
+ * free, last's link aside) onto the slab's remote stack; last gets the
+ * free tag too, so a second free of any of them from any thread is seen. */
+HAK_INLINE void slab_free_remote_chain(struct slab *s, void *first, void *last)
 {
   void *head = atomic_load_explicit(&s->remote, memory_order_relaxed);
   do {
-    slab_block_set_free(p, head);
-  } while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, p,
+    slab_block_set_free(last, head);
+  } while (!atomic_compare_exchange_weak_explicit(&s->remote, &head, first,
                                                   memory_order_release,
                                                   memory_order_relaxed));
+}
+
+/* Any thread: one CAS push of p onto the slab's remote stack. */
+HAK_INLINE void slab_free_remote(struct slab *s, void *p)
+{
+  slab_free_remote_chain(s, p, p);
 }
 
 /* The block size of s. */

@@ -11,6 +11,32 @@
  * one-block malloc/free loop never leaves the fast path; every 64 refills
  * the thread hands back the active slabs of other classes left empty.
  *
+ * A block of a tiny class (at most HAK_TINY_MAX bytes) that the thread
+ * frees while another thread owns its slab, in a class the thread itself
+ * allocates (it has an active slab of it), does not go to that slab's
+ * remote stack at once: it goes onto the thread's cross-thread cache of
+ * the class, the list of a slab descriptor in thread-local memory that
+ * belongs to no SuperSlab (tcache_xfree_slab).  When the thread's own
+ * active slab of the class runs dry, that descriptor becomes the active
+ * one, so malloc's fast path pops those blocks, until its list runs dry
+ * and the ring's slab comes back.  The block's cache line, which the
+ * freeing thread has just touched, stays on its core, and neither the
+ * block nor the owner's descriptor moves between cores per operation
+ * (bench/larson, where most frees are of the other thread's blocks).
+ * Such a block stays counted in its slab's used, as a block on a remote
+ * stack does until drained, so its slab never becomes EMPTY under it.
+ * It carries the free tag, so a second free of it from any thread, the
+ * owner included, aborts as a double free; a link that leaves its 64 KiB
+ * slot is followed only to a tagged block of a slab of the class.  The
+ * cache goes back to the owners' remote stacks, one CAS per run of
+ * blocks of one slab, when it holds TCACHE_XFREE_CAP blocks, every
+ * SWEEP_REFILLS refills (every class but the one refilled), at thread
+ * exit, and when any thread calls malloc_trim (the caller at once, the
+ * others at their next refill).  In the child of a fork, the forking
+ * thread keeps its cache; the other threads' caches are gone with them,
+ * and their blocks stay in use (at most TCACHE_XFREE_CAP per tiny class
+ * and thread), so their slabs, orphaned, never become EMPTY.
+ *
  * All state is thread-local (initial-exec TLS) and touched only by its
  * thread; at thread exit the cache is flushed: empty slabs go back to the
  * pool and slabs with live blocks become orphans other threads adopt. */
@@ -95,12 +121,67 @@ HAK_INLINE void tcache_free_local(struct slab *s, void *p)
     tcache_slab_emptied(s);
 }
 
+/* The tiny classes: those the cross-thread cache holds. */
+#define TCACHE_XFREE_CLASSES 20
+/* Blocks held per class: at most 64 KiB of other threads' memory in the
+ * largest tiny class. */
+#define TCACHE_XFREE_CAP 64
+
+/* Per tiny class, the thread's cross-thread cache: a descriptor that
+ * belongs to no SuperSlab, whose local list holds the blocks (links
+ * encoded as in any list), so that while it is the class's active slab
+ * malloc's fast path pops them.  It is active from the refill that finds
+ * the thread's own slab dry and it holding blocks, until its list runs
+ * dry; its next then holds the ring's slab that it stands in for.  carved
+ * counts the blocks pushed and used (which the fast path increments)
+ * those popped, both modulo 2^16, so the blocks held are their
+ * difference. */
+extern HAK_HIDDEN __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_model("initial-exec")));
+
+/* The blocks held in x, a cross-thread cache. */
+HAK_INLINE unsigned tcache_xfree_held(const struct slab *x)
+{
+  return (uint16_t)((uint16_t)x->carved - x->used);
+}
+
+/* tcache_xfree_put when class cls's cross-thread cache is full: hands
+ * every block it holds back to the owners, then keeps p.  Out of line,
+ * and a tail call, so that the common put saves no register. */
+void tcache_xfree_put_full(unsigned cls, void *p);
+
+/* Whether the thread keeps blocks of class cls freed from other threads'
+ * slabs in its cross-thread cache: a tiny class that it allocates itself
+ * (it has a slab of it).  A consumer that only frees would hold blocks
+ * only to flush them, and a thread that never allocated, or has exited,
+ * has no exit hook to flush them. */
+HAK_INLINE bool tcache_xfree_wants(unsigned cls)
+{
+  return cls < TCACHE_XFREE_CLASSES && tcache_self.active[cls] != &tcache_no_slab;
+}
+
+/* A free of p, a carved, untagged block of class cls of an ACTIVE small
+ * slab that another thread owns, when tcache_xfree_wants(cls): keeps it
+ * in the thread's cross-thread cache. */
+HAK_INLINE void tcache_xfree_put(unsigned cls, void *p)
+{
+  struct slab *x = &tcache_xfree_slab[cls];
+  if (HAK_UNLIKELY(tcache_xfree_held(x) >= TCACHE_XFREE_CAP)) {
+    tcache_xfree_put_full(cls, p);
+    return;
+  }
+  slab_block_set_free(p, x->free);
+  x->free = p;
+  x->carved++;
+}
+
 /* Owner: collects s's remote-free stack into its list, counting it. */
 uint32_t tcache_drain(struct slab *s);
 
 /* Flushes the calling thread's cache (thread exit). */
 void tcache_flush(void);
-/* Returns the calling thread's EMPTY-able slabs to the pool (malloc_trim). */
+/* Flushes the calling thread's cross-thread cache and returns its
+ * EMPTY-able slabs to the pool; other threads flush their cross-thread
+ * caches at their next refill (malloc_trim). */
 void tcache_collect(void);
 
 #endif

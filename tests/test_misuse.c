@@ -293,6 +293,82 @@ static void double_free_owner_then_remote(void)
   allocate_many(32, 4096, NULL, 0);
 }
 
+/* A thread that allocates in the block's class keeps another thread's
+ * freed block in its cross-thread cache (tcache.h); a second free of it, by that thread, by
+ * the owner or by a third thread, must still be seen. */
+static void *thread_alloc_free_twice(void *arg)
+{
+  void *volatile p = arg;
+  free(malloc(opaque(48)));
+  free(p);
+  free(p);
+  return NULL;
+}
+
+static void *thread_alloc_free(void *arg)
+{
+  free(malloc(opaque(48)));
+  free(arg);
+  return NULL;
+}
+
+/* Frees arg, a block another thread owns, into this thread's cross-thread
+ * cache, lets the main thread free it again, and waits. */
+struct held_then {
+  void *p;
+  pthread_barrier_t held, done;
+};
+
+static void *thread_hold_and_wait(void *arg)
+{
+  struct held_then *h = arg;
+  free(malloc(opaque(48)));
+  free(h->p);
+  pthread_barrier_wait(&h->held);
+  pthread_barrier_wait(&h->done);
+  return NULL;
+}
+
+static void double_free_held_same_thread(void)
+{
+  void *p = malloc(opaque(48));
+  in_thread(thread_alloc_free_twice, p);
+}
+
+static void double_free_held_then_owner(void)
+{
+  static struct held_then h;
+  h.p = malloc(opaque(48));
+  pthread_barrier_init(&h.held, NULL, 2);
+  pthread_barrier_init(&h.done, NULL, 2);
+  pthread_t t;
+  if (pthread_create(&t, NULL, thread_hold_and_wait, &h) != 0) {
+    child_say("misuse-test: pthread_create failed\n");
+    _exit(CHILD_PRECONDITION);
+  }
+  pthread_barrier_wait(&h.held);
+  free(h.p);
+  pthread_barrier_wait(&h.done);
+  pthread_join(t, NULL);
+}
+
+static void double_free_held_then_third_thread(void)
+{
+  static struct held_then h;
+  h.p = malloc(opaque(48));
+  pthread_barrier_init(&h.held, NULL, 2);
+  pthread_barrier_init(&h.done, NULL, 2);
+  pthread_t t;
+  if (pthread_create(&t, NULL, thread_hold_and_wait, &h) != 0) {
+    child_say("misuse-test: pthread_create failed\n");
+    _exit(CHILD_PRECONDITION);
+  }
+  pthread_barrier_wait(&h.held);
+  in_thread(thread_alloc_free, h.p);
+  pthread_barrier_wait(&h.done);
+  pthread_join(t, NULL);
+}
+
 static void double_free_large(void)
 {
   void *volatile p = malloc(opaque(1 * MiB));
@@ -335,6 +411,29 @@ END_TEST
 START_TEST(double_free_local_and_remote)
 {
   expect_abort(double_free_owner_then_remote, "the owner frees p, then another thread",
+               FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_held_by_freeing_thread)
+{
+  expect_abort(double_free_held_same_thread,
+               "a thread frees another's block twice (held in its cross-thread cache)", FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_held_and_owner)
+{
+  expect_abort(double_free_held_then_owner,
+               "another thread frees p into its cross-thread cache, then the owner frees p",
+               FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_held_and_third_thread)
+{
+  expect_abort(double_free_held_then_third_thread,
+               "another thread frees p into its cross-thread cache, then a third thread frees p",
                FREE_DOUBLE);
 }
 END_TEST
@@ -751,6 +850,9 @@ int main(int argc, char **argv)
   tcase_add_test(t, double_free_by_other_thread);
   tcase_add_test(t, double_free_remote_and_local);
   tcase_add_test(t, double_free_local_and_remote);
+  tcase_add_test(t, double_free_held_by_freeing_thread);
+  tcase_add_test(t, double_free_held_and_owner);
+  tcase_add_test(t, double_free_held_and_third_thread);
   tcase_add_test(t, double_free_large_block);
   tcase_add_test(t, free_interior_pointer);
   tcase_add_test(t, free_never_handed_out);

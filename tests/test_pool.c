@@ -259,6 +259,219 @@ START_TEST(claim_takes_the_most_carved_empty_slab)
   hak_free(p);
   hak_free(q);
   ck_assert_int_eq(hakmem_check_heap(), 0);
+/* ---- the cross-thread cache (tcache.h) ---- */
+
+#define XFREE_BLOCKS 16
+#define XFREE_SIZE 64
+
+/* What a thread that frees another thread's blocks saw and did. */
+#define XFREE_REUSE 256      /* mallocs that must meet the held blocks */
+struct xfree_run {
+  void **blocks;          /* XFREE_BLOCKS blocks of XFREE_SIZE bytes, another thread's */
+  unsigned held_after_free;
+  unsigned reused;        /* how many of blocks the next XFREE_REUSE mallocs returned */
+  pthread_barrier_t *held, *trimmed;
+  unsigned held_after_trim;
+};
+
+/* The blocks the calling thread holds in its cross-thread cache of the
+ * class of XFREE_SIZE. */
+static unsigned xfree_held_here(void)
+{
+  return tcache_xfree_held(&tcache_xfree_slab[size_class_of(XFREE_SIZE)]);
+}
+
+/* Allocates in the class (a thread keeps only blocks of classes it
+ * allocates), frees the other thread's blocks, and reports how many it
+ * holds. */
+static void *xfree_free_blocks(void *arg)
+{
+  struct xfree_run *r = arg;
+  hak_free(hak_malloc(XFREE_SIZE));
+  for (int i = 0; i < XFREE_BLOCKS; i++)
+    hak_free(r->blocks[i]);
+  r->held_after_free = xfree_held_here();
+  return NULL;
+}
+
+/* As xfree_free_blocks, then mallocs of the class take the blocks back
+ * once the thread's own slab runs dry. */
+static void *xfree_free_and_reuse(void *arg)
+{
+  struct xfree_run *r = arg;
+  static __thread void *got[XFREE_REUSE];
+  xfree_free_blocks(r);
+  for (int i = 0; i < XFREE_REUSE; i++) {
+    got[i] = hak_malloc(XFREE_SIZE);
+    for (int j = 0; j < XFREE_BLOCKS; j++)
+      r->reused += got[i] == r->blocks[j];
+  }
+  for (int i = 0; i < XFREE_REUSE; i++)
+    hak_free(got[i]);
+  return NULL;
+}
+
+/* As xfree_free_blocks, waits while the main thread trims, then refills
+ * another class (its next refill). */
+static void *xfree_free_and_see_trim(void *arg)
+{
+  struct xfree_run *r = arg;
+  xfree_free_blocks(r);
+  pthread_barrier_wait(r->held);
+  pthread_barrier_wait(r->trimmed);
+  hak_free(hak_malloc(20000));
+  r->held_after_trim = xfree_held_here();
+  return NULL;
+}
+
+static void xfree_alloc_blocks(void **v)
+{
+  for (int i = 0; i < XFREE_BLOCKS; i++) {
+    v[i] = hak_malloc(XFREE_SIZE);
+    memset(v[i], 0x5a, XFREE_SIZE);
+  }
+}
+
+/* The slab of block p. */
+static struct slab *xfree_slab_of(void *p)
+{
+  return superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
+}
+
+START_TEST(cross_thread_free_is_reused_by_the_freeing_thread)
+{
+  void *v[XFREE_BLOCKS];
+  xfree_alloc_blocks(v);
+  struct xfree_run r = { .blocks = v };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_and_reuse, &r), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
+  /* Its mallocs of the class handed out every one of our blocks. */
+  ck_assert_uint_eq(r.reused, XFREE_BLOCKS);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+START_TEST(cross_thread_cache_flushed_at_thread_exit)
+{
+  void *v[XFREE_BLOCKS];
+  xfree_alloc_blocks(v);
+  struct slab *s = xfree_slab_of(v[0]);
+  for (int i = 1; i < XFREE_BLOCKS; i++)
+    ck_assert_ptr_eq(xfree_slab_of(v[i]), s);
+  unsigned used = s->used;
+  struct xfree_run r = { .blocks = v };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_blocks, &r), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
+  /* Held, they stayed in use; the thread's exit pushed them onto our
+   * slab's remote stack, and the drain gives every one back. */
+  ck_assert_uint_eq(s->used, used);
+  ck_assert_uint_eq(tcache_drain(s), XFREE_BLOCKS);
+  ck_assert_uint_eq(s->used, used - XFREE_BLOCKS);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+START_TEST(cross_thread_cache_flushed_by_malloc_trim)
+{
+  void *v[XFREE_BLOCKS];
+  xfree_alloc_blocks(v);
+  struct slab *s = xfree_slab_of(v[0]);
+  unsigned used = s->used;
+  pthread_barrier_t held, trimmed;
+  pthread_barrier_init(&held, NULL, 2);
+  pthread_barrier_init(&trimmed, NULL, 2);
+  struct xfree_run r = { .blocks = v, .held = &held, .trimmed = &trimmed };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_and_see_trim, &r), 0);
+  pthread_barrier_wait(&held);
+  /* The other thread holds our blocks: they count in use, and the heap
+   * check agrees. */
+  ck_assert_uint_eq(s->used, used);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_trim(0);
+  pthread_barrier_wait(&trimmed);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
+  /* Its next refill, after the trim, handed them back. */
+  ck_assert_uint_eq(r.held_after_trim, 0);
+  ck_assert_uint_eq(tcache_drain(s), XFREE_BLOCKS);
+  ck_assert_uint_eq(s->used, used - XFREE_BLOCKS);
+  pthread_barrier_destroy(&held);
+  pthread_barrier_destroy(&trimmed);
+}
+END_TEST
+
+/* Frees the other thread's blocks without ever allocating in their
+ * class. */
+static void *xfree_free_only(void *arg)
+{
+  struct xfree_run *r = arg;
+  hak_free(hak_malloc(3000));
+  for (int i = 0; i < XFREE_BLOCKS; i++)
+    hak_free(r->blocks[i]);
+  r->held_after_free = xfree_held_here();
+  return NULL;
+}
+
+START_TEST(cross_thread_cache_skips_classes_not_allocated)
+{
+  void *v[XFREE_BLOCKS];
+  xfree_alloc_blocks(v);
+  struct slab *s = xfree_slab_of(v[0]);
+  unsigned used = s->used;
+  struct xfree_run r = { .blocks = v };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_only, &r), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* A consumer that never allocates the class pushed each block onto our
+   * remote stack at once. */
+  ck_assert_uint_eq(r.held_after_free, 0);
+  ck_assert_uint_eq(tcache_drain(s), XFREE_BLOCKS);
+  ck_assert_uint_eq(s->used, used - XFREE_BLOCKS);
+}
+END_TEST
+
+/* More than the cache holds: the excess goes back to the owner's slab,
+ * and nothing is lost or handed out twice. */
+#define XFREE_MANY (4 * TCACHE_XFREE_CAP)
+static void *xfree_free_many(void *arg)
+{
+  void **v = arg;
+  hak_free(hak_malloc(XFREE_SIZE));
+  for (int i = 0; i < XFREE_MANY; i++)
+    hak_free(v[i]);
+  unsigned held = xfree_held_here();
+  void *w[XFREE_MANY];
+  for (int i = 0; i < XFREE_MANY; i++)
+    w[i] = hak_malloc(XFREE_SIZE);
+  for (int i = 0; i < XFREE_MANY; i++)
+    for (int j = i + 1; j < XFREE_MANY; j++)
+      if (w[i] == w[j])
+        return (void *)"a block handed out twice";
+  for (int i = 0; i < XFREE_MANY; i++)
+    hak_free(w[i]);
+  if (held == 0 || held > TCACHE_XFREE_CAP)
+    return (void *)"the cache holds none, or more blocks than TCACHE_XFREE_CAP";
+  return NULL;
+}
+
+START_TEST(cross_thread_cache_is_bounded)
+{
+  static void *v[XFREE_MANY];
+  for (int i = 0; i < XFREE_MANY; i++)
+    v[i] = hak_malloc(XFREE_SIZE);
+  pthread_t t;
+  void *err;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_many, v), 0);
+  ck_assert_int_eq(pthread_join(t, &err), 0);
+  ck_assert_msg(err == NULL, "%s", (const char *)err);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  /* The cache covers every tiny class, and no other. */
+  ck_assert_uint_eq(size_class_of_tiny(HAK_TINY_MAX) + 1u, TCACHE_XFREE_CLASSES);
 }
 END_TEST
 
@@ -275,6 +488,11 @@ int main(void)
   tcase_add_test(t, medium_blocks_span_a_superslab);
   tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
   tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
+  tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);
+  tcase_add_test(t, cross_thread_cache_flushed_at_thread_exit);
+  tcase_add_test(t, cross_thread_cache_flushed_by_malloc_trim);
+  tcase_add_test(t, cross_thread_cache_skips_classes_not_allocated);
+  tcase_add_test(t, cross_thread_cache_is_bounded);
   suite_add_tcase(s, t);
   return check_run(s);
 }
