@@ -259,6 +259,9 @@ START_TEST(claim_takes_the_most_carved_empty_slab)
   hak_free(p);
   hak_free(q);
   ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 /* ---- the cross-thread cache (tcache.h) ---- */
 
 #define XFREE_BLOCKS 16
