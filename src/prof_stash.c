@@ -17,12 +17,26 @@ static alignas(64) _Atomic(struct large_hdr *) stash[PROF_STASH_SLOTS];
 static _Atomic bool stash_used;
 static _Atomic bool stash_purge_wanted;
 
+/* Empties slot i: its mapping, or NULL.  The plain load first keeps an
+ * empty slot's line shared. */
+static struct large_hdr *stash_grab(unsigned i)
+{
+  if (!atomic_load_explicit(&stash[i], memory_order_relaxed))
+    return NULL;
+  return atomic_exchange_explicit(&stash[i], NULL, memory_order_acquire);
+}
+
+/* Sets a flag the purge clears, writing its line only when it changes. */
+static void flag_raise(_Atomic bool *flag)
+{
+  if (!atomic_load_explicit(flag, memory_order_relaxed))
+    atomic_store_explicit(flag, true, memory_order_relaxed);
+}
+
 void *prof_stash_take(size_t size)
 {
   for (unsigned i = 0; i < PROF_STASH_SLOTS; i++) {
-    if (!atomic_load_explicit(&stash[i], memory_order_relaxed))
-      continue;
-    struct large_hdr *h = atomic_exchange_explicit(&stash[i], NULL, memory_order_acquire);
+    struct large_hdr *h = stash_grab(i);
     if (!h)
       continue;
     void *p = (char *)h + PROF_STASH_OFFSET;
@@ -32,8 +46,7 @@ void *prof_stash_take(size_t size)
     large_seal(h);
     counters_add(&hak_counters.large_allocs, 1);
     counters_add(&hak_counters.large_live_bytes, PROF_STASH_MAP);
-    if (!atomic_load_explicit(&stash_used, memory_order_relaxed))
-      atomic_store_explicit(&stash_used, true, memory_order_relaxed);
+    flag_raise(&stash_used);
     return p;
   }
   return NULL;
@@ -54,12 +67,10 @@ bool prof_stash_put(struct large_hdr *h)
     struct large_hdr *expected = NULL;
     if (atomic_compare_exchange_strong_explicit(&stash[i], &expected, h, memory_order_release,
                                                 memory_order_relaxed)) {
-      if (!atomic_load_explicit(&stash_used, memory_order_relaxed))
-        atomic_store_explicit(&stash_used, true, memory_order_relaxed);
+      flag_raise(&stash_used);
       counters_add(&hak_counters.large_frees, 1);
       atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, PROF_STASH_MAP, memory_order_relaxed);
-      if (!atomic_load_explicit(&stash_purge_wanted, memory_order_relaxed))
-        atomic_store_explicit(&stash_purge_wanted, true, memory_order_relaxed);
+      flag_raise(&stash_purge_wanted);
       return true;
     }
     h->state = LARGE_LIVE;
@@ -72,9 +83,7 @@ bool prof_stash_release(void)
 {
   bool released = false;
   for (unsigned i = 0; i < PROF_STASH_SLOTS; i++) {
-    if (!atomic_load_explicit(&stash[i], memory_order_relaxed))
-      continue;
-    struct large_hdr *h = atomic_exchange_explicit(&stash[i], NULL, memory_order_acquire);
+    struct large_hdr *h = stash_grab(i);
     if (!h)
       continue;
     large_verify(h, "malloc_trim(): corrupted large block header", (char *)h + PROF_STASH_OFFSET);
