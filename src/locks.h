@@ -39,6 +39,9 @@
 #endif
 
 extern HAK_HIDDEN _Atomic bool locks_fork_handlers_on;
+/* Where the registration stands (locks.c); read by the tests. */
+enum { LOCKS_NOT_ARMED = 0, LOCKS_ARMED = 1, LOCKS_REGISTERED = 2 };
+extern HAK_HIDDEN _Atomic long locks_fork_state;
 
 /* Called once by the initialisation, when malloc works (pthread_atfork
  * may allocate): hands over the fork handlers, and registers them at once

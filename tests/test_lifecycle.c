@@ -699,6 +699,44 @@ START_TEST(fork_handlers_registered_inside_a_fork)
 }
 END_TEST
 
+/* A fork made while another thread is inside pthread_atfork leaves the
+ * child with the registration "in progress" and without the thread that
+ * would finish it: the child's first lock takes the registration over
+ * rather than waiting for ever.  Another thread's registration is
+ * simulated by the state it leaves (minus this process's pid). */
+START_TEST(fork_during_registration_child_takes_over)
+{
+#if LOCKS_LAZY_FORK_HANDLERS
+  start();
+  hak_config.purge_delay_ms = -1;
+  hak_free(hak_malloc(40));
+  static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&gate);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, wait_for_release, &gate), 0);
+  ck_assert(!atomic_load(&locks_fork_handlers_on));
+  atomic_store(&locks_fork_state, -(long)getpid());
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(20);
+    void *p = hak_malloc(9000); /* a new class: the pool's lock */
+    _exit(p && atomic_load(&locks_fork_handlers_on) &&
+                  atomic_load(&locks_fork_state) == LOCKS_REGISTERED
+              ? 0
+              : 1);
+  }
+  atomic_store(&locks_fork_state, LOCKS_ARMED);
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "the child hung (SIGALRM) or did not register: status %d", status);
+  pthread_mutex_unlock(&gate);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+#endif
+}
+END_TEST
+
 /* The cases run by run_case_in_env, each in a process of its own whose
  * environment sets the mode. */
 static Suite *fresh_suite(void)
@@ -742,6 +780,7 @@ int main(void)
   tcase_add_test(t, trim_returns_memory);
   tcase_add_test(t, fork_handlers_wait_for_a_second_thread);
   tcase_add_test(t, fork_handlers_registered_inside_a_fork);
+  tcase_add_test(t, fork_during_registration_child_takes_over);
   suite_add_tcase(s, t);
   return check_run(s);
 }
