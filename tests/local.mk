@@ -39,10 +39,11 @@ endif
 # (tests/monitor_live.sh), blocks of other library versions
 # (tests/monitor_compat.sh, which builds tests/monitor_compat_lib.c with
 # $CC), and glibc's introspection calls (malloc_info, mallopt) with the
-# reports at exit (tests/monitor_reports.sh).  The first two source
-# tests/monitor_lib.sh (scratch directory, waiting for the process).
+# reports at exit (tests/monitor_reports.sh).  These, like the
+# profiler's tests, source tests/lib.sh (scratch directory, a clean
+# HAKMEM_* environment, waiting for the process).
 # -no-install: the real executable, so that its pid is the program's.
-EXTRA_DIST += tests/monitor_compat_lib.c tests/monitor_lib.sh
+EXTRA_DIST += tests/monitor_compat_lib.c tests/lib.sh
 tests_stats_daemon_SOURCES = tests/stats_daemon.c
 tests_stats_daemon_CFLAGS = $(AM_CFLAGS) -fno-builtin
 tests_stats_daemon_LDFLAGS = $(AM_LDFLAGS) -no-install

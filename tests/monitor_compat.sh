@@ -8,12 +8,12 @@ set -u
 : "${srcdir:=.}"
 ctl=tools/hakmemctl
 me=monitor_compat
-. "$srcdir/tests/monitor_lib.sh"
+. "$srcdir/tests/lib.sh"
 [ -x "$ctl" ] || fail "$ctl not built"
 : "${CC:=cc}"
 command -v "${CC%% *}" >/dev/null 2>&1 || skip "no C compiler ($CC)"
 command -v sleep >/dev/null 2>&1 || skip "no sleep"
-monitor_setup
+scratch_setup
 
 # Starts sleep with the stand-in library preloaded; waits until it is
 # mapped (the dynamic loader runs before sleep's main).

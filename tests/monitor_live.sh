@@ -9,11 +9,11 @@ set -u
 ctl=tools/hakmemctl
 daemon=tests/stats_daemon
 me=monitor_live
-. "$srcdir/tests/monitor_lib.sh"
+. "$srcdir/tests/lib.sh"
 [ -x "$ctl" ] || fail "$ctl not built"
 [ -x "$daemon" ] || fail "$daemon not built"
 command -v python3 >/dev/null 2>&1 || skip "python3 not found"
-monitor_setup
+scratch_setup
 chmod 755 "$dir"
 
 # The kernel may refuse process_vm_readv altogether (a container's seccomp

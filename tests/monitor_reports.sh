@@ -10,14 +10,12 @@ set -u
 lib=$PWD/src/.libs/libhakmem.so.0
 ctl=tools/hakmemctl
 me=monitor_reports
-fail() { echo "$me: FAIL: $*"; exit 1; }
+. "$srcdir/tests/lib.sh"
 [ -e "$lib" ] || fail "$lib not built"
-command -v python3 >/dev/null 2>&1 || { echo "$me: SKIP: python3 not found"; exit 77; }
-dir=$(mktemp -d "${TMPDIR:-/tmp}/reports.XXXXXX") || exit 1
-trap 'rm -rf "$dir"' EXIT
+command -v python3 >/dev/null 2>&1 || skip "python3 not found"
+scratch_setup
 # The tree's own settings only.
-unset HAKMEM_STATS HAKMEM_STATS_FILE HAKMEM_STATS_FORMAT HAKMEM_STATS_SCOPE \
-  HAKMEM_STATS_PROGRAM HAKMEM_CONF HAKMEM_MODE 2>/dev/null || true
+clear_hakmem_env
 : >"$dir/empty.conf"
 export HAKMEM_CONF="$dir/empty.conf"
 

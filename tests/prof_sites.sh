@@ -37,28 +37,15 @@ for f in "$lib" "$prog" "$ctl"; do
 done
 command -v google-pprof >/dev/null || { echo "$me: google-pprof not found (google-perftools): skipped" >&2; exit 77; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-prof.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM
+. "${srcdir:-.}/tests/lib.sh"
+scratch_setup
 # Only the variables each case sets.
-for v in $(env | sed -n 's/^\(HAKMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
-
-failed=0
-fail() {
-  echo "$me: FAIL: $*" >&2
-  failed=1
-}
+clear_hakmem_env
 
 # Waits until the program started in the background ($pid) has written
-# "ready" to the file $1, for up to two minutes (a loaded machine).
+# "ready" to the file $1.
 wait_ready() {
-  i=0
-  until grep -qs '^ready$' "$1"; do
-    kill -0 "$pid" 2>/dev/null || { fail "prof_sites exited before it was ready"; return 1; }
-    i=$((i + 1))
-    [ $i -le 6000 ] || { fail "prof_sites not ready within two minutes"; return 1; }
-    sleep 0.02
-  done
+  wait_until "prof_sites was ready" grep -qs '^ready$' "$1"
 }
 
 # The share of the profile's in-use bytes (google-pprof --text) on the
@@ -70,33 +57,33 @@ share() {
 }
 
 # Off by default.
-HAKMEM_PROF_PREFIX=$tmp/off env LD_PRELOAD="$lib" "$prog" two || fail "prof_sites two failed"
-ls "$tmp"/off* >/dev/null 2>&1 && fail "a profile was written with prof off"
+HAKMEM_PROF_PREFIX=$dir/off env LD_PRELOAD="$lib" "$prog" two || fail_later "prof_sites two failed"
+ls "$dir"/off* >/dev/null 2>&1 && fail_later "a profile was written with prof off"
 
 # Two sites, default rate.
-HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/two env LD_PRELOAD="$lib" "$prog" two || fail "prof_sites two failed under prof = 1"
-p=$(ls "$tmp"/two.*.exit.heap 2>/dev/null)
+HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$dir/two env LD_PRELOAD="$lib" "$prog" two || fail_later "prof_sites two failed under prof = 1"
+p=$(ls "$dir"/two.*.exit.heap 2>/dev/null)
 if [ -z "$p" ]; then
-  fail "no exit profile"
+  fail_later "no exit profile"
 else
-  head -1 "$p" | grep -q '@ heap_v2/524288$' || fail "header: $(head -1 "$p")"
+  head -1 "$p" | grep -q '@ heap_v2/524288$' || fail_later "header: $(head -1 "$p")"
   a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
   echo "$me: default rate: alpha_site $a %, beta_site $b %"
   awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 90 && a >= 50 && a <= 83) }' ||
-    fail "two sites at the default rate: alpha_site $a %, beta_site $b % (want sum >= 90, alpha 50..83)"
+    fail_later "two sites at the default rate: alpha_site $a %, beta_site $b % (want sum >= 90, alpha 50..83)"
 fi
 
 # Every block.
-HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp/exact env LD_PRELOAD="$lib" "$prog" two ||
-  fail "prof_sites two failed with prof_sample_kb = 0"
-p=$(ls "$tmp"/exact.*.exit.heap 2>/dev/null)
+HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$dir/exact env LD_PRELOAD="$lib" "$prog" two ||
+  fail_later "prof_sites two failed with prof_sample_kb = 0"
+p=$(ls "$dir"/exact.*.exit.heap 2>/dev/null)
 if [ -z "$p" ]; then
-  fail "no exit profile with prof_sample_kb = 0"
+  fail_later "no exit profile with prof_sample_kb = 0"
 else
   a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
   echo "$me: every block: alpha_site $a %, beta_site $b %"
   awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 99 && a >= 66 && a <= 67.5) }' ||
-    fail "two sites, every block: alpha_site $a %, beta_site $b % (want 66.7 and 33.3)"
+    fail_later "two sites, every block: alpha_site $a %, beta_site $b % (want 66.7 and 33.3)"
 fi
 
 # The share of the profile's in-use bytes on stacks through the functions
@@ -110,11 +97,11 @@ cumshare() {
 # The stack walk through alloca, a realigned frame and recursion, and
 # through a signal frame.
 for mode in deep signal; do
-  HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/$mode env LD_PRELOAD="$lib" "$prog" $mode ||
-    fail "prof_sites $mode failed under prof = 1"
-  p=$(ls "$tmp"/$mode.*.exit.heap 2>/dev/null)
+  HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$dir/$mode env LD_PRELOAD="$lib" "$prog" $mode ||
+    fail_later "prof_sites $mode failed under prof = 1"
+  p=$(ls "$dir"/$mode.*.exit.heap 2>/dev/null)
   if [ -z "$p" ]; then
-    fail "no exit profile for prof_sites $mode"
+    fail_later "no exit profile for prof_sites $mode"
     continue
   fi
   case $mode in
@@ -123,97 +110,95 @@ for mode in deep signal; do
   esac
   a=$(share "$p" $site)
   line="$site $a %"
-  awk -v a="$a" 'BEGIN { exit !(a >= 90) }' || fail "prof_sites $mode: $site has $a % of the bytes (want >= 90)"
+  awk -v a="$a" 'BEGIN { exit !(a >= 90) }' || fail_later "prof_sites $mode: $site has $a % of the bytes (want >= 90)"
   for c in $callers; do
     a=$(cumshare "$p" $c)
     line="$line, $c on $a %"
-    awk -v a="$a" 'BEGIN { exit !(a >= 90) }' || fail "prof_sites $mode: $c is on $a % of the bytes (want >= 90)"
+    awk -v a="$a" 'BEGIN { exit !(a >= 90) }' || fail_later "prof_sites $mode: $c is on $a % of the bytes (want >= 90)"
   done
   echo "$me: $mode: $line"
 done
 
 # Profiles by interval: 96 MiB allocated, one every 16 MiB.
-HAKMEM_PROF=1 HAKMEM_PROF_INTERVAL_MB=16 HAKMEM_PROF_PREFIX=$tmp/int env LD_PRELOAD="$lib" "$prog" two ||
-  fail "prof_sites two failed with prof_interval_mb"
-n=$(ls "$tmp"/int.*.[0-9][0-9][0-9][0-9].heap 2>/dev/null | wc -l)
-[ "$n" -ge 4 ] || fail "prof_interval_mb = 16 over 96 MiB: $n numbered profiles (want >= 4)"
+HAKMEM_PROF=1 HAKMEM_PROF_INTERVAL_MB=16 HAKMEM_PROF_PREFIX=$dir/int env LD_PRELOAD="$lib" "$prog" two ||
+  fail_later "prof_sites two failed with prof_interval_mb"
+n=$(ls "$dir"/int.*.[0-9][0-9][0-9][0-9].heap 2>/dev/null | wc -l)
+[ "$n" -ge 4 ] || fail_later "prof_interval_mb = 16 over 96 MiB: $n numbered profiles (want >= 4)"
 
 # Threads and fork.
-HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=16 HAKMEM_PROF_PREFIX=$tmp/thr env LD_PRELOAD="$lib" "$prog" threads \
-  2>"$tmp/thr.err" || fail "prof_sites threads failed: $(cat "$tmp/thr.err")"
-[ -s "$tmp/thr.err" ] && fail "prof_sites threads: $(cat "$tmp/thr.err")"
+HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=16 HAKMEM_PROF_PREFIX=$dir/thr env LD_PRELOAD="$lib" "$prog" threads \
+  2>"$dir/thr.err" || fail_later "prof_sites threads failed: $(cat "$dir/thr.err")"
+[ -s "$dir/thr.err" ] && fail_later "prof_sites threads: $(cat "$dir/thr.err")"
 n=0
-for p in "$tmp"/thr.*.exit.heap; do
+for p in "$dir"/thr.*.exit.heap; do
   [ -f "$p" ] || continue
   n=$((n + 1))
-  google-pprof --text --alloc_space "$prog" "$p" 2>/dev/null | grep -q alpha_site || fail "$p does not name alpha_site"
+  google-pprof --text --alloc_space "$prog" "$p" 2>/dev/null | grep -q alpha_site || fail_later "$p does not name alpha_site"
 done
-[ $n = 2 ] || fail "prof_sites threads: $n exit profiles (want the parent's and the child's)"
+[ $n = 2 ] || fail_later "prof_sites threads: $n exit profiles (want the parent's and the child's)"
 
 # Leak report: planted leak, clean program.
-HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp/leak \
-  env LD_PRELOAD="$lib" "$prog" leak 2>"$tmp/leak.err" || fail "prof_sites leak failed"
-grep -q '^hakmem: leak report: 20 block(s), 20000 bytes never freed, from 1 stack(s)' "$tmp/leak.err" ||
-  fail "planted leak not reported: $(cat "$tmp/leak.err")"
-[ "$(grep -c '^hakmem: leak: ' "$tmp/leak.err")" = 1 ] || fail "leak lines: $(cat "$tmp/leak.err")"
-p=$(ls "$tmp"/leak.*.exit.heap 2>/dev/null)
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$dir/leak \
+  env LD_PRELOAD="$lib" "$prog" leak 2>"$dir/leak.err" || fail_later "prof_sites leak failed"
+grep -q '^hakmem: leak report: 20 block(s), 20000 bytes never freed, from 1 stack(s)' "$dir/leak.err" ||
+  fail_later "planted leak not reported: $(cat "$dir/leak.err")"
+[ "$(grep -c '^hakmem: leak: ' "$dir/leak.err")" = 1 ] || fail_later "leak lines: $(cat "$dir/leak.err")"
+p=$(ls "$dir"/leak.*.exit.heap 2>/dev/null)
 objs=$(google-pprof --text --inuse_objects "$prog" "$p" 2>/dev/null | awk '$6 ~ /^leak_site/ { print $1 }')
-[ "$objs" = 20 ] || fail "google-pprof puts $objs objects on leak_site (want 20)"
-HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$tmp/clean \
-  env LD_PRELOAD="$lib" "$prog" clean 2>"$tmp/clean.err" || fail "prof_sites clean failed"
-[ "$(cat "$tmp/clean.err")" = "hakmem: leak report: no block is still live at exit" ] ||
-  fail "clean program: $(cat "$tmp/clean.err")"
+[ "$objs" = 20 ] || fail_later "google-pprof puts $objs objects on leak_site (want 20)"
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$dir/clean \
+  env LD_PRELOAD="$lib" "$prog" clean 2>"$dir/clean.err" || fail_later "prof_sites clean failed"
+[ "$(cat "$dir/clean.err")" = "hakmem: leak report: no block is still live at exit" ] ||
+  fail_later "clean program: $(cat "$dir/clean.err")"
 
 # The same under sampling (prof_sample_kb = 1: most 1000-byte blocks and
 # every 300000-byte one sampled): a sampled block is a large block with
 # its record just before it, which its free and realloc's move must find
 # and clear; a planted leak is still reported, from its one stack.
-HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX=$tmp/moved \
-  env LD_PRELOAD="$lib" "$prog" moved 2>"$tmp/moved.err" || fail "prof_sites moved failed"
-[ "$(cat "$tmp/moved.err")" = "hakmem: leak report: no sampled block is still live at exit" ] ||
-  fail "sampled blocks freed and moved: $(cat "$tmp/moved.err")"
-HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX=$tmp/movedleak \
-  env LD_PRELOAD="$lib" "$prog" moved leak 2>"$tmp/movedleak.err" || fail "prof_sites moved leak failed"
-grep -q '^hakmem: leak report: [1-9][0-9]* sampled block(s), [1-9][0-9]*000 bytes never freed, from 1 stack(s)' "$tmp/movedleak.err" ||
-  fail "planted leak not reported under sampling: $(cat "$tmp/movedleak.err")"
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX=$dir/moved \
+  env LD_PRELOAD="$lib" "$prog" moved 2>"$dir/moved.err" || fail_later "prof_sites moved failed"
+[ "$(cat "$dir/moved.err")" = "hakmem: leak report: no sampled block is still live at exit" ] ||
+  fail_later "sampled blocks freed and moved: $(cat "$dir/moved.err")"
+HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX=$dir/movedleak \
+  env LD_PRELOAD="$lib" "$prog" moved leak 2>"$dir/movedleak.err" || fail_later "prof_sites moved leak failed"
+grep -q '^hakmem: leak report: [1-9][0-9]* sampled block(s), [1-9][0-9]*000 bytes never freed, from 1 stack(s)' "$dir/movedleak.err" ||
+  fail_later "planted leak not reported under sampling: $(cat "$dir/movedleak.err")"
 
 # hakmemctl profile -- prog: the profile and its SVG, beside (in the
 # current directory).
-(cd "$tmp" && HAKMEMCTL_LIBRARY=$lib "$ctl" profile -- "$prog" two 2>"$tmp/ctl.err") ||
-  fail "hakmemctl profile -- prof_sites two: $(cat "$tmp/ctl.err")"
-p=$(ls "$tmp"/hakmem.prof_sites.*.exit.heap 2>/dev/null)
-[ -n "$p" ] || fail "hakmemctl profile left no profile: $(cat "$tmp/ctl.err")"
+(cd "$dir" && HAKMEMCTL_LIBRARY=$lib "$ctl" profile -- "$prog" two 2>"$dir/ctl.err") ||
+  fail_later "hakmemctl profile -- prof_sites two: $(cat "$dir/ctl.err")"
+p=$(ls "$dir"/hakmem.prof_sites.*.exit.heap 2>/dev/null)
+[ -n "$p" ] || fail_later "hakmemctl profile left no profile: $(cat "$dir/ctl.err")"
 if command -v dot >/dev/null; then
   s=${p%.heap}.svg
   grep -q '<svg' "$s" 2>/dev/null && grep -q alpha_site "$s" ||
-    fail "hakmemctl profile left no SVG naming alpha_site: $(cat "$tmp/ctl.err")"
+    fail_later "hakmemctl profile left no SVG naming alpha_site: $(cat "$dir/ctl.err")"
 else
   echo "$me: dot (graphviz) not found: SVG not checked" >&2
 fi
 
 # hakmemctl profile --pid.
-HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$tmp/pid env LD_PRELOAD="$lib" "$prog" wait 20 >"$tmp/pid.ready" &
+HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$dir/pid env LD_PRELOAD="$lib" "$prog" wait 20 >"$dir/pid.ready" &
 pid=$!
-wait_ready "$tmp/pid.ready"
-out=$("$ctl" profile --pid "$pid" --timeout 15 --no-svg 2>"$tmp/pid.err")
+wait_ready "$dir/pid.ready"
+out=$("$ctl" profile --pid "$pid" --timeout 15 --no-svg 2>"$dir/pid.err")
 rc=$?
-if [ $rc != 0 ] && grep -q 'permission denied' "$tmp/pid.err"; then
-  echo "$me: process_vm_writev not permitted here: --pid not checked ($(cat "$tmp/pid.err"))" >&2
+if [ $rc != 0 ] && grep -q 'permission denied' "$dir/pid.err"; then
+  echo "$me: process_vm_writev not permitted here: --pid not checked ($(cat "$dir/pid.err"))" >&2
 elif [ $rc != 0 ]; then
-  fail "hakmemctl profile --pid: $(cat "$tmp/pid.err")"
+  fail_later "hakmemctl profile --pid: $(cat "$dir/pid.err")"
 else
-  [ "$out" = "$tmp/pid.$pid.0001.heap" ] || fail "hakmemctl profile --pid printed '$out'"
+  [ "$out" = "$dir/pid.$pid.0001.heap" ] || fail_later "hakmemctl profile --pid printed '$out'"
   a=$(share "$out" alpha_site)
-  awk -v a="$a" 'BEGIN { exit !(a >= 50) }' || fail "--pid profile: alpha_site $a %"
+  awk -v a="$a" 'BEGIN { exit !(a >= 50) }' || fail_later "--pid profile: alpha_site $a %"
 fi
-kill "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
-env LD_PRELOAD="$lib" "$prog" wait 10 >"$tmp/off.ready" &
+stop_process
+env LD_PRELOAD="$lib" "$prog" wait 10 >"$dir/off.ready" &
 pid=$!
-wait_ready "$tmp/off.ready"
-"$ctl" profile --pid "$pid" --timeout 2 2>"$tmp/off.err" && fail "--pid on a process with prof off succeeded"
-grep -q 'heap profiling is off\|permission denied' "$tmp/off.err" || fail "--pid, prof off: $(cat "$tmp/off.err")"
-kill "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
+wait_ready "$dir/off.ready"
+"$ctl" profile --pid "$pid" --timeout 2 2>"$dir/off.err" && fail_later "--pid on a process with prof off succeeded"
+grep -q 'heap profiling is off\|permission denied' "$dir/off.err" || fail_later "--pid, prof off: $(cat "$dir/off.err")"
+stop_process
 
 exit $failed

@@ -20,56 +20,49 @@ prog=$(pwd)/tests/prof_stash
 for f in "$lib" "$prog"; do
   [ -f "$f" ] || { echo "$me: $f not found (run from the top build directory after make)" >&2; exit 1; }
 done
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-prof-stash.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM
-for v in $(env | sed -n 's/^\(HAKMEM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
-
-failed=0
-fail() {
-  echo "$me: FAIL: $*" >&2
-  failed=1
-}
+. "${srcdir:-.}/tests/lib.sh"
+scratch_setup
+clear_hakmem_env
 
 # run MODE [VAR=VALUE...]: the program with profiling on, a sample every
-# KiB, profiles into $tmp; its output in $tmp/out, its errors in $tmp/err.
+# KiB, profiles into $dir; its output in $dir/out, its errors in $dir/err.
 run() {
   mode=$1
   shift
-  env HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX="$tmp/p" "$@" \
-    LD_PRELOAD="$lib" "$prog" "$mode" >"$tmp/out" 2>"$tmp/err"
+  env HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX="$dir/p" "$@" \
+    LD_PRELOAD="$lib" "$prog" "$mode" >"$dir/out" 2>"$dir/err"
 }
 
 run reuse HAKMEM_STATS=1 HAKMEM_PURGE_DELAY_MS=-1
 status=$?
-cat "$tmp/out"
-[ $status -eq 0 ] || fail "reuse: exit status $status: $(cat "$tmp/err")"
-hits=$(sed -n 's/^hakmem: bigcache_hits \([0-9]*\)$/\1/p' "$tmp/err")
-misses=$(sed -n 's/^hakmem: bigcache_misses \([0-9]*\)$/\1/p' "$tmp/err")
-allocs=$(sed -n 's/^hakmem: large_allocs \([0-9]*\)$/\1/p' "$tmp/err")
+cat "$dir/out"
+[ $status -eq 0 ] || fail_later "reuse: exit status $status: $(cat "$dir/err")"
+hits=$(sed -n 's/^hakmem: bigcache_hits \([0-9]*\)$/\1/p' "$dir/err")
+misses=$(sed -n 's/^hakmem: bigcache_misses \([0-9]*\)$/\1/p' "$dir/err")
+allocs=$(sed -n 's/^hakmem: large_allocs \([0-9]*\)$/\1/p' "$dir/err")
 echo "reuse: large_allocs ${allocs:-?}, bigcache_hits ${hits:-?}, bigcache_misses ${misses:-?}"
 if [ -z "$hits" ] || [ -z "$misses" ] || [ -z "$allocs" ]; then
-  fail "reuse: no counters in the stats report"
+  fail_later "reuse: no counters in the stats report"
 elif [ "$allocs" -lt 201 ] || [ "$hits" -ne 0 ] || [ "$misses" -gt 1 ]; then
-  fail "reuse: the samples went through BigCache"
+  fail_later "reuse: the samples went through BigCache"
 fi
 
 run double HAKMEM_PURGE_DELAY_MS=-1
 status=$?
-if [ $status -ne 134 ] || ! grep -q '^hakmem: free(): double free 0x' "$tmp/err"; then
-  fail "double: exit status $status (134 expected), stderr: $(cat "$tmp/err")"
+if [ $status -ne 134 ] || ! grep -q '^hakmem: free(): double free 0x' "$dir/err"; then
+  fail_later "double: exit status $status (134 expected), stderr: $(cat "$dir/err")"
 else
-  echo "ok: a second free of a stashed sample aborts: $(cat "$tmp/err")"
+  echo "ok: a second free of a stashed sample aborts: $(cat "$dir/err")"
 fi
 
 run trim HAKMEM_PURGE_DELAY_MS=-1
 status=$?
-cat "$tmp/out"
-[ $status -eq 0 ] || fail "trim: exit status $status: $(cat "$tmp/err")"
+cat "$dir/out"
+[ $status -eq 0 ] || fail_later "trim: exit status $status: $(cat "$dir/err")"
 
 run purge HAKMEM_PURGE_DELAY_MS=20
 status=$?
-cat "$tmp/out"
-[ $status -eq 0 ] || fail "purge: exit status $status: $(cat "$tmp/err")"
+cat "$dir/out"
+[ $status -eq 0 ] || fail_later "purge: exit status $status: $(cat "$dir/err")"
 
 exit $failed
