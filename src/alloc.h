@@ -29,6 +29,13 @@ void alloc_free_slab_slow(struct slab *s, void *p);
  * the slow path, at the cost of no instruction on the fast one (a compare
  * with memory instead of a constant). */
 extern HAK_HIDDEN size_t alloc_fast_bound;
+/* The class of each request size up to HAK_TINY_MAX, one byte per size:
+ * size_class_of_tiny without its rounding (an add and a shift on every
+ * malloc); filled at initialisation, before alloc_fast_bound opens the
+ * inline paths that read it.  1 KiB, of which a program touches the
+ * lines of the sizes it asks for. */
+extern HAK_HIDDEN uint8_t alloc_tiny_class[HAK_TINY_MAX + 1];
+
 /* Sets alloc_fast_bound from the configuration (at initialisation). */
 void alloc_configure(void);
 
@@ -40,6 +47,10 @@ extern HAK_HIDDEN size_t alloc_profiled_bound;
 /* prof = 1: the countdown crossed zero on a request below
  * alloc_profiled_bound; samples it or serves it. */
 void *alloc_malloc_small_counted(size_t size);
+/* The refill of the tiny class of size bytes, when its pop cannot serve
+ * it: the slow path of alloc_malloc, given the size, which is still in
+ * the argument register, rather than the class. */
+void *alloc_malloc_tiny_slow(size_t size);
 
 /* The inline fast path, then, out of its way, the profiled one (prof = 1
  * sends every malloc past the first test): the thread's byte countdown,
@@ -48,11 +59,11 @@ void *alloc_malloc_small_counted(size_t size);
 HAK_INLINE void *alloc_malloc(size_t size)
 {
   if (HAK_LIKELY(size < alloc_fast_bound))
-    return tcache_alloc(size_class_of_tiny(size));
+    return tcache_alloc_else(alloc_tiny_class[size], alloc_malloc_tiny_slow, size);
   if (size < alloc_profiled_bound) {
     if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
       return alloc_malloc_small_counted(size);
-    void *p = tcache_alloc(size_class_of_tiny(size));
+    void *p = tcache_alloc_else(alloc_tiny_class[size], alloc_malloc_tiny_slow, size);
     /* Keeps GCC from merging this pop into the one above with a jump
      * back (cross-jumping), one more instruction here. */
     __asm__("" : "+r"(p));
