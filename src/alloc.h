@@ -83,15 +83,25 @@ HAK_INLINE bool alloc_free_is_local(const struct slab *s, const void *p, uint64_
           (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)));
 }
 
+/* The owner's free of p, a block of slab s, when the fast path may take
+ * it (alloc_free_is_local); false, having done nothing, otherwise.  With
+ * check = 1 it never may: the thread's free_key is a value no slab's
+ * owner has. */
+HAK_INLINE bool alloc_free_try_local(struct slab *s, void *p)
+{
+  if (!alloc_free_is_local(s, p, tcache_self.free_key))
+    return false;
+  tcache_free_local(s, p);
+  return true;
+}
+
 HAK_INLINE void alloc_free(void *p)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
   if (HAK_LIKELY(registry_is_superslab(e))) {
     struct slab *s = superslab_slab_of(e, (uintptr_t)p);
-    if (HAK_LIKELY(alloc_free_is_local(s, p, tcache_self.free_key))) {
-      tcache_free_local(s, p);
+    if (HAK_LIKELY(alloc_free_try_local(s, p)))
       return;
-    }
     alloc_free_slab_slow(s, p);
     return;
   }
