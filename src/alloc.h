@@ -55,21 +55,34 @@ void *alloc_malloc_tiny_slow(size_t size);
 /* The inline fast path, then, out of its way, the profiled one (prof = 1
  * sends every malloc past the first test): the thread's byte countdown,
  * one subtraction from memory and its branch, and the same pop, so that
- * only a sampled allocation (one in about prof_sample_kb KiB) leaves. */
-HAK_INLINE void *alloc_malloc(size_t size)
+ * only a sampled allocation (one in about prof_sample_kb KiB) leaves.
+ * Every way out is a tail call to one of the three functions given: the
+ * refill of the tiny class (alloc_malloc_tiny_slow's job), a sampled
+ * tiny request (alloc_malloc_small_counted's) and everything else
+ * (alloc_malloc_generic's).  operator new passes its own, which turn NULL
+ * into the C++ runtime's answer, so that its fast path, like malloc's,
+ * needs no test of the block and no stack frame. */
+HAK_INLINE void *alloc_malloc_via(size_t size, void *(*refill)(size_t),
+                                  void *(*counted)(size_t), void *(*generic)(size_t))
 {
   if (HAK_LIKELY(size < alloc_fast_bound))
-    return tcache_alloc_else(alloc_tiny_class[size], alloc_malloc_tiny_slow, size);
+    return tcache_alloc_else(alloc_tiny_class[size], refill, size);
   if (size < alloc_profiled_bound) {
     if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
-      return alloc_malloc_small_counted(size);
-    void *p = tcache_alloc_else(alloc_tiny_class[size], alloc_malloc_tiny_slow, size);
+      return counted(size);
+    void *p = tcache_alloc_else(alloc_tiny_class[size], refill, size);
     /* Keeps GCC from merging this pop into the one above with a jump
      * back (cross-jumping), one more instruction here. */
     __asm__("" : "+r"(p));
     return p;
   }
-  return alloc_malloc_generic(size);
+  return generic(size);
+}
+
+HAK_INLINE void *alloc_malloc(size_t size)
+{
+  return alloc_malloc_via(size, alloc_malloc_tiny_slow, alloc_malloc_small_counted,
+                          alloc_malloc_generic);
 }
 
 /* Whether the owner of slab s may push p straight onto s's list: s's
