@@ -130,11 +130,11 @@ static HAK_COLD void *new_aligned_failed_nothrow(size_t size, size_t align)
 /* The ways out of malloc's fast path (alloc_malloc_via), each followed
  * by the test for failure, which the fast path itself never needs: its
  * pop always yields a block. */
-#define CXX_NEW_EXIT(name, path, failed)  \
-  static HAK_NOINLINE void *name(size_t size) \
-  {                                       \
-    void *p = path(size);                 \
-    return HAK_LIKELY(p != NULL) ? p : failed(size); \
+#define CXX_NEW_EXIT(name, path, failed)               \
+  static HAK_NOINLINE void *name(size_t size)          \
+  {                                                    \
+    void *p = path(size);                              \
+    return HAK_LIKELY(p != NULL) ? p : failed(size);   \
   }
 CXX_NEW_EXIT(new_refill, alloc_malloc_tiny_slow, new_failed)
 CXX_NEW_EXIT(new_counted, alloc_malloc_small_counted, new_failed)
