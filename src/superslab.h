@@ -103,9 +103,9 @@ HAK_INLINE struct slab *superslab_slab_of(uintptr_t entry, uintptr_t a)
 {
   /* a + 1 - entry is a's offset from the base (the entry is base + 1):
    * the add of 1 is a lea that also copies a, which free keeps, and the
-   * tag comes off in the lea that adds the base back, two instructions
-   * fewer than untagging first (the empty asm keeps GCC from folding the
-   * two 1s). */
+   * tag comes off in the lea that adds the base back: five instructions
+   * where untagging first takes six (a separate copy and a subtract);
+   * the empty asm keeps GCC from folding the two 1s. */
   uintptr_t off = a + REGISTRY_TAG_SUPERSLAB;
   __asm__("" : "+r"(off));
   off -= entry;
