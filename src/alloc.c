@@ -42,8 +42,12 @@ size_t alloc_fast_bound = 0;
 
 size_t alloc_profiled_bound = 0;
 
+uint8_t alloc_tiny_class[HAK_TINY_MAX + 1];
+
 void alloc_configure(void)
 {
+  for (size_t n = 0; n <= HAK_TINY_MAX; n++)
+    alloc_tiny_class[n] = (uint8_t)size_class_of_tiny(n);
   alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
   alloc_profiled_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
   if (hak_config.check)
@@ -397,6 +401,11 @@ void *alloc_malloc_small_counted(size_t size)
   if (prof_sample_slow(&tcache_self.prof_countdown))
     return alloc_sampled(size, HAK_MIN_ALIGN);
   return tcache_alloc(size_class_of_tiny(size));
+}
+
+void *alloc_malloc_tiny_slow(size_t size)
+{
+  return tcache_alloc_slow(size_class_of_tiny(size));
 }
 
 /* Every malloc the inline paths leave: small requests above HAK_TINY_MAX,

@@ -29,6 +29,13 @@ void alloc_free_slab_slow(struct slab *s, void *p);
  * the slow path, at the cost of no instruction on the fast one (a compare
  * with memory instead of a constant). */
 extern HAK_HIDDEN size_t alloc_fast_bound;
+/* The class of each request size up to HAK_TINY_MAX, one byte per size:
+ * size_class_of_tiny without its rounding (an add and a shift on every
+ * malloc); filled at initialisation, before alloc_fast_bound opens the
+ * inline paths that read it.  1 KiB, of which a program touches the
+ * lines of the sizes it asks for. */
+extern HAK_HIDDEN uint8_t alloc_tiny_class[HAK_TINY_MAX + 1];
+
 /* Sets alloc_fast_bound from the configuration (at initialisation). */
 void alloc_configure(void);
 
@@ -40,25 +47,42 @@ extern HAK_HIDDEN size_t alloc_profiled_bound;
 /* prof = 1: the countdown crossed zero on a request below
  * alloc_profiled_bound; samples it or serves it. */
 void *alloc_malloc_small_counted(size_t size);
+/* The refill of the tiny class of size bytes, when its pop cannot serve
+ * it: the slow path of alloc_malloc, given the size, which is still in
+ * the argument register, rather than the class. */
+void *alloc_malloc_tiny_slow(size_t size);
 
 /* The inline fast path, then, out of its way, the profiled one (prof = 1
  * sends every malloc past the first test): the thread's byte countdown,
  * one subtraction from memory and its branch, and the same pop, so that
- * only a sampled allocation (one in about prof_sample_kb KiB) leaves. */
-HAK_INLINE void *alloc_malloc(size_t size)
+ * only a sampled allocation (one in about prof_sample_kb KiB) leaves.
+ * Every way out is a tail call to one of the three functions given: the
+ * refill of the tiny class (alloc_malloc_tiny_slow's job), a sampled
+ * tiny request (alloc_malloc_small_counted's) and everything else
+ * (alloc_malloc_generic's).  operator new passes its own, which turn NULL
+ * into the C++ runtime's answer, so that its fast path, like malloc's,
+ * needs no test of the block and no stack frame. */
+HAK_INLINE void *alloc_malloc_via(size_t size, void *(*refill)(size_t),
+                                  void *(*counted)(size_t), void *(*generic)(size_t))
 {
   if (HAK_LIKELY(size < alloc_fast_bound))
-    return tcache_alloc(size_class_of_tiny(size));
+    return tcache_alloc_else(alloc_tiny_class[size], refill, size);
   if (size < alloc_profiled_bound) {
     if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
-      return alloc_malloc_small_counted(size);
-    void *p = tcache_alloc(size_class_of_tiny(size));
+      return counted(size);
+    void *p = tcache_alloc_else(alloc_tiny_class[size], refill, size);
     /* Keeps GCC from merging this pop into the one above with a jump
      * back (cross-jumping), one more instruction here. */
     __asm__("" : "+r"(p));
     return p;
   }
-  return alloc_malloc_generic(size);
+  return generic(size);
+}
+
+HAK_INLINE void *alloc_malloc(size_t size)
+{
+  return alloc_malloc_via(size, alloc_malloc_tiny_slow, alloc_malloc_small_counted,
+                          alloc_malloc_generic);
 }
 
 /* Whether the owner of slab s may push p straight onto s's list: s's
@@ -72,15 +96,25 @@ HAK_INLINE bool alloc_free_is_local(const struct slab *s, const void *p, uint64_
           (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)));
 }
 
+/* The owner's free of p, a block of slab s, when the fast path may take
+ * it (alloc_free_is_local); false, having done nothing, otherwise.  With
+ * check = 1 it never may: the thread's free_key is a value no slab's
+ * owner has. */
+HAK_INLINE bool alloc_free_try_local(struct slab *s, void *p)
+{
+  if (!alloc_free_is_local(s, p, tcache_self.free_key))
+    return false;
+  tcache_free_local(s, p);
+  return true;
+}
+
 HAK_INLINE void alloc_free(void *p)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
   if (HAK_LIKELY(registry_is_superslab(e))) {
     struct slab *s = superslab_slab_of(e, (uintptr_t)p);
-    if (HAK_LIKELY(alloc_free_is_local(s, p, tcache_self.free_key))) {
-      tcache_free_local(s, p);
+    if (HAK_LIKELY(alloc_free_try_local(s, p)))
       return;
-    }
     alloc_free_slab_slow(s, p);
     return;
   }

@@ -100,6 +100,19 @@ void alloc_free_sized_slow(void *p, size_t size, size_t align, const char *fn)
   alloc_free(p);
 }
 
+void alloc_free_sized_other(void *p, size_t size, uintptr_t e, size_t align, const char *fn)
+{
+  if (HAK_UNLIKELY(hak_config.check)) {
+    alloc_free_sized_slow(p, size, align, fn);
+    return;
+  }
+  if (registry_is_superslab(e)) {
+    alloc_free_slab_slow(superslab_slab_of(e, (uintptr_t)p), p);
+    return;
+  }
+  alloc_free_generic(p, e);
+}
+
 HAK_EXPORT void hak_free_sized(void *p, size_t size)
 {
   alloc_free_sized(p, size, 0, "hak_free_sized()");

@@ -24,16 +24,24 @@ size_t alloc_good_size(size_t size, size_t align);
  * mismatch, then frees it.  NULL is a no-op. */
 void alloc_free_sized_slow(void *p, size_t size, size_t align, const char *fn);
 
+/* Every sized free alloc_free_sized does not finish itself (e is p's
+ * registry entry): with check = 1 alloc_free_sized_slow, else free's own
+ * slow paths. */
+void alloc_free_sized_other(void *p, size_t size, uintptr_t e, size_t align, const char *fn);
+
 /* Frees p, a block of size bytes aligned to align (<= HAK_MIN_ALIGN: a
  * plain block); fn names the caller in a misuse report ("free_sized()").
- * Without check = 1 the size is not read: free's fast path. */
+ * The size is not read on free's fast path, which is this one's: with
+ * check = 1 that path never takes a block (alloc_free_try_local), so the
+ * test of check, which every C++ delete of a complete type would pay,
+ * waits in alloc_free_sized_other. */
 HAK_INLINE void alloc_free_sized(void *p, size_t size, size_t align, const char *fn)
 {
-  if (HAK_LIKELY(!hak_config.check)) {
-    alloc_free(p);
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  if (HAK_LIKELY(registry_is_superslab(e)) &&
+      HAK_LIKELY(alloc_free_try_local(superslab_slab_of(e, (uintptr_t)p), p)))
     return;
-  }
-  alloc_free_sized_slow(p, size, align, fn);
+  alloc_free_sized_other(p, size, e, align, fn);
 }
 
 #endif

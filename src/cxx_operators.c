@@ -127,16 +127,30 @@ static HAK_COLD void *new_aligned_failed_nothrow(size_t size, size_t align)
 
 /* ---- new ---- */
 
+/* The ways out of malloc's fast path (alloc_malloc_via), each followed
+ * by the test for failure, which the fast path itself never needs: its
+ * pop always yields a block. */
+#define CXX_NEW_EXIT(name, path, failed)               \
+  static HAK_NOINLINE void *name(size_t size)          \
+  {                                                    \
+    void *p = path(size);                              \
+    return HAK_LIKELY(p != NULL) ? p : failed(size);   \
+  }
+CXX_NEW_EXIT(new_refill, alloc_malloc_tiny_slow, new_failed)
+CXX_NEW_EXIT(new_counted, alloc_malloc_small_counted, new_failed)
+CXX_NEW_EXIT(new_generic, alloc_malloc_generic, new_failed)
+CXX_NEW_EXIT(new_refill_nothrow, alloc_malloc_tiny_slow, new_failed_nothrow)
+CXX_NEW_EXIT(new_counted_nothrow, alloc_malloc_small_counted, new_failed_nothrow)
+CXX_NEW_EXIT(new_generic_nothrow, alloc_malloc_generic, new_failed_nothrow)
+
 HAK_INLINE void *cxx_new(size_t size)
 {
-  void *p = alloc_malloc(size);
-  return HAK_LIKELY(p != NULL) ? p : new_failed(size);
+  return alloc_malloc_via(size, new_refill, new_counted, new_generic);
 }
 
 HAK_INLINE void *cxx_new_nothrow(size_t size)
 {
-  void *p = alloc_malloc(size);
-  return HAK_LIKELY(p != NULL) ? p : new_failed_nothrow(size);
+  return alloc_malloc_via(size, new_refill_nothrow, new_counted_nothrow, new_generic_nothrow);
 }
 
 /* std::align_val_t is a size_t enum.  An alignment that is not a power of

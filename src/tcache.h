@@ -84,30 +84,45 @@ HAK_INLINE void *tcache_pop(struct slab *s)
   return p;
 }
 
-/* Fast path: the thread's active slab of the class pops one block.  With
- * hardening the only branch is the link check (the next block lies in the
- * same 64 KiB slot), which an empty list fails too, as its head is
- * SLAB_LIST_END; without, the only branch is the empty-list test.  The
- * slow path takes everything else: it ends lists, follows a medium slab's
- * links across slots, and refills. */
-HAK_INLINE void *tcache_alloc(unsigned cls)
+/* Fast path: the thread's active slab of class cls pops one block, or,
+ * when it cannot, returns slow(arg).  With hardening the only branch is
+ * the link check (the next block lies in the same 64 KiB slot), which an
+ * empty list fails too, as its head is SLAB_LIST_END; without, the only
+ * branch is the empty-list test.  The slow path takes everything else: it
+ * ends lists, follows a medium slab's links across slots, and refills.
+ * slow and arg let malloc pass the request's size, which it holds in the
+ * argument register already, instead of copying the class there on the
+ * way to the pop. */
+HAK_INLINE void *tcache_alloc_else(unsigned cls, void *(*slow)(size_t), size_t arg)
 {
   struct slab *s = tcache_self.active[cls];
   uintptr_t *p = s->free;
   if (!hak_hardened) {
     if (HAK_UNLIKELY(p == NULL))
-      return tcache_alloc_slow(cls);
+      return slow(arg);
     s->free = (void *)p[0];
   } else {
     uintptr_t delta = p[0] ^ hak_secret_list;  /* next ^ p */
     if (HAK_UNLIKELY(delta >= HAK_SLAB_SIZE))
-      return tcache_alloc_slow(cls);
+      return slow(arg);
     s->free = (void *)(delta ^ (uintptr_t)p);
     p[1] = 0;
   }
   s->used++;
   s->allocs++;
   return p;
+}
+
+/* tcache_alloc_slow with the class as a size_t, for tcache_alloc_else. */
+HAK_INLINE void *tcache_alloc_slow_of_class(size_t cls)
+{
+  return tcache_alloc_slow((unsigned)cls);
+}
+
+/* The pop of tcache_alloc_else, refilling class cls when it cannot. */
+HAK_INLINE void *tcache_alloc(unsigned cls)
+{
+  return tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
 }
 
 /* Owner's free of p into s: push; a non-active slab left with no block in
