@@ -81,7 +81,6 @@ static void tcache_thread_unlink(void)
   n->linked = false;
 }
 
-
 /* The slab of next if next is a carved block of class cls of an ACTIVE
  * or ORPHAN slab, tagged free (with hardening): a block a cross-thread
  * cache may hold.  NULL otherwise. */
@@ -172,6 +171,7 @@ void tcache_xfree_put_full(unsigned cls, void *p)
   tcache_xfree_flush(cls);
   struct slab *x = &tcache_xfree_slab[cls];
   slab_block_set_free(p, x->free);
+  atomic_signal_fence(memory_order_release); /* see tcache_xfree_put */
   x->free = p;
   x->carved++;
 }

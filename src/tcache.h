@@ -173,6 +173,10 @@ HAK_INLINE void tcache_xfree_put(unsigned cls, void *p)
     return;
   }
   slab_block_set_free(p, x->free);
+  /* A compiler barrier, no instruction: the child of a fork made now
+   * must never find p at the head with its link not yet written
+   * (tcache_postfork_child). */
+  atomic_signal_fence(memory_order_release);
   x->free = p;
   x->carved++;
 }
