@@ -37,10 +37,12 @@ static void fork_prepare(void)
   shared_pool_prefork();
   bigcache_prefork();
   superslab_registry_lock();
+  tcache_prefork();
 }
 
 static void fork_parent(void)
 {
+  tcache_postfork_parent();
   superslab_registry_unlock();
   bigcache_postfork_parent();
   shared_pool_postfork_parent();
@@ -52,6 +54,7 @@ static void fork_child(void)
   superslab_registry_reinit();
   bigcache_postfork_child();
   shared_pool_postfork_child(tcache_self.id);
+  tcache_postfork_child();
   purge_postfork_child();
   prof_postfork_child();
 }
@@ -105,8 +108,8 @@ void hak_init_slow(void)
     init_print_config();
 }
 
-void init_thread_started(void *tcache)
+bool init_thread_started(void *tcache)
 {
-  if (atomic_load_explicit(&tcache_key_ready, memory_order_acquire))
-    pthread_setspecific(tcache_key, tcache);
+  return atomic_load_explicit(&tcache_key_ready, memory_order_acquire) &&
+         pthread_setspecific(tcache_key, tcache) == 0;
 }

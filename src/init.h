@@ -19,7 +19,9 @@ HAK_INLINE void hak_init(void)
   hak_init_slow();
 }
 
-/* Arms the thread-exit hook for the calling thread's cache. */
-void init_thread_started(void *tcache);
+/* Arms the thread-exit hook for the calling thread's cache.  Returns
+ * whether it is armed (false only if the library has no thread-specific
+ * key: the thread's exit will not flush its cache). */
+bool init_thread_started(void *tcache);
 
 #endif

@@ -130,9 +130,16 @@ HAK_INLINE bool slab_block_tagged(const void *p)
  * of line. */
 void *slab_link_decode_far(const struct slab *s, const void *p, uintptr_t delta);
 
-/* The next free block after p, checked: it lies in p's slab.  The common
- * case (next in the same 64 KiB slot) costs an XOR and a compare. */
-HAK_INLINE void *slab_link_next(const struct slab *s, const void *p)
+/* What a list's owner does with a link that leaves its block's 64 KiB
+ * slot (delta = next ^ p): returns next if the list may go there, never
+ * returns otherwise. */
+typedef void *slab_link_far_fn(const struct slab *s, const void *p, uintptr_t delta);
+
+/* The next free block after p on list s, checked.  The common case (next
+ * in the same 64 KiB slot) costs an XOR and a compare; far, a constant at
+ * every call site so that it inlines to a direct call, decides the
+ * rest. */
+HAK_INLINE void *slab_link_follow(const struct slab *s, const void *p, slab_link_far_fn *far)
 {
   uintptr_t w = *(const uintptr_t *)p;
   if (!hak_hardened)
@@ -140,7 +147,13 @@ HAK_INLINE void *slab_link_next(const struct slab *s, const void *p)
   uintptr_t delta = w ^ hak_secret_list;  /* next ^ p */
   if (HAK_LIKELY(delta < HAK_SLAB_SIZE))
     return (void *)(delta ^ (uintptr_t)p);
-  return slab_link_decode_far(s, p, delta);
+  return far(s, p, delta);
+}
+
+/* The next free block after p, checked: it lies in p's slab. */
+HAK_INLINE void *slab_link_next(const struct slab *s, const void *p)
+{
+  return slab_link_follow(s, p, slab_link_decode_far);
 }
 
 /* The rotation of slab_block_index: the largest power of two dividing

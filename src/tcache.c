@@ -9,6 +9,7 @@
 #include "prof.h"
 #include "superslab.h"
 #include "diag.h"
+#include "locks.h"
 
 #include <errno.h>
 
@@ -35,21 +36,75 @@ __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_
 static _Atomic uint32_t tcache_xfree_trim_epoch;
 static __thread uint32_t tcache_xfree_flushed_epoch __attribute__((tls_model("initial-exec")));
 
-/* tcache_xfree_next for a link that leaves p's slot (delta = next ^ p):
- * the end of the list, or a carved block of a slab of class cls that
- * carries the free tag; anything else is a fatal error. */
-static void *tcache_xfree_next_far(unsigned cls, void *p, uintptr_t delta)
+/* The threads whose cross-thread caches the child of a fork hands back
+ * (tcache_postfork_child): each thread links its node from its first
+ * refill until its cache is flushed at exit, under tcache_threads_lock, a
+ * leaf lock (nothing else is taken while it is held) that the fork
+ * handlers hold across fork.  A thread links itself once: one that
+ * allocates again after its exit flush (a later thread-specific
+ * destructor) stays out, as the hook may not run again to unlink it. */
+struct tcache_thread_node {
+  struct slab *xfree;                     /* the thread's tcache_xfree_slab */
+  struct tcache_thread_node *next, *prev; /* the list; tcache_threads_lock */
+  bool linked, retired;                   /* the thread's own */
+};
+static __thread struct tcache_thread_node tcache_thread_node __attribute__((tls_model("initial-exec")));
+static struct tcache_thread_node tcache_threads = { .next = &tcache_threads, .prev = &tcache_threads };
+static pthread_mutex_t tcache_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void tcache_thread_link(void)
+{
+  struct tcache_thread_node *n = &tcache_thread_node;
+  if (n->linked || n->retired)
+    return;
+  n->xfree = tcache_xfree_slab;
+  lock_take(&tcache_threads_lock);
+  n->prev = &tcache_threads;
+  n->next = tcache_threads.next;
+  tcache_threads.next->prev = n;
+  tcache_threads.next = n;
+  pthread_mutex_unlock(&tcache_threads_lock);
+  n->linked = true;
+}
+
+static void tcache_thread_unlink(void)
+{
+  struct tcache_thread_node *n = &tcache_thread_node;
+  n->retired = true;
+  if (!n->linked)
+    return;
+  lock_take(&tcache_threads_lock);
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  pthread_mutex_unlock(&tcache_threads_lock);
+  n->next = n->prev = NULL;
+  n->linked = false;
+}
+
+/* The slab of next if next is a carved block of class cls of an ACTIVE
+ * or ORPHAN slab, tagged free (with hardening): a block a cross-thread
+ * cache may hold.  NULL otherwise. */
+static struct slab *tcache_xfree_block_slab(unsigned cls, const void *next)
+{
+  uintptr_t e = registry_lookup((uintptr_t)next);
+  if (!registry_is_superslab(e))
+    return NULL;
+  struct slab *s = superslab_slab_of(e, (uintptr_t)next);
+  if ((s->state == SLAB_ACTIVE || s->state == SLAB_ORPHAN) && s->cls == cls &&
+      slab_block_index(s, (uint16_t)(uintptr_t)next) < s->carved &&
+      (!hak_hardened || slab_block_tagged(next)))
+    return s;
+  return NULL;
+}
+
+/* The far path of a link in x, one of the thread's cross-thread caches:
+ * the end of the list, or a block tcache_xfree_block_slab accepts;
+ * anything else is a fatal error. */
+static void *tcache_xfree_next_far(const struct slab *x, const void *p, uintptr_t delta)
 {
   void *next = (void *)(delta ^ (uintptr_t)p);
-  if (slab_list_is_end(next))
+  if (slab_list_is_end(next) || tcache_xfree_block_slab((unsigned)(x - tcache_xfree_slab), next))
     return next;
-  uintptr_t e = registry_lookup((uintptr_t)next);
-  if (registry_is_superslab(e)) {
-    const struct slab *s = superslab_slab_of(e, (uintptr_t)next);
-    if ((s->state == SLAB_ACTIVE || s->state == SLAB_ORPHAN) && s->cls == cls &&
-        slab_block_index(s, (uint16_t)(uintptr_t)next) < s->carved && slab_block_tagged(next))
-      return next;
-  }
   hak_fatal_pointer("malloc(): corrupted free list: bad link in free block", p);
 }
 
@@ -58,13 +113,7 @@ static void *tcache_xfree_next_far(unsigned cls, void *p, uintptr_t delta)
  * leaves it is checked by tcache_xfree_next_far. */
 HAK_INLINE void *tcache_xfree_next(unsigned cls, void *p)
 {
-  uintptr_t w = *(const uintptr_t *)p;
-  if (!hak_hardened)
-    return (void *)w;
-  uintptr_t delta = w ^ hak_secret_list;  /* next ^ p */
-  if (HAK_LIKELY(delta < HAK_SLAB_SIZE))
-    return (void *)(delta ^ (uintptr_t)p);
-  return tcache_xfree_next_far(cls, p, delta);
+  return slab_link_follow(&tcache_xfree_slab[cls], p, tcache_xfree_next_far);
 }
 
 /* Makes the ring's slab active again if class cls's cross-thread cache
@@ -87,7 +136,12 @@ static void tcache_xfree_flush(unsigned cls)
   tcache_xfree_deactivate(cls);
   bool orphan = false;
   unsigned n = 0;
-  for (void *p = x->free; !slab_list_is_end(p);) {
+  /* Detached before the first push (whose CAS orders the store): the
+   * child of a fork made meanwhile finds the cache empty, never a block
+   * already pushed (tcache_postfork_child). */
+  void *head = x->free;
+  x->free = SLAB_LIST_END;
+  for (void *p = head; !slab_list_is_end(p);) {
     struct slab *s = superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
     void *last = p, *next = tcache_xfree_next(cls, p);
     n++;
@@ -104,7 +158,6 @@ static void tcache_xfree_flush(unsigned cls)
     orphan |= s->state == SLAB_ORPHAN;
     p = next;
   }
-  x->free = SLAB_LIST_END;
   x->carved = 0;
   x->used = 0;
   if (orphan) {
@@ -118,6 +171,7 @@ void tcache_xfree_put_full(unsigned cls, void *p)
   tcache_xfree_flush(cls);
   struct slab *x = &tcache_xfree_slab[cls];
   slab_block_set_free(p, x->free);
+  atomic_signal_fence(memory_order_release); /* see tcache_xfree_put */
   x->free = p;
   x->carved++;
 }
@@ -162,7 +216,9 @@ static void tcache_thread_init(void)
   /* check = 1, and prof = 1 recording every block, send every free to
    * the slow path. */
   tcache_self.free_key = hak_config.check || prof_every_block ? HAK_NO_OWNER - 1 : tcache_self.id;
-  init_thread_started(&tcache_self);
+  /* A thread without the exit hook could not unlink itself. */
+  if (init_thread_started(&tcache_self))
+    tcache_thread_link();
 }
 
 static void ring_insert(unsigned cls, struct slab *s)
@@ -372,6 +428,7 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
 void tcache_flush(void)
 {
   tcache_xfree_flush_all(HAK_NUM_CLASSES);
+  tcache_thread_unlink();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, true);
   tcache_self.id = 0;
@@ -386,4 +443,60 @@ void tcache_collect(void)
   tcache_xfree_flush_all(HAK_NUM_CLASSES);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, false);
+}
+
+void tcache_prefork(void)
+{
+  pthread_mutex_lock(&tcache_threads_lock);
+}
+
+void tcache_postfork_parent(void)
+{
+  pthread_mutex_unlock(&tcache_threads_lock);
+}
+
+/* Child of a fork: hands the blocks of class cls's cross-thread cache x,
+ * left by a thread the child does not have, to their slabs' remote
+ * stacks, one at a time.  That thread stopped wherever it was, so the
+ * walk trusts nothing: it stops, leaving the rest in use, at the first
+ * block that is not a tagged, carved block of the class, and after
+ * TCACHE_XFREE_CAP blocks.  Returns whether an orphan got one. */
+static bool tcache_xfree_hand_back(unsigned cls, struct slab *x)
+{
+  bool orphan = false;
+  void *p = x->free;
+  x->free = SLAB_LIST_END;
+  for (unsigned n = 0; n < TCACHE_XFREE_CAP && !slab_list_is_end(p); n++) {
+    struct slab *s = tcache_xfree_block_slab(cls, p);
+    if (!s)
+      break;
+    uintptr_t w = *(const uintptr_t *)p;
+    void *next = (void *)(hak_hardened ? w ^ hak_secret_list ^ (uintptr_t)p : w);
+    slab_free_remote(s, p);
+    orphan |= s->state == SLAB_ORPHAN;
+    p = next;
+  }
+  return orphan;
+}
+
+void tcache_postfork_child(void)
+{
+  pthread_mutex_init(&tcache_threads_lock, NULL);
+  bool orphan = false;
+  struct tcache_thread_node *self = &tcache_thread_node;
+  for (struct tcache_thread_node *n = tcache_threads.next, *next; n != &tcache_threads; n = next) {
+    next = n->next;
+    if (n == self)
+      continue;
+    for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
+      orphan |= tcache_xfree_hand_back(c, &n->xfree[c]);
+  }
+  /* Only this thread is left. */
+  tcache_threads.next = tcache_threads.prev = &tcache_threads;
+  if (self->linked) {
+    self->next = self->prev = &tcache_threads;
+    tcache_threads.next = tcache_threads.prev = self;
+  }
+  if (orphan)
+    shared_pool_orphan_freed();
 }

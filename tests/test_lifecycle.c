@@ -737,6 +737,77 @@ START_TEST(fork_during_registration_child_takes_over)
 }
 END_TEST
 
+/* A fork while another thread holds blocks of ours in its cross-thread
+ * cache (tcache.h): the child, which does not have that thread, hands
+ * them back to our slab's remote stack rather than keeping them in use
+ * for good. */
+#define FORK_XFREE_BLOCKS 16
+#define FORK_XFREE_SIZE 64
+struct fork_xfree {
+  void **blocks;
+  pthread_barrier_t held, forked;
+};
+
+static void *hold_blocks_across_fork(void *arg)
+{
+  struct fork_xfree *f = arg;
+  /* A thread keeps only blocks of a class it allocates itself. */
+  hak_free(hak_malloc(FORK_XFREE_SIZE));
+  for (int i = 0; i < FORK_XFREE_BLOCKS; i++)
+    hak_free(f->blocks[i]);
+  pthread_barrier_wait(&f->held);
+  pthread_barrier_wait(&f->forked);
+  return NULL;
+}
+
+static struct slab *slab_of_block(void *p)
+{
+  return superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
+}
+
+START_TEST(fork_hands_back_other_threads_cross_thread_caches)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  void *v[FORK_XFREE_BLOCKS];
+  alloc_filled(v, FORK_XFREE_BLOCKS, FORK_XFREE_SIZE, 0x5a);
+  struct slab *s = slab_of_block(v[0]);
+  for (int i = 1; i < FORK_XFREE_BLOCKS; i++)
+    ck_assert_ptr_eq(slab_of_block(v[i]), s);
+  unsigned used = s->used;
+  struct fork_xfree f = { .blocks = v };
+  pthread_barrier_init(&f.held, NULL, 2);
+  pthread_barrier_init(&f.forked, NULL, 2);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, hold_blocks_across_fork, &f), 0);
+  pthread_barrier_wait(&f.held);
+  /* Held by the other thread: still in use, nothing pushed yet. */
+  ck_assert_uint_eq(s->used, used);
+  ck_assert_ptr_null(atomic_load(&s->remote));
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    bad |= tcache_drain(s) != FORK_XFREE_BLOCKS;
+    bad |= (s->used != used - FORK_XFREE_BLOCKS) << 1;
+    bad |= (hakmem_check_heap() != 0) << 2;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  pthread_barrier_wait(&f.forked);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %d (exit 1: blocks not on the remote stack, 2: used, 4: heap check)",
+                status);
+  /* In the parent the thread's exit flushed them. */
+  ck_assert_uint_eq(tcache_drain(s), FORK_XFREE_BLOCKS);
+  ck_assert_uint_eq(s->used, used - FORK_XFREE_BLOCKS);
+  pthread_barrier_destroy(&f.held);
+  pthread_barrier_destroy(&f.forked);
+}
+END_TEST
+
 /* The cases run by run_case_in_env, each in a process of its own whose
  * environment sets the mode. */
 static Suite *fresh_suite(void)
@@ -781,6 +852,7 @@ int main(void)
   tcase_add_test(t, fork_handlers_wait_for_a_second_thread);
   tcase_add_test(t, fork_handlers_registered_inside_a_fork);
   tcase_add_test(t, fork_during_registration_child_takes_over);
+  tcase_add_test(t, fork_hands_back_other_threads_cross_thread_caches);
   suite_add_tcase(s, t);
   return check_run(s);
 }

@@ -327,25 +327,37 @@ static void *xfree_free_and_see_trim(void *arg)
   return NULL;
 }
 
-static void xfree_alloc_blocks(void **v)
-{
-  for (int i = 0; i < XFREE_BLOCKS; i++) {
-    v[i] = hak_malloc(XFREE_SIZE);
-    memset(v[i], 0x5a, XFREE_SIZE);
-  }
-}
-
 /* The slab of block p. */
 static struct slab *xfree_slab_of(void *p)
 {
   return superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
 }
 
+/* What every case starts from: XFREE_BLOCKS blocks of XFREE_SIZE bytes
+ * allocated here, all in one slab, and that slab's blocks in use. */
+struct xfree_setup {
+  void *v[XFREE_BLOCKS];
+  struct slab *s;
+  unsigned used;
+};
+
+static void xfree_setup(struct xfree_setup *x)
+{
+  for (int i = 0; i < XFREE_BLOCKS; i++) {
+    x->v[i] = hak_malloc(XFREE_SIZE);
+    memset(x->v[i], 0x5a, XFREE_SIZE);
+  }
+  x->s = xfree_slab_of(x->v[0]);
+  for (int i = 1; i < XFREE_BLOCKS; i++)
+    ck_assert_ptr_eq(xfree_slab_of(x->v[i]), x->s);
+  x->used = x->s->used;
+}
+
 START_TEST(cross_thread_free_is_reused_by_the_freeing_thread)
 {
-  void *v[XFREE_BLOCKS];
-  xfree_alloc_blocks(v);
-  struct xfree_run r = { .blocks = v };
+  struct xfree_setup x;
+  xfree_setup(&x);
+  struct xfree_run r = { .blocks = x.v };
   pthread_t t;
   ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_and_reuse, &r), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
@@ -358,42 +370,36 @@ END_TEST
 
 START_TEST(cross_thread_cache_flushed_at_thread_exit)
 {
-  void *v[XFREE_BLOCKS];
-  xfree_alloc_blocks(v);
-  struct slab *s = xfree_slab_of(v[0]);
-  for (int i = 1; i < XFREE_BLOCKS; i++)
-    ck_assert_ptr_eq(xfree_slab_of(v[i]), s);
-  unsigned used = s->used;
-  struct xfree_run r = { .blocks = v };
+  struct xfree_setup x;
+  xfree_setup(&x);
+  struct xfree_run r = { .blocks = x.v };
   pthread_t t;
   ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_blocks, &r), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
   ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
   /* Held, they stayed in use; the thread's exit pushed them onto our
    * slab's remote stack, and the drain gives every one back. */
-  ck_assert_uint_eq(s->used, used);
-  ck_assert_uint_eq(tcache_drain(s), XFREE_BLOCKS);
-  ck_assert_uint_eq(s->used, used - XFREE_BLOCKS);
+  ck_assert_uint_eq(x.s->used, x.used);
+  ck_assert_uint_eq(tcache_drain(x.s), XFREE_BLOCKS);
+  ck_assert_uint_eq(x.s->used, x.used - XFREE_BLOCKS);
   ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
 
 START_TEST(cross_thread_cache_flushed_by_malloc_trim)
 {
-  void *v[XFREE_BLOCKS];
-  xfree_alloc_blocks(v);
-  struct slab *s = xfree_slab_of(v[0]);
-  unsigned used = s->used;
+  struct xfree_setup x;
+  xfree_setup(&x);
   pthread_barrier_t held, trimmed;
   pthread_barrier_init(&held, NULL, 2);
   pthread_barrier_init(&trimmed, NULL, 2);
-  struct xfree_run r = { .blocks = v, .held = &held, .trimmed = &trimmed };
+  struct xfree_run r = { .blocks = x.v, .held = &held, .trimmed = &trimmed };
   pthread_t t;
   ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_and_see_trim, &r), 0);
   pthread_barrier_wait(&held);
   /* The other thread holds our blocks: they count in use, and the heap
    * check agrees. */
-  ck_assert_uint_eq(s->used, used);
+  ck_assert_uint_eq(x.s->used, x.used);
   ck_assert_int_eq(hakmem_check_heap(), 0);
   hak_trim(0);
   pthread_barrier_wait(&trimmed);
@@ -401,8 +407,8 @@ START_TEST(cross_thread_cache_flushed_by_malloc_trim)
   ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
   /* Its next refill, after the trim, handed them back. */
   ck_assert_uint_eq(r.held_after_trim, 0);
-  ck_assert_uint_eq(tcache_drain(s), XFREE_BLOCKS);
-  ck_assert_uint_eq(s->used, used - XFREE_BLOCKS);
+  ck_assert_uint_eq(tcache_drain(x.s), XFREE_BLOCKS);
+  ck_assert_uint_eq(x.s->used, x.used - XFREE_BLOCKS);
   pthread_barrier_destroy(&held);
   pthread_barrier_destroy(&trimmed);
 }
@@ -422,19 +428,17 @@ static void *xfree_free_only(void *arg)
 
 START_TEST(cross_thread_cache_skips_classes_not_allocated)
 {
-  void *v[XFREE_BLOCKS];
-  xfree_alloc_blocks(v);
-  struct slab *s = xfree_slab_of(v[0]);
-  unsigned used = s->used;
-  struct xfree_run r = { .blocks = v };
+  struct xfree_setup x;
+  xfree_setup(&x);
+  struct xfree_run r = { .blocks = x.v };
   pthread_t t;
   ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_only, &r), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
   /* A consumer that never allocates the class pushed each block onto our
    * remote stack at once. */
   ck_assert_uint_eq(r.held_after_free, 0);
-  ck_assert_uint_eq(tcache_drain(s), XFREE_BLOCKS);
-  ck_assert_uint_eq(s->used, used - XFREE_BLOCKS);
+  ck_assert_uint_eq(tcache_drain(x.s), XFREE_BLOCKS);
+  ck_assert_uint_eq(x.s->used, x.used - XFREE_BLOCKS);
 }
 END_TEST
 
