@@ -4,6 +4,9 @@
 #include "size_class.h"
 
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* What check = 1 costs is mostly not the bytes but the branches on their
  * number: sizes are random in most programs, and every test of a run's
@@ -22,6 +25,11 @@
  *   inside the run (a neighbour may be written by another thread at the
  *   same time): the first and last unaligned, overlapping those between,
  *   which are aligned; runs shorter than a vector take 16-byte stores.
+ *   The aligned ones go in pairs, two vectors per turn of the loop (the
+ *   loop's add, compare and branch paid once per two), and the one a pair
+ *   may leave, the last aligned vector, is stored again after the loop
+ *   whatever the count, with no branch on it (when there are none, the
+ *   store repeats the first vector).
  *
  * - The comparison of a freed block at malloc reads it with the very
  *   vectors the fill stored (filled_run_name): a load that straddles a
@@ -29,8 +37,11 @@
  *
  * The loops exist once per vector width, compiled for the target that
  * has it: CHECK_BYTE_LOOPS(name, bytes, attributes) defines
- * filled_range_name, filled_run_name and fill_name.  A difference is
- * fatal, so the comparisons OR them all and test once at the end. */
+ * filled_range_name, filled_run_name and fill_name, and uses
+ * is_zero_name, the width's test of a whole vector (one ptest with AVX2
+ * and AVX-512, where folding the lanes takes eight instructions).  A
+ * difference is fatal, so the comparisons OR them all and test once at
+ * the end. */
 
 /* 64 bytes of 0, 64 of 0xff, 64 of 0: the W bytes at 64 - k have 0xff
  * from lane k on, those at 128 - j up to lane j (0 <= k, j <= W <= 64). */
@@ -38,11 +49,25 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
   [64 ... 127] = 0xff,
 };
 
-#define CHECK_BYTE_LOOPS(name, bytes, attributes)                                                  \
+/* The vector a pair of the loops below may leave, the last aligned one
+ * before end, or, when there is none (end - w falls before p), the first
+ * one again, at p: inside the run either way, and no branch. */
+static inline const unsigned char *odd_vector(const unsigned char *p, const unsigned char *end, uintptr_t w)
+{
+  uintptr_t last = (uintptr_t)end - w;
+  /* A select GCC would make a branch, mispredicted as often as not. */
+  uintptr_t before = -(uintptr_t)(last < (uintptr_t)p);
+  __asm__("" : "+r"(before));
+  return (const unsigned char *)(last ^ ((last ^ (uintptr_t)p) & before));
+}
+
+/* A width's vector, the same at an aligned address, and at any. */
+#define CHECK_VECTOR_TYPES(name, bytes)                                                            \
   typedef uint64_t vec_##name __attribute__((vector_size(bytes)));                                 \
   typedef uint64_t vec_at_##name __attribute__((vector_size(bytes), may_alias));                  \
-  typedef uint64_t vec_any_##name __attribute__((vector_size(bytes), aligned(1), may_alias));      \
-                                                                                                   \
+  typedef uint64_t vec_any_##name __attribute__((vector_size(bytes), aligned(1), may_alias));
+
+#define CHECK_BYTE_LOOPS(name, bytes, attributes)                                                  \
   /* Lanes k and up of the mask, and lanes below j. */                                             \
   attributes static inline vec_##name from_lane_##name(uintptr_t k)                                \
   {                                                                                                \
@@ -69,10 +94,7 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
                       ((*(const vec_at_##name *)last ^ fill) & m_last);                               \
     for (uintptr_t c = first + w; c < last; c += w)                                                \
       diff |= *(const vec_at_##name *)c ^ fill;                                                       \
-    uint64_t d = 0;                                                                                \
-    for (size_t k = 0; k < (bytes) / 8; k++)                                                       \
-      d |= diff[k];                                                                                \
-    return d == 0;                                                                                 \
+    return is_zero_##name(diff);                                                                   \
   }                                                                                                \
                                                                                                    \
   /* Whether [p, p+n), n a multiple of 16, holds the fill, read with the */                       \
@@ -94,12 +116,10 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
                       (*(const vec_any_##name *)(p + n - (bytes)) ^ fill);                         \
     const vec_at_##name *q = (const vec_at_##name *)(((uintptr_t)p + (bytes)) & -(uintptr_t)(bytes)); \
     const vec_at_##name *end = (const vec_at_##name *)(((uintptr_t)p + n) & -(uintptr_t)(bytes));  \
-    for (; q < end; q++)                                                                           \
-      diff |= *q ^ fill;                                                                           \
-    uint64_t d = 0;                                                                                \
-    for (size_t k = 0; k < (bytes) / 8; k++)                                                       \
-      d |= diff[k];                                                                                \
-    return d == 0;                                                                                 \
+    for (const vec_at_##name *stop = end - 1; q < stop; q += 2)                                    \
+      diff |= (q[0] ^ fill) | (q[1] ^ fill);                                                       \
+    diff |= *(const vec_any_##name *)odd_vector(p, (const unsigned char *)end, (bytes)) ^ fill;     \
+    return is_zero_##name(diff);                                                                   \
   }                                                                                                \
                                                                                                    \
   attributes static void fill_##name(unsigned char *p, size_t n)                                   \
@@ -118,16 +138,33 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
     *(vec_any_##name *)(p + n - (bytes)) = fill;                                                   \
     vec_at_##name *q = (vec_at_##name *)(((uintptr_t)p + (bytes)) & -(uintptr_t)(bytes));          \
     vec_at_##name *end = (vec_at_##name *)(((uintptr_t)p + n) & -(uintptr_t)(bytes));              \
-    for (; q < end; q++) {                                                                         \
+    for (vec_at_##name *stop = end - 1; q < stop; q += 2) {                                        \
       __asm__("" : "+r"(q));                                                                       \
-      *q = fill;                                                                                   \
+      q[0] = fill;                                                                                 \
+      q[1] = fill;                                                                                 \
     }                                                                                              \
+    *(vec_any_##name *)odd_vector(p, (const unsigned char *)end, (bytes)) = fill;                   \
   }
 
+CHECK_VECTOR_TYPES(sse2, 16)
+static inline bool is_zero_sse2(vec_sse2 d)
+{
+  return (d[0] | d[1]) == 0;
+}
 CHECK_BYTE_LOOPS(sse2, 16, )
 #if defined(__x86_64__)
 #define CHECK_HAVE_WIDE 1
+CHECK_VECTOR_TYPES(avx2, 32)
+__attribute__((target("avx2"))) static inline bool is_zero_avx2(vec_avx2 d)
+{
+  return _mm256_testz_si256((__m256i)d, (__m256i)d);
+}
 CHECK_BYTE_LOOPS(avx2, 32, __attribute__((target("avx2"))))
+CHECK_VECTOR_TYPES(avx512, 64)
+__attribute__((target("avx512f"))) static inline bool is_zero_avx512(vec_avx512 d)
+{
+  return _mm512_test_epi64_mask((__m512i)d, (__m512i)d) == 0;
+}
 CHECK_BYTE_LOOPS(avx512, 64, __attribute__((target("avx512f"))))
 #else
 #define CHECK_HAVE_WIDE 0
@@ -191,6 +228,11 @@ static inline bool filled_run(const unsigned char *p, size_t n)
 bool check_is_filled(const unsigned char *p, size_t n)
 {
   return filled_range(p, p + n);
+}
+
+bool check_run_is_filled(const unsigned char *p, size_t n)
+{
+  return filled_run(p, n);
 }
 
 void check_fill(unsigned char *p, size_t n)

@@ -56,6 +56,10 @@ bool check_is_filled(const unsigned char *p, size_t n);
 /* Fills [p, p+n) with CHECK_FILL; n is a multiple of 16.  Stores only
  * inside the run. */
 void check_fill(unsigned char *p, size_t n);
+/* Whether [p, p+n), n a multiple of 16, holds CHECK_FILL, read with the
+ * very vectors check_fill stores (how malloc compares a freed block).
+ * Reads only inside the run. */
+bool check_run_is_filled(const unsigned char *p, size_t n);
 
 /* The class of a checked block of size bytes aligned to align
  * (<= HAK_MIN_ALIGN for none): room for the trailer.  The caller makes
