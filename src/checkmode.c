@@ -258,12 +258,6 @@ static uint32_t trailer_code(size_t size)
   return (uint32_t)size ^ (uint32_t)hak_secret_free_tag;
 }
 
-int check_class(size_t size, size_t align)
-{
-  size_t need = size + CHECK_TRAILER;
-  return align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
-}
-
 /* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 64 bytes) take
  * 16-byte pieces in line instead of a call: one comparison per piece
  * costs less there than the wide loops' set-up.  The branch on the class
@@ -274,14 +268,6 @@ static inline check_vec load16(const unsigned char *p)
 {
   check_vec v;
   memcpy(&v, p, sizeof v);
-  return v;
-}
-
-/* Lanes k and up of 16 bytes (mask_edges), k <= 16. */
-static inline check_vec from_lane16(size_t k)
-{
-  check_vec v;
-  memcpy(&v, mask_edges + 64 - k, sizeof v);
   return v;
 }
 
@@ -303,19 +289,41 @@ static inline void fill_small(unsigned char *p, size_t n)
   memcpy(p + (n > 32 ? 16 : 0), &fill, sizeof fill);
 }
 
-/* The canary [size, bs - CHECK_TRAILER) of a small block: its aligned
- * 16-byte pieces from the one holding size to the one holding the
- * trailer, the first masked below size, the trailer's lanes of the last
- * masked off (by the expected value: the code, known from the trailer). */
-static inline bool canary_small(const unsigned char *p, size_t size, size_t bs, uint32_t code)
+/* Blocks of up to SHORT_CANARY_BLOCK bytes (the classes 16 bytes apart)
+ * have a canary of less than 16 bytes: a request of size bytes takes the
+ * first class with room for size + CHECK_TRAILER, so bs - 20 < size
+ * (unless it asked for an alignment).  Such a canary lies in the two
+ * 16-byte pieces that end the block, which are compared
+ * in line, each masked to the canary's lanes (mask_edges, loaded at an
+ * offset: no branch on the size). */
+#define SHORT_CANARY_BLOCK 128
+
+/* Lanes k and up of 16 bytes, -48 <= k <= 64, and lanes below j,
+ * 0 <= j <= 64. */
+static inline check_vec from_lane16(ptrdiff_t k)
+{
+  check_vec v;
+  memcpy(&v, mask_edges + 64 - k, sizeof v);
+  return v;
+}
+static inline check_vec below_lane16(ptrdiff_t j)
+{
+  check_vec v;
+  memcpy(&v, mask_edges + 128 - j, sizeof v);
+  return v;
+}
+
+/* Whether the canary [size, bs - CHECK_TRAILER) of block p holds the
+ * fill; bs <= SHORT_CANARY_BLOCK and bs - 32 <= size.  The last piece is
+ * masked below size and at the trailer, the one before it (a block of
+ * 16 bytes has none) below size. */
+static inline bool canary_short(const unsigned char *p, size_t size, size_t bs)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
-  check_vec last = fill;
-  memcpy((unsigned char *)&last + 16 - CHECK_TRAILER, &code, sizeof code);
-  size_t first = size & ~(size_t)15;
-  check_vec diff = (load16(p + first) ^ (first == bs - 16 ? last : fill)) & from_lane16(size - first);
-  for (size_t c = first + 16; c < bs; c += 16)
-    diff |= load16(p + c) ^ (c == bs - 16 ? last : fill);
+  ptrdiff_t last = (ptrdiff_t)bs - 16, from = (ptrdiff_t)size - last;
+  check_vec diff = (load16(p + last) ^ fill) & from_lane16(from) & below_lane16(16 - CHECK_TRAILER);
+  if (bs > 16)
+    diff |= (load16(p + last - 16) ^ fill) & from_lane16(from + 16);
   return (diff[0] | diff[1]) == 0;
 }
 
@@ -357,14 +365,11 @@ void check_free_block(const struct slab *s, void *p)
   size_t bs = slab_block_size(s);
   size_t size = check_block_size(s, p);
   unsigned char *b = p;
-  bool intact;
-  if (bs <= SMALL_BLOCK) {
-    uint32_t code;
-    memcpy(&code, trailer(p, bs), sizeof code);
-    intact = canary_small(b, size, bs, code);
-  } else {
-    intact = filled_range(b + size, b + bs - CHECK_TRAILER);
-  }
+  /* An aligned request may take a class well above its size: its canary
+   * is longer, and takes the loop. */
+  bool intact = (bs <= SHORT_CANARY_BLOCK) & (size + 32 >= bs)
+                    ? canary_short(b, size, bs)
+                    : filled_range(b + size, b + bs - CHECK_TRAILER);
   if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
   /* All of it past the link and tag words (the free list's), the canary

@@ -24,6 +24,7 @@
 #define HAKMEM_CHECKMODE_H
 
 #include "slab.h"
+#include "size_class.h"
 
 #define CHECK_FILL 0xdb
 /* Bytes a checked block needs beyond the request: the trailer. */
@@ -63,8 +64,13 @@ bool check_run_is_filled(const unsigned char *p, size_t n);
 
 /* The class of a checked block of size bytes aligned to align
  * (<= HAK_MIN_ALIGN for none): room for the trailer.  The caller makes
- * sure size + CHECK_TRAILER fits a class. */
-int check_class(size_t size, size_t align);
+ * sure size + CHECK_TRAILER fits a class.  In line: malloc's table
+ * lookup, without a call. */
+HAK_INLINE int check_class(size_t size, size_t align)
+{
+  size_t need = size + CHECK_TRAILER;
+  return align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
+}
 /* Makes p, a block of bs bytes just taken from a free list, a checked
  * block of size bytes: aborts if its fill was written to (a use after
  * free), then writes the canary and the trailer.  Returns p.  (The front

@@ -761,6 +761,25 @@ static void write_after_free_medium(void)
   write_after_free_of(40000, 20001, 20);
 }
 
+/* 8 bytes asked, a 16-byte block: its one piece holds the canary and
+ * the trailer; the canary's last byte written. */
+static void overflow_in_16_byte_block(void)
+{
+  char *volatile p = malloc(opaque(8));
+  p[11] = 1;
+  free(p);
+}
+
+/* 16 bytes aligned to 64 take a 64-byte block: a canary of 44 bytes,
+ * longer than an unaligned request's ever is in such a class, written at
+ * its first byte. */
+static void overflow_aligned_small(void)
+{
+  char *volatile p = memalign(64, opaque(16));
+  p[16] = 1;
+  free(p);
+}
+
 static void usable_size_is_the_request(void)
 {
   char *volatile p = malloc(opaque(20));
@@ -803,6 +822,12 @@ static const struct check_case {
   { "write_after_free_at_block_end", write_after_free_at_block_end,
     "check = 1: a freed block's last byte written, then reused",
     { "malloc()", { "use after free", NULL } } },
+  { "overflow_in_16_byte_block", overflow_in_16_byte_block,
+    "check = 1: the last canary byte of a 16-byte block written",
+    { "free()", { "overflow", NULL } } },
+  { "overflow_aligned_small", overflow_aligned_small,
+    "check = 1: a byte written past a small aligned request",
+    { "free()", { "overflow", NULL } } },
   { "write_after_free_medium", write_after_free_medium,
     "check = 1: a freed medium block written, then reused",
     { "malloc()", { "use after free", NULL } } },
