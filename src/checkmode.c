@@ -360,7 +360,7 @@ size_t check_block_size(const struct slab *s, const void *p)
   return size;
 }
 
-void check_free_block(const struct slab *s, void *p)
+size_t check_free_block(const struct slab *s, void *p)
 {
   size_t bs = slab_block_size(s);
   size_t size = check_block_size(s, p);
@@ -380,6 +380,7 @@ void check_free_block(const struct slab *s, void *p)
     check_fill(b + FREE_WORDS, bs - FREE_WORDS);
   else if (bs > FREE_WORDS)
     fill_small(b + FREE_WORDS, bs - FREE_WORDS);
+  return size;
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)

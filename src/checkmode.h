@@ -77,8 +77,9 @@ HAK_INLINE int check_class(size_t size, size_t align)
  * door takes the block from the thread cache: this layer is below it.) */
 void *check_hand_out(unsigned char *p, size_t size, size_t bs);
 /* Verifies block p of slab s (canary, trailer) and fills it for the free
- * list; aborts with a message on an overflow. */
-void check_free_block(const struct slab *s, void *p);
+ * list; aborts with a message on an overflow.  Returns the size the block
+ * was requested with, as its trailer recorded it. */
+size_t check_free_block(const struct slab *s, void *p);
 /* The size requested for block p of slab s. */
 size_t check_block_size(const struct slab *s, const void *p);
 /* Fills the bodies of n blocks just carved at the head of s's list. */
