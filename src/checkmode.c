@@ -258,11 +258,12 @@ static uint32_t trailer_code(size_t size)
   return (uint32_t)size ^ (uint32_t)hak_secret_free_tag;
 }
 
-/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 64 bytes) take
+/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 80 bytes) take
  * 16-byte pieces in line instead of a call: one comparison per piece
  * costs less there than the wide loops' set-up.  The branch on the class
- * goes the same way for every block of a class. */
-#define SMALL_BLOCK 64
+ * goes the same way for every block of a class.  (80 bytes is the class
+ * of a 64-byte request, which needs room for its trailer.) */
+#define SMALL_BLOCK 80
 
 static inline check_vec load16(const unsigned char *p)
 {
@@ -271,13 +272,22 @@ static inline check_vec load16(const unsigned char *p)
   return v;
 }
 
-/* [p, p+n) of a small block, n a multiple of 16 below 64: the pieces at
- * 0, n - 16 and 16 (or 0), the very ones fill_small stores. */
+/* The offset of the piece at k, capped at the last piece, n - 16: the
+ * pieces at 0, 16, 32 and 48 cover any run of up to 64 bytes, repeating
+ * the last one where the run is shorter, with no branch. */
+static inline size_t small_piece(size_t k, size_t n)
+{
+  return k < n - 16 ? k : n - 16;
+}
+
+/* [p, p+n) of a small block, n a multiple of 16, 16 <= n <= 64: the
+ * pieces at 0, 16, 32 and 48 (small_piece), the very ones fill_small
+ * stores. */
 static inline bool filled_small(const unsigned char *p, size_t n)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
-  check_vec diff = (load16(p) ^ fill) | (load16(p + n - 16) ^ fill) |
-                   (load16(p + (n > 32 ? 16 : 0)) ^ fill);
+  check_vec diff = (load16(p) ^ fill) | (load16(p + small_piece(16, n)) ^ fill) |
+                   (load16(p + small_piece(32, n)) ^ fill) | (load16(p + n - 16) ^ fill);
   return (diff[0] | diff[1]) == 0;
 }
 
@@ -285,8 +295,9 @@ static inline void fill_small(unsigned char *p, size_t n)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
   memcpy(p, &fill, sizeof fill);
+  memcpy(p + small_piece(16, n), &fill, sizeof fill);
+  memcpy(p + small_piece(32, n), &fill, sizeof fill);
   memcpy(p + n - 16, &fill, sizeof fill);
-  memcpy(p + (n > 32 ? 16 : 0), &fill, sizeof fill);
 }
 
 /* Blocks of up to SHORT_CANARY_BLOCK bytes (the classes 16 bytes apart)

@@ -739,6 +739,13 @@ static void write_after_free_small(void)
   write_after_free_of(40, 30, 200);
 }
 
+/* 64 bytes asked, an 80-byte block (room for the trailer), the largest
+ * compared in line: the byte written lies in its third piece. */
+static void write_after_free_80(void)
+{
+  write_after_free_of(64, 63, 200);
+}
+
 /* 700 bytes asked, a 768-byte block: the canary spans several vectors,
  * and the byte written is its last one, just before the trailer. */
 static void overflow_to_end_of_slack(void)
@@ -815,6 +822,9 @@ static const struct check_case {
     { "free()", { "double free", NULL } } },
   { "write_after_free_small", write_after_free_small,
     "check = 1: a freed 48-byte block written, then reused",
+    { "malloc()", { "use after free", NULL } } },
+  { "write_after_free_80", write_after_free_80,
+    "check = 1: a freed 80-byte block written in its third piece, then reused",
     { "malloc()", { "use after free", NULL } } },
   { "overflow_to_end_of_slack", overflow_to_end_of_slack,
     "check = 1: the last byte of a long canary written",
