@@ -55,8 +55,10 @@ void alloc_configure(void)
 }
 
 /* check = 1: a block with room for the trailer, from the thread cache,
- * made a checked block by checkmode; NULL with errno ENOMEM. */
-static void *alloc_checked(size_t size, size_t align)
+ * made a checked block by checkmode; NULL with errno ENOMEM.  In line in
+ * its two callers: malloc's checked path makes no call before
+ * check_hand_out's. */
+HAK_INLINE void *alloc_checked(size_t size, size_t align)
 {
   int cls = check_class(size, align);
   if (cls < 0) {

@@ -62,13 +62,18 @@ static bool request_fits_slab(size_t size, size_t align)
   return size_class_for_aligned((size ? size : 1) + trailer, align) >= 0;
 }
 
+static HAK_COLD __attribute__((noreturn)) void size_mismatch(void *p, const char *fn)
+{
+  char what[96];
+  hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": size (or alignment) does not match the block"), p);
+}
+
 /* check = 1: checks size against the live block p (registry entry e),
  * which records the size requested, and aborts on a mismatch.  A pointer that is not a live block is left to free, which
  * names that misuse itself. */
 static HAK_COLD void free_sized_check(void *p, uintptr_t e, size_t size, size_t align,
                                       const char *fn)
 {
-  char what[96];
   bool bad = align > HAK_MIN_ALIGN && ((uintptr_t)p & (align - 1));
   if (registry_is_superslab(e)) {
     struct slab *s = superslab_slab_of(e, (uintptr_t)p);
@@ -87,7 +92,7 @@ static HAK_COLD void free_sized_check(void *p, uintptr_t e, size_t size, size_t 
     bad |= size > large_usable(h) || request_fits_slab(size, align);
   }
   if (bad)
-    hak_fatal_pointer(hak_concat(what, sizeof what, fn, ": size (or alignment) does not match the block"), p);
+    size_mismatch(p, fn);
 }
 
 void alloc_free_sized_slow(void *p, size_t size, size_t align, const char *fn)
@@ -95,6 +100,21 @@ void alloc_free_sized_slow(void *p, size_t size, size_t align, const char *fn)
   if (!p)
     return;
   uintptr_t e = registry_lookup((uintptr_t)p);
+  /* The common case, the owner's free of a live block of its slab (the
+   * tests of free's own path, with the thread's real id), is checked and
+   * freed here at once: its trailer gives the size to compare, and the
+   * registry is read once.  Anything else takes free_sized_check, then
+   * free. */
+  bool aligned = align <= HAK_MIN_ALIGN || ((uintptr_t)p & (align - 1)) == 0;
+  if (HAK_LIKELY(registry_is_superslab(e) && aligned && tcache_self.id != 0)) {
+    struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+    if (HAK_LIKELY(alloc_free_is_local(s, p, tcache_self.id))) {
+      if (HAK_UNLIKELY(check_free_block(s, p) != size))
+        size_mismatch(p, fn);
+      tcache_free_local(s, p);
+      return;
+    }
+  }
   if (e)
     free_sized_check(p, e, size, align, fn);
   alloc_free(p);

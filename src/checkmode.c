@@ -4,6 +4,9 @@
 #include "size_class.h"
 
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 /* What check = 1 costs is mostly not the bytes but the branches on their
  * number: sizes are random in most programs, and every test of a run's
@@ -22,6 +25,11 @@
  *   inside the run (a neighbour may be written by another thread at the
  *   same time): the first and last unaligned, overlapping those between,
  *   which are aligned; runs shorter than a vector take 16-byte stores.
+ *   The aligned ones go in pairs, two vectors per turn of the loop (the
+ *   loop's add, compare and branch paid once per two), and the one a pair
+ *   may leave, the last aligned vector, is stored again after the loop
+ *   whatever the count, with no branch on it (when there are none, the
+ *   store repeats the first vector).
  *
  * - The comparison of a freed block at malloc reads it with the very
  *   vectors the fill stored (filled_run_name): a load that straddles a
@@ -29,8 +37,11 @@
  *
  * The loops exist once per vector width, compiled for the target that
  * has it: CHECK_BYTE_LOOPS(name, bytes, attributes) defines
- * filled_range_name, filled_run_name and fill_name.  A difference is
- * fatal, so the comparisons OR them all and test once at the end. */
+ * filled_range_name, filled_run_name and fill_name, and uses
+ * is_zero_name, the width's test of a whole vector (one ptest with AVX2
+ * and AVX-512, where folding the lanes takes eight instructions).  A
+ * difference is fatal, so the comparisons OR them all and test once at
+ * the end. */
 
 /* 64 bytes of 0, 64 of 0xff, 64 of 0: the W bytes at 64 - k have 0xff
  * from lane k on, those at 128 - j up to lane j (0 <= k, j <= W <= 64). */
@@ -38,11 +49,25 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
   [64 ... 127] = 0xff,
 };
 
-#define CHECK_BYTE_LOOPS(name, bytes, attributes)                                                  \
+/* The vector a pair of the loops below may leave, the last aligned one
+ * before end, or, when there is none (end - w falls before p), the first
+ * one again, at p: inside the run either way, and no branch. */
+static inline const unsigned char *odd_vector(const unsigned char *p, const unsigned char *end, uintptr_t w)
+{
+  uintptr_t last = (uintptr_t)end - w;
+  /* A select GCC would make a branch, mispredicted as often as not. */
+  uintptr_t before = -(uintptr_t)(last < (uintptr_t)p);
+  __asm__("" : "+r"(before));
+  return (const unsigned char *)(last ^ ((last ^ (uintptr_t)p) & before));
+}
+
+/* A width's vector, the same at an aligned address, and at any. */
+#define CHECK_VECTOR_TYPES(name, bytes)                                                            \
   typedef uint64_t vec_##name __attribute__((vector_size(bytes)));                                 \
   typedef uint64_t vec_at_##name __attribute__((vector_size(bytes), may_alias));                  \
-  typedef uint64_t vec_any_##name __attribute__((vector_size(bytes), aligned(1), may_alias));      \
-                                                                                                   \
+  typedef uint64_t vec_any_##name __attribute__((vector_size(bytes), aligned(1), may_alias));
+
+#define CHECK_BYTE_LOOPS(name, bytes, attributes)                                                  \
   /* Lanes k and up of the mask, and lanes below j. */                                             \
   attributes static inline vec_##name from_lane_##name(uintptr_t k)                                \
   {                                                                                                \
@@ -69,10 +94,7 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
                       ((*(const vec_at_##name *)last ^ fill) & m_last);                               \
     for (uintptr_t c = first + w; c < last; c += w)                                                \
       diff |= *(const vec_at_##name *)c ^ fill;                                                       \
-    uint64_t d = 0;                                                                                \
-    for (size_t k = 0; k < (bytes) / 8; k++)                                                       \
-      d |= diff[k];                                                                                \
-    return d == 0;                                                                                 \
+    return is_zero_##name(diff);                                                                   \
   }                                                                                                \
                                                                                                    \
   /* Whether [p, p+n), n a multiple of 16, holds the fill, read with the */                       \
@@ -94,12 +116,10 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
                       (*(const vec_any_##name *)(p + n - (bytes)) ^ fill);                         \
     const vec_at_##name *q = (const vec_at_##name *)(((uintptr_t)p + (bytes)) & -(uintptr_t)(bytes)); \
     const vec_at_##name *end = (const vec_at_##name *)(((uintptr_t)p + n) & -(uintptr_t)(bytes));  \
-    for (; q < end; q++)                                                                           \
-      diff |= *q ^ fill;                                                                           \
-    uint64_t d = 0;                                                                                \
-    for (size_t k = 0; k < (bytes) / 8; k++)                                                       \
-      d |= diff[k];                                                                                \
-    return d == 0;                                                                                 \
+    for (const vec_at_##name *stop = end - 1; q < stop; q += 2)                                    \
+      diff |= (q[0] ^ fill) | (q[1] ^ fill);                                                       \
+    diff |= *(const vec_any_##name *)odd_vector(p, (const unsigned char *)end, (bytes)) ^ fill;     \
+    return is_zero_##name(diff);                                                                   \
   }                                                                                                \
                                                                                                    \
   attributes static void fill_##name(unsigned char *p, size_t n)                                   \
@@ -118,16 +138,33 @@ static const unsigned char mask_edges[192] __attribute__((aligned(64))) = {
     *(vec_any_##name *)(p + n - (bytes)) = fill;                                                   \
     vec_at_##name *q = (vec_at_##name *)(((uintptr_t)p + (bytes)) & -(uintptr_t)(bytes));          \
     vec_at_##name *end = (vec_at_##name *)(((uintptr_t)p + n) & -(uintptr_t)(bytes));              \
-    for (; q < end; q++) {                                                                         \
+    for (vec_at_##name *stop = end - 1; q < stop; q += 2) {                                        \
       __asm__("" : "+r"(q));                                                                       \
-      *q = fill;                                                                                   \
+      q[0] = fill;                                                                                 \
+      q[1] = fill;                                                                                 \
     }                                                                                              \
+    *(vec_any_##name *)odd_vector(p, (const unsigned char *)end, (bytes)) = fill;                   \
   }
 
+CHECK_VECTOR_TYPES(sse2, 16)
+static inline bool is_zero_sse2(vec_sse2 d)
+{
+  return (d[0] | d[1]) == 0;
+}
 CHECK_BYTE_LOOPS(sse2, 16, )
 #if defined(__x86_64__)
 #define CHECK_HAVE_WIDE 1
+CHECK_VECTOR_TYPES(avx2, 32)
+__attribute__((target("avx2"))) static inline bool is_zero_avx2(vec_avx2 d)
+{
+  return _mm256_testz_si256((__m256i)d, (__m256i)d);
+}
 CHECK_BYTE_LOOPS(avx2, 32, __attribute__((target("avx2"))))
+CHECK_VECTOR_TYPES(avx512, 64)
+__attribute__((target("avx512f"))) static inline bool is_zero_avx512(vec_avx512 d)
+{
+  return _mm512_test_epi64_mask((__m512i)d, (__m512i)d) == 0;
+}
 CHECK_BYTE_LOOPS(avx512, 64, __attribute__((target("avx512f"))))
 #else
 #define CHECK_HAVE_WIDE 0
@@ -193,6 +230,11 @@ bool check_is_filled(const unsigned char *p, size_t n)
   return filled_range(p, p + n);
 }
 
+bool check_run_is_filled(const unsigned char *p, size_t n)
+{
+  return filled_run(p, n);
+}
+
 void check_fill(unsigned char *p, size_t n)
 {
   if (check_width == CHECK_VECTORS_AVX512)
@@ -216,17 +258,12 @@ static uint32_t trailer_code(size_t size)
   return (uint32_t)size ^ (uint32_t)hak_secret_free_tag;
 }
 
-int check_class(size_t size, size_t align)
-{
-  size_t need = size + CHECK_TRAILER;
-  return align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
-}
-
-/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 64 bytes) take
+/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 80 bytes) take
  * 16-byte pieces in line instead of a call: one comparison per piece
  * costs less there than the wide loops' set-up.  The branch on the class
- * goes the same way for every block of a class. */
-#define SMALL_BLOCK 64
+ * goes the same way for every block of a class.  (80 bytes is the class
+ * of a 64-byte request, which needs room for its trailer.) */
+#define SMALL_BLOCK 80
 
 static inline check_vec load16(const unsigned char *p)
 {
@@ -235,21 +272,22 @@ static inline check_vec load16(const unsigned char *p)
   return v;
 }
 
-/* Lanes k and up of 16 bytes (mask_edges), k <= 16. */
-static inline check_vec from_lane16(size_t k)
+/* The offset of the piece at k, capped at the last piece, n - 16: the
+ * pieces at 0, 16, 32 and 48 cover any run of up to 64 bytes, repeating
+ * the last one where the run is shorter, with no branch. */
+static inline size_t small_piece(size_t k, size_t n)
 {
-  check_vec v;
-  memcpy(&v, mask_edges + 64 - k, sizeof v);
-  return v;
+  return k < n - 16 ? k : n - 16;
 }
 
-/* [p, p+n) of a small block, n a multiple of 16 below 64: the pieces at
- * 0, n - 16 and 16 (or 0), the very ones fill_small stores. */
+/* [p, p+n) of a small block, n a multiple of 16, 16 <= n <= 64: the
+ * pieces at 0, 16, 32 and 48 (small_piece), the very ones fill_small
+ * stores. */
 static inline bool filled_small(const unsigned char *p, size_t n)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
-  check_vec diff = (load16(p) ^ fill) | (load16(p + n - 16) ^ fill) |
-                   (load16(p + (n > 32 ? 16 : 0)) ^ fill);
+  check_vec diff = (load16(p) ^ fill) | (load16(p + small_piece(16, n)) ^ fill) |
+                   (load16(p + small_piece(32, n)) ^ fill) | (load16(p + n - 16) ^ fill);
   return (diff[0] | diff[1]) == 0;
 }
 
@@ -257,23 +295,46 @@ static inline void fill_small(unsigned char *p, size_t n)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
   memcpy(p, &fill, sizeof fill);
+  memcpy(p + small_piece(16, n), &fill, sizeof fill);
+  memcpy(p + small_piece(32, n), &fill, sizeof fill);
   memcpy(p + n - 16, &fill, sizeof fill);
-  memcpy(p + (n > 32 ? 16 : 0), &fill, sizeof fill);
 }
 
-/* The canary [size, bs - CHECK_TRAILER) of a small block: its aligned
- * 16-byte pieces from the one holding size to the one holding the
- * trailer, the first masked below size, the trailer's lanes of the last
- * masked off (by the expected value: the code, known from the trailer). */
-static inline bool canary_small(const unsigned char *p, size_t size, size_t bs, uint32_t code)
+/* Blocks of up to SHORT_CANARY_BLOCK bytes (the classes 16 bytes apart)
+ * have a canary of less than 16 bytes: a request of size bytes takes the
+ * first class with room for size + CHECK_TRAILER, so bs - 20 < size
+ * (unless it asked for an alignment).  Such a canary lies in the two
+ * 16-byte pieces that end the block, which are compared
+ * in line, each masked to the canary's lanes (mask_edges, loaded at an
+ * offset: no branch on the size). */
+#define SHORT_CANARY_BLOCK 128
+
+/* Lanes k and up of 16 bytes, -48 <= k <= 64, and lanes below j,
+ * 0 <= j <= 64. */
+static inline check_vec from_lane16(ptrdiff_t k)
+{
+  check_vec v;
+  memcpy(&v, mask_edges + 64 - k, sizeof v);
+  return v;
+}
+static inline check_vec below_lane16(ptrdiff_t j)
+{
+  check_vec v;
+  memcpy(&v, mask_edges + 128 - j, sizeof v);
+  return v;
+}
+
+/* Whether the canary [size, bs - CHECK_TRAILER) of block p holds the
+ * fill; bs <= SHORT_CANARY_BLOCK and bs - 32 <= size.  The last piece is
+ * masked below size and at the trailer, the one before it (a block of
+ * 16 bytes has none) below size. */
+static inline bool canary_short(const unsigned char *p, size_t size, size_t bs)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
-  check_vec last = fill;
-  memcpy((unsigned char *)&last + 16 - CHECK_TRAILER, &code, sizeof code);
-  size_t first = size & ~(size_t)15;
-  check_vec diff = (load16(p + first) ^ (first == bs - 16 ? last : fill)) & from_lane16(size - first);
-  for (size_t c = first + 16; c < bs; c += 16)
-    diff |= load16(p + c) ^ (c == bs - 16 ? last : fill);
+  ptrdiff_t last = (ptrdiff_t)bs - 16, from = (ptrdiff_t)size - last;
+  check_vec diff = (load16(p + last) ^ fill) & from_lane16(from) & below_lane16(16 - CHECK_TRAILER);
+  if (bs > 16)
+    diff |= (load16(p + last - 16) ^ fill) & from_lane16(from + 16);
   return (diff[0] | diff[1]) == 0;
 }
 
@@ -310,19 +371,16 @@ size_t check_block_size(const struct slab *s, const void *p)
   return size;
 }
 
-void check_free_block(const struct slab *s, void *p)
+size_t check_free_block(const struct slab *s, void *p)
 {
   size_t bs = slab_block_size(s);
   size_t size = check_block_size(s, p);
   unsigned char *b = p;
-  bool intact;
-  if (bs <= SMALL_BLOCK) {
-    uint32_t code;
-    memcpy(&code, trailer(p, bs), sizeof code);
-    intact = canary_small(b, size, bs, code);
-  } else {
-    intact = filled_range(b + size, b + bs - CHECK_TRAILER);
-  }
+  /* An aligned request may take a class well above its size: its canary
+   * is longer, and takes the loop. */
+  bool intact = (bs <= SHORT_CANARY_BLOCK) & (size + 32 >= bs)
+                    ? canary_short(b, size, bs)
+                    : filled_range(b + size, b + bs - CHECK_TRAILER);
   if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
   /* All of it past the link and tag words (the free list's), the canary
@@ -333,6 +391,7 @@ void check_free_block(const struct slab *s, void *p)
     check_fill(b + FREE_WORDS, bs - FREE_WORDS);
   else if (bs > FREE_WORDS)
     fill_small(b + FREE_WORDS, bs - FREE_WORDS);
+  return size;
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)

@@ -24,6 +24,7 @@
 #define HAKMEM_CHECKMODE_H
 
 #include "slab.h"
+#include "size_class.h"
 
 #define CHECK_FILL 0xdb
 /* Bytes a checked block needs beyond the request: the trailer. */
@@ -56,19 +57,29 @@ bool check_is_filled(const unsigned char *p, size_t n);
 /* Fills [p, p+n) with CHECK_FILL; n is a multiple of 16.  Stores only
  * inside the run. */
 void check_fill(unsigned char *p, size_t n);
+/* Whether [p, p+n), n a multiple of 16, holds CHECK_FILL, read with the
+ * very vectors check_fill stores (how malloc compares a freed block).
+ * Reads only inside the run. */
+bool check_run_is_filled(const unsigned char *p, size_t n);
 
 /* The class of a checked block of size bytes aligned to align
  * (<= HAK_MIN_ALIGN for none): room for the trailer.  The caller makes
- * sure size + CHECK_TRAILER fits a class. */
-int check_class(size_t size, size_t align);
+ * sure size + CHECK_TRAILER fits a class.  In line: malloc's table
+ * lookup, without a call. */
+HAK_INLINE int check_class(size_t size, size_t align)
+{
+  size_t need = size + CHECK_TRAILER;
+  return align <= HAK_MIN_ALIGN ? (int)size_class_of(need) : size_class_for_aligned(need, align);
+}
 /* Makes p, a block of bs bytes just taken from a free list, a checked
  * block of size bytes: aborts if its fill was written to (a use after
  * free), then writes the canary and the trailer.  Returns p.  (The front
  * door takes the block from the thread cache: this layer is below it.) */
 void *check_hand_out(unsigned char *p, size_t size, size_t bs);
 /* Verifies block p of slab s (canary, trailer) and fills it for the free
- * list; aborts with a message on an overflow. */
-void check_free_block(const struct slab *s, void *p);
+ * list; aborts with a message on an overflow.  Returns the size the block
+ * was requested with, as its trailer recorded it. */
+size_t check_free_block(const struct slab *s, void *p);
 /* The size requested for block p of slab s. */
 size_t check_block_size(const struct slab *s, const void *p);
 /* Fills the bodies of n blocks just carved at the head of s's list. */

@@ -1,7 +1,8 @@
 /* check = 1's byte loops (checkmode.c) at every vector width the CPU has:
  * the comparison finds a wrong byte at every position of every run,
  * whatever its length and its alignment, and ignores the bytes around
- * the run (which its aligned loads read); the fill writes exactly its run. */
+ * the run (which its aligned loads read); the fill writes exactly its run,
+ * and the comparison of a filled run (malloc's) finds every byte of it. */
 #include <check.h>
 #include "test_util.h"
 #include <stdint.h>
@@ -71,6 +72,34 @@ START_TEST(fill_writes_exactly_its_run)
 }
 END_TEST
 
+/* The comparison malloc makes of a freed block, over the very vectors
+ * the fill stored (two per turn of the loop, and the one a pair leaves):
+ * every byte of every run counts, at every alignment of 16, and the bytes
+ * around the run are never read as part of it. */
+START_TEST(run_comparison_finds_every_byte)
+{
+  enum check_vectors w = widths[_i];
+  if (!check_use_vectors(w))
+    return;
+  uint32_t wrong = 0, runs = 0;
+  for (size_t off = 0; off < 64; off += 16)
+    for (size_t n = 0; n <= MAX_RUN - 16; n += 16) {
+      unsigned char *p = buf + 64 + off;
+      memset(buf, CHECK_FILL ^ 0x01, sizeof buf);
+      check_fill(p, n);
+      wrong += !check_run_is_filled(p, n);
+      for (size_t j = 0; j < n; j++) {
+        p[j] = CHECK_FILL ^ 0x80;
+        wrong += check_run_is_filled(p, n);
+        p[j] = CHECK_FILL;
+      }
+      runs++;
+    }
+  ck_assert_msg(wrong == 0, "width %d: %u of %u runs misjudged", (int)w, wrong, runs);
+  check_use_vectors(CHECK_VECTORS_SSE2);
+}
+END_TEST
+
 /* check_configure takes the widest the CPU has, and the loops agree with
  * it: a last sanity pass at that width. */
 START_TEST(configure_takes_a_supported_width)
@@ -92,6 +121,7 @@ int main(void)
   tcase_add_test(t, baseline_width_is_always_there);
   tcase_add_loop_test(t, comparison_finds_every_byte, 0, NWIDTHS);
   tcase_add_loop_test(t, fill_writes_exactly_its_run, 0, NWIDTHS);
+  tcase_add_loop_test(t, run_comparison_finds_every_byte, 0, NWIDTHS);
   tcase_add_test(t, configure_takes_a_supported_width);
   suite_add_tcase(s, t);
   return check_run(s);

@@ -739,6 +739,13 @@ static void write_after_free_small(void)
   write_after_free_of(40, 30, 200);
 }
 
+/* 64 bytes asked, an 80-byte block (room for the trailer), the largest
+ * compared in line: the byte written lies in its third piece. */
+static void write_after_free_80(void)
+{
+  write_after_free_of(64, 63, 200);
+}
+
 /* 700 bytes asked, a 768-byte block: the canary spans several vectors,
  * and the byte written is its last one, just before the trailer. */
 static void overflow_to_end_of_slack(void)
@@ -759,6 +766,25 @@ static void write_after_free_at_block_end(void)
 static void write_after_free_medium(void)
 {
   write_after_free_of(40000, 20001, 20);
+}
+
+/* 8 bytes asked, a 16-byte block: its one piece holds the canary and
+ * the trailer; the canary's last byte written. */
+static void overflow_in_16_byte_block(void)
+{
+  char *volatile p = malloc(opaque(8));
+  p[11] = 1;
+  free(p);
+}
+
+/* 16 bytes aligned to 64 take a 64-byte block: a canary of 44 bytes,
+ * longer than an unaligned request's ever is in such a class, written at
+ * its first byte. */
+static void overflow_aligned_small(void)
+{
+  char *volatile p = memalign(64, opaque(16));
+  p[16] = 1;
+  free(p);
 }
 
 static void usable_size_is_the_request(void)
@@ -797,12 +823,21 @@ static const struct check_case {
   { "write_after_free_small", write_after_free_small,
     "check = 1: a freed 48-byte block written, then reused",
     { "malloc()", { "use after free", NULL } } },
+  { "write_after_free_80", write_after_free_80,
+    "check = 1: a freed 80-byte block written in its third piece, then reused",
+    { "malloc()", { "use after free", NULL } } },
   { "overflow_to_end_of_slack", overflow_to_end_of_slack,
     "check = 1: the last byte of a long canary written",
     { "free()", { "overflow", NULL } } },
   { "write_after_free_at_block_end", write_after_free_at_block_end,
     "check = 1: a freed block's last byte written, then reused",
     { "malloc()", { "use after free", NULL } } },
+  { "overflow_in_16_byte_block", overflow_in_16_byte_block,
+    "check = 1: the last canary byte of a 16-byte block written",
+    { "free()", { "overflow", NULL } } },
+  { "overflow_aligned_small", overflow_aligned_small,
+    "check = 1: a byte written past a small aligned request",
+    { "free()", { "overflow", NULL } } },
   { "write_after_free_medium", write_after_free_medium,
     "check = 1: a freed medium block written, then reused",
     { "malloc()", { "use after free", NULL } } },
