@@ -235,28 +235,6 @@ static bool cache_put(struct large_hdr *h, bool back)
 bool bigcache_put(struct large_hdr *h) { return cache_put(h, false); }
 bool bigcache_put_back(struct large_hdr *h) { return cache_put(h, true); }
 
-bool bigcache_flush(void)
-{
-  struct large_hdr *all = NULL;
-  lock_take(&bigcache_lock);
-  for (int b = 0; b < BIGCACHE_BUCKETS; b++) {
-    while (bucket[b]) {
-      struct large_hdr *h = bucket[b];
-      bucket[b] = h->cache_next;
-      h->cache_next = all;
-      all = h;
-    }
-  }
-  cached_bytes = 0;
-  committed_bytes = 0;
-  cached_count = 0;
-  learn_retained(LEARN_BIGCACHE_MAX_MB, 0);
-  pthread_mutex_unlock(&bigcache_lock);
-  bool any = all != NULL;
-  unmap_list(all);
-  return any;
-}
-
 bool bigcache_purge_wanted(void)
 {
   return atomic_load_explicit(&bigcache_wanted, memory_order_relaxed);
@@ -293,6 +271,28 @@ void bigcache_usage(struct bigcache_usage *u)
   u->bytes = cached_bytes;
   u->count = cached_count;
   pthread_mutex_unlock(&bigcache_lock);
+}
+
+bool bigcache_flush(void)
+{
+  struct large_hdr *all = NULL;
+  lock_take(&bigcache_lock);
+  for (int b = 0; b < BIGCACHE_BUCKETS; b++) {
+    while (bucket[b]) {
+      struct large_hdr *h = bucket[b];
+      bucket[b] = h->cache_next;
+      h->cache_next = all;
+      all = h;
+    }
+  }
+  cached_bytes = 0;
+  committed_bytes = 0;
+  cached_count = 0;
+  learn_retained(LEARN_BIGCACHE_MAX_MB, 0);
+  pthread_mutex_unlock(&bigcache_lock);
+  bool any = all != NULL;
+  unmap_list(all);
+  return any;
 }
 
 const struct large_hdr *bigcache_check(void)

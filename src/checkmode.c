@@ -5,6 +5,7 @@
 
 #include <string.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -176,6 +177,30 @@ CHECK_BYTE_LOOPS(avx512, 64, __attribute__((target("avx512f"))))
 #define fill_avx512 fill_sse2
 #endif
 
+#if CHECK_HAVE_WIDE
+/* Whether the CPU has the vectors of width and the kernel saves their
+ * registers (xgetbv), read with cpuid directly: libgcc's
+ * __builtin_cpu_supports would link its cpuid reader, whose constructor
+ * runs in every process and whose helper lies at the end of the text,
+ * among the rarely run code (doc/internals.md, "The library's own
+ * memory").  Allocates nothing. */
+static bool cpu_has_vectors(enum check_vectors width)
+{
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX))
+    return false;
+  unsigned xcr0, xcr0_high;
+  __asm__("xgetbv" : "=a"(xcr0), "=d"(xcr0_high) : "c"(0));
+  /* The SSE and AVX register state, then AVX-512's opmask and upper
+   * halves: the kernel saves those the bits name. */
+  if ((xcr0 & 0x6) != 0x6 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+    return false;
+  if (width == CHECK_VECTORS_AVX2)
+    return b & bit_AVX2;
+  return (b & bit_AVX512F) && (xcr0 & 0xe0) == 0xe0;
+}
+#endif
+
 /* The width in use: written by check_configure at initialisation (or by a
  * test), read by every check.  A branch on it, always the same way, costs
  * less than an indirect call and leaves no writable code pointer. */
@@ -185,13 +210,8 @@ bool check_use_vectors(enum check_vectors width)
 {
   bool ok = width == CHECK_VECTORS_SSE2;
 #if CHECK_HAVE_WIDE
-  /* libgcc's reading of cpuid, which also asks the kernel (xgetbv)
-   * whether it saves the wide registers; idempotent, allocates nothing. */
-  __builtin_cpu_init();
-  if (width == CHECK_VECTORS_AVX2)
-    ok = __builtin_cpu_supports("avx2");
-  else if (width == CHECK_VECTORS_AVX512)
-    ok = __builtin_cpu_supports("avx512f");
+  if (width != CHECK_VECTORS_SSE2)
+    ok = cpu_has_vectors(width);
 #endif
   if (ok)
     check_width = width;

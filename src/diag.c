@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t hak_now_ms(void)
+HAK_COMMON_TEXT uint64_t hak_now_ms(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);

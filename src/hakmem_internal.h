@@ -25,6 +25,10 @@
  * fault maps the 64 KiB around it (fault-around), and a start-up
  * function among the rare code would bring their pages in with it. */
 #define HAK_STARTUP_TEXT __attribute__((section(".text.startup.hakmem")))
+/* The same place for a function of a rarely run file that the allocation
+ * paths or the purge thread call in most programs (the clock, the
+ * learner's event count, the profiler stash's purge test). */
+#define HAK_COMMON_TEXT HAK_STARTUP_TEXT
 /* For extern declarations of the library's own variables: -fvisibility
  * covers definitions only, and without this a fast path reaches each
  * variable through the GOT (one load more). */

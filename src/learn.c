@@ -349,7 +349,7 @@ static void epoch_start(struct learn_decision *d, uint64_t now, uint64_t cpu, ui
   d->retained_byte_ns = 0;
 }
 
-void learn_retained(enum learn_id id, uint64_t retained_bytes)
+HAK_COMMON_TEXT void learn_retained(enum learn_id id, uint64_t retained_bytes)
 {
   struct learn_decision *d = &learn_decisions[id];
   if (d->phase == LEARN_PHASE_OFF)
@@ -398,7 +398,7 @@ bool learn_observe(struct learn_decision *d, uint64_t now, uint64_t retained_byt
   return changed;
 }
 
-bool learn_event(enum learn_id id, uint64_t retained_bytes, uint64_t (*calls)(void))
+HAK_COMMON_TEXT bool learn_event(enum learn_id id, uint64_t retained_bytes, uint64_t (*calls)(void))
 {
   struct learn_decision *d = &learn_decisions[id];
   if (HAK_LIKELY(d->phase == LEARN_PHASE_OFF))

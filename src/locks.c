@@ -6,6 +6,21 @@
 
 _Atomic bool locks_fork_handlers_on;
 
+#ifdef __GLIBC__
+/* pthread_atfork is a stub of libc_nonshared.a that passes the library's
+ * __dso_handle on to __register_atfork; linked last, it lies at the end
+ * of the text, among the rarely run code, and the first call of a
+ * program's second thread would bring 64 KiB of that into memory
+ * (doc/internals.md, "The library's own memory").  The same call, made
+ * here. */
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+                             void *dso_handle);
+extern void *__dso_handle __attribute__((visibility("hidden")));
+#define locks_atfork(prepare, parent, child) __register_atfork(prepare, parent, child, __dso_handle)
+#else
+#define locks_atfork pthread_atfork
+#endif
+
 /* LOCKS_NOT_ARMED, LOCKS_ARMED, LOCKS_REGISTERED, or, while one thread is
  * in pthread_atfork, minus the pid of its process.  The pid matters
  * because a fork by another thread in that moment leaves the child with
@@ -63,7 +78,7 @@ void locks_register_fork_handlers(void)
       if (!atomic_compare_exchange_strong(&locks_fork_state, &state, mine))
         continue;
       registering = true;
-      pthread_atfork(fork_prepare, registered_parent, registered_child);
+      locks_atfork(fork_prepare, registered_parent, registered_child);
       registering = false;
       mark_registered();
       return;

@@ -93,18 +93,28 @@ bool prof_stash_release(void)
   return released;
 }
 
-bool prof_stash_purge_wanted(void)
+HAK_COMMON_TEXT bool prof_stash_purge_wanted(void)
 {
   return atomic_load_explicit(&stash_purge_wanted, memory_order_relaxed);
 }
 
-bool prof_stash_purge(void)
+static bool stash_holds_any(void)
 {
-  atomic_store_explicit(&stash_purge_wanted, false, memory_order_relaxed);
-  if (!atomic_exchange_explicit(&stash_used, false, memory_order_relaxed))
-    prof_stash_release();
   for (unsigned i = 0; i < PROF_STASH_SLOTS; i++)
     if (atomic_load_explicit(&stash[i], memory_order_relaxed))
       return true;
   return false;
+}
+
+/* Run by the purge thread of every program: an empty stash (the profiler
+ * off) costs it a look at the slots, not the release loop. */
+HAK_COMMON_TEXT bool prof_stash_purge(void)
+{
+  atomic_store_explicit(&stash_purge_wanted, false, memory_order_relaxed);
+  bool used = atomic_exchange_explicit(&stash_used, false, memory_order_relaxed);
+  if (!stash_holds_any())
+    return false;
+  if (!used)
+    prof_stash_release();
+  return stash_holds_any();
 }

@@ -139,7 +139,7 @@ static void slab_retire_counts(struct slab *s)
 /* Committed bytes of ss's slots (the header slot aside). */
 static size_t superslab_committed_bytes(const struct superslab *ss)
 {
-  return (size_t)(ss->nslabs - 1 - (unsigned)__builtin_popcount(ss->decommitted))
+  return (size_t)(ss->nslabs - 1 - superslab_slot_count(ss->decommitted))
          << HAK_SLAB_SHIFT;
 }
 
@@ -186,7 +186,7 @@ static uint32_t superslab_unused_mask(const struct superslab *ss)
  * (hakmem_check_heap compares it with the count kept as they change). */
 static unsigned superslab_count_free_committed(const struct superslab *ss)
 {
-  return (unsigned)__builtin_popcount(superslab_free_mask(ss) & ~ss->decommitted);
+  return superslab_slot_count(superslab_free_mask(ss) & ~ss->decommitted);
 }
 
 /* n slots (negative: fewer) of ss became free and resident: its count and
@@ -432,7 +432,7 @@ static struct superslab *pool_claim_superslab_locked(void)
   struct superslab *ss = NULL;
   for (struct superslab *c = all_list; c; c = c->all_next)
     if (c->ninuse == 0 && c->lg == (unsigned)hak_config.superslab_lg &&
-        (!ss || __builtin_popcount(c->decommitted) < __builtin_popcount(ss->decommitted)))
+        (!ss || superslab_slot_count(c->decommitted) < superslab_slot_count(ss->decommitted)))
       ss = c;
   if (ss) {
     for (unsigned i = 1; i < ss->nslabs; i++) {
@@ -552,7 +552,7 @@ static void pool_release_empty_locked(struct slab *s)
       ss->decommitted &= ~(1u << i);
     uint32_t slots = (uint32_t)(((uint64_t)1 << ss->nslabs) - 2);
     superslab_free_committed_add(
-        ss, __builtin_popcount(slots & ~ss->decommitted) - (int)ss->free_committed);
+        ss, (int)superslab_slot_count(slots & ~ss->decommitted) - (int)ss->free_committed);
   } else if (!(ss->decommitted >> s->index & 1)) {
     superslab_free_committed_add(ss, 1);
   }

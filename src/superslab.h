@@ -164,6 +164,20 @@ bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms);
 #define SUPERSLAB_UNMAP_MIN_MS 1000
 bool superslab_unmap_due(uint64_t since_ms, uint64_t now_ms);
 
+/* The number of slots in a mask of slots (decommitted and the like).
+ * Without -mpopcnt, __builtin_popcount is a call to libgcc's
+ * __popcountdi2, linked at the end of the text among the rarely run code:
+ * the shared pool's first acquire would bring 64 KiB of it into memory
+ * (doc/internals.md, "The library's own memory").  Inline, a few shifts
+ * and one multiply. */
+HAK_INLINE unsigned superslab_slot_count(uint32_t mask)
+{
+  mask = mask - ((mask >> 1) & 0x55555555u);
+  mask = (mask & 0x33333333u) + ((mask >> 2) & 0x33333333u);
+  mask = (mask + (mask >> 4)) & 0x0f0f0f0fu;
+  return (mask * 0x01010101u) >> 24;
+}
+
 /* Decommits slots [first, last) of ss (not the header slot) and records
  * them as decommitted; dontneed chooses MADV_DONTNEED (the pages are gone
  * from the resident set at once) over MADV_FREE (reclaimed lazily).
