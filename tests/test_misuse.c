@@ -335,7 +335,9 @@ static void double_free_held_same_thread(void)
   in_thread(thread_alloc_free_twice, p);
 }
 
-static void double_free_held_then_owner(void)
+/* A thread holds p in its cross-thread cache (thread_hold_and_wait)
+ * while second_free frees p again. */
+static void double_free_while_held(void (*second_free)(void *))
 {
   static struct held_then h;
   h.p = malloc(opaque(48));
@@ -347,26 +349,24 @@ static void double_free_held_then_owner(void)
     _exit(CHILD_PRECONDITION);
   }
   pthread_barrier_wait(&h.held);
-  free(h.p);
+  second_free(h.p);
   pthread_barrier_wait(&h.done);
   pthread_join(t, NULL);
 }
 
+static void free_in_a_third_thread(void *p)
+{
+  in_thread(thread_alloc_free, p);
+}
+
+static void double_free_held_then_owner(void)
+{
+  double_free_while_held(free);
+}
+
 static void double_free_held_then_third_thread(void)
 {
-  static struct held_then h;
-  h.p = malloc(opaque(48));
-  pthread_barrier_init(&h.held, NULL, 2);
-  pthread_barrier_init(&h.done, NULL, 2);
-  pthread_t t;
-  if (pthread_create(&t, NULL, thread_hold_and_wait, &h) != 0) {
-    child_say("misuse-test: pthread_create failed\n");
-    _exit(CHILD_PRECONDITION);
-  }
-  pthread_barrier_wait(&h.held);
-  in_thread(thread_alloc_free, h.p);
-  pthread_barrier_wait(&h.done);
-  pthread_join(t, NULL);
+  double_free_while_held(free_in_a_third_thread);
 }
 
 static void double_free_large(void)
