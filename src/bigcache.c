@@ -255,7 +255,7 @@ bool bigcache_purge(uint64_t now_ms, bool idle)
     for (struct large_hdr *h = bucket[b]; h; h = h->cache_next) {
       if (h->decommitted)
         continue;
-      if (idle || now_ms - h->cached_at_ms >= (uint64_t)hak_config.purge_delay_ms)
+      if (idle || hak_ms_elapsed(h->cached_at_ms, now_ms) >= (uint64_t)hak_config.purge_delay_ms)
         bigcache_decommit(h);
       else
         pending = true;

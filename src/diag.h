@@ -100,4 +100,13 @@ int diag_fstat(int fd, struct stat *st);
 /* Monotonic milliseconds from a cheap (coarse) clock. */
 uint64_t hak_now_ms(void);
 
+/* Milliseconds from since_ms to now_ms, 0 if since_ms is the later one.
+ * The purge reads its clock before it takes a lock, and a thread that
+ * held the lock meanwhile may have stamped something later than that
+ * reading: unsigned subtraction would make it ages old. */
+HAK_INLINE uint64_t hak_ms_elapsed(uint64_t since_ms, uint64_t now_ms)
+{
+  return now_ms > since_ms ? now_ms - since_ms : 0;
+}
+
 #endif

@@ -735,8 +735,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
     *activity_io = pool_activity;
     pool_quiet_since_ms = now_ms;
   }
-  bool idle = now_ms >= pool_quiet_since_ms &&
-              now_ms - pool_quiet_since_ms >= shared_pool_purge_period_ms();
+  bool idle = hak_ms_elapsed(pool_quiet_since_ms, now_ms) >= shared_pool_purge_period_ms();
   *idle_io = idle;
   struct superslab *next;
   for (struct superslab *ss = all_list; ss; ss = next) {

@@ -1,6 +1,7 @@
 /* SuperSlab mapping, the address registry and the release policy. */
 #include "superslab.h"
 #include "config.h"
+#include "diag.h"
 #include "learn.h"
 #include "os.h"
 #include "locks.h"
@@ -161,7 +162,7 @@ bool superslab_purge_due(uint64_t since_ms, uint64_t now_ms)
    * as fast. */
   if (hak_config.ss_mem_lean)
     delay /= SUPERSLAB_LEAN_DELAY_DIVISOR;
-  return now_ms - since_ms >= delay;
+  return hak_ms_elapsed(since_ms, now_ms) >= delay;
 }
 
 bool superslab_unmap_due(uint64_t since_ms, uint64_t now_ms)
@@ -171,7 +172,7 @@ bool superslab_unmap_due(uint64_t since_ms, uint64_t now_ms)
   uint64_t delay = (uint64_t)hak_config.purge_delay_ms * SUPERSLAB_UNMAP_DELAYS;
   if (delay < SUPERSLAB_UNMAP_MIN_MS)
     delay = SUPERSLAB_UNMAP_MIN_MS;
-  return now_ms - since_ms >= delay;
+  return hak_ms_elapsed(since_ms, now_ms) >= delay;
 }
 
 int superslab_decommit_slots(struct superslab *ss, unsigned first, unsigned last, bool dontneed)

@@ -306,6 +306,7 @@ START_TEST(bigcache_batches_decommit)
   char *p = hak_malloc(1 << 20);
   memset(p, 1, 1 << 20);
   hak_stats_t a = stats_now();
+  uint64_t before_free = hak_now_ms();
   hak_free(p);
   hak_stats_t b = stats_now();
   /* Batched: the free keeps the pages... */
@@ -313,6 +314,10 @@ START_TEST(bigcache_batches_decommit)
   ck_assert_uint_ge(resident_pages((char *)p - 64 + 4096, (1 << 20) - 4096), 200);
   /* ... until a pass finds the block purge_delay_ms old. */
   hak_config.purge_delay_ms = 50;
+  /* A pass whose clock was read before the block was cached (before it
+   * took the BigCache lock) finds it cached for no time: kept. */
+  bigcache_purge(before_free - 1, false);
+  ck_assert_uint_eq(stats_now().os_madvise, a.os_madvise);
   bigcache_purge(hak_now_ms() + 50, false);
   hak_stats_t c = stats_now();
   ck_assert_uint_eq(c.os_madvise - b.os_madvise, 1);
@@ -446,13 +451,23 @@ START_TEST(free_superslabs_kept_by_time)
   start();
   hak_config.purge_delay_ms = -1;
   hak_stats_t a = stats_now();
+  uint64_t before_churn = hak_now_ms();
   churn();
   hak_config.purge_delay_ms = 100000;
   hak_stats_t b = stats_now();
   ck_assert_uint_eq(b.superslabs_unmapped, a.superslabs_unmapped);
   ck_assert_uint_ge(b.superslabs_empty, 8);
   bool idle;
-  uint64_t activity = 0, now = hak_now_ms();
+  uint64_t activity = 0;
+  /* A pass whose clock was read before the SuperSlabs emptied (the purge
+   * thread reads it before waiting for the pool lock) finds them free for
+   * no time at all, not for ages: it neither unmaps nor decommits them. */
+  shared_pool_purge(before_churn - 1, &idle, &activity);
+  hak_stats_t early = stats_now();
+  ck_assert_uint_eq(early.superslabs_unmapped, a.superslabs_unmapped);
+  ck_assert_uint_eq(early.purge_decommit, b.purge_decommit);
+  ck_assert_uint_eq(early.superslabs_empty, b.superslabs_empty);
+  uint64_t now = hak_now_ms();
   shared_pool_purge(now + 100000 + 10, &idle, &activity);
   hak_stats_t c = stats_now();
   ck_assert_uint_eq(c.superslabs_unmapped, a.superslabs_unmapped);
@@ -547,6 +562,9 @@ START_TEST(purge_delays_by_mode)
   hak_config.purge_delay_ms = 20;
   ck_assert(!superslab_unmap_due(5000, 5999));
   ck_assert(superslab_unmap_due(5000, 6000));
+  /* A clock read before the stamp: no time has passed, not 2^64 ms. */
+  ck_assert(!superslab_purge_due(5001, 5000));
+  ck_assert(!superslab_unmap_due(5001, 5000));
   hak_config.purge_delay_ms = -1;
   ck_assert(!superslab_purge_due(0, UINT64_MAX / 2));
   ck_assert(!superslab_unmap_due(0, UINT64_MAX / 2));

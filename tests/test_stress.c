@@ -311,11 +311,12 @@ static void *handoff_worker(void *arg)
 
 /* Runs in a fresh process (threads_hand_off_blocks_case below) with a
  * purge delay of ten minutes: the SuperSlab counts it compares must not
- * depend on how long the runs take.  With the default delay a SuperSlab
- * free for ten delays (10 s) is unmapped, which on a loaded machine
- * happened during the first run: it then "left" 64 SuperSlabs, and the
- * second, which needs as many as the first, 143.  The purge thread still
- * collects the exited threads' slabs (and the next threads adopt them). */
+ * depend on how long the runs take, so no SuperSlab may be unmapped
+ * (with the default delay one free for ten delays, 10 s, would be).  The
+ * purge thread still runs: it collects the exited threads' slabs (and the
+ * next threads adopt them).  It once unmapped SuperSlabs that had just
+ * emptied, when a thread stamped one after the pass had read its clock:
+ * the first run then left 90 of its 142 and the second needed 143. */
 START_TEST(threads_hand_off_blocks)
 {
   const char *delay = getenv("HAKMEM_PURGE_DELAY_MS");
@@ -350,6 +351,9 @@ START_TEST(threads_hand_off_blocks)
       check_and_free(it.p, it.n, "corrupted in a queue after its threads exited");
   assert_no_failures();
   hak_stats_t again = stats_now();
+  ck_assert_msg(again.superslabs_unmapped == before.superslabs_unmapped,
+                "%llu SuperSlabs unmapped with a purge delay of ten minutes",
+                (unsigned long long)(again.superslabs_unmapped - before.superslabs_unmapped));
   ck_assert_msg(again.superslabs_live <= after.superslabs_live + after.superslabs_live / 2 + 4,
                 "SuperSlabs live: %llu after the first run, %llu after the second",
                 (unsigned long long)after.superslabs_live,
