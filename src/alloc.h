@@ -88,12 +88,13 @@ HAK_INLINE void *alloc_malloc(size_t size)
 /* Whether the owner of slab s may push p straight onto s's list: s's
  * owner is key, and, with hardening, p is the start of a carved block
  * (p's offset in its 64 KiB slot, which is the slab's first) that does not
- * carry the free tag. */
+ * carry the free tag's low half (slab_block_maybe_tagged: a block that
+ * does goes to the slow path, which tests the whole tag). */
 HAK_INLINE bool alloc_free_is_local(const struct slab *s, const void *p, uint64_t key)
 {
   return atomic_load_explicit(&s->owner, memory_order_relaxed) == key &&
          (!hak_hardened ||
-          (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)));
+          (slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_maybe_tagged(p)));
 }
 
 /* The owner's free of p, a block of slab s, when the fast path may take

@@ -1,15 +1,18 @@
 /* The front door (alloc.c) and checked mode (checkmode.c): a free of a
- * pointer hakmem did not hand out, of a block twice, into a SuperSlab's
+ * pointer hakmem did not hand out, of a block twice (its last bytes just
+ * written, or not), into a SuperSlab's
  * header slab, each aborts; check = 1's slow free path (its fill and
  * comparison loops are tests/test_checkmode's). */
 #include <check.h>
 #include "test_util.h"
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "checkmode.h"
 #include "config.h"
+#include "secret.h"
 #include "superslab.h"
 
 START_TEST(free_of_foreign_pointer_aborts)
@@ -23,6 +26,35 @@ START_TEST(double_free_aborts)
 {
   void *p = hak_malloc(40);
   hak_free(p);
+  hak_free(p);
+}
+END_TEST
+
+/* A 16-byte block whose last bytes were just written with narrow stores
+ * (the NUL of a string), as free's fast path reads only the tag's low
+ * half: the second free still finds the tag. */
+START_TEST(double_free_of_written_small_block_aborts)
+{
+  char *p = hak_malloc(opaque(16));
+  memset(p, 'x', 15);
+  p[15] = 0;
+  hak_free(p);
+  hak_free(p);
+}
+END_TEST
+
+/* A live block that holds the free tag's low half where the tag goes,
+ * but not the rest of it, is no double free: free's fast path sends it
+ * to the slow path, which tests the whole tag and frees it, and the next
+ * malloc of its class hands it out again. */
+START_TEST(half_of_free_tag_in_live_block_frees)
+{
+  unsigned char *p = hak_malloc(opaque(16));
+  uint32_t half = (uint32_t)hak_secret_free_tag, other = ~(uint32_t)(hak_secret_free_tag >> 32);
+  memcpy(p + sizeof(uintptr_t), &half, sizeof half);
+  memcpy(p + sizeof(uintptr_t) + sizeof half, &other, sizeof other);
+  hak_free(p);
+  ck_assert_ptr_eq(hak_malloc(opaque(16)), p);
   hak_free(p);
 }
 END_TEST
@@ -75,6 +107,8 @@ int main(void)
   TCase *t = tcase_create("checks");
   tcase_add_test_raise_signal(t, free_of_foreign_pointer_aborts, SIGABRT);
   tcase_add_test_raise_signal(t, double_free_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, double_free_of_written_small_block_aborts, SIGABRT);
+  tcase_add_test(t, half_of_free_tag_in_live_block_frees);
   tcase_add_test_raise_signal(t, free_into_header_slab_aborts, SIGABRT);
   tcase_add_test(t, check_mode_case);
   suite_add_tcase(s, t);
