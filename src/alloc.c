@@ -42,12 +42,15 @@ size_t alloc_fast_bound = 0;
 
 size_t alloc_profiled_bound = 0;
 
+uintptr_t alloc_superslab_mask = 0;
+
 uint8_t alloc_tiny_class[HAK_TINY_MAX + 1];
 
 void alloc_configure(void)
 {
   for (size_t n = 0; n <= HAK_TINY_MAX; n++)
     alloc_tiny_class[n] = (uint8_t)size_class_of_tiny(n);
+  alloc_superslab_mask = ~(((uintptr_t)1 << hak_config.superslab_lg) - 1);
   alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
   alloc_profiled_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
   if (hak_config.check)
@@ -178,6 +181,12 @@ void alloc_free_generic(void *p, uintptr_t entry)
 {
   if (!p)
     return;
+  if (registry_is_superslab(entry)) {
+    struct slab *s = superslab_slab_of(entry, (uintptr_t)p);
+    if (!alloc_free_try_local(s, p))
+      alloc_free_slab_slow(s, p);
+    return;
+  }
   if (entry == 0)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
   struct large_hdr *h = large_from_entry(entry, p);
