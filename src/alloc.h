@@ -119,23 +119,31 @@ HAK_INLINE bool alloc_free_try_local(struct slab *s, void *p)
  * no registry entry names).  Set once, at initialisation. */
 extern HAK_HIDDEN uintptr_t alloc_superslab_mask;
 
-/* free's slab is found from p's address alone, a mask and a shift, and
- * the registry entry only confirms it: the entry must name the SuperSlab
- * at that base.  The stores of the push then have their addresses a few
- * cycles after p is known, not after the registry's two dependent loads:
- * a malloc that follows, whose load of its class's list head the
- * processor issues before those addresses are known, is no longer
- * replayed when they turn out to be the same (bench/tiny_hot, three
- * classes in random order: 0.74 of the CPU time).  Anything the test
- * does not pass, a SuperSlab of another size included, goes to
- * alloc_free_generic. */
+/* Sets *s to the slab descriptor of p's 64 KiB slot in the SuperSlab
+ * that p's address gives (alloc_superslab_mask) and returns whether p's
+ * registry entry e names that SuperSlab: a mask and a shift from p, and
+ * the registry only confirms.  The stores of free's push then have their
+ * addresses a few cycles after p is known, not after the registry's two
+ * dependent loads: a malloc that follows, whose load of its class's list
+ * head the processor issues before those addresses are known, is no
+ * longer replayed when they turn out to be the same (bench/tiny_hot,
+ * three classes in random order: 0.73 of the CPU time).  When false,
+ * *s means nothing: a NULL, a large block, a foreign pointer, a
+ * SuperSlab of another size. */
+HAK_INLINE bool alloc_slab_of(uintptr_t e, const void *p, struct slab **s)
+{
+  uintptr_t base = (uintptr_t)p & alloc_superslab_mask;
+  *s = (struct slab *)(base + (((uintptr_t)p - base) >> HAK_SLAB_SHIFT) * sizeof(struct slab));
+  return e == base + REGISTRY_TAG_SUPERSLAB;
+}
+
+/* free: the slab from the address (alloc_slab_of), then the owner's push
+ * (alloc_free_try_local); every other case out of line. */
 HAK_INLINE void alloc_free(void *p)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
-  uintptr_t base = (uintptr_t)p & alloc_superslab_mask;
-  if (HAK_LIKELY(e == base + REGISTRY_TAG_SUPERSLAB)) {
-    struct slab *s = (struct slab *)(base + (((uintptr_t)p - base) >> HAK_SLAB_SHIFT) *
-                                                sizeof(struct slab));
+  struct slab *s;
+  if (HAK_LIKELY(alloc_slab_of(e, p, &s))) {
     if (HAK_LIKELY(alloc_free_try_local(s, p)))
       return;
     alloc_free_slab_slow(s, p);

@@ -38,8 +38,8 @@ void alloc_free_sized_other(void *p, size_t size, uintptr_t e, size_t align, con
 HAK_INLINE void alloc_free_sized(void *p, size_t size, size_t align, const char *fn)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
-  if (HAK_LIKELY(registry_is_superslab(e)) &&
-      HAK_LIKELY(alloc_free_try_local(superslab_slab_of(e, (uintptr_t)p), p)))
+  struct slab *s;
+  if (HAK_LIKELY(alloc_slab_of(e, p, &s)) && HAK_LIKELY(alloc_free_try_local(s, p)))
     return;
   alloc_free_sized_other(p, size, e, align, fn);
 }
