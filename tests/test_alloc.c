@@ -59,6 +59,21 @@ START_TEST(half_of_free_tag_in_live_block_frees)
 }
 END_TEST
 
+/* free's fast path finds the slab from the address by the SuperSlab
+ * size; a slab block it does not take (a SuperSlab of another size)
+ * reaches alloc_free_generic with its registry entry, which frees it
+ * as a slab block, not as a large one. */
+START_TEST(generic_free_takes_slab_blocks)
+{
+  void *p = hak_malloc(opaque(40));
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  ck_assert(registry_is_superslab(e));
+  alloc_free_generic(p, e);
+  ck_assert_ptr_eq(hak_malloc(opaque(40)), p);
+  hak_free(p);
+}
+END_TEST
+
 START_TEST(free_into_header_slab_aborts)
 {
   void *p = hak_malloc(40);
@@ -109,6 +124,7 @@ int main(void)
   tcase_add_test_raise_signal(t, double_free_aborts, SIGABRT);
   tcase_add_test_raise_signal(t, double_free_of_written_small_block_aborts, SIGABRT);
   tcase_add_test(t, half_of_free_tag_in_live_block_frees);
+  tcase_add_test(t, generic_free_takes_slab_blocks);
   tcase_add_test_raise_signal(t, free_into_header_slab_aborts, SIGABRT);
   tcase_add_test(t, check_mode_case);
   suite_add_tcase(s, t);
