@@ -176,47 +176,20 @@ void tcache_xfree_put_full(unsigned cls, void *p)
   x->carved++;
 }
 
-/* Flushes every class of the cross-thread cache, and leaves the ring's
- * slab active in each, so that the ring walks that follow (thread exit,
- * malloc_trim) meet only slabs of the ring. */
-static void tcache_xfree_flush_all(void)
+/* Flushes every class of the cross-thread cache but except, and leaves
+ * the ring's slab active in each, so that the ring walks that follow
+ * (sweep, thread exit, malloc_trim) meet only slabs of the ring. */
+static void tcache_xfree_flush_all(unsigned except)
 {
   for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
+    if (c == except)
+      continue;
     if (!slab_list_is_end(tcache_xfree_slab[c].free))
       tcache_xfree_flush(c);
     else
       tcache_xfree_deactivate(c);
   }
   tcache_xfree_flushed_epoch = atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed);
-}
-
-/* Tiny classes (bit c) whose allocations left the fast path since the
- * last sweep: the thread allocates them, so their cross-thread caches
- * are being used up, and the sweep leaves them alone. */
-static __thread uint32_t tcache_xfree_busy __attribute__((tls_model("initial-exec")));
-_Static_assert(TCACHE_XFREE_CLASSES <= 32, "tcache_xfree_busy has a bit per tiny class");
-
-/* The sweep's part of the cross-thread caches (tcache_sweep): the cache
- * of every class but except that the thread has not allocated since the
- * last sweep goes back to the owners; the others keep their blocks for
- * the thread's own next allocations.  Either way the ring's slab becomes
- * active again, so that the sweep's ring walk meets only slabs of the
- * ring.  Flushing the caches of the classes in use as well sent, on
- * bench/thread_stress, where a refill comes every 35 or so allocations,
- * 30 thousand blocks (eight per flush) back to the owners' remote
- * stacks, where the owners' drains each cost a cache miss on a line the
- * freeing thread held, instead of their being reused where they were
- * freed. */
-static void tcache_xfree_sweep(unsigned except)
-{
-  uint32_t busy = tcache_xfree_busy;
-  tcache_xfree_busy = 0;
-  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
-    if (c != except && !(busy >> c & 1) && !slab_list_is_end(tcache_xfree_slab[c].free))
-      tcache_xfree_flush(c);
-    else
-      tcache_xfree_deactivate(c);
-  }
 }
 
 /* Pops the head of x, class cls's cross-thread cache, which is not
@@ -333,7 +306,7 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
     tcache_thread_init();
   if (HAK_UNLIKELY(tcache_xfree_flushed_epoch !=
                    atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed)))
-    tcache_xfree_flush_all();
+    tcache_xfree_flush_all(HAK_NUM_CLASSES);
   /* A mapping refused and retried must not show in errno on success. */
   int saved_errno = errno;
   struct slab *s = tcache_self.active[cls];
@@ -372,7 +345,7 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   counters_add(&hak_counters.refills[cls], 1);
   if (HAK_UNLIKELY(++tcache_self.refills_since_sweep >= SWEEP_REFILLS)) {
     tcache_self.refills_since_sweep = 0;
-    tcache_xfree_sweep(cls);
+    tcache_xfree_flush_all(cls);
     tcache_sweep(cls);
   }
   return tcache_pop(s);
@@ -385,7 +358,6 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
 void *tcache_alloc_slow(unsigned cls)
 {
   if (cls < TCACHE_XFREE_CLASSES) {
-    tcache_xfree_busy |= 1u << cls;
     struct slab *x = &tcache_xfree_slab[cls];
     struct slab *a = tcache_self.active[cls];
     if (a == x) {
@@ -455,7 +427,7 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
 
 void tcache_flush(void)
 {
-  tcache_xfree_flush_all();
+  tcache_xfree_flush_all(HAK_NUM_CLASSES);
   tcache_thread_unlink();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, true);
@@ -468,7 +440,7 @@ void tcache_collect(void)
   atomic_fetch_add_explicit(&tcache_xfree_trim_epoch, 1, memory_order_relaxed);
   if (tcache_self.id == 0)
     return;
-  tcache_xfree_flush_all();
+  tcache_xfree_flush_all(HAK_NUM_CLASSES);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, false);
 }

@@ -30,9 +30,9 @@
  * slot is followed only to a tagged block of a slab of the class.  The
  * cache goes back to the owners' remote stacks, one CAS per run of
  * blocks of one slab, when it holds TCACHE_XFREE_CAP blocks, every
- * SWEEP_REFILLS refills (each class the thread has not allocated since
- * the last sweep), at thread exit, and when any thread calls malloc_trim
- * (the caller at once, the others at their next refill).  In the child of a fork, the forking
+ * SWEEP_REFILLS refills (every class but the one refilled), at thread
+ * exit, and when any thread calls malloc_trim (the caller at once, the
+ * others at their next refill).  In the child of a fork, the forking
  * thread keeps its cache, and the caches of the threads the child does
  * not have go back to their slabs' remote stacks (every thread with a
  * cache is on a list the fork handlers hold).

@@ -14,7 +14,6 @@
 #include "shared_pool.h"
 #include "tcache.h"
 #include "diag.h"
-#include "counters.h"
 
 
 START_TEST(pool_reuses_empty_slabs)
@@ -415,60 +414,6 @@ START_TEST(cross_thread_cache_flushed_by_malloc_trim)
 }
 END_TEST
 
-/* Allocates blocks of another class until it has refilled n more times
- * (three blocks to a slab: a refill every few), then frees them. */
-#define SWEEP_OTHER_SIZE 20000
-static void refill_other_class(unsigned n)
-{
-  static __thread void *v[4096];
-  _Atomic uint64_t *refills = &hak_counters.refills[size_class_of(SWEEP_OTHER_SIZE)];
-  uint64_t until = atomic_load(refills) + n;
-  unsigned k = 0;
-  while (atomic_load(refills) < until && k < 4096)
-    v[k++] = hak_malloc(SWEEP_OTHER_SIZE);
-  while (k)
-    hak_free(v[--k]);
-}
-
-/* Refills of another class that cover one sweep (tcache.c: every 64
- * refills) but not two. */
-#define ONE_SWEEP 100
-
-/* Frees the other thread's blocks, then refills another class through
- * one sweep, then through another with no allocation of the blocks'
- * class in between. */
-static void *xfree_free_then_sweep(void *arg)
-{
-  struct xfree_run *r = arg;
-  xfree_free_blocks(r);
-  refill_other_class(ONE_SWEEP);
-  r->reused = xfree_held_here();
-  refill_other_class(ONE_SWEEP);
-  r->held_after_trim = xfree_held_here();
-  return NULL;
-}
-
-START_TEST(cross_thread_cache_kept_by_the_sweep_while_its_class_is_allocated)
-{
-  struct xfree_setup x;
-  xfree_setup(&x);
-  struct xfree_run r = { .blocks = x.v };
-  pthread_t t;
-  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_then_sweep, &r), 0);
-  ck_assert_int_eq(pthread_join(t, NULL), 0);
-  ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
-  /* The first sweep found the class allocated since the one before (the
-   * thread's first malloc of it): the cache kept every block. */
-  ck_assert_uint_eq(r.reused, XFREE_BLOCKS);
-  /* The second found no malloc of it since: every block went back to our
-   * slab's remote stack before the thread's exit. */
-  ck_assert_uint_eq(r.held_after_trim, 0);
-  ck_assert_uint_eq(tcache_drain(x.s), XFREE_BLOCKS);
-  ck_assert_uint_eq(x.s->used, x.used - XFREE_BLOCKS);
-  ck_assert_int_eq(hakmem_check_heap(), 0);
-}
-END_TEST
-
 /* Frees the other thread's blocks without ever allocating in their
  * class. */
 static void *xfree_free_only(void *arg)
@@ -554,7 +499,6 @@ int main(void)
   tcase_add_test(t, cross_thread_cache_flushed_at_thread_exit);
   tcase_add_test(t, cross_thread_cache_flushed_by_malloc_trim);
   tcase_add_test(t, cross_thread_cache_skips_classes_not_allocated);
-  tcase_add_test(t, cross_thread_cache_kept_by_the_sweep_while_its_class_is_allocated);
   tcase_add_test(t, cross_thread_cache_is_bounded);
   suite_add_tcase(s, t);
   return check_run(s);
