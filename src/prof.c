@@ -603,9 +603,9 @@ static void prof_dump(const char *what, bool answering)
   char path[256], tmp[272];
   lock_take(&prof_lock);
   /* Every thread that samples while a request is pending comes here: the
-   * first answers it, the others find it answered (they used to write a
-   * profile each, and one of them could rewrite last_path while
-   * hakmemctl read it). */
+   * first answers it, the others find it answered.  Tested outside the
+   * lock only, each would write a profile of its own, and one could
+   * rewrite last_path while hakmemctl reads it. */
   uint64_t asked = atomic_load_explicit(&hakmem_prof_control.requests, memory_order_acquire);
   if (answering && asked <= atomic_load_explicit(&hakmem_prof_control.answered, memory_order_relaxed)) {
     pthread_mutex_unlock(&prof_lock);
