@@ -383,7 +383,11 @@ bool learn_observe(struct learn_decision *d, uint64_t now, uint64_t retained_byt
       epoch_start(d, now, d->cpu_ns(), calls);
     return false;
   }
-  if (calls - d->epoch_calls < d->epoch_len)
+  /* The shared pool's count reads each slab's counts while its owner
+   * runs, so a reading may fall a few calls short of an earlier one:
+   * unsigned subtraction would make that 2^64 calls and end the epoch
+   * at a cost of nothing. */
+  if (calls < d->epoch_calls || calls - d->epoch_calls < d->epoch_len)
     return false;
   uint64_t cpu = d->cpu_ns();
   double cost = ((double)(cpu - d->epoch_cpu_ns) + d->retained_byte_ns / d->memory_price) /

@@ -106,8 +106,10 @@ struct learn_decision {
   double memory_price;  /* bytes whose retention doubles an epoch's cost */
   /* The clocks of an epoch's cost: the process CPU time in ns (read at
    * an epoch's start and end), and the program's malloc and free calls in
-   * the layer's size range so far (monotonic, counted whatever the
-   * candidate; polled under the layer's lock).  learn_decision_setup
+   * the layer's size range so far (counted whatever the candidate; polled
+   * under the layer's lock; nearly monotonic: the shared pool's reading
+   * races with the slabs' owners, and learn_observe takes a count below
+   * the epoch's start as no calls made).  learn_decision_setup
    * sets them; a test may put a clock of its own (learn_machine.h). */
   uint64_t (*cpu_ns)(void);
   uint64_t (*calls)(void);

@@ -282,7 +282,7 @@ HAK_INLINE void prof_sample(void *p, size_t size, bool tagged)
   pthread_mutex_unlock(&prof_lock);
 }
 
-static void prof_dump(const char *what);
+static void prof_dump(const char *what, bool answering);
 
 bool prof_sample_slow(int64_t *countdown)
 {
@@ -316,12 +316,10 @@ static void prof_record_as(void *p, size_t size, bool tagged)
   uint64_t at = atomic_load_explicit(&next_interval_at, memory_order_relaxed);
   if (interval_bytes && total >= at &&
       atomic_compare_exchange_strong(&next_interval_at, &at, total + interval_bytes))
-    prof_dump(NULL);
-  uint64_t asked = atomic_load_explicit(&hakmem_prof_control.requests, memory_order_acquire);
-  if (asked != atomic_load_explicit(&hakmem_prof_control.answered, memory_order_relaxed)) {
-    prof_dump(NULL);
-    atomic_store_explicit(&hakmem_prof_control.answered, asked, memory_order_release);
-  }
+    prof_dump(NULL, false);
+  if (atomic_load_explicit(&hakmem_prof_control.requests, memory_order_relaxed) >
+      atomic_load_explicit(&hakmem_prof_control.answered, memory_order_relaxed))
+    prof_dump(NULL, true);
   t->busy = false;
 }
 
@@ -598,11 +596,21 @@ static void profile_path(char *path, size_t size, const char *what)
 /* Writes the profile under prof_lock, to a fresh temporary file renamed
  * into place: a reader never sees half a profile, and a file or link
  * planted at the temporary name is refused, not followed.  what: "exit",
- * or NULL for the next numbered profile. */
-static void prof_dump(const char *what)
+ * or NULL for the next numbered profile.  answering: the profile answers
+ * hakmemctl's pending request, unless another thread answered it. */
+static void prof_dump(const char *what, bool answering)
 {
   char path[256], tmp[272];
   lock_take(&prof_lock);
+  /* Every thread that samples while a request is pending comes here: the
+   * first answers it, the others find it answered.  Tested outside the
+   * lock only, each would write a profile of its own, and one could
+   * rewrite last_path while hakmemctl reads it. */
+  uint64_t asked = atomic_load_explicit(&hakmem_prof_control.requests, memory_order_acquire);
+  if (answering && asked <= atomic_load_explicit(&hakmem_prof_control.answered, memory_order_relaxed)) {
+    pthread_mutex_unlock(&prof_lock);
+    return;
+  }
   profile_path(path, sizeof path, what);
   hak_concat(tmp, sizeof tmp, path, ".tmp");
   int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
@@ -628,6 +636,8 @@ static void prof_dump(const char *what)
   hakmem_prof_control.last_error = err;
   if (!err)
     hak_concat(hakmem_prof_control.last_path, sizeof hakmem_prof_control.last_path, path, "");
+  if (answering)
+    atomic_store_explicit(&hakmem_prof_control.answered, asked, memory_order_release);
   pthread_mutex_unlock(&prof_lock);
   if (err) {
     char msg[320];
@@ -729,7 +739,7 @@ HAK_STARTUP_TEXT void prof_exit(void)
   if (!prof_active || !atomic_load_explicit(&prof_ready, memory_order_acquire))
     return;
   prof_self.busy = true;
-  prof_dump("exit");
+  prof_dump("exit", false);
   if (hak_config.prof_leak) {
     lock_take(&prof_lock);
     if (hakmem_prof_control.last_error == 0)

@@ -39,10 +39,13 @@
  * the two tables are guarded by one mutex, taken only to record a sample,
  * to forget a block the filter flags or whose record is valid, and to
  * write a profile (held while the file is written; fork takes it first,
- * see init.c).  The filter's counters are relaxed atomics.  A record
- * before a block is written by the allocating thread and read and
- * cleared by the freeing one, handed over as the block is.  Nothing here calls malloc or stdio; the
- * tables live in mappings from os.c. */
+ * see init.c).  Any sampling thread may answer hakmemctl's request: it
+ * tests again under the lock that the request is pending, and sets
+ * answered before releasing it, so one profile answers one request.
+ * The filter's counters are relaxed atomics.  A record before a block
+ * is written by the allocating thread and read and cleared by the
+ * freeing one, handed over as the block is.  Nothing here calls malloc
+ * or stdio; the tables live in mappings from os.c. */
 #ifndef HAKMEM_PROF_H
 #define HAKMEM_PROF_H
 

@@ -13,9 +13,11 @@
  *                       moved by realloc to 3000 bytes, then to 300000
  *                       (a large block), then freed; with "leak", then
  *                       leak_site leaves 20 blocks of 1000 bytes unfreed
- *   prof_sites wait N   like "two", then writes "ready" on stdout and
+ *   prof_sites wait N [T]
+ *                       like "two", then writes "ready" on stdout and
  *                       allocates and frees 4 KiB blocks for N seconds
- *                       (a process to profile by pid)
+ *                       (a process to profile by pid), in T threads
+ *                       (default 1)
  *   prof_sites threads  four threads allocate from both sites and free
  *                       each other's blocks while the main thread forks
  *                       (the child allocates, frees and exits); all freed
@@ -205,9 +207,23 @@ static int threads(void)
   return 0;
 }
 
+static time_t wait_end;
+
+/* prof_sites wait's loop: 4 KiB blocks from beta_site until wait_end. */
+static void *wait_loop(void *arg)
+{
+  (void)arg;
+  while (time(NULL) < wait_end) {
+    for (int i = 0; i < 256; i++)
+      free(beta_site(4096));
+    usleep(1000);
+  }
+  return NULL;
+}
+
 static int usage(void)
 {
-  static const char msg[] = "usage: prof_sites two|leak|clean|moved [leak]|threads|deep|signal|wait SECONDS\n";
+  static const char msg[] = "usage: prof_sites two|leak|clean|moved [leak]|threads|deep|signal|wait SECONDS [THREADS]\n";
   (void)!write(2, msg, sizeof msg - 1);
   return 2;
 }
@@ -256,12 +272,17 @@ int main(int argc, char **argv)
     two_sites();
     static const char ready[] = "ready\n";
     (void)!write(1, ready, sizeof ready - 1);
-    time_t end = time(NULL) + atoi(argv[2]);
-    while (time(NULL) < end) {
-      for (int i = 0; i < 256; i++)
-        free(beta_site(4096));
-      usleep(1000);
-    }
+    wait_end = time(NULL) + atoi(argv[2]);
+    int n = argc > 3 ? atoi(argv[3]) : 1;
+    pthread_t t[THREADS];
+    if (n < 1 || n > THREADS)
+      return usage();
+    for (int i = 1; i < n; i++)
+      if (pthread_create(&t[i], NULL, wait_loop, NULL) != 0)
+        return 1;
+    wait_loop(NULL);
+    for (int i = 1; i < n; i++)
+      pthread_join(t[i], NULL);
   } else {
     return usage();
   }

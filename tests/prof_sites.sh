@@ -194,6 +194,22 @@ else
   awk -v a="$a" 'BEGIN { exit !(a >= 50) }' || fail_later "--pid profile: alpha_site $a %"
 fi
 stop_process
+
+# A request while four threads sample every KiB: each of them finds it
+# pending, and one profile answers it (one used to be written per thread
+# that saw it).  Counted once the process has exited, all its writes done.
+HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=1 HAKMEM_PROF_PREFIX=$dir/many env LD_PRELOAD="$lib" \
+  "$prog" wait 10 4 >"$dir/many.ready" &
+pid=$!
+wait_ready "$dir/many.ready"
+if "$ctl" profile --pid "$pid" --timeout 15 --no-svg >/dev/null 2>"$dir/many.err"; then
+  wait "$pid" || fail_later "prof_sites wait 10 4 failed"
+  n=$(ls "$dir/many.$pid".0*.heap* 2>/dev/null | wc -l)
+  [ "$n" = 1 ] || fail_later "one request, four sampling threads: $n profiles written"
+elif ! grep -q 'permission denied' "$dir/many.err"; then
+  fail_later "hakmemctl profile --pid, four threads: $(cat "$dir/many.err")"
+fi
+stop_process
 env LD_PRELOAD="$lib" "$prog" wait 10 >"$dir/off.ready" &
 pid=$!
 wait_ready "$dir/off.ready"
