@@ -50,8 +50,13 @@ static void *purge_main(void *arg)
     if (pending || shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted())
       continue;
     /* Nothing left: stop, unless memory became purgeable meanwhile and no
-     * kicker saw purge_running false yet. */
+     * kicker saw purge_running false yet.  The fence pairs with
+     * purge_kick's: a store of a flag and a later load of another
+     * variable may pass each other (even on x86), and without a fence on
+     * each side this thread could miss a flag while its kicker still saw
+     * purge_running true: nobody would purge until the next kick. */
     atomic_store(&purge_running, false);
+    atomic_thread_fence(memory_order_seq_cst);
     if (!shared_pool_purge_wanted() && !bigcache_purge_wanted() && !prof_stash_purge_wanted())
       return NULL;
     bool expected = false;
@@ -62,8 +67,13 @@ static void *purge_main(void *arg)
 
 void purge_kick(void)
 {
-  if (hak_config.purge_delay_ms < 0 || atomic_load_explicit(&purge_running, memory_order_relaxed) ||
+  if (hak_config.purge_delay_ms < 0 ||
       !(shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted()))
+    return;
+  /* The flag seen above was raised before this load (see purge_main's
+   * fence). */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&purge_running, memory_order_relaxed))
     return;
   bool expected = false;
   if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
