@@ -122,6 +122,39 @@ PY
 python3 -c 'import json, sys; [json.loads(l) for l in open(sys.argv[1])]' "$dir/watch" ||
   fail "--watch --json lines are not JSON"
 
+echo "== an exec between two --watch readings: no rate, not 2^64 calls per second"
+# The daemon's second image (same pid) has made fewer OS calls than its
+# first had: the count went down, which is no rate.  The readings are ten
+# seconds apart; the exec and the new image's first phase take well under
+# that, so the second reading sees the new image.
+mkdir "$dir/x" "$dir/x/after"
+HAKMEM_MODE=fast "$daemon" "$dir/x" 3 exec &
+xpid=$!
+for k in 1 2; do
+  wait_for "$dir/x/ready.$k"
+  touch "$dir/x/go.$k"
+done
+wait_for "$dir/x/ready.3"
+"$ctl" stats --pid "$xpid" --watch 10 --count 2 --json >"$dir/xwatch" 2>"$dir/err" &
+wpid=$!
+wait_until "the first --watch reading" test -s "$dir/xwatch"
+touch "$dir/x/go.3"
+wait_for "$dir/x/after/ready.1"
+wait "$wpid" || fail "--watch across an exec exited $?: $(cat "$dir/err")"
+python3 - "$dir/xwatch" <<'PY' || fail "--watch across an exec"
+import json, sys
+a, b = (json.loads(l) for l in open(sys.argv[1]))
+calls = [sum(v for k, v in r["counters"].items() if k.startswith("os_") and k != "os_refused")
+         for r in (a, b)]
+print("  OS calls %d before the exec, %d after; rate %s" % (calls[0], calls[1], b.get("os_calls_per_s")))
+if calls[1] >= calls[0]:
+    sys.exit("  the second reading is not of the new image")
+if "os_calls_per_s" in b:
+    sys.exit("  a rate across the exec: %d calls per second" % b["os_calls_per_s"])
+PY
+touch "$dir/x/after/go.1"
+wait "$xpid" || fail "the daemon's second image exited $?"
+
 echo "== permission denied"
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 &&
    [ "$(setpriv --reuid=65534 --regid=65534 --clear-groups id -u 2>/dev/null)" = 65534 ]; then

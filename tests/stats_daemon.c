@@ -2,7 +2,7 @@
  * hakmem says about itself, and waits to be read from outside; then does
  * it again with more memory, so that the reader sees the figures move.
  *
- *   stats_daemon DIR PHASES
+ *   stats_daemon DIR PHASES [exec]
  *
  * In phase k (1..PHASES) it allocates k times a fixed set of small blocks
  * and one large block, then writes DIR/phase.k ("name value" lines: the
@@ -11,7 +11,9 @@
  * snapshot and go.k it does not allocate (the files are written with
  * write(2), never stdio), so an outside reader sees exactly the state it
  * recorded.  It gives up after five minutes without go.k (exit 3), so a
- * failed test leaves no process behind. */
+ * failed test leaves no process behind.  With "exec", after the last
+ * go.k it runs itself again as "stats_daemon DIR/after 1": the same pid
+ * with a new image, whose counts start again from zero. */
 #include "hakmem.h"
 
 #include <fcntl.h>
@@ -38,8 +40,8 @@ static void path_of(char *buf, size_t size, const char *dir, const char *what, i
 
 int main(int argc, char **argv)
 {
-  if (argc != 3) {
-    fprintf(stderr, "usage: stats_daemon DIR PHASES\n");
+  if (argc != 3 && !(argc == 4 && strcmp(argv[3], "exec") == 0)) {
+    fprintf(stderr, "usage: stats_daemon DIR PHASES [exec]\n");
     return 2;
   }
   const char *dir = argv[1];
@@ -107,6 +109,12 @@ int main(int argc, char **argv)
         return 3;
       nanosleep(&tick, NULL);
     }
+  }
+  if (argc == 4) {
+    char after[4096];
+    snprintf(after, sizeof after, "%s/after", dir);
+    execl("/proc/self/exe", argv[0], after, "1", (char *)NULL);
+    return 1;
   }
   return 0;
 }

@@ -161,6 +161,15 @@ static double now_s(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* OS calls per second between two readings of a process's count, or -1
+ * (no rate) when the count went down: the pid now runs a new image (an
+ * exec restarts the count) or, in top, another process (a reused pid).
+ * The unsigned difference would be about 2^64 calls. */
+static double calls_rate(uint64_t cur, uint64_t prev, double seconds)
+{
+  return cur >= prev && seconds > 0 ? (double)(cur - prev) / seconds : -1;
+}
+
 static volatile sig_atomic_t stop_requested;
 static void on_stop(int sig)
 {
@@ -259,7 +268,7 @@ int monitor_stats(int argc, char **argv)
     snapshot(&v, &d);
     double t = now_s();
     if (n > 0 && t > prev_t)
-      d.os_calls_per_s = (double)(d.os_calls - prev_calls) / (t - prev_t);
+      d.os_calls_per_s = calls_rate(d.os_calls, prev_calls, t - prev_t);
     prev_calls = d.os_calls;
     prev_t = t;
     if (n > 0 && !json)
@@ -475,7 +484,7 @@ int monitor_top(int argc, char **argv)
     for (size_t i = 0; i < cur.n; i++)
       for (size_t j = 0; j < prev.n; j++)
         if (prev.rows[j].pid == cur.rows[i].pid && t > prev_t && delay > 0) {
-          cur.rows[i].calls_per_s = (double)(cur.rows[i].calls - prev.rows[j].calls) / (t - prev_t);
+          cur.rows[i].calls_per_s = calls_rate(cur.rows[i].calls, prev.rows[j].calls, t - prev_t);
           break;
         }
     qsort(cur.rows, cur.n, sizeof cur.rows[0], row_cmp);
