@@ -229,6 +229,15 @@ START_TEST(cached_mapping_is_split_for_a_smaller_request)
   ck_assert_uint_lt(h->map_size, 4 * MiB);
   /* The head ends in a guard: an overflow faults. */
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
+  /* The guard is one page, right before the rest's unit boundary: the
+   * head keeps the pages before it (usable), and the split changes one
+   * page table entry (no TLB flush of the whole process). */
+  uintptr_t rest = (uintptr_t)h + h->map_size + 4096;
+  ck_assert_uint_eq(rest % HAK_UNIT_SIZE, 0);
+  ck_assert_uint_eq(((struct large_hdr *)rest)->magic, LARGE_MAGIC);
+  ck_assert_uint_eq(((struct large_hdr *)rest)->state, LARGE_CACHED);
+  ck_assert_uint_eq(hak_malloc_usable_size(a), h->map_size - h->offset);
+  memset(a, 3, hak_malloc_usable_size(a));
   /* The rest is a cached mapping of its own, with its pages. */
   char *b = hak_malloc(6 * MiB);
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 2);
