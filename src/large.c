@@ -90,17 +90,25 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
 
 /* Splits the rest of cached mapping h beyond map_size bytes off into a
  * cached mapping of its own, behind a guard, if it is worth one and h is
- * one VMA; otherwise h stays whole. */
+ * one VMA; otherwise h stays whole.  The rest starts on the first unit
+ * boundary at least a page past map_size (the registry names mappings
+ * by unit), and the head keeps every page before it but the last, which
+ * becomes the guard: a guard of one page changes one page table entry,
+ * so the kernel invalidates that page alone rather than flushing the
+ * whole TLB, as it does for a range of more than a few dozen pages (and
+ * the pages that a longer guard would hold, resident but unusable, stay
+ * usable by the block). */
 static void large_split(struct large_hdr *h, size_t map_size)
 {
   size_t total = h->map_size, guard = HAK_UNIT_SIZE + HAK_PAGE_SIZE; /* at most */
   if (h->seam != 0 || total - map_size < guard + LARGE_SPLIT_MIN ||
       total - map_size < guard + map_size)
     return;
-  struct large_hdr *t = os_split(h, total, map_size);
+  size_t head = hak_align_up(map_size + HAK_PAGE_SIZE, HAK_UNIT_SIZE) - HAK_PAGE_SIZE;
+  struct large_hdr *t = os_split(h, total, head);
   if (!t)
     return;
-  h->map_size = map_size;
+  h->map_size = head;
   large_seal(h);
   size_t t_size = total - (size_t)((char *)t - (char *)h);
   t->magic = LARGE_MAGIC;

@@ -444,12 +444,36 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   if (new_size + OS_GUARD_SIZE < new_size || a + new_size + OS_GUARD_SIZE < a ||
       (reach > last && !guard_units(last + 1, reach, GUARD_NONE_SET)))
     return ENOMEM;
+  /* A mapped PROT_NONE tail guard (a split head's, once the rest it was
+   * split from has gone: the units checked free include the rest's
+   * first) stands in the way of the growth: it is made part of the
+   * mapping again (its VMA merges with the mapping's, which it was cut
+   * from) and grown over, rather than the block moving to new addresses,
+   * which makes the kernel flush the whole TLB.  If the two do not
+   * merge (the guard of a mapping the kernel placed lacks the mapping's
+   * huge page advice), or the growth fails, the guard is put back.  The
+   * growth must reach past the guard: mremap to the same size succeeds
+   * without looking at the VMAs, and only a growth fails (EFAULT) on a
+   * range of two. */
+  uintptr_t end = a + old_size, guard_end = tail_guard_end(end);
+  size_t from = old_size;
+  uint64_t bit;
+  _Atomic uint64_t *w = tail_word(end, false, &bit);
+  if (w && (atomic_load_explicit(w, memory_order_relaxed) & bit) && reach >= unit_of(guard_end) &&
+      a + new_size > guard_end && mprotect((void *)end, guard_end - end, PROT_READ | PROT_WRITE) == 0)
+    from = guard_end - a;
   atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
-  void *p = mremap(old, old_size, new_size, 0);
+  void *p = mremap(old, from, new_size, 0);
   if (p == MAP_FAILED) {
     int err = errno;
+    if (from != old_size && mprotect((void *)end, guard_end - end, PROT_NONE) != 0)
+      hak_fatal_pointer("mprotect: cannot put back a guard page", (void *)end);
     errno = saved;
     return err; /* the units after it may be another mapping's: leave them */
+  }
+  if (from != old_size) {
+    atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+    split_clear(guard_end);
   }
   if (!guard_mark(a + old_size, new_size - old_size, true)) {
     os_shrink(a, new_size, old_size);

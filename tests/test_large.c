@@ -229,6 +229,15 @@ START_TEST(cached_mapping_is_split_for_a_smaller_request)
   ck_assert_uint_lt(h->map_size, 4 * MiB);
   /* The head ends in a guard: an overflow faults. */
   ck_assert_int_eq(child_signal(write_at, (char *)h + h->map_size), SIGSEGV);
+  /* The guard is one page, right before the rest's unit boundary: the
+   * head keeps the pages before it (usable), and the split changes one
+   * page table entry (no TLB flush of the whole process). */
+  uintptr_t rest = (uintptr_t)h + h->map_size + 4096;
+  ck_assert_uint_eq(rest % HAK_UNIT_SIZE, 0);
+  ck_assert_uint_eq(((struct large_hdr *)rest)->magic, LARGE_MAGIC);
+  ck_assert_uint_eq(((struct large_hdr *)rest)->state, LARGE_CACHED);
+  ck_assert_uint_eq(hak_malloc_usable_size(a), h->map_size - h->offset);
+  memset(a, 3, hak_malloc_usable_size(a));
   /* The rest is a cached mapping of its own, with its pages. */
   char *b = hak_malloc(6 * MiB);
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 2);
@@ -244,6 +253,37 @@ START_TEST(cached_mapping_is_split_for_a_smaller_request)
   CHECK_INV(a2, "realloc of a split head");
   ck_assert_uint_eq((unsigned char)a2[3 * MiB - 1], 2);
   hak_free(a2);
+  hak_free(b);
+  bigcache_flush();
+}
+END_TEST
+
+/* A split head whose rest has gone grows in place over its guard page:
+ * the guard becomes part of the mapping again and the block keeps its
+ * address and pages (no move, which would make the kernel flush the
+ * whole TLB), with a guard after its new end. */
+START_TEST(split_head_grows_over_its_guard_once_the_rest_is_gone)
+{
+  start_with_empty_cache();
+  char *big = hak_malloc(12 * MiB);
+  memset(big, 0x5a, 12 * MiB);
+  hak_free(big);
+  char *a = hak_malloc(3 * MiB);
+  ck_assert_ptr_eq(a, big);
+  struct large_hdr *h = hdr_of(a);
+  char *guard = (char *)h + h->map_size;
+  ck_assert_int_eq(child_signal(write_at, guard), SIGSEGV);
+  memset(a, 7, 3 * MiB);
+  bigcache_flush(); /* the rest goes back to the kernel */
+  hak_stats_t s0 = stats_now();
+  char *b = hak_realloc(a, 8 * MiB);
+  ck_assert_ptr_eq(b, a);
+  ck_assert_uint_eq(stats_now().os_mremap - s0.os_mremap, 1);
+  CHECK_INV(b, "split head grown over its guard");
+  ck_assert_uint_eq((unsigned char)b[3 * MiB - 1], 7);
+  ck_assert_uint_eq((unsigned char)guard[0], 0x5a); /* the guard page is back, with its page */
+  memset(b, 8, 8 * MiB);
+  ck_assert_int_eq(child_signal(write_at, (char *)hdr_of(b) + hdr_of(b)->map_size), SIGSEGV);
   hak_free(b);
   bigcache_flush();
 }
@@ -901,6 +941,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, invariants_after_each_operation);
   tcase_add_test(t, cached_mapping_is_split_for_a_smaller_request);
   tcase_add_test(t, split_pieces_join_for_a_larger_request);
+  tcase_add_test(t, split_head_grows_over_its_guard_once_the_rest_is_gone);
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, smaller_cached_mapping_grows_with_another_ones_pages);
