@@ -23,6 +23,17 @@
 #include "os.h"
 #include "superslab.h"
 
+/* p, through a register the compiler cannot see into: it then knows no
+ * bounds for the block p points into.  From hak_malloc's alloc_size it
+ * knows a block's request, and with _FORTIFY_SOURCE (the package
+ * build's flags) a memset past the request aborts, usable size or not;
+ * the tests also reach a block's header, before the block. */
+static char *unbounded(char *p)
+{
+  __asm__("" : "+r"(p));
+  return p;
+}
+
 static void start(void)
 {
   hak_free(hak_malloc(1));
@@ -237,13 +248,7 @@ START_TEST(cached_mapping_is_split_for_a_smaller_request)
   ck_assert_uint_eq(((struct large_hdr *)rest)->magic, LARGE_MAGIC);
   ck_assert_uint_eq(((struct large_hdr *)rest)->state, LARGE_CACHED);
   ck_assert_uint_eq(hak_malloc_usable_size(a), h->map_size - h->offset);
-  /* Written through a pointer whose bounds the compiler does not know:
-   * from hak_malloc's alloc_size it knows a's 3 MiB, and with
-   * _FORTIFY_SOURCE (the package build's flags) memset past them
-   * aborts, usable size or not. */
-  char *usable = a;
-  __asm__("" : "+r"(usable));
-  memset(usable, 3, hak_malloc_usable_size(a));
+  memset(unbounded(a), 3, hak_malloc_usable_size(a));
   /* The rest is a cached mapping of its own, with its pages. */
   char *b = hak_malloc(6 * MiB);
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 2);
@@ -552,10 +557,7 @@ static void expect_abort(void (*fn)(void), const char *needle)
  * (64 for a malloc'ed block). */
 static struct large_hdr *forge_map_size(size_t size)
 {
-  char *p = hak_malloc(size);
-  /* The header lies before the block, outside the bounds the compiler
-   * knows from hak_malloc's alloc_size: hide them. */
-  __asm__("" : "+r"(p));
+  char *p = unbounded(hak_malloc(size));
   struct large_hdr *h = (struct large_hdr *)(p - LARGE_HEADER_SIZE);
   h->map_size += 8 * MiB;
   return h;
