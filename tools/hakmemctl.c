@@ -323,8 +323,12 @@ static int cmd_run(int argc, char **argv, const char *name, bool stats)
   }
   if (stats) {
     setenv("HAKMEM_STATS", "1", 1);
-    /* One report, the command's, not one per child it starts. */
-    setenv("HAKMEM_STATS_SCOPE", "top", 0);
+    /* One report, the command's, not one per child it starts; unless
+     * stats_program names the programs that report, a limit of its own,
+     * which a command that prints no report (a dash script) needs. */
+    const char *named = getenv("HAKMEM_STATS_PROGRAM");
+    if (!named || !*named)
+      setenv("HAKMEM_STATS_SCOPE", "top", 0);
   }
   const char *lib = preload_name(true);
   if (!lib)
