@@ -22,7 +22,8 @@
 #  - threads freeing each other's blocks while the program forks, with a
 #    sample every 16 KiB: no failure, no warning, and both processes' exit
 #    profiles name alpha_site among the allocations (--alloc_space);
-#  - hakmemctl profile -- prog leaves the exit profile and an SVG;
+#  - hakmemctl profile -- prog leaves the exit profile and an SVG, of
+#    the space allocated when nothing was live at exit;
 #  - hakmemctl profile --pid on a running process gets a profile (skipped
 #    if process_vm_writev is not permitted here), and refuses a process
 #    whose profiling is off.
@@ -199,6 +200,17 @@ if command -v dot >/dev/null; then
     fail_later "hakmemctl profile left no SVG naming alpha_site: $(cat "$dir/ctl.err")"
 else
   echo "$me: dot (graphviz) not found: SVG not checked" >&2
+fi
+
+# A program that frees everything before it exits: nothing is live in
+# its exit profile, on which google-pprof --svg fails; the graph is then
+# of the space allocated, and says so.
+if command -v dot >/dev/null; then
+  (cd "$dir" && HAKMEMCTL_LIBRARY=$lib "$ctl" profile --prefix "$dir/freed" -- "$prog" clean 2>"$dir/freed.err") ||
+    fail_later "hakmemctl profile -- prof_sites clean: $(cat "$dir/freed.err")"
+  s=$(ls "$dir"/freed.*.exit.svg 2>/dev/null)
+  grep -q '(of the space allocated: nothing was live at exit)$' "$dir/freed.err" && grep -q alpha_site "$s" 2>/dev/null ||
+    fail_later "hakmemctl profile -- prof_sites clean: no SVG of the space allocated: $(cat "$dir/freed.err")"
 fi
 
 # hakmemctl profile --pid.
