@@ -398,12 +398,28 @@ static HAK_NOINLINE void *alloc_malloc_unsampled(size_t size)
   return alloc_malloc_block(size);
 }
 
+/* prof = 1: the countdown of alloc_malloc_profiled crossed zero; samples
+ * the request or serves it. */
+static HAK_NOINLINE void *alloc_malloc_profiled_crossed(size_t size)
+{
+  if (prof_sample_slow(&tcache_self.prof_countdown))
+    return alloc_sampled(size, HAK_MIN_ALIGN);
+  return alloc_malloc_unsampled(size);
+}
+
 /* prof = 1: a request the profiled fast path does not serve (above
- * HAK_TINY_MAX, or with check = 1), counted down here. */
+ * HAK_TINY_MAX, or with check = 1), counted down here.  A small one
+ * that is not sampled goes straight to its class's pop, as in
+ * alloc_malloc_generic with prof = 0 (alloc_profiled_bound is not 0 once
+ * initialised with check = 0), rather than through initialisation's and
+ * check = 1's tests and the size dispatch again; the call that samples
+ * is out of line, so that this path needs no stack frame. */
 static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
 {
-  if (HAK_UNLIKELY(prof_sample_due(&tcache_self.prof_countdown, size)))
-    return alloc_sampled(size, HAK_MIN_ALIGN);
+  if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
+    return alloc_malloc_profiled_crossed(size);
+  if (HAK_LIKELY(size <= HAK_SMALL_MAX && alloc_profiled_bound != 0))
+    return tcache_alloc(size_class_of_small(size));
   return alloc_malloc_unsampled(size);
 }
 

@@ -4,7 +4,7 @@
 # documented (tests/monitor_glibc); stats_format = json parses; the report
 # is one block; stats_scope = top, stats_program and a [program] section
 # with stats = 1 each limit the reports of a process tree; hakmemctl stats
-# reports the top process only.
+# reports the top process only, or the programs stats_program names.
 set -u
 : "${srcdir:=.}"
 lib=$PWD/src/.libs/libhakmem.so.0
@@ -113,4 +113,11 @@ tree HAKMEM_CONF="$dir/conf" LD_PRELOAD="$lib"
 echo "== hakmemctl stats: the top process only"
 printf 'a\nb\n' | HAKMEMCTL_LIBRARY="$lib" "$ctl" stats -- xargs -n1 /bin/true 2>"$dir/ctl" || fail "hakmemctl stats exited $?"
 [ "$(count_reports "$dir/ctl")" = 1 ] || fail "hakmemctl stats: want 1 report, got $(count_reports "$dir/ctl")"
+# Naming the programs that report is a limit of its own: hakmemctl(1)
+# offers it for a parent that prints no report (a dash script), so the
+# top-only scope must not also apply and silence them.
+printf 'a\nb\n' | HAKMEMCTL_LIBRARY="$lib" "$ctl" stats --set stats_program=true -- xargs -n1 /bin/true \
+  2>"$dir/ctlprog" || fail "hakmemctl stats --set stats_program=true exited $?"
+[ "$(grep -c '^hakmem: stats pid=[0-9]* program=true ' "$dir/ctlprog")" = 2 ] && [ "$(count_reports "$dir/ctlprog")" = 2 ] ||
+  fail "hakmemctl stats --set stats_program=true: want the 2 reports of true, got $(count_reports "$dir/ctlprog")"
 echo PASS

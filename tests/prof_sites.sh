@@ -2,6 +2,8 @@
 # The heap profiler (prof = 1) end to end, on tests/prof_sites under
 # LD_PRELOAD=libhakmem.so.0, read back by google-pprof:
 #  - off by default: no profile is written;
+#  - on from a [prof_sites] section of the file HAKMEM_CONF names, and
+#    not from another program's section;
 #  - two allocation sites holding 64 and 32 MiB: at the default sampling
 #    rate (512 KiB) alpha_site and beta_site get >= 90 % of the profile's
 #    bytes, and alpha_site between 50 % and 83 % (2/3 expected; the bound
@@ -20,7 +22,8 @@
 #  - threads freeing each other's blocks while the program forks, with a
 #    sample every 16 KiB: no failure, no warning, and both processes' exit
 #    profiles name alpha_site among the allocations (--alloc_space);
-#  - hakmemctl profile -- prog leaves the exit profile and an SVG;
+#  - hakmemctl profile -- prog leaves the exit profile and an SVG, of
+#    the space allocated when nothing was live at exit;
 #  - hakmemctl profile --pid on a running process gets a profile (skipped
 #    if process_vm_writev is not permitted here), and refuses a process
 #    whose profiling is off.
@@ -72,6 +75,27 @@ else
   awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 90 && a >= 50 && a <= 83) }' ||
     fail_later "two sites at the default rate: alpha_site $a %, beta_site $b % (want sum >= 90, alpha 50..83)"
 fi
+
+# Switched on for one program by its section of a configuration file
+# (hakmem.conf(5): "best set in the section of the one program to
+# profile"), the file named by HAKMEM_CONF; another program's section
+# leaves it off.
+printf '[prof_sites]\nprof = 1\nprof_prefix = %s/conf\n' "$dir" >"$dir/prof.conf"
+HAKMEM_CONF=$dir/prof.conf env LD_PRELOAD="$lib" "$prog" two 2>"$dir/conf.err" ||
+  fail_later "prof_sites two failed under [prof_sites] prof = 1: $(cat "$dir/conf.err")"
+[ -s "$dir/conf.err" ] && fail_later "[prof_sites] prof = 1: $(cat "$dir/conf.err")"
+p=$(ls "$dir"/conf.*.exit.heap 2>/dev/null)
+if [ -z "$p" ]; then
+  fail_later "[prof_sites] prof = 1 in a configuration file: no exit profile"
+else
+  a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
+  echo "$me: [prof_sites] section: alpha_site $a %, beta_site $b %"
+  awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 90) }' ||
+    fail_later "[prof_sites] prof = 1: alpha_site $a %, beta_site $b % (want sum >= 90)"
+fi
+printf '[someone_else]\nprof = 1\nprof_prefix = %s/notme\n' "$dir" >"$dir/other.conf"
+HAKMEM_CONF=$dir/other.conf env LD_PRELOAD="$lib" "$prog" two || fail_later "prof_sites two failed under [someone_else]"
+ls "$dir"/notme* >/dev/null 2>&1 && fail_later "another program's section switched profiling on"
 
 # Every block.
 HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$dir/exact env LD_PRELOAD="$lib" "$prog" two ||
@@ -176,6 +200,17 @@ if command -v dot >/dev/null; then
     fail_later "hakmemctl profile left no SVG naming alpha_site: $(cat "$dir/ctl.err")"
 else
   echo "$me: dot (graphviz) not found: SVG not checked" >&2
+fi
+
+# A program that frees everything before it exits: nothing is live in
+# its exit profile, on which google-pprof --svg fails; the graph is then
+# of the space allocated, and says so.
+if command -v dot >/dev/null; then
+  (cd "$dir" && HAKMEMCTL_LIBRARY=$lib "$ctl" profile --prefix "$dir/freed" -- "$prog" clean 2>"$dir/freed.err") ||
+    fail_later "hakmemctl profile -- prof_sites clean: $(cat "$dir/freed.err")"
+  s=$(ls "$dir"/freed.*.exit.svg 2>/dev/null)
+  grep -q '(of the space allocated: nothing was live at exit)$' "$dir/freed.err" && grep -q alpha_site "$s" 2>/dev/null ||
+    fail_later "hakmemctl profile -- prof_sites clean: no SVG of the space allocated: $(cat "$dir/freed.err")"
 fi
 
 # hakmemctl profile --pid.

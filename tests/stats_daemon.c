@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     hak_stats_t st;
     hakmem_stats_get(&st);
     struct mallinfo2 mi = mallinfo2();
-    char path[4096], tmp[4096];
+    char path[4096], tmp[sizeof path + 4];   /* path and ".tmp" */
     path_of(path, sizeof path, dir, "phase", k);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -44,7 +44,8 @@ static void usage(FILE *f)
         "       hakmemctl stats [--mode MODE] [--set KEY=VALUE]... [--] COMMAND [ARG]...\n"
         "       hakmemctl stats --pid PID [--watch SECONDS] [--count N] [--json]\n"
         "       hakmemctl top [--once] [--delay SECONDS] [--json]\n"
-        "       hakmemctl profile [--prefix P] [--sample-kb N] [--leak] [--no-svg] -- COMMAND [ARG]...\n"
+        "       hakmemctl profile [--prefix P] [--sample-kb N] [--interval-mb N] [--leak] [--no-svg]\n"
+        "                         -- COMMAND [ARG]...\n"
         "       hakmemctl profile --pid PID [--timeout SECONDS] [--no-svg]\n"
         "       hakmemctl enable UNIT [--mode MODE] [--set KEY=VALUE]... [--now] [--root DIR]\n"
         "       hakmemctl disable UNIT [--now] [--root DIR]\n"
@@ -322,8 +323,12 @@ static int cmd_run(int argc, char **argv, const char *name, bool stats)
   }
   if (stats) {
     setenv("HAKMEM_STATS", "1", 1);
-    /* One report, the command's, not one per child it starts. */
-    setenv("HAKMEM_STATS_SCOPE", "top", 0);
+    /* One report, the command's, not one per child it starts; unless
+     * stats_program names the programs that report, a limit of its own,
+     * which a command that prints no report (a dash script) needs. */
+    const char *named = getenv("HAKMEM_STATS_PROGRAM");
+    if (!named || !*named)
+      setenv("HAKMEM_STATS_SCOPE", "top", 0);
   }
   const char *lib = preload_name(true);
   if (!lib)

@@ -5,7 +5,8 @@
  *                     [--leak] [--no-svg] -- COMMAND [ARG]...
  *     runs COMMAND with libhakmem preloaded and prof = 1, waits for it,
  *     and leaves its exit profile, P.PID.exit.heap, with an SVG call
- *     graph made by google-pprof --svg beside it.
+ *     graph made by google-pprof --svg beside it (of the space allocated
+ *     when nothing was live at exit).
  *
  *   hakmemctl profile --pid PID [--timeout SECONDS] [--no-svg]
  *     asks a running process (started with prof = 1) for a profile: finds
@@ -46,8 +47,41 @@ static void profile_usage(FILE *f)
         f);
 }
 
+/* Whether the profile holds sampled allocations but no byte still live:
+ * its header, "heap profile: LIVE: LIVE_BYTES [ ALLOCS: ALLOC_BYTES ] @
+ * ...", from a program that freed everything before it exited. */
+static bool nothing_live(const char *profile)
+{
+  FILE *f = fopen(profile, "re");
+  if (!f)
+    return false;
+  long live, live_bytes, allocs, alloc_bytes;
+  int n = fscanf(f, "heap profile: %ld: %ld [ %ld: %ld ]", &live, &live_bytes, &allocs, &alloc_bytes);
+  fclose(f);
+  return n == 4 && live_bytes == 0 && alloc_bytes > 0;
+}
+
+/* Whether name is an executable on PATH. */
+static bool on_path(const char *name)
+{
+  const char *path = getenv("PATH");
+  while (path && *path) {
+    const char *end = strchr(path, ':');
+    size_t n = end ? (size_t)(end - path) : strlen(path);
+    char cand[4096];
+    snprintf(cand, sizeof cand, "%.*s/%s", (int)n, n ? path : ".", name);
+    if (access(cand, X_OK) == 0)
+      return true;
+    path += n + (end ? 1 : 0);
+  }
+  return false;
+}
+
 /* google-pprof --svg PROGRAM PROFILE > PROFILE-without-.heap.svg; prints
- * the SVG's path, or why there is none. */
+ * the SVG's path, or why there is none.  A profile with nothing live (a
+ * program that freed all before it exited) has no in-use graph, on
+ * which google-pprof fails ("No nodes to print"): its graph is then of
+ * the space allocated (--alloc_space), and says so. */
 static void make_svg(const char *program, const char *profile)
 {
   char svg[4200];
@@ -57,6 +91,7 @@ static void make_svg(const char *program, const char *profile)
   if (n > 4000)
     return;
   snprintf(svg, sizeof svg, "%.*s.svg", (int)n, profile);
+  bool alloc_space = nothing_live(profile);
   pid_t pid = fork();
   if (pid < 0) {
     perror("hakmemctl: fork");
@@ -68,21 +103,28 @@ static void make_svg(const char *program, const char *profile)
     if (fd < 0 || null < 0 || dup2(fd, 1) < 0 || dup2(null, 2) < 0)
       _exit(126);
     unsetenv("LD_PRELOAD");
-    execlp("google-pprof", "google-pprof", "--svg", program, profile, (char *)NULL);
+    if (alloc_space)
+      execlp("google-pprof", "google-pprof", "--svg", "--alloc_space", program, profile, (char *)NULL);
+    else
+      execlp("google-pprof", "google-pprof", "--svg", program, profile, (char *)NULL);
     _exit(127);
   }
   int status;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
     ;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    fprintf(stderr, "hakmemctl: graph: %s\n", svg);
+    fprintf(stderr, "hakmemctl: graph: %s%s\n", svg,
+            alloc_space ? " (of the space allocated: nothing was live at exit)" : "");
     return;
   }
   unlink(svg);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
     fprintf(stderr, "hakmemctl: no SVG: google-pprof not found (Debian package google-perftools)\n");
-  else
+  else if (!on_path("dot"))
     fprintf(stderr, "hakmemctl: no SVG: google-pprof --svg failed (it needs graphviz's dot)\n");
+  else
+    fprintf(stderr, "hakmemctl: no SVG: google-pprof --svg %s%s %s failed\n",
+            alloc_space ? "--alloc_space " : "", program, profile);
 }
 
 /* The path execvp would run for name, or name itself. */
