@@ -51,11 +51,15 @@ const uint8_t size_class_medium[HAK_MEDIUM_MAX / 8192 + 1] = {
   51,
 };
 
+/* Medium classes serve aligned requests too: an interpreter's 64 KiB
+ * heap pages (aligned_alloc(65536, 65536), as ruby's are) then share
+ * SuperSlabs like any 64 KiB malloc, instead of costing a mapping, its
+ * header page and two system calls each. */
 int size_class_for_aligned(size_t n, size_t align)
 {
-  if (n > HAK_SMALL_MAX || align > HAK_SMALL_MAX)
+  if (n > HAK_MEDIUM_MAX || align > HAK_SLAB_SIZE)
     return -1;
-  for (unsigned c = size_class_of(n < align ? align : n); c < HAK_NUM_SMALL_CLASSES; c++)
+  for (unsigned c = size_class_of(n < align ? align : n); c < HAK_NUM_CLASSES; c++)
     if ((size_class_block[c] & (align - 1)) == 0)
       return (int)c;
   return -1;

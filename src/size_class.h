@@ -57,8 +57,11 @@ HAK_INLINE bool size_class_is_medium(unsigned cls)
   return cls >= HAK_NUM_SMALL_CLASSES;
 }
 
-/* Smallest small class whose blocks hold n bytes and are aligned to align
- * (a power of two <= HAK_SMALL_MAX); -1 when none does. */
+/* Smallest class whose blocks hold n bytes and are aligned to align (a
+ * power of two): one whose block size is a multiple of align, for align
+ * up to HAK_SLAB_SIZE, since every slab starts on a 64 KiB slot boundary
+ * (a medium one at the SuperSlab's second slot).  -1 when none does: n
+ * above HAK_MEDIUM_MAX or align above HAK_SLAB_SIZE. */
 int size_class_for_aligned(size_t n, size_t align);
 
 #endif

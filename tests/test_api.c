@@ -685,6 +685,45 @@ START_TEST(alignments_above_64k_size_zero)
 }
 END_TEST
 
+/* Aligned requests up to 256 KiB at alignments up to 64 KiB come from
+ * the size classes, not from mappings of their own: an interpreter's
+ * heap pages (aligned_alloc(65536, 65536)) share SuperSlabs as 64 KiB
+ * mallocs do.  None is counted as a large block, each is aligned and
+ * whole, and pages freed and asked for again come back aligned. */
+START_TEST(aligned_pages_from_slabs)
+{
+  enum { PAGES = 64 };
+  hak_stats_t a = stats_now();
+  void *page[PAGES];
+  for (int i = 0; i < PAGES; i++) {
+    page[i] = T_ALIGNED_ALLOC(opaque(64 * KiB), opaque(64 * KiB));
+    check_block(page[i], 64 * KiB, 64 * KiB, "aligned_alloc");
+  }
+  void *p = NULL;
+  ck_assert_int_eq(T_POSIX_MEMALIGN(&p, opaque(4096), opaque(200000)), 0);
+  check_block(p, 200000, 4096, "posix_memalign");
+  void *q = T_MEMALIGN(opaque(32 * KiB), opaque(100000));
+  check_block(q, 100000, 32 * KiB, "memalign");
+  for (int i = 0; i < PAGES; i += 2) {
+    T_FREE(page[i]);
+    page[i] = T_ALIGNED_ALLOC(opaque(64 * KiB), opaque(64 * KiB));
+    check_block(page[i], 64 * KiB, 64 * KiB, "aligned_alloc (again)");
+  }
+  for (int i = 0; i < PAGES; i++)
+    for (int j = i + 1; j < PAGES; j++)
+      REQUIRE(page[i] != page[j], "aligned_alloc returned %p twice", page[i]);
+  hak_stats_t b = stats_now();
+  REQUIRE(b.large_allocs == a.large_allocs, "%llu aligned blocks of at most 256 KiB were large",
+          (unsigned long long)(b.large_allocs - a.large_allocs));
+  for (int i = 0; i < PAGES; i++)
+    T_FREE(page[i]);
+  T_FREE(p);
+  T_FREE(q);
+  hak_stats_t c = stats_now();
+  ck_assert_uint_eq(c.large_frees, a.large_frees);
+}
+END_TEST
+
 START_TEST(bad_alignments)
 {
   const size_t not_pow2[] = { 0, 3, 5, 6, 12, 24, 48, 100, 4097, 65535, 3 * MiB,
@@ -1497,6 +1536,7 @@ int main(void)
   tcase_add_test(t, alignments_up_to_64k);
   tcase_add_test(t, alignments_above_64k);
   tcase_add_test(t, alignments_above_64k_size_zero);
+  tcase_add_test(t, aligned_pages_from_slabs);
   tcase_add_test(t, bad_alignments);
   tcase_add_test(t, aligned_alloc_any_size);
   tcase_add_test(t, valloc_pvalloc_pages);

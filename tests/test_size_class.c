@@ -43,17 +43,27 @@ START_TEST(size_class_lookup_is_smallest_fit)
 }
 END_TEST
 
+/* Every size up to the largest class at every alignment up to a slab
+ * slot (64 KiB) has a class, the smallest whose block size is a multiple
+ * of the alignment: the medium classes included, so that a 64 KiB page
+ * aligned to 64 KiB comes from a slab. */
 START_TEST(size_class_aligned)
 {
-  for (size_t align = 32; align <= HAK_SMALL_MAX; align *= 2)
-    for (size_t n = 1; n <= HAK_SMALL_MAX; n = n * 3 + 1) {
+  for (size_t align = 32; align <= HAK_SLAB_SIZE; align *= 2)
+    for (size_t n = 1; n <= HAK_MEDIUM_MAX; n = n * 3 + 1) {
       int c = size_class_for_aligned(n, align);
       ck_assert_int_ge(c, 0);
       ck_assert_uint_ge(size_class_size((unsigned)c), n);
       ck_assert_uint_eq(size_class_size((unsigned)c) % align, 0);
+      for (int d = c - 1; d >= 0 && size_class_size((unsigned)d) >= n; d--)
+        ck_assert_uint_ne(size_class_size((unsigned)d) % align, 0);
     }
-  ck_assert_int_eq(size_class_for_aligned(HAK_SMALL_MAX + 1, 64), -1);
-  ck_assert_int_eq(size_class_for_aligned(64, HAK_SMALL_MAX * 2), -1);
+  ck_assert_int_eq(size_class_for_aligned(HAK_SLAB_SIZE, HAK_SLAB_SIZE),
+                   (int)size_class_of(HAK_SLAB_SIZE));
+  ck_assert_int_eq(size_class_for_aligned(HAK_MEDIUM_MAX, HAK_SLAB_SIZE),
+                   HAK_NUM_CLASSES - 1);
+  ck_assert_int_eq(size_class_for_aligned(HAK_MEDIUM_MAX + 1, 64), -1);
+  ck_assert_int_eq(size_class_for_aligned(64, HAK_SLAB_SIZE * 2), -1);
 }
 END_TEST
 
