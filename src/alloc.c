@@ -182,9 +182,7 @@ void alloc_free_generic(void *p, uintptr_t entry)
   if (!p)
     return;
   if (registry_is_superslab(entry)) {
-    struct slab *s = superslab_slab_of(entry, (uintptr_t)p);
-    if (!alloc_free_try_local(s, p))
-      alloc_free_slab_slow(s, p);
+    alloc_free_in_slab(superslab_slab_of(entry, (uintptr_t)p), p);
     return;
   }
   if (entry == 0)

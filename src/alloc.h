@@ -137,16 +137,26 @@ HAK_INLINE bool alloc_slab_of(uintptr_t e, const void *p, struct slab **s)
   return e == base + REGISTRY_TAG_SUPERSLAB;
 }
 
-/* free: the slab from the address (alloc_slab_of), then the owner's push
- * (alloc_free_try_local); every other case out of line. */
+/* The free of p, a block of slab s (or a pointer into s's slot that
+ * claims to be one): the owner's push when alloc_free_try_local may take
+ * it, alloc_free_slab_slow otherwise.  Shared by free's fast path and by
+ * alloc_free_generic's SuperSlabs of another size, so that both take the
+ * same tests. */
+HAK_INLINE void alloc_free_in_slab(struct slab *s, void *p)
+{
+  if (HAK_LIKELY(alloc_free_try_local(s, p)))
+    return;
+  alloc_free_slab_slow(s, p);
+}
+
+/* free: the slab from the address (alloc_slab_of), then the free in that
+ * slab (alloc_free_in_slab); every other case out of line. */
 HAK_INLINE void alloc_free(void *p)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
   struct slab *s;
   if (HAK_LIKELY(alloc_slab_of(e, p, &s))) {
-    if (HAK_LIKELY(alloc_free_try_local(s, p)))
-      return;
-    alloc_free_slab_slow(s, p);
+    alloc_free_in_slab(s, p);
     return;
   }
   alloc_free_generic(p, e);
