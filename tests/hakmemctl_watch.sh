@@ -8,7 +8,8 @@
 #   the process exits;
 # - a process that exits while watched but is not reaped by its parent (a
 #   zombie, whose /proc maps read empty): the watch ends with "no process"
-#   and status 0, not "permission denied".
+#   and status 0, not "permission denied";
+# - a kernel thread (empty maps too): "does not run libhakmem".
 #
 # Every step waits for a file or a reading, with the long deadline of
 # tests/lib.sh; nothing is asserted after a set time.
@@ -117,4 +118,23 @@ state=$(sed 's/.*) \(.\).*/\1/' "/proc/$child/stat" 2>/dev/null)
 grep -q "^hakmemctl: no process $child\$" "$dir/err" ||
   fail "the end of the process is not reported as such: $(cat "$dir/err")"
 stop_process
+
+echo "== a kernel thread"
+# Its maps read empty, as a refused reader's do: it must not be reported
+# as a refusal.  Kernel threads are visible only outside a pid namespace.
+kthread=
+for f in /proc/[0-9]*/stat; do
+  flags=$(sed 's/.*) //' "$f" 2>/dev/null | awk '{ print $7 }')
+  [ -n "$flags" ] && [ $((flags & 0x200000)) != 0 ] && { kthread=${f#/proc/}; kthread=${kthread%/stat}; break; }
+done
+if [ -n "$kthread" ]; then
+  "$ctl" stats --pid "$kthread" >"$dir/out" 2>"$dir/err"
+  rc=$?
+  cat "$dir/err"
+  [ "$rc" = 1 ] || fail "reading kernel thread $kthread exited $rc (want 1)"
+  grep -q "^hakmemctl: process $kthread does not run libhakmem" "$dir/err" ||
+    fail "kernel thread $kthread is not reported as a process without libhakmem"
+else
+  echo "  no kernel thread is visible here; not tested"
+fi
 echo "$me: ok"

@@ -53,21 +53,23 @@ static enum probe_status errno_status(int err)
   return PROBE_READ_FAILED;
 }
 
-/* Whether process pid has exited or is exiting: a zombie its parent has
- * not reaped yet still has its /proc directory, and its maps read empty
- * from the moment its memory is released (the kernel's PF_EXITING flag,
- * in the flags field of /proc/PID/stat, is set before that). */
-static bool process_exited(pid_t pid)
+/* Why the maps of process pid read empty: it has exited or is exiting (a
+ * zombie its parent has not reaped yet still has its /proc directory,
+ * and its maps read empty from the moment its memory is released, after
+ * the kernel's PF_EXITING flag is set), it is a kernel thread (PF_KTHREAD:
+ * no memory of its own), or the kernel refused to show them.  The flags
+ * are the ninth field of /proc/PID/stat. */
+static enum probe_status empty_maps_status(pid_t pid)
 {
   char path[64], stat[512];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return true;
+    return errno_status(errno);
   ssize_t n = read(fd, stat, sizeof stat - 1);
   close(fd);
   if (n <= 0)
-    return true;
+    return PROBE_NO_PROCESS;
   stat[n] = '\0';
   /* The state follows the name, which may itself hold ") "; the flags
    * are the sixth field after the state. */
@@ -75,8 +77,12 @@ static bool process_exited(pid_t pid)
   char state;
   unsigned long flags;
   if (!end || sscanf(end + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
-    return false;
-  return state == 'Z' || state == 'X' || (flags & 0x4 /* PF_EXITING */);
+    return PROBE_DENIED;
+  if (state == 'Z' || state == 'X' || (flags & 0x4 /* PF_EXITING */))
+    return PROBE_NO_PROCESS;
+  if (flags & 0x00200000 /* PF_KTHREAD */)
+    return PROBE_NO_HAKMEM;
+  return PROBE_DENIED;
 }
 
 /* The library's mapped file and the address its file offset 0 is mapped
@@ -112,7 +118,7 @@ static enum probe_status find_library(pid_t pid, char *path, size_t size, uint64
   int err = ferror(f) ? errno : 0;
   fclose(f);
   if (st != PROBE_OK && (err || !any))
-    return err ? errno_status(err) : process_exited(pid) ? PROBE_NO_PROCESS : PROBE_DENIED;
+    return err ? errno_status(err) : empty_maps_status(pid);
   return st;
 }
 
