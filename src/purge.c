@@ -65,19 +65,49 @@ static void *purge_main(void *arg)
   }
 }
 
+/* When the thread could not be started (RLIMIT_NPROC, a cgroup's pids
+ * limit, a seccomp filter): the earliest time of the next try, 0 if the
+ * last start succeeded.  A failed pthread_create costs a clone and more;
+ * tried on every kick, it made such a program several times slower. */
+static _Atomic uint64_t purge_retry_ms;
+/* Whether the last pass done by a kicker left memory due later: the kicks
+ * after it must come back for it, though no flag is raised again. */
+static _Atomic bool purge_pass_pending;
+
+/* One pass of the purge thread's work, done by the kicker that could not
+ * start the thread, so that memory still goes back by time (on the
+ * program's calls, at most once per period).  Its caller holds
+ * purge_running, so no other pass runs meanwhile. */
+static void purge_pass_here(uint64_t now)
+{
+  static uint64_t activity = UINT64_MAX;
+  bool idle;
+  shared_pool_take_purge_wanted();
+  bool pending = shared_pool_purge(now, &idle, &activity);
+  bigcache_take_purge_wanted();
+  pending |= bigcache_purge(now, idle);
+  pending |= prof_stash_purge();
+  atomic_store_explicit(&purge_pass_pending, pending, memory_order_relaxed);
+}
+
 void purge_kick(void)
 {
   if (hak_config.purge_delay_ms < 0 ||
-      !(shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted()))
+      !(shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted() ||
+        atomic_load_explicit(&purge_pass_pending, memory_order_relaxed)))
     return;
   /* The flag seen above was raised before this load (see purge_main's
    * fence). */
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&purge_running, memory_order_relaxed))
     return;
+  uint64_t retry = atomic_load_explicit(&purge_retry_ms, memory_order_relaxed);
+  if (retry && hak_now_ms() < retry)
+    return;
   bool expected = false;
   if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
     return;
+  int saved_errno = errno;
   counters_add(&hak_counters.purge_threads, 1);
   /* The thread takes no signals meant for the program. */
   sigset_t all, old;
@@ -88,10 +118,20 @@ void purge_kick(void)
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&attr, 64 * 1024);
   pthread_t t;
-  if (pthread_create(&t, &attr, purge_main, NULL) != 0)
-    atomic_store(&purge_running, false);
+  bool started = pthread_create(&t, &attr, purge_main, NULL) == 0;
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (started) {
+    atomic_store_explicit(&purge_retry_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&purge_pass_pending, false, memory_order_relaxed);
+  } else {
+    uint64_t now = hak_now_ms();
+    purge_pass_here(now);
+    atomic_store_explicit(&purge_retry_ms, now + shared_pool_purge_period_ms(),
+                          memory_order_relaxed);
+    atomic_store(&purge_running, false);
+  }
+  errno = saved_errno;
 }
 
 bool purge_reclaim(void)
@@ -107,4 +147,5 @@ bool purge_reclaim(void)
 void purge_postfork_child(void)
 {
   atomic_store(&purge_running, false);
+  atomic_store_explicit(&purge_retry_ms, 0, memory_order_relaxed);
 }

@@ -30,6 +30,9 @@ dist_check_SCRIPTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz
 check_PROGRAMS += tests/stats_daemon tests/monitor_glibc
 TESTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
 dist_check_SCRIPTS += tests/monitor_live.sh tests/monitor_reports.sh tests/monitor_compat.sh
+# hakmemctl stats --pid --watch across an execve and on a zombie.
+TESTS += tests/hakmemctl_watch.sh
+dist_check_SCRIPTS += tests/hakmemctl_watch.sh
 check_PROGRAMS += tests/prof_sites tests/prof_stash
 TESTS += tests/prof_sites.sh tests/prof_stash.sh
 dist_check_SCRIPTS += tests/prof_sites.sh tests/prof_stash.sh

@@ -10,7 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -236,6 +242,91 @@ START_TEST(balanced_idle_program_shrinks)
   ck_assert_int_le(now - before, bound);
   ck_assert_uint_ge(s.purge_threads, 1);
   ck_assert_uint_ge(s.purge_decommit, 1);
+}
+END_TEST
+
+/* Makes every thread creation of this process fail with EAGAIN, as
+ * RLIMIT_NPROC or a cgroup's pids limit does (which root escapes, and
+ * this filter not).  False if the kernel refuses the filter. */
+static bool refuse_new_threads(void)
+{
+  const unsigned arg0_low = offsetof(struct seccomp_data, args[0]) +
+                            (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 4 : 0);
+  struct sock_filter f[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+#ifdef __NR_clone3
+    /* glibc tries clone3 first and falls back to clone only on ENOSYS. */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+#endif
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg0_low),
+    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = { .len = sizeof f / sizeof f[0], .filter = f };
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+static void *nothing(void *arg)
+{
+  return arg;
+}
+
+/* A program that may start no thread: the purge thread's start failed
+ * on every kick (a clone each, several times slower), and nothing was
+ * ever purged.  Now a failed start is tried again once per period, and
+ * the kicker purges in its place, so memory still goes back by time. */
+START_TEST(purge_without_a_thread)
+{
+  start();
+  hak_config.purge_delay_ms = 100;
+  if (!refuse_new_threads()) {
+    printf("purge_without_a_thread: the kernel refuses a seccomp filter; not tested\n");
+    return;
+  }
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, nothing, NULL), EAGAIN);
+  hak_stats_t a = stats_now();
+  uint64_t t0 = hak_now_ms();
+  /* Many kicks: large blocks freed into BigCache, slabs emptied. */
+  void **v = malloc(20000 * sizeof *v);
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < 20000; i++) {
+      v[i] = hak_malloc(500);
+      memset(v[i], 1, 500);
+    }
+    for (int i = 0; i < 20000; i++)
+      hak_free(v[i]);
+    for (int i = 0; i < 50; i++) {
+      void *p = hak_malloc((size_t)(1 + i % 4) << 20);
+      memset(p, 2, 4096);
+      hak_free(p);
+    }
+    tcache_collect();
+  }
+  free(v);
+  hak_stats_t b = stats_now();
+  /* purge_threads counts the tries (it is bumped before pthread_create):
+   * one, and one more per period (100 ms) since. */
+  uint64_t periods = (hak_now_ms() - t0) / 100;
+  ck_assert_uint_ge(b.purge_threads - a.purge_threads, 1);
+  ck_assert_msg(b.purge_threads - a.purge_threads <= periods + 2,
+                "%llu tries to start the purge thread in %llu periods",
+                (unsigned long long)(b.purge_threads - a.purge_threads),
+                (unsigned long long)periods);
+  /* The kicks of a program that goes on freeing purge in the thread's
+   * place: wait for it with a long deadline. */
+  hak_stats_t s = b;
+  for (int i = 0; i < 3000 && s.purge_decommit == a.purge_decommit; i++) {
+    void *p = hak_malloc(1 << 20);
+    hak_free(p);
+    usleep(10000);
+    s = stats_now();
+  }
+  ck_assert_uint_gt(s.purge_decommit, a.purge_decommit);
 }
 END_TEST
 
@@ -867,6 +958,7 @@ int main(void)
   tcase_add_test(t, purge_delays_by_mode);
   tcase_add_test(t, orphaned_slabs_come_back);
   tcase_add_test(t, trim_returns_memory);
+  tcase_add_test(t, purge_without_a_thread);
   tcase_add_test(t, fork_handlers_wait_for_a_second_thread);
   tcase_add_test(t, fork_handlers_registered_inside_a_fork);
   tcase_add_test(t, fork_during_registration_child_takes_over);

@@ -258,23 +258,48 @@ int monitor_stats(int argc, char **argv)
   static struct report_data d;
   uint64_t prev_calls = 0;
   double prev_t = 0;
-  for (long n = 0; !stop_requested; n++) {
+  bool had_gap = false;  /* the previous tick had no reading */
+  for (long n = 0; !stop_requested;) {
     enum probe_status st = live_probe(pid, &v);
-    if (st != PROBE_OK) {
-      live_probe_message(pid, st, &v);
-      /* The process ending while watched is how a watch ends. */
-      return n > 0 && st == PROBE_NO_PROCESS ? 0 : 1;
+    if (st == PROBE_OK) {
+      snapshot(&v, &d);
+      /* An execve begun during the reading leaves it half read from the
+       * old image: no reading this tick. */
+      if (!live_block_unchanged(&v))
+        st = PROBE_NOT_STARTED;
     }
-    snapshot(&v, &d);
+    if (st != PROBE_OK) {
+      /* The process ending while watched is how a watch ends.  Once the
+       * process has been read, any other failure may be an execve under
+       * way: between it and the new program's start-up the process has
+       * no libhakmem, or one not yet relocated, and its maps, opened on
+       * the old image, read empty (as a refusal does).  Say so once and
+       * watch on; the process ending or Ctrl-C ends the watch. */
+      if (n == 0 || watch <= 0 || st == PROBE_NO_PROCESS) {
+        live_probe_message(pid, st, &v);
+        return n > 0 && st == PROBE_NO_PROCESS ? 0 : 1;
+      }
+      if (!had_gap) {
+        live_probe_message(pid, st, &v);
+        fprintf(stderr, "hakmemctl: process %d: no reading now (it may be starting a new "
+                "program); watching on\n", (int)pid);
+      }
+      had_gap = true;
+      pause_for(watch);
+      continue;
+    }
     double t = now_s();
-    if (n > 0 && t > prev_t)
+    /* No rate across a gap: the counts may be a new image's. */
+    if (n > 0 && !had_gap && t > prev_t)
       d.os_calls_per_s = calls_rate(d.os_calls, prev_calls, t - prev_t);
     prev_calls = d.os_calls;
     prev_t = t;
+    had_gap = false;
     if (n > 0 && !json)
       putchar('\n');
     print_report(&d, json);
-    if (watch <= 0 || (count > 0 && n + 1 >= count))
+    n++;
+    if (watch <= 0 || (count > 0 && n >= count))
       break;
     pause_for(watch);
   }

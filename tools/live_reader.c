@@ -53,6 +53,38 @@ static enum probe_status errno_status(int err)
   return PROBE_READ_FAILED;
 }
 
+/* Why the maps of process pid read empty: it has exited or is exiting (a
+ * zombie its parent has not reaped yet still has its /proc directory,
+ * and its maps read empty from the moment its memory is released, after
+ * the kernel's PF_EXITING flag is set), it is a kernel thread (PF_KTHREAD:
+ * no memory of its own), or the kernel refused to show them.  The flags
+ * are the ninth field of /proc/PID/stat. */
+static enum probe_status empty_maps_status(pid_t pid)
+{
+  char path[64], stat[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno_status(errno);
+  ssize_t n = read(fd, stat, sizeof stat - 1);
+  close(fd);
+  if (n <= 0)
+    return PROBE_NO_PROCESS;
+  stat[n] = '\0';
+  /* The state follows the name, which may itself hold ") "; the flags
+   * are the sixth field after the state. */
+  const char *end = strrchr(stat, ')');
+  char state;
+  unsigned long flags;
+  if (!end || sscanf(end + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2)
+    return PROBE_DENIED;
+  if (state == 'Z' || state == 'X' || (flags & 0x4 /* PF_EXITING */))
+    return PROBE_NO_PROCESS;
+  if (flags & 0x00200000 /* PF_KTHREAD */)
+    return PROBE_NO_HAKMEM;
+  return PROBE_DENIED;
+}
+
 /* The library's mapped file and the address its file offset 0 is mapped
  * at, from /proc/PID/maps. */
 static enum probe_status find_library(pid_t pid, char *path, size_t size, uint64_t *start)
@@ -86,7 +118,7 @@ static enum probe_status find_library(pid_t pid, char *path, size_t size, uint64
   int err = ferror(f) ? errno : 0;
   fclose(f);
   if (st != PROBE_OK && (err || !any))
-    return err ? errno_status(err) : PROBE_DENIED;
+    return err ? errno_status(err) : empty_maps_status(pid);
   return st;
 }
 
@@ -218,9 +250,25 @@ enum probe_status live_probe(pid_t pid, struct live_view *v)
       return errno_status(err);
     v->entries[i].name[HAKMEM_LIVE_NAME_MAX - 1] = '\0';
   }
+  /* Until the dynamic loader has relocated the library (during an execve
+   * of a program that loads it), the entries hold the link-time
+   * addresses of what they point at, which lie below where the library
+   * is mapped; a reading then would show every counter absent. */
+  for (unsigned i = 0; i < n; i++)
+    if ((v->entries[i].kind == LIVE_U64 || v->entries[i].kind == LIVE_I32 ||
+         v->entries[i].kind == LIVE_TEXT) && v->entries[i].value < start)
+      return PROBE_NOT_STARTED;
   v->nentries = n;
   v->header.library_version[sizeof v->header.library_version - 1] = '\0';
   return PROBE_OK;
+}
+
+bool live_block_unchanged(const struct live_view *v)
+{
+  struct live_header now;
+  return live_read_mem(v->pid, v->block, &now, sizeof now) == 0 &&
+         now.magic == v->header.magic && now.version == v->header.version &&
+         now.entry_count == v->header.entry_count;
 }
 
 const struct live_entry *live_entry_find(const struct live_view *v, const char *name,
@@ -467,6 +515,10 @@ void live_probe_message(pid_t pid, enum probe_status st, const struct live_view 
   case PROBE_READ_FAILED:
     fprintf(stderr, "hakmemctl: process %d: reading its memory failed: %s\n", (int)pid,
             strerror(errno));
+    break;
+  case PROBE_NOT_STARTED:
+    fprintf(stderr, "hakmemctl: process %d: %s is loaded but not yet started (the process "
+            "is starting a program)\n", (int)pid, v->library);
     break;
   }
 }

@@ -28,6 +28,7 @@ enum probe_status {
   PROBE_NO_SYMBOL,      /* the library has no live block (older than it) */
   PROBE_BAD_BLOCK,      /* magic or version not ours */
   PROBE_READ_FAILED,
+  PROBE_NOT_STARTED,    /* mapped, not yet relocated: the process is loading a program */
 };
 
 /* One process's live block, as read. */
@@ -47,6 +48,9 @@ bool live_is_library_name(const char *name);
 int live_read_mem(pid_t pid, uint64_t addr, void *buf, size_t len);
 /* Finds and reads the block of process pid into v. */
 enum probe_status live_probe(pid_t pid, struct live_view *v);
+/* Whether the block v was read from is still there, unchanged: false
+ * once the process has begun an execve since live_probe. */
+bool live_block_unchanged(const struct live_view *v);
 /* Prints on stderr why process pid could not be read. */
 void live_probe_message(pid_t pid, enum probe_status st, const struct live_view *v);
 

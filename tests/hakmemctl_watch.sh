@@ -1,0 +1,140 @@
+#!/bin/sh
+# hakmemctl stats --pid --watch on a process that changes under it:
+#
+# - one pid through three images (sh on libhakmem, sh without it, sh on
+#   it again), as a process in an execve is between two images: the
+#   reading taken while the process has no libhakmem says so once, the
+#   watch goes on and reads the third image, and ends with status 0 when
+#   the process exits;
+# - a process that exits while watched but is not reaped by its parent (a
+#   zombie, whose /proc maps read empty): the watch ends with "no process"
+#   and status 0, not "permission denied";
+# - a kernel thread (empty maps too): "does not run libhakmem".
+#
+# Every step waits for a file or a reading, with the long deadline of
+# tests/lib.sh; nothing is asserted after a set time.
+set -u
+: "${srcdir:=.}"
+ctl=tools/hakmemctl
+me=hakmemctl_watch
+. "$srcdir/tests/lib.sh"
+lib=$(pwd)/src/.libs/libhakmem.so.0
+[ -x "$ctl" ] || fail "$ctl not built"
+[ -f "$lib" ] || fail "$lib not built"
+scratch_setup
+clear_hakmem_env
+unset LD_PRELOAD 2>/dev/null || true
+
+# stage.sh K: marks stage K, waits for go.K, then becomes stage K+1 in
+# the same process: stage 2 runs without libhakmem, stage 3 with it.
+cat >"$dir/stage.sh" <<'EOF'
+d=$(dirname "$0")
+k=$1
+touch "$d/at.$k"
+i=0
+while [ ! -e "$d/go.$k" ]; do
+  i=$((i + 1))
+  [ $i -le 15000 ] || exit 3
+  sleep 0.02
+done
+case $k in
+  1) exec env -u LD_PRELOAD /bin/sh "$0" 2 ;;
+  2) exec env LD_PRELOAD="$HAK_LIB" /bin/sh "$0" 3 ;;
+esac
+exit 0
+EOF
+
+lines() { wc -l <"$1" | tr -d ' '; }
+# Succeeds once file $2 has more than $1 lines, or the watch has ended.
+more_lines_or_ended() {
+  [ "$(lines "$2")" -gt "$1" ] || ! kill -0 "$wpid" 2>/dev/null
+}
+watch_ended_early() {
+  wait "$wpid"
+  rc=$?
+  if grep -q 'permission denied' "$dir/err" && [ "$(lines "$dir/watch")" = 0 ]; then
+    skip "this system refuses process_vm_readv on a sibling process: $(cat "$dir/err")"
+  fi
+  fail "the watch ended with status $rc $1: $(cat "$dir/err")"
+}
+
+echo "== a watch across execve into a program without libhakmem and back"
+HAK_LIB=$lib LD_PRELOAD=$lib /bin/sh "$dir/stage.sh" 1 &
+pid=$!
+wait_until "stage 1" test -e "$dir/at.1"
+"$ctl" stats --pid "$pid" --watch 0.05 --json >"$dir/watch" 2>"$dir/err" &
+wpid=$!
+wait_until "the first reading" more_lines_or_ended 0 "$dir/watch"
+kill -0 "$wpid" 2>/dev/null || watch_ended_early "at the first reading"
+touch "$dir/go.1"
+wait_until "stage 2" test -e "$dir/at.2"
+wait_until "a reading without libhakmem" \
+  sh -c 'grep -q "watching on" "$1" || ! kill -0 "$2" 2>/dev/null' sh "$dir/err" "$wpid"
+kill -0 "$wpid" 2>/dev/null || watch_ended_early "while the process ran without libhakmem"
+grep -q "^hakmemctl: process $pid does not run libhakmem" "$dir/err" ||
+  fail "the reading without libhakmem does not say why: $(cat "$dir/err")"
+before=$(lines "$dir/watch")
+touch "$dir/go.2"
+wait_until "stage 3" test -e "$dir/at.3"
+wait_until "a reading of the third image" more_lines_or_ended "$before" "$dir/watch"
+kill -0 "$wpid" 2>/dev/null || watch_ended_early "before the third image was read"
+touch "$dir/go.3"
+watched=$pid
+wait "$pid" || fail "the watched process exited $?"
+pid=
+wait "$wpid"
+rc=$?
+[ "$rc" = 0 ] || fail "the watch ended with status $rc when the process exited: $(cat "$dir/err")"
+gaps=$(grep -c 'watching on' "$dir/err")
+[ "$gaps" = 1 ] || fail "$gaps gaps announced (want 1): $(cat "$dir/err")"
+grep -q "^hakmemctl: no process" "$dir/err" || fail "the end of the process is not reported"
+while read -r line; do
+  case $line in
+    "{\"program\":"*"\"pid\":$watched,"*) ;;
+    *) fail "not a report of process $watched: $line" ;;
+  esac
+done <"$dir/watch"
+echo "  $(lines "$dir/watch") readings; the gap: $(grep -v 'watching on' "$dir/err" | head -n 1)"
+
+echo "== a watched process that exits and stays a zombie"
+# The child's parent execs sleep, which never reaps it.
+rm -f "$dir"/go.* "$dir"/at.*
+HAK_LIB=$lib sh -c 'LD_PRELOAD=$HAK_LIB /bin/sh "$1" 3 & echo $! >"$2"; exec sleep 600' \
+  sh "$dir/stage.sh" "$dir/child" &
+pid=$!
+wait_until "the child" test -s "$dir/child"
+child=$(cat "$dir/child")
+wait_until "the child's start" test -e "$dir/at.3"
+"$ctl" stats --pid "$child" --watch 0.05 --json >"$dir/watch" 2>"$dir/err" &
+wpid=$!
+wait_until "the first reading" more_lines_or_ended 0 "$dir/watch"
+kill -0 "$wpid" 2>/dev/null || watch_ended_early "at the first reading"
+touch "$dir/go.3"
+wait "$wpid"
+rc=$?
+state=$(sed 's/.*) \(.\).*/\1/' "/proc/$child/stat" 2>/dev/null)
+[ "$state" = Z ] || fail "the child is not a zombie (state '$state'); the case tests nothing"
+[ "$rc" = 0 ] || fail "the watch of an exited process ended with status $rc: $(cat "$dir/err")"
+grep -q "^hakmemctl: no process $child\$" "$dir/err" ||
+  fail "the end of the process is not reported as such: $(cat "$dir/err")"
+stop_process
+
+echo "== a kernel thread"
+# Its maps read empty, as a refused reader's do: it must not be reported
+# as a refusal.  Kernel threads are visible only outside a pid namespace.
+kthread=
+for f in /proc/[0-9]*/stat; do
+  flags=$(sed 's/.*) //' "$f" 2>/dev/null | awk '{ print $7 }')
+  [ -n "$flags" ] && [ $((flags & 0x200000)) != 0 ] && { kthread=${f#/proc/}; kthread=${kthread%/stat}; break; }
+done
+if [ -n "$kthread" ]; then
+  "$ctl" stats --pid "$kthread" >"$dir/out" 2>"$dir/err"
+  rc=$?
+  cat "$dir/err"
+  [ "$rc" = 1 ] || fail "reading kernel thread $kthread exited $rc (want 1)"
+  grep -q "^hakmemctl: process $kthread does not run libhakmem" "$dir/err" ||
+    fail "kernel thread $kthread is not reported as a process without libhakmem"
+else
+  echo "  no kernel thread is visible here; not tested"
+fi
+echo "$me: ok"
