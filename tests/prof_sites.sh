@@ -59,22 +59,30 @@ share() {
     END { if (total > 0) printf "%.1f\n", 100 * mine / total; else print "none" }'
 }
 
+# The exit profile whose name starts with $2 gives the two sites the
+# shares awk's condition $3 accepts (on a, alpha_site's, and b,
+# beta_site's, per cent); $4 says what is wanted, $1 which case this is.
+# Leaves the profile's name in $p, empty if there is none.
+two_sites() {
+  p=$(ls "$dir"/$2.*.exit.heap 2>/dev/null)
+  if [ -z "$p" ]; then
+    fail_later "$1: no exit profile"
+    return
+  fi
+  a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
+  echo "$me: $1: alpha_site $a %, beta_site $b %"
+  awk -v a="$a" -v b="$b" "BEGIN { exit !($3) }" ||
+    fail_later "$1: alpha_site $a %, beta_site $b % (want $4)"
+}
+
 # Off by default.
 HAKMEM_PROF_PREFIX=$dir/off env LD_PRELOAD="$lib" "$prog" two || fail_later "prof_sites two failed"
 ls "$dir"/off* >/dev/null 2>&1 && fail_later "a profile was written with prof off"
 
 # Two sites, default rate.
 HAKMEM_PROF=1 HAKMEM_PROF_PREFIX=$dir/two env LD_PRELOAD="$lib" "$prog" two || fail_later "prof_sites two failed under prof = 1"
-p=$(ls "$dir"/two.*.exit.heap 2>/dev/null)
-if [ -z "$p" ]; then
-  fail_later "no exit profile"
-else
-  head -1 "$p" | grep -q '@ heap_v2/524288$' || fail_later "header: $(head -1 "$p")"
-  a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
-  echo "$me: default rate: alpha_site $a %, beta_site $b %"
-  awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 90 && a >= 50 && a <= 83) }' ||
-    fail_later "two sites at the default rate: alpha_site $a %, beta_site $b % (want sum >= 90, alpha 50..83)"
-fi
+two_sites "two sites at the default rate" two "a + b >= 90 && a >= 50 && a <= 83" "sum >= 90, alpha 50..83"
+[ -z "$p" ] || head -1 "$p" | grep -q '@ heap_v2/524288$' || fail_later "header: $(head -1 "$p")"
 
 # Switched on for one program by its section of a configuration file
 # (hakmem.conf(5): "best set in the section of the one program to
@@ -84,15 +92,7 @@ printf '[prof_sites]\nprof = 1\nprof_prefix = %s/conf\n' "$dir" >"$dir/prof.conf
 HAKMEM_CONF=$dir/prof.conf env LD_PRELOAD="$lib" "$prog" two 2>"$dir/conf.err" ||
   fail_later "prof_sites two failed under [prof_sites] prof = 1: $(cat "$dir/conf.err")"
 [ -s "$dir/conf.err" ] && fail_later "[prof_sites] prof = 1: $(cat "$dir/conf.err")"
-p=$(ls "$dir"/conf.*.exit.heap 2>/dev/null)
-if [ -z "$p" ]; then
-  fail_later "[prof_sites] prof = 1 in a configuration file: no exit profile"
-else
-  a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
-  echo "$me: [prof_sites] section: alpha_site $a %, beta_site $b %"
-  awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 90) }' ||
-    fail_later "[prof_sites] prof = 1: alpha_site $a %, beta_site $b % (want sum >= 90)"
-fi
+two_sites "[prof_sites] prof = 1 in a configuration file" conf "a + b >= 90" "sum >= 90"
 printf '[someone_else]\nprof = 1\nprof_prefix = %s/notme\n' "$dir" >"$dir/other.conf"
 HAKMEM_CONF=$dir/other.conf env LD_PRELOAD="$lib" "$prog" two || fail_later "prof_sites two failed under [someone_else]"
 ls "$dir"/notme* >/dev/null 2>&1 && fail_later "another program's section switched profiling on"
@@ -100,15 +100,7 @@ ls "$dir"/notme* >/dev/null 2>&1 && fail_later "another program's section switch
 # Every block.
 HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$dir/exact env LD_PRELOAD="$lib" "$prog" two ||
   fail_later "prof_sites two failed with prof_sample_kb = 0"
-p=$(ls "$dir"/exact.*.exit.heap 2>/dev/null)
-if [ -z "$p" ]; then
-  fail_later "no exit profile with prof_sample_kb = 0"
-else
-  a=$(share "$p" alpha_site); b=$(share "$p" beta_site)
-  echo "$me: every block: alpha_site $a %, beta_site $b %"
-  awk -v a="$a" -v b="$b" 'BEGIN { exit !(a + b >= 99 && a >= 66 && a <= 67.5) }' ||
-    fail_later "two sites, every block: alpha_site $a %, beta_site $b % (want 66.7 and 33.3)"
-fi
+two_sites "two sites, every block (prof_sample_kb = 0)" exact "a + b >= 99 && a >= 66 && a <= 67.5" "66.7 and 33.3"
 
 # The share of the profile's in-use bytes on stacks through the functions
 # whose names start with $2 (the cumulative column), in per cent.
