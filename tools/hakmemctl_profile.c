@@ -61,8 +61,9 @@ static bool nothing_live(const char *profile)
   return n == 4 && live_bytes == 0 && alloc_bytes > 0;
 }
 
-/* Whether name is an executable on PATH. */
-static bool on_path(const char *name)
+/* Whether name (no slash in it) is an executable in a directory of
+ * PATH, as execvp looks for it; if so, its path in out. */
+static bool path_lookup(const char *name, char *out, size_t size)
 {
   const char *path = getenv("PATH");
   while (path && *path) {
@@ -70,11 +71,20 @@ static bool on_path(const char *name)
     size_t n = end ? (size_t)(end - path) : strlen(path);
     char cand[4096];
     snprintf(cand, sizeof cand, "%.*s/%s", (int)n, n ? path : ".", name);
-    if (access(cand, X_OK) == 0)
+    if (access(cand, X_OK) == 0) {
+      snprintf(out, size, "%s", cand);
       return true;
+    }
     path += n + (end ? 1 : 0);
   }
   return false;
+}
+
+/* Whether name is an executable on PATH. */
+static bool on_path(const char *name)
+{
+  char found[4096];
+  return path_lookup(name, found, sizeof found);
 }
 
 /* google-pprof --svg PROGRAM PROFILE > PROFILE-without-.heap.svg; prints
@@ -131,22 +141,8 @@ static void make_svg(const char *program, const char *profile)
 static void resolve_program(const char *name, char *out, size_t size)
 {
   snprintf(out, size, "%s", name);
-  if (strchr(name, '/'))
-    return;
-  const char *path = getenv("PATH");
-  if (!path)
-    return;
-  while (*path) {
-    const char *end = strchr(path, ':');
-    size_t n = end ? (size_t)(end - path) : strlen(path);
-    char cand[4096];
-    snprintf(cand, sizeof cand, "%.*s/%s", (int)n, n ? path : ".", name);
-    if (access(cand, X_OK) == 0) {
-      snprintf(out, size, "%s", cand);
-      return;
-    }
-    path += n + (end ? 1 : 0);
-  }
+  if (!strchr(name, '/'))
+    path_lookup(name, out, size);
 }
 
 static int profile_run(int argc, char **argv, const char *prefix, const char *sample_kb,
