@@ -128,6 +128,15 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
     tcache_free_local(s, p);
     return;
   }
+  /* With check = 1 another thread's tiny block, checked and filled now,
+   * goes to the cross-thread cache as alloc_free_slab_slow's would: this
+   * thread's next malloc of the class then compares the lines it has
+   * just filled, instead of the owner pulling the whole block from this
+   * core (bench/larson). */
+  if (s->state == SLAB_ACTIVE && !prof_every_block && tcache_xfree_wants(s->cls)) {
+    tcache_xfree_put(s->cls, p);
+    return;
+  }
   slab_free_remote(s, p);
   if (s->state == SLAB_ORPHAN) {
     shared_pool_orphan_freed();
