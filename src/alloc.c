@@ -46,6 +46,12 @@ uintptr_t alloc_superslab_mask = 0;
 
 uint8_t alloc_tiny_class[HAK_TINY_MAX + 1];
 
+/* check = 1 with prof = 0: requests below this, whose checked blocks
+ * (the request and the trailer) are of a tiny class, go from
+ * alloc_malloc_generic straight to the class's pop and check_hand_out;
+ * 0 otherwise, and until initialisation. */
+static size_t alloc_checked_tiny_bound = 0;
+
 void alloc_configure(void)
 {
   for (size_t n = 0; n <= HAK_TINY_MAX; n++)
@@ -53,6 +59,7 @@ void alloc_configure(void)
   alloc_superslab_mask = ~(((uintptr_t)1 << hak_config.superslab_lg) - 1);
   alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
   alloc_profiled_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
+  alloc_checked_tiny_bound = hak_config.check && !prof_active ? HAK_TINY_MAX - CHECK_TRAILER + 1 : 0;
   if (hak_config.check)
     check_configure();
 }
@@ -126,6 +133,15 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
     prof_before_free(p);
   if (mine) {
     tcache_free_local(s, p);
+    return;
+  }
+  /* With check = 1 another thread's tiny block, checked and filled now,
+   * goes to the cross-thread cache as alloc_free_slab_slow's would: this
+   * thread's next malloc of the class then compares the lines it has
+   * just filled, instead of the owner pulling the whole block from this
+   * core (bench/larson). */
+  if (s->state == SLAB_ACTIVE && !prof_every_block && tcache_xfree_wants(s->cls)) {
+    tcache_xfree_put(s->cls, p);
     return;
   }
   slab_free_remote(s, p);
@@ -433,6 +449,17 @@ void *alloc_malloc_tiny_slow(size_t size)
   return tcache_alloc_slow(size_class_of_tiny(size));
 }
 
+/* check = 1's common request, below alloc_checked_tiny_bound:
+ * alloc_checked's work without initialisation's test, the size dispatch
+ * and the class search.  Out of line, so that alloc_malloc_generic's
+ * other requests, reached by a tail call, need no stack frame. */
+static HAK_NOINLINE void *alloc_malloc_checked_tiny(size_t size)
+{
+  unsigned cls = alloc_tiny_class[size + CHECK_TRAILER];
+  unsigned char *p = tcache_alloc(cls);
+  return p ? check_hand_out(p, size, size_class_size(cls)) : NULL;
+}
+
 /* Every malloc the inline paths leave: small requests above HAK_TINY_MAX,
  * medium and large ones, the first malloc of the process (which
  * initialises), and those of check = 1 and the profiler.  A small request
@@ -444,6 +471,8 @@ void *alloc_malloc_generic(size_t size)
 {
   if (HAK_LIKELY(size <= HAK_SMALL_MAX && alloc_fast_bound != 0))
     return tcache_alloc(size_class_of_small(size));
+  if (size < alloc_checked_tiny_bound)
+    return alloc_malloc_checked_tiny(size);
   if (HAK_UNLIKELY(prof_active))
     return alloc_malloc_profiled(size);
   return alloc_malloc_unsampled(size);

@@ -800,6 +800,54 @@ static void usable_size_is_the_request(void)
   free(p);
 }
 
+/* Another thread's free of a block, with check = 1: a thread that
+ * allocates in the block's class keeps it in its cross-thread cache
+ * (tcache.h), checked and filled like any freed block. */
+
+/* 48 bytes asked, a 64-byte block: the byte past the request, then the
+ * block freed by a thread that allocates 48 bytes too. */
+static void overflow_freed_by_other_thread(void)
+{
+  char *volatile p = malloc(opaque(48));
+  p[48] = 1;
+  in_thread(thread_alloc_free, p);
+}
+
+/* Frees h->p (another thread's block) into this thread's cross-thread
+ * cache, waits while the main thread writes to it, then allocates in its
+ * class until the block comes back. */
+static void *thread_hold_then_reuse(void *arg)
+{
+  struct held_then *h = arg;
+  free(malloc(opaque(48)));
+  free(h->p);
+  pthread_barrier_wait(&h->held);
+  pthread_barrier_wait(&h->done);
+  allocate_many(48, 4096, NULL, 0);
+  return NULL;
+}
+
+/* The owner writes to its block after another thread freed it; whichever
+ * thread hands the block out again (the one that freed it, from its
+ * cross-thread cache, or the owner, from its remote stack) must see it. */
+static void write_after_free_by_other_thread(void)
+{
+  static struct held_then h;
+  h.p = malloc(opaque(48));
+  pthread_barrier_init(&h.held, NULL, 2);
+  pthread_barrier_init(&h.done, NULL, 2);
+  pthread_t t;
+  if (pthread_create(&t, NULL, thread_hold_then_reuse, &h) != 0) {
+    child_say("misuse-test: pthread_create failed\n");
+    _exit(CHILD_PRECONDITION);
+  }
+  pthread_barrier_wait(&h.held);
+  ((char *)h.p)[30] = 7;
+  pthread_barrier_wait(&h.done);
+  pthread_join(t, NULL);
+  allocate_many(48, 4096, NULL, 0);
+}
+
 /* Each runs in a child re-executed with HAKMEM_CHECK=1 (exec_check_case),
  * and must abort with the message expected. */
 static const struct check_case {
@@ -841,6 +889,18 @@ static const struct check_case {
   { "write_after_free_medium", write_after_free_medium,
     "check = 1: a freed medium block written, then reused",
     { "malloc()", { "use after free", NULL } } },
+  { "overflow_freed_by_other_thread", overflow_freed_by_other_thread,
+    "check = 1: a byte written past the request, the block freed by another thread",
+    { "free()", { "overflow", NULL } } },
+  { "write_after_free_by_other_thread", write_after_free_by_other_thread,
+    "check = 1: a block written after another thread freed it, then reused",
+    { "malloc()", { "use after free", NULL } } },
+  { "double_free_held_then_owner", double_free_held_then_owner,
+    "check = 1: another thread frees p into its cross-thread cache, then the owner frees p",
+    { "free()", { "double free", NULL } } },
+  { "double_free_held_same_thread", double_free_held_same_thread,
+    "check = 1: a thread frees another's block twice (held in its cross-thread cache)",
+    { "free()", { "double free", NULL } } },
 };
 #define N_CHECK_CASES (sizeof check_cases / sizeof check_cases[0])
 
