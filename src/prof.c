@@ -422,15 +422,8 @@ HAK_STARTUP_TEXT void prof_start(void)
 {
   if (!prof_active)
     return;
-  struct prof_thread *t = &prof_self;
-  t->busy = true;
-  /* The first backtrace loads libgcc's unwinder (dlopen, which
-   * allocates): done here, where malloc works, not inside a sample. */
-  void *warm[4];
-  backtrace(warm, 4);
   prof_unwind_start();
   dl_iterate_phdr(find_self_text, (void *)(uintptr_t)prof_start);
-  t->busy = false;
   atomic_store_explicit(&prof_ready, true, memory_order_release);
 }
 
