@@ -527,17 +527,12 @@ bool prof_unwind_start(void)
 /* Frames larger than this are taken for a wrong rule, not followed. */
 #define FRAME_MAX ((uintptr_t)1 << 30)
 
-HAK_NOINLINE int prof_unwind(void **frames, int max)
+/* The walk from a frame at code address look (a return address less one,
+ * or an interrupted instruction) with stack pointer sp and, if bp_known,
+ * frame pointer bp; frames[0..n) are taken, up to max. */
+static int walk_from(uintptr_t look, uintptr_t sp, uintptr_t bp, bool bp_known, void **frames, int n,
+                     int max)
 {
-  if (!rules)
-    return -1;
-  uintptr_t ip, sp, bp;
-  /* Here, at the instruction after the lea, the CFI describes exactly
-   * these rsp and rbp. */
-  __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
-  bool bp_known = true;
-  uintptr_t look = ip;
-  int n = 0;
   while (n < max) {
     struct rule r = rule_at(look);
     if (r.kind == RULE_END)
@@ -548,7 +543,7 @@ HAK_NOINLINE int prof_unwind(void **frames, int max)
        * interrupted instruction is looked up itself, not the one before
        * (it was not a call). */
       const ucontext_t *uc = (const ucontext_t *)sp;
-      ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+      uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
       sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
       bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
       bp_known = true;
@@ -578,6 +573,27 @@ HAK_NOINLINE int prof_unwind(void **frames, int max)
   return n;
 }
 
+HAK_NOINLINE int prof_unwind(void **frames, int max)
+{
+  if (!rules)
+    return -1;
+  uintptr_t ip, sp, bp;
+  /* Here, at the instruction after the lea, the CFI describes exactly
+   * these rsp and rbp. */
+  __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
+  return walk_from(ip, sp, bp, true, frames, 0, max);
+}
+
+int prof_unwind_from(const struct prof_frame *from, void **frames, int max)
+{
+  if (!rules)
+    return -1;
+  if (max <= 0 || from->ip == 0)
+    return 0;
+  frames[0] = (void *)from->ip;
+  return walk_from(from->ip - 1, from->sp, from->bp, true, frames, 1, max);
+}
+
 void prof_unwind_postfork_child(void)
 {
   atomic_flag_clear_explicit(&rules_busy, memory_order_relaxed);
@@ -592,6 +608,14 @@ bool prof_unwind_start(void)
 
 int prof_unwind(void **frames, int max)
 {
+  (void)frames;
+  (void)max;
+  return -1;
+}
+
+int prof_unwind_from(const struct prof_frame *from, void **frames, int max)
+{
+  (void)from;
   (void)frames;
   (void)max;
   return -1;
