@@ -371,8 +371,9 @@ static void *alloc_aligned_block(size_t align, size_t size)
  * block starts PROF_TAGGED_ALIGN bytes (or its alignment) into its
  * mapping, which leaves room for its record between the header and it.
  * A small one comes from the profiler's stash of freed samples, or else
- * gets a mapping of the stash's size, so that its free can stash it. */
-static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
+ * gets a mapping of the stash's size, so that its free can stash it.
+ * from: where the stack walk starts (NULL: the whole stack). */
+static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align, const struct prof_frame *from)
 {
   void *p;
   if (prof_every_block) {
@@ -390,7 +391,7 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
       if (p)
         ((struct large_hdr *)((char *)p - PROF_STASH_OFFSET))->live_size = size;
     }
-    prof_record_tagged(p, size);
+    prof_record_tagged(p, size, from);
   } else {
     /* At least a page past the header page: BigCache decommits all but
      * the header page of a cached mapping, which must leave something to
@@ -398,7 +399,7 @@ static HAK_NOINLINE void *alloc_sampled(size_t size, size_t align)
     bool fresh;
     p = alloc_large(size < HAK_PAGE_SIZE ? HAK_PAGE_SIZE : size,
                     align < PROF_TAGGED_ALIGN ? PROF_TAGGED_ALIGN : align, &fresh);
-    prof_record_tagged(p, size);
+    prof_record_tagged(p, size, from);
   }
   return p;
 }
@@ -416,8 +417,11 @@ static HAK_NOINLINE void *alloc_malloc_unsampled(size_t size)
  * the request or serves it. */
 static HAK_NOINLINE void *alloc_malloc_profiled_crossed(size_t size)
 {
-  if (prof_sample_slow(&tcache_self.prof_countdown))
-    return alloc_sampled(size, HAK_MIN_ALIGN);
+  if (prof_sample_slow(&tcache_self.prof_countdown)) {
+    /* Reached from malloc by tail calls: the caller is the program. */
+    struct prof_frame from = PROF_CALLER_FRAME();
+    return alloc_sampled(size, HAK_MIN_ALIGN, &from);
+  }
   return alloc_malloc_unsampled(size);
 }
 
@@ -437,10 +441,13 @@ static HAK_NOINLINE void *alloc_malloc_profiled(size_t size)
   return alloc_malloc_unsampled(size);
 }
 
-void *alloc_malloc_small_counted(size_t size)
+HAK_NOINLINE void *alloc_malloc_small_counted(size_t size)
 {
-  if (prof_sample_slow(&tcache_self.prof_countdown))
-    return alloc_sampled(size, HAK_MIN_ALIGN);
+  if (prof_sample_slow(&tcache_self.prof_countdown)) {
+    /* Reached from malloc by a tail call: the caller is the program. */
+    struct prof_frame from = PROF_CALLER_FRAME();
+    return alloc_sampled(size, HAK_MIN_ALIGN, &from);
+  }
   return tcache_alloc(size_class_of_tiny(size));
 }
 
@@ -484,7 +491,7 @@ static void *alloc_aligned(size_t align, size_t size)
   if (align <= HAK_MIN_ALIGN)
     return alloc_malloc(size);
   if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
-    return alloc_sampled(size, align);
+    return alloc_sampled(size, align, NULL);
   return alloc_aligned_block(align, size);
 }
 

@@ -241,10 +241,10 @@ static uint64_t prof_tag_check(const void *p, uint64_t size, uint32_t stack)
 
 /* Records the sample p in the tables, or, tagged, in the record before
  * it; nothing if the stack has a frame of the library's own further up. */
-HAK_INLINE void prof_sample(void *p, size_t size, bool tagged)
+HAK_INLINE void prof_sample(void *p, size_t size, bool tagged, const struct prof_frame *from)
 {
   void *raw[PROF_CAPTURE];
-  int n = prof_unwind(raw, PROF_CAPTURE);
+  int n = from ? prof_unwind_from(from, raw, PROF_CAPTURE) : prof_unwind(raw, PROF_CAPTURE);
   if (n < 0)
     n = backtrace(raw, PROF_CAPTURE);
   int first = 0;
@@ -306,12 +306,12 @@ bool prof_sample_slow(int64_t *countdown)
 }
 
 /* Records p as prof_sample does, then writes the profiles that are due. */
-static void prof_record_as(void *p, size_t size, bool tagged)
+static void prof_record_as(void *p, size_t size, bool tagged, const struct prof_frame *from)
 {
   struct prof_thread *t = &prof_self;
   t->busy = true;
   if (p)
-    prof_sample(p, size, tagged);
+    prof_sample(p, size, tagged, from);
   uint64_t total = atomic_load_explicit(&allocated_bytes, memory_order_relaxed);
   uint64_t at = atomic_load_explicit(&next_interval_at, memory_order_relaxed);
   if (interval_bytes && total >= at &&
@@ -325,14 +325,14 @@ static void prof_record_as(void *p, size_t size, bool tagged)
 
 void prof_record(void *p, size_t size)
 {
-  prof_record_as(p, size, false);
+  prof_record_as(p, size, false, NULL);
 }
 
-void prof_record_tagged(void *p, size_t size)
+void prof_record_tagged(void *p, size_t size, const struct prof_frame *from)
 {
   if (p)
     *prof_tag_of(p) = (struct prof_tag){ 0 };   /* until it is recorded */
-  prof_record_as(p, size, true);
+  prof_record_as(p, size, true, from);
 }
 
 bool prof_forget_tagged(void *p)
@@ -422,15 +422,8 @@ HAK_STARTUP_TEXT void prof_start(void)
 {
   if (!prof_active)
     return;
-  struct prof_thread *t = &prof_self;
-  t->busy = true;
-  /* The first backtrace loads libgcc's unwinder (dlopen, which
-   * allocates): done here, where malloc works, not inside a sample. */
-  void *warm[4];
-  backtrace(warm, 4);
   prof_unwind_start();
   dl_iterate_phdr(find_self_text, (void *)(uintptr_t)prof_start);
-  t->busy = false;
   atomic_store_explicit(&prof_ready, true, memory_order_release);
 }
 

@@ -17,9 +17,11 @@
  * google-pprof undoes when it reads a "heap_v2/rate" profile.
  * prof_sample_kb = 0 records every allocation (exact leak reports).
  * A sampled block's call stack is walked by prof_unwind (prof_unwind.h:
- * the CFI rules of each return address, cached), or by backtrace(3)
- * where that walk gives up (signal frames, DWARF expressions); libgcc's
- * unwinder is loaded once at start-up, outside any allocation.  The stack
+ * the CFI rules of each return address, cached, signal frames included),
+ * or by backtrace(3) where that walk gives up (DWARF expressions); only
+ * then is libgcc's unwinder loaded, by backtrace(3)'s first call, inside
+ * that sample, with no lock of hakmem's held and the thread's busy flag
+ * keeping the loader's own allocations out of the profile.  The stack
  * is interned in a table of stacks; the block's record (its stack and
  * size) goes before the block itself when alloc.c made room for it, and
  * otherwise into a table of sampled blocks, which a free looks up only
@@ -50,6 +52,7 @@
 #define HAKMEM_PROF_H
 
 #include "hakmem_internal.h"
+#include "prof_unwind.h"
 
 /* True while profiling: prof = 1 outside secure execution, from
  * initialisation on.  Read by the slow-path hooks in alloc.c. */
@@ -71,8 +74,8 @@ struct hakmem_prof_control {
 
 /* At initialisation, after the configuration (no allocation). */
 void prof_init(void);
-/* Once initialisation is over (malloc works): loads the unwinder and
- * locates the library's own code, then enables sampling. */
+/* Once initialisation is over (malloc works): maps the stack walk's rule
+ * table and locates the library's own code, then enables sampling. */
 void prof_start(void);
 
 /* prof_sample_kb = 0: every allocation is recorded, in place (blocks are
@@ -140,8 +143,24 @@ void prof_before_free(const void *p);
 #define PROF_TAGGED_ALIGN 128
 #define PROF_TAG_SIZE 32
 /* As prof_record, for p (NULL: nothing), a block with PROF_TAG_SIZE
- * bytes before it that are hakmem's, not the program's. */
-void prof_record_tagged(void *p, size_t size);
+ * bytes before it that are hakmem's, not the program's; from (NULL: the
+ * whole stack) is where the walk starts, PROF_CALLER_FRAME of the
+ * function the program called. */
+void prof_record_tagged(void *p, size_t size, const struct prof_frame *from);
+
+/* In a function of hakmem that the program called (directly, or through
+ * tail calls only), the caller's frame, for prof_record_tagged: the walk
+ * then skips hakmem's own frames, some 40 instructions each, instead of
+ * walking them only to drop them.  __builtin_frame_address(0) makes the
+ * function keep a frame pointer, whose saved value and return address sit
+ * at the frame address and above it, as on every x86-64 frame that has
+ * one.  Used elsewhere, the walk starts at a frame of hakmem's, which is
+ * dropped as usual. */
+#define PROF_CALLER_FRAME()                                                               \
+  ({                                                                                      \
+    uintptr_t *prof_fa_ = __builtin_frame_address(0);                                     \
+    (struct prof_frame){ .ip = prof_fa_[1], .sp = (uintptr_t)(prof_fa_ + 2), .bp = prof_fa_[0] }; \
+  })
 /* Before p, a live large block at least PROF_TAGGED_ALIGN bytes into its
  * mapping, is freed or moved: if it carries a valid record, drops it,
  * clears the record and returns true; false otherwise (then

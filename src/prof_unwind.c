@@ -2,25 +2,19 @@
 #include "prof_unwind.h"
 #include "os.h"
 
-#include <dlfcn.h>
+#include <link.h>
 #include <string.h>
+#include <ucontext.h>
 
 #if defined(__x86_64__)
 
-/* What libgcc's _Unwind_Find_FDE fills in; func is the start of the
- * function the FDE covers (its decoded pc_begin). */
-struct dwarf_eh_bases {
-  void *tbase;
-  void *dbase;
-  void *func;
-};
-typedef const void *find_fde_fn(void *pc, struct dwarf_eh_bases *bases);
-static find_fde_fn *find_fde;
-
+/* DW_EH_PE encodings the .eh_frame_hdr search table uses. */
+#define EH_PE_OMIT 0xff
+#define EH_PE_DATAREL_SDATA4 0x3b
 /* DWARF register numbers on x86-64. */
-#define REG_RBP 6
-#define REG_RSP 7
-#define REG_RA 16
+#define DWARF_RBP 6
+#define DWARF_RSP 7
+#define DWARF_RA 16
 
 /* A code address's rule: the caller's stack pointer (the canonical frame
  * address, CFA) is the stack or frame pointer plus cfa_off; the return
@@ -29,6 +23,7 @@ static find_fde_fn *find_fde;
 enum rule_kind {
   RULE_WALK = 1,   /* the plain kind above */
   RULE_END,        /* no CFI, or the return address undefined: the stack's end */
+  RULE_SIGNAL,     /* the kernel's signal return: the frame is a ucontext */
   RULE_OTHER,      /* described otherwise: backtrace(3) must walk it */
 };
 enum bp_kind { BP_SAME, BP_SAVED, BP_UNKNOWN };
@@ -113,27 +108,101 @@ static uint64_t read_fixed(struct cursor *c, unsigned n)
   return v;
 }
 
-/* Skips a pointer in DW_EH_PE encoding enc (its value is not needed: the
- * FDE's start comes decoded from _Unwind_Find_FDE). */
-static void skip_encoded(struct cursor *c, uint8_t enc)
+/* Reads a value in DW_EH_PE encoding enc, its format only: what it is
+ * relative to (the application bits) is left to the caller, which needs
+ * no address decoded this way (the FDE's start comes from the search
+ * table) but the FDE's length, which is a plain number. */
+static uint64_t read_encoded(struct cursor *c, uint8_t enc)
 {
-  if (enc == 0xff)   /* DW_EH_PE_omit */
-    return;
-  switch (enc & 0x0f) {
-  case 0x00: read_fixed(c, 8); break;                 /* absptr */
-  case 0x01: case 0x09: read_uleb(c); break;          /* uleb128, sleb128 */
-  case 0x02: case 0x0a: read_fixed(c, 2); break;
-  case 0x03: case 0x0b: read_fixed(c, 4); break;
-  case 0x04: case 0x0c: read_fixed(c, 8); break;
-  default: c->bad = true;
-  }
+  if (enc == EH_PE_OMIT)
+    return 0;
   if ((enc & 0x70) == 0x50)   /* DW_EH_PE_aligned: not produced by GCC here */
     c->bad = true;
+  switch (enc & 0x0f) {
+  case 0x00: return read_fixed(c, 8);                   /* absptr */
+  case 0x01: return read_uleb(c);                       /* uleb128 */
+  case 0x09: return (uint64_t)read_sleb(c);             /* sleb128 */
+  case 0x02: return read_fixed(c, 2);
+  case 0x0a: return (uint64_t)(int64_t)(int16_t)read_fixed(c, 2);
+  case 0x03: return read_fixed(c, 4);
+  case 0x0b: return (uint64_t)(int64_t)(int32_t)read_fixed(c, 4);
+  case 0x04: case 0x0c: return read_fixed(c, 8);
+  default: c->bad = true; return 0;
+  }
+}
+
+/* ---- finding the FDE: the object's .eh_frame_hdr search table ---- */
+
+/* What fde_search_object looks for and finds. */
+struct fde_search {
+  uintptr_t pc;
+  const uint8_t *fde;    /* the FDE whose range may hold pc; NULL: none */
+  uintptr_t func;        /* the start of the code it describes */
+  bool no_table;         /* pc's object has FDEs but no table to search */
+};
+
+/* dl_iterate_phdr callback: in the object whose loaded segment holds
+ * q->pc, the search table's last entry starting at or below pc, by
+ * binary search (as libgcc's _Unwind_Find_FDE does, without loading
+ * libgcc).  Every linker GCC uses writes the table as pairs of 4-byte
+ * offsets from the header (DW_EH_PE_datarel | DW_EH_PE_sdata4); another
+ * layout sets no_table, for backtrace(3), which also searches .eh_frame
+ * itself. */
+static int fde_search_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+  (void)size;
+  struct fde_search *q = arg;
+  const ElfW(Phdr) *eh = NULL;
+  bool inside = false;
+  for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type == PT_LOAD && q->pc - (info->dlpi_addr + ph->p_vaddr) < ph->p_memsz)
+      inside = true;
+    else if (ph->p_type == PT_GNU_EH_FRAME)
+      eh = ph;
+  }
+  if (!inside)
+    return 0;
+  if (!eh)
+    return 1;
+  const uint8_t *hdr = (const uint8_t *)(info->dlpi_addr + eh->p_vaddr);
+  struct cursor c = { hdr, hdr + eh->p_memsz, false };
+  uint8_t version = (uint8_t)read_fixed(&c, 1), ptr_enc = (uint8_t)read_fixed(&c, 1);
+  uint8_t count_enc = (uint8_t)read_fixed(&c, 1), table_enc = (uint8_t)read_fixed(&c, 1);
+  read_encoded(&c, ptr_enc);
+  /* The count is a plain number (udata4 in practice). */
+  uint64_t count = (count_enc & 0x70) == 0 ? read_encoded(&c, count_enc) : 0;
+  if (c.bad || version != 1 || table_enc != EH_PE_DATAREL_SDATA4 || count_enc == EH_PE_OMIT ||
+      (count_enc & 0x70) != 0 || count > (uint64_t)(c.end - c.p) / 8) {
+    q->no_table = true;
+    return 1;
+  }
+  const uint8_t *table = c.p;
+  intptr_t want = (intptr_t)(q->pc - (uintptr_t)hdr);
+  /* The last entry whose start is at or below pc. */
+  uint64_t lo = 0, hi = count;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    int32_t start;
+    memcpy(&start, table + mid * 8, 4);
+    if ((intptr_t)start <= want)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0)
+    return 1;
+  int32_t start, fde;
+  memcpy(&start, table + (lo - 1) * 8, 4);
+  memcpy(&fde, table + (lo - 1) * 8 + 4, 4);
+  q->func = (uintptr_t)hdr + (uintptr_t)(intptr_t)start;
+  q->fde = hdr + (intptr_t)fde;
+  return 1;
 }
 
 /* The rules the walk tracks, as a CFA program builds them. */
 struct cfa_state {
-  uint8_t cfa_reg;    /* REG_RSP, REG_RBP, or another (unsupported) */
+  uint8_t cfa_reg;    /* DWARF_RSP, DWARF_RBP, or another (unsupported) */
   bool cfa_expr;      /* the CFA is an expression (unsupported) */
   int64_t cfa_off;
   uint8_t bp;         /* enum bp_kind */
@@ -149,10 +218,10 @@ struct cfa_state {
 /* Sets register reg's rule to "saved at CFA + off". */
 static void set_offset(struct cfa_state *s, uint64_t reg, int64_t off)
 {
-  if (reg == REG_RBP) {
+  if (reg == DWARF_RBP) {
     s->bp = BP_SAVED;
     s->bp_off = off;
-  } else if (reg == REG_RA) {
+  } else if (reg == DWARF_RA) {
     s->ra_saved = true;
     s->ra_undefined = s->ra_other = false;
     s->ra_off = off;
@@ -162,9 +231,9 @@ static void set_offset(struct cfa_state *s, uint64_t reg, int64_t off)
 /* Any other rule (register, expression, value) for register reg. */
 static void set_other(struct cfa_state *s, uint64_t reg)
 {
-  if (reg == REG_RBP)
+  if (reg == DWARF_RBP)
     s->bp = BP_UNKNOWN;
-  else if (reg == REG_RA)
+  else if (reg == DWARF_RA)
     s->ra_other = true, s->ra_saved = s->ra_undefined = false;
 }
 
@@ -192,9 +261,9 @@ static bool run_cfa(struct cursor *c, struct cfa_state *s, const struct cfa_stat
       if (!init)
         return false;
       reg = op & 0x3f;
-      if (reg == REG_RBP)
+      if (reg == DWARF_RBP)
         s->bp = init->bp, s->bp_off = init->bp_off;
-      else if (reg == REG_RA)
+      else if (reg == DWARF_RA)
         s->ra_saved = init->ra_saved, s->ra_undefined = init->ra_undefined,
         s->ra_other = init->ra_other, s->ra_off = init->ra_off;
       continue;
@@ -212,24 +281,24 @@ static bool run_cfa(struct cursor *c, struct cfa_state *s, const struct cfa_stat
         reg = read_uleb(c);
         if (!init)
           return false;
-        if (reg == REG_RBP)
+        if (reg == DWARF_RBP)
           s->bp = init->bp, s->bp_off = init->bp_off;
-        else if (reg == REG_RA)
+        else if (reg == DWARF_RA)
           s->ra_saved = init->ra_saved, s->ra_undefined = init->ra_undefined,
           s->ra_other = init->ra_other, s->ra_off = init->ra_off;
         continue;
       case 0x07:                                                   /* undefined */
         reg = read_uleb(c);
-        if (reg == REG_RA)
+        if (reg == DWARF_RA)
           s->ra_undefined = true, s->ra_saved = s->ra_other = false;
-        else if (reg == REG_RBP)
+        else if (reg == DWARF_RBP)
           s->bp = BP_UNKNOWN;
         continue;
       case 0x08:                                                   /* same_value */
         reg = read_uleb(c);
-        if (reg == REG_RBP)
+        if (reg == DWARF_RBP)
           s->bp = BP_SAME;
-        else if (reg == REG_RA)
+        else if (reg == DWARF_RA)
           set_other(s, reg);
         continue;
       case 0x09:                                                   /* register */
@@ -315,8 +384,11 @@ static bool run_cfa(struct cursor *c, struct cfa_state *s, const struct cfa_stat
 static struct rule rule_compute(uintptr_t pc)
 {
   struct rule r = { .kind = RULE_OTHER };
-  struct dwarf_eh_bases bases;
-  const uint8_t *fde = find_fde((void *)pc, &bases);
+  struct fde_search q = { .pc = pc };
+  dl_iterate_phdr(fde_search_object, &q);
+  if (q.no_table)
+    return r;
+  const uint8_t *fde = q.fde;
   if (!fde) {
     r.kind = RULE_END;
     return r;
@@ -343,6 +415,7 @@ static struct rule rule_compute(uintptr_t pc)
   int64_t data_align = read_sleb(&c);
   uint64_t ra_reg = version == 1 ? read_fixed(&c, 1) : read_uleb(&c);
   uint8_t fde_enc = 0;
+  bool signal_frame = false;
   if (aug[0] == 'z') {
     uint64_t n = read_uleb(&c);
     struct cursor a = { c.p, c.p + n, false };
@@ -352,8 +425,8 @@ static struct rule rule_compute(uintptr_t pc)
       switch (aug[i]) {
       case 'R': fde_enc = (uint8_t)read_fixed(&a, 1); break;
       case 'L': read_fixed(&a, 1); break;
-      case 'P': skip_encoded(&a, (uint8_t)read_fixed(&a, 1)); break;
-      case 'S': return r;   /* a signal frame */
+      case 'P': read_encoded(&a, (uint8_t)read_fixed(&a, 1)); break;
+      case 'S': signal_frame = true; break;
       default: return r;
       }
     }
@@ -361,35 +434,52 @@ static struct rule rule_compute(uintptr_t pc)
       return r;
     c.p += n;
   }
-  if (c.bad || ra_reg != REG_RA)
+  if (c.bad || ra_reg != DWARF_RA)
     return r;
-  struct cfa_state init = { .cfa_reg = REG_RSP, .bp = BP_SAME };
+  struct cfa_state init = { .cfa_reg = DWARF_RSP, .bp = BP_SAME };
   if (!run_cfa(&c, &init, NULL, code_align, data_align, UINT64_MAX))
     return r;
 
-  /* The FDE: skip its pc_begin, pc_range and augmentation data, then run
-   * its program up to pc. */
+  /* The FDE: its pc_begin (the table gave it decoded) and the length of
+   * the code it covers, which may end below pc (code without CFI between
+   * two functions: no frame to walk, as for libgcc); its augmentation
+   * data is skipped, then its program runs up to pc. */
   struct cursor f = { fde + 8, fde + 4 + fde_len, false };
-  skip_encoded(&f, fde_enc);
-  skip_encoded(&f, fde_enc & 0x0f);
+  read_encoded(&f, fde_enc);
+  uint64_t range = read_encoded(&f, fde_enc & 0x0f);
   if (aug[0] == 'z')
     f.p += read_uleb(&f);
   if (f.bad || f.p > f.end)
     return r;
+  if (pc - q.func >= range) {
+    r.kind = RULE_END;
+    return r;
+  }
+  /* The kernel's signal return (glibc's __restore_rt, CIE augmentation
+   * 'S'), recognised as libgcc does by its code, mov $15, %rax and
+   * syscall (rt_sigreturn), at the return address, pc + 1: the
+   * interrupted registers are in the ucontext at the stack pointer. */
+  if (signal_frame) {
+    static const uint8_t rt_sigreturn[9] = { 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 };
+    if (pc + 1 - q.func < range && range - (pc + 1 - q.func) >= sizeof rt_sigreturn &&
+        memcmp((const void *)(pc + 1), rt_sigreturn, sizeof rt_sigreturn) == 0)
+      r.kind = RULE_SIGNAL;
+    return r;
+  }
   struct cfa_state s = init;
-  if (!run_cfa(&f, &s, &init, code_align, data_align, pc - (uintptr_t)bases.func))
+  if (!run_cfa(&f, &s, &init, code_align, data_align, pc - q.func))
     return r;
 
   if (s.ra_undefined) {
     r.kind = RULE_END;
     return r;
   }
-  if (s.cfa_expr || (s.cfa_reg != REG_RSP && s.cfa_reg != REG_RBP) || !s.ra_saved ||
+  if (s.cfa_expr || (s.cfa_reg != DWARF_RSP && s.cfa_reg != DWARF_RBP) || !s.ra_saved ||
       s.cfa_off < INT32_MIN || s.cfa_off > INT32_MAX || s.ra_off < INT16_MIN || s.ra_off > INT16_MAX ||
       (s.bp == BP_SAVED && (s.bp_off < INT16_MIN || s.bp_off > INT16_MAX)))
     return r;
   r.kind = RULE_WALK;
-  r.cfa_is_bp = s.cfa_reg == REG_RBP;
+  r.cfa_is_bp = s.cfa_reg == DWARF_RBP;
   r.cfa_off = (int32_t)s.cfa_off;
   r.ra_off = (int16_t)s.ra_off;
   r.bp = s.bp;
@@ -430,34 +520,39 @@ static struct rule rule_at(uintptr_t pc)
 
 bool prof_unwind_start(void)
 {
-  void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD);
-  if (!gcc)
-    gcc = dlopen("libgcc_s.so.1", RTLD_NOW);
-  if (gcc)
-    find_fde = (find_fde_fn *)dlsym(gcc, "_Unwind_Find_FDE");
-  if (find_fde)
-    rules = os_map_aligned(hak_align_up(RULE_SLOTS * sizeof *rules, HAK_PAGE_SIZE), HAK_PAGE_SIZE);
-  return find_fde && rules;
+  rules = os_map_aligned(hak_align_up(RULE_SLOTS * sizeof *rules, HAK_PAGE_SIZE), HAK_PAGE_SIZE);
+  return rules != NULL;
 }
 
 /* Frames larger than this are taken for a wrong rule, not followed. */
 #define FRAME_MAX ((uintptr_t)1 << 30)
 
-HAK_NOINLINE int prof_unwind(void **frames, int max)
+/* The walk from a frame at code address look (a return address less one,
+ * or an interrupted instruction) with stack pointer sp and, if bp_known,
+ * frame pointer bp; frames[0..n) are taken, up to max. */
+static int walk_from(uintptr_t look, uintptr_t sp, uintptr_t bp, bool bp_known, void **frames, int n,
+                     int max)
 {
-  if (!rules)
-    return -1;
-  uintptr_t ip, sp, bp;
-  /* Here, at the instruction after the lea, the CFI describes exactly
-   * these rsp and rbp. */
-  __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
-  bool bp_known = true;
-  uintptr_t look = ip;
-  int n = 0;
   while (n < max) {
     struct rule r = rule_at(look);
     if (r.kind == RULE_END)
       break;
+    if (r.kind == RULE_SIGNAL) {
+      /* sp is the signal frame's (the handler returned into it): its
+       * ucontext holds the interrupted frame's registers, and the
+       * interrupted instruction is looked up itself, not the one before
+       * (it was not a call). */
+      const ucontext_t *uc = (const ucontext_t *)sp;
+      uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+      sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+      bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+      bp_known = true;
+      if (ip == 0)
+        break;
+      frames[n++] = (void *)ip;
+      look = ip;
+      continue;
+    }
     if (r.kind != RULE_WALK || (r.cfa_is_bp && !bp_known))
       return -1;
     uintptr_t cfa = (r.cfa_is_bp ? bp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
@@ -478,6 +573,27 @@ HAK_NOINLINE int prof_unwind(void **frames, int max)
   return n;
 }
 
+HAK_NOINLINE int prof_unwind(void **frames, int max)
+{
+  if (!rules)
+    return -1;
+  uintptr_t ip, sp, bp;
+  /* Here, at the instruction after the lea, the CFI describes exactly
+   * these rsp and rbp. */
+  __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
+  return walk_from(ip, sp, bp, true, frames, 0, max);
+}
+
+int prof_unwind_from(const struct prof_frame *from, void **frames, int max)
+{
+  if (!rules)
+    return -1;
+  if (max <= 0 || from->ip == 0)
+    return 0;
+  frames[0] = (void *)from->ip;
+  return walk_from(from->ip - 1, from->sp, from->bp, true, frames, 1, max);
+}
+
 void prof_unwind_postfork_child(void)
 {
   atomic_flag_clear_explicit(&rules_busy, memory_order_relaxed);
@@ -492,6 +608,14 @@ bool prof_unwind_start(void)
 
 int prof_unwind(void **frames, int max)
 {
+  (void)frames;
+  (void)max;
+  return -1;
+}
+
+int prof_unwind_from(const struct prof_frame *from, void **frames, int max)
+{
+  (void)from;
   (void)frames;
   (void)max;
   return -1;

@@ -107,6 +107,17 @@ tests_test_lifecycle_CFLAGS = $(CORE_TESTS_CC_FLAGS)
 tests_test_lifecycle_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
 tests_test_lifecycle_LDADD = $(CORE_TESTS_LIBS)
 
+# The heap profiler's stack walk against backtrace(3): calls, recursion,
+# a realigned frame, a signal frame, a walk from the caller's frame.
+if HAVE_CHECK
+check_PROGRAMS += tests/test_prof_unwind
+TESTS += tests/test_prof_unwind
+endif
+tests_test_prof_unwind_SOURCES = tests/test_prof_unwind.c
+tests_test_prof_unwind_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_prof_unwind_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_prof_unwind_LDADD = $(CORE_TESTS_LIBS)
+
 # Large blocks and the OS layer: header/mapping/registry invariant, guard
 # pages, sealed headers, huge requests, placement randomisation, errno.
 if HAVE_CHECK
