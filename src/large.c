@@ -275,22 +275,19 @@ static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_
   /* c's pages go where they keep their offset in a page table span (so
    * that mremap moves whole tables), over the last skew bytes of h's
    * pages (h is not live: its contents do not matter, and the kernel
-   * frees the pages replaced), when the pages that costs (h's dropped,
-   * and new ones beyond those the move faults in anyway) are at most a
-   * quarter of c's: a page faulted in costs about four times what the
-   * first touch of a page moved at another offset costs over one moved
-   * at the same (doc/internals.md).  Otherwise right after h's.  h
-   * moves, if it must, to the same offset in a span
+   * frees the pages replaced), when c is large enough that no new page
+   * is faulted in for it and the pages of h dropped are at most a
+   * quarter of c's: a page faulted in later for one dropped costs about
+   * four times what the first touch of a page moved at another offset
+   * costs over one moved at the same (doc/internals.md).  Otherwise
+   * right after h's.  h moves, if it must, to the same offset in a span
    * (large_move_to_new), which keeps skew. */
   size_t head = h->map_size, want = need;
   size_t skew = ((uintptr_t)h + head - (uintptr_t)c) & (LARGE_PMD_SPAN - 1);
-  if (skew != 0 && skew + HAK_PAGE_SIZE <= head) {
-    size_t fresh = c->map_size < need ? need - c->map_size : 0;
-    size_t fresh_skewed = c->map_size < need + skew ? need + skew - c->map_size : 0;
-    if (4 * (skew + fresh_skewed - fresh) <= c->map_size) {
-      head -= skew;
-      want = need + skew;
-    }
+  if (skew != 0 && skew + HAK_PAGE_SIZE <= head && c->map_size >= need + skew &&
+      4 * skew <= c->map_size) {
+    head -= skew;
+    want = need + skew;
   }
   if (c->map_size > want)
     large_split(c, want);
