@@ -57,7 +57,7 @@ static size_t large_room(size_t map_size) { return map_size > SIZE_MAX / 3 ? SIZ
  * the caller sets it); NULL with errno ENOMEM on failure. */
 static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
 {
-  struct large_hdr *h = os_map_aligned_room(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE,
+  struct large_hdr *h = os_map_aligned_room(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE, 0,
                                             large_room(map_size));
   if (!h)
     return NULL;
@@ -142,14 +142,24 @@ static bool large_grow_in_place(struct large_hdr *h, size_t map_size)
   return true;
 }
 
+/* The span of one page table page (a PMD entry's worth of 4 KiB pages).
+ * mremap moves a span's whole table when source and destination start at
+ * the same offset in it; otherwise it moves each page table entry, and on
+ * a guest whose page tables the hypervisor shadows, the first touch of
+ * each page so moved then costs about three times as much as after a
+ * move of whole tables (see doc/internals.md). */
+#define LARGE_PMD_SPAN ((size_t)2 << 20)
+
 /* Moves h's pages to a new mapping of map_size bytes (no copy: mremap),
- * the rest of which is new.  Returns the header at its new place, or NULL
- * with errno ENOMEM and h untouched.  Leaves large_live_bytes to the
- * caller. */
+ * the rest of which is new, placed at the same offset in a page table
+ * span as h.  Returns the header at its new place, or NULL with errno
+ * ENOMEM and h untouched.  Leaves large_live_bytes to the caller. */
 static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
 {
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
-  struct large_hdr *n = os_map_aligned_room(map_size, align > HAK_UNIT_SIZE ? align : HAK_UNIT_SIZE,
+  if (align < LARGE_PMD_SPAN)
+    align = LARGE_PMD_SPAN;
+  struct large_hdr *n = os_map_aligned_room(map_size, align, (uintptr_t)h & (align - 1),
                                             large_room(map_size));
   if (!n)
     return NULL;
@@ -262,9 +272,26 @@ static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_
     c->offset = LARGE_HEADER_SIZE;
     large_seal(c);
   }
-  if (c->map_size > need)
-    large_split(c, need);
-  size_t head = h->map_size, tail = c->map_size > need ? c->map_size : need;
+  /* c's pages go where they keep their offset in a page table span (so
+   * that mremap moves whole tables), over the last skew bytes of h's
+   * pages (h is not live: its contents do not matter, and the kernel
+   * frees the pages replaced), when c is large enough that no new page
+   * is faulted in for it and the pages of h dropped are at most a
+   * quarter of c's: a page faulted in later for one dropped costs about
+   * four times what the first touch of a page moved at another offset
+   * costs over one moved at the same (doc/internals.md).  Otherwise
+   * right after h's.  h moves, if it must, to the same offset in a span
+   * (large_move_to_new), which keeps skew. */
+  size_t head = h->map_size, want = need;
+  size_t skew = ((uintptr_t)h + head - (uintptr_t)c) & (LARGE_PMD_SPAN - 1);
+  if (skew != 0 && skew + HAK_PAGE_SIZE <= head && c->map_size >= need + skew &&
+      4 * skew <= c->map_size) {
+    head -= skew;
+    want = need + skew;
+  }
+  if (c->map_size > want)
+    large_split(c, want);
+  size_t tail = c->map_size > want ? c->map_size : want;
   size_t total = head + tail;
   if (!large_grow_in_place(h, total)) {
     struct large_hdr *n = large_move_to_new(h, total);
@@ -275,9 +302,10 @@ static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_
     }
     h = n;
   }
-  /* h now ends in new, untouched pages where c's go.  c's registry
-   * entries go first; its header is cleared before its page becomes the
-   * block's (no stale sealed header inside a live block). */
+  /* h now ends in the pages c's replace (new ones, or skew bytes of its
+   * own first).  c's registry entries go first; its header is cleared
+   * before its page becomes the block's (no stale sealed header inside a
+   * live block). */
   struct large_hdr saved = *c;
   large_unregister((uintptr_t)c, saved.offset);
   memset(c, 0, sizeof *c);

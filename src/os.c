@@ -223,10 +223,17 @@ static void os_munmap_raw(void *addr, size_t size)
   munmap(addr, size);
 }
 
-/* An address for a mapping of size bytes aligned to align, with the guard,
- * room bytes and jitter after it reserved; 0 if the request cannot fit the
- * region. */
-static uintptr_t os_hint_take(size_t size, size_t align, size_t room)
+/* The first address at or above a that is phase past a multiple of align. */
+static uintptr_t os_align_phase(uintptr_t a, size_t align, size_t phase)
+{
+  uintptr_t p = hak_align_up(a, align) + phase;
+  return p >= align && p - align >= a ? p - align : p;
+}
+
+/* An address for a mapping of size bytes at phase past a multiple of
+ * align, with the guard, room bytes and jitter after it reserved; 0 if
+ * the request cannot fit the region. */
+static uintptr_t os_hint_take(size_t size, size_t align, size_t phase, size_t room)
 {
   if (room > OS_ROOM_MAX)
     room = OS_ROOM_MAX;
@@ -240,14 +247,14 @@ static uintptr_t os_hint_take(size_t size, size_t align, size_t room)
                   (uintptr_t)(secret_random() % OS_JITTER_UNITS) * HAK_UNIT_SIZE;
   uintptr_t h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
   for (;;) {
-    if (h == 0 || hak_align_up(h, align) + size + gap > OS_HINT_END) {
+    if (h == 0 || os_align_phase(h, align, phase) + size + gap > OS_HINT_END) {
       /* First use, or the region is used up: a new random start. */
       if (!atomic_compare_exchange_weak(&os_hint_next, &h, os_hint_random_start()))
         continue;
       h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
       continue;
     }
-    uintptr_t a = hak_align_up(h, align);
+    uintptr_t a = os_align_phase(h, align, phase);
     if (atomic_compare_exchange_weak(&os_hint_next, &h, a + size + gap))
       return a;
   }
@@ -263,12 +270,12 @@ static void os_hint_skip(uintptr_t start, uintptr_t end)
     ;
 }
 
-static void *os_map_aligned_raw(size_t size, size_t align, size_t room)
+static void *os_map_aligned_raw(size_t size, size_t align, size_t phase, size_t room)
 {
-  uintptr_t hint = os_hint_take(size, align, room);
+  uintptr_t hint = os_hint_take(size, align, phase, room);
   if (hint) {
     void *p = os_mmap((void *)hint, size);
-    if (p && ((uintptr_t)p & (align - 1)) == 0 && (uintptr_t)p == hint)
+    if (p && (uintptr_t)p == hint)
       return p;
     if (p)
       os_munmap_raw(p, size);
@@ -282,7 +289,7 @@ static void *os_map_aligned_raw(size_t size, size_t align, size_t room)
   char *raw = os_mmap(NULL, size + extra);
   if (!raw)
     return NULL;
-  char *aligned = (char *)hak_align_up((uintptr_t)raw, align);
+  char *aligned = (char *)os_align_phase((uintptr_t)raw, align, phase);
   char *guard_end = (char *)tail_guard_end((uintptr_t)aligned + size);
   uint64_t bit;
   _Atomic uint64_t *w = tail_word((uintptr_t)aligned + size, true, &bit);
@@ -309,15 +316,15 @@ static void os_drop_tail_guard(uintptr_t end)
 
 void *os_map_aligned(size_t size, size_t align)
 {
-  return os_map_aligned_room(size, align, 0);
+  return os_map_aligned_room(size, align, 0, 0);
 }
 
-void *os_map_aligned_room(size_t size, size_t align, size_t room)
+void *os_map_aligned_room(size_t size, size_t align, size_t phase, size_t room)
 {
   int saved = errno;
   if (align < HAK_UNIT_SIZE)
     align = HAK_UNIT_SIZE;
-  void *p = os_map_aligned_raw(size, align, room);
+  void *p = os_map_aligned_raw(size, align, phase & (align - 1), room);
   if (p && !guard_mark((uintptr_t)p, size, true)) {
     os_munmap_raw(p, size);
     os_drop_tail_guard((uintptr_t)p + size);

@@ -25,11 +25,14 @@ extern struct os_counters os_counters;
  * with errno = ENOMEM on failure (the kernel refused, or no memory for the
  * ownership map). */
 void *os_map_aligned(size_t size, size_t align);
-/* Like os_map_aligned, and the placement leaves room bytes (at most 64
- * MiB) of free addresses after the mapping's guard, which later mappings
- * placed by hint skip: the mapping can likely grow in place
- * (os_resize_in_place) up to that much.  Only addresses are set aside. */
-void *os_map_aligned_room(size_t size, size_t align, size_t room);
+/* Like os_map_aligned, but the mapping starts phase bytes (a multiple of
+ * the unit, less than align) past a multiple of align, and the placement
+ * leaves room bytes (at most 64 MiB) of free addresses after the
+ * mapping's guard, which later mappings placed by hint skip: the mapping
+ * can likely grow in place (os_resize_in_place) up to that much.  Only
+ * addresses are set aside.  The phase lets pages moved to the mapping
+ * (os_move) keep their offset in a 2 MiB page table. */
+void *os_map_aligned_room(size_t size, size_t align, size_t phase, size_t room);
 /* Unmaps a whole mapping obtained from os_map_aligned (as resized since),
  * with its guard.  Refuses (a warning) a range not hakmem's. */
 void os_unmap(void *addr, size_t size);
