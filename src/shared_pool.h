@@ -5,7 +5,8 @@
  * reuse an EMPTY slab of the same class (still formatted, pages warm);
  * stage 2, claim an UNUSED slot of a live SuperSlab, or re-format an EMPTY
  * slab of another class; stage 3, map a new SuperSlab.  A medium class
- * needs a whole SuperSlab at stage 2 (a free one) or 3.  A small class
+ * needs a run of free slots at stage 2 (UNUSED slots or EMPTY slabs of
+ * other classes, given up) or 3.  A small class
  * keeps the slabs it gives back EMPTY, until the purge gives their pages
  * back by time or another class claims one (lean mode, and a medium
  * class, keep one: see SHARED_POOL_EMPTY_CAPPED).  A SuperSlab
@@ -24,8 +25,8 @@
 #include "config.h"
 
 /* EMPTY slabs a class keeps formatted before it returns further ones to
- * UNUSED: a medium class (its slab is a whole SuperSlab), and every class
- * in memory-lean mode.  Otherwise a small class keeps every slab given
+ * UNUSED: a medium class (its slab is five to eight slots), and every
+ * class in memory-lean mode.  Otherwise a small class keeps every slab given
  * back formatted, its list of free blocks intact, for its next burst:
  * the purge gives their pages back by time (purge_delay_ms), like those
  * of UNUSED slots, and another class that finds no resident UNUSED slot

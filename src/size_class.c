@@ -12,6 +12,17 @@ const uint32_t size_class_block[HAK_NUM_CLASSES] = {
   163840, 196608, 229376, 262144,
 };
 
+/* Slots per slab: a medium block of m * 8 KiB (m = 5..32) fills a run of
+ * m, m / 2 or m / 4 slots, whichever is 5 to 8, exactly.  Fewer blocks per
+ * slab keep a thread's partly used medium slabs, and what they touch,
+ * small; under 5 slots the largest classes would hold one block a slab. */
+const uint8_t size_class_slot_count[HAK_NUM_CLASSES] = {
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1,
+  5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8,
+};
+
 /* Index: (n + 15) / 16 for n <= 1 KiB. */
 const uint8_t size_class_tiny[HAK_TINY_MAX / 16 + 1] = {
   0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,

@@ -1,6 +1,6 @@
 /* Slab: a run of same-size blocks inside a SuperSlab: one 64 KiB slot for
- * small classes; for medium classes every slot after the header, with the
- * descriptor in slot 1 and the other slots marked SLAB_SPAN_TAIL.
+ * small classes; for medium classes a run of slots (superslab_span_slots),
+ * with the descriptor in the first and the others marked SLAB_SPAN_TAIL.
  *
  * Concurrency contract:
  *  - free, used, carved and allocs belong to the owning thread (owner ==

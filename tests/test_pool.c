@@ -1,10 +1,12 @@
 /* The thread cache and the shared pool (tcache.c, shared_pool.c): EMPTY
  * slabs reused, UNUSED slots claimed, an exited thread's slabs adopted,
  * remote frees drained, a one-block loop kept on the fast path, medium
- * blocks across a SuperSlab; read from hakmem's counters. */
+ * slabs of five to eight slots sharing SuperSlabs; read from hakmem's
+ * counters. */
 #include <check.h>
 #include "core_util.h"
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,47 +121,186 @@ START_TEST(one_block_loop_stays_on_fast_path)
 }
 END_TEST
 
-static void *free_all(void *arg)
+#define MEDIUM_CLASSES (HAK_NUM_CLASSES - HAK_NUM_SMALL_CLASSES)
+#define MEDIUM_PER_CLASS 16   /* 2, 4 or 8 slabs of each medium class */
+
+/* Frees every other block of the MEDIUM_CLASSES x MEDIUM_PER_CLASS array
+ * arg (a pthread body: remote frees). */
+static void *free_even_medium(void *arg)
 {
-  void **v = arg;
-  for (int i = 0; i < 20; i++)
-    hak_free(v[i]);
+  void *(*v)[MEDIUM_PER_CLASS] = arg;
+  for (int k = 0; k < MEDIUM_CLASSES; k++)
+    for (int i = 0; i < MEDIUM_PER_CLASS; i += 2)
+      hak_free(v[k][i]);
   return NULL;
 }
 
-START_TEST(medium_blocks_span_a_superslab)
+/* The head descriptor of the medium slab holding block p. */
+static struct slab *medium_slab_of(void *p)
 {
-  void *v[40];
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  ck_assert(registry_is_superslab(e));
+  struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+  if (s->state == SLAB_SPAN_TAIL)
+    s -= s->head_offset;
+  return s;
+}
+
+/* A medium slab is a run of five to eight 64 KiB slots that its blocks
+ * fill exactly: blocks of every medium class, several slabs of each, lie
+ * in the run of their slab's descriptor, blocks start in its tail slots
+ * too, and one SuperSlab holds slabs of several classes beside a small
+ * slab.  Half the blocks are freed by another thread, half here; the heap
+ * walk passes at each step and the emptied slabs go back. */
+START_TEST(medium_slabs_share_superslabs)
+{
+  static void *v[MEDIUM_CLASSES][MEDIUM_PER_CLASS];
+  void *tiny = hak_malloc(16);
   hak_stats_t a = stats_now();
-  for (int i = 0; i < 40; i++) {
-    v[i] = hak_malloc(100000);
-    ck_assert_ptr_nonnull(v[i]);
-    ck_assert_uint_eq(hak_malloc_usable_size(v[i]), 114688);
-    memset(v[i], i, 100000);
-    uintptr_t e = registry_lookup((uintptr_t)v[i]);
-    ck_assert(registry_is_superslab(e));
+  unsigned slabs = 0;
+  for (int k = 0; k < MEDIUM_CLASSES; k++) {
+    unsigned cls = HAK_NUM_SMALL_CLASSES + (unsigned)k;
+    size_t bs = size_class_size(cls);
+    unsigned in_tail = 0;
+    for (int i = 0; i < MEDIUM_PER_CLASS; i++) {
+      v[k][i] = hak_malloc(bs);
+      ck_assert_ptr_nonnull(v[k][i]);
+      ck_assert_uint_eq(hak_malloc_usable_size(v[k][i]), bs);
+      memset(v[k][i], k * MEDIUM_PER_CLASS + i, bs);
+      struct slab *s = medium_slab_of(v[k][i]);
+      struct superslab *ss = (struct superslab *)((uintptr_t)s & ~((uintptr_t)HAK_UNIT_SIZE - 1));
+      unsigned slots = superslab_span_slots(cls, ss->nslabs);
+      ck_assert_uint_eq(s->cls, cls);
+      ck_assert_uint_eq(s->capacity, ((size_t)slots << HAK_SLAB_SHIFT) / bs);
+      ck_assert_uint_eq((size_t)s->capacity * bs, (size_t)slots << HAK_SLAB_SHIFT);
+      uintptr_t off = (uintptr_t)v[k][i] - (uintptr_t)slab_start(s);
+      ck_assert_uint_le(off + bs, (size_t)slots << HAK_SLAB_SHIFT);
+      in_tail += off >= HAK_SLAB_SIZE;
+    }
+    ck_assert_uint_gt(in_tail, 0);
+    slabs += MEDIUM_PER_CLASS / medium_slab_of(v[k][0])->capacity;
   }
   hak_stats_t b = stats_now();
   ck_assert_uint_eq(b.large_allocs, a.large_allocs);
-  /* 1984 KiB / 112 KiB = 17 blocks a slab: three slabs. */
+  /* One claim (or new SuperSlab) per slab, none kept whole per slab:
+   * 56 slabs of 5-8 slots fill about 12 SuperSlabs of 31. */
   ck_assert_uint_eq(b.pool_new_superslab - a.pool_new_superslab +
-                    b.pool_claim_unused - a.pool_claim_unused, 3);
-  /* Half freed by another thread, half here, tail slots included. */
+                    b.pool_claim_unused - a.pool_claim_unused, slabs);
+  ck_assert_uint_le(b.pool_new_superslab - a.pool_new_superslab, slabs / 3);
+  struct slab *first = medium_slab_of(v[0][0]);
+  ck_assert_uint_eq(registry_lookup((uintptr_t)tiny), registry_lookup((uintptr_t)first));
+  unsigned classes_there = 0;
+  for (int k = 0; k < MEDIUM_CLASSES; k++)
+    classes_there += registry_lookup((uintptr_t)v[k][MEDIUM_PER_CLASS - 1]) ==
+                     registry_lookup((uintptr_t)tiny);
+  ck_assert_uint_ge(classes_there + 1, 2);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+
   pthread_t t;
-  ck_assert_int_eq(pthread_create(&t, NULL, free_all, v), 0);
+  ck_assert_int_eq(pthread_create(&t, NULL, free_even_medium, v), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
-  for (int i = 20; i < 40; i++) {
-    ck_assert_uint_eq(((unsigned char *)v[i])[99999], (unsigned char)i);
-    hak_free(v[i]);
-  }
-  for (int i = 0; i < 40; i++)
-    v[i] = hak_malloc(100000);
+  /* Every slab holds a block freed there, on its remote stack until the
+   * owner drains it (the heap walk does). */
+  for (int k = 0; k < MEDIUM_CLASSES; k++)
+    for (int i = 0; i < MEDIUM_PER_CLASS; i += 2)
+      ck_assert_ptr_nonnull(atomic_load(&medium_slab_of(v[k][i])->remote));
+  ck_assert_int_eq(hakmem_check_heap(), 0);
   hak_stats_t c = stats_now();
-  ck_assert_uint_ge(c.remote_frees - b.remote_frees, 1);
-  for (int i = 0; i < 40; i++)
-    hak_free(v[i]);
+  for (int k = 0; k < MEDIUM_CLASSES; k++)
+    for (int i = 1; i < MEDIUM_PER_CLASS; i += 2) {
+      size_t bs = size_class_size(HAK_NUM_SMALL_CLASSES + (unsigned)k);
+      ck_assert_uint_eq(((unsigned char *)v[k][i])[bs - 1], (unsigned char)(k * MEDIUM_PER_CLASS + i));
+      hak_free(v[k][i]);
+    }
+  ck_assert_int_eq(hakmem_check_heap(), 0);
   hak_stats_t d = stats_now();
-  ck_assert_uint_gt(d.slabs_emptied, c.slabs_emptied);
+  /* Every slab but each class's active one went back. */
+  ck_assert_uint_ge(d.slabs_emptied - c.slabs_emptied, slabs - MEDIUM_CLASSES);
+  hak_free(tiny);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+/* A medium block starting in a tail slot of its slab, freed twice. */
+static void *medium_tail_block(void)
+{
+  void *v[8];
+  for (int i = 0; i < 8; i++)
+    v[i] = hak_malloc(40960);
+  ck_assert_uint_ge((uintptr_t)v[7] - (uintptr_t)slab_start(medium_slab_of(v[7])), HAK_SLAB_SIZE);
+  return v[7];
+}
+
+START_TEST(medium_tail_double_free_aborts)
+{
+  void *p = medium_tail_block();
+  hak_free(p);
+  hak_free(p);
+}
+END_TEST
+
+static void *free_arg(void *p)
+{
+  hak_free(p);
+  return NULL;
+}
+
+START_TEST(medium_tail_remote_double_free_aborts)
+{
+  void *p = medium_tail_block();
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, free_arg, p), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_int_eq(pthread_create(&t, NULL, free_arg, p), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+END_TEST
+
+/* The purge gives back the slots of an emptied medium slab, in a
+ * SuperSlab that a small slab keeps in use, and unformats the slab: its
+ * run's slots are UNUSED and decommitted; a later claim takes them. */
+START_TEST(medium_slab_slots_purged_when_emptied)
+{
+  void *tiny = hak_malloc(16);
+  hak_config.purge_delay_ms = -1;
+  enum { N = 24 };  /* three slabs of eight 64 KiB blocks */
+  void *v[N];
+  for (int i = 0; i < N; i++) {
+    v[i] = hak_malloc(65536);
+    memset(v[i], i, 65536);
+  }
+  struct slab *s = medium_slab_of(v[0]);
+  struct superslab *ss = (struct superslab *)((uintptr_t)s & ~((uintptr_t)HAK_UNIT_SIZE - 1));
+  ck_assert_uint_eq(registry_lookup((uintptr_t)tiny), (uintptr_t)ss | REGISTRY_TAG_SUPERSLAB);
+  uint32_t span = superslab_span_mask(ss->nslabs, s);
+  ck_assert_uint_eq(superslab_slot_count(span), 8);
+  for (int i = 0; i < N; i++)
+    hak_free(v[i]);
+  tcache_collect();  /* the active slab too */
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  ck_assert_uint_ge(u.free_committed_bytes, (size_t)N << HAK_SLAB_SHIFT);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_config.purge_delay_ms = 100000;
+  bool idle;
+  uint64_t activity = 0, now = hak_now_ms();
+  shared_pool_purge(now, &idle, &activity);
+  activity = 0;
+  shared_pool_purge(now + 100000, &idle, &activity);
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.free_committed_bytes, 0);
+  ck_assert_uint_eq(ss->decommitted & span, span);
+  for (unsigned i = 0; i < ss->nslabs; i++)
+    if (span >> i & 1)
+      ck_assert_uint_eq(ss->slabs[i].state, SLAB_UNUSED);
+  ck_assert_uint_ge(ss->ninuse, 1);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_config.purge_delay_ms = -1;
+  void *p = hak_malloc(40960);
+  memset(p, 1, 40960);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_free(p);
+  hak_free(tiny);
 }
 END_TEST
 
@@ -492,7 +633,10 @@ int main(void)
   tcase_add_test(t, exited_thread_slabs_are_adopted);
   tcase_add_test(t, remote_frees_are_drained);
   tcase_add_test(t, one_block_loop_stays_on_fast_path);
-  tcase_add_test(t, medium_blocks_span_a_superslab);
+  tcase_add_test(t, medium_slabs_share_superslabs);
+  tcase_add_test_raise_signal(t, medium_tail_double_free_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, medium_tail_remote_double_free_aborts, SIGABRT);
+  tcase_add_test(t, medium_slab_slots_purged_when_emptied);
   tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
   tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
   tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);
