@@ -25,7 +25,7 @@
 #include "config.h"
 
 /* EMPTY slabs a class keeps formatted before it returns further ones to
- * UNUSED: a medium class (its slab is five to eight slots), and every
+ * UNUSED: a medium class (its slab is three to eight slots), and every
  * class in memory-lean mode.  Otherwise a small class keeps every slab given
  * back formatted, its list of free blocks intact, for its next burst:
  * the purge gives their pages back by time (purge_delay_ms), like those

@@ -6,10 +6,10 @@
  * 16-byte minimum alignment decides).  Every power of two is a class, and
  * small slabs are 64 KiB aligned, so a block of a power-of-two class is
  * naturally aligned to its size.  Medium classes continue the same
- * progression from 40 KiB to 256 KiB; a medium slab spans a run of five
+ * progression from 40 KiB to 256 KiB; a medium slab spans a run of three
  * to eight 64 KiB slots that its blocks fill exactly (size_class_slots):
- * 8 blocks of 40-64 KiB, 4 of 80-128 KiB, 2 of 160-256 KiB.  The tables
- * are constant; no locking. */
+ * 8 blocks of 40 and 56 KiB, 4 of 48, 64 and 80-128 KiB, 2 of 160-256
+ * KiB.  The tables are constant; no locking. */
 #ifndef HAKMEM_SIZE_CLASS_H
 #define HAKMEM_SIZE_CLASS_H
 

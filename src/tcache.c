@@ -277,7 +277,7 @@ static bool slab_refill(struct slab *s)
 #define SWEEP_REFILLS 64
 
 /* Hands back the active slab of every other class that holds no block in
- * use (a medium one is five to eight slots), so that a thread keeps only
+ * use (a medium one is three to eight slots), so that a thread keeps only
  * slabs it uses: a program whose sizes drift would otherwise keep an
  * empty slab in every class it ever used, and map new SuperSlabs beside
  * them (bench/soak: 24 % RSS drift without).  The owner runs it from its

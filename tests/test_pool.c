@@ -1,7 +1,7 @@
 /* The thread cache and the shared pool (tcache.c, shared_pool.c): EMPTY
  * slabs reused, UNUSED slots claimed, an exited thread's slabs adopted,
  * remote frees drained, a one-block loop kept on the fast path, medium
- * slabs of five to eight slots sharing SuperSlabs; read from hakmem's
+ * slabs of three to eight slots sharing SuperSlabs; read from hakmem's
  * counters. */
 #include <check.h>
 #include "core_util.h"
@@ -146,7 +146,7 @@ static struct slab *medium_slab_of(void *p)
   return s;
 }
 
-/* A medium slab is a run of five to eight 64 KiB slots that its blocks
+/* A medium slab is a run of three to eight 64 KiB slots that its blocks
  * fill exactly: blocks of every medium class, several slabs of each, lie
  * in the run of their slab's descriptor, blocks start in its tail slots
  * too, and one SuperSlab holds slabs of several classes beside a small
@@ -187,7 +187,7 @@ START_TEST(medium_slabs_share_superslabs)
   hak_stats_t b = stats_now();
   ck_assert_uint_eq(b.large_allocs, a.large_allocs);
   /* One claim (or new SuperSlab) per slab, and slabs share SuperSlabs:
-   * by default 56 slabs of 5-8 slots fill about 12 SuperSlabs of 31; at
+   * by default 60 slabs of 3-8 slots fill about 12 SuperSlabs of 31; at
    * least half of every SuperSlab mapped holds them. */
   ck_assert_uint_eq(b.pool_new_superslab - a.pool_new_superslab +
                     b.pool_claim_unused - a.pool_claim_unused, slabs);
@@ -277,7 +277,7 @@ START_TEST(medium_slab_slots_purged_when_emptied)
 {
   void *tiny = hak_malloc(16);
   hak_config.purge_delay_ms = -1;
-  enum { N = 21 };  /* three slabs of 64 KiB blocks (7 or 8 a slab) */
+  enum { N = 21 };  /* six slabs of four 64 KiB blocks */
   void *v[N];
   for (int i = 0; i < N; i++) {
     v[i] = hak_malloc(65536);
@@ -289,7 +289,7 @@ START_TEST(medium_slab_slots_purged_when_emptied)
   bool shared = registry_lookup((uintptr_t)tiny) == ((uintptr_t)ss | REGISTRY_TAG_SUPERSLAB);
   ck_assert(shared || ss->nslabs < 32);
   uint32_t span = superslab_span_mask(ss->nslabs, s);
-  ck_assert_uint_eq(superslab_slot_count(span), (ss->nslabs < 16 ? 7u : 8u));
+  ck_assert_uint_eq(superslab_slot_count(span), 4);
   for (int i = 0; i < N; i++)
     hak_free(v[i]);
   tcache_collect();  /* the active slab too */

@@ -53,7 +53,7 @@ START_TEST(span_slots_fit_every_superslab)
       ck_assert_uint_le(k, HAK_MEDIUM_SLOTS_MAX);
       if (size_class_slots(c) < nslabs) {
         ck_assert_uint_eq(k, size_class_slots(c));
-        ck_assert_uint_ge(k, 5);
+        ck_assert_uint_ge(k, 3);
         ck_assert_uint_eq(blocks * bs, span);
         ck_assert_uint_ge(blocks, 2);
       }
