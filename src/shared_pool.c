@@ -229,7 +229,7 @@ static void slab_hand_out(struct slab *s, uint64_t owner)
 {
   s->state = SLAB_ACTIVE;
   s->next = s->prev = NULL;
-  atomic_store_explicit(&s->owner, owner, memory_order_release);
+  atomic_store_explicit(&s->owner, slab_owner_for(s->cls, owner), memory_order_release);
 }
 
 static void slab_to_unused(struct superslab *ss, struct slab *s)
@@ -245,6 +245,7 @@ static void slab_to_unused(struct superslab *ss, struct slab *s)
     for (unsigned i = 1; i < k; i++) {
       ss->slabs[s->index + i].state = SLAB_UNUSED;
       ss->slabs[s->index + i].head_offset = 0;
+      ss->slabs[s->index + i].cls = 0;
     }
     ss->nunused += k - 1;
     s->cls = 0;
@@ -493,6 +494,7 @@ static struct slab *pool_claim_span_locked(unsigned cls)
   for (unsigned i = 1; i < k; i++) {
     ss->slabs[first + i].state = SLAB_SPAN_TAIL;
     ss->slabs[first + i].head_offset = (uint8_t)i;
+    ss->slabs[first + i].cls = (uint8_t)cls;
   }
   return &ss->slabs[first];
 }
@@ -839,8 +841,7 @@ void shared_pool_postfork_child(uint64_t survivor)
   for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
     for (unsigned i = 1; i < ss->nslabs; i++) {
       struct slab *s = &ss->slabs[i];
-      if (s->state == SLAB_ACTIVE &&
-          atomic_load_explicit(&s->owner, memory_order_relaxed) != survivor) {
+      if (s->state == SLAB_ACTIVE && !slab_owned_by(s, survivor)) {
         atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_relaxed);
         s->state = SLAB_ORPHAN;
         slab_list_push(&orphan_list[s->cls], s);
@@ -937,11 +938,11 @@ static int heap_check_superslab(struct superslab *ss, uint64_t me)
     }
     if (heap_check_slab(s))
       return -1;
-    uint64_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
     /* Lists are stable only for slabs no other thread owns. */
-    if (s->state == SLAB_ACTIVE && owner != me)
+    if (s->state == SLAB_ACTIVE && !slab_owned_by(s, me))
       continue;
-    if (s->state == SLAB_EMPTY && (s->used != 0 || owner != HAK_NO_OWNER))
+    if (s->state == SLAB_EMPTY &&
+        (s->used != 0 || atomic_load_explicit(&s->owner, memory_order_relaxed) != HAK_NO_OWNER))
       return heap_problem("EMPTY slab with blocks in use or an owner", s);
     slab_drain_remote(s);
     if (heap_check_free_list(s))

@@ -314,6 +314,20 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
    * end of the list, a medium slab) to the checked pop. */
   if (!slab_list_is_end(s->free))
     return tcache_pop(s);
+  /* A medium slab holds 2 to 8 blocks, so its class's active slab runs
+   * dry every few allocations while the ring's other slabs hold the
+   * blocks the thread freed (a free in a head slot takes the fast path,
+   * which does not make its slab active as tcache_free_local_medium
+   * does): one of those takes over, before the remote stack and the
+   * carving, which a refill is, and with no count or sweep tick. */
+  if (size_class_is_medium(cls) && s != &tcache_no_slab) {
+    struct slab *t = s->next;
+    for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next)
+      if (!slab_list_is_end(t->free)) {
+        tcache_self.active[cls] = t;
+        return tcache_pop(t);
+      }
+  }
   if (s == &tcache_no_slab) {
     s = NULL;
   } else if (!slab_refill(s)) {

@@ -136,6 +136,38 @@ HAK_INLINE void tcache_free_local(struct slab *s, void *p)
     tcache_slab_emptied(s);
 }
 
+/* The owner's free of p into s, a slab of a medium class, from free's
+ * slow path: tcache_free_local's push, and when the class's active slab
+ * has no free block on its list, s becomes the active one (it stays so,
+ * empty or not, as an active slab does).  A medium slab holds 2 to 8
+ * blocks, so a thread's few live blocks of a class spread over several
+ * slabs, and the active one runs dry every few allocations: without the
+ * switch the next malloc refills, walking the ring to find s. */
+HAK_INLINE void tcache_free_local_medium(struct slab *s, void *p)
+{
+  struct slab *a = tcache_self.active[s->cls];
+  void *head = s->free;
+  slab_block_set_free(p, head);
+  s->free = p;
+  /* Which slab of the ring the free lands in is the program's pattern,
+   * which no predictor learns: the choice is a mask, not a branch. */
+  uintptr_t head_a = (uintptr_t)a->free;
+  uintptr_t dry = -(uintptr_t)((head_a == (uintptr_t)SLAB_LIST_END) | (head_a == 0));
+  a = (struct slab *)(((uintptr_t)s & dry) | ((uintptr_t)a & ~dry));
+  tcache_self.active[s->cls] = a;
+  if (HAK_UNLIKELY(--s->used == 0) && s != a) {
+    /* With a few blocks a slab, one empties every few frees: given back
+     * at once, the class would claim one again soon after, through the
+     * pool's lock, and format and carve it.  It becomes the active slab
+     * instead, unless the active one is empty too, so that the thread
+     * keeps at most one empty slab of the class, as any class does. */
+    if (a->used != 0)
+      tcache_self.active[s->cls] = s;
+    else
+      tcache_slab_emptied(s);
+  }
+}
+
 /* The tiny classes: those the cross-thread cache holds. */
 #define TCACHE_XFREE_CLASSES 20
 /* Blocks held per class: at most 128 KiB of other threads' memory in
