@@ -590,7 +590,7 @@ static void pool_release_empty_locked(struct slab *s)
   }
   /* A burst that repeats finds its slabs formatted, with no carving and
    * no refill per page (bench/burst); their pages wait for the purge. */
-  bool capped = size_class_is_medium(s->cls) || hak_config.ss_mem_lean;
+  bool capped = hak_config.ss_mem_lean;
   if (hak_config.ss_empty_reuse && (!capped || empty_count[s->cls] < SHARED_POOL_EMPTY_CAPPED)) {
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);

@@ -137,35 +137,25 @@ HAK_INLINE void tcache_free_local(struct slab *s, void *p)
 }
 
 /* The owner's free of p into s, a slab of a medium class, from free's
- * slow path: tcache_free_local's push, and when the class's active slab
- * has no free block on its list, s becomes the active one (it stays so,
- * empty or not, as an active slab does).  A medium slab holds 2 to 8
- * blocks, so a thread's few live blocks of a class spread over several
- * slabs, and the active one runs dry every few allocations: without the
- * switch the next malloc refills, walking the ring to find s. */
+ * slow path: tcache_free_local's push, and s becomes the class's active
+ * slab, so that the next malloc of the class takes p back while its
+ * lines are in the cache, as with one slab per class.  A medium slab
+ * holds 2 to 8 blocks, so a thread's few live blocks of a class spread
+ * over several slabs: with the active slab left as it was, malloc took
+ * an older block of another slab, or ran dry and refilled.  Which slab
+ * a free lands in is the program's pattern, which no predictor learns,
+ * so nothing branches on it.  The slab that was active goes back to the
+ * pool if it holds no block in use: the thread keeps one empty slab of
+ * the class at most, the active one, as for any class. */
 HAK_INLINE void tcache_free_local_medium(struct slab *s, void *p)
 {
   struct slab *a = tcache_self.active[s->cls];
-  void *head = s->free;
-  slab_block_set_free(p, head);
+  slab_block_set_free(p, s->free);
   s->free = p;
-  /* Which slab of the ring the free lands in is the program's pattern,
-   * which no predictor learns: the choice is a mask, not a branch. */
-  uintptr_t head_a = (uintptr_t)a->free;
-  uintptr_t dry = -(uintptr_t)((head_a == (uintptr_t)SLAB_LIST_END) | (head_a == 0));
-  a = (struct slab *)(((uintptr_t)s & dry) | ((uintptr_t)a & ~dry));
-  tcache_self.active[s->cls] = a;
-  if (HAK_UNLIKELY(--s->used == 0) && s != a) {
-    /* With a few blocks a slab, one empties every few frees: given back
-     * at once, the class would claim one again soon after, through the
-     * pool's lock, and format and carve it.  It becomes the active slab
-     * instead, unless the active one is empty too, so that the thread
-     * keeps at most one empty slab of the class, as any class does. */
-    if (a->used != 0)
-      tcache_self.active[s->cls] = s;
-    else
-      tcache_slab_emptied(s);
-  }
+  s->used--;
+  tcache_self.active[s->cls] = s;
+  if (HAK_UNLIKELY(a->used == 0) && a != s)
+    tcache_slab_emptied(a);
 }
 
 /* The tiny classes: those the cross-thread cache holds. */
