@@ -70,6 +70,10 @@ extern HAK_HIDDEN __thread struct tcache tcache_self __attribute__((tls_model("i
 void *tcache_alloc_slow(unsigned cls);
 /* Slow path of a local free that left slab s with no block in use. */
 void tcache_slab_emptied(struct slab *s);
+/* s, a medium slab of the thread's ring that is no longer active, holds
+ * no block in use: it stays in the ring if no other slab of the ring is
+ * empty, else it goes back to the pool. */
+void tcache_medium_emptied(struct slab *s);
 
 /* Owner: pops the head of s's list, which is not empty: decodes and
  * checks its link, clears its free tag. */
@@ -144,9 +148,8 @@ HAK_INLINE void tcache_free_local(struct slab *s, void *p)
  * over several slabs: with the active slab left as it was, malloc took
  * an older block of another slab, or ran dry and refilled.  Which slab
  * a free lands in is the program's pattern, which no predictor learns,
- * so nothing branches on it.  The slab that was active goes back to the
- * pool if it holds no block in use: the thread keeps one empty slab of
- * the class at most, the active one, as for any class. */
+ * so nothing branches on it.  The slab that was active, if it holds no
+ * block in use, goes to tcache_medium_emptied. */
 HAK_INLINE void tcache_free_local_medium(struct slab *s, void *p)
 {
   struct slab *a = tcache_self.active[s->cls];
@@ -155,7 +158,7 @@ HAK_INLINE void tcache_free_local_medium(struct slab *s, void *p)
   s->used--;
   tcache_self.active[s->cls] = s;
   if (HAK_UNLIKELY(a->used == 0) && a != s)
-    tcache_slab_emptied(a);
+    tcache_medium_emptied(a);
 }
 
 /* The tiny classes: those the cross-thread cache holds. */
