@@ -165,7 +165,7 @@ void alloc_free_slab_slow(struct slab *s, void *p)
     if (HAK_LIKELY(!hak_config.check && !prof_every_block && s->state == SLAB_ACTIVE &&
                    slab_owned_by(s, tcache_self.id)) &&
         slab_is_block(s, p) && !slab_block_tagged(p)) {
-      tcache_free_local_medium(s, p);
+      tcache_free_medium(s, p);
       return;
     }
     free_slab_checked(s, p);
@@ -538,7 +538,7 @@ HAK_EXPORT int hakmem_check_heap(void)
 {
   if (atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2)
     return 0;
-  if (shared_pool_check_heap(tcache_self.id))
+  if (shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held())
     return -1;
   const struct large_hdr *bad = bigcache_check();
   if (bad) {

@@ -757,9 +757,12 @@ uint64_t shared_pool_purge_period_ms(void)
 /* When the purge last saw the pool's activity count change. */
 static uint64_t pool_quiet_since_ms;
 
+_Atomic uint32_t shared_pool_purge_passes;
+
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 {
   bool pending = false;
+  atomic_fetch_add_explicit(&shared_pool_purge_passes, 1, memory_order_relaxed);
   lock_take(&pool_lock);
   if (atomic_exchange_explicit(&orphans_freed, false, memory_order_relaxed))
     pool_collect_orphans_locked();

@@ -73,6 +73,9 @@ void shared_pool_usage(struct shared_pool_usage *u);
  * *activity_io), every free slot.  Sets *idle_io; returns true if
  * something purgeable remains for later. */
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io);
+/* Purge passes so far (any thread reads it, relaxed): a thread's cache of
+ * freed medium blocks goes back to its slabs when it sees this change. */
+extern HAK_HIDDEN _Atomic uint32_t shared_pool_purge_passes;
 /* The purge period: purge_delay_ms, but at least 10 and at most 1000 ms.
  * A program that handed out or returned no slab for that long is idle. */
 uint64_t shared_pool_purge_period_ms(void);
