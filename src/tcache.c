@@ -494,6 +494,7 @@ void *tcache_alloc_medium(unsigned cls)
   struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
   if (h->count) {
     void *p = h->blocks[--h->count];
+    h->slabs[h->count]->allocs++;
     /* The tag, written at the free, must still be there. */
     if (hak_hardened) {
       if (HAK_UNLIKELY(!slab_block_tagged(p)))
@@ -517,6 +518,7 @@ void tcache_free_medium(struct slab *s, void *p)
   tcache_medium_follow_purge();
   if (h->count < h->cap) {
     slab_block_set_free(p, SLAB_LIST_END);
+    h->slabs[h->count] = s;
     h->blocks[h->count++] = p;
     return;
   }

@@ -189,6 +189,7 @@ struct tcache_medium_held {
   uint32_t count;
   uint32_t cap;       /* 0 until the thread's first medium free */
   void *blocks[TCACHE_MEDIUM_HELD_MAX];
+  struct slab *slabs[TCACHE_MEDIUM_HELD_MAX]; /* each block's, for its allocs */
 };
 extern HAK_HIDDEN __thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
 
