@@ -439,8 +439,10 @@ void tcache_medium_emptied(struct slab *s)
 }
 
 __thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
-/* The purge pass the thread's medium cache last went back at. */
+/* The purge pass and the malloc_trim the thread's medium cache last went
+ * back at. */
 static __thread uint32_t tcache_medium_seen_pass __attribute__((tls_model("initial-exec")));
+static __thread uint32_t tcache_medium_seen_trim __attribute__((tls_model("initial-exec")));
 
 /* The slab of p, a block the medium cache of class cls holds, from its
  * address: the head of p's span if p is a carved block, tagged free, of
@@ -478,14 +480,17 @@ static void tcache_medium_flush_all(unsigned except)
     if (c != except)
       tcache_medium_flush(c);
   tcache_medium_seen_pass = atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed);
+  tcache_medium_seen_trim = atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed);
 }
 
-/* Whether a purge pass ran since the thread's medium cache last went
- * back: then it goes back now. */
+/* Whether a purge pass or a malloc_trim ran since the thread's medium
+ * cache last went back: then it goes back now. */
 HAK_INLINE void tcache_medium_follow_purge(void)
 {
-  if (HAK_UNLIKELY(tcache_medium_seen_pass !=
-                   atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed)))
+  if (HAK_UNLIKELY((tcache_medium_seen_pass ^
+                    atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed)) |
+                   (tcache_medium_seen_trim ^
+                    atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))))
     tcache_medium_flush_all(HAK_NUM_CLASSES);
 }
 

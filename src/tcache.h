@@ -179,8 +179,8 @@ HAK_INLINE void tcache_free_local_medium(struct slab *s, void *p)
  * and stays counted in its slab's used, so its slab never becomes
  * EMPTY under it.  The cache goes back to the slabs' lists when the
  * thread sees a purge pass (its next medium malloc or free), at the
- * sweep, at thread exit and on malloc_trim; hakmem_check_heap checks the
- * calling thread's.  Not used with check = 1 or prof = 1 recording every
+ * sweep, at thread exit and on malloc_trim (another thread's at its next
+ * medium malloc or free); hakmem_check_heap checks the calling thread's.  Not used with check = 1 or prof = 1 recording every
  * block, whose frees take the validating path. */
 #define TCACHE_MEDIUM_HELD_BYTES (256u * 1024)
 #define TCACHE_MEDIUM_HELD_MAX 6

@@ -270,6 +270,108 @@ START_TEST(medium_tail_remote_double_free_aborts)
 }
 END_TEST
 
+/* The medium cache (tcache.h): the calling thread's, for class cls. */
+static struct tcache_medium_held *medium_held(unsigned cls)
+{
+  return &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+}
+
+/* A freed medium block is held for the thread's next malloc of its class,
+ * still counted in use; the heap check walks the holding and sees a
+ * block written after free; the holding is bounded. */
+START_TEST(medium_cache_holds_last_freed)
+{
+  unsigned cls = size_class_of(65536);
+  void *v[8];
+  for (int i = 0; i < 8; i++)
+    v[i] = hak_malloc(65536);
+  struct slab *s = medium_slab_of(v[7]);
+  uint16_t used = s->used;
+  hak_free(v[7]);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  ck_assert_ptr_eq(medium_held(cls)->blocks[0], v[7]);
+  ck_assert_uint_eq(s->used, used);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  if (hak_hardened) {
+    /* A write after free clears the free tag: the heap check says so. */
+    uintptr_t saved[2];
+    memcpy(saved, v[7], sizeof saved);
+    memset(v[7], 0, sizeof saved);
+    ck_assert_int_eq(hakmem_check_heap(), -1);
+    memcpy(v[7], saved, sizeof saved);
+    ck_assert_int_eq(hakmem_check_heap(), 0);
+  }
+  void *p = hak_malloc(65536);
+  ck_assert_ptr_eq(p, v[7]);
+  ck_assert_uint_eq(medium_held(cls)->count, 0);
+  v[7] = p;
+  /* Four blocks of 64 KiB make the 256 KiB a class holds. */
+  for (int i = 0; i < 8; i++)
+    hak_free(v[i]);
+  ck_assert_uint_eq(medium_held(cls)->count, TCACHE_MEDIUM_HELD_BYTES / 65536);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+START_TEST(medium_cache_double_free_aborts)
+{
+  void *p = hak_malloc(65536);
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(size_class_of(65536))->count, 1);
+  hak_free(p);
+}
+END_TEST
+
+/* The thread's holding goes back to the slabs on malloc_trim, after a
+ * purge pass (at the thread's next medium free), and at thread exit. */
+/* Leaves one live medium block and holds another in its cache. */
+static void *hold_medium_and_exit(void *arg)
+{
+  (void)arg;
+  void *p = hak_malloc(65536);
+  (void)hak_malloc(65536);
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(size_class_of(65536))->count, 1);
+  return NULL;
+}
+
+START_TEST(medium_cache_emptied_by_trim_purge_and_exit)
+{
+  unsigned cls = size_class_of(65536);
+  void *p = hak_malloc(65536), *q = hak_malloc(65536);
+  struct slab *s = medium_slab_of(p);
+  uint16_t used = s->used;
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  hak_trim(0);
+  ck_assert_uint_eq(medium_held(cls)->count, 0);
+  ck_assert_uint_eq(s->used, used - 1);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+
+  p = hak_malloc(65536);
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  bool idle;
+  uint64_t activity = 0;
+  shared_pool_purge(hak_now_ms(), &idle, &activity);
+  hak_free(q);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  ck_assert_ptr_eq(medium_held(cls)->blocks[0], q);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_trim(0);
+
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, hold_medium_and_exit, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* Of the exited thread's two blocks, the one it held went back: only
+   * the live one is in use. */
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.in_use_class[cls], 65536);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 /* The purge gives back the slots of an emptied medium slab, in a
  * SuperSlab that a small slab keeps in use, and unformats the slab: its
  * run's slots are UNUSED and decommitted; a later claim takes them. */
@@ -654,6 +756,9 @@ int main(void)
   tcase_add_test_raise_signal(t, medium_tail_double_free_aborts, SIGABRT);
   tcase_add_test_raise_signal(t, medium_tail_remote_double_free_aborts, SIGABRT);
   tcase_add_test(t, medium_slab_slots_purged_when_emptied);
+  tcase_add_test(t, medium_cache_holds_last_freed);
+  tcase_add_test_raise_signal(t, medium_cache_double_free_aborts, SIGABRT);
+  tcase_add_test(t, medium_cache_emptied_by_trim_purge_and_exit);
   tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
   tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
   tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);
