@@ -589,7 +589,8 @@ static void pool_release_empty_locked(struct slab *s)
     superslab_free_committed_add(ss, 1);
   }
   /* A burst that repeats finds its slabs formatted, with no carving and
-   * no refill per page (bench/burst); their pages wait for the purge. */
+   * no refill per page (bench/burst); their pages wait for the purge.  A
+   * medium class too (see SHARED_POOL_EMPTY_CAPPED). */
   bool capped = hak_config.ss_mem_lean;
   if (hak_config.ss_empty_reuse && (!capped || empty_count[s->cls] < SHARED_POOL_EMPTY_CAPPED)) {
     s->state = SLAB_EMPTY;

@@ -8,8 +8,8 @@
  * needs a run of free slots at stage 2 (UNUSED slots or EMPTY slabs of
  * other classes, given up) or 3.  A small class
  * keeps the slabs it gives back EMPTY, until the purge gives their pages
- * back by time or another class claims one (lean mode, and a medium
- * class, keep one: see SHARED_POOL_EMPTY_CAPPED).  A SuperSlab
+ * back by time or another class claims one, and so does a medium class
+ * (lean mode keeps one: see SHARED_POOL_EMPTY_CAPPED).  A SuperSlab
  * whose every slab is free is kept or unmapped as superslab_release_policy
  * says.
  *
@@ -25,9 +25,11 @@
 #include "config.h"
 
 /* EMPTY slabs a class keeps formatted before it returns further ones to
- * UNUSED: a medium class (its slab is three to eight slots), and every
- * class in memory-lean mode.  Otherwise a small class keeps every slab given
- * back formatted, its list of free blocks intact, for its next burst:
+ * UNUSED in memory-lean mode.  Otherwise a class keeps every slab given
+ * back formatted (a medium one too: with one kept, the slots of the
+ * others went to whichever class claimed next, whose block boundaries,
+ * and so the pages written, differ: twice the peak RSS of threads
+ * churning 40-256 KiB blocks), its list of free blocks intact, for its next burst:
  * the purge gives their pages back by time (purge_delay_ms), like those
  * of UNUSED slots, and another class that finds no resident UNUSED slot
  * re-formats one (stage 2). */
