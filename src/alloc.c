@@ -119,8 +119,7 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
     hak_fatal_pointer(slab_block_tagged(p) ? "free(): double free of" : "free(): invalid pointer", p);
   if (HAK_UNLIKELY(!slab_is_block(s, p)))
     hak_fatal_pointer("free(): invalid pointer", p);
-  bool mine = tcache_self.id != 0 &&
-              atomic_load_explicit(&s->owner, memory_order_relaxed) == tcache_self.id;
+  bool mine = tcache_self.id != 0 && slab_owned_by(s, tcache_self.id);
   /* Only a free block carries the secret tag: on a list of its slab, on
    * its remote stack, or in some thread's cross-thread cache (tcache.h),
    * where even its owner cannot see it, so the tag alone decides. */
@@ -132,7 +131,10 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
   if (HAK_UNLIKELY(prof_every_block))
     prof_before_free(p);
   if (mine) {
-    tcache_free_local(s, p);
+    if (size_class_is_medium(s->cls))
+      tcache_free_local_medium(s, p);
+    else
+      tcache_free_local(s, p);
     return;
   }
   /* With check = 1 another thread's tiny block, checked and filled now,
@@ -167,8 +169,30 @@ static bool alloc_prof_forget_large(struct large_hdr *h, void *p)
   return false;
 }
 
+/* A medium block (a tail slot carries its slab's class): every one
+ * comes here (SLAB_OWNER_MEDIUM), in the head slot or not, which the
+ * program's pattern decides, so nothing branches on that: a head's
+ * head_offset is 0.  The owner's free of a live block is
+ * tcache_free_medium's; anything else free_slab_checked's.  Out of line,
+ * so that the cross-thread free of a small block saves no register. */
+static HAK_NOINLINE void free_medium_slow(struct slab *s, void *p)
+{
+  s -= s->head_offset;
+  if (HAK_LIKELY(!hak_config.check && !prof_every_block && s->state == SLAB_ACTIVE &&
+                 slab_owned_by(s, tcache_self.id)) &&
+      slab_is_block(s, p) && !slab_block_tagged(p)) {
+    tcache_free_medium(s, p);
+    return;
+  }
+  free_slab_checked(s, p);
+}
+
 void alloc_free_slab_slow(struct slab *s, void *p)
 {
+  if (size_class_is_medium(s->cls)) {
+    free_medium_slow(s, p);
+    return;
+  }
   /* The common case here, another thread's free of a block of a slab it
    * owns, takes the fast path's tests, on the line that remote frees only
    * read, then keeps a tiny block in the thread's cross-thread cache
@@ -176,6 +200,7 @@ void alloc_free_slab_slow(struct slab *s, void *p)
    * slot, so when it heads an ACTIVE slab, p's offset in its 64 KiB slot is
    * its offset in the slab. */
   if (HAK_LIKELY(s->state == SLAB_ACTIVE && !hak_config.check && !prof_every_block) &&
+      /* No medium slab comes here: the owner's id as it is. */
       atomic_load_explicit(&s->owner, memory_order_relaxed) != tcache_self.id &&
       slab_block_index(s, (uint16_t)(uintptr_t)p) < s->carved && !slab_block_tagged(p)) {
     if (tcache_xfree_wants(s->cls)) {
@@ -556,7 +581,7 @@ HAK_EXPORT int hakmem_check_heap(void)
 {
   if (atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2)
     return 0;
-  if (shared_pool_check_heap(tcache_self.id))
+  if (shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held())
     return -1;
   const struct large_hdr *bad = bigcache_check();
   if (bad) {

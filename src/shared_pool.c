@@ -167,7 +167,7 @@ static uint32_t superslab_free_mask(const struct superslab *ss)
   for (unsigned i = 1; i < ss->nslabs; i++) {
     uint8_t st = ss->slabs[i].state;
     if (st == SLAB_UNUSED || st == SLAB_EMPTY ||
-        (st == SLAB_SPAN_TAIL && ss->slabs[1].state == SLAB_EMPTY))
+        (st == SLAB_SPAN_TAIL && ss->slabs[i - ss->slabs[i].head_offset].state == SLAB_EMPTY))
       m |= 1u << i;
   }
   return m;
@@ -199,22 +199,16 @@ static void superslab_free_committed_add(struct superslab *ss, int n)
   pool_free_committed += (size_t)((ptrdiff_t)n * (ptrdiff_t)HAK_SLAB_SIZE);
 }
 
-/* Slab s of ss goes from free (UNUSED or EMPTY) to in use.  A small slot
- * is about to be touched: resident.  A medium slab touches its span as it
- * carves; its decommitted bits are brought up to date when it is given
- * back (pool_release_empty_locked). */
-static void superslab_slab_taken(struct superslab *ss, const struct slab *s)
+/* The free slots span of ss go in use as one slab.  A small slot is
+ * about to be touched (touch): resident.  A medium slab touches its span
+ * as it carves; its decommitted bits are brought up to date when it is
+ * given back (pool_release_empty_locked). */
+static void superslab_slots_taken(struct superslab *ss, uint32_t span, bool touch)
 {
-  if (size_class_is_medium(s->cls) && s->state != SLAB_UNUSED) {
-    /* An EMPTY medium slab: its whole span goes back in use. */
-    ss->purge_marked = 0;
-    superslab_free_committed_add(ss, -(int)ss->free_committed);
-  } else {
-    if (!(ss->decommitted >> s->index & 1))
-      superslab_free_committed_add(ss, -1);
-    ss->decommitted &= ~(1u << s->index);
-    ss->purge_marked &= ~(1u << s->index);
-  }
+  superslab_free_committed_add(ss, -(int)superslab_slot_count(span & ~ss->decommitted));
+  if (touch)
+    ss->decommitted &= ~span;
+  ss->purge_marked &= ~span;
   if (ss->ninuse++ == 0 && ss->empty_kept)
     superslab_set_kept(ss, false);
   /* thp = auto: a 2 MiB SuperSlab half in use is hot: huge pages. */
@@ -223,11 +217,19 @@ static void superslab_slab_taken(struct superslab *ss, const struct slab *s)
     ss->huge_advised = os_advise_huge(ss, (size_t)1 << ss->lg, true) == 0;
 }
 
+/* Slab s of ss goes from free (an UNUSED slot, or an EMPTY slab taken
+ * back or re-formatted for a small class) to in use. */
+static void superslab_slab_taken(struct superslab *ss, const struct slab *s)
+{
+  bool medium = s->state == SLAB_EMPTY && size_class_is_medium(s->cls);
+  superslab_slots_taken(ss, medium ? superslab_span_mask(ss->nslabs, s) : 1u << s->index, !medium);
+}
+
 static void slab_hand_out(struct slab *s, uint64_t owner)
 {
   s->state = SLAB_ACTIVE;
   s->next = s->prev = NULL;
-  atomic_store_explicit(&s->owner, owner, memory_order_release);
+  atomic_store_explicit(&s->owner, slab_owner_for(s->cls, owner), memory_order_release);
 }
 
 static void slab_to_unused(struct superslab *ss, struct slab *s)
@@ -238,10 +240,14 @@ static void slab_to_unused(struct superslab *ss, struct slab *s)
   s->carved = 0;
   ss->nunused++;
   if (size_class_is_medium(s->cls)) {
-    /* The medium slab spans every slot: all become UNUSED together. */
-    for (unsigned i = 2; i < ss->nslabs; i++)
-      ss->slabs[i].state = SLAB_UNUSED;
-    ss->nunused = ss->nslabs - 1;
+    /* The slots of a medium slab's span become UNUSED together. */
+    unsigned k = superslab_span_slots(s->cls, ss->nslabs);
+    for (unsigned i = 1; i < k; i++) {
+      ss->slabs[s->index + i].state = SLAB_UNUSED;
+      ss->slabs[s->index + i].head_offset = 0;
+      ss->slabs[s->index + i].cls = 0;
+    }
+    ss->nunused += k - 1;
     s->cls = 0;
   }
   unused_list_add(ss);
@@ -266,13 +272,13 @@ static void superslab_unmap_locked(struct superslab *ss)
   counters_add(&hak_counters.superslabs_unmapped, 1);
 }
 
-/* Gives up the EMPTY slabs of ss among the slots of mask (their free
- * lists live in the pages about to be decommitted). */
+/* Gives up the EMPTY slabs of ss that span a slot of mask (their free
+ * lists live in the pages about to be decommitted or claimed). */
 static void superslab_unformat_empty_locked(struct superslab *ss, uint32_t mask)
 {
   for (unsigned i = 1; i < ss->nslabs; i++) {
     struct slab *s = &ss->slabs[i];
-    if (s->state == SLAB_EMPTY && (mask >> i & 1)) {
+    if (s->state == SLAB_EMPTY && (superslab_span_mask(ss->nslabs, s) & mask)) {
       slab_list_remove(&empty_list[s->cls], s);
       empty_count[s->cls]--;
       slab_to_unused(ss, s);
@@ -424,44 +430,73 @@ static struct slab *pool_claim_slot_locked(void)
   return NULL;
 }
 
-/* A SuperSlab none of whose slots is in use, for a medium slab: a kept
- * free one (its EMPTY small slabs given up) or a new one. */
-static struct superslab *pool_claim_superslab_locked(void)
+/* What claiming the run of slots run of ss costs: a slot to fault in
+ * (decommitted) weighs most, then an EMPTY slab given up, then a fully
+ * free SuperSlab taken back into use (kept, it could go back whole). */
+static unsigned span_claim_cost(const struct superslab *ss, uint32_t run, uint32_t unused)
 {
-  /* The free one with the most pages still committed: reused hot. */
-  struct superslab *ss = NULL;
-  for (struct superslab *c = all_list; c; c = c->all_next)
-    if (c->ninuse == 0 && c->lg == (unsigned)hak_config.superslab_lg &&
-        (!ss || superslab_slot_count(c->decommitted) < superslab_slot_count(ss->decommitted)))
-      ss = c;
-  if (ss) {
-    for (unsigned i = 1; i < ss->nslabs; i++) {
-      struct slab *s = &ss->slabs[i];
-      if (s->state == SLAB_EMPTY) {
-        slab_list_remove(&empty_list[s->cls], s);
-        empty_count[s->cls]--;
-        slab_to_unused(ss, s);
+  return 4 * superslab_slot_count(run & ss->decommitted) + superslab_slot_count(run & ~unused) +
+         (ss->ninuse == 0 ? 2 : 0);
+}
+
+/* Claims a run of free slots for a medium slab of class cls and returns
+ * its first slot, or NULL (no SuperSlab could be mapped).  A run's slots
+ * are UNUSED or belong to EMPTY slabs, which are given up; of every
+ * SuperSlab's runs the cheapest (span_claim_cost), the highest in its
+ * SuperSlab, so that medium slabs gather at the top of SuperSlabs while
+ * small ones are claimed from the bottom.  A new SuperSlab only when none
+ * of the first SPAN_SCAN_SUPERSLABS has such a run: the walk runs under
+ * the pool lock, and a heap of a gigabyte has five hundred. */
+#define SPAN_SCAN_SUPERSLABS 64
+static struct slab *pool_claim_span_locked(unsigned cls)
+{
+  struct superslab *best = NULL;
+  uint32_t best_run = 0;
+  unsigned best_cost = UINT32_MAX, n = 0;
+  for (struct superslab *ss = all_list; ss && best_cost > 0 && n < SPAN_SCAN_SUPERSLABS;
+       ss = ss->all_next, n++) {
+    unsigned k = superslab_span_slots(cls, ss->nslabs);
+    uint32_t free = superslab_free_mask(ss);
+    if (superslab_slot_count(free) < k)
+      continue;
+    uint32_t unused = superslab_unused_mask(ss);
+    for (unsigned at = ss->nslabs - k; at >= 1 && best_cost > 0; at--) {
+      uint32_t run = (uint32_t)((((uint64_t)1 << k) - 1) << at);
+      if ((free & run) != run)
+        continue;
+      unsigned cost = span_claim_cost(ss, run, unused);
+      if (cost < best_cost) {
+        best = ss;
+        best_run = run;
+        best_cost = cost;
       }
     }
+  }
+  struct superslab *ss = best;
+  if (ss) {
+    superslab_unformat_empty_locked(ss, best_run);
     counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
     ss = superslab_create((unsigned)hak_config.superslab_lg);
     if (!ss)
       return NULL;
     all_list_add(ss);
+    unused_list_add(ss);
     counters_add(&hak_counters.pool_new_superslab, 1);
+    unsigned k = superslab_span_slots(cls, ss->nslabs);
+    best_run = (uint32_t)((((uint64_t)1 << k) - 1) << (ss->nslabs - k));
   }
-  unused_list_remove(ss);
-  ss->nunused = 0;
-  ss->purge_marked = 0;
-  superslab_slab_taken(ss, &ss->slabs[1]);
-  /* The medium slab spans every slot: none is free any more. */
-  superslab_free_committed_add(ss, -(int)ss->free_committed);
-  for (unsigned i = 2; i < ss->nslabs; i++) {
-    ss->slabs[i].state = SLAB_SPAN_TAIL;
-    ss->slabs[i].head_offset = (uint8_t)(i - 1);
+  unsigned first = (unsigned)__builtin_ctz(best_run), k = superslab_slot_count(best_run);
+  ss->nunused -= k;
+  if (ss->nunused == 0)
+    unused_list_remove(ss);
+  superslab_slots_taken(ss, best_run, false);
+  for (unsigned i = 1; i < k; i++) {
+    ss->slabs[first + i].state = SLAB_SPAN_TAIL;
+    ss->slabs[first + i].head_offset = (uint8_t)i;
+    ss->slabs[first + i].cls = (uint8_t)cls;
   }
-  return ss;
+  return &ss->slabs[first];
 }
 
 struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
@@ -480,15 +515,14 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
     goto out;
   }
   if (size_class_is_medium(cls)) {
-    struct superslab *ss = pool_claim_superslab_locked();
-    if (!ss) {
+    s = pool_claim_span_locked(cls);
+    if (!s) {
       pthread_mutex_unlock(&pool_lock);
       errno = ENOMEM;
       return NULL;
     }
-    s = &ss->slabs[1];
     slab_format(s, cls, (uint32_t)size_class_size(cls),
-                ((size_t)ss->nslabs - 1) << HAK_SLAB_SHIFT);
+                (size_t)superslab_span_slots(cls, superslab_of_slab(s)->nslabs) << HAK_SLAB_SHIFT);
     goto out;
   }
   s = pool_claim_slot_locked();
@@ -546,19 +580,18 @@ static void pool_release_empty_locked(struct slab *s)
     /* The slots its carving reached are resident now; those beyond keep
      * the state they had when it was handed out.  Its whole span is
      * free now. */
+    uint32_t span = superslab_span_mask(ss->nslabs, s);
     size_t touched = (size_t)s->carved * slab_block_size(s);
-    unsigned end = 1 + (unsigned)((touched + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
-    for (unsigned i = 1; i < end && i < ss->nslabs; i++)
-      ss->decommitted &= ~(1u << i);
-    uint32_t slots = (uint32_t)(((uint64_t)1 << ss->nslabs) - 2);
-    superslab_free_committed_add(
-        ss, (int)superslab_slot_count(slots & ~ss->decommitted) - (int)ss->free_committed);
+    unsigned reached = (unsigned)((touched + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
+    ss->decommitted &= ~(span & (uint32_t)((((uint64_t)1 << reached) - 1) << s->index));
+    superslab_free_committed_add(ss, (int)superslab_slot_count(span & ~ss->decommitted));
   } else if (!(ss->decommitted >> s->index & 1)) {
     superslab_free_committed_add(ss, 1);
   }
   /* A burst that repeats finds its slabs formatted, with no carving and
-   * no refill per page (bench/burst); their pages wait for the purge. */
-  bool capped = size_class_is_medium(s->cls) || hak_config.ss_mem_lean;
+   * no refill per page (bench/burst); their pages wait for the purge.  A
+   * medium class too (see SHARED_POOL_EMPTY_CAPPED). */
+  bool capped = hak_config.ss_mem_lean;
   if (hak_config.ss_empty_reuse && (!capped || empty_count[s->cls] < SHARED_POOL_EMPTY_CAPPED)) {
     s->state = SLAB_EMPTY;
     slab_list_push(&empty_list[s->cls], s);
@@ -725,9 +758,12 @@ uint64_t shared_pool_purge_period_ms(void)
 /* When the purge last saw the pool's activity count change. */
 static uint64_t pool_quiet_since_ms;
 
+_Atomic uint32_t shared_pool_purge_passes;
+
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
 {
   bool pending = false;
+  atomic_fetch_add_explicit(&shared_pool_purge_passes, 1, memory_order_relaxed);
   lock_take(&pool_lock);
   if (atomic_exchange_explicit(&orphans_freed, false, memory_order_relaxed))
     pool_collect_orphans_locked();
@@ -809,8 +845,7 @@ void shared_pool_postfork_child(uint64_t survivor)
   for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
     for (unsigned i = 1; i < ss->nslabs; i++) {
       struct slab *s = &ss->slabs[i];
-      if (s->state == SLAB_ACTIVE &&
-          atomic_load_explicit(&s->owner, memory_order_relaxed) != survivor) {
+      if (s->state == SLAB_ACTIVE && !slab_owned_by(s, survivor)) {
         atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_relaxed);
         s->state = SLAB_ORPHAN;
         slab_list_push(&orphan_list[s->cls], s);
@@ -862,11 +897,13 @@ static int heap_check_slab(const struct slab *s)
     return heap_problem("slab descriptor with a damaged block size", s);
   if (s->used > s->carved || s->carved > s->capacity)
     return heap_problem("slab with inconsistent counts", s);
-  size_t span = size_class_is_medium(s->cls)
-                    ? ((size_t)(superslab_of_slab((struct slab *)s)->nslabs - 1) << HAK_SLAB_SHIFT)
-                    : HAK_SLAB_SIZE;
-  if ((size_t)s->capacity * bs > span)
+  const struct superslab *ss = superslab_of_slab((struct slab *)s);
+  unsigned k = superslab_span_slots(s->cls, ss->nslabs);
+  if ((size_t)s->capacity * bs > (size_t)k << HAK_SLAB_SHIFT || s->index + k > ss->nslabs)
     return heap_problem("slab larger than its span", s);
+  for (unsigned j = 1; j < k; j++)
+    if (ss->slabs[s->index + j].state != SLAB_SPAN_TAIL || ss->slabs[s->index + j].head_offset != j)
+      return heap_problem("medium slab without its tail slots", s);
   return 0;
 }
 
@@ -886,10 +923,14 @@ static int heap_check_superslab(struct superslab *ss, uint64_t me)
     case SLAB_UNUSED:
       unused++;
       continue;
-    case SLAB_SPAN_TAIL:
-      if (s->head_offset != i - 1 || ss->slabs[1].state == SLAB_UNUSED)
+    case SLAB_SPAN_TAIL: {
+      const struct slab *h = s - s->head_offset;
+      if (s->head_offset == 0 || s->head_offset >= i ||
+          (h->state != SLAB_ACTIVE && h->state != SLAB_ORPHAN && h->state != SLAB_EMPTY) ||
+          !size_class_is_medium(h->cls) || s->head_offset >= superslab_span_slots(h->cls, ss->nslabs))
         return heap_problem("medium slab tail without its head", s);
       continue;
+    }
     case SLAB_ACTIVE:
     case SLAB_ORPHAN:
       inuse++;
@@ -901,11 +942,11 @@ static int heap_check_superslab(struct superslab *ss, uint64_t me)
     }
     if (heap_check_slab(s))
       return -1;
-    uint64_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
     /* Lists are stable only for slabs no other thread owns. */
-    if (s->state == SLAB_ACTIVE && owner != me)
+    if (s->state == SLAB_ACTIVE && !slab_owned_by(s, me))
       continue;
-    if (s->state == SLAB_EMPTY && (s->used != 0 || owner != HAK_NO_OWNER))
+    if (s->state == SLAB_EMPTY &&
+        (s->used != 0 || atomic_load_explicit(&s->owner, memory_order_relaxed) != HAK_NO_OWNER))
       return heap_problem("EMPTY slab with blocks in use or an owner", s);
     slab_drain_remote(s);
     if (heap_check_free_list(s))

@@ -5,10 +5,11 @@
  * reuse an EMPTY slab of the same class (still formatted, pages warm);
  * stage 2, claim an UNUSED slot of a live SuperSlab, or re-format an EMPTY
  * slab of another class; stage 3, map a new SuperSlab.  A medium class
- * needs a whole SuperSlab at stage 2 (a free one) or 3.  A small class
+ * needs a run of free slots at stage 2 (UNUSED slots or EMPTY slabs of
+ * other classes, given up) or 3.  A small class
  * keeps the slabs it gives back EMPTY, until the purge gives their pages
- * back by time or another class claims one (lean mode, and a medium
- * class, keep one: see SHARED_POOL_EMPTY_CAPPED).  A SuperSlab
+ * back by time or another class claims one, and so does a medium class
+ * (lean mode keeps one: see SHARED_POOL_EMPTY_CAPPED).  A SuperSlab
  * whose every slab is free is kept or unmapped as superslab_release_policy
  * says.
  *
@@ -24,9 +25,11 @@
 #include "config.h"
 
 /* EMPTY slabs a class keeps formatted before it returns further ones to
- * UNUSED: a medium class (its slab is a whole SuperSlab), and every class
- * in memory-lean mode.  Otherwise a small class keeps every slab given
- * back formatted, its list of free blocks intact, for its next burst:
+ * UNUSED in memory-lean mode.  Otherwise a class keeps every slab given
+ * back formatted (a medium one too: with one kept, the slots of the
+ * others went to whichever class claimed next, whose block boundaries,
+ * and so the pages written, differ: twice the peak RSS of threads
+ * churning 40-256 KiB blocks), its list of free blocks intact, for its next burst:
  * the purge gives their pages back by time (purge_delay_ms), like those
  * of UNUSED slots, and another class that finds no resident UNUSED slot
  * re-formats one (stage 2). */
@@ -72,6 +75,9 @@ void shared_pool_usage(struct shared_pool_usage *u);
  * *activity_io), every free slot.  Sets *idle_io; returns true if
  * something purgeable remains for later. */
 bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io);
+/* Purge passes so far (any thread reads it, relaxed): a thread's cache of
+ * freed medium blocks goes back to its slabs when it sees this change. */
+extern HAK_HIDDEN _Atomic uint32_t shared_pool_purge_passes;
 /* The purge period: purge_delay_ms, but at least 10 and at most 1000 ms.
  * A program that handed out or returned no slab for that long is idle. */
 uint64_t shared_pool_purge_period_ms(void);

@@ -6,8 +6,10 @@
  * 16-byte minimum alignment decides).  Every power of two is a class, and
  * small slabs are 64 KiB aligned, so a block of a power-of-two class is
  * naturally aligned to its size.  Medium classes continue the same
- * progression from 40 KiB to 256 KiB; each medium slab spans a whole
- * SuperSlab.  The tables are constant; no locking. */
+ * progression from 40 KiB to 256 KiB; a medium slab spans a run of three
+ * to eight 64 KiB slots that its blocks fill exactly (size_class_slots):
+ * 8 blocks of 40 and 56 KiB, 4 of 48, 64 and 80-128 KiB, 2 of 160-256
+ * KiB.  The tables are constant; no locking. */
 #ifndef HAKMEM_SIZE_CLASS_H
 #define HAKMEM_SIZE_CLASS_H
 
@@ -23,6 +25,7 @@ extern HAK_HIDDEN const uint32_t size_class_block[HAK_NUM_CLASSES];
 extern HAK_HIDDEN const uint8_t size_class_tiny[HAK_TINY_MAX / 16 + 1];
 extern HAK_HIDDEN const uint8_t size_class_small[HAK_SMALL_MAX / 128 + 1];
 extern HAK_HIDDEN const uint8_t size_class_medium[HAK_MEDIUM_MAX / 8192 + 1];
+extern HAK_HIDDEN const uint8_t size_class_slot_count[HAK_NUM_CLASSES];
 
 /* Class of a request of n <= HAK_TINY_MAX bytes: one table load. */
 HAK_INLINE unsigned size_class_of_tiny(size_t n)
@@ -57,11 +60,20 @@ HAK_INLINE bool size_class_is_medium(unsigned cls)
   return cls >= HAK_NUM_SMALL_CLASSES;
 }
 
+/* The 64 KiB slots a slab of class cls spans: 1 for a small class; for a
+ * medium one the run its blocks fill exactly, at most
+ * HAK_MEDIUM_SLOTS_MAX.  A SuperSlab too small for the run cuts it
+ * (superslab_span_slots). */
+#define HAK_MEDIUM_SLOTS_MAX 8
+HAK_INLINE unsigned size_class_slots(unsigned cls)
+{
+  return size_class_slot_count[cls];
+}
+
 /* Smallest class whose blocks hold n bytes and are aligned to align (a
  * power of two): one whose block size is a multiple of align, for align
- * up to HAK_SLAB_SIZE, since every slab starts on a 64 KiB slot boundary
- * (a medium one at the SuperSlab's second slot).  -1 when none does: n
- * above HAK_MEDIUM_MAX or align above HAK_SLAB_SIZE. */
+ * up to HAK_SLAB_SIZE, since every slab starts on a 64 KiB slot boundary.
+ * -1 when none does: n above HAK_MEDIUM_MAX or align above HAK_SLAB_SIZE. */
 int size_class_for_aligned(size_t n, size_t align);
 
 #endif

@@ -27,17 +27,21 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
 bool slab_is_block(const struct slab *s, const void *p)
 {
   uintptr_t off = (uintptr_t)p - (uintptr_t)slab_start(s);
-  return off < (uintptr_t)s->capacity * slab_block_size(s) &&
-         slab_block_index(s, (uint32_t)off) < s->carved;
+  /* Both tests, without a branch between them (the index of an offset
+   * out of range is harmless arithmetic): see slab_link_decode_far. */
+  return (off < (uintptr_t)s->capacity * slab_block_size(s)) &
+         (slab_block_index(s, (uint32_t)off) < s->carved);
 }
 
 void *slab_link_decode_far(const struct slab *s, const void *p, uintptr_t delta)
 {
   void *next = (void *)(delta ^ (uintptr_t)p);
-  if (slab_list_is_end(next))
-    return next;
-  /* A medium slab spans several 64 KiB slots: its links may leave p's. */
-  if (size_class_is_medium(s->cls) && slab_is_block(s, next))
+  /* A medium slab spans several 64 KiB slots: its links may leave p's.
+   * Its lists are a few blocks long, so whether one ends here follows
+   * the program's pattern: both tests are computed and combined without
+   * a branch (slab_is_block is arithmetic only, harmless on the end). */
+  bool ok = slab_list_is_end(next) | (size_class_is_medium(s->cls) & slab_is_block(s, next));
+  if (HAK_LIKELY(ok))
     return next;
   hak_fatal_pointer("malloc(): corrupted free list: bad link in free block", p);
 }

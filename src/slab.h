@@ -1,6 +1,6 @@
 /* Slab: a run of same-size blocks inside a SuperSlab: one 64 KiB slot for
- * small classes; for medium classes every slot after the header, with the
- * descriptor in slot 1 and the other slots marked SLAB_SPAN_TAIL.
+ * small classes; for medium classes a run of slots (superslab_span_slots),
+ * with the descriptor in the first and the others marked SLAB_SPAN_TAIL.
  *
  * Concurrency contract:
  *  - free, used, carved and allocs belong to the owning thread (owner ==
@@ -62,7 +62,7 @@ struct slab {
   uint8_t state;              /* enum slab_state; pool lock or owner */
   uint8_t index;              /* position in the SuperSlab */
   uint8_t head_offset;        /* SLAB_SPAN_TAIL: distance to the head slot */
-  _Atomic uint64_t owner;     /* owning thread id or HAK_NO_OWNER */
+  _Atomic uint64_t owner;     /* owning thread id (| SLAB_OWNER_MEDIUM) or HAK_NO_OWNER */
   uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
   struct slab *next, *prev;   /* owner ring or pool list */
 
@@ -251,6 +251,26 @@ HAK_INLINE size_t slab_block_size(const struct slab *s)
  * handed out at least once or is on a free list).  Exact, for any slab
  * (a medium one spans several slots); the slow paths use it. */
 bool slab_is_block(const struct slab *s, const void *p);
+
+/* Set in the owner of a medium slab, beside its thread's id: no thread's
+ * free_key has it, so free's fast path leaves every medium block to the
+ * slow path, which frees it with tcache_free_local_medium (a block in the
+ * head slot too, which the fast path would push without making its slab
+ * the active one).  Ids are counted from 1 and never reach it. */
+#define SLAB_OWNER_MEDIUM (UINT64_C(1) << 62)
+
+/* The owner field a slab of class cls handed to thread id carries. */
+HAK_INLINE uint64_t slab_owner_for(unsigned cls, uint64_t id)
+{
+  return size_class_is_medium(cls) ? id | SLAB_OWNER_MEDIUM : id;
+}
+
+/* Whether thread id owns s, a slab of any class: its owner field without
+ * SLAB_OWNER_MEDIUM is id (HAK_NO_OWNER without it is no thread's id). */
+HAK_INLINE bool slab_owned_by(const struct slab *s, uint64_t id)
+{
+  return (atomic_load_explicit(&s->owner, memory_order_relaxed) & ~SLAB_OWNER_MEDIUM) == id;
+}
 
 /* Owner: true when the slab has a block to hand out without refilling. */
 HAK_INLINE bool slab_has_room(const struct slab *s)

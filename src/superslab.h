@@ -1,6 +1,10 @@
 /* SuperSlab: a 2^superslab_lg-byte region aligned to its size, cut into
- * 64 KiB slabs.  Slab 0 holds this header (the rest of slab 0 is never
- * touched, so costs address space only) and slabs 1..n-1 hold blocks.
+ * 64 KiB slots.  Slot 0 holds this header (the rest of slot 0 is never
+ * touched, so costs address space only) and slots 1..n-1 hold slabs: a
+ * small slab is one slot, a medium slab a run of slots
+ * (superslab_span_slots) whose first holds its descriptor and whose others
+ * are SLAB_SPAN_TAIL, so that one SuperSlab holds slabs of several
+ * classes, small and medium.
  *
  * The registry maps any address to the hakmem object covering it, in O(1):
  * a two-level table indexed by address >> 32 and then by 512 KiB unit.  An
@@ -111,6 +115,26 @@ HAK_INLINE struct slab *superslab_slab_of(uintptr_t entry, uintptr_t a)
   off -= entry;
   return (struct slab *)((char *)(entry - REGISTRY_TAG_SUPERSLAB) +
                          (off >> HAK_SLAB_SHIFT) * sizeof(struct slab));
+}
+
+/* The slots a slab of class cls spans in a SuperSlab of nslabs slots:
+ * size_class_slots, cut to the nslabs - 1 beside the header
+ * (superslab_lg = 19) and then to the slots its whole blocks reach. */
+HAK_INLINE unsigned superslab_span_slots(unsigned cls, unsigned nslabs)
+{
+  unsigned k = size_class_slots(cls);
+  if (HAK_LIKELY(k < nslabs))
+    return k;
+  size_t bs = size_class_size(cls);
+  size_t bytes = (((size_t)(nslabs - 1) << HAK_SLAB_SHIFT) / bs) * bs;
+  return (unsigned)((bytes + HAK_SLAB_SIZE - 1) >> HAK_SLAB_SHIFT);
+}
+
+/* The slots of ss that slab s (a head, any class) spans, as a mask. */
+HAK_INLINE uint32_t superslab_span_mask(unsigned nslabs, const struct slab *s)
+{
+  unsigned k = superslab_span_slots(s->cls, nslabs);
+  return (uint32_t)((((uint64_t)1 << k) - 1) << s->index);
 }
 
 /* Maps and registers a new SuperSlab of 2^lg bytes with every slot UNUSED.

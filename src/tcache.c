@@ -273,11 +273,13 @@ static bool slab_refill(struct slab *s)
   return n != 0;
 }
 
+static void tcache_medium_flush_all(unsigned except);
+
 /* Refills between two sweeps of the thread's idle slabs. */
 #define SWEEP_REFILLS 64
 
 /* Hands back the active slab of every other class that holds no block in
- * use (a medium one is a whole SuperSlab), so that a thread keeps only
+ * use (a medium one is three to eight slots), so that a thread keeps only
  * slabs it uses: a program whose sizes drift would otherwise keep an
  * empty slab in every class it ever used, and map new SuperSlabs beside
  * them (bench/soak: 24 % RSS drift without).  The owner runs it from its
@@ -289,7 +291,22 @@ static void tcache_sweep(unsigned except)
   bool any = false;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     struct slab *s = tcache_self.active[c];
-    if (c == except || s == &tcache_no_slab || s->used != 0)
+    if (c == except || s == &tcache_no_slab)
+      continue;
+    /* The empty slab a medium class keeps beside its active one
+     * (tcache_medium_emptied) is the active one's neighbour or further:
+     * the walk ends at the active slab. */
+    if (size_class_is_medium(c)) {
+      for (struct slab *t = s->next, *next; t != s; t = next) {
+        next = t->next;
+        if (t->used == 0) {
+          ring_remove(c, t);
+          shared_pool_release_empty(t);
+          any = true;
+        }
+      }
+    }
+    if (s->used != 0)
       continue;
     ring_remove(c, s);
     shared_pool_release_empty(s);
@@ -314,6 +331,20 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
    * end of the list, a medium slab) to the checked pop. */
   if (!slab_list_is_end(s->free))
     return tcache_pop(s);
+  /* A medium slab holds 2 to 8 blocks, so its class's active slab runs
+   * dry every few allocations while the ring's other slabs hold the
+   * blocks the thread freed (a free in a head slot takes the fast path,
+   * which does not make its slab active as tcache_free_local_medium
+   * does): one of those takes over, before the remote stack and the
+   * carving, which a refill is, and with no count or sweep tick. */
+  if (size_class_is_medium(cls) && s != &tcache_no_slab) {
+    struct slab *t = s->next;
+    for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next)
+      if (!slab_list_is_end(t->free)) {
+        tcache_self.active[cls] = t;
+        return tcache_pop(t);
+      }
+  }
   if (s == &tcache_no_slab) {
     s = NULL;
   } else if (!slab_refill(s)) {
@@ -346,6 +377,7 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   if (HAK_UNLIKELY(++tcache_self.refills_since_sweep >= SWEEP_REFILLS)) {
     tcache_self.refills_since_sweep = 0;
     tcache_xfree_flush_all(cls);
+    tcache_medium_flush_all(cls);
     tcache_sweep(cls);
   }
   return tcache_pop(s);
@@ -389,6 +421,139 @@ void tcache_slab_emptied(struct slab *s)
   purge_kick();
 }
 
+/* A medium slab holds 2 to 8 blocks, so with a few live blocks of the
+ * class one empties every few frees; given back at once, the class
+ * claims one again soon after, through the pool's lock (bench medpair
+ * with 16 live blocks of 40-44 KiB: one pool trip every 300 mallocs).
+ * The thread keeps one such slab in its ring beside the active one
+ * (which may be empty too), for the ring walk of tcache_refill to find;
+ * the sweep hands it back when the class goes unused. */
+void tcache_medium_emptied(struct slab *s)
+{
+  struct slab *t = s->next;
+  for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next)
+    if (t->used == 0 && t != tcache_self.active[s->cls]) {
+      tcache_slab_emptied(s);
+      return;
+    }
+}
+
+__thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
+/* The purge pass and the malloc_trim the thread's medium cache last went
+ * back at. */
+static __thread uint32_t tcache_medium_seen_pass __attribute__((tls_model("initial-exec")));
+static __thread uint32_t tcache_medium_seen_trim __attribute__((tls_model("initial-exec")));
+
+/* The slab of p, a block the medium cache of class cls holds, from its
+ * address: the head of p's span if p is a carved block, tagged free, of
+ * an ACTIVE slab of the class that the thread owns; NULL otherwise. */
+static struct slab *tcache_medium_block_slab(unsigned cls, const void *p)
+{
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  if (!registry_is_superslab(e))
+    return NULL;
+  struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+  s -= s->head_offset;
+  if (s->state != SLAB_ACTIVE || s->cls != cls || !slab_owned_by(s, tcache_self.id) ||
+      !slab_is_block(s, p) || (hak_hardened && !slab_block_tagged(p)))
+    return NULL;
+  return s;
+}
+
+/* Hands every block of class cls's medium cache back to its slab's list. */
+static void tcache_medium_flush(unsigned cls)
+{
+  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  while (h->count) {
+    void *p = h->blocks[--h->count];
+    struct slab *s = tcache_medium_block_slab(cls, p);
+    if (!s)
+      hak_fatal_pointer("free(): corrupted medium cache (block written after free?) at", p);
+    tcache_free_local_medium(s, p);
+  }
+}
+
+/* Every class's medium cache back to its slabs, but except's. */
+static void tcache_medium_flush_all(unsigned except)
+{
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++)
+    if (c != except)
+      tcache_medium_flush(c);
+  tcache_medium_seen_pass = atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed);
+  tcache_medium_seen_trim = atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed);
+}
+
+/* Whether a purge pass or a malloc_trim ran since the thread's medium
+ * cache last went back: then it goes back now. */
+HAK_INLINE void tcache_medium_follow_purge(void)
+{
+  if (HAK_UNLIKELY((tcache_medium_seen_pass ^
+                    atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed)) |
+                   (tcache_medium_seen_trim ^
+                    atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))))
+    tcache_medium_flush_all(HAK_NUM_CLASSES);
+}
+
+void *tcache_alloc_medium(unsigned cls)
+{
+  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  if (h->count) {
+    void *p = h->blocks[--h->count];
+    h->slabs[h->count]->allocs++;
+    /* The tag, written at the free, must still be there. */
+    if (hak_hardened) {
+      if (HAK_UNLIKELY(!slab_block_tagged(p)))
+        hak_fatal_pointer("malloc(): corrupted medium cache (block written after free?) at", p);
+      slab_block_words(p)[1] = 0;
+    }
+    return p;
+  }
+  tcache_medium_follow_purge();
+  return tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
+}
+
+void tcache_free_medium(struct slab *s, void *p)
+{
+  unsigned cls = s->cls;
+  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  if (HAK_UNLIKELY(h->cap == 0)) {
+    uint32_t cap = TCACHE_MEDIUM_HELD_BYTES / size_class_size(cls);
+    h->cap = cap < 1 ? 1 : cap > TCACHE_MEDIUM_HELD_MAX ? TCACHE_MEDIUM_HELD_MAX : cap;
+  }
+  tcache_medium_follow_purge();
+  if (h->count < h->cap) {
+    slab_block_set_free(p, SLAB_LIST_END);
+    h->slabs[h->count] = s;
+    h->blocks[h->count++] = p;
+    return;
+  }
+  tcache_free_local_medium(s, p);
+}
+
+int tcache_check_medium_held(void)
+{
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
+    const struct tcache_medium_held *h = &tcache_medium_held[c - HAK_NUM_SMALL_CLASSES];
+    if (h->count > TCACHE_MEDIUM_HELD_MAX) {
+      hak_warn_pointer("check_heap: medium cache holds more blocks than it can", h);
+      return -1;
+    }
+    for (uint32_t i = 0; i < h->count; i++) {
+      if (!tcache_medium_block_slab(c, h->blocks[i])) {
+        hak_warn_pointer("check_heap: medium cache holds a block that is not a free block of its class "
+                         "(written after free?) at", h->blocks[i]);
+        return -1;
+      }
+      for (uint32_t j = 0; j < i; j++)
+        if (h->blocks[j] == h->blocks[i]) {
+          hak_warn_pointer("check_heap: medium cache holds a block twice", h->blocks[i]);
+          return -1;
+        }
+    }
+  }
+  return 0;
+}
+
 /* Drains every slab of the ring and hands back those with no block in
  * use; with orphan_live the remaining slabs are orphaned, otherwise they stay in the ring. */
 static void tcache_release_class(unsigned cls, bool orphan_live)
@@ -428,6 +593,7 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
 void tcache_flush(void)
 {
   tcache_xfree_flush_all(HAK_NUM_CLASSES);
+  tcache_medium_flush_all(HAK_NUM_CLASSES);
   tcache_thread_unlink();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, true);
@@ -441,6 +607,7 @@ void tcache_collect(void)
   if (tcache_self.id == 0)
     return;
   tcache_xfree_flush_all(HAK_NUM_CLASSES);
+  tcache_medium_flush_all(HAK_NUM_CLASSES);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, false);
 }

@@ -68,8 +68,15 @@ extern HAK_HIDDEN __thread struct tcache tcache_self __attribute__((tls_model("i
 /* Slow path of tcache_alloc: refills class cls and returns a block, or
  * NULL with errno ENOMEM. */
 void *tcache_alloc_slow(unsigned cls);
+/* malloc of medium class cls: the medium cache's last block (see
+ * tcache_medium_held below), else the thread's slabs. */
+void *tcache_alloc_medium(unsigned cls);
 /* Slow path of a local free that left slab s with no block in use. */
 void tcache_slab_emptied(struct slab *s);
+/* s, a medium slab of the thread's ring that is no longer active, holds
+ * no block in use: it stays in the ring if no other slab of the ring is
+ * empty, else it goes back to the pool. */
+void tcache_medium_emptied(struct slab *s);
 
 /* Owner: pops the head of s's list, which is not empty: decodes and
  * checks its link, clears its free tag. */
@@ -119,9 +126,12 @@ HAK_INLINE void *tcache_alloc_slow_of_class(size_t cls)
   return tcache_alloc_slow((unsigned)cls);
 }
 
-/* The pop of tcache_alloc_else, refilling class cls when it cannot. */
+/* The pop of tcache_alloc_else, refilling class cls when it cannot; a
+ * medium class takes the medium cache first. */
 HAK_INLINE void *tcache_alloc(unsigned cls)
 {
+  if (size_class_is_medium(cls))
+    return tcache_alloc_medium(cls);
   return tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
 }
 
@@ -135,6 +145,62 @@ HAK_INLINE void tcache_free_local(struct slab *s, void *p)
   if (HAK_UNLIKELY(--s->used == 0) && s != tcache_self.active[s->cls])
     tcache_slab_emptied(s);
 }
+
+/* The owner's free of p into s, a slab of a medium class, from free's
+ * slow path: tcache_free_local's push, and s becomes the class's active
+ * slab, so that the next malloc of the class takes p back while its
+ * lines are in the cache, as with one slab per class.  A medium slab
+ * holds 2 to 8 blocks, so a thread's few live blocks of a class spread
+ * over several slabs: with the active slab left as it was, malloc took
+ * an older block of another slab, or ran dry and refilled.  Which slab
+ * a free lands in is the program's pattern, which no predictor learns,
+ * so nothing branches on it.  The slab that was active, if it holds no
+ * block in use, goes to tcache_medium_emptied. */
+HAK_INLINE void tcache_free_local_medium(struct slab *s, void *p)
+{
+  struct slab *a = tcache_self.active[s->cls];
+  slab_block_set_free(p, s->free);
+  s->free = p;
+  s->used--;
+  tcache_self.active[s->cls] = s;
+  if (HAK_UNLIKELY(a->used == 0) && a != s)
+    tcache_medium_emptied(a);
+}
+
+/* The medium cache: per medium class, the blocks the thread freed last,
+ * at most TCACHE_MEDIUM_HELD_BYTES of them (one block of 160-256 KiB,
+ * six of 40 KiB), held in a thread-local array, outside the blocks, so
+ * that no link in them needs checking.  malloc of the class takes the
+ * last one freed, whatever its slab, as a single list per class would
+ * give it: with a few blocks a slab, a slab's own list handed back
+ * older blocks of more slabs, more pages and more TLB entries per live
+ * block (bench medpair, 16 live blocks of 40-44 KiB).  A held block
+ * carries the free tag, so a second free of it aborts as a double free,
+ * and stays counted in its slab's used, so its slab never becomes
+ * EMPTY under it.  The cache goes back to the slabs' lists when the
+ * thread sees a purge pass (its next medium malloc or free), at the
+ * sweep, at thread exit and on malloc_trim (another thread's at its next
+ * medium malloc or free); hakmem_check_heap checks the calling thread's.  Not used with check = 1 or prof = 1 recording every
+ * block, whose frees take the validating path. */
+#define TCACHE_MEDIUM_HELD_BYTES (256u * 1024)
+#define TCACHE_MEDIUM_HELD_MAX 6
+#define TCACHE_MEDIUM_CLASSES (HAK_NUM_CLASSES - HAK_NUM_SMALL_CLASSES)
+struct tcache_medium_held {
+  uint32_t count;
+  uint32_t cap;       /* 0 until the thread's first medium free */
+  void *blocks[TCACHE_MEDIUM_HELD_MAX];
+  struct slab *slabs[TCACHE_MEDIUM_HELD_MAX]; /* each block's, for its allocs */
+};
+extern HAK_HIDDEN __thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
+
+/* The owner's free of p, a live block of s, an ACTIVE medium slab it
+ * owns (check = 0, prof_every_block off): into the medium cache, or,
+ * when that is full, onto s's list (tcache_free_local_medium). */
+void tcache_free_medium(struct slab *s, void *p);
+/* hakmem_check_heap's part: every block of the calling thread's medium
+ * cache is a carved block, tagged free, of an ACTIVE slab of its class
+ * that the thread owns, and held once.  0, or -1 after a warning. */
+int tcache_check_medium_held(void);
 
 /* The tiny classes: those the cross-thread cache holds. */
 #define TCACHE_XFREE_CLASSES 20

@@ -619,24 +619,32 @@ static void poison(void *freed)
   memcpy(freed, &target, sizeof target);
 }
 
-static void poison_local(size_t size)
+/* held: blocks freed before p, so that p goes to its slab's list, not
+ * to the thread's medium cache, which keeps no link in its blocks. */
+static void poison_local(size_t size, int held)
 {
+  void *volatile before[8];
+  for (int i = 0; i < held; i++)
+    before[i] = malloc(opaque(size));
   void *volatile p = malloc(opaque(size));
   void *volatile q = malloc(opaque(size));
   (void)q;
+  for (int i = 0; i < held; i++)
+    free(before[i]);
   free(p);
   poison(p);
-  allocate_many(size, 2, attacker, sizeof attacker);
+  allocate_many(size, held + 2, attacker, sizeof attacker);
 }
 
 static void poison_small(void)
 {
-  poison_local(32);
+  poison_local(32, 0);
 }
 
 static void poison_medium(void)
 {
-  poison_local(48 * KiB);
+  /* The medium cache holds at most 256 KiB a class: five blocks. */
+  poison_local(48 * KiB, 8);
 }
 
 static void poison_remote(void)

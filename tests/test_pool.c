@@ -1,10 +1,12 @@
 /* The thread cache and the shared pool (tcache.c, shared_pool.c): EMPTY
  * slabs reused, UNUSED slots claimed, an exited thread's slabs adopted,
  * remote frees drained, a one-block loop kept on the fast path, medium
- * blocks across a SuperSlab; read from hakmem's counters. */
+ * slabs of three to eight slots sharing SuperSlabs; read from hakmem's
+ * counters. */
 #include <check.h>
 #include "core_util.h"
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,47 +121,305 @@ START_TEST(one_block_loop_stays_on_fast_path)
 }
 END_TEST
 
-static void *free_all(void *arg)
+#define MEDIUM_CLASSES (HAK_NUM_CLASSES - HAK_NUM_SMALL_CLASSES)
+#define MEDIUM_PER_CLASS 16   /* 2, 4 or 8 slabs of each medium class */
+
+/* Frees every other block of the MEDIUM_CLASSES x MEDIUM_PER_CLASS array
+ * arg (a pthread body: remote frees). */
+static void *free_even_medium(void *arg)
 {
-  void **v = arg;
-  for (int i = 0; i < 20; i++)
-    hak_free(v[i]);
+  void *(*v)[MEDIUM_PER_CLASS] = arg;
+  for (int k = 0; k < MEDIUM_CLASSES; k++)
+    for (int i = 0; i < MEDIUM_PER_CLASS; i += 2)
+      hak_free(v[k][i]);
   return NULL;
 }
 
-START_TEST(medium_blocks_span_a_superslab)
+/* The head descriptor of the medium slab holding block p. */
+static struct slab *medium_slab_of(void *p)
 {
-  void *v[40];
+  uintptr_t e = registry_lookup((uintptr_t)p);
+  ck_assert(registry_is_superslab(e));
+  struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+  if (s->state == SLAB_SPAN_TAIL)
+    s -= s->head_offset;
+  return s;
+}
+
+/* A medium slab is a run of three to eight 64 KiB slots that its blocks
+ * fill exactly: blocks of every medium class, several slabs of each, lie
+ * in the run of their slab's descriptor, blocks start in its tail slots
+ * too, and one SuperSlab holds slabs of several classes beside a small
+ * slab.  Half the blocks are freed by another thread, half here; the heap
+ * walk passes at each step and the emptied slabs go back. */
+START_TEST(medium_slabs_share_superslabs)
+{
+  static void *v[MEDIUM_CLASSES][MEDIUM_PER_CLASS];
+  void *tiny = hak_malloc(16);
   hak_stats_t a = stats_now();
-  for (int i = 0; i < 40; i++) {
-    v[i] = hak_malloc(100000);
-    ck_assert_ptr_nonnull(v[i]);
-    ck_assert_uint_eq(hak_malloc_usable_size(v[i]), 114688);
-    memset(v[i], i, 100000);
-    uintptr_t e = registry_lookup((uintptr_t)v[i]);
-    ck_assert(registry_is_superslab(e));
+  unsigned slabs = 0, slots = 0, nslabs = 0;
+  for (int k = 0; k < MEDIUM_CLASSES; k++) {
+    unsigned cls = HAK_NUM_SMALL_CLASSES + (unsigned)k;
+    size_t bs = size_class_size(cls);
+    unsigned in_tail = 0;
+    for (int i = 0; i < MEDIUM_PER_CLASS; i++) {
+      v[k][i] = hak_malloc(bs);
+      ck_assert_ptr_nonnull(v[k][i]);
+      ck_assert_uint_eq(hak_malloc_usable_size(v[k][i]), bs);
+      memset(v[k][i], k * MEDIUM_PER_CLASS + i, bs);
+      struct slab *s = medium_slab_of(v[k][i]);
+      struct superslab *ss = (struct superslab *)((uintptr_t)s & ~((uintptr_t)HAK_UNIT_SIZE - 1));
+      unsigned span = superslab_span_slots(cls, ss->nslabs);
+      nslabs = ss->nslabs;
+      ck_assert_uint_eq(s->cls, cls);
+      ck_assert_uint_eq(s->capacity, ((size_t)span << HAK_SLAB_SHIFT) / bs);
+      uintptr_t off = (uintptr_t)v[k][i] - (uintptr_t)slab_start(s);
+      ck_assert_uint_le(off + bs, (size_t)span << HAK_SLAB_SHIFT);
+      in_tail += off >= HAK_SLAB_SIZE;
+    }
+    struct slab *s = medium_slab_of(v[k][0]);
+    if (s->capacity > 1)
+      ck_assert_uint_gt(in_tail, 0);
+    unsigned n = (MEDIUM_PER_CLASS + s->capacity - 1) / s->capacity;
+    slabs += n;
+    slots += n * superslab_span_slots(s->cls, nslabs);
   }
   hak_stats_t b = stats_now();
   ck_assert_uint_eq(b.large_allocs, a.large_allocs);
-  /* 1984 KiB / 112 KiB = 17 blocks a slab: three slabs. */
+  /* One claim (or new SuperSlab) per slab, and slabs share SuperSlabs:
+   * by default 60 slabs of 3-8 slots fill about 12 SuperSlabs of 31; at
+   * least half of every SuperSlab mapped holds them. */
   ck_assert_uint_eq(b.pool_new_superslab - a.pool_new_superslab +
-                    b.pool_claim_unused - a.pool_claim_unused, 3);
-  /* Half freed by another thread, half here, tail slots included. */
+                    b.pool_claim_unused - a.pool_claim_unused, slabs);
+  ck_assert_uint_le((b.pool_new_superslab - a.pool_new_superslab) * (nslabs - 1), 2 * slots);
+  /* The small slab's SuperSlab takes the first medium slab, and some
+   * SuperSlab holds slabs of two medium classes (a SuperSlab of 512 KiB
+   * holds one medium slab only). */
+  if (nslabs == 32)
+    ck_assert_uint_eq(registry_lookup((uintptr_t)tiny), registry_lookup((uintptr_t)v[0][0]));
+  unsigned shared = 0;
+  for (int k = 1; k < MEDIUM_CLASSES; k++)
+    for (int j = 0; j < k; j++)
+      for (int i = 0; i < MEDIUM_PER_CLASS; i++)
+        shared += registry_lookup((uintptr_t)v[k][0]) == registry_lookup((uintptr_t)v[j][i]);
+  if (nslabs >= 16)
+    ck_assert_uint_gt(shared, 0);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+
   pthread_t t;
-  ck_assert_int_eq(pthread_create(&t, NULL, free_all, v), 0);
+  ck_assert_int_eq(pthread_create(&t, NULL, free_even_medium, v), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
-  for (int i = 20; i < 40; i++) {
-    ck_assert_uint_eq(((unsigned char *)v[i])[99999], (unsigned char)i);
-    hak_free(v[i]);
-  }
-  for (int i = 0; i < 40; i++)
-    v[i] = hak_malloc(100000);
+  /* Every slab holds a block freed there, on its remote stack until the
+   * owner drains it (the heap walk does). */
+  for (int k = 0; k < MEDIUM_CLASSES; k++)
+    for (int i = 0; i < MEDIUM_PER_CLASS; i += 2)
+      ck_assert_ptr_nonnull(atomic_load(&medium_slab_of(v[k][i])->remote));
+  ck_assert_int_eq(hakmem_check_heap(), 0);
   hak_stats_t c = stats_now();
-  ck_assert_uint_ge(c.remote_frees - b.remote_frees, 1);
-  for (int i = 0; i < 40; i++)
-    hak_free(v[i]);
+  for (int k = 0; k < MEDIUM_CLASSES; k++)
+    for (int i = 1; i < MEDIUM_PER_CLASS; i += 2) {
+      size_t bs = size_class_size(HAK_NUM_SMALL_CLASSES + (unsigned)k);
+      ck_assert_uint_eq(((unsigned char *)v[k][i])[bs - 1], (unsigned char)(k * MEDIUM_PER_CLASS + i));
+      hak_free(v[k][i]);
+    }
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  tcache_collect();  /* the slabs whose blocks all came back remotely too */
   hak_stats_t d = stats_now();
-  ck_assert_uint_gt(d.slabs_emptied, c.slabs_emptied);
+  ck_assert_uint_ge(d.slabs_emptied - c.slabs_emptied, slabs - MEDIUM_CLASSES);
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  for (unsigned cls = HAK_NUM_SMALL_CLASSES; cls < HAK_NUM_CLASSES; cls++)
+    ck_assert_uint_eq(u.in_use_class[cls], 0);
+  hak_free(tiny);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+/* A medium block starting in a tail slot of its slab, freed twice. */
+static void *medium_tail_block(void)
+{
+  void *v[8];
+  for (int i = 0; i < 8; i++)
+    v[i] = hak_malloc(40960);
+  ck_assert_uint_ge((uintptr_t)v[7] - (uintptr_t)slab_start(medium_slab_of(v[7])), HAK_SLAB_SIZE);
+  return v[7];
+}
+
+START_TEST(medium_tail_double_free_aborts)
+{
+  void *p = medium_tail_block();
+  hak_free(p);
+  hak_free(p);
+}
+END_TEST
+
+static void *free_arg(void *p)
+{
+  hak_free(p);
+  return NULL;
+}
+
+START_TEST(medium_tail_remote_double_free_aborts)
+{
+  void *p = medium_tail_block();
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, free_arg, p), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_int_eq(pthread_create(&t, NULL, free_arg, p), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+}
+END_TEST
+
+/* The medium cache (tcache.h): the calling thread's, for class cls. */
+static struct tcache_medium_held *medium_held(unsigned cls)
+{
+  return &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+}
+
+/* A freed medium block is held for the thread's next malloc of its class,
+ * still counted in use; the heap check walks the holding and sees a
+ * block written after free; the holding is bounded. */
+START_TEST(medium_cache_holds_last_freed)
+{
+  unsigned cls = size_class_of(65536);
+  void *v[8];
+  for (int i = 0; i < 8; i++)
+    v[i] = hak_malloc(65536);
+  struct slab *s = medium_slab_of(v[7]);
+  uint16_t used = s->used;
+  hak_free(v[7]);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  ck_assert_ptr_eq(medium_held(cls)->blocks[0], v[7]);
+  ck_assert_uint_eq(s->used, used);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  if (hak_hardened) {
+    /* A write after free clears the free tag: the heap check says so. */
+    uintptr_t saved[2];
+    memcpy(saved, v[7], sizeof saved);
+    memset(v[7], 0, sizeof saved);
+    ck_assert_int_eq(hakmem_check_heap(), -1);
+    memcpy(v[7], saved, sizeof saved);
+    ck_assert_int_eq(hakmem_check_heap(), 0);
+  }
+  void *p = hak_malloc(65536);
+  ck_assert_ptr_eq(p, v[7]);
+  ck_assert_uint_eq(medium_held(cls)->count, 0);
+  v[7] = p;
+  /* Four blocks of 64 KiB make the 256 KiB a class holds. */
+  for (int i = 0; i < 8; i++)
+    hak_free(v[i]);
+  ck_assert_uint_eq(medium_held(cls)->count, TCACHE_MEDIUM_HELD_BYTES / 65536);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+START_TEST(medium_cache_double_free_aborts)
+{
+  void *p = hak_malloc(65536);
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(size_class_of(65536))->count, 1);
+  hak_free(p);
+}
+END_TEST
+
+/* The thread's holding goes back to the slabs on malloc_trim, after a
+ * purge pass (at the thread's next medium free), and at thread exit. */
+/* Leaves one live medium block and holds another in its cache. */
+static void *hold_medium_and_exit(void *arg)
+{
+  (void)arg;
+  void *p = hak_malloc(65536);
+  (void)hak_malloc(65536);
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(size_class_of(65536))->count, 1);
+  return NULL;
+}
+
+START_TEST(medium_cache_emptied_by_trim_purge_and_exit)
+{
+  unsigned cls = size_class_of(65536);
+  void *p = hak_malloc(65536), *q = hak_malloc(65536);
+  struct slab *s = medium_slab_of(p);
+  uint16_t used = s->used;
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  hak_trim(0);
+  ck_assert_uint_eq(medium_held(cls)->count, 0);
+  ck_assert_uint_eq(s->used, used - 1);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+
+  p = hak_malloc(65536);
+  hak_free(p);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  bool idle;
+  uint64_t activity = 0;
+  shared_pool_purge(hak_now_ms(), &idle, &activity);
+  hak_free(q);
+  ck_assert_uint_eq(medium_held(cls)->count, 1);
+  ck_assert_ptr_eq(medium_held(cls)->blocks[0], q);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_trim(0);
+
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, hold_medium_and_exit, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  /* Of the exited thread's two blocks, the one it held went back: only
+   * the live one is in use. */
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.in_use_class[cls], 65536);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+/* The purge gives back the slots of an emptied medium slab, in a
+ * SuperSlab that a small slab keeps in use, and unformats the slab: its
+ * run's slots are UNUSED and decommitted; a later claim takes them. */
+START_TEST(medium_slab_slots_purged_when_emptied)
+{
+  void *tiny = hak_malloc(16);
+  hak_config.purge_delay_ms = -1;
+  enum { N = 21 };  /* six slabs of four 64 KiB blocks */
+  void *v[N];
+  for (int i = 0; i < N; i++) {
+    v[i] = hak_malloc(65536);
+    memset(v[i], i, 65536);
+  }
+  struct slab *s = medium_slab_of(v[0]);
+  struct superslab *ss = (struct superslab *)((uintptr_t)s & ~((uintptr_t)HAK_UNIT_SIZE - 1));
+  /* Shared with the small slab where the SuperSlab holds them all. */
+  bool shared = registry_lookup((uintptr_t)tiny) == ((uintptr_t)ss | REGISTRY_TAG_SUPERSLAB);
+  ck_assert(shared || ss->nslabs < 32);
+  uint32_t span = superslab_span_mask(ss->nslabs, s);
+  ck_assert_uint_eq(superslab_slot_count(span), 4);
+  for (int i = 0; i < N; i++)
+    hak_free(v[i]);
+  tcache_collect();  /* the active slab too */
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  ck_assert_uint_ge(u.free_committed_bytes, (size_t)N << HAK_SLAB_SHIFT);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_config.purge_delay_ms = 100000;
+  bool idle;
+  uint64_t activity = 0, now = hak_now_ms();
+  shared_pool_purge(now, &idle, &activity);
+  activity = 0;
+  shared_pool_purge(now + 100000, &idle, &activity);
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.free_committed_bytes, 0);
+  ck_assert_uint_eq(ss->decommitted & span, span);
+  for (unsigned i = 0; i < ss->nslabs; i++)
+    if (span >> i & 1)
+      ck_assert_uint_eq(ss->slabs[i].state, SLAB_UNUSED);
+  if (shared)
+    ck_assert_uint_ge(ss->ninuse, 1);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_config.purge_delay_ms = -1;
+  void *p = hak_malloc(40960);
+  memset(p, 1, 40960);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_free(p);
+  hak_free(tiny);
 }
 END_TEST
 
@@ -492,7 +752,13 @@ int main(void)
   tcase_add_test(t, exited_thread_slabs_are_adopted);
   tcase_add_test(t, remote_frees_are_drained);
   tcase_add_test(t, one_block_loop_stays_on_fast_path);
-  tcase_add_test(t, medium_blocks_span_a_superslab);
+  tcase_add_test(t, medium_slabs_share_superslabs);
+  tcase_add_test_raise_signal(t, medium_tail_double_free_aborts, SIGABRT);
+  tcase_add_test_raise_signal(t, medium_tail_remote_double_free_aborts, SIGABRT);
+  tcase_add_test(t, medium_slab_slots_purged_when_emptied);
+  tcase_add_test(t, medium_cache_holds_last_freed);
+  tcase_add_test_raise_signal(t, medium_cache_double_free_aborts, SIGABRT);
+  tcase_add_test(t, medium_cache_emptied_by_trim_purge_and_exit);
   tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
   tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
   tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);

@@ -76,15 +76,17 @@ START_TEST(slab_carve_batch_per_class)
 END_TEST
 
 /* slab_block_index, the free path's O(1) block test, against division:
- * for every class, every offset of the slab's span (a medium slab's 31
- * slots: slab_is_block) and at least of its first 64 KiB slot (the fast
- * path's offsets, which can pass the last block of a small slab). */
+ * for every class, every offset of the slab's span (a medium slab's five
+ * to eight slots, or 31 with the largest classes cut to the whole
+ * SuperSlab: slab_is_block) and at least of its first 64 KiB slot (the
+ * fast path's offsets, which can pass the last block of a small slab). */
 START_TEST(slab_block_index_exact)
 {
   struct slab s = { 0 };
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     size_t bs = size_class_size(c);
     size_t span = size_class_is_medium(c) ? ((size_t)31 << HAK_SLAB_SHIFT) : HAK_SLAB_SIZE;
+    ck_assert_uint_le((size_t)size_class_slots(c) << HAK_SLAB_SHIFT, span);
     slab_format(&s, c, (uint32_t)bs, span);
     s.carved = s.capacity;
     uint32_t wrong = 0, end = (uint32_t)span;

@@ -1,6 +1,7 @@
 /* SuperSlabs and the address registry (superslab.c): every address of a
  * SuperSlab, and none outside it, maps to it; its slabs by address;
- * nothing left after it is destroyed. */
+ * nothing left after it is destroyed; the run of slots a slab of each
+ * class spans in a SuperSlab of each size. */
 #include <check.h>
 #include "test_util.h"
 
@@ -28,11 +29,45 @@ START_TEST(registry_bounds)
 }
 END_TEST
 
+/* A medium slab's run holds two to eight whole blocks and no slot they
+ * leave empty; it fits beside the header of a SuperSlab of every size,
+ * and fills its slots exactly where the SuperSlab holds the whole run
+ * (superslab_lg 20 and 21). */
+START_TEST(span_slots_fit_every_superslab)
+{
+  for (unsigned lg = HAK_SS_LG_MIN; lg <= HAK_SS_LG_MAX; lg++) {
+    unsigned nslabs = 1u << (lg - HAK_SLAB_SHIFT);
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+      unsigned k = superslab_span_slots(c, nslabs);
+      size_t bs = size_class_size(c), span = (size_t)k << HAK_SLAB_SHIFT;
+      size_t blocks = span / bs;
+      ck_assert_uint_ge(k, 1);
+      ck_assert_uint_le(k, nslabs - 1);
+      ck_assert_uint_ge(blocks, 1);
+      /* The last slot holds a block's start or end: none is wasted whole. */
+      ck_assert_uint_gt(blocks * bs, span - HAK_SLAB_SIZE);
+      if (!size_class_is_medium(c)) {
+        ck_assert_uint_eq(k, 1);
+        continue;
+      }
+      ck_assert_uint_le(k, HAK_MEDIUM_SLOTS_MAX);
+      if (size_class_slots(c) < nslabs) {
+        ck_assert_uint_eq(k, size_class_slots(c));
+        ck_assert_uint_ge(k, 3);
+        ck_assert_uint_eq(blocks * bs, span);
+        ck_assert_uint_ge(blocks, 2);
+      }
+    }
+  }
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("superslab");
   TCase *t = tcase_create("registry");
   tcase_add_test(t, registry_bounds);
+  tcase_add_test(t, span_slots_fit_every_superslab);
   suite_add_tcase(s, t);
   return check_run(s);
 }
