@@ -494,21 +494,35 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   return 0;
 }
 
-void *os_split(void *addr, size_t size, size_t head)
+/* os_split and os_cut: joinable marks the rest as os_split's (so that
+ * os_join may give the guard back); drop gives the guard's pages back
+ * before it is made PROT_NONE. */
+static void *os_split_at(void *addr, size_t size, size_t head, bool joinable, bool drop)
 {
   uintptr_t a = (uintptr_t)addr, head_end = a + head, rest = tail_guard_end(head_end);
   if (head == 0 || head % HAK_PAGE_SIZE || rest >= a + size ||
       os_refuse(addr, size, "mprotect refused: range not mapped by hakmem"))
     return NULL;
   int saved = errno;
-  uint64_t bit, rest_bit;
-  _Atomic uint64_t *w = tail_word(head_end, true, &bit), *sw = split_word(rest, true, &rest_bit);
-  if (!w || !sw || mprotect((void *)head_end, rest - head_end, PROT_NONE) != 0) {
+  uint64_t bit, rest_bit = 0;
+  _Atomic uint64_t *w = tail_word(head_end, true, &bit), *sw = NULL;
+  if (joinable)
+    sw = split_word(rest, true, &rest_bit);
+  if (!w || (joinable && !sw)) {
+    errno = saved;
+    return NULL;
+  }
+  if (drop) {
+    atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
+    madvise((void *)head_end, rest - head_end, MADV_DONTNEED);
+  }
+  if (mprotect((void *)head_end, rest - head_end, PROT_NONE) != 0) {
     errno = saved;
     return NULL;
   }
   atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
-  atomic_fetch_or_explicit(sw, rest_bit, memory_order_relaxed);
+  if (joinable)
+    atomic_fetch_or_explicit(sw, rest_bit, memory_order_relaxed);
   /* Units wholly inside the guard hold no mapping of ours any more. */
   uintptr_t first_free = unit_of(head_end - 1) + 1, rest_unit = unit_of(rest);
   if (rest_unit > first_free)
@@ -516,6 +530,17 @@ void *os_split(void *addr, size_t size, size_t head)
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, rest - head_end, memory_order_relaxed);
   errno = saved;
   return (void *)rest;
+}
+
+void *os_split(void *addr, size_t size, size_t head)
+{
+  return os_split_at(addr, size, head, true, false);
+}
+
+void *os_cut(void *addr, size_t size, size_t head)
+{
+  return os_split_at(addr, size, head, false, tail_guard_end((uintptr_t)addr + head) -
+                                                  ((uintptr_t)addr + head) > HAK_PAGE_SIZE);
 }
 
 void *os_split_next(const void *addr, size_t size)

@@ -66,6 +66,11 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size);
  * (unit-aligned, still hakmem's), which is returned.  NULL with nothing
  * changed if no rest remains or the kernel refuses; errno unchanged. */
 void *os_split(void *addr, size_t size, size_t head);
+/* Like os_split, for a mapping of two VMAs cut where the second starts
+ * (head: the first's size), so that each piece is one VMA: the guard,
+ * up to a unit of the second VMA's pages, gives its pages back first, and
+ * the pieces are never joined (they would stay two VMAs). */
+void *os_cut(void *addr, size_t size, size_t head);
 /* The start of the rest os_split cut off the mapping [addr, addr+size),
  * if the two still stand as os_split left them (the head's guard ends
  * there, and the rest was neither unmapped nor moved); NULL otherwise. */

@@ -118,6 +118,37 @@ START_TEST(join_only_what_split_made)
 }
 END_TEST
 
+/* os_cut cuts a mapping as os_split does, anywhere (where a second VMA
+ * starts), and the pieces, which would stay two VMAs, are never joined;
+ * the guard, longer than a page here, gives its pages back first. */
+START_TEST(cut_pieces_are_not_joined)
+{
+  start();
+  const size_t unit = 512 * 1024, size = 8 * unit, head = 2 * unit + 3 * 4096;
+  char *m = os_map_aligned(size, unit);
+  ck_assert_ptr_nonnull(m);
+  memset(m, 0x22, size);
+  hak_stats_t a = stats_now();
+  char *rest = os_cut(m, size, head);
+  ck_assert_ptr_eq(rest, m + 3 * unit);
+  ck_assert_uint_eq(stats_now().os_madvise - a.os_madvise, 1);
+  unsigned char vec[3 * unit / 4096];
+  size_t guard_pages = (size_t)(rest - (m + head)) / 4096;
+  ck_assert_int_eq(mincore(m + head, guard_pages * 4096, vec), 0);
+  for (size_t i = 0; i < guard_pages; i++)
+    ck_assert_msg(!(vec[i] & 1), "guard page %zu still resident", i);
+  ck_assert_uint_eq((unsigned char)m[head - 1], 0x22);
+  ck_assert_uint_eq((unsigned char)rest[0], 0x22);
+  size_t rest_size = (size_t)(m + size - rest);
+  ck_assert_ptr_null(os_split_next(m, head));
+  ck_assert(!os_is_split_rest(rest));
+  ck_assert_int_eq(os_join(m, head, rest, rest_size, false), EINVAL);
+  ck_assert(os_owns_range(rest, rest_size));
+  os_unmap(rest, rest_size);
+  os_unmap(m, head);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("os");
@@ -126,6 +157,7 @@ int main(void)
   tcase_add_test(t, os_guard_refuses_foreign_ranges);
   tcase_add_test(t, decommit_enomem_fails_fast_to_unmap);
   tcase_add_test(t, join_only_what_split_made);
+  tcase_add_test(t, cut_pieces_are_not_joined);
   suite_add_tcase(s, t);
   return check_run(s);
 }
