@@ -88,28 +88,17 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
  * moving fewer pages is not worth the two mremap calls. */
 #define LARGE_GROW_FROM 4
 
-/* Splits the rest of cached mapping h beyond map_size bytes off into a
- * cached mapping of its own, behind a guard, if it is worth one and h is
- * one VMA; otherwise h stays whole.  The rest starts on the first unit
- * boundary at least a page past map_size (the registry names mappings
- * by unit), and the head keeps every page before it but the last, which
- * becomes the guard: a guard of one page changes one page table entry,
- * so the kernel invalidates that page alone rather than flushing the
- * whole TLB, as it does for a range of more than a few dozen pages (and
- * the pages that a longer guard would hold, resident but unusable, stay
- * usable by the block). */
-static void large_split(struct large_hdr *h, size_t map_size)
+/* A mapping of two VMAs is cut where the second starts when that one is
+ * at least this large: the cut drops up to a unit of its pages (the
+ * guard) and leaves two pieces for the cache to hold, which pays only for
+ * a large one (bench/vm --mixed, whose pieces are mostly smaller, kept
+ * more resident with cuts of 1 or 4 MiB). */
+#define LARGE_CUT_MIN ((size_t)8 << 20)
+
+/* Makes the rest os_split or os_cut cut off h, at t, a cached mapping of
+ * its own, which goes back to BigCache with the age and state of h. */
+static void large_cache_rest(struct large_hdr *h, struct large_hdr *t, size_t total)
 {
-  size_t total = h->map_size, guard = HAK_UNIT_SIZE + HAK_PAGE_SIZE; /* at most */
-  if (h->seam != 0 || total - map_size < guard + LARGE_SPLIT_MIN ||
-      total - map_size < guard + map_size)
-    return;
-  size_t head = hak_align_up(map_size + HAK_PAGE_SIZE, HAK_UNIT_SIZE) - HAK_PAGE_SIZE;
-  struct large_hdr *t = os_split(h, total, head);
-  if (!t)
-    return;
-  h->map_size = head;
-  large_seal(h);
   size_t t_size = total - (size_t)((char *)t - (char *)h);
   t->magic = LARGE_MAGIC;
   t->map_size = t_size;
@@ -128,6 +117,47 @@ static void large_split(struct large_hdr *h, size_t map_size)
   large_seal(t);
   if (!bigcache_put_back(t))
     large_unmap(t);
+}
+
+/* Splits the rest of cached mapping h beyond map_size bytes off into a
+ * cached mapping of its own, behind a guard, if it is worth one;
+ * otherwise h stays whole.  The rest starts on the first unit boundary
+ * at least a page past map_size (the registry names mappings by unit),
+ * and the head keeps every page before it but the last, which becomes
+ * the guard: a guard of one page changes one page table entry, so the
+ * kernel invalidates that page alone rather than flushing the whole TLB,
+ * as it does for a range of more than a few dozen pages (and the pages
+ * that a longer guard would hold, resident but unusable, stay usable by
+ * the block).  A mapping of two VMAs whose first holds the request is
+ * first cut where the second starts (os_cut), if the second is at least
+ * LARGE_CUT_MIN: each piece is then one VMA, which can be grown with
+ * another's pages or give its own (large_grow_with_cached), where a
+ * mapping of two could do neither and served, whole, requests of any
+ * smaller size, its unused pages resident in a live block. */
+static void large_split(struct large_hdr *h, size_t map_size)
+{
+  size_t total = h->map_size, guard = HAK_UNIT_SIZE + HAK_PAGE_SIZE; /* at most */
+  size_t seam = h->seam;
+  if (seam != 0 && map_size <= seam && total - seam >= guard + LARGE_CUT_MIN) {
+    struct large_hdr *t = os_cut(h, total, seam);
+    if (t) {
+      h->map_size = seam;
+      h->seam = 0;
+      large_seal(h);
+      large_cache_rest(h, t, total);
+      total = seam;
+    }
+  }
+  if (h->seam != 0 || total - map_size < guard + LARGE_SPLIT_MIN ||
+      total - map_size < guard + map_size)
+    return;
+  size_t head = hak_align_up(map_size + HAK_PAGE_SIZE, HAK_UNIT_SIZE) - HAK_PAGE_SIZE;
+  struct large_hdr *t = os_split(h, total, head);
+  if (!t)
+    return;
+  h->map_size = head;
+  large_seal(h);
+  large_cache_rest(h, t, total);
 }
 
 /* Grows h's mapping in place to map_size bytes, if the range after it is

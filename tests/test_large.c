@@ -479,6 +479,63 @@ START_TEST(smaller_cached_mapping_grows_with_another_ones_pages)
 }
 END_TEST
 
+/* A cached mapping of two VMAs taken for a request that its first holds
+ * is cut where the second starts, if the second is large (8 MiB or
+ * more): the block gets the first, one VMA, and the second, one VMA too,
+ * is cached with its pages (less the guard's unit) and serves the next
+ * request, rather than the block holding it unused. */
+START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
+{
+  start_with_empty_cache();
+  char *a = hak_malloc(9 * MiB), *b = hak_malloc(9 * MiB);
+  size_t piece = hdr_of(a)->map_size;
+  ck_assert_uint_eq(piece, 10 * MiB);
+  hak_free(a);
+  hak_free(b);
+  char *p = hak_malloc(2 * piece - 4 * 4096);
+  struct large_hdr *h = hdr_of(p);
+  ck_assert_uint_eq(h->seam, piece);
+  memset(p, 0x6b, 2 * piece - 4 * 4096);
+  hak_free(p);
+  char *q = hak_malloc(4 * MiB);
+  ck_assert_ptr_eq(q, p);
+  ck_assert_uint_eq(h->seam, 0);
+  ck_assert_uint_eq(h->map_size, piece);
+  CHECK_INV(q, "first VMA of a cut mapping");
+  ck_assert_int_eq(child_signal(write_at, (char *)h + piece), SIGSEGV);
+  const struct large_hdr *rest = (const struct large_hdr *)((char *)h + piece + HAK_UNIT_SIZE);
+  ck_assert_uint_eq(rest->magic, LARGE_MAGIC);
+  ck_assert_uint_eq(rest->state, LARGE_CACHED);
+  ck_assert_uint_eq(rest->seam, 0);
+  ck_assert_uint_eq(rest->map_size, piece - HAK_UNIT_SIZE);
+  hak_stats_t s0 = stats_now();
+  char *r = hak_malloc(9 * MiB);
+  ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
+  ck_assert_uint_eq(stats_now().os_mmap - s0.os_mmap, 0);
+  CHECK_INV(r, "second VMA of a cut mapping, grown");
+  assert_pages_hold(r, piece - HAK_UNIT_SIZE - 8 * 4096, 0x6b);
+  memset(r, 1, 9 * MiB);
+  memset(q, 2, 4 * MiB);
+  hak_free(r);
+  hak_free(q);
+  /* A second VMA smaller than that is left with the first. */
+  bigcache_flush();
+  char *c = hak_malloc(3 * MiB), *d = hak_malloc(3 * MiB);
+  size_t small = hdr_of(c)->map_size;
+  hak_free(c);
+  hak_free(d);
+  char *e = hak_malloc(2 * small - 4 * 4096);
+  ck_assert_uint_eq(hdr_of(e)->seam, small);
+  hak_free(e);
+  char *f = hak_malloc(1 * MiB + 4096);
+  ck_assert_ptr_eq(f, e);
+  ck_assert_uint_eq(hdr_of(f)->seam, small);
+  CHECK_INV(f, "a two-VMA mapping with a small second one, reused whole");
+  hak_free(f);
+  bigcache_flush();
+}
+END_TEST
+
 /* The other cached mapping's pages go where they keep their offset in a
  * 2 MiB page table span (so that mremap moves whole page tables), over
  * the last pages of the one grown, when that drops few pages: here the
@@ -1000,6 +1057,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, smaller_cached_mapping_grows_with_another_ones_pages);
+  tcase_add_test(t, two_vma_mapping_is_cut_for_a_request_its_first_holds);
   tcase_add_test(t, cached_pages_move_at_their_offset_in_a_page_table);
   tcase_add_test(t, much_smaller_cached_mapping_is_grown);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
