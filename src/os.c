@@ -496,7 +496,8 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
 
 /* os_split and os_cut: joinable marks the rest as os_split's (so that
  * os_join may give the guard back); drop gives the guard's pages back
- * before it is made PROT_NONE. */
+ * once it is PROT_NONE (after the mprotect, so that a refusal changes
+ * nothing). */
 static void *os_split_at(void *addr, size_t size, size_t head, bool joinable, bool drop)
 {
   uintptr_t a = (uintptr_t)addr, head_end = a + head, rest = tail_guard_end(head_end);
@@ -512,13 +513,13 @@ static void *os_split_at(void *addr, size_t size, size_t head, bool joinable, bo
     errno = saved;
     return NULL;
   }
-  if (drop) {
-    atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
-    madvise((void *)head_end, rest - head_end, MADV_DONTNEED);
-  }
   if (mprotect((void *)head_end, rest - head_end, PROT_NONE) != 0) {
     errno = saved;
     return NULL;
+  }
+  if (drop) {
+    atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
+    madvise((void *)head_end, rest - head_end, MADV_DONTNEED);
   }
   atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
   if (joinable)

@@ -68,8 +68,9 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size);
 void *os_split(void *addr, size_t size, size_t head);
 /* Like os_split, for a mapping of two VMAs cut where the second starts
  * (head: the first's size), so that each piece is one VMA: the guard,
- * up to a unit of the second VMA's pages, gives its pages back first, and
- * the pieces are never joined (they would stay two VMAs). */
+ * up to a unit of the second VMA's pages, gives its pages back
+ * (MADV_DONTNEED once it is PROT_NONE), and the pieces are never joined
+ * (they would stay two VMAs).  NULL with nothing changed as os_split. */
 void *os_cut(void *addr, size_t size, size_t head);
 /* The start of the rest os_split cut off the mapping [addr, addr+size),
  * if the two still stand as os_split left them (the head's guard ends
