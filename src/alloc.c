@@ -64,6 +64,16 @@ void alloc_configure(void)
     check_configure();
 }
 
+/* check = 1: a block of class cls, which has room for size and the
+ * trailer, from the thread cache, made a checked block by checkmode;
+ * NULL with errno ENOMEM.  The tail of alloc_checked and of check = 1's
+ * shortcut for tiny requests. */
+HAK_INLINE void *alloc_checked_in_class(unsigned cls, size_t size)
+{
+  unsigned char *p = tcache_alloc(cls);
+  return p ? check_hand_out(p, size, size_class_size(cls)) : NULL;
+}
+
 /* check = 1: a block with room for the trailer, from the thread cache,
  * made a checked block by checkmode; NULL with errno ENOMEM.  In line in
  * its two callers: malloc's checked path makes no call before
@@ -75,10 +85,7 @@ HAK_INLINE void *alloc_checked(size_t size, size_t align)
     errno = ENOMEM;
     return NULL;
   }
-  unsigned char *p = tcache_alloc((unsigned)cls);
-  if (!p)
-    return NULL;
-  return check_hand_out(p, size, size_class_size((unsigned)cls));
+  return alloc_checked_in_class((unsigned)cls, size);
 }
 
 /* The generic path's block, without the profiler's hook. */
@@ -487,9 +494,7 @@ void *alloc_malloc_tiny_slow(size_t size)
  * other requests, reached by a tail call, need no stack frame. */
 static HAK_NOINLINE void *alloc_malloc_checked_tiny(size_t size)
 {
-  unsigned cls = alloc_tiny_class[size + CHECK_TRAILER];
-  unsigned char *p = tcache_alloc(cls);
-  return p ? check_hand_out(p, size, size_class_size(cls)) : NULL;
+  return alloc_checked_in_class(alloc_tiny_class[size + CHECK_TRAILER], size);
 }
 
 /* Every malloc the inline paths leave: small requests above HAK_TINY_MAX,
