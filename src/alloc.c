@@ -62,6 +62,7 @@ void alloc_configure(void)
   alloc_checked_tiny_bound = hak_config.check && !prof_active ? HAK_TINY_MAX - CHECK_TRAILER + 1 : 0;
   if (hak_config.check)
     check_configure();
+  tcache_configure();
 }
 
 /* check = 1: a block of class cls, which has room for size and the
@@ -139,7 +140,7 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
     prof_before_free(p);
   if (mine) {
     if (size_class_is_medium(s->cls))
-      tcache_free_local_medium(s, p);
+      tcache_free_medium(s, p);
     else
       tcache_free_local(s, p);
     return;
@@ -586,7 +587,7 @@ HAK_EXPORT int hakmem_check_heap(void)
 {
   if (atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2)
     return 0;
-  if (shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held())
+  if (tcache_check_heap())
     return -1;
   const struct large_hdr *bad = bigcache_check();
   if (bad) {

@@ -12,6 +12,9 @@
 #include "locks.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Never handed out, never written: its list is always empty. */
 struct slab tcache_no_slab = { .free = SLAB_LIST_END, .state = SLAB_HEADER };
@@ -36,21 +39,107 @@ __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_
 static _Atomic uint32_t tcache_xfree_trim_epoch;
 static __thread uint32_t tcache_xfree_flushed_epoch __attribute__((tls_model("initial-exec")));
 
-/* The threads whose cross-thread caches the child of a fork hands back
- * (tcache_postfork_child): each thread links its node from its first
- * refill until its cache is flushed at exit, under tcache_threads_lock, a
- * leaf lock (nothing else is taken while it is held) that the fork
- * handlers hold across fork.  A thread links itself once: one that
- * allocates again after its exit flush (a later thread-specific
- * destructor) stays out, as the hook may not run again to unlink it. */
+/* The threads whose held blocks (cross-thread and medium caches) the
+ * purge takes back when they go idle (tcache_reclaim_idle) and the child
+ * of a fork hands back (tcache_postfork_child): each thread links its
+ * node from its first refill until its cache is flushed at exit, under
+ * tcache_threads_lock, a leaf lock (nothing else is taken while it is
+ * held) that the fork handlers hold across fork.  A thread links itself
+ * once: one that allocates again after its exit flush (a later
+ * thread-specific destructor) stays out, as the hook may not run again
+ * to unlink it.
+ *
+ * The reclaim protocol.  The thread's medium caches and rings, and the
+ * cross-thread caches' slow paths (activation, flush), run inside a
+ * section whose entry is a plain store and a load: seq becomes odd, then
+ * claimed is read; the exit makes seq even again.  The reclaimer, holding
+ * tcache_threads_lock, sets claimed, runs membarrier(2), which makes
+ * every thread of the process pass a full barrier, and reads seq: either
+ * it finds seq odd (it leaves the thread alone) or the thread's next
+ * entry finds claimed set and waits for the lock; either way they never
+ * both go on.  Outside the section the thread touches a cross-thread
+ * cache only while it is the class's active list (the reclaimer leaves
+ * that one alone) or by a put, which writes the new head and carved: the
+ * reclaimer cuts the list after the head it reads, whose links no put
+ * changes, and counts what it took in used. */
 struct tcache_thread_node {
   struct slab *xfree;                     /* the thread's tcache_xfree_slab */
+  struct tcache *self;                    /* the thread's tcache_self */
+  struct tcache_medium_held *medium;      /* the thread's tcache_medium_held */
   struct tcache_thread_node *next, *prev; /* the list; tcache_threads_lock */
   bool linked, retired;                   /* the thread's own */
+  _Atomic uint32_t seq;                   /* owner: odd inside a section */
+  _Atomic uint32_t claimed;               /* reclaimer, under the lock */
+  /* Set by the owner, inside a section, when it holds blocks and nobody
+   * watches them: it then kicks the purge; cleared by the reclaimer under
+   * its claim. */
+  _Atomic bool watched;
+  uint32_t quiet_seq;                     /* reclaimer's, under the lock */
+  uint64_t quiet_sig, quiet_since_ms;     /* idem */
 };
 static __thread struct tcache_thread_node tcache_thread_node __attribute__((tls_model("initial-exec")));
 static struct tcache_thread_node tcache_threads = { .next = &tcache_threads, .prev = &tcache_threads };
 static pthread_mutex_t tcache_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Some thread started holding blocks with nobody watching them. */
+static _Atomic bool tcache_reclaim_flag;
+
+/* Entry of the calling thread's guarded section (see above); false, and
+ * nothing done, if the thread is inside one already. */
+static HAK_NOINLINE void tcache_guard_wait(struct tcache_thread_node *n, uint32_t seq);
+HAK_INLINE bool tcache_guard_enter(void)
+{
+  struct tcache_thread_node *n = &tcache_thread_node;
+  uint32_t seq = atomic_load_explicit(&n->seq, memory_order_relaxed);
+  if (seq & 1)
+    return false;
+  atomic_store_explicit(&n->seq, seq + 1, memory_order_relaxed);
+  /* The store before the load, for the compiler; membarrier orders them
+   * for the processor. */
+  atomic_signal_fence(memory_order_seq_cst);
+  if (HAK_UNLIKELY(atomic_load_explicit(&n->claimed, memory_order_acquire)))
+    tcache_guard_wait(n, seq);
+  return true;
+}
+
+HAK_INLINE void tcache_guard_leave(bool entered)
+{
+  struct tcache_thread_node *n = &tcache_thread_node;
+  if (entered)
+    atomic_store_explicit(&n->seq, atomic_load_explicit(&n->seq, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+/* The reclaimer claimed the thread: out of the section until it is done
+ * (it holds tcache_threads_lock while it works), then in again. */
+static HAK_NOINLINE void tcache_guard_wait(struct tcache_thread_node *n, uint32_t seq)
+{
+  do {
+    atomic_store_explicit(&n->seq, seq += 2, memory_order_release);
+    lock_take(&tcache_threads_lock);
+    pthread_mutex_unlock(&tcache_threads_lock);
+    atomic_store_explicit(&n->seq, seq + 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+  } while (atomic_load_explicit(&n->claimed, memory_order_acquire));
+}
+
+/* The calling thread, inside its section, holds blocks: unless watched
+ * already, it will be, and the purge must run (tcache_watch_kick after
+ * the section). */
+HAK_INLINE bool tcache_watch(void)
+{
+  struct tcache_thread_node *n = &tcache_thread_node;
+  if (HAK_LIKELY(atomic_load_explicit(&n->watched, memory_order_relaxed)))
+    return false;
+  atomic_store_explicit(&n->watched, true, memory_order_relaxed);
+  return true;
+}
+
+/* After tcache_watch said so, with no section entered and no lock held. */
+static HAK_NOINLINE void tcache_watch_kick(void)
+{
+  atomic_store_explicit(&tcache_reclaim_flag, true, memory_order_relaxed);
+  purge_kick();
+}
 
 static void tcache_thread_link(void)
 {
@@ -58,6 +147,8 @@ static void tcache_thread_link(void)
   if (n->linked || n->retired)
     return;
   n->xfree = tcache_xfree_slab;
+  n->self = &tcache_self;
+  n->medium = tcache_medium_held;
   lock_take(&tcache_threads_lock);
   n->prev = &tcache_threads;
   n->next = tcache_threads.next;
@@ -168,12 +259,22 @@ static void tcache_xfree_flush(unsigned cls)
 
 void tcache_xfree_put_full(unsigned cls, void *p)
 {
+  bool entered = tcache_guard_enter();
   tcache_xfree_flush(cls);
   struct slab *x = &tcache_xfree_slab[cls];
   slab_block_set_free(p, x->free);
   atomic_signal_fence(memory_order_release); /* see tcache_xfree_put */
   x->free = p;
   x->carved++;
+  /* The first put since the reclaimer last watched the thread (it set
+   * every class's capacity to 0): every class may hold again. */
+  bool kick = tcache_watch();
+  if (kick)
+    for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
+      tcache_xfree_slab[c].capacity = TCACHE_XFREE_CAP;
+  tcache_guard_leave(entered);
+  if (kick)
+    tcache_watch_kick();
 }
 
 /* Flushes every class of the cross-thread cache but except, and leaves
@@ -235,18 +336,24 @@ static void ring_insert(unsigned cls, struct slab *s)
   a->next = s;
 }
 
-/* Unlinks s; if it was active, the next slab of the ring becomes active. */
-static void ring_remove(unsigned cls, struct slab *s)
+/* Unlinks s from its ring in tc, a thread's cache; if it was active,
+ * the next slab of the ring becomes active. */
+HAK_INLINE void ring_remove_from(struct tcache *tc, unsigned cls, struct slab *s)
 {
   if (s->next == s) {
-    tcache_self.active[cls] = &tcache_no_slab;
+    tc->active[cls] = &tcache_no_slab;
   } else {
     s->prev->next = s->next;
     s->next->prev = s->prev;
-    if (tcache_self.active[cls] == s)
-      tcache_self.active[cls] = s->next;
+    if (tc->active[cls] == s)
+      tc->active[cls] = s->next;
   }
   s->next = s->prev = NULL;
+}
+
+static void ring_remove(unsigned cls, struct slab *s)
+{
+  ring_remove_from(&tcache_self, cls, s);
 }
 
 uint32_t tcache_drain(struct slab *s)
@@ -273,7 +380,7 @@ static bool slab_refill(struct slab *s)
   return n != 0;
 }
 
-static void tcache_medium_flush_all(unsigned except);
+static void tcache_held_flush_all(unsigned except);
 
 /* Refills between two sweeps of the thread's idle slabs. */
 #define SWEEP_REFILLS 64
@@ -322,8 +429,11 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   if (HAK_UNLIKELY(tcache_self.id == 0))
     tcache_thread_init();
   if (HAK_UNLIKELY(tcache_xfree_flushed_epoch !=
-                   atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed)))
+                   atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))) {
+    bool entered = tcache_guard_enter();
     tcache_xfree_flush_all(HAK_NUM_CLASSES);
+    tcache_guard_leave(entered);
+  }
   /* A mapping refused and retried must not show in errno on success. */
   int saved_errno = errno;
   struct slab *s = tcache_self.active[cls];
@@ -376,9 +486,10 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   counters_add(&hak_counters.refills[cls], 1);
   if (HAK_UNLIKELY(++tcache_self.refills_since_sweep >= SWEEP_REFILLS)) {
     tcache_self.refills_since_sweep = 0;
-    tcache_xfree_flush_all(cls);
-    tcache_medium_flush_all(cls);
+    bool entered = tcache_guard_enter();
+    tcache_held_flush_all(cls);
     tcache_sweep(cls);
+    tcache_guard_leave(entered);
   }
   return tcache_pop(s);
 }
@@ -395,16 +506,23 @@ void *tcache_alloc_slow(unsigned cls)
     if (a == x) {
       if (!slab_list_is_end(x->free))
         return tcache_xfree_pop(cls, x);
-      /* Dry: back to the ring's slab, which may have blocks again. */
+      /* Dry: back to the ring's slab, which may have blocks again.  In
+       * the reclaim protocol's section, as the reclaimer takes blocks
+       * from the list of an inactive cache only. */
+      bool entered = tcache_guard_enter();
       a = tcache_self.active[cls] = x->next;
       x->next = NULL;
       x->carved = x->used = 0;
+      tcache_guard_leave(entered);
       if (!slab_list_is_end(a->free))
         return tcache_pop(a);
     } else if (!slab_list_is_end(x->free) && slab_list_is_end(a->free)) {
+      bool entered = tcache_guard_enter();
       x->next = a;
       tcache_self.active[cls] = x;
-      return tcache_xfree_pop(cls, x);
+      void *p = tcache_xfree_pop(cls, x);
+      tcache_guard_leave(entered);
+      return p;
     }
   }
   return tcache_refill(cls);
@@ -443,18 +561,32 @@ __thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __a
  * back at. */
 static __thread uint32_t tcache_medium_seen_pass __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tcache_medium_seen_trim __attribute__((tls_model("initial-exec")));
+/* Per medium class, the blocks its medium cache holds at most: 0 with
+ * check = 1 or prof = 1 recording every block, whose frees take the
+ * validating path (tcache_configure). */
+static uint8_t tcache_medium_cap[TCACHE_MEDIUM_CLASSES];
 
-/* The slab of p, a block the medium cache of class cls holds, from its
- * address: the head of p's span if p is a carved block, tagged free, of
- * an ACTIVE slab of the class that the thread owns; NULL otherwise. */
-static struct slab *tcache_medium_block_slab(unsigned cls, const void *p)
+void tcache_configure(void)
+{
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
+    uint32_t cap = TCACHE_MEDIUM_HELD_BYTES / size_class_size(c);
+    cap = cap < 1 ? 1 : cap > TCACHE_MEDIUM_HELD_MAX ? TCACHE_MEDIUM_HELD_MAX : cap;
+    tcache_medium_cap[c - HAK_NUM_SMALL_CLASSES] = hak_config.check || prof_every_block ? 0 : (uint8_t)cap;
+  }
+}
+
+/* The slab of p, a block the medium cache of class cls of thread id
+ * holds, from its address: the head of p's span if p is a carved block,
+ * tagged free, of an ACTIVE slab of the class that the thread owns; NULL
+ * otherwise. */
+static struct slab *tcache_medium_block_slab(unsigned cls, const void *p, uint64_t id)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
   if (!registry_is_superslab(e))
     return NULL;
   struct slab *s = superslab_slab_of(e, (uintptr_t)p);
   s -= s->head_offset;
-  if (s->state != SLAB_ACTIVE || s->cls != cls || !slab_owned_by(s, tcache_self.id) ||
+  if (s->state != SLAB_ACTIVE || s->cls != cls || !slab_owned_by(s, id) ||
       !slab_is_block(s, p) || (hak_hardened && !slab_block_tagged(p)))
     return NULL;
   return s;
@@ -466,7 +598,7 @@ static void tcache_medium_flush(unsigned cls)
   struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
   while (h->count) {
     void *p = h->blocks[--h->count];
-    struct slab *s = tcache_medium_block_slab(cls, p);
+    struct slab *s = tcache_medium_block_slab(cls, p, tcache_self.id);
     if (!s)
       hak_fatal_pointer("free(): corrupted medium cache (block written after free?) at", p);
     tcache_free_local_medium(s, p);
@@ -483,6 +615,15 @@ static void tcache_medium_flush_all(unsigned except)
   tcache_medium_seen_trim = atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed);
 }
 
+/* Both caches of held blocks, cross-thread and medium, back to their
+ * slabs, every class but except (the ring walks that follow meet only
+ * slabs of the ring).  Inside the reclaim protocol's section. */
+static void tcache_held_flush_all(unsigned except)
+{
+  tcache_xfree_flush_all(except);
+  tcache_medium_flush_all(except);
+}
+
 /* Whether a purge pass or a malloc_trim ran since the thread's medium
  * cache last went back: then it goes back now. */
 HAK_INLINE void tcache_medium_follow_purge(void)
@@ -496,9 +637,11 @@ HAK_INLINE void tcache_medium_follow_purge(void)
 
 void *tcache_alloc_medium(unsigned cls)
 {
+  bool entered = tcache_guard_enter();
   struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  void *p;
   if (h->count) {
-    void *p = h->blocks[--h->count];
+    p = h->blocks[--h->count];
     h->slabs[h->count]->allocs++;
     /* The tag, written at the free, must still be there. */
     if (hak_hardened) {
@@ -506,31 +649,35 @@ void *tcache_alloc_medium(unsigned cls)
         hak_fatal_pointer("malloc(): corrupted medium cache (block written after free?) at", p);
       slab_block_words(p)[1] = 0;
     }
-    return p;
+  } else {
+    tcache_medium_follow_purge();
+    p = tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
   }
-  tcache_medium_follow_purge();
-  return tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
+  tcache_guard_leave(entered);
+  return p;
 }
 
 void tcache_free_medium(struct slab *s, void *p)
 {
   unsigned cls = s->cls;
   struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
-  if (HAK_UNLIKELY(h->cap == 0)) {
-    uint32_t cap = TCACHE_MEDIUM_HELD_BYTES / size_class_size(cls);
-    h->cap = cap < 1 ? 1 : cap > TCACHE_MEDIUM_HELD_MAX ? TCACHE_MEDIUM_HELD_MAX : cap;
-  }
+  bool entered = tcache_guard_enter();
   tcache_medium_follow_purge();
-  if (h->count < h->cap) {
+  bool kick = false;
+  if (h->count < tcache_medium_cap[cls - HAK_NUM_SMALL_CLASSES]) {
     slab_block_set_free(p, SLAB_LIST_END);
     h->slabs[h->count] = s;
     h->blocks[h->count++] = p;
-    return;
+    kick = tcache_watch();
+  } else {
+    tcache_free_local_medium(s, p);
   }
-  tcache_free_local_medium(s, p);
+  tcache_guard_leave(entered);
+  if (HAK_UNLIKELY(kick))
+    tcache_watch_kick();
 }
 
-int tcache_check_medium_held(void)
+static int tcache_check_medium_held(void)
 {
   for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
     const struct tcache_medium_held *h = &tcache_medium_held[c - HAK_NUM_SMALL_CLASSES];
@@ -539,7 +686,7 @@ int tcache_check_medium_held(void)
       return -1;
     }
     for (uint32_t i = 0; i < h->count; i++) {
-      if (!tcache_medium_block_slab(c, h->blocks[i])) {
+      if (!tcache_medium_block_slab(c, h->blocks[i], tcache_self.id)) {
         hak_warn_pointer("check_heap: medium cache holds a block that is not a free block of its class "
                          "(written after free?) at", h->blocks[i]);
         return -1;
@@ -552,6 +699,14 @@ int tcache_check_medium_held(void)
     }
   }
   return 0;
+}
+
+int tcache_check_heap(void)
+{
+  bool entered = tcache_guard_enter();
+  int rc = shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held() ? -1 : 0;
+  tcache_guard_leave(entered);
+  return rc;
 }
 
 /* Drains every slab of the ring and hands back those with no block in
@@ -592,13 +747,14 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
 
 void tcache_flush(void)
 {
-  tcache_xfree_flush_all(HAK_NUM_CLASSES);
-  tcache_medium_flush_all(HAK_NUM_CLASSES);
+  bool entered = tcache_guard_enter();
+  tcache_held_flush_all(HAK_NUM_CLASSES);
   tcache_thread_unlink();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, true);
   tcache_self.id = 0;
   tcache_self.free_key = 0;
+  tcache_guard_leave(entered);
 }
 
 void tcache_collect(void)
@@ -606,10 +762,207 @@ void tcache_collect(void)
   atomic_fetch_add_explicit(&tcache_xfree_trim_epoch, 1, memory_order_relaxed);
   if (tcache_self.id == 0)
     return;
-  tcache_xfree_flush_all(HAK_NUM_CLASSES);
-  tcache_medium_flush_all(HAK_NUM_CLASSES);
+  bool entered = tcache_guard_enter();
+  tcache_held_flush_all(HAK_NUM_CLASSES);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, false);
+  tcache_guard_leave(entered);
+}
+
+/* ---- taking back the blocks an idle thread holds ---- */
+
+/* membarrier(2) for the reclaim protocol: registered at the first use;
+ * false where the kernel or a seccomp filter refuses it (then idle
+ * threads keep what they hold, as before).  Under tcache_threads_lock. */
+static int tcache_membarrier_state; /* 0 not tried, 1 registered, -1 refused */
+
+static bool tcache_membarrier(void)
+{
+  int saved_errno = errno;
+  if (tcache_membarrier_state == 0)
+    tcache_membarrier_state =
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+  bool ok = tcache_membarrier_state > 0 &&
+            syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved_errno;
+  return ok;
+}
+
+/* Racy reads of another thread's cache, for the reclaimer's guesses;
+ * what it acts on it reads again under its claim. */
+#define TCACHE_PEEK(lvalue) (*(volatile __typeof__(lvalue) *)&(lvalue))
+
+/* What changes whenever thread n touches its held blocks: its sections
+ * and its cross-thread caches' puts.  Any change restarts the delay. */
+static uint64_t tcache_node_signature(const struct tcache_thread_node *n)
+{
+  uint64_t sig = atomic_load_explicit(&n->seq, memory_order_acquire);
+  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
+    sig = sig * 31 + TCACHE_PEEK(n->xfree[c].carved);
+  return sig;
+}
+
+/* Whether thread n seems to hold blocks, in either cache. */
+static bool tcache_node_holds(const struct tcache_thread_node *n)
+{
+  for (unsigned c = 0; c < TCACHE_MEDIUM_CLASSES; c++)
+    if (TCACHE_PEEK(n->medium[c].count))
+      return true;
+  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
+    if (tcache_xfree_held(&n->xfree[c]))
+      return true;
+  return false;
+}
+
+/* Claimed thread n's cross-thread cache of class cls, x, if it is not
+ * the class's active list: every block after the head goes back to its
+ * slab's remote stack (the head stays, as a put may be linking a block
+ * to it).  Returns whether an orphan got one. */
+static bool tcache_xfree_reclaim(const struct tcache_thread_node *n, unsigned cls)
+{
+  struct slab *x = &n->xfree[cls];
+  if (TCACHE_PEEK(n->self->active[cls]) == x)
+    return false;
+  void *head = TCACHE_PEEK(x->free);
+  if (slab_list_is_end(head))
+    return false;
+  void *p = tcache_xfree_next(cls, head);
+  if (slab_list_is_end(p))
+    return false;
+  slab_block_set_free(head, SLAB_LIST_END);
+  bool orphan = false;
+  unsigned taken = 0;
+  while (!slab_list_is_end(p)) {
+    struct slab *s = superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
+    void *first = p, *last = p, *next = tcache_xfree_next(cls, p);
+    taken++;
+    while (!slab_list_is_end(next) && ((uintptr_t)next ^ (uintptr_t)first) < HAK_SLAB_SIZE &&
+           taken <= TCACHE_XFREE_CAP) {
+      last = next;
+      next = tcache_xfree_next(cls, next);
+      taken++;
+    }
+    if (taken > TCACHE_XFREE_CAP)
+      hak_fatal_pointer("free(): corrupted cross-thread cache (cycle) at", first);
+    slab_free_remote_chain(s, first, last);
+    orphan |= s->state == SLAB_ORPHAN;
+    p = next;
+  }
+  TCACHE_PEEK(x->used) = (uint16_t)(TCACHE_PEEK(x->used) + taken);
+  return orphan;
+}
+
+/* Claimed thread n's medium caches back to their slabs' lists, and every
+ * slab of its medium rings that holds no block in use out of the ring,
+ * onto *empty (linked by next), for the pool: what the thread's own
+ * sweep does. */
+static void tcache_medium_reclaim(const struct tcache_thread_node *n, struct slab **empty)
+{
+  struct tcache *tc = n->self;
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
+    struct tcache_medium_held *h = &n->medium[c - HAK_NUM_SMALL_CLASSES];
+    while (h->count) {
+      void *p = h->blocks[--h->count];
+      struct slab *s = tcache_medium_block_slab(c, p, tc->id);
+      if (!s)
+        hak_fatal_pointer("free(): corrupted medium cache (block written after free?) at", p);
+      slab_block_set_free(p, s->free);
+      s->free = p;
+      s->used--;
+    }
+    struct slab *a = tc->active[c];
+    if (a == &tcache_no_slab)
+      continue;
+    /* The ring as a list, walked from the active slab; the slabs kept
+     * make a new ring in the same order. */
+    a->prev->next = NULL;
+    struct slab *keep = NULL;
+    for (struct slab *s = a, *next; s; s = next) {
+      next = s->next;
+      tcache_drain(s);
+      if (s->used == 0) {
+        /* No owner from now: in the child of a fork made before the pool
+         * takes it, it becomes an orphan, collected there. */
+        atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_relaxed);
+        s->prev = NULL;
+        s->next = *empty;
+        *empty = s;
+      } else if (!keep) {
+        keep = s->next = s->prev = s;
+      } else {
+        s->prev = keep->prev;
+        s->next = keep;
+        keep->prev->next = s;
+        keep->prev = s;
+      }
+    }
+    tc->active[c] = keep ? keep : &tcache_no_slab;
+  }
+}
+
+bool tcache_reclaim_wanted(void)
+{
+  return atomic_load_explicit(&tcache_reclaim_flag, memory_order_relaxed);
+}
+
+bool tcache_reclaim_idle(uint64_t now_ms)
+{
+  if (hak_config.purge_delay_ms < 0)
+    return false;
+  atomic_store_explicit(&tcache_reclaim_flag, false, memory_order_relaxed);
+  uint64_t delay = (uint64_t)hak_config.purge_delay_ms;
+  bool pending = false, any = false, orphan = false;
+  struct slab *empty = NULL;
+  struct tcache_thread_node *self = &tcache_thread_node;
+  lock_take(&tcache_threads_lock);
+  for (struct tcache_thread_node *n = tcache_threads.next; n != &tcache_threads; n = n->next) {
+    if (n == self || !atomic_load_explicit(&n->watched, memory_order_relaxed))
+      continue;
+    uint64_t sig = tcache_node_signature(n);
+    uint32_t seq = atomic_load_explicit(&n->seq, memory_order_relaxed);
+    bool holds = tcache_node_holds(n);
+    if (sig != n->quiet_sig || (seq & 1)) {
+      n->quiet_sig = sig;
+      n->quiet_since_ms = now_ms;
+      pending |= holds;
+      /* A thread that holds nothing is claimed at once, to be unwatched:
+       * its next block held kicks the purge again. */
+      if (holds || (seq & 1))
+        continue;
+    } else if (holds && hak_ms_elapsed(n->quiet_since_ms, now_ms) < delay) {
+      pending = true;
+      continue;
+    }
+    n->quiet_seq = seq;
+    atomic_store_explicit(&n->claimed, 1, memory_order_relaxed);
+    any = true;
+  }
+  bool barrier = any && tcache_membarrier();
+  for (struct tcache_thread_node *n = tcache_threads.next; any && n != &tcache_threads; n = n->next) {
+    if (!atomic_load_explicit(&n->claimed, memory_order_relaxed))
+      continue;
+    if (barrier && atomic_load_explicit(&n->seq, memory_order_acquire) == n->quiet_seq) {
+      tcache_medium_reclaim(n, &empty);
+      for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
+        orphan |= tcache_xfree_reclaim(n, c);
+        /* Its next put watches the thread again (tcache_xfree_put_full). */
+        TCACHE_PEEK(n->xfree[c].capacity) = 0;
+      }
+      atomic_store_explicit(&n->watched, false, memory_order_relaxed);
+    } else if (barrier) {
+      pending = true; /* it woke up meanwhile */
+    }
+    atomic_store_explicit(&n->claimed, 0, memory_order_release);
+  }
+  pthread_mutex_unlock(&tcache_threads_lock);
+  for (struct slab *s = empty, *next; s; s = next) {
+    next = s->next;
+    s->next = NULL;
+    shared_pool_release_empty(s);
+  }
+  if (orphan)
+    shared_pool_orphan_freed();
+  return pending;
 }
 
 void tcache_prefork(void)
@@ -646,9 +999,45 @@ static bool tcache_xfree_hand_back(unsigned cls, struct slab *x)
   return orphan;
 }
 
+/* Child of a fork: hands the blocks of the medium caches of n, a thread
+ * the child does not have, to their slabs (orphans now) as remote frees.
+ * Nothing of a thread caught inside its section (seq odd), whose arrays
+ * may be half written; otherwise each block must be a tagged, carved
+ * block of an orphaned slab of its class, held once, or it and the rest
+ * of its class stay in use.  Returns whether it handed one back. */
+static bool tcache_medium_hand_back(const struct tcache_thread_node *n)
+{
+  bool any = false;
+  if (atomic_load_explicit(&n->seq, memory_order_relaxed) & 1)
+    return false;
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
+    const struct tcache_medium_held *h = &n->medium[c - HAK_NUM_SMALL_CLASSES];
+    uint32_t count = h->count < TCACHE_MEDIUM_HELD_MAX ? h->count : TCACHE_MEDIUM_HELD_MAX;
+    for (uint32_t i = 0; i < count; i++) {
+      void *p = h->blocks[i];
+      uintptr_t e = registry_lookup((uintptr_t)p);
+      if (!registry_is_superslab(e))
+        break;
+      struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+      s -= s->head_offset;
+      bool twice = false;
+      for (uint32_t j = 0; j < i; j++)
+        twice |= h->blocks[j] == p;
+      if (twice || s->state != SLAB_ORPHAN || s->cls != c || !slab_is_block(s, p) ||
+          (hak_hardened && !slab_block_tagged(p)))
+        break;
+      slab_free_remote(s, p);
+      any = true;
+    }
+  }
+  return any;
+}
+
 void tcache_postfork_child(void)
 {
   pthread_mutex_init(&tcache_threads_lock, NULL);
+  /* The child's mm is not registered for membarrier. */
+  tcache_membarrier_state = 0;
   bool orphan = false;
   struct tcache_thread_node *self = &tcache_thread_node;
   for (struct tcache_thread_node *n = tcache_threads.next, *next; n != &tcache_threads; n = next) {
@@ -657,6 +1046,7 @@ void tcache_postfork_child(void)
       continue;
     for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
       orphan |= tcache_xfree_hand_back(c, &n->xfree[c]);
+    orphan |= tcache_medium_hand_back(n);
   }
   /* Only this thread is left. */
   tcache_threads.next = tcache_threads.prev = &tcache_threads;
