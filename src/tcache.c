@@ -392,7 +392,8 @@ static void tcache_held_flush_all(unsigned except);
  * them (bench/soak: 24 % RSS drift without).  The owner runs it from its
  * slow path, every SWEEP_REFILLS refills; a class used again takes a slab
  * back from the pool's EMPTY list.  A thread that stops allocating keeps
- * its last ones until it exits or calls malloc_trim. */
+ * its last small ones until it exits or calls malloc_trim; its medium
+ * ones go back by time (tcache_reclaim_idle). */
 static void tcache_sweep(unsigned except)
 {
   bool any = false;
@@ -494,10 +495,40 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   return tcache_pop(s);
 }
 
-/* The cross-thread cache first, a leaf with no frame; the refill is a
- * tail call.  For a tiny class the fast path leaves only a dry list (its
- * links stay in their slot), unless the cross-thread cache is active and
- * its next block lies in another slot. */
+/* Class cls's cross-thread cache x, active, ran dry: the ring's slab it
+ * stood in for is active again, and gives the block, or the refill does.
+ * In the reclaim protocol's section, as the reclaimer takes blocks from
+ * the list of an inactive cache only. */
+static HAK_NOINLINE void *tcache_xfree_dry(unsigned cls, struct slab *x)
+{
+  bool entered = tcache_guard_enter();
+  struct slab *a = tcache_self.active[cls] = x->next;
+  x->next = NULL;
+  x->carved = x->used = 0;
+  tcache_guard_leave(entered);
+  if (!slab_list_is_end(a->free))
+    return tcache_pop(a);
+  return tcache_refill(cls);
+}
+
+/* Class cls's cross-thread cache x, which holds blocks, stands in for a,
+ * the ring's slab, run dry: it becomes the active list and gives the
+ * block.  In the section, as above. */
+static HAK_NOINLINE void *tcache_xfree_activate(unsigned cls, struct slab *x, struct slab *a)
+{
+  bool entered = tcache_guard_enter();
+  x->next = a;
+  tcache_self.active[cls] = x;
+  void *p = tcache_xfree_pop(cls, x);
+  tcache_guard_leave(entered);
+  return p;
+}
+
+/* The cross-thread cache first, a leaf with no frame; the refill and the
+ * cache's changes of state are tail calls.  For a tiny class the fast
+ * path leaves only a dry list (its links stay in their slot), unless the
+ * cross-thread cache is active and its next block lies in another
+ * slot. */
 void *tcache_alloc_slow(unsigned cls)
 {
   if (cls < TCACHE_XFREE_CLASSES) {
@@ -506,24 +537,10 @@ void *tcache_alloc_slow(unsigned cls)
     if (a == x) {
       if (!slab_list_is_end(x->free))
         return tcache_xfree_pop(cls, x);
-      /* Dry: back to the ring's slab, which may have blocks again.  In
-       * the reclaim protocol's section, as the reclaimer takes blocks
-       * from the list of an inactive cache only. */
-      bool entered = tcache_guard_enter();
-      a = tcache_self.active[cls] = x->next;
-      x->next = NULL;
-      x->carved = x->used = 0;
-      tcache_guard_leave(entered);
-      if (!slab_list_is_end(a->free))
-        return tcache_pop(a);
-    } else if (!slab_list_is_end(x->free) && slab_list_is_end(a->free)) {
-      bool entered = tcache_guard_enter();
-      x->next = a;
-      tcache_self.active[cls] = x;
-      void *p = tcache_xfree_pop(cls, x);
-      tcache_guard_leave(entered);
-      return p;
+      return tcache_xfree_dry(cls, x);
     }
+    if (!slab_list_is_end(x->free) && slab_list_is_end(a->free))
+      return tcache_xfree_activate(cls, x, a);
   }
   return tcache_refill(cls);
 }
