@@ -29,6 +29,10 @@ _Static_assert(HAK_NUM_CLASSES == 52, "tcache_self initialiser covers every clas
 
 static _Atomic uint64_t tcache_next_id = 1;
 
+/* A field another thread writes or reads, touched once, as it is in
+ * memory now. */
+#define TCACHE_PEEK(lvalue) (*(volatile __typeof__(lvalue) *)&(lvalue))
+
 #define XFREE_SLAB { .free = SLAB_LIST_END, .state = SLAB_HEADER }
 __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_model("initial-exec"))) = {
   [0 ... TCACHE_XFREE_CLASSES - 1] = XFREE_SLAB,
@@ -51,29 +55,24 @@ static __thread uint32_t tcache_xfree_flushed_epoch __attribute__((tls_model("in
  *
  * The reclaim protocol.  The thread's medium caches and rings, and the
  * cross-thread caches' slow paths (activation, flush), run inside a
- * section whose entry is a plain store and a load: seq becomes odd, then
- * claimed is read; the exit makes seq even again.  The reclaimer, holding
+ * section (tcache_held.seq, tcache.h) whose entry is an add to memory
+ * and a load: the depth goes up, then claimed is read; the exit takes
+ * the depth down and counts the section.  The reclaimer, holding
  * tcache_threads_lock, sets claimed, runs membarrier(2), which makes
  * every thread of the process pass a full barrier, and reads seq: either
- * it finds seq odd (it leaves the thread alone) or the thread's next
- * entry finds claimed set and waits for the lock; either way they never
- * both go on.  Outside the section the thread touches a cross-thread
- * cache only while it is the class's active list (the reclaimer leaves
- * that one alone) or by a put, which writes the new head and carved: the
- * reclaimer cuts the list after the head it reads, whose links no put
- * changes, and counts what it took in used. */
+ * it finds the thread inside a section (it leaves the thread alone) or
+ * the thread's next entry finds claimed set and waits for the lock;
+ * either way they never both go on.  Outside a section the thread
+ * touches a cross-thread cache only while it is the class's active list
+ * (the reclaimer leaves that one alone) or by a put, which writes the new
+ * head and carved: the reclaimer cuts the list after the head it reads,
+ * whose links no put changes, and counts what it took in used. */
 struct tcache_thread_node {
   struct slab *xfree;                     /* the thread's tcache_xfree_slab */
   struct tcache *self;                    /* the thread's tcache_self */
-  struct tcache_medium_held *medium;      /* the thread's tcache_medium_held */
+  struct tcache_held *held;               /* the thread's tcache_held */
   struct tcache_thread_node *next, *prev; /* the list; tcache_threads_lock */
   bool linked, retired;                   /* the thread's own */
-  _Atomic uint32_t seq;                   /* owner: odd inside a section */
-  _Atomic uint32_t claimed;               /* reclaimer, under the lock */
-  /* Set by the owner, inside a section, when it holds blocks and nobody
-   * watches them: it then kicks the purge; cleared by the reclaimer under
-   * its claim. */
-  _Atomic bool watched;
   uint32_t quiet_seq;                     /* reclaimer's, under the lock */
   uint64_t quiet_sig, quiet_since_ms;     /* idem */
 };
@@ -83,60 +82,49 @@ static pthread_mutex_t tcache_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Some thread started holding blocks with nobody watching them. */
 static _Atomic bool tcache_reclaim_flag;
 
-/* Entry of the calling thread's guarded section (see above); false, and
- * nothing done, if the thread is inside one already. */
-static HAK_NOINLINE void tcache_guard_wait(struct tcache_thread_node *n, uint32_t seq);
-HAK_INLINE bool tcache_guard_enter(void)
+/* The thread's section, above: enter and leave in pairs; sections nest. */
+#define TCACHE_SEQ_DEPTH 0xffffu
+__thread struct tcache_held tcache_held __attribute__((tls_model("initial-exec")));
+
+static HAK_NOINLINE void tcache_guard_wait(void);
+HAK_INLINE void tcache_guard_enter(void)
 {
-  struct tcache_thread_node *n = &tcache_thread_node;
-  uint32_t seq = atomic_load_explicit(&n->seq, memory_order_relaxed);
-  if (seq & 1)
-    return false;
-  atomic_store_explicit(&n->seq, seq + 1, memory_order_relaxed);
-  /* The store before the load, for the compiler; membarrier orders them
+  tcache_held.seq++;
+  /* The add before the load, for the compiler; membarrier orders them
    * for the processor. */
   atomic_signal_fence(memory_order_seq_cst);
-  if (HAK_UNLIKELY(atomic_load_explicit(&n->claimed, memory_order_acquire)))
-    tcache_guard_wait(n, seq);
-  return true;
+  if (HAK_UNLIKELY(TCACHE_PEEK(tcache_held.claimed)))
+    tcache_guard_wait();
 }
 
-HAK_INLINE void tcache_guard_leave(bool entered)
+HAK_INLINE void tcache_guard_leave(void)
 {
-  struct tcache_thread_node *n = &tcache_thread_node;
-  if (entered)
-    atomic_store_explicit(&n->seq, atomic_load_explicit(&n->seq, memory_order_relaxed) + 1,
-                          memory_order_release);
+  atomic_signal_fence(memory_order_seq_cst);
+  tcache_held.seq += TCACHE_SEQ_DEPTH; /* one level down, one section more */
+  atomic_signal_fence(memory_order_seq_cst);
 }
 
-/* The reclaimer claimed the thread: out of the section until it is done
- * (it holds tcache_threads_lock while it works), then in again. */
-static HAK_NOINLINE void tcache_guard_wait(struct tcache_thread_node *n, uint32_t seq)
+/* The reclaimer claimed the thread: out of this level until it is done
+ * (it holds tcache_threads_lock while it works), then in again.  Inside
+ * an outer section the thread stays busy for the reclaimer, which leaves
+ * it alone: the wait is then short and harmless. */
+static HAK_NOINLINE void tcache_guard_wait(void)
 {
   do {
-    atomic_store_explicit(&n->seq, seq += 2, memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst);
+    tcache_held.seq--;
     lock_take(&tcache_threads_lock);
     pthread_mutex_unlock(&tcache_threads_lock);
-    atomic_store_explicit(&n->seq, seq + 1, memory_order_relaxed);
+    tcache_held.seq++;
     atomic_signal_fence(memory_order_seq_cst);
-  } while (atomic_load_explicit(&n->claimed, memory_order_acquire));
+  } while (TCACHE_PEEK(tcache_held.claimed));
 }
 
-/* The calling thread, inside its section, holds blocks: unless watched
- * already, it will be, and the purge must run (tcache_watch_kick after
- * the section). */
-HAK_INLINE bool tcache_watch(void)
-{
-  struct tcache_thread_node *n = &tcache_thread_node;
-  if (HAK_LIKELY(atomic_load_explicit(&n->watched, memory_order_relaxed)))
-    return false;
-  atomic_store_explicit(&n->watched, true, memory_order_relaxed);
-  return true;
-}
-
-/* After tcache_watch said so, with no section entered and no lock held. */
+/* The calling thread holds blocks and nobody watches it: it is watched
+ * from now, and the purge must run.  With no lock held. */
 static HAK_NOINLINE void tcache_watch_kick(void)
 {
+  tcache_held.watched = true;
   atomic_store_explicit(&tcache_reclaim_flag, true, memory_order_relaxed);
   purge_kick();
 }
@@ -148,7 +136,7 @@ static void tcache_thread_link(void)
     return;
   n->xfree = tcache_xfree_slab;
   n->self = &tcache_self;
-  n->medium = tcache_medium_held;
+  n->held = &tcache_held;
   lock_take(&tcache_threads_lock);
   n->prev = &tcache_threads;
   n->next = tcache_threads.next;
@@ -259,21 +247,20 @@ static void tcache_xfree_flush(unsigned cls)
 
 void tcache_xfree_put_full(unsigned cls, void *p)
 {
-  bool entered = tcache_guard_enter();
+  tcache_guard_enter();
   tcache_xfree_flush(cls);
   struct slab *x = &tcache_xfree_slab[cls];
   slab_block_set_free(p, x->free);
   atomic_signal_fence(memory_order_release); /* see tcache_xfree_put */
   x->free = p;
   x->carved++;
-  /* The first put since the reclaimer last watched the thread (it set
+  /* The first put since the reclaimer last took blocks back (it set
    * every class's capacity to 0): every class may hold again. */
-  bool kick = tcache_watch();
-  if (kick)
+  if (x->capacity == 0)
     for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
       tcache_xfree_slab[c].capacity = TCACHE_XFREE_CAP;
-  tcache_guard_leave(entered);
-  if (kick)
+  tcache_guard_leave();
+  if (!tcache_held.watched)
     tcache_watch_kick();
 }
 
@@ -431,9 +418,9 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
     tcache_thread_init();
   if (HAK_UNLIKELY(tcache_xfree_flushed_epoch !=
                    atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))) {
-    bool entered = tcache_guard_enter();
+    tcache_guard_enter();
     tcache_xfree_flush_all(HAK_NUM_CLASSES);
-    tcache_guard_leave(entered);
+    tcache_guard_leave();
   }
   /* A mapping refused and retried must not show in errno on success. */
   int saved_errno = errno;
@@ -487,10 +474,10 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   counters_add(&hak_counters.refills[cls], 1);
   if (HAK_UNLIKELY(++tcache_self.refills_since_sweep >= SWEEP_REFILLS)) {
     tcache_self.refills_since_sweep = 0;
-    bool entered = tcache_guard_enter();
+    tcache_guard_enter();
     tcache_held_flush_all(cls);
     tcache_sweep(cls);
-    tcache_guard_leave(entered);
+    tcache_guard_leave();
   }
   return tcache_pop(s);
 }
@@ -501,11 +488,11 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
  * the list of an inactive cache only. */
 static HAK_NOINLINE void *tcache_xfree_dry(unsigned cls, struct slab *x)
 {
-  bool entered = tcache_guard_enter();
+  tcache_guard_enter();
   struct slab *a = tcache_self.active[cls] = x->next;
   x->next = NULL;
   x->carved = x->used = 0;
-  tcache_guard_leave(entered);
+  tcache_guard_leave();
   if (!slab_list_is_end(a->free))
     return tcache_pop(a);
   return tcache_refill(cls);
@@ -516,11 +503,11 @@ static HAK_NOINLINE void *tcache_xfree_dry(unsigned cls, struct slab *x)
  * block.  In the section, as above. */
 static HAK_NOINLINE void *tcache_xfree_activate(unsigned cls, struct slab *x, struct slab *a)
 {
-  bool entered = tcache_guard_enter();
+  tcache_guard_enter();
   x->next = a;
   tcache_self.active[cls] = x;
   void *p = tcache_xfree_pop(cls, x);
-  tcache_guard_leave(entered);
+  tcache_guard_leave();
   return p;
 }
 
@@ -573,7 +560,6 @@ void tcache_medium_emptied(struct slab *s)
     }
 }
 
-__thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
 /* The purge pass and the malloc_trim the thread's medium cache last went
  * back at. */
 static __thread uint32_t tcache_medium_seen_pass __attribute__((tls_model("initial-exec")));
@@ -612,7 +598,7 @@ static struct slab *tcache_medium_block_slab(unsigned cls, const void *p, uint64
 /* Hands every block of class cls's medium cache back to its slab's list. */
 static void tcache_medium_flush(unsigned cls)
 {
-  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  struct tcache_medium_held *h = &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
   while (h->count) {
     void *p = h->blocks[--h->count];
     struct slab *s = tcache_medium_block_slab(cls, p, tcache_self.id);
@@ -642,62 +628,119 @@ static void tcache_held_flush_all(unsigned except)
 }
 
 /* Whether a purge pass or a malloc_trim ran since the thread's medium
- * cache last went back: then it goes back now. */
+ * cache last went back. */
+HAK_INLINE bool tcache_medium_purge_seen(void)
+{
+  return (tcache_medium_seen_pass ^
+          atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed)) |
+         (tcache_medium_seen_trim ^
+          atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed));
+}
+
+/* If so, the cache goes back now. */
 HAK_INLINE void tcache_medium_follow_purge(void)
 {
-  if (HAK_UNLIKELY((tcache_medium_seen_pass ^
-                    atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed)) |
-                   (tcache_medium_seen_trim ^
-                    atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))))
+  if (HAK_UNLIKELY(tcache_medium_purge_seen()))
     tcache_medium_flush_all(HAK_NUM_CLASSES);
 }
 
-void *tcache_alloc_medium(unsigned cls)
+/* Pops the last block of h, a medium cache that holds one; inside the
+ * section. */
+HAK_INLINE void *tcache_medium_pop(struct tcache_medium_held *h)
 {
-  bool entered = tcache_guard_enter();
-  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  void *p = h->blocks[--h->count];
+  h->slabs[h->count]->allocs++;
+  /* The tag, written at the free, must still be there. */
+  if (hak_hardened) {
+    if (HAK_UNLIKELY(!slab_block_tagged(p)))
+      hak_fatal_pointer("malloc(): corrupted medium cache (block written after free?) at", p);
+    slab_block_words(p)[1] = 0;
+  }
+  return p;
+}
+
+/* Keeps p, a block of s, in h, a medium cache with room; inside the
+ * section. */
+HAK_INLINE void tcache_medium_push(struct tcache_medium_held *h, struct slab *s, void *p)
+{
+  slab_block_set_free(p, SLAB_LIST_END);
+  h->slabs[h->count] = s;
+  h->blocks[h->count++] = p;
+}
+
+/* tcache_alloc_medium's every case but the common one: the medium cache
+ * empty (the thread's slabs), or the thread claimed by the reclaimer
+ * (wait for it). */
+static HAK_NOINLINE void *tcache_alloc_medium_slow(unsigned cls)
+{
+  tcache_guard_enter();
+  struct tcache_medium_held *h = &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
   void *p;
   if (h->count) {
-    p = h->blocks[--h->count];
-    h->slabs[h->count]->allocs++;
-    /* The tag, written at the free, must still be there. */
-    if (hak_hardened) {
-      if (HAK_UNLIKELY(!slab_block_tagged(p)))
-        hak_fatal_pointer("malloc(): corrupted medium cache (block written after free?) at", p);
-      slab_block_words(p)[1] = 0;
-    }
+    p = tcache_medium_pop(h);
   } else {
     tcache_medium_follow_purge();
     p = tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
   }
-  tcache_guard_leave(entered);
+  tcache_guard_leave();
   return p;
+}
+
+/* The common case in a section of its own, with no call inside, so that
+ * it needs no frame; everything else is a tail call. */
+void *tcache_alloc_medium(unsigned cls)
+{
+  tcache_held.seq++;
+  atomic_signal_fence(memory_order_seq_cst); /* see tcache_guard_enter */
+  struct tcache_medium_held *h = &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
+  if (HAK_UNLIKELY(TCACHE_PEEK(tcache_held.claimed) != 0 || h->count == 0)) {
+    tcache_guard_leave();
+    return tcache_alloc_medium_slow(cls);
+  }
+  void *p = tcache_medium_pop(h);
+  tcache_guard_leave();
+  return p;
+}
+
+/* tcache_free_medium's every case but the common one: the medium cache
+ * full (onto s's list), a purge pass or malloc_trim to follow, the thread
+ * claimed by the reclaimer (wait for it), nobody watching the thread. */
+static HAK_NOINLINE void tcache_free_medium_slow(struct slab *s, void *p)
+{
+  unsigned k = s->cls - HAK_NUM_SMALL_CLASSES;
+  struct tcache_medium_held *h = &tcache_held.medium[k];
+  tcache_guard_enter();
+  tcache_medium_follow_purge();
+  bool held = h->count < tcache_medium_cap[k];
+  if (held)
+    tcache_medium_push(h, s, p);
+  else
+    tcache_free_local_medium(s, p);
+  tcache_guard_leave();
+  if (held && !tcache_held.watched)
+    tcache_watch_kick();
 }
 
 void tcache_free_medium(struct slab *s, void *p)
 {
-  unsigned cls = s->cls;
-  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
-  bool entered = tcache_guard_enter();
-  tcache_medium_follow_purge();
-  bool kick = false;
-  if (h->count < tcache_medium_cap[cls - HAK_NUM_SMALL_CLASSES]) {
-    slab_block_set_free(p, SLAB_LIST_END);
-    h->slabs[h->count] = s;
-    h->blocks[h->count++] = p;
-    kick = tcache_watch();
-  } else {
-    tcache_free_local_medium(s, p);
+  unsigned k = s->cls - HAK_NUM_SMALL_CLASSES;
+  struct tcache_medium_held *h = &tcache_held.medium[k];
+  tcache_held.seq++;
+  atomic_signal_fence(memory_order_seq_cst); /* see tcache_guard_enter */
+  if (HAK_UNLIKELY(TCACHE_PEEK(tcache_held.claimed) != 0 || h->count >= tcache_medium_cap[k] ||
+                   !tcache_held.watched || tcache_medium_purge_seen())) {
+    tcache_guard_leave();
+    tcache_free_medium_slow(s, p);
+    return;
   }
-  tcache_guard_leave(entered);
-  if (HAK_UNLIKELY(kick))
-    tcache_watch_kick();
+  tcache_medium_push(h, s, p);
+  tcache_guard_leave();
 }
 
 static int tcache_check_medium_held(void)
 {
   for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
-    const struct tcache_medium_held *h = &tcache_medium_held[c - HAK_NUM_SMALL_CLASSES];
+    const struct tcache_medium_held *h = &tcache_held.medium[c - HAK_NUM_SMALL_CLASSES];
     if (h->count > TCACHE_MEDIUM_HELD_MAX) {
       hak_warn_pointer("check_heap: medium cache holds more blocks than it can", h);
       return -1;
@@ -720,9 +763,9 @@ static int tcache_check_medium_held(void)
 
 int tcache_check_heap(void)
 {
-  bool entered = tcache_guard_enter();
+  tcache_guard_enter();
   int rc = shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held() ? -1 : 0;
-  tcache_guard_leave(entered);
+  tcache_guard_leave();
   return rc;
 }
 
@@ -764,14 +807,14 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
 
 void tcache_flush(void)
 {
-  bool entered = tcache_guard_enter();
+  tcache_guard_enter();
   tcache_held_flush_all(HAK_NUM_CLASSES);
   tcache_thread_unlink();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, true);
   tcache_self.id = 0;
   tcache_self.free_key = 0;
-  tcache_guard_leave(entered);
+  tcache_guard_leave();
 }
 
 void tcache_collect(void)
@@ -779,11 +822,11 @@ void tcache_collect(void)
   atomic_fetch_add_explicit(&tcache_xfree_trim_epoch, 1, memory_order_relaxed);
   if (tcache_self.id == 0)
     return;
-  bool entered = tcache_guard_enter();
+  tcache_guard_enter();
   tcache_held_flush_all(HAK_NUM_CLASSES);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, false);
-  tcache_guard_leave(entered);
+  tcache_guard_leave();
 }
 
 /* ---- taking back the blocks an idle thread holds ---- */
@@ -805,15 +848,11 @@ static bool tcache_membarrier(void)
   return ok;
 }
 
-/* Racy reads of another thread's cache, for the reclaimer's guesses;
- * what it acts on it reads again under its claim. */
-#define TCACHE_PEEK(lvalue) (*(volatile __typeof__(lvalue) *)&(lvalue))
-
 /* What changes whenever thread n touches its held blocks: its sections
  * and its cross-thread caches' puts.  Any change restarts the delay. */
 static uint64_t tcache_node_signature(const struct tcache_thread_node *n)
 {
-  uint64_t sig = atomic_load_explicit(&n->seq, memory_order_acquire);
+  uint64_t sig = TCACHE_PEEK(n->held->seq);
   for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
     sig = sig * 31 + TCACHE_PEEK(n->xfree[c].carved);
   return sig;
@@ -823,7 +862,7 @@ static uint64_t tcache_node_signature(const struct tcache_thread_node *n)
 static bool tcache_node_holds(const struct tcache_thread_node *n)
 {
   for (unsigned c = 0; c < TCACHE_MEDIUM_CLASSES; c++)
-    if (TCACHE_PEEK(n->medium[c].count))
+    if (TCACHE_PEEK(n->held->medium[c].count))
       return true;
   for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
     if (tcache_xfree_held(&n->xfree[c]))
@@ -877,7 +916,7 @@ static void tcache_medium_reclaim(const struct tcache_thread_node *n, struct sla
 {
   struct tcache *tc = n->self;
   for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
-    struct tcache_medium_held *h = &n->medium[c - HAK_NUM_SMALL_CLASSES];
+    struct tcache_medium_held *h = &n->held->medium[c - HAK_NUM_SMALL_CLASSES];
     while (h->count) {
       void *p = h->blocks[--h->count];
       struct slab *s = tcache_medium_block_slab(c, p, tc->id);
@@ -933,43 +972,48 @@ bool tcache_reclaim_idle(uint64_t now_ms)
   struct tcache_thread_node *self = &tcache_thread_node;
   lock_take(&tcache_threads_lock);
   for (struct tcache_thread_node *n = tcache_threads.next; n != &tcache_threads; n = n->next) {
-    if (n == self || !atomic_load_explicit(&n->watched, memory_order_relaxed))
+    if (n == self || !TCACHE_PEEK(n->held->watched))
       continue;
     uint64_t sig = tcache_node_signature(n);
-    uint32_t seq = atomic_load_explicit(&n->seq, memory_order_relaxed);
+    uint32_t seq = TCACHE_PEEK(n->held->seq);
+    bool busy = (seq & TCACHE_SEQ_DEPTH) != 0;
     bool holds = tcache_node_holds(n);
-    if (sig != n->quiet_sig || (seq & 1)) {
+    if (sig != n->quiet_sig || busy) {
       n->quiet_sig = sig;
       n->quiet_since_ms = now_ms;
       pending |= holds;
       /* A thread that holds nothing is claimed at once, to be unwatched:
        * its next block held kicks the purge again. */
-      if (holds || (seq & 1))
+      if (holds || busy)
         continue;
     } else if (holds && hak_ms_elapsed(n->quiet_since_ms, now_ms) < delay) {
       pending = true;
       continue;
     }
     n->quiet_seq = seq;
-    atomic_store_explicit(&n->claimed, 1, memory_order_relaxed);
+    TCACHE_PEEK(n->held->claimed) = 1;
     any = true;
   }
   bool barrier = any && tcache_membarrier();
   for (struct tcache_thread_node *n = tcache_threads.next; any && n != &tcache_threads; n = n->next) {
-    if (!atomic_load_explicit(&n->claimed, memory_order_relaxed))
+    if (!TCACHE_PEEK(n->held->claimed))
       continue;
-    if (barrier && atomic_load_explicit(&n->seq, memory_order_acquire) == n->quiet_seq) {
+    /* Loads after the barrier's, in order (x86 keeps loads in order). */
+    atomic_signal_fence(memory_order_seq_cst);
+    if (barrier && TCACHE_PEEK(n->held->seq) == n->quiet_seq) {
+      atomic_thread_fence(memory_order_acquire);
       tcache_medium_reclaim(n, &empty);
       for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
         orphan |= tcache_xfree_reclaim(n, c);
         /* Its next put watches the thread again (tcache_xfree_put_full). */
         TCACHE_PEEK(n->xfree[c].capacity) = 0;
       }
-      atomic_store_explicit(&n->watched, false, memory_order_relaxed);
+      TCACHE_PEEK(n->held->watched) = false;
     } else if (barrier) {
       pending = true; /* it woke up meanwhile */
     }
-    atomic_store_explicit(&n->claimed, 0, memory_order_release);
+    atomic_thread_fence(memory_order_release);
+    TCACHE_PEEK(n->held->claimed) = 0;
   }
   pthread_mutex_unlock(&tcache_threads_lock);
   for (struct slab *s = empty, *next; s; s = next) {
@@ -1025,10 +1069,10 @@ static bool tcache_xfree_hand_back(unsigned cls, struct slab *x)
 static bool tcache_medium_hand_back(const struct tcache_thread_node *n)
 {
   bool any = false;
-  if (atomic_load_explicit(&n->seq, memory_order_relaxed) & 1)
+  if (TCACHE_PEEK(n->held->seq) & TCACHE_SEQ_DEPTH)
     return false;
   for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
-    const struct tcache_medium_held *h = &n->medium[c - HAK_NUM_SMALL_CLASSES];
+    const struct tcache_medium_held *h = &n->held->medium[c - HAK_NUM_SMALL_CLASSES];
     uint32_t count = h->count < TCACHE_MEDIUM_HELD_MAX ? h->count : TCACHE_MEDIUM_HELD_MAX;
     for (uint32_t i = 0; i < count; i++) {
       void *p = h->blocks[i];

@@ -198,7 +198,22 @@ struct tcache_medium_held {
   void *blocks[TCACHE_MEDIUM_HELD_MAX];
   struct slab *slabs[TCACHE_MEDIUM_HELD_MAX]; /* each block's, for its allocs */
 };
-extern HAK_HIDDEN __thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
+
+/* The thread's held blocks and the reclaim protocol's state (tcache.c),
+ * together so that the medium paths reach them through one TLS offset.
+ * seq: the owner's sections, their depth in the low 16 bits and the
+ * count of sections left above; written by the owner only, read by the
+ * reclaimer.  claimed: set by the reclaimer, under tcache_threads_lock,
+ * while it works on the thread.  watched: set by the owner when it holds
+ * blocks and nobody watches them, cleared by the reclaimer under its
+ * claim. */
+struct tcache_held {
+  uint32_t seq;
+  uint32_t claimed;
+  bool watched;
+  struct tcache_medium_held medium[TCACHE_MEDIUM_CLASSES];
+};
+extern HAK_HIDDEN __thread struct tcache_held tcache_held __attribute__((tls_model("initial-exec")));
 
 /* The owner's free of p, a live block of s, an ACTIVE medium slab it
  * owns: into the medium cache, or, when that is full (or has no room:

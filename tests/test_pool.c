@@ -276,7 +276,7 @@ END_TEST
 /* The medium cache (tcache.h): the calling thread's, for class cls. */
 static struct tcache_medium_held *medium_held(unsigned cls)
 {
-  return &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  return &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
 }
 
 /* A freed medium block is held for the thread's next malloc of its class,
