@@ -35,10 +35,10 @@
  * others at their next refill); once the thread has not touched it for
  * purge_delay_ms, the purge takes back every block but the list's head,
  * unless the cache is the class's active list (tcache_reclaim_idle).  In
- * the child of a fork, the forking
- * thread keeps its cache, and the caches of the threads the child does
- * not have go back to their slabs' remote stacks (every thread with a
- * cache is on a list the fork handlers hold).
+ * the child of a fork, the forking thread keeps its cache, and the
+ * caches of the threads the child does not have go back to their slabs'
+ * remote stacks (every thread with a cache is on a list the fork
+ * handlers hold).
  *
  * All state is thread-local (initial-exec TLS) and touched only by its
  * thread, but for the held blocks and medium rings of a thread gone idle,
