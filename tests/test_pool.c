@@ -949,6 +949,61 @@ START_TEST(fork_hands_back_other_threads_medium_caches)
 }
 END_TEST
 
+/* The reclaimer against the owner: a thread replaces medium blocks in
+ * bursts with short sleeps between them, while this thread (and the
+ * purge thread) reclaim with no delay, so that claims fall in the
+ * sleeps and the owner wakes into them.  Every block keeps its contents,
+ * the heap stays whole, and the thread was reclaimed (unwatched) many
+ * times. */
+struct reclaim_race {
+  _Atomic bool stop;
+  int bad;
+  unsigned reclaimed;
+};
+
+static void *churn_medium_in_bursts(void *arg)
+{
+  struct reclaim_race *r = arg;
+  unsigned char *v[8] = { 0 };
+  unsigned x = 1;
+  while (!atomic_load(&r->stop)) {
+    for (int i = 0; i < 32; i++) {
+      x = x * 1103515245u + 12345u;
+      unsigned k = (x >> 16) & 7;
+      if (v[k]) {
+        r->bad |= v[k][0] != k || v[k][40959] != k;
+        hak_free(v[k]);
+      }
+      v[k] = hak_malloc(40960 + (x >> 4) % (200 * 1024));
+      v[k][0] = v[k][40959] = (unsigned char)k;
+    }
+    nanosleep(&(struct timespec){ .tv_nsec = 20000 + (x >> 8) % 80000 }, NULL);
+    r->reclaimed += !tcache_held.watched;
+  }
+  for (unsigned k = 0; k < 8; k++)
+    hak_free(v[k]);
+  r->bad |= (hakmem_check_heap() != 0) << 1;
+  return NULL;
+}
+
+START_TEST(idle_reclaim_races_with_its_thread)
+{
+  hak_config.purge_delay_ms = 0;
+  struct reclaim_race r = { .bad = 0 };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, churn_medium_in_bursts, &r), 0);
+  uint64_t end = hak_now_ms() + 1000;
+  while (hak_now_ms() < end)
+    tcache_reclaim_idle(hak_now_ms());
+  atomic_store(&r.stop, true);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  hak_config.purge_delay_ms = -1;
+  ck_assert_int_eq(r.bad, 0);
+  ck_assert_uint_gt(r.reclaimed, 10);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("pool");
@@ -977,6 +1032,7 @@ int main(void)
   tcase_add_test(t, idle_thread_medium_cache_reclaimed_by_the_purge_thread);
   tcase_add_test(t, idle_thread_cross_thread_cache_reclaimed_by_time);
   tcase_add_test(t, fork_hands_back_other_threads_medium_caches);
+  tcase_add_test(t, idle_reclaim_races_with_its_thread);
   suite_add_tcase(s, t);
   return check_run(s);
 }
