@@ -62,6 +62,17 @@ void alloc_configure(void)
   alloc_checked_tiny_bound = hak_config.check && !prof_active ? HAK_TINY_MAX - CHECK_TRAILER + 1 : 0;
   if (hak_config.check)
     check_configure();
+  tcache_configure();
+}
+
+/* check = 1: a block of class cls, which has room for size and the
+ * trailer, from the thread cache, made a checked block by checkmode;
+ * NULL with errno ENOMEM.  The tail of alloc_checked and of check = 1's
+ * shortcut for tiny requests. */
+HAK_INLINE void *alloc_checked_in_class(unsigned cls, size_t size)
+{
+  unsigned char *p = tcache_alloc(cls);
+  return p ? check_hand_out(p, size, size_class_size(cls)) : NULL;
 }
 
 /* check = 1: a block with room for the trailer, from the thread cache,
@@ -75,10 +86,7 @@ HAK_INLINE void *alloc_checked(size_t size, size_t align)
     errno = ENOMEM;
     return NULL;
   }
-  unsigned char *p = tcache_alloc((unsigned)cls);
-  if (!p)
-    return NULL;
-  return check_hand_out(p, size, size_class_size((unsigned)cls));
+  return alloc_checked_in_class((unsigned)cls, size);
 }
 
 /* The generic path's block, without the profiler's hook. */
@@ -132,7 +140,7 @@ static HAK_NOINLINE void free_slab_checked(struct slab *s, void *p)
     prof_before_free(p);
   if (mine) {
     if (size_class_is_medium(s->cls))
-      tcache_free_local_medium(s, p);
+      tcache_free_medium(s, p);
     else
       tcache_free_local(s, p);
     return;
@@ -487,9 +495,7 @@ void *alloc_malloc_tiny_slow(size_t size)
  * other requests, reached by a tail call, need no stack frame. */
 static HAK_NOINLINE void *alloc_malloc_checked_tiny(size_t size)
 {
-  unsigned cls = alloc_tiny_class[size + CHECK_TRAILER];
-  unsigned char *p = tcache_alloc(cls);
-  return p ? check_hand_out(p, size, size_class_size(cls)) : NULL;
+  return alloc_checked_in_class(alloc_tiny_class[size + CHECK_TRAILER], size);
 }
 
 /* Every malloc the inline paths leave: small requests above HAK_TINY_MAX,
@@ -581,7 +587,7 @@ HAK_EXPORT int hakmem_check_heap(void)
 {
   if (atomic_load_explicit(&hak_init_state, memory_order_acquire) != 2)
     return 0;
-  if (shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held())
+  if (tcache_check_heap())
     return -1;
   const struct large_hdr *bad = bigcache_check();
   if (bad) {

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "bigcache.h"
 #include "prof_stash.h"
+#include "tcache.h"
 #include "shared_pool.h"
 #include "counters.h"
 #include "diag.h"
@@ -21,6 +22,14 @@ static void purge_sleep(uint64_t ms)
     ;
 }
 
+/* Whether some layer raised its flag: memory to purge, or a thread
+ * holding blocks that nobody watches yet. */
+static bool purge_wanted(void)
+{
+  return shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted() ||
+         tcache_reclaim_wanted();
+}
+
 static void *purge_main(void *arg)
 {
   (void)arg;
@@ -37,7 +46,10 @@ static void *purge_main(void *arg)
     purge_sleep(tick);
     bool idle;
     uint64_t now = hak_now_ms();
-    bool pending = shared_pool_purge(now, &idle, &activity);
+    /* Idle threads' held blocks first: the slabs they empty are purged
+     * with the others. */
+    bool pending = tcache_reclaim_idle(now);
+    pending |= shared_pool_purge(now, &idle, &activity);
     if (now - bigcache_last >= period) {
       bigcache_last = now;
       /* Taken only here: a mapping cached between two of its passes
@@ -47,7 +59,7 @@ static void *purge_main(void *arg)
       bigcache_pending |= prof_stash_purge();
     }
     pending |= bigcache_pending;
-    if (pending || shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted())
+    if (pending || purge_wanted())
       continue;
     /* Nothing left: stop, unless memory became purgeable meanwhile and no
      * kicker saw purge_running false yet.  The fence pairs with
@@ -57,7 +69,7 @@ static void *purge_main(void *arg)
      * purge_running true: nobody would purge until the next kick. */
     atomic_store(&purge_running, false);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!shared_pool_purge_wanted() && !bigcache_purge_wanted() && !prof_stash_purge_wanted())
+    if (!purge_wanted())
       return NULL;
     bool expected = false;
     if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
@@ -83,7 +95,8 @@ static void purge_pass_here(uint64_t now)
   static uint64_t activity = UINT64_MAX;
   bool idle;
   shared_pool_take_purge_wanted();
-  bool pending = shared_pool_purge(now, &idle, &activity);
+  bool pending = tcache_reclaim_idle(now);
+  pending |= shared_pool_purge(now, &idle, &activity);
   bigcache_take_purge_wanted();
   pending |= bigcache_purge(now, idle);
   pending |= prof_stash_purge();
@@ -93,8 +106,7 @@ static void purge_pass_here(uint64_t now)
 void purge_kick(void)
 {
   if (hak_config.purge_delay_ms < 0 ||
-      !(shared_pool_purge_wanted() || bigcache_purge_wanted() || prof_stash_purge_wanted() ||
-        atomic_load_explicit(&purge_pass_pending, memory_order_relaxed)))
+      !(purge_wanted() || atomic_load_explicit(&purge_pass_pending, memory_order_relaxed)))
     return;
   /* The flag seen above was raised before this load (see purge_main's
    * fence). */

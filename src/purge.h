@@ -12,7 +12,11 @@
  * free back to the OS after purge_delay_ms, so that a program that stopped
  * calling malloc shrinks too (jemalloc's background_thread plays the same
  * part).  The layers below only raise their "purgeable" flag; their
- * callers kick the thread (purge_kick) once the call has returned.
+ * callers kick the thread (purge_kick) once the call has returned.  The
+ * thread cache, above, raises one too when a thread starts holding freed
+ * blocks, and each pass first takes back those of threads gone idle
+ * (tcache_reclaim_idle), so that the slabs they empty are purged with
+ * the others.
  *
  * The thread exists only while something is waiting to be purged: the
  * first free that leaves purgeable memory starts it (after every lock is

@@ -12,6 +12,9 @@
 #include "locks.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* Never handed out, never written: its list is always empty. */
 struct slab tcache_no_slab = { .free = SLAB_LIST_END, .state = SLAB_HEADER };
@@ -26,6 +29,10 @@ _Static_assert(HAK_NUM_CLASSES == 52, "tcache_self initialiser covers every clas
 
 static _Atomic uint64_t tcache_next_id = 1;
 
+/* A field another thread writes or reads, touched once, as it is in
+ * memory now. */
+#define TCACHE_PEEK(lvalue) (*(volatile __typeof__(lvalue) *)&(lvalue))
+
 #define XFREE_SLAB { .free = SLAB_LIST_END, .state = SLAB_HEADER }
 __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_model("initial-exec"))) = {
   [0 ... TCACHE_XFREE_CLASSES - 1] = XFREE_SLAB,
@@ -36,21 +43,91 @@ __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_
 static _Atomic uint32_t tcache_xfree_trim_epoch;
 static __thread uint32_t tcache_xfree_flushed_epoch __attribute__((tls_model("initial-exec")));
 
-/* The threads whose cross-thread caches the child of a fork hands back
- * (tcache_postfork_child): each thread links its node from its first
- * refill until its cache is flushed at exit, under tcache_threads_lock, a
- * leaf lock (nothing else is taken while it is held) that the fork
- * handlers hold across fork.  A thread links itself once: one that
- * allocates again after its exit flush (a later thread-specific
- * destructor) stays out, as the hook may not run again to unlink it. */
+/* The threads whose held blocks (cross-thread and medium caches) the
+ * purge takes back when they go idle (tcache_reclaim_idle) and the child
+ * of a fork hands back (tcache_postfork_child): each thread links its
+ * node from its first refill until its cache is flushed at exit, under
+ * tcache_threads_lock, a leaf lock (nothing else is taken while it is
+ * held) that the fork handlers hold across fork.  A thread links itself
+ * once: one that allocates again after its exit flush (a later
+ * thread-specific destructor) stays out, as the hook may not run again
+ * to unlink it.
+ *
+ * The reclaim protocol.  The thread's medium caches and rings, and the
+ * cross-thread caches' slow paths (activation, flush), run inside a
+ * section (tcache_held.seq, tcache.h) whose entry is an add to memory
+ * and a load: the depth goes up, then claimed is read; the exit takes
+ * the depth down and counts the section.  The reclaimer, holding
+ * tcache_threads_lock, sets claimed, runs membarrier(2), which makes
+ * every thread of the process pass a full barrier, and reads seq: either
+ * it finds the thread inside a section (it leaves the thread alone) or
+ * the thread's next entry finds claimed set and waits for the lock;
+ * either way they never both go on.  Outside a section the thread
+ * touches a cross-thread cache only while it is the class's active list
+ * (the reclaimer leaves that one alone) or by a put, which writes the new
+ * head and carved: the reclaimer cuts the list after the head it reads,
+ * whose links no put changes, and counts what it took in used. */
 struct tcache_thread_node {
   struct slab *xfree;                     /* the thread's tcache_xfree_slab */
+  struct tcache *self;                    /* the thread's tcache_self */
+  struct tcache_held *held;               /* the thread's tcache_held */
   struct tcache_thread_node *next, *prev; /* the list; tcache_threads_lock */
   bool linked, retired;                   /* the thread's own */
+  uint32_t quiet_seq;                     /* reclaimer's, under the lock */
+  uint64_t quiet_sig, quiet_since_ms;     /* idem */
 };
 static __thread struct tcache_thread_node tcache_thread_node __attribute__((tls_model("initial-exec")));
 static struct tcache_thread_node tcache_threads = { .next = &tcache_threads, .prev = &tcache_threads };
 static pthread_mutex_t tcache_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Some thread started holding blocks with nobody watching them. */
+static _Atomic bool tcache_reclaim_flag;
+
+/* The thread's section, above: enter and leave in pairs; sections nest. */
+#define TCACHE_SEQ_DEPTH 0xffffu
+__thread struct tcache_held tcache_held __attribute__((tls_model("initial-exec")));
+
+static HAK_NOINLINE void tcache_guard_wait(void);
+HAK_INLINE void tcache_guard_enter(void)
+{
+  tcache_held.seq++;
+  /* The add before the load, for the compiler; membarrier orders them
+   * for the processor. */
+  atomic_signal_fence(memory_order_seq_cst);
+  if (HAK_UNLIKELY(TCACHE_PEEK(tcache_held.claimed)))
+    tcache_guard_wait();
+}
+
+HAK_INLINE void tcache_guard_leave(void)
+{
+  atomic_signal_fence(memory_order_seq_cst);
+  tcache_held.seq += TCACHE_SEQ_DEPTH; /* one level down, one section more */
+  atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* The reclaimer claimed the thread: out of this level until it is done
+ * (it holds tcache_threads_lock while it works), then in again.  Inside
+ * an outer section the thread stays busy for the reclaimer, which leaves
+ * it alone: the wait is then short and harmless. */
+static HAK_NOINLINE void tcache_guard_wait(void)
+{
+  do {
+    atomic_signal_fence(memory_order_seq_cst);
+    tcache_held.seq--;
+    lock_take(&tcache_threads_lock);
+    pthread_mutex_unlock(&tcache_threads_lock);
+    tcache_held.seq++;
+    atomic_signal_fence(memory_order_seq_cst);
+  } while (TCACHE_PEEK(tcache_held.claimed));
+}
+
+/* The calling thread holds blocks and nobody watches it: it is watched
+ * from now, and the purge must run.  With no lock held. */
+static HAK_NOINLINE void tcache_watch_kick(void)
+{
+  tcache_held.watched = true;
+  atomic_store_explicit(&tcache_reclaim_flag, true, memory_order_relaxed);
+  purge_kick();
+}
 
 static void tcache_thread_link(void)
 {
@@ -58,6 +135,8 @@ static void tcache_thread_link(void)
   if (n->linked || n->retired)
     return;
   n->xfree = tcache_xfree_slab;
+  n->self = &tcache_self;
+  n->held = &tcache_held;
   lock_take(&tcache_threads_lock);
   n->prev = &tcache_threads;
   n->next = tcache_threads.next;
@@ -168,12 +247,21 @@ static void tcache_xfree_flush(unsigned cls)
 
 void tcache_xfree_put_full(unsigned cls, void *p)
 {
+  tcache_guard_enter();
   tcache_xfree_flush(cls);
   struct slab *x = &tcache_xfree_slab[cls];
   slab_block_set_free(p, x->free);
   atomic_signal_fence(memory_order_release); /* see tcache_xfree_put */
   x->free = p;
   x->carved++;
+  /* The first put since the reclaimer last took blocks back (it set
+   * every class's capacity to 0): every class may hold again. */
+  if (x->capacity == 0)
+    for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
+      tcache_xfree_slab[c].capacity = TCACHE_XFREE_CAP;
+  tcache_guard_leave();
+  if (!tcache_held.watched)
+    tcache_watch_kick();
 }
 
 /* Flushes every class of the cross-thread cache but except, and leaves
@@ -235,18 +323,24 @@ static void ring_insert(unsigned cls, struct slab *s)
   a->next = s;
 }
 
-/* Unlinks s; if it was active, the next slab of the ring becomes active. */
-static void ring_remove(unsigned cls, struct slab *s)
+/* Unlinks s from its ring in tc, a thread's cache; if it was active,
+ * the next slab of the ring becomes active. */
+HAK_INLINE void ring_remove_from(struct tcache *tc, unsigned cls, struct slab *s)
 {
   if (s->next == s) {
-    tcache_self.active[cls] = &tcache_no_slab;
+    tc->active[cls] = &tcache_no_slab;
   } else {
     s->prev->next = s->next;
     s->next->prev = s->prev;
-    if (tcache_self.active[cls] == s)
-      tcache_self.active[cls] = s->next;
+    if (tc->active[cls] == s)
+      tc->active[cls] = s->next;
   }
   s->next = s->prev = NULL;
+}
+
+static void ring_remove(unsigned cls, struct slab *s)
+{
+  ring_remove_from(&tcache_self, cls, s);
 }
 
 uint32_t tcache_drain(struct slab *s)
@@ -273,7 +367,7 @@ static bool slab_refill(struct slab *s)
   return n != 0;
 }
 
-static void tcache_medium_flush_all(unsigned except);
+static void tcache_held_flush_all(unsigned except);
 
 /* Refills between two sweeps of the thread's idle slabs. */
 #define SWEEP_REFILLS 64
@@ -285,7 +379,8 @@ static void tcache_medium_flush_all(unsigned except);
  * them (bench/soak: 24 % RSS drift without).  The owner runs it from its
  * slow path, every SWEEP_REFILLS refills; a class used again takes a slab
  * back from the pool's EMPTY list.  A thread that stops allocating keeps
- * its last ones until it exits or calls malloc_trim. */
+ * its last small ones until it exits or calls malloc_trim; its medium
+ * ones go back by time (tcache_reclaim_idle). */
 static void tcache_sweep(unsigned except)
 {
   bool any = false;
@@ -322,8 +417,11 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   if (HAK_UNLIKELY(tcache_self.id == 0))
     tcache_thread_init();
   if (HAK_UNLIKELY(tcache_xfree_flushed_epoch !=
-                   atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed)))
+                   atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))) {
+    tcache_guard_enter();
     tcache_xfree_flush_all(HAK_NUM_CLASSES);
+    tcache_guard_leave();
+  }
   /* A mapping refused and retried must not show in errno on success. */
   int saved_errno = errno;
   struct slab *s = tcache_self.active[cls];
@@ -376,17 +474,48 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   counters_add(&hak_counters.refills[cls], 1);
   if (HAK_UNLIKELY(++tcache_self.refills_since_sweep >= SWEEP_REFILLS)) {
     tcache_self.refills_since_sweep = 0;
-    tcache_xfree_flush_all(cls);
-    tcache_medium_flush_all(cls);
+    tcache_guard_enter();
+    tcache_held_flush_all(cls);
     tcache_sweep(cls);
+    tcache_guard_leave();
   }
   return tcache_pop(s);
 }
 
-/* The cross-thread cache first, a leaf with no frame; the refill is a
- * tail call.  For a tiny class the fast path leaves only a dry list (its
- * links stay in their slot), unless the cross-thread cache is active and
- * its next block lies in another slot. */
+/* Class cls's cross-thread cache x, active, ran dry: the ring's slab it
+ * stood in for is active again, and gives the block, or the refill does.
+ * In the reclaim protocol's section, as the reclaimer takes blocks from
+ * the list of an inactive cache only. */
+static HAK_NOINLINE void *tcache_xfree_dry(unsigned cls, struct slab *x)
+{
+  tcache_guard_enter();
+  struct slab *a = tcache_self.active[cls] = x->next;
+  x->next = NULL;
+  x->carved = x->used = 0;
+  tcache_guard_leave();
+  if (!slab_list_is_end(a->free))
+    return tcache_pop(a);
+  return tcache_refill(cls);
+}
+
+/* Class cls's cross-thread cache x, which holds blocks, stands in for a,
+ * the ring's slab, run dry: it becomes the active list and gives the
+ * block.  In the section, as above. */
+static HAK_NOINLINE void *tcache_xfree_activate(unsigned cls, struct slab *x, struct slab *a)
+{
+  tcache_guard_enter();
+  x->next = a;
+  tcache_self.active[cls] = x;
+  void *p = tcache_xfree_pop(cls, x);
+  tcache_guard_leave();
+  return p;
+}
+
+/* The cross-thread cache first, a leaf with no frame; the refill and the
+ * cache's changes of state are tail calls.  For a tiny class the fast
+ * path leaves only a dry list (its links stay in their slot), unless the
+ * cross-thread cache is active and its next block lies in another
+ * slot. */
 void *tcache_alloc_slow(unsigned cls)
 {
   if (cls < TCACHE_XFREE_CLASSES) {
@@ -395,17 +524,10 @@ void *tcache_alloc_slow(unsigned cls)
     if (a == x) {
       if (!slab_list_is_end(x->free))
         return tcache_xfree_pop(cls, x);
-      /* Dry: back to the ring's slab, which may have blocks again. */
-      a = tcache_self.active[cls] = x->next;
-      x->next = NULL;
-      x->carved = x->used = 0;
-      if (!slab_list_is_end(a->free))
-        return tcache_pop(a);
-    } else if (!slab_list_is_end(x->free) && slab_list_is_end(a->free)) {
-      x->next = a;
-      tcache_self.active[cls] = x;
-      return tcache_xfree_pop(cls, x);
+      return tcache_xfree_dry(cls, x);
     }
+    if (!slab_list_is_end(x->free) && slab_list_is_end(a->free))
+      return tcache_xfree_activate(cls, x, a);
   }
   return tcache_refill(cls);
 }
@@ -438,23 +560,36 @@ void tcache_medium_emptied(struct slab *s)
     }
 }
 
-__thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
 /* The purge pass and the malloc_trim the thread's medium cache last went
  * back at. */
 static __thread uint32_t tcache_medium_seen_pass __attribute__((tls_model("initial-exec")));
 static __thread uint32_t tcache_medium_seen_trim __attribute__((tls_model("initial-exec")));
+/* Per medium class, the blocks its medium cache holds at most: 0 with
+ * check = 1 or prof = 1 recording every block, whose frees take the
+ * validating path (tcache_configure). */
+static uint8_t tcache_medium_cap[TCACHE_MEDIUM_CLASSES];
 
-/* The slab of p, a block the medium cache of class cls holds, from its
- * address: the head of p's span if p is a carved block, tagged free, of
- * an ACTIVE slab of the class that the thread owns; NULL otherwise. */
-static struct slab *tcache_medium_block_slab(unsigned cls, const void *p)
+void tcache_configure(void)
+{
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
+    uint32_t cap = TCACHE_MEDIUM_HELD_BYTES / size_class_size(c);
+    cap = cap < 1 ? 1 : cap > TCACHE_MEDIUM_HELD_MAX ? TCACHE_MEDIUM_HELD_MAX : cap;
+    tcache_medium_cap[c - HAK_NUM_SMALL_CLASSES] = hak_config.check || prof_every_block ? 0 : (uint8_t)cap;
+  }
+}
+
+/* The slab of p, a block the medium cache of class cls of thread id
+ * holds, from its address: the head of p's span if p is a carved block,
+ * tagged free, of an ACTIVE slab of the class that the thread owns; NULL
+ * otherwise. */
+static struct slab *tcache_medium_block_slab(unsigned cls, const void *p, uint64_t id)
 {
   uintptr_t e = registry_lookup((uintptr_t)p);
   if (!registry_is_superslab(e))
     return NULL;
   struct slab *s = superslab_slab_of(e, (uintptr_t)p);
   s -= s->head_offset;
-  if (s->state != SLAB_ACTIVE || s->cls != cls || !slab_owned_by(s, tcache_self.id) ||
+  if (s->state != SLAB_ACTIVE || s->cls != cls || !slab_owned_by(s, id) ||
       !slab_is_block(s, p) || (hak_hardened && !slab_block_tagged(p)))
     return NULL;
   return s;
@@ -463,10 +598,10 @@ static struct slab *tcache_medium_block_slab(unsigned cls, const void *p)
 /* Hands every block of class cls's medium cache back to its slab's list. */
 static void tcache_medium_flush(unsigned cls)
 {
-  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  struct tcache_medium_held *h = &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
   while (h->count) {
     void *p = h->blocks[--h->count];
-    struct slab *s = tcache_medium_block_slab(cls, p);
+    struct slab *s = tcache_medium_block_slab(cls, p, tcache_self.id);
     if (!s)
       hak_fatal_pointer("free(): corrupted medium cache (block written after free?) at", p);
     tcache_free_local_medium(s, p);
@@ -483,63 +618,135 @@ static void tcache_medium_flush_all(unsigned except)
   tcache_medium_seen_trim = atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed);
 }
 
+/* Both caches of held blocks, cross-thread and medium, back to their
+ * slabs, every class but except (the ring walks that follow meet only
+ * slabs of the ring).  Inside the reclaim protocol's section. */
+static void tcache_held_flush_all(unsigned except)
+{
+  tcache_xfree_flush_all(except);
+  tcache_medium_flush_all(except);
+}
+
 /* Whether a purge pass or a malloc_trim ran since the thread's medium
- * cache last went back: then it goes back now. */
+ * cache last went back. */
+HAK_INLINE bool tcache_medium_purge_seen(void)
+{
+  return (tcache_medium_seen_pass ^
+          atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed)) |
+         (tcache_medium_seen_trim ^
+          atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed));
+}
+
+/* If so, the cache goes back now. */
 HAK_INLINE void tcache_medium_follow_purge(void)
 {
-  if (HAK_UNLIKELY((tcache_medium_seen_pass ^
-                    atomic_load_explicit(&shared_pool_purge_passes, memory_order_relaxed)) |
-                   (tcache_medium_seen_trim ^
-                    atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))))
+  if (HAK_UNLIKELY(tcache_medium_purge_seen()))
     tcache_medium_flush_all(HAK_NUM_CLASSES);
 }
 
+/* Pops the last block of h, a medium cache that holds one; inside the
+ * section. */
+HAK_INLINE void *tcache_medium_pop(struct tcache_medium_held *h)
+{
+  void *p = h->blocks[--h->count];
+  h->slabs[h->count]->allocs++;
+  /* The tag, written at the free, must still be there. */
+  if (hak_hardened) {
+    if (HAK_UNLIKELY(!slab_block_tagged(p)))
+      hak_fatal_pointer("malloc(): corrupted medium cache (block written after free?) at", p);
+    slab_block_words(p)[1] = 0;
+  }
+  return p;
+}
+
+/* Keeps p, a block of s, in h, a medium cache with room; inside the
+ * section. */
+HAK_INLINE void tcache_medium_push(struct tcache_medium_held *h, struct slab *s, void *p)
+{
+  slab_block_set_free(p, SLAB_LIST_END);
+  h->slabs[h->count] = s;
+  h->blocks[h->count++] = p;
+}
+
+/* tcache_alloc_medium's every case but the common one: the medium cache
+ * empty (the thread's slabs), or the thread claimed by the reclaimer
+ * (wait for it). */
+static HAK_NOINLINE void *tcache_alloc_medium_slow(unsigned cls)
+{
+  tcache_guard_enter();
+  struct tcache_medium_held *h = &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
+  void *p;
+  if (h->count) {
+    p = tcache_medium_pop(h);
+  } else {
+    tcache_medium_follow_purge();
+    p = tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
+  }
+  tcache_guard_leave();
+  return p;
+}
+
+/* The common case in a section of its own, with no call inside, so that
+ * it needs no frame; everything else is a tail call. */
 void *tcache_alloc_medium(unsigned cls)
 {
-  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
-  if (h->count) {
-    void *p = h->blocks[--h->count];
-    h->slabs[h->count]->allocs++;
-    /* The tag, written at the free, must still be there. */
-    if (hak_hardened) {
-      if (HAK_UNLIKELY(!slab_block_tagged(p)))
-        hak_fatal_pointer("malloc(): corrupted medium cache (block written after free?) at", p);
-      slab_block_words(p)[1] = 0;
-    }
-    return p;
+  tcache_held.seq++;
+  atomic_signal_fence(memory_order_seq_cst); /* see tcache_guard_enter */
+  struct tcache_medium_held *h = &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
+  if (HAK_UNLIKELY(TCACHE_PEEK(tcache_held.claimed) != 0 || h->count == 0)) {
+    tcache_guard_leave();
+    return tcache_alloc_medium_slow(cls);
   }
+  void *p = tcache_medium_pop(h);
+  tcache_guard_leave();
+  return p;
+}
+
+/* tcache_free_medium's every case but the common one: the medium cache
+ * full (onto s's list), a purge pass or malloc_trim to follow, the thread
+ * claimed by the reclaimer (wait for it), nobody watching the thread. */
+static HAK_NOINLINE void tcache_free_medium_slow(struct slab *s, void *p)
+{
+  unsigned k = s->cls - HAK_NUM_SMALL_CLASSES;
+  struct tcache_medium_held *h = &tcache_held.medium[k];
+  tcache_guard_enter();
   tcache_medium_follow_purge();
-  return tcache_alloc_else(cls, tcache_alloc_slow_of_class, cls);
+  bool held = h->count < tcache_medium_cap[k];
+  if (held)
+    tcache_medium_push(h, s, p);
+  else
+    tcache_free_local_medium(s, p);
+  tcache_guard_leave();
+  if (held && !tcache_held.watched)
+    tcache_watch_kick();
 }
 
 void tcache_free_medium(struct slab *s, void *p)
 {
-  unsigned cls = s->cls;
-  struct tcache_medium_held *h = &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
-  if (HAK_UNLIKELY(h->cap == 0)) {
-    uint32_t cap = TCACHE_MEDIUM_HELD_BYTES / size_class_size(cls);
-    h->cap = cap < 1 ? 1 : cap > TCACHE_MEDIUM_HELD_MAX ? TCACHE_MEDIUM_HELD_MAX : cap;
-  }
-  tcache_medium_follow_purge();
-  if (h->count < h->cap) {
-    slab_block_set_free(p, SLAB_LIST_END);
-    h->slabs[h->count] = s;
-    h->blocks[h->count++] = p;
+  unsigned k = s->cls - HAK_NUM_SMALL_CLASSES;
+  struct tcache_medium_held *h = &tcache_held.medium[k];
+  tcache_held.seq++;
+  atomic_signal_fence(memory_order_seq_cst); /* see tcache_guard_enter */
+  if (HAK_UNLIKELY(TCACHE_PEEK(tcache_held.claimed) != 0 || h->count >= tcache_medium_cap[k] ||
+                   !tcache_held.watched || tcache_medium_purge_seen())) {
+    tcache_guard_leave();
+    tcache_free_medium_slow(s, p);
     return;
   }
-  tcache_free_local_medium(s, p);
+  tcache_medium_push(h, s, p);
+  tcache_guard_leave();
 }
 
-int tcache_check_medium_held(void)
+static int tcache_check_medium_held(void)
 {
   for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
-    const struct tcache_medium_held *h = &tcache_medium_held[c - HAK_NUM_SMALL_CLASSES];
+    const struct tcache_medium_held *h = &tcache_held.medium[c - HAK_NUM_SMALL_CLASSES];
     if (h->count > TCACHE_MEDIUM_HELD_MAX) {
       hak_warn_pointer("check_heap: medium cache holds more blocks than it can", h);
       return -1;
     }
     for (uint32_t i = 0; i < h->count; i++) {
-      if (!tcache_medium_block_slab(c, h->blocks[i])) {
+      if (!tcache_medium_block_slab(c, h->blocks[i], tcache_self.id)) {
         hak_warn_pointer("check_heap: medium cache holds a block that is not a free block of its class "
                          "(written after free?) at", h->blocks[i]);
         return -1;
@@ -552,6 +759,14 @@ int tcache_check_medium_held(void)
     }
   }
   return 0;
+}
+
+int tcache_check_heap(void)
+{
+  tcache_guard_enter();
+  int rc = shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held() ? -1 : 0;
+  tcache_guard_leave();
+  return rc;
 }
 
 /* Drains every slab of the ring and hands back those with no block in
@@ -592,13 +807,14 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
 
 void tcache_flush(void)
 {
-  tcache_xfree_flush_all(HAK_NUM_CLASSES);
-  tcache_medium_flush_all(HAK_NUM_CLASSES);
+  tcache_guard_enter();
+  tcache_held_flush_all(HAK_NUM_CLASSES);
   tcache_thread_unlink();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, true);
   tcache_self.id = 0;
   tcache_self.free_key = 0;
+  tcache_guard_leave();
 }
 
 void tcache_collect(void)
@@ -606,10 +822,208 @@ void tcache_collect(void)
   atomic_fetch_add_explicit(&tcache_xfree_trim_epoch, 1, memory_order_relaxed);
   if (tcache_self.id == 0)
     return;
-  tcache_xfree_flush_all(HAK_NUM_CLASSES);
-  tcache_medium_flush_all(HAK_NUM_CLASSES);
+  tcache_guard_enter();
+  tcache_held_flush_all(HAK_NUM_CLASSES);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     tcache_release_class(c, false);
+  tcache_guard_leave();
+}
+
+/* ---- taking back the blocks an idle thread holds ---- */
+
+/* membarrier(2) for the reclaim protocol: registered at the first use;
+ * false where the kernel or a seccomp filter refuses it (then idle
+ * threads keep what they hold, as before).  Under tcache_threads_lock. */
+static int tcache_membarrier_state; /* 0 not tried, 1 registered, -1 refused */
+
+static bool tcache_membarrier(void)
+{
+  int saved_errno = errno;
+  if (tcache_membarrier_state == 0)
+    tcache_membarrier_state =
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+  bool ok = tcache_membarrier_state > 0 &&
+            syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved_errno;
+  return ok;
+}
+
+/* What changes whenever thread n touches its held blocks: its sections
+ * and its cross-thread caches' puts.  Any change restarts the delay. */
+static uint64_t tcache_node_signature(const struct tcache_thread_node *n)
+{
+  uint64_t sig = TCACHE_PEEK(n->held->seq);
+  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
+    sig = sig * 31 + TCACHE_PEEK(n->xfree[c].carved);
+  return sig;
+}
+
+/* Whether thread n seems to hold blocks, in either cache. */
+static bool tcache_node_holds(const struct tcache_thread_node *n)
+{
+  for (unsigned c = 0; c < TCACHE_MEDIUM_CLASSES; c++)
+    if (TCACHE_PEEK(n->held->medium[c].count))
+      return true;
+  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
+    if (tcache_xfree_held(&n->xfree[c]))
+      return true;
+  return false;
+}
+
+/* Claimed thread n's cross-thread cache of class cls, x, if it is not
+ * the class's active list: every block after the head goes back to its
+ * slab's remote stack (the head stays, as a put may be linking a block
+ * to it).  Returns whether an orphan got one. */
+static bool tcache_xfree_reclaim(const struct tcache_thread_node *n, unsigned cls)
+{
+  struct slab *x = &n->xfree[cls];
+  if (TCACHE_PEEK(n->self->active[cls]) == x)
+    return false;
+  void *head = TCACHE_PEEK(x->free);
+  if (slab_list_is_end(head))
+    return false;
+  void *p = tcache_xfree_next(cls, head);
+  if (slab_list_is_end(p))
+    return false;
+  slab_block_set_free(head, SLAB_LIST_END);
+  bool orphan = false;
+  unsigned taken = 0;
+  while (!slab_list_is_end(p)) {
+    struct slab *s = superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
+    void *first = p, *last = p, *next = tcache_xfree_next(cls, p);
+    taken++;
+    while (!slab_list_is_end(next) && ((uintptr_t)next ^ (uintptr_t)first) < HAK_SLAB_SIZE &&
+           taken <= TCACHE_XFREE_CAP) {
+      last = next;
+      next = tcache_xfree_next(cls, next);
+      taken++;
+    }
+    if (taken > TCACHE_XFREE_CAP)
+      hak_fatal_pointer("free(): corrupted cross-thread cache (cycle) at", first);
+    slab_free_remote_chain(s, first, last);
+    orphan |= s->state == SLAB_ORPHAN;
+    p = next;
+  }
+  TCACHE_PEEK(x->used) = (uint16_t)(TCACHE_PEEK(x->used) + taken);
+  return orphan;
+}
+
+/* Claimed thread n's medium caches back to their slabs' lists, and every
+ * slab of its medium rings that holds no block in use out of the ring,
+ * onto *empty (linked by next), for the pool: what the thread's own
+ * sweep does. */
+static void tcache_medium_reclaim(const struct tcache_thread_node *n, struct slab **empty)
+{
+  struct tcache *tc = n->self;
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
+    struct tcache_medium_held *h = &n->held->medium[c - HAK_NUM_SMALL_CLASSES];
+    while (h->count) {
+      void *p = h->blocks[--h->count];
+      struct slab *s = tcache_medium_block_slab(c, p, tc->id);
+      if (!s)
+        hak_fatal_pointer("free(): corrupted medium cache (block written after free?) at", p);
+      slab_block_set_free(p, s->free);
+      s->free = p;
+      s->used--;
+    }
+    struct slab *a = tc->active[c];
+    if (a == &tcache_no_slab)
+      continue;
+    /* The ring as a list, walked from the active slab; the slabs kept
+     * make a new ring in the same order. */
+    a->prev->next = NULL;
+    struct slab *keep = NULL;
+    for (struct slab *s = a, *next; s; s = next) {
+      next = s->next;
+      tcache_drain(s);
+      if (s->used == 0) {
+        /* No owner from now: in the child of a fork made before the pool
+         * takes it, it becomes an orphan, collected there. */
+        atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_relaxed);
+        s->prev = NULL;
+        s->next = *empty;
+        *empty = s;
+      } else if (!keep) {
+        keep = s->next = s->prev = s;
+      } else {
+        s->prev = keep->prev;
+        s->next = keep;
+        keep->prev->next = s;
+        keep->prev = s;
+      }
+    }
+    tc->active[c] = keep ? keep : &tcache_no_slab;
+  }
+}
+
+bool tcache_reclaim_wanted(void)
+{
+  return atomic_load_explicit(&tcache_reclaim_flag, memory_order_relaxed);
+}
+
+bool tcache_reclaim_idle(uint64_t now_ms)
+{
+  if (hak_config.purge_delay_ms < 0)
+    return false;
+  atomic_store_explicit(&tcache_reclaim_flag, false, memory_order_relaxed);
+  uint64_t delay = (uint64_t)hak_config.purge_delay_ms;
+  bool pending = false, any = false, orphan = false;
+  struct slab *empty = NULL;
+  struct tcache_thread_node *self = &tcache_thread_node;
+  lock_take(&tcache_threads_lock);
+  for (struct tcache_thread_node *n = tcache_threads.next; n != &tcache_threads; n = n->next) {
+    if (n == self || !TCACHE_PEEK(n->held->watched))
+      continue;
+    uint64_t sig = tcache_node_signature(n);
+    uint32_t seq = TCACHE_PEEK(n->held->seq);
+    bool busy = (seq & TCACHE_SEQ_DEPTH) != 0;
+    bool holds = tcache_node_holds(n);
+    if (sig != n->quiet_sig || busy) {
+      n->quiet_sig = sig;
+      n->quiet_since_ms = now_ms;
+      pending |= holds;
+      /* A thread that holds nothing is claimed at once, to be unwatched:
+       * its next block held kicks the purge again. */
+      if (holds || busy)
+        continue;
+    } else if (holds && hak_ms_elapsed(n->quiet_since_ms, now_ms) < delay) {
+      pending = true;
+      continue;
+    }
+    n->quiet_seq = seq;
+    TCACHE_PEEK(n->held->claimed) = 1;
+    any = true;
+  }
+  bool barrier = any && tcache_membarrier();
+  for (struct tcache_thread_node *n = tcache_threads.next; any && n != &tcache_threads; n = n->next) {
+    if (!TCACHE_PEEK(n->held->claimed))
+      continue;
+    /* Loads after the barrier's, in order (x86 keeps loads in order). */
+    atomic_signal_fence(memory_order_seq_cst);
+    if (barrier && TCACHE_PEEK(n->held->seq) == n->quiet_seq) {
+      atomic_thread_fence(memory_order_acquire);
+      tcache_medium_reclaim(n, &empty);
+      for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
+        orphan |= tcache_xfree_reclaim(n, c);
+        /* Its next put watches the thread again (tcache_xfree_put_full). */
+        TCACHE_PEEK(n->xfree[c].capacity) = 0;
+      }
+      TCACHE_PEEK(n->held->watched) = false;
+    } else if (barrier) {
+      pending = true; /* it woke up meanwhile */
+    }
+    atomic_thread_fence(memory_order_release);
+    TCACHE_PEEK(n->held->claimed) = 0;
+  }
+  pthread_mutex_unlock(&tcache_threads_lock);
+  for (struct slab *s = empty, *next; s; s = next) {
+    next = s->next;
+    s->next = NULL;
+    shared_pool_release_empty(s);
+  }
+  if (orphan)
+    shared_pool_orphan_freed();
+  return pending;
 }
 
 void tcache_prefork(void)
@@ -646,9 +1060,45 @@ static bool tcache_xfree_hand_back(unsigned cls, struct slab *x)
   return orphan;
 }
 
+/* Child of a fork: hands the blocks of the medium caches of n, a thread
+ * the child does not have, to their slabs (orphans now) as remote frees.
+ * Nothing of a thread caught inside its section (seq odd), whose arrays
+ * may be half written; otherwise each block must be a tagged, carved
+ * block of an orphaned slab of its class, held once, or it and the rest
+ * of its class stay in use.  Returns whether it handed one back. */
+static bool tcache_medium_hand_back(const struct tcache_thread_node *n)
+{
+  bool any = false;
+  if (TCACHE_PEEK(n->held->seq) & TCACHE_SEQ_DEPTH)
+    return false;
+  for (unsigned c = HAK_NUM_SMALL_CLASSES; c < HAK_NUM_CLASSES; c++) {
+    const struct tcache_medium_held *h = &n->held->medium[c - HAK_NUM_SMALL_CLASSES];
+    uint32_t count = h->count < TCACHE_MEDIUM_HELD_MAX ? h->count : TCACHE_MEDIUM_HELD_MAX;
+    for (uint32_t i = 0; i < count; i++) {
+      void *p = h->blocks[i];
+      uintptr_t e = registry_lookup((uintptr_t)p);
+      if (!registry_is_superslab(e))
+        break;
+      struct slab *s = superslab_slab_of(e, (uintptr_t)p);
+      s -= s->head_offset;
+      bool twice = false;
+      for (uint32_t j = 0; j < i; j++)
+        twice |= h->blocks[j] == p;
+      if (twice || s->state != SLAB_ORPHAN || s->cls != c || !slab_is_block(s, p) ||
+          (hak_hardened && !slab_block_tagged(p)))
+        break;
+      slab_free_remote(s, p);
+      any = true;
+    }
+  }
+  return any;
+}
+
 void tcache_postfork_child(void)
 {
   pthread_mutex_init(&tcache_threads_lock, NULL);
+  /* The child's mm is not registered for membarrier. */
+  tcache_membarrier_state = 0;
   bool orphan = false;
   struct tcache_thread_node *self = &tcache_thread_node;
   for (struct tcache_thread_node *n = tcache_threads.next, *next; n != &tcache_threads; n = next) {
@@ -657,6 +1107,7 @@ void tcache_postfork_child(void)
       continue;
     for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
       orphan |= tcache_xfree_hand_back(c, &n->xfree[c]);
+    orphan |= tcache_medium_hand_back(n);
   }
   /* Only this thread is left. */
   tcache_threads.next = tcache_threads.prev = &tcache_threads;

@@ -32,14 +32,19 @@
  * blocks of one slab, when it holds TCACHE_XFREE_CAP blocks, every
  * SWEEP_REFILLS refills (every class but the one refilled), at thread
  * exit, and when any thread calls malloc_trim (the caller at once, the
- * others at their next refill).  In the child of a fork, the forking
- * thread keeps its cache, and the caches of the threads the child does
- * not have go back to their slabs' remote stacks (every thread with a
- * cache is on a list the fork handlers hold).
+ * others at their next refill); once the thread has not touched it for
+ * purge_delay_ms, the purge takes back every block but the list's head,
+ * unless the cache is the class's active list (tcache_reclaim_idle).  In
+ * the child of a fork, the forking thread keeps its cache, and the
+ * caches of the threads the child does not have go back to their slabs'
+ * remote stacks (every thread with a cache is on a list the fork
+ * handlers hold).
  *
  * All state is thread-local (initial-exec TLS) and touched only by its
- * thread; at thread exit the cache is flushed: empty slabs go back to the
- * pool and slabs with live blocks become orphans other threads adopt. */
+ * thread, but for the held blocks and medium rings of a thread gone idle,
+ * which the purge takes back under the protocol of tcache_reclaim_idle;
+ * at thread exit the cache is flushed: empty slabs go back to the pool
+ * and slabs with live blocks become orphans other threads adopt. */
 #ifndef HAKMEM_TCACHE_H
 #define HAKMEM_TCACHE_H
 
@@ -180,27 +185,49 @@ HAK_INLINE void tcache_free_local_medium(struct slab *s, void *p)
  * EMPTY under it.  The cache goes back to the slabs' lists when the
  * thread sees a purge pass (its next medium malloc or free), at the
  * sweep, at thread exit and on malloc_trim (another thread's at its next
- * medium malloc or free); hakmem_check_heap checks the calling thread's.  Not used with check = 1 or prof = 1 recording every
- * block, whose frees take the validating path. */
+ * medium malloc or free), and, with the empty slabs of its medium rings,
+ * to the pool once the thread has not touched them for purge_delay_ms
+ * (tcache_reclaim_idle); hakmem_check_heap checks the calling thread's.
+ * Not used with check = 1 or prof = 1 recording every block, whose
+ * frees take the validating path (tcache_configure). */
 #define TCACHE_MEDIUM_HELD_BYTES (256u * 1024)
 #define TCACHE_MEDIUM_HELD_MAX 6
 #define TCACHE_MEDIUM_CLASSES (HAK_NUM_CLASSES - HAK_NUM_SMALL_CLASSES)
 struct tcache_medium_held {
   uint32_t count;
-  uint32_t cap;       /* 0 until the thread's first medium free */
   void *blocks[TCACHE_MEDIUM_HELD_MAX];
   struct slab *slabs[TCACHE_MEDIUM_HELD_MAX]; /* each block's, for its allocs */
 };
-extern HAK_HIDDEN __thread struct tcache_medium_held tcache_medium_held[TCACHE_MEDIUM_CLASSES] __attribute__((tls_model("initial-exec")));
+
+/* The thread's held blocks and the reclaim protocol's state (tcache.c),
+ * together so that the medium paths reach them through one TLS offset.
+ * seq: the owner's sections, their depth in the low 16 bits and the
+ * count of sections left above; written by the owner only, read by the
+ * reclaimer.  claimed: set by the reclaimer, under tcache_threads_lock,
+ * while it works on the thread.  watched: set by the owner when it holds
+ * blocks and nobody watches them, cleared by the reclaimer under its
+ * claim. */
+struct tcache_held {
+  uint32_t seq;
+  uint32_t claimed;
+  bool watched;
+  struct tcache_medium_held medium[TCACHE_MEDIUM_CLASSES];
+};
+extern HAK_HIDDEN __thread struct tcache_held tcache_held __attribute__((tls_model("initial-exec")));
 
 /* The owner's free of p, a live block of s, an ACTIVE medium slab it
- * owns (check = 0, prof_every_block off): into the medium cache, or,
- * when that is full, onto s's list (tcache_free_local_medium). */
+ * owns: into the medium cache, or, when that is full (or has no room:
+ * check = 1, prof = 1 recording every block), onto s's list
+ * (tcache_free_local_medium). */
 void tcache_free_medium(struct slab *s, void *p);
-/* hakmem_check_heap's part: every block of the calling thread's medium
- * cache is a carved block, tagged free, of an ACTIVE slab of its class
- * that the thread owns, and held once.  0, or -1 after a warning. */
-int tcache_check_medium_held(void);
+/* Sets what depends on the configuration: each medium class's cap. */
+void tcache_configure(void);
+/* hakmem_check_heap's part: the pool's walk of the slabs (the calling
+ * thread's own lists included), then every block of the calling thread's
+ * medium cache is a carved block, tagged free, of an ACTIVE slab of its
+ * class that the thread owns, and held once.  0, or -1 after a
+ * warning. */
+int tcache_check_heap(void);
 
 /* The tiny classes: those the cross-thread cache holds. */
 #define TCACHE_XFREE_CLASSES 20
@@ -218,8 +245,11 @@ int tcache_check_medium_held(void);
  * the thread's own slab dry and it holding blocks, until its list runs
  * dry; its next then holds the ring's slab that it stands in for.  carved
  * counts the blocks pushed and used (which the fast path increments)
- * those popped, both modulo 2^16, so the blocks held are their
- * difference. */
+ * those popped, or taken back by the purge, both modulo 2^16, so the
+ * blocks held are their difference.  capacity is the most it holds:
+ * TCACHE_XFREE_CAP, or 0 until the thread's first put and after the
+ * purge took blocks back, so that the next put takes the out-of-line
+ * path, which tells the purge to watch the thread again. */
 extern HAK_HIDDEN __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_model("initial-exec")));
 
 /* The blocks held in x, a cross-thread cache. */
@@ -228,9 +258,10 @@ HAK_INLINE unsigned tcache_xfree_held(const struct slab *x)
   return (uint16_t)((uint16_t)x->carved - x->used);
 }
 
-/* tcache_xfree_put when class cls's cross-thread cache is full: hands
- * every block it holds back to the owners, then keeps p.  Out of line,
- * and a tail call, so that the common put saves no register. */
+/* tcache_xfree_put when class cls's cross-thread cache is full (or has
+ * capacity 0): hands every block it holds back to the owners, then keeps
+ * p.  Out of line, and a tail call, so that the common put saves no
+ * register. */
 void tcache_xfree_put_full(unsigned cls, void *p);
 
 /* Whether the thread keeps blocks of class cls freed from other threads'
@@ -249,7 +280,7 @@ HAK_INLINE bool tcache_xfree_wants(unsigned cls)
 HAK_INLINE void tcache_xfree_put(unsigned cls, void *p)
 {
   struct slab *x = &tcache_xfree_slab[cls];
-  if (HAK_UNLIKELY(tcache_xfree_held(x) >= TCACHE_XFREE_CAP)) {
+  if (HAK_UNLIKELY(tcache_xfree_held(x) >= x->capacity)) {
     tcache_xfree_put_full(cls, p);
     return;
   }
@@ -279,5 +310,15 @@ void tcache_postfork_child(void);
  * EMPTY-able slabs to the pool; other threads flush their cross-thread
  * caches at their next refill (malloc_trim). */
 void tcache_collect(void);
+/* The purge's part (purge.c): every thread that has not touched its held
+ * blocks for purge_delay_ms by now_ms gives them back, the medium ones to
+ * their slabs' lists, the cross-thread ones but each list's head to their
+ * slabs' remote stacks, and the slabs of its medium rings left with no
+ * block in use go to the pool (to be purged as any EMPTY slab).  The
+ * thread is not stopped: see the protocol in tcache.c.  Returns whether
+ * a thread holds blocks not yet due.  tcache_reclaim_wanted: a thread
+ * started holding blocks since the last call. */
+bool tcache_reclaim_idle(uint64_t now_ms);
+bool tcache_reclaim_wanted(void);
 
 #endif

@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "superslab.h"
@@ -273,7 +276,7 @@ END_TEST
 /* The medium cache (tcache.h): the calling thread's, for class cls. */
 static struct tcache_medium_held *medium_held(unsigned cls)
 {
-  return &tcache_medium_held[cls - HAK_NUM_SMALL_CLASSES];
+  return &tcache_held.medium[cls - HAK_NUM_SMALL_CLASSES];
 }
 
 /* A freed medium block is held for the thread's next malloc of its class,
@@ -742,6 +745,265 @@ START_TEST(cross_thread_cache_is_bounded)
 }
 END_TEST
 
+/* ---- blocks held by a thread gone idle ---- */
+
+#define IDLE_BLOCKS 8   /* of 64 KiB: two slabs, four of them held */
+
+/* A thread that fills its medium cache of 64 KiB blocks (and frees the
+ * rest onto its slabs' lists), then sleeps until woken, and then
+ * allocates and frees again. */
+struct idle_holder {
+  pthread_barrier_t held, woken;
+  struct tcache_medium_held *cache; /* the thread's, of the 64 KiB class */
+  void *v[IDLE_BLOCKS];
+  int heap_after_wake;
+};
+
+static void *hold_medium_then_sleep(void *arg)
+{
+  struct idle_holder *h = arg;
+  for (int i = 0; i < IDLE_BLOCKS; i++) {
+    h->v[i] = hak_malloc(65536);
+    memset(h->v[i], i, 65536);
+  }
+  for (int i = 0; i < IDLE_BLOCKS; i++)
+    hak_free(h->v[i]);
+  h->cache = medium_held(size_class_of(65536));
+  pthread_barrier_wait(&h->held);
+  pthread_barrier_wait(&h->woken);
+  void *w[IDLE_BLOCKS];
+  for (int i = 0; i < IDLE_BLOCKS; i++) {
+    w[i] = hak_malloc(65536);
+    memset(w[i], i, 65536);
+  }
+  h->heap_after_wake = hakmem_check_heap();
+  for (int i = 0; i < IDLE_BLOCKS; i++)
+    hak_free(w[i]);
+  h->heap_after_wake |= hakmem_check_heap();
+  return NULL;
+}
+
+static void idle_holder_start(struct idle_holder *h, pthread_t *t)
+{
+  pthread_barrier_init(&h->held, NULL, 2);
+  pthread_barrier_init(&h->woken, NULL, 2);
+  ck_assert_int_eq(pthread_create(t, NULL, hold_medium_then_sleep, h), 0);
+  pthread_barrier_wait(&h->held);
+  ck_assert_uint_eq(h->cache->count, TCACHE_MEDIUM_HELD_BYTES / 65536);
+}
+
+static void idle_holder_wake(struct idle_holder *h, pthread_t t)
+{
+  pthread_barrier_wait(&h->woken);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_int_eq(h->heap_after_wake, 0);
+  pthread_barrier_destroy(&h->held);
+  pthread_barrier_destroy(&h->woken);
+}
+
+/* Once a thread has not touched its medium cache for purge_delay_ms, the
+ * purge hands its blocks back and its emptied slabs go to the pool,
+ * whose purge then gives their pages back; the thread, woken, allocates
+ * as before.  The purge is called here with a chosen clock
+ * (purge_delay_ms is -1 while the thread fills its cache, so that no
+ * purge thread runs). */
+START_TEST(idle_thread_medium_cache_reclaimed_by_time)
+{
+  hak_config.purge_delay_ms = -1;
+  unsigned cls = size_class_of(65536);
+  struct idle_holder h;
+  pthread_t t;
+  idle_holder_start(&h, &t);
+  struct slab *a = medium_slab_of(h.v[0]), *b = medium_slab_of(h.v[IDLE_BLOCKS - 1]);
+  ck_assert_ptr_ne(a, b);
+  struct shared_pool_usage u;
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.in_use_class[cls], (size_t)h.cache->count * 65536);
+  hak_config.purge_delay_ms = 100000;
+  uint64_t now = hak_now_ms();
+  /* Not due yet: the thread keeps them. */
+  ck_assert(tcache_reclaim_idle(now));
+  ck_assert(tcache_reclaim_idle(now + 99999));
+  ck_assert_uint_eq(h.cache->count, TCACHE_MEDIUM_HELD_BYTES / 65536);
+  ck_assert(!tcache_reclaim_idle(now + 100000));
+  ck_assert_uint_eq(h.cache->count, 0);
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.in_use_class[cls], 0);
+  ck_assert_uint_eq(a->state, SLAB_EMPTY);
+  ck_assert_uint_eq(b->state, SLAB_EMPTY);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  /* Then their pages go back as any EMPTY slab's. */
+  bool idle;
+  uint64_t activity = 0;
+  shared_pool_purge(now + 100000, &idle, &activity);
+  activity = 0;
+  shared_pool_purge(now + 200000, &idle, &activity);
+  shared_pool_usage(&u);
+  ck_assert_uint_eq(u.free_committed_bytes, 0);
+  /* Nothing more to do for that thread. */
+  ck_assert(!tcache_reclaim_idle(now + 300000));
+  hak_config.purge_delay_ms = -1;
+  idle_holder_wake(&h, t);
+}
+END_TEST
+
+/* The same through the purge thread, on the real clock: the thread's
+ * first block held starts it. */
+START_TEST(idle_thread_medium_cache_reclaimed_by_the_purge_thread)
+{
+  hak_config.purge_delay_ms = 20;
+  unsigned cls = size_class_of(65536);
+  struct idle_holder h;
+  pthread_t t;
+  idle_holder_start(&h, &t);
+  struct shared_pool_usage u;
+  for (int i = 0; i < 500; i++) {
+    shared_pool_usage(&u);
+    if (u.in_use_class[cls] == 0 && u.free_committed_bytes == 0)
+      break;
+    nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+  }
+  ck_assert_uint_eq(*(volatile uint32_t *)&h.cache->count, 0);
+  ck_assert_uint_eq(u.in_use_class[cls], 0);
+  ck_assert_uint_eq(u.free_committed_bytes, 0);
+  idle_holder_wake(&h, t);
+}
+END_TEST
+
+/* A thread caught idle with blocks of another thread in its cross-thread
+ * cache gives back all but its list's head to their slab's remote
+ * stack. */
+static void *xfree_free_then_sleep(void *arg)
+{
+  struct xfree_run *r = arg;
+  xfree_free_blocks(r);
+  pthread_barrier_wait(r->held);
+  pthread_barrier_wait(r->trimmed);
+  for (int i = 0; i < XFREE_REUSE; i++)
+    hak_free(hak_malloc(XFREE_SIZE));
+  r->held_after_trim = hakmem_check_heap() == 0;
+  return NULL;
+}
+
+START_TEST(idle_thread_cross_thread_cache_reclaimed_by_time)
+{
+  hak_config.purge_delay_ms = -1;
+  struct xfree_setup x;
+  xfree_setup(&x);
+  pthread_barrier_t held, woken;
+  pthread_barrier_init(&held, NULL, 2);
+  pthread_barrier_init(&woken, NULL, 2);
+  struct xfree_run r = { .blocks = x.v, .held = &held, .trimmed = &woken };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_then_sleep, &r), 0);
+  pthread_barrier_wait(&held);
+  ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
+  ck_assert_uint_eq(x.s->used, x.used);
+  hak_config.purge_delay_ms = 100000;
+  uint64_t now = hak_now_ms();
+  ck_assert(tcache_reclaim_idle(now));
+  ck_assert_ptr_null(atomic_load(&x.s->remote));
+  ck_assert(!tcache_reclaim_idle(now + 100000));
+  ck_assert_uint_eq(tcache_drain(x.s), XFREE_BLOCKS - 1);
+  ck_assert_uint_eq(x.s->used, x.used - (XFREE_BLOCKS - 1));
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_config.purge_delay_ms = -1;
+  pthread_barrier_wait(&woken);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_uint_eq(r.held_after_trim, 1);
+  /* Its next put flushed the head it kept. */
+  tcache_drain(x.s);
+  ck_assert_uint_eq(x.s->used, x.used - XFREE_BLOCKS);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  pthread_barrier_destroy(&held);
+  pthread_barrier_destroy(&woken);
+}
+END_TEST
+
+/* In the child of a fork, the medium cache of a thread the child does
+ * not have goes back to its (orphaned) slabs: after malloc_trim nothing
+ * of the class is in use there. */
+START_TEST(fork_hands_back_other_threads_medium_caches)
+{
+  hak_config.purge_delay_ms = -1;
+  unsigned cls = size_class_of(65536);
+  struct idle_holder h;
+  pthread_t t;
+  idle_holder_start(&h, &t);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    hak_trim(0);
+    struct shared_pool_usage u;
+    shared_pool_usage(&u);
+    bad |= u.in_use_class[cls] != 0;
+    bad |= (hakmem_check_heap() != 0) << 1;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %d (exit 1: held blocks still in use, 2: heap check)", status);
+  idle_holder_wake(&h, t);
+}
+END_TEST
+
+/* The reclaimer against the owner: a thread replaces medium blocks in
+ * bursts with short sleeps between them, while this thread (and the
+ * purge thread) reclaim with no delay, so that claims fall in the
+ * sleeps and the owner wakes into them.  Every block keeps its contents,
+ * the heap stays whole, and the thread was reclaimed (unwatched) many
+ * times. */
+struct reclaim_race {
+  _Atomic bool stop;
+  int bad;
+  unsigned reclaimed;
+};
+
+static void *churn_medium_in_bursts(void *arg)
+{
+  struct reclaim_race *r = arg;
+  unsigned char *v[8] = { 0 };
+  unsigned x = 1;
+  while (!atomic_load(&r->stop)) {
+    for (int i = 0; i < 32; i++) {
+      x = x * 1103515245u + 12345u;
+      unsigned k = (x >> 16) & 7;
+      if (v[k]) {
+        r->bad |= v[k][0] != k || v[k][40959] != k;
+        hak_free(v[k]);
+      }
+      v[k] = hak_malloc(40960 + (x >> 4) % (200 * 1024));
+      v[k][0] = v[k][40959] = (unsigned char)k;
+    }
+    nanosleep(&(struct timespec){ .tv_nsec = 20000 + (x >> 8) % 80000 }, NULL);
+    r->reclaimed += !tcache_held.watched;
+  }
+  for (unsigned k = 0; k < 8; k++)
+    hak_free(v[k]);
+  r->bad |= (hakmem_check_heap() != 0) << 1;
+  return NULL;
+}
+
+START_TEST(idle_reclaim_races_with_its_thread)
+{
+  hak_config.purge_delay_ms = 0;
+  struct reclaim_race r = { .bad = 0 };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, churn_medium_in_bursts, &r), 0);
+  uint64_t end = hak_now_ms() + 1000;
+  while (hak_now_ms() < end)
+    tcache_reclaim_idle(hak_now_ms());
+  atomic_store(&r.stop, true);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  hak_config.purge_delay_ms = -1;
+  ck_assert_int_eq(r.bad, 0);
+  ck_assert_uint_gt(r.reclaimed, 10);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("pool");
@@ -766,6 +1028,11 @@ int main(void)
   tcase_add_test(t, cross_thread_cache_flushed_by_malloc_trim);
   tcase_add_test(t, cross_thread_cache_skips_classes_not_allocated);
   tcase_add_test(t, cross_thread_cache_is_bounded);
+  tcase_add_test(t, idle_thread_medium_cache_reclaimed_by_time);
+  tcase_add_test(t, idle_thread_medium_cache_reclaimed_by_the_purge_thread);
+  tcase_add_test(t, idle_thread_cross_thread_cache_reclaimed_by_time);
+  tcase_add_test(t, fork_hands_back_other_threads_medium_caches);
+  tcase_add_test(t, idle_reclaim_races_with_its_thread);
   suite_add_tcase(s, t);
   return check_run(s);
 }
