@@ -1,5 +1,6 @@
 /* check = 1: canaries, trailers and free-block fill; see checkmode.h. */
 #include "checkmode.h"
+#include "config.h"
 #include "diag.h"
 #include "size_class.h"
 
@@ -218,10 +219,30 @@ bool check_use_vectors(enum check_vectors width)
   return ok;
 }
 
+/* How many bytes from a block's start free fills and malloc compares,
+ * the link and tag words included: min(block size, this).  SIZE_MAX for
+ * the whole block.  Written by check_configure at initialisation, before
+ * any checked block exists (or by a test, between blocks), then only
+ * read. */
+static size_t check_fill_limit = SIZE_MAX;
+
+void check_bound_fill(size_t bytes)
+{
+  check_fill_limit = bytes == 0 ? SIZE_MAX : bytes < CHECK_FILL_MIN ? CHECK_FILL_MIN : (bytes + 15) & ~(size_t)15;
+}
+
 void check_configure(void)
 {
   if (!check_use_vectors(CHECK_VECTORS_AVX512))
     check_use_vectors(CHECK_VECTORS_AVX2);
+  check_bound_fill((size_t)hak_config.check_fill_bytes);
+}
+
+/* The end of the filled run of a block of bs bytes: a multiple of 16,
+ * at least CHECK_FILL_MIN or bs.  A select on values fixed per class. */
+static inline size_t fill_end(size_t bs)
+{
+  return bs < check_fill_limit ? bs : check_fill_limit;
 }
 
 /* Whether [a, b) holds CHECK_FILL; a <= b. */
@@ -365,9 +386,19 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
    * loop) waits for it to reach the cache, and one that does not
    * straddle the link and tag words, just written by the free list, does
    * not wait for them either. */
-  size_t n = bs - FREE_WORDS;
+  size_t end = fill_end(bs), n = end - FREE_WORDS;
   if (bs <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n) : !filled_run(p + FREE_WORDS, n))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
+  /* A block filled only up to end holds the last program's bytes after
+   * it: the new canary is stored, from the 16-byte piece holding the
+   * request's end (the program's bytes before it have no value to keep)
+   * to the block's end.  The branch goes the same way for every block of
+   * a class. */
+  if (end < bs) {
+    size_t from = size & ~(size_t)15;
+    from = from > end ? from : end;
+    check_fill(p + from, bs - from);
+  }
   /* The canary is the fill already there, except in the link and tag
    * words, which the free list used: both are filled whatever the size
    * (the program's part of them is its to write), which costs two stores
@@ -403,21 +434,23 @@ size_t check_free_block(const struct slab *s, void *p)
                     : filled_range(b + size, b + bs - CHECK_TRAILER);
   if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
-  /* All of it past the link and tag words (the free list's), the canary
-   * and the trailer included: the next malloc reads it with the same
-   * vectors (check_hand_out), and the length is the class's, not the
-   * request's, so the branches go the same way for every block of a class. */
+  /* Past the link and tag words (the free list's) up to fill_end: the
+   * whole block, canary and trailer included, unless check_fill_bytes
+   * bounds it.  The next malloc reads it with the same vectors
+   * (check_hand_out), and the length is the class's, not the request's,
+   * so the branches go the same way for every block of a class. */
+  size_t end = fill_end(bs);
   if (bs > SMALL_BLOCK)
-    check_fill(b + FREE_WORDS, bs - FREE_WORDS);
+    check_fill(b + FREE_WORDS, end - FREE_WORDS);
   else if (bs > FREE_WORDS)
-    fill_small(b + FREE_WORDS, bs - FREE_WORDS);
+    fill_small(b + FREE_WORDS, end - FREE_WORDS);
   return size;
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)
 {
-  size_t bs = slab_block_size(s);
+  size_t bs = slab_block_size(s), end = fill_end(bs);
   unsigned char *p = s->free;
   for (uint32_t i = 0; i < n; i++, p += bs)
-    check_fill(p + FREE_WORDS, bs - FREE_WORDS);
+    check_fill(p + FREE_WORDS, end - FREE_WORDS);
 }

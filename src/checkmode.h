@@ -40,8 +40,15 @@ enum check_vectors {
 };
 
 /* Chooses the widest vectors the CPU and the kernel support (cpuid, once,
- * at initialisation: no ifunc resolver runs before relocation). */
+ * at initialisation: no ifunc resolver runs before relocation), and the
+ * bound of the free-block fill from check_fill_bytes. */
 void check_configure(void);
+/* The smallest bound of the fill: the link and tag words and one piece. */
+#define CHECK_FILL_MIN 32
+/* Fills and compares only the first bytes of each freed block (rounded up
+ * to a multiple of 16, at least CHECK_FILL_MIN), or the whole block for
+ * 0.  For check_configure, and the tests, between checked blocks. */
+void check_bound_fill(size_t bytes);
 /* Uses vectors of the given width from now on; false (and no change) if
  * the CPU cannot.  For the tests, which try every width the CPU has. */
 bool check_use_vectors(enum check_vectors width);
