@@ -379,6 +379,24 @@ static inline bool canary_short(const unsigned char *p, size_t size, size_t bs)
   return (diff[0] | diff[1]) == 0;
 }
 
+/* Whether the canary [size, bs - CHECK_TRAILER) of block p holds the
+ * fill; bs >= 64 and bs - 64 <= size: the four pieces that end the block,
+ * each masked below size, the last at the trailer.  No branch on the
+ * size: a canary of up to 60 bytes (every unaligned request of a class
+ * up to 512 bytes, and most of the larger) takes no loop and so no
+ * mispredicted exit. */
+static inline bool canary_last64(const unsigned char *p, size_t size, size_t bs)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  ptrdiff_t first = (ptrdiff_t)bs - 64, from = (ptrdiff_t)size - first;
+  check_vec diff = ((load16(p + first) ^ fill) & from_lane16(from)) |
+                   ((load16(p + first + 16) ^ fill) & from_lane16(from - 16)) |
+                   ((load16(p + first + 32) ^ fill) & from_lane16(from - 32)) |
+                   ((load16(p + first + 48) ^ fill) & from_lane16(from - 48) &
+                    below_lane16(16 - CHECK_TRAILER));
+  return (diff[0] | diff[1]) == 0;
+}
+
 void *check_hand_out(unsigned char *p, size_t size, size_t bs)
 {
   /* Read with the vectors that filled it: a load that straddles a store
@@ -387,7 +405,7 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
    * straddle the link and tag words, just written by the free list, does
    * not wait for them either. */
   size_t end = fill_end(bs), n = end - FREE_WORDS;
-  if (bs <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n) : !filled_run(p + FREE_WORDS, n))
+  if (end <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n) : !filled_run(p + FREE_WORDS, n))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
   /* A block filled only up to end holds the last program's bytes after
    * it: the new canary is stored, from the 16-byte piece holding the
@@ -397,7 +415,10 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
   if (end < bs) {
     size_t from = size & ~(size_t)15;
     from = from > end ? from : end;
-    check_fill(p + from, bs - from);
+    if (bs - from <= SMALL_BLOCK - FREE_WORDS)
+      fill_small(p + from, bs - from);
+    else
+      check_fill(p + from, bs - from);
   }
   /* The canary is the fill already there, except in the link and tag
    * words, which the free list used: both are filled whatever the size
@@ -429,9 +450,9 @@ size_t check_free_block(const struct slab *s, void *p)
   unsigned char *b = p;
   /* An aligned request may take a class well above its size: its canary
    * is longer, and takes the loop. */
-  bool intact = (bs <= SHORT_CANARY_BLOCK) & (size + 32 >= bs)
-                    ? canary_short(b, size, bs)
-                    : filled_range(b + size, b + bs - CHECK_TRAILER);
+  bool intact = (bs >= 64) & (size + 64 >= bs)                  ? canary_last64(b, size, bs)
+                : (bs <= SHORT_CANARY_BLOCK) & (size + 32 >= bs) ? canary_short(b, size, bs)
+                                                                 : filled_range(b + size, b + bs - CHECK_TRAILER);
   if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
   /* Past the link and tag words (the free list's) up to fill_end: the
@@ -440,9 +461,9 @@ size_t check_free_block(const struct slab *s, void *p)
    * (check_hand_out), and the length is the class's, not the request's,
    * so the branches go the same way for every block of a class. */
   size_t end = fill_end(bs);
-  if (bs > SMALL_BLOCK)
+  if (end > SMALL_BLOCK)
     check_fill(b + FREE_WORDS, end - FREE_WORDS);
-  else if (bs > FREE_WORDS)
+  else if (end > FREE_WORDS)
     fill_small(b + FREE_WORDS, end - FREE_WORDS);
   return size;
 }
