@@ -7,8 +7,13 @@
  * block is filled with CHECK_FILL past its link and tag words.  So free
  * finds any write past the requested size (into the canary or the
  * trailer), and malloc finds any write into a block while it was free
- * (use after free) when it hands the block out again.  Each check costs
- * time linear in the block's size, never in the heap's.  Large blocks
+ * (use after free) when it hands the block out again.  The fill and its
+ * comparison stop at check_fill_bytes from the block's start (0: the
+ * whole block), where use after free writes mostly land (links, headers,
+ * vtable pointers); the canary and the trailer are checked whole at
+ * every free whatever the bound, and a bounded block gets its canary
+ * stored at malloc.  Each check costs time linear in the block's size
+ * (with a bound: in its canary's), never in the heap's.  Large blocks
  * keep their own checks (header check word, guard page).
  *
  * The bytes are filled and compared with the widest vectors the CPU has
