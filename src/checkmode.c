@@ -92,9 +92,14 @@ static inline const unsigned char *odd_vector(const unsigned char *p, const unsi
     uintptr_t last_from = (uintptr_t)a > last ? (uintptr_t)a - last : 0;                           \
     vec_##name m_first = from_lane_##name((uintptr_t)a - first) & below_lane_##name(first_end);    \
     vec_##name m_last = from_lane_##name(last_from) & below_lane_##name((uintptr_t)b - last);      \
+    /* The vector after first, when it lies before last (else last again, */                       \
+    /* masked off): no branch for a range of up to three vectors. */                               \
+    uintptr_t mid = first + w < last ? first + w : last;                                           \
+    vec_##name m_mid = from_lane_##name(first + w < last ? 0 : w);                                 \
     vec_##name diff = ((*(const vec_at_##name *)first ^ fill) & m_first) |                            \
-                      ((*(const vec_at_##name *)last ^ fill) & m_last);                               \
-    for (uintptr_t c = first + w; c < last; c += w)                                                \
+                      ((*(const vec_at_##name *)last ^ fill) & m_last) |                              \
+                      ((*(const vec_at_##name *)mid ^ fill) & m_mid);                                 \
+    for (uintptr_t c = first + 2 * w; c < last; c += w)                                            \
       diff |= *(const vec_at_##name *)c ^ fill;                                                       \
     return is_zero_##name(diff);                                                                   \
   }                                                                                                \
@@ -341,6 +346,15 @@ static inline void fill_small(unsigned char *p, size_t n)
   memcpy(p + n - 16, &fill, sizeof fill);
 }
 
+/* [p, p+n), n a multiple of 16, 16 <= n <= 128: eight pieces, capped at
+ * the last, with no branch on n. */
+static inline void fill_pieces8(unsigned char *p, size_t n)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  for (size_t k = 0; k < 128; k += 16)
+    memcpy(p + small_piece(k, n), &fill, sizeof fill);
+}
+
 /* Blocks of up to SHORT_CANARY_BLOCK bytes (the classes 16 bytes apart)
  * have a canary of less than 16 bytes: a request of size bytes takes the
  * first class with room for size + CHECK_TRAILER, so bs - 20 < size
@@ -415,8 +429,8 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
   if (end < bs) {
     size_t from = size & ~(size_t)15;
     from = from > end ? from : end;
-    if (bs - from <= SMALL_BLOCK - FREE_WORDS)
-      fill_small(p + from, bs - from);
+    if (bs - from <= 128)
+      fill_pieces8(p + from, bs - from);
     else
       check_fill(p + from, bs - from);
   }
@@ -450,9 +464,7 @@ size_t check_free_block(const struct slab *s, void *p)
   unsigned char *b = p;
   /* An aligned request may take a class well above its size: its canary
    * is longer, and takes the loop. */
-  bool intact = (bs >= 64) & (size + 64 >= bs)                  ? canary_last64(b, size, bs)
-                : (bs <= SHORT_CANARY_BLOCK) & (size + 32 >= bs) ? canary_short(b, size, bs)
-                                                                 : filled_range(b + size, b + bs - CHECK_TRAILER);
+  bool intact = filled_range(b + size, b + bs - CHECK_TRAILER);
   if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
   /* Past the link and tag words (the free list's) up to fill_end: the
