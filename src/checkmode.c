@@ -393,24 +393,6 @@ static inline bool canary_short(const unsigned char *p, size_t size, size_t bs)
   return (diff[0] | diff[1]) == 0;
 }
 
-/* Whether the canary [size, bs - CHECK_TRAILER) of block p holds the
- * fill; bs >= 64 and bs - 64 <= size: the four pieces that end the block,
- * each masked below size, the last at the trailer.  No branch on the
- * size: a canary of up to 60 bytes (every unaligned request of a class
- * up to 512 bytes, and most of the larger) takes no loop and so no
- * mispredicted exit. */
-static inline bool canary_last64(const unsigned char *p, size_t size, size_t bs)
-{
-  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
-  ptrdiff_t first = (ptrdiff_t)bs - 64, from = (ptrdiff_t)size - first;
-  check_vec diff = ((load16(p + first) ^ fill) & from_lane16(from)) |
-                   ((load16(p + first + 16) ^ fill) & from_lane16(from - 16)) |
-                   ((load16(p + first + 32) ^ fill) & from_lane16(from - 32)) |
-                   ((load16(p + first + 48) ^ fill) & from_lane16(from - 48) &
-                    below_lane16(16 - CHECK_TRAILER));
-  return (diff[0] | diff[1]) == 0;
-}
-
 void *check_hand_out(unsigned char *p, size_t size, size_t bs)
 {
   /* Read with the vectors that filled it: a load that straddles a store
@@ -464,7 +446,9 @@ size_t check_free_block(const struct slab *s, void *p)
   unsigned char *b = p;
   /* An aligned request may take a class well above its size: its canary
    * is longer, and takes the loop. */
-  bool intact = filled_range(b + size, b + bs - CHECK_TRAILER);
+  bool intact = (bs <= SHORT_CANARY_BLOCK) & (size + 32 >= bs)
+                    ? canary_short(b, size, bs)
+                    : filled_range(b + size, b + bs - CHECK_TRAILER);
   if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
   /* Past the link and tag words (the free list's) up to fill_end: the
