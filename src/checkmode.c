@@ -224,16 +224,27 @@ bool check_use_vectors(enum check_vectors width)
   return ok;
 }
 
+/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 80 bytes) take
+ * 16-byte pieces in line instead of a call: one comparison per piece
+ * costs less there than the wide loops' set-up.  The branch on the class
+ * goes the same way for every block of a class.  (80 bytes is the class
+ * of a 64-byte request, which needs room for its trailer.) */
+#define SMALL_BLOCK 80
+
 /* How many bytes from a block's start free fills and malloc compares,
- * the link and tag words included: min(block size, this).  SIZE_MAX for
- * the whole block.  Written by check_configure at initialisation, before
- * any checked block exists (or by a test, between blocks), then only
- * read. */
-static size_t check_fill_limit = SIZE_MAX;
+ * the link and tag words included, in a block larger than
+ * check_fill_whole; a block of up to check_fill_whole bytes is filled
+ * whole.  SIZE_MAX both for whole blocks.  Blocks of up to SMALL_BLOCK
+ * bytes are always filled whole: their four pieces in line cost the same
+ * whatever the bound.  Written by check_configure at initialisation,
+ * before any checked block exists (or by a test, between blocks), then
+ * only read. */
+static size_t check_fill_limit = SIZE_MAX, check_fill_whole = SIZE_MAX;
 
 void check_bound_fill(size_t bytes)
 {
   check_fill_limit = bytes == 0 ? SIZE_MAX : bytes < CHECK_FILL_MIN ? CHECK_FILL_MIN : (bytes + 15) & ~(size_t)15;
+  check_fill_whole = check_fill_limit > SMALL_BLOCK ? check_fill_limit : SMALL_BLOCK;
 }
 
 void check_configure(void)
@@ -244,10 +255,10 @@ void check_configure(void)
 }
 
 /* The end of the filled run of a block of bs bytes: a multiple of 16,
- * at least CHECK_FILL_MIN or bs.  A select on values fixed per class. */
+ * bs or at least CHECK_FILL_MIN.  A select on values fixed per class. */
 static inline size_t fill_end(size_t bs)
 {
-  return bs < check_fill_limit ? bs : check_fill_limit;
+  return bs <= check_fill_whole ? bs : check_fill_limit;
 }
 
 /* Whether [a, b) holds CHECK_FILL; a <= b. */
@@ -303,13 +314,6 @@ static uint32_t trailer_code(size_t size)
 {
   return (uint32_t)size ^ (uint32_t)hak_secret_free_tag;
 }
-
-/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 80 bytes) take
- * 16-byte pieces in line instead of a call: one comparison per piece
- * costs less there than the wide loops' set-up.  The branch on the class
- * goes the same way for every block of a class.  (80 bytes is the class
- * of a 64-byte request, which needs room for its trailer.) */
-#define SMALL_BLOCK 80
 
 static inline check_vec load16(const unsigned char *p)
 {
