@@ -906,6 +906,10 @@ static const struct check_case {
   { "write_after_free_80", write_after_free_80,
     "check = 1: a freed 80-byte block written in its third piece, then reused",
     { "malloc()", { "use after free", NULL } }, NULL },
+  { "write_after_free_80_bounded", write_after_free_80,
+    "check = 1, check_fill_bytes = 32: a freed 80-byte block, filled whole whatever the bound, "
+    "written in its third piece, then reused",
+    { "malloc()", { "use after free", NULL } }, "32" },
   { "overflow_to_end_of_slack", overflow_to_end_of_slack,
     "check = 1: the last byte of a long canary written",
     { "free()", { "overflow", NULL } }, NULL },
@@ -951,7 +955,7 @@ static void exec_check_case(void)
 {
   setenv("HAKMEM_CHECK", "1", 1);
   for (size_t i = 0; i < N_CHECK_CASES; i++)
-    if (check_cases[i].name == check_case_name && check_cases[i].fill_bytes)
+    if (strcmp(check_cases[i].name, check_case_name) == 0 && check_cases[i].fill_bytes)
       setenv("HAKMEM_CHECK_FILL_BYTES", check_cases[i].fill_bytes, 1);
   execl("/proc/self/exe", "test_misuse", "--check-case", check_case_name, (char *)NULL);
   child_say("misuse-test: cannot exec /proc/self/exe\n");
