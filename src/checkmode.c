@@ -410,8 +410,9 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
   /* A block filled only up to end holds the last program's bytes after
    * it: the new canary is stored, from the 16-byte piece holding the
    * request's end (the program's bytes before it have no value to keep)
-   * to the block's end.  The branch goes the same way for every block of
-   * a class. */
+   * to the block's end: in line up to 128 bytes, which covers the canary
+   * of every unaligned request of a class up to 1 KiB.  The first branch
+   * goes the same way for every block of a class. */
   if (end < bs) {
     size_t from = size & ~(size_t)15;
     from = from > end ? from : end;
