@@ -1,5 +1,6 @@
 /* check = 1: canaries, trailers and free-block fill; see checkmode.h. */
 #include "checkmode.h"
+#include "config.h"
 #include "diag.h"
 #include "size_class.h"
 
@@ -91,9 +92,14 @@ static inline const unsigned char *odd_vector(const unsigned char *p, const unsi
     uintptr_t last_from = (uintptr_t)a > last ? (uintptr_t)a - last : 0;                           \
     vec_##name m_first = from_lane_##name((uintptr_t)a - first) & below_lane_##name(first_end);    \
     vec_##name m_last = from_lane_##name(last_from) & below_lane_##name((uintptr_t)b - last);      \
+    /* The vector after first, when it lies before last (else last again, */                       \
+    /* masked off): no branch for a range of up to three vectors. */                               \
+    uintptr_t mid = first + w < last ? first + w : last;                                           \
+    vec_##name m_mid = from_lane_##name(first + w < last ? 0 : w);                                 \
     vec_##name diff = ((*(const vec_at_##name *)first ^ fill) & m_first) |                            \
-                      ((*(const vec_at_##name *)last ^ fill) & m_last);                               \
-    for (uintptr_t c = first + w; c < last; c += w)                                                \
+                      ((*(const vec_at_##name *)last ^ fill) & m_last) |                              \
+                      ((*(const vec_at_##name *)mid ^ fill) & m_mid);                                 \
+    for (uintptr_t c = first + 2 * w; c < last; c += w)                                            \
       diff |= *(const vec_at_##name *)c ^ fill;                                                       \
     return is_zero_##name(diff);                                                                   \
   }                                                                                                \
@@ -218,10 +224,41 @@ bool check_use_vectors(enum check_vectors width)
   return ok;
 }
 
+/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 80 bytes) take
+ * 16-byte pieces in line instead of a call: one comparison per piece
+ * costs less there than the wide loops' set-up.  The branch on the class
+ * goes the same way for every block of a class.  (80 bytes is the class
+ * of a 64-byte request, which needs room for its trailer.) */
+#define SMALL_BLOCK 80
+
+/* How many bytes from a block's start free fills and malloc compares,
+ * the link and tag words included, in a block larger than
+ * check_fill_whole; a block of up to check_fill_whole bytes is filled
+ * whole.  SIZE_MAX both for whole blocks.  Blocks of up to SMALL_BLOCK
+ * bytes are always filled whole: their four pieces in line cost the same
+ * whatever the bound.  Written by check_configure at initialisation,
+ * before any checked block exists (or by a test, between blocks), then
+ * only read. */
+static size_t check_fill_limit = SIZE_MAX, check_fill_whole = SIZE_MAX;
+
+void check_bound_fill(size_t bytes)
+{
+  check_fill_limit = bytes == 0 ? SIZE_MAX : bytes < CHECK_FILL_MIN ? CHECK_FILL_MIN : (bytes + 15) & ~(size_t)15;
+  check_fill_whole = check_fill_limit > SMALL_BLOCK ? check_fill_limit : SMALL_BLOCK;
+}
+
 void check_configure(void)
 {
   if (!check_use_vectors(CHECK_VECTORS_AVX512))
     check_use_vectors(CHECK_VECTORS_AVX2);
+  check_bound_fill((size_t)hak_config.check_fill_bytes);
+}
+
+/* The end of the filled run of a block of bs bytes: a multiple of 16,
+ * bs or at least CHECK_FILL_MIN.  A select on values fixed per class. */
+static inline size_t fill_end(size_t bs)
+{
+  return bs <= check_fill_whole ? bs : check_fill_limit;
 }
 
 /* Whether [a, b) holds CHECK_FILL; a <= b. */
@@ -278,13 +315,6 @@ static uint32_t trailer_code(size_t size)
   return (uint32_t)size ^ (uint32_t)hak_secret_free_tag;
 }
 
-/* Blocks of up to SMALL_BLOCK bytes (the classes of 16 to 80 bytes) take
- * 16-byte pieces in line instead of a call: one comparison per piece
- * costs less there than the wide loops' set-up.  The branch on the class
- * goes the same way for every block of a class.  (80 bytes is the class
- * of a 64-byte request, which needs room for its trailer.) */
-#define SMALL_BLOCK 80
-
 static inline check_vec load16(const unsigned char *p)
 {
   check_vec v;
@@ -318,6 +348,15 @@ static inline void fill_small(unsigned char *p, size_t n)
   memcpy(p + small_piece(16, n), &fill, sizeof fill);
   memcpy(p + small_piece(32, n), &fill, sizeof fill);
   memcpy(p + n - 16, &fill, sizeof fill);
+}
+
+/* [p, p+n), n a multiple of 16, 16 <= n <= 128: eight pieces, capped at
+ * the last, with no branch on n. */
+static inline void fill_pieces8(unsigned char *p, size_t n)
+{
+  const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+  for (size_t k = 0; k < 128; k += 16)
+    memcpy(p + small_piece(k, n), &fill, sizeof fill);
 }
 
 /* Blocks of up to SHORT_CANARY_BLOCK bytes (the classes 16 bytes apart)
@@ -365,9 +404,23 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
    * loop) waits for it to reach the cache, and one that does not
    * straddle the link and tag words, just written by the free list, does
    * not wait for them either. */
-  size_t n = bs - FREE_WORDS;
-  if (bs <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n) : !filled_run(p + FREE_WORDS, n))
+  size_t end = fill_end(bs), n = end - FREE_WORDS;
+  if (end <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n) : !filled_run(p + FREE_WORDS, n))
     hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);
+  /* A block filled only up to end holds the last program's bytes after
+   * it: the new canary is stored, from the 16-byte piece holding the
+   * request's end (the program's bytes before it have no value to keep)
+   * to the block's end: in line up to 128 bytes, which covers the canary
+   * of every unaligned request of a class up to 1 KiB.  The first branch
+   * goes the same way for every block of a class. */
+  if (end < bs) {
+    size_t from = size & ~(size_t)15;
+    from = from > end ? from : end;
+    if (bs - from <= 128)
+      fill_pieces8(p + from, bs - from);
+    else
+      check_fill(p + from, bs - from);
+  }
   /* The canary is the fill already there, except in the link and tag
    * words, which the free list used: both are filled whatever the size
    * (the program's part of them is its to write), which costs two stores
@@ -403,21 +456,23 @@ size_t check_free_block(const struct slab *s, void *p)
                     : filled_range(b + size, b + bs - CHECK_TRAILER);
   if (!intact)
     hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p);
-  /* All of it past the link and tag words (the free list's), the canary
-   * and the trailer included: the next malloc reads it with the same
-   * vectors (check_hand_out), and the length is the class's, not the
-   * request's, so the branches go the same way for every block of a class. */
-  if (bs > SMALL_BLOCK)
-    check_fill(b + FREE_WORDS, bs - FREE_WORDS);
-  else if (bs > FREE_WORDS)
-    fill_small(b + FREE_WORDS, bs - FREE_WORDS);
+  /* Past the link and tag words (the free list's) up to fill_end: the
+   * whole block, canary and trailer included, unless check_fill_bytes
+   * bounds it.  The next malloc reads it with the same vectors
+   * (check_hand_out), and the length is the class's, not the request's,
+   * so the branches go the same way for every block of a class. */
+  size_t end = fill_end(bs);
+  if (end > SMALL_BLOCK)
+    check_fill(b + FREE_WORDS, end - FREE_WORDS);
+  else if (end > FREE_WORDS)
+    fill_small(b + FREE_WORDS, end - FREE_WORDS);
   return size;
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)
 {
-  size_t bs = slab_block_size(s);
+  size_t bs = slab_block_size(s), end = fill_end(bs);
   unsigned char *p = s->free;
   for (uint32_t i = 0; i < n; i++, p += bs)
-    check_fill(p + FREE_WORDS, bs - FREE_WORDS);
+    check_fill(p + FREE_WORDS, end - FREE_WORDS);
 }

@@ -7,8 +7,13 @@
  * block is filled with CHECK_FILL past its link and tag words.  So free
  * finds any write past the requested size (into the canary or the
  * trailer), and malloc finds any write into a block while it was free
- * (use after free) when it hands the block out again.  Each check costs
- * time linear in the block's size, never in the heap's.  Large blocks
+ * (use after free) when it hands the block out again.  The fill and its
+ * comparison stop at check_fill_bytes from the block's start (0: the
+ * whole block), where use after free writes mostly land (links, headers,
+ * vtable pointers); the canary and the trailer are checked whole at
+ * every free whatever the bound, and a bounded block gets its canary
+ * stored at malloc.  Each check costs time linear in the block's size
+ * (with a bound: in its canary's), never in the heap's.  Large blocks
  * keep their own checks (header check word, guard page).
  *
  * The bytes are filled and compared with the widest vectors the CPU has
@@ -40,8 +45,15 @@ enum check_vectors {
 };
 
 /* Chooses the widest vectors the CPU and the kernel support (cpuid, once,
- * at initialisation: no ifunc resolver runs before relocation). */
+ * at initialisation: no ifunc resolver runs before relocation), and the
+ * bound of the free-block fill from check_fill_bytes. */
 void check_configure(void);
+/* The smallest bound of the fill: the link and tag words and one piece. */
+#define CHECK_FILL_MIN 32
+/* Fills and compares only the first bytes of each freed block (rounded up
+ * to a multiple of 16, at least CHECK_FILL_MIN), or the whole block for
+ * 0.  For check_configure, and the tests, between checked blocks. */
+void check_bound_fill(size_t bytes);
 /* Uses vectors of the given width from now on; false (and no change) if
  * the CPU cannot.  For the tests, which try every width the CPU has. */
 bool check_use_vectors(enum check_vectors width);

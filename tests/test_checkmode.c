@@ -6,9 +6,14 @@
 #include <check.h>
 #include "test_util.h"
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "checkmode.h"
+#include "config.h"
 
 static const enum check_vectors widths[] = { CHECK_VECTORS_SSE2, CHECK_VECTORS_AVX2,
                                              CHECK_VECTORS_AVX512 };
@@ -113,6 +118,101 @@ START_TEST(configure_takes_a_supported_width)
 }
 END_TEST
 
+/* With the fill bounded, malloc compares only a freed block's head and
+ * leaves the program's old bytes after it alone, except where the new
+ * canary goes: from the 16-byte piece holding the request's end to the
+ * block's end, then the trailer. */
+static unsigned char block[1024] __attribute__((aligned(64)));
+
+START_TEST(bounded_fill_compares_the_head_and_stores_the_canary)
+{
+  check_bound_fill(64);
+  memset(block, 0x5a, sizeof block);
+  memset(block + 16, CHECK_FILL, 64 - 16);
+  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+  unsigned stale = 0, canary = 0;
+  for (size_t i = 64; i < 992; i++)
+    stale += block[i] == 0x5a;
+  for (size_t i = 992; i < 1020; i++)
+    canary += block[i] == CHECK_FILL;
+  ck_assert_uint_eq(stale, 992 - 64);
+  ck_assert_uint_eq(canary, 1020 - 992);
+  /* A bound under CHECK_FILL_MIN is CHECK_FILL_MIN; others are rounded up
+   * to a multiple of 16: 40 compares the bytes up to 48. */
+  check_bound_fill(1);
+  memset(block, 0x5a, sizeof block);
+  memset(block + 16, CHECK_FILL, CHECK_FILL_MIN - 16);
+  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+  check_bound_fill(40);
+  memset(block, 0x5a, sizeof block);
+  memset(block + 16, CHECK_FILL, 48 - 16);
+  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+  check_bound_fill(0);
+}
+END_TEST
+
+/* A small block under a bound larger than itself is compared whole. */
+START_TEST(bound_above_the_block_compares_it_whole)
+{
+  check_bound_fill(4096);
+  memset(block, 0x5a, sizeof block);
+  memset(block + 16, CHECK_FILL, 1024 - 16);
+  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+  check_bound_fill(0);
+}
+END_TEST
+
+static char warning[256];
+static void keep_warning(void *ctx, const char *msg)
+{
+  (void)ctx;
+  snprintf(warning, sizeof warning, "%s", msg);
+}
+
+/* HAKMEM_CHECK_FILL_BYTES: a byte count, 0 for the whole block; anything
+ * else is refused with one line that gives the range. */
+START_TEST(fill_bytes_option_parses_and_refuses)
+{
+  static const struct {
+    const char *var;
+    int value;
+    const char *why;
+  } cases[] = {
+    { "HAKMEM_CHECK_FILL_BYTES=256", 256, NULL },
+    { "HAKMEM_CHECK_FILL_BYTES=0", 0, NULL },
+    { "HAKMEM_CHECK_FILL_BYTES=262144", 262144, NULL },
+    { "HAKMEM_CHECK_FILL_BYTES=64k", -1, "expected an integer 0..262144" },
+    { "HAKMEM_CHECK_FILL_BYTES=-16", -1, "out of range 0..262144" },
+    { "HAKMEM_CHECK_FILL_BYTES=262145", -1, "out of range 0..262144" },
+  };
+  /* An empty conf file: the variable is the only source. */
+  const char *dir = getenv("TMPDIR");
+  char conf[256];
+  snprintf(conf, sizeof conf, "%s/hakmem-conf-XXXXXX", dir && *dir ? dir : "/tmp");
+  int fd = mkstemp(conf);
+  ck_assert_int_ge(fd, 0);
+  fchmod(fd, 0644);
+  close(fd);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *env[] = { (char *)cases[i].var, NULL };
+    struct config_request rq = { .conf_path = conf, .program = "x",
+                                 .envp = env, .warn = keep_warning };
+    warning[0] = '\0';
+    unsigned warnings = config_load_from(&rq);
+    if (cases[i].why) {
+      ck_assert_uint_eq(warnings, 1);
+      ck_assert_msg(strstr(warning, cases[i].why) && strstr(warning, "HAKMEM_CHECK_FILL_BYTES"),
+                    "%s: warned \"%s\"", cases[i].var, warning);
+      ck_assert_int_eq(hak_config.check_fill_bytes, config_find("check_fill_bytes")->def);
+    } else {
+      ck_assert_msg(warnings == 0, "%s: warned \"%s\"", cases[i].var, warning);
+      ck_assert_int_eq(hak_config.check_fill_bytes, cases[i].value);
+    }
+  }
+  unlink(conf);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("checkmode");
@@ -123,6 +223,9 @@ int main(void)
   tcase_add_loop_test(t, fill_writes_exactly_its_run, 0, NWIDTHS);
   tcase_add_loop_test(t, run_comparison_finds_every_byte, 0, NWIDTHS);
   tcase_add_test(t, configure_takes_a_supported_width);
+  tcase_add_test(t, bounded_fill_compares_the_head_and_stores_the_canary);
+  tcase_add_test(t, bound_above_the_block_compares_it_whole);
+  tcase_add_test(t, fill_bytes_option_parses_and_refuses);
   suite_add_tcase(s, t);
   return check_run(s);
 }

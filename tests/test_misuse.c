@@ -763,8 +763,9 @@ static void overflow_to_end_of_slack(void)
   free(p);
 }
 
-/* A freed block is compared whole at reuse, past what the program had
- * asked for too: here its last byte, where the trailer was. */
+/* With check_fill_bytes = 0 a freed block is compared whole at reuse,
+ * past what the program had asked for too: here its last byte, where the
+ * trailer was. */
 static void write_after_free_at_block_end(void)
 {
   write_after_free_of(1000, 1023, 200);
@@ -774,6 +775,28 @@ static void write_after_free_at_block_end(void)
 static void write_after_free_medium(void)
 {
   write_after_free_of(40000, 20001, 20);
+}
+
+/* Under the default bound: a write into a freed block's first bytes,
+ * where links and headers live, in a block far larger than the bound. */
+static void write_after_free_in_bound(void)
+{
+  write_after_free_of(1000, 40, 200);
+}
+
+/* The same in a medium block, its first word after the free list's. */
+static void write_after_free_medium_in_bound(void)
+{
+  write_after_free_of(40000, 16, 20);
+}
+
+/* 40000 bytes asked, a 40 KiB block: the canary is 956 bytes long, and
+ * the byte written is its last. */
+static void overflow_medium_end_of_slack(void)
+{
+  char *volatile p = malloc(opaque(40000));
+  p[40955] = 1;
+  free(p);
 }
 
 /* 8 bytes asked, a 16-byte block: its one piece holds the canary and
@@ -863,52 +886,66 @@ static const struct check_case {
   void (*fn)(void);
   const char *what;
   struct expect expect;
+  const char *fill_bytes; /* HAKMEM_CHECK_FILL_BYTES, or NULL for the default */
 } check_cases[] = {
   { "overflow_into_slack", overflow_into_slack,
     "check = 1: a byte written past the request, inside the block",
-    { "free()", { "overflow", NULL } } },
+    { "free()", { "overflow", NULL } }, NULL },
   { "overflow_one_byte_into_trailer", overflow_one_byte_into_trailer,
     "check = 1: 29 bytes written into a 28-byte request",
-    { "free()", { "overflow", NULL } } },
+    { "free()", { "overflow", NULL } }, NULL },
   { "write_after_free", write_after_free,
     "check = 1: a freed block written, then reused",
-    { "malloc()", { "use after free", NULL } } },
+    { "malloc()", { "use after free", NULL } }, NULL },
   { "usable_size_is_the_request", usable_size_is_the_request,
     "check = 1: usable size is the request; then a double free",
-    { "free()", { "double free", NULL } } },
+    { "free()", { "double free", NULL } }, NULL },
   { "write_after_free_small", write_after_free_small,
     "check = 1: a freed 48-byte block written, then reused",
-    { "malloc()", { "use after free", NULL } } },
+    { "malloc()", { "use after free", NULL } }, NULL },
   { "write_after_free_80", write_after_free_80,
     "check = 1: a freed 80-byte block written in its third piece, then reused",
-    { "malloc()", { "use after free", NULL } } },
+    { "malloc()", { "use after free", NULL } }, NULL },
+  { "write_after_free_80_bounded", write_after_free_80,
+    "check = 1, check_fill_bytes = 32: a freed 80-byte block, filled whole whatever the bound, "
+    "written in its third piece, then reused",
+    { "malloc()", { "use after free", NULL } }, "32" },
   { "overflow_to_end_of_slack", overflow_to_end_of_slack,
     "check = 1: the last byte of a long canary written",
-    { "free()", { "overflow", NULL } } },
+    { "free()", { "overflow", NULL } }, NULL },
   { "write_after_free_at_block_end", write_after_free_at_block_end,
-    "check = 1: a freed block's last byte written, then reused",
-    { "malloc()", { "use after free", NULL } } },
+    "check = 1, check_fill_bytes = 0: a freed block's last byte written, then reused",
+    { "malloc()", { "use after free", NULL } }, "0" },
   { "overflow_in_16_byte_block", overflow_in_16_byte_block,
     "check = 1: the last canary byte of a 16-byte block written",
-    { "free()", { "overflow", NULL } } },
+    { "free()", { "overflow", NULL } }, NULL },
   { "overflow_aligned_small", overflow_aligned_small,
     "check = 1: a byte written past a small aligned request",
-    { "free()", { "overflow", NULL } } },
+    { "free()", { "overflow", NULL } }, NULL },
   { "write_after_free_medium", write_after_free_medium,
-    "check = 1: a freed medium block written, then reused",
-    { "malloc()", { "use after free", NULL } } },
+    "check = 1, check_fill_bytes = 0: a freed medium block written in its middle, then reused",
+    { "malloc()", { "use after free", NULL } }, "0" },
+  { "write_after_free_in_bound", write_after_free_in_bound,
+    "check = 1: a freed 1 KiB block written in its first bytes, then reused",
+    { "malloc()", { "use after free", NULL } }, NULL },
+  { "write_after_free_medium_in_bound", write_after_free_medium_in_bound,
+    "check = 1: a freed medium block written in its first bytes, then reused",
+    { "malloc()", { "use after free", NULL } }, NULL },
+  { "overflow_medium_end_of_slack", overflow_medium_end_of_slack,
+    "check = 1: the last byte of a medium block's canary written",
+    { "free()", { "overflow", NULL } }, NULL },
   { "overflow_freed_by_other_thread", overflow_freed_by_other_thread,
     "check = 1: a byte written past the request, the block freed by another thread",
-    { "free()", { "overflow", NULL } } },
+    { "free()", { "overflow", NULL } }, NULL },
   { "write_after_free_by_other_thread", write_after_free_by_other_thread,
     "check = 1: a block written after another thread freed it, then reused",
-    { "malloc()", { "use after free", NULL } } },
+    { "malloc()", { "use after free", NULL } }, NULL },
   { "double_free_held_then_owner", double_free_held_then_owner,
     "check = 1: another thread frees p into its cross-thread cache, then the owner frees p",
-    { "free()", { "double free", NULL } } },
+    { "free()", { "double free", NULL } }, NULL },
   { "double_free_held_same_thread", double_free_held_same_thread,
     "check = 1: a thread frees another's block twice (held in its cross-thread cache)",
-    { "free()", { "double free", NULL } } },
+    { "free()", { "double free", NULL } }, NULL },
 };
 #define N_CHECK_CASES (sizeof check_cases / sizeof check_cases[0])
 
@@ -917,6 +954,9 @@ static const char *check_case_name;
 static void exec_check_case(void)
 {
   setenv("HAKMEM_CHECK", "1", 1);
+  for (size_t i = 0; i < N_CHECK_CASES; i++)
+    if (strcmp(check_cases[i].name, check_case_name) == 0 && check_cases[i].fill_bytes)
+      setenv("HAKMEM_CHECK_FILL_BYTES", check_cases[i].fill_bytes, 1);
   execl("/proc/self/exe", "test_misuse", "--check-case", check_case_name, (char *)NULL);
   child_say("misuse-test: cannot exec /proc/self/exe\n");
   _exit(CHILD_PRECONDITION);
