@@ -57,7 +57,7 @@ static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool prof_ready;
 static uint64_t sample_bytes;         /* mean distance; 0 = every allocation */
 static uint64_t interval_bytes;       /* 0 = no periodic profiles */
-static _Atomic uint64_t allocated_bytes;   /* counted at each sample */
+static _Atomic uint64_t allocated_bytes;   /* counted at each sample, with interval_bytes */
 static _Atomic uint64_t next_interval_at;
 static char prefix[256];
 /* The library's own code: leading frames inside it are dropped. */
@@ -301,7 +301,10 @@ bool prof_sample_slow(int64_t *countdown)
   t->drawn = *countdown = prof_draw(t);
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire))
     return false;
-  atomic_fetch_add_explicit(&allocated_bytes, counted, memory_order_relaxed);
+  /* Only the periodic profiles read the total: without them, no locked
+   * add on every sample. */
+  if (interval_bytes)
+    atomic_fetch_add_explicit(&allocated_bytes, counted, memory_order_relaxed);
   return true;
 }
 
