@@ -240,27 +240,43 @@ static uint64_t prof_tag_check(const void *p, uint64_t size, uint32_t stack)
 }
 
 /* Records the sample p in the tables, or, tagged, in the record before
- * it; nothing if the stack has a frame of the library's own further up. */
+ * it; nothing if the stack has a frame of the library's own further up.
+ * A walk from a frame that repeats the thread's previous one (a sample
+ * from the same place, as a loop's are) reuses that walk's stack: no
+ * frame is looked up, hashed or compared. */
 HAK_INLINE void prof_sample(void *p, size_t size, bool tagged, const struct prof_frame *from)
 {
+  struct prof_thread *t = &prof_self;
   void *raw[PROF_CAPTURE];
-  int n = from ? prof_unwind_from(from, raw, PROF_CAPTURE) : prof_unwind(raw, PROF_CAPTURE);
-  if (n < 0)
-    n = backtrace(raw, PROF_CAPTURE);
-  int first = 0;
-  while (first < n && (uintptr_t)raw[first] >= self_text_lo && (uintptr_t)raw[first] < self_text_hi)
-    first++;
-  uintptr_t frames[PROF_DEPTH];
-  uint32_t depth = 0;
-  for (int i = first; i < n && depth < PROF_DEPTH; i++) {
-    /* Allocated on hakmem's own behalf (its purge thread's creation,
-     * say): not the program's heap. */
-    if ((uintptr_t)raw[i] >= self_text_lo && (uintptr_t)raw[i] < self_text_hi)
-      return;
-    frames[depth++] = (uintptr_t)raw[i];
+  bool repeated = false;
+  int n = from ? prof_unwind_from(from, raw, PROF_CAPTURE, &repeated) : prof_unwind(raw, PROF_CAPTURE);
+  long id;
+  if (repeated && t->last_stack) {
+    id = (long)t->last_stack - 1;
+    lock_take(&prof_lock);
+  } else {
+    if (from)
+      t->last_stack = 0;
+    if (n < 0)
+      n = backtrace(raw, PROF_CAPTURE);
+    int first = 0;
+    while (first < n && (uintptr_t)raw[first] >= self_text_lo && (uintptr_t)raw[first] < self_text_hi)
+      first++;
+    uintptr_t frames[PROF_DEPTH];
+    uint32_t depth = 0;
+    for (int i = first; i < n && depth < PROF_DEPTH; i++) {
+      /* Allocated on hakmem's own behalf (its purge thread's creation,
+       * say): not the program's heap. */
+      if ((uintptr_t)raw[i] >= self_text_lo && (uintptr_t)raw[i] < self_text_hi)
+        return;
+      frames[depth++] = (uintptr_t)raw[i];
+    }
+    lock_take(&prof_lock);
+    id = stack_intern(frames, depth);
+    /* Only a walk from a frame has a memo to repeat (prof_unwind.h). */
+    if (from && id >= 0)
+      t->last_stack = (uint32_t)id + 1;
   }
-  lock_take(&prof_lock);
-  long id = stack_intern(frames, depth);
   if (id < 0 || (!tagged && !block_insert((uintptr_t)p, size, (uint32_t)id))) {
     prof_dropped++;
   } else {

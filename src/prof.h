@@ -89,6 +89,7 @@ extern HAK_HIDDEN bool prof_every_block;
 struct prof_thread {
   int64_t drawn;         /* the distance the countdown started from */
   uint64_t rng;          /* 0 until the thread's first sample */
+  uint32_t last_stack;   /* the stack of the last walk from a frame, index + 1; 0: none */
   bool busy;             /* inside the profiler: its own allocations are not sampled */
 };
 extern HAK_HIDDEN __thread struct prof_thread prof_self __attribute__((tls_model("initial-exec")));
