@@ -65,7 +65,6 @@ static struct stack_counts stack_counts(const struct prof_stack *s)
   return (struct stack_counts){ tc - fc, tb - fb, tc, tb };
 }
 
-
 /* A sampled live block: addr 0 marks an empty slot. */
 struct prof_block {
   uintptr_t addr;
