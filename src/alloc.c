@@ -240,9 +240,12 @@ void alloc_free_generic(void *p, uintptr_t entry)
   if (!h)
     hak_fatal_pointer("free(): invalid pointer (not allocated by hakmem)", p);
   /* A sample's mapping goes to the profiler's stash for the next one. */
-  if (HAK_UNLIKELY(prof_active) && alloc_prof_forget_large(h, p) && prof_stash_put(h)) {
-    purge_kick();
-    return;
+  if (HAK_UNLIKELY(prof_active) && alloc_prof_forget_large(h, p)) {
+    enum prof_stash_put_result kept = prof_stash_put(h);
+    if (kept == PROF_STASH_KEPT_KICK)
+      purge_kick();
+    if (kept != PROF_STASH_REFUSED)
+      return;
   }
   if (large_free(h, p))
     purge_kick();

@@ -33,14 +33,37 @@ HAK_EXPORT struct hakmem_prof_control hakmem_prof_control = { .magic = PROF_CONT
 #define PROF_FILTER_SLOTS (1u << 18)
 #define PROF_BLOCKS_INITIAL (1u << 15)
 
+/* An interned stack.  hash, depth and frames are written once, under
+ * prof_lock, and read under it.  The counters are atomics, updated
+ * without the lock: a tagged sample from the stack its thread sampled
+ * last and the free of a tagged block take no lock.  The live figures
+ * are the differences (stack_counts). */
 struct prof_stack {
   uint64_t hash;
   uint32_t depth;
   uint32_t unused;
-  uint64_t live_count, live_bytes;    /* sampled blocks not freed yet */
-  uint64_t total_count, total_bytes;  /* every sampled block */
+  _Atomic uint64_t total_count, total_bytes;  /* every sampled block */
+  _Atomic uint64_t freed_count, freed_bytes;  /* those freed since (release) */
   uintptr_t frames[PROF_DEPTH];
 };
+
+struct stack_counts {
+  uint64_t live_count, live_bytes, total_count, total_bytes;
+};
+
+/* A stack's figures.  The freed counts are read first, with acquire: a
+ * block's free comes after its record, so the totals read next include
+ * every block whose free was counted, and no live figure goes below 0.
+ * A record or free under way may show in one of a pair and not yet in
+ * the other. */
+static struct stack_counts stack_counts(const struct prof_stack *s)
+{
+  uint64_t fc = atomic_load_explicit(&s->freed_count, memory_order_acquire);
+  uint64_t fb = atomic_load_explicit(&s->freed_bytes, memory_order_acquire);
+  uint64_t tc = atomic_load_explicit(&s->total_count, memory_order_relaxed);
+  uint64_t tb = atomic_load_explicit(&s->total_bytes, memory_order_relaxed);
+  return (struct stack_counts){ tc - fc, tb - fb, tc, tb };
+}
 
 /* A sampled live block: addr 0 marks an empty slot. */
 struct prof_block {
@@ -57,7 +80,7 @@ static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic bool prof_ready;
 static uint64_t sample_bytes;         /* mean distance; 0 = every allocation */
 static uint64_t interval_bytes;       /* 0 = no periodic profiles */
-static _Atomic uint64_t allocated_bytes;   /* counted at each sample */
+static _Atomic uint64_t allocated_bytes;   /* counted at each sample, with interval_bytes */
 static _Atomic uint64_t next_interval_at;
 static char prefix[256];
 /* The library's own code: leading frames inside it are dropped. */
@@ -73,6 +96,19 @@ static uint32_t block_count;
 static uint64_t prof_dropped;          /* samples lost: stack table or memory full */
 static unsigned profile_seq;
 static _Atomic uint8_t *filter;
+
+/* Counts a sampled block of size bytes of stack id in, or out (freed). */
+static void stack_count_in(uint32_t id, uint64_t size)
+{
+  atomic_fetch_add_explicit(&stacks[id].total_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&stacks[id].total_bytes, size, memory_order_relaxed);
+}
+
+static void stack_count_out(uint32_t id, uint64_t size)
+{
+  atomic_fetch_add_explicit(&stacks[id].freed_count, 1, memory_order_release);
+  atomic_fetch_add_explicit(&stacks[id].freed_bytes, size, memory_order_release);
+}
 
 /* ---- randomness ---- */
 
@@ -240,46 +276,61 @@ static uint64_t prof_tag_check(const void *p, uint64_t size, uint32_t stack)
 }
 
 /* Records the sample p in the tables, or, tagged, in the record before
- * it; nothing if the stack has a frame of the library's own further up. */
+ * it; nothing if the stack has a frame of the library's own further up.
+ * A walk from a frame that repeats the thread's previous one (a sample
+ * from the same place, as a loop's are) reuses that walk's stack: no
+ * frame is looked up, hashed or compared, and, tagged, no lock taken. */
 HAK_INLINE void prof_sample(void *p, size_t size, bool tagged, const struct prof_frame *from)
 {
+  struct prof_thread *t = &prof_self;
   void *raw[PROF_CAPTURE];
-  int n = from ? prof_unwind_from(from, raw, PROF_CAPTURE) : prof_unwind(raw, PROF_CAPTURE);
-  if (n < 0)
-    n = backtrace(raw, PROF_CAPTURE);
-  int first = 0;
-  while (first < n && (uintptr_t)raw[first] >= self_text_lo && (uintptr_t)raw[first] < self_text_hi)
-    first++;
-  uintptr_t frames[PROF_DEPTH];
-  uint32_t depth = 0;
-  for (int i = first; i < n && depth < PROF_DEPTH; i++) {
-    /* Allocated on hakmem's own behalf (its purge thread's creation,
-     * say): not the program's heap. */
-    if ((uintptr_t)raw[i] >= self_text_lo && (uintptr_t)raw[i] < self_text_hi)
-      return;
-    frames[depth++] = (uintptr_t)raw[i];
-  }
-  lock_take(&prof_lock);
-  long id = stack_intern(frames, depth);
-  if (id < 0 || (!tagged && !block_insert((uintptr_t)p, size, (uint32_t)id))) {
-    prof_dropped++;
+  bool repeated = false;
+  int n = from ? prof_unwind_from(from, raw, PROF_CAPTURE, &repeated) : prof_unwind(raw, PROF_CAPTURE);
+  long id;
+  bool locked = false;
+  if (repeated && t->last_stack && tagged) {
+    id = (long)t->last_stack - 1;
   } else {
-    struct prof_stack *s = &stacks[id];
-    s->live_count++;
-    s->live_bytes += size;
-    s->total_count++;
-    s->total_bytes += size;
-    if (tagged) {
-      *prof_tag_of(p) = (struct prof_tag){ .size = size, .stack = (uint32_t)id,
-                                           .check = prof_tag_check(p, size, (uint32_t)id) };
-    } else {
-      _Atomic uint8_t *f = filter_slot(p);
-      uint8_t c = atomic_load_explicit(f, memory_order_relaxed);
-      if (c != UINT8_MAX)
-        atomic_store_explicit(f, (uint8_t)(c + 1), memory_order_relaxed);
+    if (from)
+      t->last_stack = 0;
+    if (n < 0)
+      n = backtrace(raw, PROF_CAPTURE);
+    int first = 0;
+    while (first < n && (uintptr_t)raw[first] >= self_text_lo && (uintptr_t)raw[first] < self_text_hi)
+      first++;
+    uintptr_t frames[PROF_DEPTH];
+    uint32_t depth = 0;
+    for (int i = first; i < n && depth < PROF_DEPTH; i++) {
+      /* Allocated on hakmem's own behalf (its purge thread's creation,
+       * say): not the program's heap. */
+      if ((uintptr_t)raw[i] >= self_text_lo && (uintptr_t)raw[i] < self_text_hi)
+        return;
+      frames[depth++] = (uintptr_t)raw[i];
+    }
+    lock_take(&prof_lock);
+    locked = true;
+    id = stack_intern(frames, depth);
+    /* Only a walk from a frame has a memo to repeat (prof_unwind.h). */
+    if (from && id >= 0)
+      t->last_stack = (uint32_t)id + 1;
+    if (id < 0 || (!tagged && !block_insert((uintptr_t)p, size, (uint32_t)id))) {
+      prof_dropped++;
+      pthread_mutex_unlock(&prof_lock);
+      return;
     }
   }
-  pthread_mutex_unlock(&prof_lock);
+  stack_count_in((uint32_t)id, size);
+  if (tagged) {
+    *prof_tag_of(p) = (struct prof_tag){ .size = size, .stack = (uint32_t)id,
+                                         .check = prof_tag_check(p, size, (uint32_t)id) };
+  } else {
+    _Atomic uint8_t *f = filter_slot(p);
+    uint8_t c = atomic_load_explicit(f, memory_order_relaxed);
+    if (c != UINT8_MAX)
+      atomic_store_explicit(f, (uint8_t)(c + 1), memory_order_relaxed);
+  }
+  if (locked)
+    pthread_mutex_unlock(&prof_lock);
 }
 
 static void prof_dump(const char *what, bool answering);
@@ -301,7 +352,10 @@ bool prof_sample_slow(int64_t *countdown)
   t->drawn = *countdown = prof_draw(t);
   if (!atomic_load_explicit(&prof_ready, memory_order_acquire))
     return false;
-  atomic_fetch_add_explicit(&allocated_bytes, counted, memory_order_relaxed);
+  /* Only the periodic profiles read the total: without them, no locked
+   * add on every sample. */
+  if (interval_bytes)
+    atomic_fetch_add_explicit(&allocated_bytes, counted, memory_order_relaxed);
   return true;
 }
 
@@ -341,13 +395,10 @@ bool prof_forget_tagged(void *p)
   if (tag.check != prof_tag_check(p, tag.size, tag.stack))
     return false;
   *g = (struct prof_tag){ 0 };
-  lock_take(&prof_lock);
-  /* A record that verifies names a stack that was interned. */
-  if (tag.stack < stack_count) {
-    stacks[tag.stack].live_count--;
-    stacks[tag.stack].live_bytes -= tag.size;
-  }
-  pthread_mutex_unlock(&prof_lock);
+  /* A record that verifies names a stack that was interned; the bound
+   * keeps a forged one inside the table. */
+  if (tag.stack < PROF_STACKS)
+    stack_count_out(tag.stack, tag.size);
   return true;
 }
 
@@ -358,8 +409,7 @@ void prof_before_free(const void *p)
   struct prof_block b;
   lock_take(&prof_lock);
   if (block_remove((uintptr_t)p, &b)) {
-    stacks[b.stack].live_count--;
-    stacks[b.stack].live_bytes -= b.size;
+    stack_count_out(b.stack, b.size);
     _Atomic uint8_t *f = filter_slot(p);
     uint8_t c = atomic_load_explicit(f, memory_order_relaxed);
     if (c != UINT8_MAX)
@@ -537,10 +587,11 @@ static void out_profile(void)
 {
   uint64_t n = 0, b = 0, m = 0, c = 0;
   for (uint32_t i = 0; i < stack_count; i++) {
-    n += stacks[i].live_count;
-    b += stacks[i].live_bytes;
-    m += stacks[i].total_count;
-    c += stacks[i].total_bytes;
+    struct stack_counts k = stack_counts(&stacks[i]);
+    n += k.live_count;
+    b += k.live_bytes;
+    m += k.total_count;
+    c += k.total_bytes;
   }
   out_str("heap profile: ");
   out_counts(n, b, m, c);
@@ -557,7 +608,8 @@ static void out_profile(void)
     const struct prof_stack *s = &stacks[i];
     if (s->depth == 0)
       continue;
-    out_counts(s->live_count, s->live_bytes, s->total_count, s->total_bytes);
+    struct stack_counts cnt = stack_counts(s);
+    out_counts(cnt.live_count, cnt.live_bytes, cnt.total_count, cnt.total_bytes);
     for (uint32_t k = 0; k < s->depth; k++) {
       out_str(" ");
       out_hex(s->frames[k]);
@@ -674,10 +726,11 @@ static void prof_leak_report(const char *path)
 {
   uint64_t n = 0, b = 0, stacks_live = 0;
   for (uint32_t i = 0; i < stack_count; i++) {
-    if (stacks[i].live_count) {
+    struct stack_counts k = stack_counts(&stacks[i]);
+    if (k.live_count) {
       stacks_live++;
-      n += stacks[i].live_count;
-      b += stacks[i].live_bytes;
+      n += k.live_count;
+      b += k.live_bytes;
     }
   }
   char line[1024], num[48], tmp[1024];
@@ -700,22 +753,25 @@ static void prof_leak_report(const char *path)
   for (unsigned r = 0; r < 20; r++) {
     /* The next stack by live bytes, below the previous one in (bytes, index) order. */
     long best = -1;
+    struct stack_counts best_k = { 0 };
     for (uint32_t i = 0; i < stack_count; i++) {
-      const struct prof_stack *s = &stacks[i];
-      if (!s->live_count)
+      struct stack_counts k = stack_counts(&stacks[i]);
+      if (!k.live_count)
         continue;
-      bool below = s->live_bytes < shown_above || (s->live_bytes == shown_above && i > shown_index);
-      if (below && (best < 0 || s->live_bytes > stacks[best].live_bytes))
+      bool below = k.live_bytes < shown_above || (k.live_bytes == shown_above && i > shown_index);
+      if (below && (best < 0 || k.live_bytes > best_k.live_bytes)) {
         best = i;
+        best_k = k;
+      }
     }
     if (best < 0)
       break;
     const struct prof_stack *s = &stacks[best];
-    shown_above = s->live_bytes;
+    shown_above = best_k.live_bytes;
     shown_index = (uint32_t)best;
-    hak_concat(line, sizeof line, "leak: ", fmt_u64(num, s->live_count, 0));
-    hak_concat(tmp, sizeof tmp, line, s->live_count == 1 ? " block, " : " blocks, ");
-    hak_concat(line, sizeof line, tmp, fmt_u64(num, s->live_bytes, 0));
+    hak_concat(line, sizeof line, "leak: ", fmt_u64(num, best_k.live_count, 0));
+    hak_concat(tmp, sizeof tmp, line, best_k.live_count == 1 ? " block, " : " blocks, ");
+    hak_concat(line, sizeof line, tmp, fmt_u64(num, best_k.live_bytes, 0));
     hak_concat(tmp, sizeof tmp, line, " bytes, allocated at");
     for (uint32_t k = 0; k < s->depth && k < 6; k++) {
       char frame[160];

@@ -36,12 +36,13 @@
  * blocks still live grouped by stack.  PREFIX is prof_prefix or, if that
  * is empty, /tmp/hakmem.PROGRAM.
  *
- * Concurrency: the countdown (in the thread cache) and the recursion
- * guard are thread-local;
- * the two tables are guarded by one mutex, taken only to record a sample,
- * to forget a block the filter flags or whose record is valid, and to
- * write a profile (held while the file is written; fork takes it first,
- * see init.c).  Any sampling thread may answer hakmemctl's request: it
+ * Concurrency: the countdown (in the thread cache), the recursion
+ * guard and the index of the thread's last stack are thread-local;
+ * the two tables are guarded by one mutex, taken to intern a stack, to
+ * insert or remove an untagged block, and to write a profile (held while
+ * the file is written; fork takes it first, see init.c).  A stack's
+ * counters are atomics: a tagged sample whose walk repeats the thread's
+ * last one, and the free of a tagged block, take no lock.  Any sampling thread may answer hakmemctl's request: it
  * tests again under the lock that the request is pending, and sets
  * answered before releasing it, so one profile answers one request.
  * The filter's counters are relaxed atomics.  A record before a block
@@ -89,6 +90,7 @@ extern HAK_HIDDEN bool prof_every_block;
 struct prof_thread {
   int64_t drawn;         /* the distance the countdown started from */
   uint64_t rng;          /* 0 until the thread's first sample */
+  uint32_t last_stack;   /* the stack of the last walk from a frame, index + 1; 0: none */
   bool busy;             /* inside the profiler: its own allocations are not sampled */
 };
 extern HAK_HIDDEN __thread struct prof_thread prof_self __attribute__((tls_model("initial-exec")));

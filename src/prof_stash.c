@@ -26,11 +26,14 @@ static struct large_hdr *stash_grab(unsigned i)
   return atomic_exchange_explicit(&stash[i], NULL, memory_order_acquire);
 }
 
-/* Sets a flag the purge clears, writing its line only when it changes. */
-static void flag_raise(_Atomic bool *flag)
+/* Sets a flag the purge clears, writing its line only when it changes;
+ * true if it did. */
+static bool flag_raise(_Atomic bool *flag)
 {
-  if (!atomic_load_explicit(flag, memory_order_relaxed))
-    atomic_store_explicit(flag, true, memory_order_relaxed);
+  if (atomic_load_explicit(flag, memory_order_relaxed))
+    return false;
+  atomic_store_explicit(flag, true, memory_order_relaxed);
+  return true;
 }
 
 void *prof_stash_take(size_t size)
@@ -52,10 +55,10 @@ void *prof_stash_take(size_t size)
   return NULL;
 }
 
-bool prof_stash_put(struct large_hdr *h)
+enum prof_stash_put_result prof_stash_put(struct large_hdr *h)
 {
   if (h->map_size != PROF_STASH_MAP || h->offset != PROF_STASH_OFFSET || h->seam != 0)
-    return false;
+    return PROF_STASH_REFUSED;
   for (unsigned i = 0; i < PROF_STASH_SLOTS; i++) {
     if (atomic_load_explicit(&stash[i], memory_order_relaxed))
       continue;
@@ -70,13 +73,12 @@ bool prof_stash_put(struct large_hdr *h)
       flag_raise(&stash_used);
       counters_add(&hak_counters.large_frees, 1);
       atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, PROF_STASH_MAP, memory_order_relaxed);
-      flag_raise(&stash_purge_wanted);
-      return true;
+      return flag_raise(&stash_purge_wanted) ? PROF_STASH_KEPT_KICK : PROF_STASH_KEPT;
     }
     h->state = LARGE_LIVE;
     large_seal(h);
   }
-  return false;
+  return PROF_STASH_REFUSED;
 }
 
 bool prof_stash_release(void)

@@ -41,10 +41,17 @@
  * PROF_STASH_BLOCK), PROF_STASH_OFFSET bytes into it; NULL if the stash is
  * empty.  Aborts if the header was damaged while stashed. */
 void *prof_stash_take(size_t size);
+/* What prof_stash_put did with a mapping. */
+enum prof_stash_put_result {
+  PROF_STASH_REFUSED,     /* not kept: h unchanged, for large_free */
+  PROF_STASH_KEPT,        /* kept; the purge thread knows of the stash */
+  PROF_STASH_KEPT_KICK,   /* kept, and the stash's purge flag raised: kick the purge */
+};
 /* Keeps h, the verified header of a live sampled block at
  * PROF_STASH_OFFSET that is being freed, if it is of the stash's size and
- * a slot is free; false (h unchanged) otherwise, for large_free. */
-bool prof_stash_put(struct large_hdr *h);
+ * a slot is free.  Only the put that raises the purge flag asks for a
+ * kick (whoever raises it kicks), so the others skip purge_kick's fence. */
+enum prof_stash_put_result prof_stash_put(struct large_hdr *h);
 /* Unmaps every stashed mapping; true if there was one.  For
  * purge_reclaim. */
 bool prof_stash_release(void);

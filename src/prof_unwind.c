@@ -527,12 +527,56 @@ bool prof_unwind_start(void)
 /* Frames larger than this are taken for a wrong rule, not followed. */
 #define FRAME_MAX ((uintptr_t)1 << 30)
 
+/* The thread's last walk from a frame (prof_unwind_from): where it
+ * started and every stack word it read, in order (a return address, or a
+ * saved rbp), so that a sample taken again from the same place finds its
+ * stack by reading those words again, a load and a compare each, instead
+ * of looking each frame's rule up (some 50 instructions a frame).  Given
+ * the same start and the same words, the walk would compute the same
+ * addresses and read the same words: the check reads only what the walk
+ * would read, each address once every word before it matched, so it is as
+ * safe as the walk.  A walk that reads more words than it keeps, or that
+ * crosses a signal frame, is not kept (reads = 0).  The starting rbp
+ * must match only if the walk computed a CFA from it: code built without
+ * frame pointers holds anything in rbp, and most walks replace it by a
+ * saved one before any frame needs it. */
+#define MEMO_READS 16
+struct walk_memo {
+  uintptr_t ip, sp, bp;
+  int max;                      /* frames the walk could take */
+  int n;                        /* frames the walk gave */
+  bool bp_used;                 /* a frame's CFA came from the starting bp */
+  uint32_t reads;               /* words kept, 0: nothing */
+  uint32_t is_frame;            /* bit i: word i is a return address */
+  uintptr_t addr[MEMO_READS], value[MEMO_READS];
+};
+static __thread struct walk_memo walk_memo __attribute__((tls_model("initial-exec")));
+
+/* Reads the word at addr for the walk, keeping it in m (NULL: not kept). */
+static uintptr_t walk_read(struct walk_memo *m, uintptr_t addr, bool frame)
+{
+  uintptr_t v = *(const uintptr_t *)addr;
+  if (m) {
+    if (m->reads < MEMO_READS) {
+      m->addr[m->reads] = addr;
+      m->value[m->reads] = v;
+      if (frame)
+        m->is_frame |= 1u << m->reads;
+    }
+    /* One past the end marks an overflow: not kept. */
+    if (m->reads <= MEMO_READS)
+      m->reads++;
+  }
+  return v;
+}
+
 /* The walk from a frame at code address look (a return address less one,
  * or an interrupted instruction) with stack pointer sp and, if bp_known,
  * frame pointer bp; frames[0..n) are taken, up to max. */
 static int walk_from(uintptr_t look, uintptr_t sp, uintptr_t bp, bool bp_known, void **frames, int n,
-                     int max)
+                     int max, struct walk_memo *m)
 {
+  bool bp_is_start = true;
   while (n < max) {
     struct rule r = rule_at(look);
     if (r.kind == RULE_END)
@@ -542,6 +586,8 @@ static int walk_from(uintptr_t look, uintptr_t sp, uintptr_t bp, bool bp_known, 
        * ucontext holds the interrupted frame's registers, and the
        * interrupted instruction is looked up itself, not the one before
        * (it was not a call). */
+      if (m)
+        m->reads = MEMO_READS + 1;
       const ucontext_t *uc = (const ucontext_t *)sp;
       uintptr_t ip = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
       sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
@@ -555,15 +601,19 @@ static int walk_from(uintptr_t look, uintptr_t sp, uintptr_t bp, bool bp_known, 
     }
     if (r.kind != RULE_WALK || (r.cfa_is_bp && !bp_known))
       return -1;
+    if (m && r.cfa_is_bp && bp_is_start)
+      m->bp_used = true;
     uintptr_t cfa = (r.cfa_is_bp ? bp : sp) + (uintptr_t)(intptr_t)r.cfa_off;
     /* A caller's frame lies above its callee's, and not far. */
     if (cfa <= sp || cfa - sp > FRAME_MAX)
       return -1;
-    uintptr_t ra = *(const uintptr_t *)(cfa + (uintptr_t)(intptr_t)r.ra_off);
-    if (r.bp == BP_SAVED)
-      bp = *(const uintptr_t *)(cfa + (uintptr_t)(intptr_t)r.bp_off);
-    else if (r.bp == BP_UNKNOWN)
+    uintptr_t ra = walk_read(m, cfa + (uintptr_t)(intptr_t)r.ra_off, true);
+    if (r.bp == BP_SAVED) {
+      bp = walk_read(m, cfa + (uintptr_t)(intptr_t)r.bp_off, false);
+      bp_is_start = false;
+    } else if (r.bp == BP_UNKNOWN) {
       bp_known = false;
+    }
     sp = cfa;
     if (ra == 0)
       break;
@@ -581,17 +631,58 @@ HAK_NOINLINE int prof_unwind(void **frames, int max)
   /* Here, at the instruction after the lea, the CFI describes exactly
    * these rsp and rbp. */
   __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
-  return walk_from(ip, sp, bp, true, frames, 0, max);
+  return walk_from(ip, sp, bp, true, frames, 0, max, NULL);
 }
 
-int prof_unwind_from(const struct prof_frame *from, void **frames, int max)
+/* The frames of the memo's walk if from and the words it read are the
+ * same, max too; -1 otherwise. */
+static int memo_replay(const struct walk_memo *m, const struct prof_frame *from, void **frames, int max)
 {
+  if (m->reads == 0 || m->reads > MEMO_READS || m->ip != from->ip || m->sp != from->sp ||
+      (m->bp_used && m->bp != from->bp) || m->max != max)
+    return -1;
+  int n = 0;
+  frames[n++] = (void *)from->ip;
+  for (unsigned i = 0; i < m->reads; i++) {
+    uintptr_t v = *(const uintptr_t *)m->addr[i];
+    if (v != m->value[i])
+      return -1;
+    if ((m->is_frame >> i) & 1) {
+      if (v == 0)
+        break;
+      frames[n++] = (void *)v;
+    }
+  }
+  /* A walk that stopped at max frames stops there again. */
+  return n == m->n ? n : -1;
+}
+
+int prof_unwind_from(const struct prof_frame *from, void **frames, int max, bool *repeated)
+{
+  *repeated = false;
   if (!rules)
     return -1;
   if (max <= 0 || from->ip == 0)
     return 0;
+  struct walk_memo *m = &walk_memo;
+  int n = memo_replay(m, from, frames, max);
+  if (n >= 0) {
+    *repeated = true;
+    return n;
+  }
+  m->ip = from->ip;
+  m->sp = from->sp;
+  m->bp = from->bp;
+  m->max = max;
+  m->bp_used = false;
+  m->reads = 0;
+  m->is_frame = 0;
   frames[0] = (void *)from->ip;
-  return walk_from(from->ip - 1, from->sp, from->bp, true, frames, 1, max);
+  n = walk_from(from->ip - 1, from->sp, from->bp, true, frames, 1, max, m);
+  if (n < 0 || m->reads > MEMO_READS)
+    m->reads = 0;
+  m->n = n;
+  return n;
 }
 
 void prof_unwind_postfork_child(void)
@@ -613,8 +704,9 @@ int prof_unwind(void **frames, int max)
   return -1;
 }
 
-int prof_unwind_from(const struct prof_frame *from, void **frames, int max)
+int prof_unwind_from(const struct prof_frame *from, void **frames, int max, bool *repeated)
 {
+  *repeated = false;
   (void)from;
   (void)frames;
   (void)max;

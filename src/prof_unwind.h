@@ -49,8 +49,11 @@ struct prof_frame {
 };
 
 /* As prof_unwind, from the frame from instead of the caller's own, its
- * return address first: the frames between are not walked. */
-int prof_unwind_from(const struct prof_frame *from, void **frames, int max);
+ * return address first: the frames between are not walked.  *repeated
+ * is set when the frames are those of the thread's previous call (the
+ * same frame, and the same words on the stack above it), which the walk
+ * then replays from its memo instead of looking each frame's rule up. */
+int prof_unwind_from(const struct prof_frame *from, void **frames, int max, bool *repeated);
 
 /* After fork, in the child: the table's flag may have been held. */
 void prof_unwind_postfork_child(void);

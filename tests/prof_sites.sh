@@ -22,7 +22,8 @@
 #    with a sample every KiB, blocks moved by realloc on the way;
 #  - threads freeing each other's blocks while the program forks, with a
 #    sample every 16 KiB: no failure, no warning, and both processes' exit
-#    profiles name alpha_site among the allocations (--alloc_space);
+#    profiles name alpha_site among the allocations (--alloc_space), and
+#    the parent's has nothing of the two sites in use;
 #  - hakmemctl profile -- prog leaves the exit profile and an SVG, of
 #    the space allocated when nothing was live at exit;
 #  - hakmemctl profile --pid on a running process gets a profile (skipped
@@ -149,9 +150,14 @@ HAKMEM_PROF=1 HAKMEM_PROF_INTERVAL_MB=16 HAKMEM_PROF_PREFIX=$dir/int env LD_PREL
 n=$(ls "$dir"/int.*.[0-9][0-9][0-9][0-9].heap 2>/dev/null | wc -l)
 [ "$n" -ge 4 ] || fail_later "prof_interval_mb = 16 over 96 MiB: $n numbered profiles (want >= 4)"
 
-# Threads and fork.
+# Threads and fork.  In the parent every block of the two sites was
+# freed, most by another thread than the one that allocated it: none is
+# in use in its exit profile (a stack's counts are updated without a
+# lock, by the sampling thread and by the freeing one).
 HAKMEM_PROF=1 HAKMEM_PROF_SAMPLE_KB=16 HAKMEM_PROF_PREFIX=$dir/thr env LD_PRELOAD="$lib" "$prog" threads \
-  2>"$dir/thr.err" || fail_later "prof_sites threads failed: $(cat "$dir/thr.err")"
+  2>"$dir/thr.err" &
+thr_pid=$!
+wait $thr_pid || fail_later "prof_sites threads failed: $(cat "$dir/thr.err")"
 [ -s "$dir/thr.err" ] && fail_later "prof_sites threads: $(cat "$dir/thr.err")"
 n=0
 for p in "$dir"/thr.*.exit.heap; do
@@ -160,6 +166,18 @@ for p in "$dir"/thr.*.exit.heap; do
   google-pprof --text --alloc_space "$prog" "$p" 2>/dev/null | grep -q alpha_site || fail_later "$p does not name alpha_site"
 done
 [ $n = 2 ] || fail_later "prof_sites threads: $n exit profiles (want the parent's and the child's)"
+p=$dir/thr.$thr_pid.exit.heap
+if [ -f "$p" ]; then
+  live=$(google-pprof --text --inuse_objects "$prog" "$p" 2>/dev/null |
+    awk '$2 ~ /%$/ && NF >= 6 && $1 > 0 && ($6 ~ /^alpha_site/ || $6 ~ /^beta_site/)')
+  if [ -z "$live" ]; then
+    echo "$me: threads: nothing of the two sites in use in the parent's exit profile"
+  else
+    fail_later "prof_sites threads: blocks freed across threads still in use: $live"
+  fi
+else
+  fail_later "prof_sites threads: no exit profile of the parent ($thr_pid)"
+fi
 
 # Leak report: planted leak, clean program.
 HAKMEM_PROF=1 HAKMEM_PROF_LEAK=1 HAKMEM_PROF_SAMPLE_KB=0 HAKMEM_PROF_PREFIX=$dir/leak \

@@ -7,7 +7,10 @@
 #  - a second free of a sampled block, stashed, aborts with hakmem's
 #    "free(): double free" line;
 #  - malloc_trim unmaps the stashed mapping, and the purge thread does
-#    once the stash goes unused for a purge period (purge_delay_ms = 20).
+#    once the stash goes unused for a purge period (purge_delay_ms = 20),
+#    twice: a freed sample kicks the purge only when it raises the
+#    stash's purge flag, so the second round checks that the purge's
+#    pass left the next one to raise it and kick.
 # Except for the last, without the purge thread (purge_delay_ms = -1):
 # its creation allocates, and that allocation, sampled, could take the
 # stashed slot the case looks at.

@@ -2,7 +2,8 @@
  * the same return addresses through a chain of calls and recursion,
  * through a signal frame (a handler raised by the program), and from a
  * caller's frame taken with PROF_CALLER_FRAME (prof_unwind_from), where
- * the walk skips the frames below it.  On x86-64 only, the one
+ * the walk skips the frames below it, and replays the thread's previous
+ * walk when the stack is the same.  On x86-64 only, the one
  * architecture the walk follows; elsewhere it must decline (-1). */
 #include <check.h>
 #include "test_util.h"
@@ -24,6 +25,7 @@ struct walks {
   void *walk[MAX_FRAMES];
   void *bt[MAX_FRAMES];
   int n_walk, n_bt;
+  bool repeated;   /* prof_unwind_from replayed its memo */
 };
 
 /* Both walks from here: each starts with the return address of its own
@@ -111,7 +113,7 @@ static __attribute__((noinline)) void raise_signal(void)
 static __attribute__((noinline)) void walk_from_caller(struct walks *w)
 {
   struct prof_frame from = PROF_CALLER_FRAME();
-  w->n_walk = prof_unwind_from(&from, w->walk, MAX_FRAMES);
+  w->n_walk = prof_unwind_from(&from, w->walk, MAX_FRAMES, &w->repeated);
   w->n_bt = backtrace(w->bt, MAX_FRAMES);
   keep = (uintptr_t)w;
 }
@@ -120,6 +122,23 @@ static __attribute__((noinline)) void from_caller_chain(struct walks *w)
 {
   walk_from_caller(w);
   keep = (uintptr_t)w;
+}
+
+/* Two callers of from_caller_chain alike but for their return address
+ * into it: called from one place, the walks from the caller's frame
+ * start at the same frame (the same return address and, the two frames
+ * being of one size, the same stack pointer), and only the stack words
+ * above tell the two stacks apart. */
+static __attribute__((noinline)) void via_first(struct walks *w)
+{
+  from_caller_chain(w);
+  keep = (uintptr_t)w;
+}
+
+static __attribute__((noinline)) void via_second(struct walks *w)
+{
+  from_caller_chain(w);
+  keep = (uintptr_t)w + 1;
 }
 
 #if defined(__x86_64__)
@@ -166,6 +185,32 @@ START_TEST(walk_from_caller_frame)
 }
 END_TEST
 
+/* The same stack again is replayed from the thread's memo, and gives the
+ * same frames; a stack that differs only above the starting frame is
+ * walked, not replayed, and gives its own. */
+START_TEST(walk_from_caller_repeats)
+{
+  ck_assert(prof_unwind_start());
+  static void (*const via[3])(struct walks *) = { via_first, via_first, via_second };
+  /* One struct for the three walks, copied out after each: its address,
+   * in a register the functions above may save, is the same each time. */
+  static struct walks scratch;
+  struct walks w[3];
+  for (int i = 0; i < 3; i++) {
+    via[i](&scratch);
+    w[i] = scratch;
+  }
+  for (int i = 0; i < 3; i++)
+    assert_same_stack_from_caller(&w[i]);
+  ck_assert(w[1].repeated);
+  ck_assert_int_eq(w[1].n_walk, w[0].n_walk);
+  for (int i = 0; i < w[0].n_walk; i++)
+    ck_assert_ptr_eq(w[1].walk[i], w[0].walk[i]);
+  ck_assert(!w[2].repeated);
+  ck_assert_ptr_ne(w[2].walk[1], w[1].walk[1]);   /* the return into via_second */
+}
+END_TEST
+
 #else
 
 START_TEST(walk_declines)
@@ -188,6 +233,7 @@ int main(void)
   tcase_add_test(tc, walk_through_realigned_frame);
   tcase_add_test(tc, walk_through_signal_frame);
   tcase_add_test(tc, walk_from_caller_frame);
+  tcase_add_test(tc, walk_from_caller_repeats);
 #else
   tcase_add_test(tc, walk_declines);
 #endif
