@@ -75,15 +75,16 @@ struct superslab *superslab_create(unsigned lg)
     return NULL;
   /* Fresh anonymous memory is zero: only non-zero fields are set. */
   ss->magic = SUPERSLAB_MAGIC;
+  ss->header_state = SLAB_HEADER;
   ss->lg = lg;
   ss->nslabs = 1u << (lg - HAK_SLAB_SHIFT);
   ss->nunused = ss->nslabs - 1;
   /* Nothing is resident yet: decommitting a slot never touched would be
    * a wasted system call, and a committed free slot is preferred to it. */
   ss->decommitted = (uint32_t)(((uint64_t)1 << ss->nslabs) - 2);
-  for (unsigned i = 0; i < ss->nslabs; i++) {
+  for (unsigned i = 1; i < ss->nslabs; i++) {
     ss->slabs[i].index = (uint8_t)i;
-    ss->slabs[i].state = i == 0 ? SLAB_HEADER : SLAB_UNUSED;
+    ss->slabs[i].state = SLAB_UNUSED;
     atomic_store_explicit(&ss->slabs[i].owner, HAK_NO_OWNER, memory_order_relaxed);
   }
   if (registry_set((uintptr_t)ss, size, (uintptr_t)ss | REGISTRY_TAG_SUPERSLAB)) {

@@ -20,38 +20,66 @@
 #define HAKMEM_SUPERSLAB_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include "slab.h"
 
 #define SUPERSLAB_MAGIC 0x48414b4d53534c42ull /* "HAKMSSLB" */
 
+/* The header is the slot-0 descriptors' page and no more: the
+ * SuperSlab's own fields take the place of slabs[0], the header slot's
+ * descriptor, which no slab uses.  Where a stray pointer into slot 0 makes
+ * free read that descriptor, the fields hold what it held: cls,
+ * head_offset and index 0, state SLAB_HEADER, and magic where owner was
+ * (no thread's id nor free key, so free leaves it to the slow path, which
+ * rejects it by the state).  A second page for a hundred bytes of fields
+ * would cost every SuperSlab 4 KiB of resident memory. */
 struct superslab {
-  /* First, so that a slab's descriptor is at base + index * 64.  Entry 0
-   * describes the header slab itself. */
-  struct slab slabs[HAK_SS_MAX_SLABS];
-  uint64_t magic;
-  uint32_t lg;                 /* log2 of the size */
-  uint32_t nslabs;             /* including the header slab */
-  uint32_t ninuse;             /* slabs ACTIVE or ORPHAN */
-  uint32_t nunused;            /* slabs UNUSED */
-  bool on_unused_list;
-  bool empty_kept;             /* fully free and kept by the release policy */
-  size_t kept_bytes;           /* kept: its committed bytes, as the pool counts them */
-  /* Slots whose pages are not resident (bit i = slot i): never touched
-   * since the mapping, or given back.  A slot handed out clears its bit. */
-  uint32_t decommitted;
-  /* Free slots (UNUSED, EMPTY, or the span of an EMPTY medium slab) with
-   * their bit in decommitted clear: their count, which the pool sums into
-   * its free committed bytes, and those the purge found free at its last
-   * pass that marked them (at purge_marked_ms) and that stayed free since:
-   * it gives them back once purge_delay_ms has passed since. */
-  uint32_t free_committed;
-  uint32_t purge_marked;
-  uint64_t purge_marked_ms;
-  bool huge_advised;           /* MADV_HUGEPAGE applied */
-  uint64_t empty_since_ms;     /* when it became fully free (monotonic ms) */
-  struct superslab *all_next, *all_prev;       /* every live SuperSlab */
-  struct superslab *unused_next, *unused_prev; /* those with UNUSED slots */
+  union {
+    /* First, so that a slab's descriptor is at base + index * 128. */
+    struct slab slabs[HAK_SS_MAX_SLABS];
+    struct {
+      uint32_t lg;                 /* log2 of the size */
+      uint32_t nslabs;             /* including the header slot */
+      uint32_t ninuse;             /* slabs ACTIVE or ORPHAN */
+      uint32_t nunused;            /* slabs UNUSED */
+      /* Slots whose pages are not resident (bit i = slot i): never
+       * touched since the mapping, or given back.  A slot handed out
+       * clears its bit. */
+      uint32_t decommitted;
+      uint8_t header_cls;          /* slabs[0].cls: 0 */
+      uint8_t header_state;        /* slabs[0].state: SLAB_HEADER */
+      uint8_t header_index;        /* slabs[0].index: 0 */
+      uint8_t header_head_offset;  /* slabs[0].head_offset: 0 */
+      uint64_t magic;              /* over slabs[0].owner */
+      size_t kept_bytes;           /* kept: its committed bytes, as the pool counts them */
+      struct superslab *all_next, *all_prev;       /* every live SuperSlab */
+      /* Free slots (UNUSED, EMPTY, or the span of an EMPTY medium slab)
+       * with their bit in decommitted clear: their count, which the pool
+       * sums into its free committed bytes, and those the purge found
+       * free at its last pass that marked them (at purge_marked_ms) and
+       * that stayed free since: it gives them back once purge_delay_ms
+       * has passed since. */
+      uint32_t free_committed;
+      uint32_t purge_marked;
+      uint64_t purge_marked_ms;
+      uint64_t empty_since_ms;     /* when it became fully free (monotonic ms) */
+      struct superslab *unused_next, *unused_prev; /* those with UNUSED slots */
+      bool on_unused_list;
+      bool empty_kept;             /* fully free and kept by the release policy */
+      bool huge_advised;           /* MADV_HUGEPAGE applied */
+    };
+  };
 };
+_Static_assert(sizeof(struct superslab) == HAK_SS_MAX_SLABS * sizeof(struct slab),
+               "the SuperSlab's fields fit the header slot's descriptor");
+_Static_assert(offsetof(struct superslab, huge_advised) < sizeof(struct slab),
+               "the SuperSlab's fields fit the header slot's descriptor");
+_Static_assert(offsetof(struct superslab, header_cls) == offsetof(struct slab, cls) &&
+               offsetof(struct superslab, header_state) == offsetof(struct slab, state) &&
+               offsetof(struct superslab, header_index) == offsetof(struct slab, index) &&
+               offsetof(struct superslab, header_head_offset) == offsetof(struct slab, head_offset) &&
+               offsetof(struct superslab, magic) == offsetof(struct slab, owner),
+               "the header slot's descriptor reads as SLAB_HEADER, owned by no thread");
 
 /* ---- registry ---- */
 

@@ -7,6 +7,8 @@
 
 #include "superslab.h"
 
+#include <sys/mman.h>
+
 START_TEST(registry_bounds)
 {
   struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
@@ -26,6 +28,39 @@ START_TEST(registry_bounds)
   superslab_destroy(ss);
   ck_assert_uint_eq(registry_lookup(base), 0);
   ck_assert_uint_eq(registry_lookup(base + size - 1), 0);
+}
+END_TEST
+
+/* A new SuperSlab keeps one page of its header slot resident: the slab
+ * descriptors' page, which its own fields share (superslab.h); and a
+ * pointer into that slot reads, as a slab descriptor, as the header slot
+ * no thread owns. */
+START_TEST(header_is_one_page)
+{
+  for (unsigned lg = HAK_SS_LG_MIN; lg <= HAK_SS_LG_MAX; lg++) {
+    struct superslab *ss = superslab_create(lg);
+    ck_assert_ptr_nonnull(ss);
+    unsigned char vec[HAK_SLAB_SIZE / HAK_PAGE_SIZE];
+    ck_assert_int_eq(mincore(ss, HAK_SLAB_SIZE, vec), 0);
+    unsigned resident = 0;
+    for (size_t i = 0; i < sizeof vec; i++)
+      resident += vec[i] & 1;
+    ck_assert_uint_eq(resident, 1);
+    ck_assert(vec[0] & 1);
+    uintptr_t entry = (uintptr_t)ss | REGISTRY_TAG_SUPERSLAB;
+    const struct slab *s = superslab_slab_of(entry, (uintptr_t)ss + HAK_SLAB_SIZE - 16);
+    ck_assert_ptr_eq(s, &ss->slabs[0]);
+    ck_assert_uint_eq(s->state, SLAB_HEADER);
+    ck_assert_uint_eq(s->index, 0);
+    ck_assert_uint_eq(s->cls, 0);
+    ck_assert_uint_eq(s->head_offset, 0);
+    uint64_t owner = atomic_load_explicit(&s->owner, memory_order_relaxed);
+    ck_assert_uint_ne(owner, HAK_NO_OWNER - 1);  /* the free key under check = 1 */
+    ck_assert_uint_ne(owner & ~SLAB_OWNER_MEDIUM, 0);
+    ck_assert_uint_gt(owner & ~SLAB_OWNER_MEDIUM, (uint64_t)1 << 40);  /* no thread's id */
+    ck_assert_uint_eq(ss->magic, SUPERSLAB_MAGIC);
+    superslab_destroy(ss);
+  }
 }
 END_TEST
 
@@ -67,6 +102,7 @@ int main(void)
   Suite *s = suite_create("superslab");
   TCase *t = tcase_create("registry");
   tcase_add_test(t, registry_bounds);
+  tcase_add_test(t, header_is_one_page);
   tcase_add_test(t, span_slots_fit_every_superslab);
   suite_add_tcase(s, t);
   return check_run(s);
