@@ -205,6 +205,33 @@ static void tcache_xfree_deactivate(unsigned cls)
   x->next = NULL;
 }
 
+/* Pushes the cross-thread list of class cls that starts at p onto its
+ * blocks' slabs' remote stacks, a run of blocks of one slab per push;
+ * *n counts the blocks, those before p included, and a list longer than
+ * the cache can hold is a cycle.  Returns whether an orphan got one. */
+static bool tcache_xfree_push_chain(unsigned cls, void *p, unsigned *n)
+{
+  bool orphan = false;
+  while (!slab_list_is_end(p)) {
+    struct slab *s = superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
+    void *last = p, *next = tcache_xfree_next(cls, p);
+    (*n)++;
+    /* A small slab is its 64 KiB slot. */
+    while (!slab_list_is_end(next) && ((uintptr_t)next ^ (uintptr_t)p) < HAK_SLAB_SIZE &&
+           *n <= TCACHE_XFREE_CAP) {
+      last = next;
+      next = tcache_xfree_next(cls, next);
+      (*n)++;
+    }
+    if (*n > TCACHE_XFREE_CAP + 1)
+      hak_fatal_pointer("free(): corrupted cross-thread cache (cycle) at", p);
+    slab_free_remote_chain(s, p, last);
+    orphan |= s->state == SLAB_ORPHAN;
+    p = next;
+  }
+  return orphan;
+}
+
 /* Hands every block of class cls's cross-thread cache back to its slab's
  * remote stack: the list's runs of blocks of one slab go as they are
  * linked, one CAS each.  A slab whose owner exited meanwhile is an
@@ -213,30 +240,13 @@ static void tcache_xfree_flush(unsigned cls)
 {
   struct slab *x = &tcache_xfree_slab[cls];
   tcache_xfree_deactivate(cls);
-  bool orphan = false;
   unsigned n = 0;
   /* Detached before the first push (whose CAS orders the store): the
    * child of a fork made meanwhile finds the cache empty, never a block
    * already pushed (tcache_postfork_child). */
   void *head = x->free;
   x->free = SLAB_LIST_END;
-  for (void *p = head; !slab_list_is_end(p);) {
-    struct slab *s = superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
-    void *last = p, *next = tcache_xfree_next(cls, p);
-    n++;
-    /* A small slab is its 64 KiB slot. */
-    while (!slab_list_is_end(next) && ((uintptr_t)next ^ (uintptr_t)p) < HAK_SLAB_SIZE &&
-           n <= TCACHE_XFREE_CAP) {
-      last = next;
-      next = tcache_xfree_next(cls, next);
-      n++;
-    }
-    if (n > TCACHE_XFREE_CAP + 1)
-      hak_fatal_pointer("free(): corrupted cross-thread cache (cycle) at", p);
-    slab_free_remote_chain(s, p, last);
-    orphan |= s->state == SLAB_ORPHAN;
-    p = next;
-  }
+  bool orphan = tcache_xfree_push_chain(cls, head, &n);
   x->carved = 0;
   x->used = 0;
   if (orphan) {
@@ -886,25 +896,9 @@ static bool tcache_xfree_reclaim(const struct tcache_thread_node *n, unsigned cl
   if (slab_list_is_end(p))
     return false;
   slab_block_set_free(head, SLAB_LIST_END);
-  bool orphan = false;
-  unsigned taken = 0;
-  while (!slab_list_is_end(p)) {
-    struct slab *s = superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
-    void *first = p, *last = p, *next = tcache_xfree_next(cls, p);
-    taken++;
-    while (!slab_list_is_end(next) && ((uintptr_t)next ^ (uintptr_t)first) < HAK_SLAB_SIZE &&
-           taken <= TCACHE_XFREE_CAP) {
-      last = next;
-      next = tcache_xfree_next(cls, next);
-      taken++;
-    }
-    if (taken > TCACHE_XFREE_CAP)
-      hak_fatal_pointer("free(): corrupted cross-thread cache (cycle) at", first);
-    slab_free_remote_chain(s, first, last);
-    orphan |= s->state == SLAB_ORPHAN;
-    p = next;
-  }
-  TCACHE_PEEK(x->used) = (uint16_t)(TCACHE_PEEK(x->used) + taken);
+  unsigned count = 1; /* the head */
+  bool orphan = tcache_xfree_push_chain(cls, p, &count);
+  TCACHE_PEEK(x->used) = (uint16_t)(TCACHE_PEEK(x->used) + count - 1);
   return orphan;
 }
 
