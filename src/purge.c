@@ -9,11 +9,17 @@
 #include "diag.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Atomic bool purge_running;
+/* 1 while the thread sleeps a whole period for threads that hold blocks
+ * and keep using them: a kick wakes it (purge_wake). */
+static _Atomic int purge_dozing;
 
 static void purge_sleep(uint64_t ms)
 {
@@ -30,6 +36,31 @@ static bool purge_wanted(void)
          tcache_reclaim_wanted();
 }
 
+/* Sleeps ms, or until a kick (purge_wake).  The store of purge_dozing
+ * and the load of the flags, with a full fence between, pair with the
+ * kicker's store of a flag and load of purge_dozing (purge_kick's
+ * fence): either this thread sees the flag and does not sleep, or the
+ * kicker sees it dozing and wakes it. */
+static void purge_doze(uint64_t ms)
+{
+  atomic_store(&purge_dozing, 1);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (!purge_wanted()) {
+    struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
+    /* A wake, the timeout or a value already changed: all end the doze. */
+    syscall(SYS_futex, &purge_dozing, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
+  }
+  atomic_store(&purge_dozing, 0);
+}
+
+/* A kick while the thread runs: cut its doze short, if it dozes. */
+static void purge_wake(void)
+{
+  if (atomic_load_explicit(&purge_dozing, memory_order_relaxed) &&
+      atomic_exchange(&purge_dozing, 0))
+    syscall(SYS_futex, &purge_dozing, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 static void *purge_main(void *arg)
 {
   (void)arg;
@@ -40,16 +71,19 @@ static void *purge_main(void *arg)
   uint64_t period = shared_pool_purge_period_ms();
   uint64_t tick = period / 4 < 10 ? 10 : period / 4;
   uint64_t activity = UINT64_MAX, bigcache_last = hak_now_ms();
-  bool bigcache_pending = true;
+  bool bigcache_pending = true, dozing = false;
   for (;;) {
     shared_pool_take_purge_wanted();
-    purge_sleep(tick);
+    if (dozing)
+      purge_doze(period);
+    else
+      purge_sleep(tick);
     bool idle;
     uint64_t now = hak_now_ms();
     /* Idle threads' held blocks first: the slabs they empty are purged
      * with the others. */
-    bool pending = tcache_reclaim_idle(now);
-    pending |= shared_pool_purge(now, &idle, &activity);
+    bool held = tcache_reclaim_idle(now);
+    bool pending = shared_pool_purge(now, &idle, &activity);
     if (now - bigcache_last >= period) {
       bigcache_last = now;
       /* Taken only here: a mapping cached between two of its passes
@@ -59,7 +93,13 @@ static void *purge_main(void *arg)
       bigcache_pending |= prof_stash_purge();
     }
     pending |= bigcache_pending;
-    if (pending || purge_wanted())
+    /* Only threads that hold blocks and are not due yet: a busy one
+     * cannot be due before a period has passed, so the thread waits that
+     * long (a kick ends it sooner), not a tick: a daemon that holds a
+     * block and wakes every second does not keep it waking four times a
+     * second. */
+    dozing = !pending && held && !purge_wanted();
+    if (pending || held || purge_wanted())
       continue;
     /* Nothing left: stop, unless memory became purgeable meanwhile and no
      * kicker saw purge_running false yet.  The fence pairs with
@@ -111,8 +151,10 @@ void purge_kick(void)
   /* The flag seen above was raised before this load (see purge_main's
    * fence). */
   atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&purge_running, memory_order_relaxed))
+  if (atomic_load_explicit(&purge_running, memory_order_relaxed)) {
+    purge_wake();
     return;
+  }
   uint64_t retry = atomic_load_explicit(&purge_retry_ms, memory_order_relaxed);
   if (retry && hak_now_ms() < retry)
     return;
@@ -159,5 +201,6 @@ bool purge_reclaim(void)
 void purge_postfork_child(void)
 {
   atomic_store(&purge_running, false);
+  atomic_store(&purge_dozing, 0);
   atomic_store_explicit(&purge_retry_ms, 0, memory_order_relaxed);
 }

@@ -5,7 +5,9 @@
  * counters. */
 #include <check.h>
 #include "core_util.h"
+#include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -870,6 +872,76 @@ START_TEST(idle_thread_medium_cache_reclaimed_by_the_purge_thread)
 }
 END_TEST
 
+/* A thread that holds a medium block and uses its cache every 50 ms is
+ * never due: the purge thread then waits a whole period between passes
+ * (a kick ends the wait sooner), not a quarter of one, so that such a
+ * program, a daemon waking every second say, does not keep it waking
+ * four times a period.  Counted by the purge thread's voluntary context
+ * switches, one per sleep: over 1.6 s with a period of 400 ms, a tick
+ * of 100 ms would make about 16, a period about 4. */
+struct busy_holder {
+  _Atomic bool stop;
+  _Atomic pid_t tid;
+};
+
+static void *hold_medium_busily(void *arg)
+{
+  struct busy_holder *b = arg;
+  atomic_store(&b->tid, gettid());
+  while (!atomic_load(&b->stop)) {
+    void *p = hak_malloc(65536);
+    memset(p, 1, 64);
+    hak_free(p);
+    nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000 * 1000 }, NULL);
+  }
+  return NULL;
+}
+
+/* The voluntary context switches of the one thread of the process that is
+ * neither the caller nor `other`: the purge thread; -1 if there is none. */
+static long purge_thread_switches(pid_t other)
+{
+  DIR *d = opendir("/proc/self/task");
+  ck_assert_ptr_nonnull(d);
+  long switches = -1;
+  for (struct dirent *e; (e = readdir(d));) {
+    pid_t tid = (pid_t)atoi(e->d_name);
+    if (tid <= 0 || tid == gettid() || tid == other)
+      continue;
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue;
+    while (fgets(line, sizeof line, f))
+      if (sscanf(line, "voluntary_ctxt_switches: %ld", &switches) == 1)
+        break;
+    fclose(f);
+  }
+  closedir(d);
+  return switches;
+}
+
+START_TEST(purge_thread_waits_a_period_for_busy_holders)
+{
+  hak_config.purge_delay_ms = 400;
+  struct busy_holder b = { .stop = false, .tid = 0 };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, hold_medium_busily, &b), 0);
+  while (!atomic_load(&b.tid))
+    sched_yield();
+  nanosleep(&(struct timespec){ .tv_nsec = 500 * 1000 * 1000 }, NULL);
+  long before = purge_thread_switches(atomic_load(&b.tid));
+  ck_assert_msg(before >= 0, "the held block did not start the purge thread");
+  nanosleep(&(struct timespec){ .tv_sec = 1, .tv_nsec = 600 * 1000 * 1000 }, NULL);
+  long after = purge_thread_switches(atomic_load(&b.tid));
+  atomic_store(&b.stop, true);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_msg(after - before <= 9, "the purge thread slept %ld times in 1.6 s", after - before);
+  hak_config.purge_delay_ms = -1;
+}
+END_TEST
+
 /* A thread caught idle with blocks of another thread in its cross-thread
  * cache gives back all but its list's head to their slab's remote
  * stack. */
@@ -1030,6 +1102,7 @@ int main(void)
   tcase_add_test(t, cross_thread_cache_is_bounded);
   tcase_add_test(t, idle_thread_medium_cache_reclaimed_by_time);
   tcase_add_test(t, idle_thread_medium_cache_reclaimed_by_the_purge_thread);
+  tcase_add_test(t, purge_thread_waits_a_period_for_busy_holders);
   tcase_add_test(t, idle_thread_cross_thread_cache_reclaimed_by_time);
   tcase_add_test(t, fork_hands_back_other_threads_medium_caches);
   tcase_add_test(t, idle_reclaim_races_with_its_thread);
