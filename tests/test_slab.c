@@ -49,11 +49,12 @@ START_TEST(slab_carve_and_drain)
 }
 END_TEST
 
-/* A slab's first carve takes the blocks that start in its first page
- * (one at least), so that a class used for a block or two touches one
- * page; every later carve a page's worth of blocks, but at least
- * SLAB_CARVE_MIN (blocks of 1-4 KiB would otherwise refill every first
- * or second malloc); never more than the slab holds. */
+/* Every small class carves a page's worth of blocks at a time, but at
+ * least SLAB_CARVE_MIN (blocks of 1-4 KiB would otherwise refill every
+ * first or second malloc), except a slab's first carve, which then takes
+ * the blocks that start in its first page (one at least), so that a
+ * class used for a block or two touches one page; never more than the
+ * slab holds. */
 START_TEST(slab_carve_batch_per_class)
 {
   struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
@@ -62,7 +63,9 @@ START_TEST(slab_carve_batch_per_class)
     size_t bs = size_class_size(c);
     struct slab *s = &ss->slabs[2];
     slab_format(s, c, (uint32_t)bs, HAK_SLAB_SIZE);
-    uint32_t first = (uint32_t)((HAK_PAGE_SIZE + bs - 1) / bs);
+    uint32_t first = (uint32_t)(HAK_PAGE_SIZE / bs);
+    if (first < SLAB_CARVE_MIN)
+      first = (uint32_t)((HAK_PAGE_SIZE + bs - 1) / bs);
     if (first > s->capacity)
       first = s->capacity;
     ck_assert_msg(slab_carve(s) == first, "class %u (%zu B): first carve other than %u", c, bs, first);
