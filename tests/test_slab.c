@@ -53,8 +53,8 @@ END_TEST
  * least SLAB_CARVE_MIN (blocks of 1-4 KiB would otherwise refill every
  * first or second malloc), except a slab's first carve, which then takes
  * the blocks that start in its first page (one at least), so that a
- * class used for a block or two touches one page; never more than the
- * slab holds. */
+ * class used for a block or two touches one page, and the second, which
+ * makes up SLAB_CARVE_MIN with it; never more than the slab holds. */
 START_TEST(slab_carve_batch_per_class)
 {
   struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
@@ -76,8 +76,9 @@ START_TEST(slab_carve_batch_per_class)
       k++;
     ck_assert_uint_eq(k, first);
     uint32_t next = (uint32_t)(HAK_PAGE_SIZE / bs);
+    /* Then as many as make SLAB_CARVE_MIN with the first. */
     if (next < SLAB_CARVE_MIN)
-      next = SLAB_CARVE_MIN;
+      next = first < SLAB_CARVE_MIN ? SLAB_CARVE_MIN - first : SLAB_CARVE_MIN;
     if (next > s->capacity - first)
       next = s->capacity - first;
     ck_assert_msg(slab_carve(s) == next, "class %u (%zu B): second carve other than %u", c, bs, next);
@@ -85,6 +86,10 @@ START_TEST(slab_carve_batch_per_class)
     for (void *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p))
       k++;
     ck_assert_uint_eq(k, first + next);
+    /* From there, SLAB_CARVE_MIN at a time as before. */
+    uint32_t left = s->capacity - s->carved;
+    if (bs > HAK_PAGE_SIZE / SLAB_CARVE_MIN && left)
+      ck_assert_uint_eq(slab_carve(s), left < SLAB_CARVE_MIN ? left : SLAB_CARVE_MIN);
   }
   superslab_destroy(ss);
 }
