@@ -266,8 +266,9 @@ void tcache_xfree_put_full(unsigned cls, void *p)
   atomic_signal_fence(memory_order_release); /* see tcache_xfree_put */
   x->free = p;
   x->carved++;
-  /* The first put since the reclaimer last took blocks back (it set
-   * every class's capacity to 0): every class may hold again. */
+  /* The thread's first put, or the first since the reclaimer last took
+   * blocks back (it set every class's capacity to 0): every class may
+   * hold again. */
   if (x->capacity == 0)
     for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
       struct slab *y = &tcache_xfree_slab[c];
