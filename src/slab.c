@@ -84,10 +84,15 @@ uint32_t slab_carve(struct slab *s)
   /* A page at a time keeps untouched pages out of the resident set; at
    * least SLAB_CARVE_MIN blocks, so that blocks of 1-4 KiB do not cost a
    * refill (a slow-path call and its locked counter update) every first
-   * or second malloc. */
+   * or second malloc.  Of those, a slab's first carve takes only the
+   * blocks that start in its first page (one at least), so that a class
+   * of 2-32 KiB that a program uses for a block or two touches one page,
+   * not SLAB_CARVE_MIN blocks' worth (a carved block's link is written);
+   * the next one makes up the rest of SLAB_CARVE_MIN, so that a class
+   * used more ends up with what it carved before, never more. */
   uint32_t n = (uint32_t)(HAK_PAGE_SIZE / bs);
   if (n < SLAB_CARVE_MIN)
-    n = SLAB_CARVE_MIN;
+    n = s->carved ? SLAB_CARVE_MIN - s->carved % SLAB_CARVE_MIN : (uint32_t)((HAK_PAGE_SIZE + bs - 1) / bs);
   if (n > left)
     n = left;
   char *first = slab_start(s) + (size_t)s->carved * bs;

@@ -217,8 +217,9 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
 uint32_t slab_drain_remote(struct slab *s);
 
 /* Owner: cuts up to a page's worth of never-used blocks, but at least
- * SLAB_CARVE_MIN, into the local list.  Returns the number carved (0 when
- * the slab is fully carved). */
+ * SLAB_CARVE_MIN (a slab's first carve: only those that start in its
+ * first page, the second then makes up SLAB_CARVE_MIN), into the local
+ * list.  Returns the number carved (0 when the slab is fully carved). */
 #define SLAB_CARVE_MIN 4
 uint32_t slab_carve(struct slab *s);
 

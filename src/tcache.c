@@ -33,10 +33,12 @@ static _Atomic uint64_t tcache_next_id = 1;
  * memory now. */
 #define TCACHE_PEEK(lvalue) (*(volatile __typeof__(lvalue) *)&(lvalue))
 
-#define XFREE_SLAB { .free = SLAB_LIST_END, .state = SLAB_HEADER }
-__thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_model("initial-exec"))) = {
-  [0 ... TCACHE_XFREE_CLASSES - 1] = XFREE_SLAB,
-};
+/* Zero-initialised, so that it needs no TLS image (which, holding the
+ * address of slab_list_end_block, would be relocated: a page more of
+ * dirty memory in every process).  A thread's first put, which capacity 0
+ * sends to tcache_xfree_put_full, gives every class its list end; until
+ * then each list is NULL, which every reader takes for an empty list. */
+__thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_model("initial-exec")));
 
 /* Bumped by malloc_trim: a thread whose cross-thread cache was flushed at
  * an older value flushes it at its next refill. */
@@ -264,11 +266,19 @@ void tcache_xfree_put_full(unsigned cls, void *p)
   atomic_signal_fence(memory_order_release); /* see tcache_xfree_put */
   x->free = p;
   x->carved++;
-  /* The first put since the reclaimer last took blocks back (it set
-   * every class's capacity to 0): every class may hold again. */
+  /* The thread's first put, or the first since the reclaimer last took
+   * blocks back (it set every class's capacity to 0): every class may
+   * hold again. */
   if (x->capacity == 0)
-    for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++)
-      tcache_xfree_slab[c].capacity = TCACHE_XFREE_CAP;
+    for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
+      struct slab *y = &tcache_xfree_slab[c];
+      /* The thread's first put: the puts that follow, inline, link each
+       * block to the list's head, which the fast path's pop must find
+       * ending in SLAB_LIST_END, never NULL. */
+      if (y->free == NULL)
+        y->free = SLAB_LIST_END;
+      y->capacity = TCACHE_XFREE_CAP;
+    }
   tcache_guard_leave();
   if (!tcache_held.watched)
     tcache_watch_kick();

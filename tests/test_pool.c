@@ -992,6 +992,111 @@ START_TEST(idle_thread_cross_thread_cache_reclaimed_by_time)
 }
 END_TEST
 
+/* A thread whose cross-thread caches never held a block (its
+ * descriptors are zero until its first put): they read as empty to the
+ * heap check, to the child of a fork and to the idle reclaim; then its
+ * first put, of one class, gives every class its list end, so that
+ * blocks another class takes by the inline put come back to its mallocs
+ * and the list runs dry cleanly. */
+#define UNTOUCHED_SMALL 64
+#define UNTOUCHED_OTHER 256
+struct xfree_untouched {
+  pthread_barrier_t held, woken;
+  struct slab *xfree;       /* the thread's tcache_xfree_slab */
+  void *small[XFREE_BLOCKS], *other[XFREE_BLOCKS]; /* ours, for it to free */
+  unsigned reused;          /* how many of other its mallocs returned */
+  int heap;
+};
+
+static void *hold_medium_free_later(void *arg)
+{
+  struct xfree_untouched *u = arg;
+  void *v[IDLE_BLOCKS];
+  for (int i = 0; i < IDLE_BLOCKS; i++)
+    v[i] = hak_malloc(65536);
+  for (int i = 0; i < IDLE_BLOCKS; i++)
+    hak_free(v[i]);
+  /* Classes it allocates: the cache keeps blocks of these only. */
+  hak_free(hak_malloc(UNTOUCHED_SMALL));
+  hak_free(hak_malloc(UNTOUCHED_OTHER));
+  u->xfree = tcache_xfree_slab;
+  pthread_barrier_wait(&u->held);
+  pthread_barrier_wait(&u->woken);
+  for (int i = 0; i < XFREE_BLOCKS; i++)
+    hak_free(u->small[i]);
+  for (int i = 0; i < XFREE_BLOCKS; i++)
+    hak_free(u->other[i]);
+  static __thread void *got[XFREE_REUSE];
+  for (int i = 0; i < XFREE_REUSE; i++) {
+    got[i] = hak_malloc(UNTOUCHED_OTHER);
+    for (int j = 0; j < XFREE_BLOCKS; j++)
+      u->reused += got[i] == u->other[j];
+  }
+  for (int i = 0; i < XFREE_REUSE; i++)
+    hak_free(got[i]);
+  u->heap = hakmem_check_heap();
+  return NULL;
+}
+
+START_TEST(untouched_cross_thread_cache_reads_empty)
+{
+  hak_config.purge_delay_ms = -1;
+  struct xfree_untouched u = { .reused = 0 };
+  for (int i = 0; i < XFREE_BLOCKS; i++) {
+    u.small[i] = hak_malloc(UNTOUCHED_SMALL);
+    u.other[i] = hak_malloc(UNTOUCHED_OTHER);
+  }
+  pthread_barrier_init(&u.held, NULL, 2);
+  pthread_barrier_init(&u.woken, NULL, 2);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, hold_medium_free_later, &u), 0);
+  pthread_barrier_wait(&u.held);
+  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
+    ck_assert_uint_eq(tcache_xfree_held(&u.xfree[c]), 0);
+    ck_assert(slab_list_is_end(u.xfree[c].free));
+  }
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  /* The child hands back the thread's caches, the empty ones included. */
+  unsigned medium = size_class_of(65536);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    hak_trim(0);
+    struct shared_pool_usage pu;
+    shared_pool_usage(&pu);
+    bad |= pu.in_use_class[medium] != 0;
+    bad |= (hakmem_check_heap() != 0) << 1;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %d (exit 1: held blocks still in use, 2: heap check)", status);
+  /* The reclaim takes the medium blocks and finds nothing else. */
+  hak_config.purge_delay_ms = 100000;
+  uint64_t now = hak_now_ms();
+  ck_assert(tcache_reclaim_idle(now));
+  ck_assert(!tcache_reclaim_idle(now + 100000));
+  struct shared_pool_usage pu;
+  shared_pool_usage(&pu);
+  ck_assert_uint_eq(pu.in_use_class[medium], 0);
+  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
+    ck_assert_uint_eq(tcache_xfree_held(&u.xfree[c]), 0);
+    ck_assert(slab_list_is_end(u.xfree[c].free));
+  }
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  hak_config.purge_delay_ms = -1;
+  pthread_barrier_wait(&u.woken);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_uint_eq(u.reused, XFREE_BLOCKS);
+  ck_assert_int_eq(u.heap, 0);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  pthread_barrier_destroy(&u.held);
+  pthread_barrier_destroy(&u.woken);
+}
+END_TEST
+
 /* In the child of a fork, the medium cache of a thread the child does
  * not have goes back to its (orphaned) slabs: after malloc_trim nothing
  * of the class is in use there. */
@@ -1105,6 +1210,7 @@ int main(void)
   tcase_add_test(t, purge_thread_waits_a_period_for_busy_holders);
   tcase_add_test(t, idle_thread_cross_thread_cache_reclaimed_by_time);
   tcase_add_test(t, fork_hands_back_other_threads_medium_caches);
+  tcase_add_test(t, untouched_cross_thread_cache_reads_empty);
   tcase_add_test(t, idle_reclaim_races_with_its_thread);
   suite_add_tcase(s, t);
   return check_run(s);

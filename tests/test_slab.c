@@ -51,7 +51,10 @@ END_TEST
 
 /* Every small class carves a page's worth of blocks at a time, but at
  * least SLAB_CARVE_MIN (blocks of 1-4 KiB would otherwise refill every
- * first or second malloc), never more than the slab holds. */
+ * first or second malloc), except a slab's first carve, which then takes
+ * the blocks that start in its first page (one at least), so that a
+ * class used for a block or two touches one page, and the second, which
+ * makes up SLAB_CARVE_MIN with it; never more than the slab holds. */
 START_TEST(slab_carve_batch_per_class)
 {
   struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
@@ -60,16 +63,33 @@ START_TEST(slab_carve_batch_per_class)
     size_t bs = size_class_size(c);
     struct slab *s = &ss->slabs[2];
     slab_format(s, c, (uint32_t)bs, HAK_SLAB_SIZE);
-    uint32_t want = (uint32_t)(HAK_PAGE_SIZE / bs);
-    if (want < SLAB_CARVE_MIN)
-      want = SLAB_CARVE_MIN;
-    if (want > s->capacity)
-      want = s->capacity;
-    ck_assert_msg(slab_carve(s) == want, "class %u (%zu B): carved other than %u", c, bs, want);
+    uint32_t first = (uint32_t)(HAK_PAGE_SIZE / bs);
+    if (first < SLAB_CARVE_MIN)
+      first = (uint32_t)((HAK_PAGE_SIZE + bs - 1) / bs);
+    if (first > s->capacity)
+      first = s->capacity;
+    ck_assert_msg(slab_carve(s) == first, "class %u (%zu B): first carve other than %u", c, bs, first);
+    /* The last block carved starts in the first page. */
+    ck_assert_uint_lt((first - 1) * bs, HAK_PAGE_SIZE);
     uint32_t k = 0;
     for (void *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p))
       k++;
-    ck_assert_uint_eq(k, want);
+    ck_assert_uint_eq(k, first);
+    uint32_t next = (uint32_t)(HAK_PAGE_SIZE / bs);
+    /* Then as many as make SLAB_CARVE_MIN with the first. */
+    if (next < SLAB_CARVE_MIN)
+      next = first < SLAB_CARVE_MIN ? SLAB_CARVE_MIN - first : SLAB_CARVE_MIN;
+    if (next > s->capacity - first)
+      next = s->capacity - first;
+    ck_assert_msg(slab_carve(s) == next, "class %u (%zu B): second carve other than %u", c, bs, next);
+    k = 0;
+    for (void *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p))
+      k++;
+    ck_assert_uint_eq(k, first + next);
+    /* From there, SLAB_CARVE_MIN at a time as before. */
+    uint32_t left = s->capacity - s->carved;
+    if (bs > HAK_PAGE_SIZE / SLAB_CARVE_MIN && left)
+      ck_assert_uint_eq(slab_carve(s), left < SLAB_CARVE_MIN ? left : SLAB_CARVE_MIN);
   }
   superslab_destroy(ss);
 }
