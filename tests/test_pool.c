@@ -747,6 +747,28 @@ START_TEST(cross_thread_cache_is_bounded)
 }
 END_TEST
 
+/* In the child of a fork, after malloc_trim, nothing of class cls is in
+ * use (the caches of the threads the child does not have went back) and
+ * the heap checks clean. */
+static void assert_fork_child_holds_none(unsigned cls)
+{
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    hak_trim(0);
+    struct shared_pool_usage u;
+    shared_pool_usage(&u);
+    bad |= u.in_use_class[cls] != 0;
+    bad |= (hakmem_check_heap() != 0) << 1;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %d (exit 1: held blocks still in use, 2: heap check)", status);
+}
+
 /* ---- blocks held by a thread gone idle ---- */
 
 #define IDLE_BLOCKS 8   /* of 64 KiB: two slabs, four of them held */
@@ -1058,21 +1080,7 @@ START_TEST(untouched_cross_thread_cache_reads_empty)
   ck_assert_int_eq(hakmem_check_heap(), 0);
   /* The child hands back the thread's caches, the empty ones included. */
   unsigned medium = size_class_of(65536);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    int bad = 0;
-    hak_trim(0);
-    struct shared_pool_usage pu;
-    shared_pool_usage(&pu);
-    bad |= pu.in_use_class[medium] != 0;
-    bad |= (hakmem_check_heap() != 0) << 1;
-    _exit(bad);
-  }
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                "child: status %d (exit 1: held blocks still in use, 2: heap check)", status);
+  assert_fork_child_holds_none(medium);
   /* The reclaim takes the medium blocks and finds nothing else. */
   hak_config.purge_delay_ms = 100000;
   uint64_t now = hak_now_ms();
@@ -1107,21 +1115,7 @@ START_TEST(fork_hands_back_other_threads_medium_caches)
   struct idle_holder h;
   pthread_t t;
   idle_holder_start(&h, &t);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    int bad = 0;
-    hak_trim(0);
-    struct shared_pool_usage u;
-    shared_pool_usage(&u);
-    bad |= u.in_use_class[cls] != 0;
-    bad |= (hakmem_check_heap() != 0) << 1;
-    _exit(bad);
-  }
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                "child: status %d (exit 1: held blocks still in use, 2: heap check)", status);
+  assert_fork_child_holds_none(cls);
   idle_holder_wake(&h, t);
 }
 END_TEST
