@@ -329,6 +329,21 @@ static void tcache_thread_init(void)
     tcache_thread_link();
 }
 
+/* Links s last in the ring whose first slab is *ring (NULL: none yet,
+ * s becomes the ring), for the walks that rebuild a ring slab by slab. */
+static void ring_append(struct slab **ring, struct slab *s)
+{
+  struct slab *first = *ring;
+  if (!first) {
+    *ring = s->next = s->prev = s;
+    return;
+  }
+  s->prev = first->prev;
+  s->next = first;
+  first->prev->next = s;
+  first->prev = s;
+}
+
 static void ring_insert(unsigned cls, struct slab *s)
 {
   struct slab *a = tcache_self.active[cls];
@@ -809,15 +824,7 @@ static void tcache_release_class(unsigned cls, bool orphan_live)
       s->next = s->prev = NULL;
       shared_pool_orphan(s);
     } else {
-      /* Re-link into a new ring. */
-      if (!keep) {
-        keep = s->next = s->prev = s;
-      } else {
-        s->prev = keep->prev;
-        s->next = keep;
-        keep->prev->next = s;
-        keep->prev = s;
-      }
+      ring_append(&keep, s); /* re-linked into a new ring */
     }
     s = next;
   }
@@ -947,13 +954,8 @@ static void tcache_medium_reclaim(const struct tcache_thread_node *n, struct sla
         s->prev = NULL;
         s->next = *empty;
         *empty = s;
-      } else if (!keep) {
-        keep = s->next = s->prev = s;
       } else {
-        s->prev = keep->prev;
-        s->next = keep;
-        keep->prev->next = s;
-        keep->prev = s;
+        ring_append(&keep, s);
       }
     }
     tc->active[c] = keep ? keep : &tcache_no_slab;
