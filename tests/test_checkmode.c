@@ -124,12 +124,20 @@ END_TEST
  * block's end, then the trailer. */
 static unsigned char block[1024] __attribute__((aligned(64)));
 
+/* Under a bound of `bound` bytes, block holds the program's old bytes
+ * (0x5a) but the fill between its link and tag words and byte `filled`:
+ * hands it out, which must not report a write after free. */
+static void hand_out_filled_up_to(size_t bound, size_t filled)
+{
+  check_bound_fill(bound);
+  memset(block, 0x5a, sizeof block);
+  memset(block + 16, CHECK_FILL, filled - 16);
+  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+}
+
 START_TEST(bounded_fill_compares_the_head_and_stores_the_canary)
 {
-  check_bound_fill(64);
-  memset(block, 0x5a, sizeof block);
-  memset(block + 16, CHECK_FILL, 64 - 16);
-  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+  hand_out_filled_up_to(64, 64);
   unsigned stale = 0, canary = 0;
   for (size_t i = 64; i < 992; i++)
     stale += block[i] == 0x5a;
@@ -139,14 +147,8 @@ START_TEST(bounded_fill_compares_the_head_and_stores_the_canary)
   ck_assert_uint_eq(canary, 1020 - 992);
   /* A bound under CHECK_FILL_MIN is CHECK_FILL_MIN; others are rounded up
    * to a multiple of 16: 40 compares the bytes up to 48. */
-  check_bound_fill(1);
-  memset(block, 0x5a, sizeof block);
-  memset(block + 16, CHECK_FILL, CHECK_FILL_MIN - 16);
-  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
-  check_bound_fill(40);
-  memset(block, 0x5a, sizeof block);
-  memset(block + 16, CHECK_FILL, 48 - 16);
-  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+  hand_out_filled_up_to(1, CHECK_FILL_MIN);
+  hand_out_filled_up_to(40, 48);
   check_bound_fill(0);
 }
 END_TEST
@@ -154,10 +156,7 @@ END_TEST
 /* A small block under a bound larger than itself is compared whole. */
 START_TEST(bound_above_the_block_compares_it_whole)
 {
-  check_bound_fill(4096);
-  memset(block, 0x5a, sizeof block);
-  memset(block + 16, CHECK_FILL, 1024 - 16);
-  ck_assert_ptr_eq(check_hand_out(block, 1000, sizeof block), block);
+  hand_out_filled_up_to(4096, 1024);
   check_bound_fill(0);
 }
 END_TEST
