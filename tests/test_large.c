@@ -510,8 +510,11 @@ START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
   ck_assert_uint_eq(rest->map_size, piece - HAK_UNIT_SIZE);
   hak_stats_t s0 = stats_now();
   char *r = hak_malloc(9 * MiB);
+  /* Served by the cut-off piece, with its pages: whether it grows in
+   * place or must take fresh addresses depends on what the randomised
+   * placement put after it (a sanitizer's mappings, say), so the system
+   * calls are not counted here. */
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
-  ck_assert_uint_eq(stats_now().os_mmap - s0.os_mmap, 0);
   CHECK_INV(r, "second VMA of a cut mapping, grown");
   assert_pages_hold(r, piece - HAK_UNIT_SIZE - 8 * 4096, 0x6b);
   memset(r, 1, 9 * MiB);
