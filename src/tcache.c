@@ -446,6 +446,34 @@ static void tcache_sweep(unsigned except)
     purge_kick();
 }
 
+/* A slab of the ring of s, the class's active slab, run dry, whose list
+ * holds at least the blocks a carve of s would give (any, once s is fully
+ * carved), its remote stack drained if need be, or that the drain left
+ * with no block in use: taken before s carves pages not yet written, so
+ * that a class's slabs fill up instead of each reaching a high-water mark
+ * of its own while the others hold free blocks (bench/random_mixed with
+ * 8192 live blocks: 4 % less peak RSS).  Fewer blocks would not pay for
+ * the refill that takes them.  NULL if none of the first
+ * ss_empty_scan_limit slabs qualifies. */
+static struct slab *tcache_ring_freed(struct slab *s)
+{
+  uint32_t want = 1;
+  if (s->carved < s->capacity) {
+    want = (uint32_t)(HAK_PAGE_SIZE / slab_block_size(s));
+    if (want == 0)
+      want = 1;
+  }
+  struct slab *t = s->next;
+  for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next) {
+    if (t->carved - t->used >= want)
+      return t;
+    if (atomic_load_explicit(&t->remote, memory_order_relaxed) && tcache_drain(t) &&
+        (t->carved - t->used >= want || t->used == 0))
+      return t;
+  }
+  return NULL;
+}
+
 /* Refills class cls and returns a block (see tcache_alloc_slow). */
 static HAK_NOINLINE void *tcache_refill(unsigned cls)
 {
@@ -480,13 +508,18 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   }
   if (s == &tcache_no_slab) {
     s = NULL;
-  } else if (!slab_refill(s)) {
-    struct slab *t = s->next;
-    /* Up to ss_empty_scan_limit slabs of the ring before asking the pool. */
-    for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next)
-      if (slab_has_room(t) && slab_refill(t))
-        break;
-    s = t != s && !slab_list_is_end(t->free) ? t : NULL;
+  } else if (!tcache_drain(s)) {
+    struct slab *t = tcache_ring_freed(s);
+    if (t) {
+      s = t;
+    } else if (!slab_refill(s)) {
+      t = s->next;
+      /* Up to ss_empty_scan_limit slabs of the ring before asking the pool. */
+      for (int k = 0; t != s && k < hak_config.ss_empty_scan_limit; k++, t = t->next)
+        if (slab_has_room(t) && slab_refill(t))
+          break;
+      s = t != s && !slab_list_is_end(t->free) ? t : NULL;
+    }
   }
   if (!s) {
     for (;;) {

@@ -4,9 +4,10 @@
  * the active slab, by popping its local free list.  Frees of blocks in a
  * slab the thread owns push onto that slab's list; frees from other
  * threads go to the slab's remote stack.  When the active slab runs dry
- * the thread refills in one batch: collect the slab's remote stack, carve
- * a page of fresh blocks, move to another slab of the ring with room, or
- * take a slab from the shared pool.  A non-active slab whose last block
+ * the thread refills in one batch: collect the slab's remote stack, move
+ * to another slab of the ring that holds a carve's worth of freed blocks,
+ * carve a page of fresh blocks, move to another slab of the ring with
+ * room, or take a slab from the shared pool.  A non-active slab whose last block
  * comes back goes to the shared pool as EMPTY; the active one stays, so a
  * one-block malloc/free loop never leaves the fast path; every 64 refills
  * the thread hands back the active slabs of other classes left empty.

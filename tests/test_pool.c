@@ -126,6 +126,61 @@ START_TEST(one_block_loop_stays_on_fast_path)
 }
 END_TEST
 
+/* The slab of block p. */
+static struct slab *slab_of_block(void *p)
+{
+  return superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
+}
+
+#define REFILL_SIZE 1024
+#define REFILL_MAX ((int)(2 * HAK_SLAB_SIZE / REFILL_SIZE))
+
+/* The active slab run dry takes the free blocks of another slab of the
+ * thread's before it carves a page it has not written: a full slab A,
+ * then B carved a page deep and all of it in use; eight blocks of A freed
+ * here; the next malloc takes one of them and B carves nothing. */
+START_TEST(dry_slab_takes_ring_blocks_before_carving)
+{
+  static void *v[REFILL_MAX];
+  int n = 0;
+  v[n++] = hak_malloc(REFILL_SIZE);
+  struct slab *a = slab_of_block(v[0]), *b = NULL;
+  while (n < REFILL_MAX) {
+    v[n] = hak_malloc(REFILL_SIZE);
+    ck_assert_ptr_nonnull(v[n]);
+    if (slab_of_block(v[n++]) != a) {
+      b = slab_of_block(v[n - 1]);
+      break;
+    }
+  }
+  ck_assert_ptr_nonnull(b);
+  /* B's carved blocks all in use: its list is dry, pages left to carve. */
+  while (!slab_list_is_end(b->free) && n < REFILL_MAX) {
+    v[n] = hak_malloc(REFILL_SIZE);
+    ck_assert_ptr_eq(slab_of_block(v[n++]), b);
+  }
+  ck_assert(slab_list_is_end(b->free));
+  ck_assert_uint_lt(b->carved, b->capacity);
+  int in_a = 0;
+  for (int i = 0; i < n && in_a < 8; i++)
+    if (slab_of_block(v[i]) == a) {
+      hak_free(v[i]);
+      v[i] = NULL;
+      in_a++;
+    }
+  ck_assert_int_eq(in_a, 8);
+  ck_assert_uint_gt(a->used, 0);
+  uint32_t carved = b->carved;
+  void *p = hak_malloc(REFILL_SIZE);
+  ck_assert_ptr_eq(slab_of_block(p), a);
+  ck_assert_uint_eq(b->carved, carved);
+  hak_free(p);
+  for (int i = 0; i < n; i++)
+    hak_free(v[i]);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 #define MEDIUM_CLASSES (HAK_NUM_CLASSES - HAK_NUM_SMALL_CLASSES)
 #define MEDIUM_PER_CLASS 16   /* 2, 4 or 8 slabs of each medium class */
 
@@ -1185,6 +1240,7 @@ int main(void)
   tcase_add_test(t, exited_thread_slabs_are_adopted);
   tcase_add_test(t, remote_frees_are_drained);
   tcase_add_test(t, one_block_loop_stays_on_fast_path);
+  tcase_add_test(t, dry_slab_takes_ring_blocks_before_carving);
   tcase_add_test(t, medium_slabs_share_superslabs);
   tcase_add_test_raise_signal(t, medium_tail_double_free_aborts, SIGABRT);
   tcase_add_test_raise_signal(t, medium_tail_remote_double_free_aborts, SIGABRT);
