@@ -7,9 +7,9 @@
 # stderr: coreutils programs close stderr before exit, and a script may
 # send stderr into the output under comparison.
 #
-# Programs: python3, sort, sqlite3, git, gcc, redis-server.  One that is
-# not installed is reported and skipped; if none is installed the test is
-# skipped (77).
+# Programs: python3 (also with threads and fork), perl, sort, sqlite3,
+# git, gcc, redis-server.  One that is not installed is reported and
+# skipped; if none is installed the test is skipped (77).
 #
 # Run by 'make check' from the top build directory; by hand:
 #   HAKMEM_LIB=/path/to/libhakmem.so.0 tests/real_programs.sh
@@ -147,6 +147,123 @@ EOF
     grep '^hakmem: learn' "$d2/hak.stats" >&2
     failed=$((failed + 1))
   fi
+fi
+
+# --- python3 with threads and fork: rounds of six threads that build and
+# drop dicts while a seventh forks; the child allocates, runs a thread of
+# its own and reports through a pipe.  A child that hangs is killed after a
+# minute and fails the test.
+if have python3; then
+  d=$tmp/python3-fork && mkdir -p "$d/in"
+  cat >"$d/in/fork.py" <<'EOF'
+import hashlib, os, sys, threading, time
+
+def churn(n, results):
+    # Builds and tears down dicts and lists of many sizes: the allocations
+    # a fork can land in the middle of.
+    d = {}
+    for i in range(6000):
+        d["t%d-%d" % (n, i % 1500)] = [i] * (i % 40)
+        if i % 5 == 0:
+            d.pop("t%d-%d" % (n, i * 7 % 1500), None)
+    results[n] = hashlib.sha256(repr(sorted((k, len(v)) for k, v in d.items())).encode()).hexdigest()[:16]
+
+def child_work():
+    # Runs in the forked child: allocates, sorts, starts a thread of its own.
+    out = {}
+    t = threading.Thread(target=churn, args=(99, out))
+    t.start()
+    words = sorted("".join(chr(97 + (i * j) % 26) for j in range(i % 30 + 1)) for i in range(20000))
+    t.join()
+    return "%d %s %s" % (len(words), hashlib.sha256("\n".join(words).encode()).hexdigest()[:16], out[99])
+
+def fork_from_thread(rnd, report):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.write(w, child_work().encode())
+            code = 0
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            report[rnd] = "child hung"
+            return
+        time.sleep(0.01)
+    report[rnd] = "child exit %d: %s" % (os.waitstatus_to_exitcode(status), data.decode())
+
+report = {}
+for rnd in range(8):
+    results = {}
+    threads = [threading.Thread(target=churn, args=(n, results)) for n in range(6)]
+    threads.append(threading.Thread(target=fork_from_thread, args=(rnd, report)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+        if t.is_alive():
+            print("a thread hangs")
+            sys.exit(1)
+    print("round", rnd, " ".join(results[n] for n in sorted(results)))
+    print("round", rnd, report[rnd])
+ok = all(v.startswith("child exit 0:") for v in report.values())
+print("children:", "all exit 0" if ok else "FAILED")
+sys.exit(0 if ok else 1)
+EOF
+  run "python3 (threads and fork)" "$d" env PYTHONMALLOC=malloc python3 fork.py
+fi
+
+# --- perl: 100000 generated words in hashes, sorted, matched and rewritten
+# by regular expressions (Debian's perl calls the system malloc).
+if have perl; then
+  d=$tmp/perl && mkdir -p "$d/in"
+  cat >"$d/in/work.pl" <<'EOF'
+use strict;
+use warnings;
+use Digest::MD5 qw(md5_hex);
+my (%seen, %prefix, @words);
+for my $i (0 .. 99999) {
+    my $w = sprintf "w%06d-%s", ($i * 7919) % 100003,
+        join '', map { chr(97 + ($i * $_) % 26) } 1 .. $i % 12 + 1;
+    push @words, $w;
+    $seen{$w}++;
+    $prefix{substr $w, 0, 4} .= substr $w, -1;
+}
+my @sorted = sort { length($a) <=> length($b) or $a cmp $b } keys %seen;
+my $doubled = grep { /^w0*([1-9])\1/ } @words;
+my %vowels;
+$vowels{ ($_ =~ tr/aeiou//) }++ for @words;
+my $text = join ' ', @sorted[0 .. 9999];
+(my $upper = $text) =~ s/-(\w)(\w*)/-\U$1\E$2/g;
+my @fields = split /[-\s]+/, $upper;
+my %by_len;
+push @{ $by_len{ length $_ } }, $_ for @fields;
+delete $prefix{$_} for grep { /[13579]$/ } keys %prefix;
+print scalar(@sorted), " words, $doubled doubled, ", scalar(keys %prefix), " prefixes\n";
+print "$_ vowels: $vowels{$_}\n" for sort { $a <=> $b } keys %vowels;
+print "$_: ", scalar(@{ $by_len{$_} }), "\n" for sort { $a <=> $b } keys %by_len;
+print md5_hex(join "\n", @sorted), "\n";
+print md5_hex($upper), "\n";
+print md5_hex(join ',', map { "$_=$prefix{$_}" } sort keys %prefix), "\n";
+EOF
+  run perl "$d" perl work.pl
 fi
 
 # --- sort: 200000 generated lines, several keys, two threads.
