@@ -534,6 +534,17 @@ if [ -n "$used" ] && [ "$used" -gt 4000000 ] && [ "$used" -lt 400000000 ] &&
 else
   fail "info memory out of range: used_memory '$used', rss '$rss', MEMORY USAGE big2 '$big'"
 fi
+# UNLINK of the three copies above handed them to the lazy-free thread,
+# which frees blocks the main thread allocated.
+i=0
+until cli info memory | tr -d '\r' | grep -q '^lazyfree_pending_objects:0$'; do
+  i=$((i + 1))
+  [ $i -lt 100 ] || fail "the lazy-free thread does not finish"
+  sleep 0.1
+done
+lazy=$(cli info memory | tr -d '\r' | sed -n 's/^lazyfreed_objects:\([0-9]*\)$/\1/p')
+[ -n "$lazy" ] && [ "$lazy" -ge 3 ] || fail "lazyfreed_objects is '$lazy', not 3 or more"
+echo "lazy free: the background thread freed the unlinked values"
 cli memory stats | grep -q '^keys.count$' || fail "MEMORY STATS has no keys.count"
 [ -n "$(cli memory doctor)" ] || fail "MEMORY DOCTOR gives no answer"
 cli memory malloc-stats >/dev/null || fail "MEMORY MALLOC-STATS fails"
