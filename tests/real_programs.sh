@@ -586,7 +586,18 @@ stop_server NOSAVE
 start_server --io-threads 2 --io-threads-do-reads yes
 [ "$(cli debug digest)" = "$digest" ] || fail "the RDB written by BGSAVE does not hold the dataset"
 echo "restart: the RDB written by BGSAVE reloads the same dataset"
+# Eviction weighs each value by malloc_usable_size: under a maxmemory
+# below the dataset the benchmark's writes evict keys, and what remains
+# must fit.
+limit=12000000
+cli config set maxmemory-policy allkeys-lru >/dev/null
+cli config set maxmemory $limit >/dev/null
 bench 2 4000
+evicted=$(cli info stats | tr -d '\r' | sed -n 's/^evicted_keys:\([0-9]*\)$/\1/p')
+used=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')
+[ -n "$evicted" ] && [ "$evicted" -gt 0 ] && [ -n "$used" ] && [ "$used" -le $((limit + 1048576)) ] ||
+  fail "maxmemory $limit: evicted_keys '$evicted', used_memory '$used'"
+echo "maxmemory: keys evicted, used_memory within the limit"
 cli flushall async
 stop_server NOSAVE
 echo "SHUTDOWN NOSAVE: exit status 0"
