@@ -602,6 +602,9 @@ used=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')
 [ -n "$evicted" ] && [ "$evicted" -gt 0 ] && [ -n "$used" ] && [ "$used" -le $((limit + 1048576)) ] ||
   fail "maxmemory $limit: evicted_keys '$evicted', used_memory '$used'"
 echo "maxmemory: keys evicted, used_memory within the limit"
+io=$(cli info stats | tr -d '\r' | sed -n 's/^io_threaded_reads_processed:\([0-9]*\)$/\1/p')
+[ -n "$io" ] && [ "$io" -gt 0 ] || fail "the I/O threads read no query (io_threaded_reads_processed '$io')"
+echo "io-threads: the I/O threads read queries"
 cli flushall async
 stop_server
 echo "SHUTDOWN NOSAVE: exit status 0"
