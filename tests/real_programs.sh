@@ -596,7 +596,7 @@ echo "restart: the RDB written by BGSAVE reloads the same dataset"
 limit=12000000
 cli config set maxmemory-policy allkeys-lru >/dev/null
 cli config set maxmemory $limit >/dev/null
-bench 2 4000
+bench 2 2000
 evicted=$(cli info stats | tr -d '\r' | sed -n 's/^evicted_keys:\([0-9]*\)$/\1/p')
 used=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')
 [ -n "$evicted" ] && [ "$evicted" -gt 0 ] && [ -n "$used" ] && [ "$used" -le $((limit + 1048576)) ] ||
