@@ -567,8 +567,8 @@ bench() {
   [ "$(cli ping)" = PONG ] || fail "no PONG after redis-benchmark --threads $threads"
   echo "redis-benchmark --threads $threads: 15 tests completed without errors, then PONG"
 }
-# BGSAVE forks the server, which has threads of its own (lazy free, and
-# jemalloc's background thread); the child writes the RDB and gives each
+# BGSAVE forks the server, which has threads of its own (redis's
+# background jobs and lazy free); the child writes the RDB and gives each
 # large value it wrote back to the kernel (madvise over the block's
 # malloc_usable_size) while the parent serves the benchmark.
 digest=$(cli debug digest)
@@ -609,10 +609,11 @@ cli flushall async
 stop_server
 echo "SHUTDOWN NOSAVE: exit status 0"
 EOF
+  failed_before=$failed
   run redis-server "$d" sh redis.sh
   # redis-server's own reports (one per server started) prove it, and not
   # only redis-cli, ran on hakmem.
-  if [ -f "$d/hak.stats" ]; then
+  if [ "$failed" -eq "$failed_before" ]; then
     servers=$(awk '/^hakmem: stats pid=/ { prog = $4 }
                    /^hakmem: malloc_calls [1-9]/ { if (prog == "program=redis-server") n++ }
                    END { print n + 0 }' "$d/hak.stats")
