@@ -79,6 +79,10 @@ struct load {
 HAK_BSS_APART(file_buf) static char file_buf[CONFIG_FILE_MAX + 1];
 static char conf_path_buf[256];
 static char exe_name[256];
+/* argv[0]'s basename, copied at initialisation: a daemon that rewrites its
+ * argv for ps (postgres, nginx, sshd) overwrites the string
+ * program_invocation_short_name points into, often with spaces in it. */
+static char invoked_name[256];
 HAK_BSS_APART(held) static char held[CONFIG_MAX_WARNINGS][256];
 static unsigned held_count;
 
@@ -578,8 +582,17 @@ unsigned config_load_buffer(const struct config_request *rq, const char *buf, si
 
 void config_load(char *const *envp, bool secure)
 {
+  if (!invoked_name[0] && program_invocation_short_name)
+    hak_concat(invoked_name, sizeof invoked_name, program_invocation_short_name, "");
   struct config_request rq = { .envp = envp, .secure = secure };
   config_load_from(&rq);
+}
+
+const char *config_program_name(void)
+{
+  if (invoked_name[0])
+    return invoked_name;
+  return program_invocation_short_name ? program_invocation_short_name : "";
 }
 
 /* ---- introspection ---- */

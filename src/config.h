@@ -119,6 +119,10 @@ unsigned config_load_buffer(const struct config_request *rq, const char *buf, si
 
 /* What init calls: envp is environ, secure is getauxval(AT_SECURE). */
 void config_load(char *const *envp, bool secure);
+/* The name the program was invoked as (argv[0]'s basename) when init
+ * loaded the options, whatever the program wrote over its argv since; ""
+ * if unknown.  What reports, the learned state and profiles call it. */
+const char *config_program_name(void);
 
 /* The option whose key is key (case-insensitive) or whose variable is
  * HAKMEM_KEY; NULL if none. */

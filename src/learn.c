@@ -418,9 +418,7 @@ HAK_BSS_APART(state_buf) static char state_buf[STATE_MAX];
 
 static const char *program_name(void)
 {
-  return program_invocation_short_name && *program_invocation_short_name
-             ? program_invocation_short_name
-             : "-";
+  return config_program_name()[0] ? config_program_name() : "-";
 }
 
 /* Reads the state file into state_buf.  Returns its length; -1 if it does

@@ -431,8 +431,8 @@ HAK_STARTUP_TEXT void prof_init(void)
   if (hak_config.prof_prefix[0]) {
     hak_concat(prefix, sizeof prefix, hak_config.prof_prefix, "");
   } else {
-    const char *name = program_invocation_short_name;
-    hak_concat(prefix, sizeof prefix, "/tmp/hakmem.", name && *name ? name : "program");
+    const char *name = config_program_name();
+    hak_concat(prefix, sizeof prefix, "/tmp/hakmem.", *name ? name : "program");
   }
   if (!prof_active)
     return;

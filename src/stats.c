@@ -253,7 +253,7 @@ static void stats_snapshot(struct report_data *d, unsigned sections)
   shared_pool_usage(&u);
   bigcache_usage(&bc);
   memset(d, 0, sizeof *d);
-  copy_text(d->program, sizeof d->program, program_invocation_short_name);
+  copy_text(d->program, sizeof d->program, config_program_name());
   d->pid = getpid();
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -357,8 +357,8 @@ static bool stats_program_matches(void)
 {
   if (!hak_config.stats_program[0])
     return true;
-  if (program_invocation_short_name &&
-      config_glob_match(hak_config.stats_program, program_invocation_short_name))
+  if (config_program_name()[0] &&
+      config_glob_match(hak_config.stats_program, config_program_name()))
     return true;
   char exe[512];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);

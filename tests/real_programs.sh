@@ -7,8 +7,9 @@
 # stderr: coreutils programs close stderr before exit, and a script may
 # send stderr into the output under comparison.
 #
-# Programs: python3, sort, sqlite3, git, gcc.  One that is not installed is
-# reported and skipped; if none is installed the test is skipped (77).
+# Programs: python3 (also with threads and fork), perl, sort, sqlite3,
+# git, gcc, redis-server.  One that is not installed is reported and
+# skipped; if none is installed the test is skipped (77).
 #
 # Run by 'make check' from the top build directory; by hand:
 #   HAKMEM_LIB=/path/to/libhakmem.so.0 tests/real_programs.sh
@@ -148,6 +149,123 @@ EOF
   fi
 fi
 
+# --- python3 with threads and fork: rounds of six threads that build and
+# drop dicts while a seventh forks; the child allocates, runs a thread of
+# its own and reports through a pipe.  A child that hangs is killed after a
+# minute and fails the test.
+if have python3; then
+  d=$tmp/python3-fork && mkdir -p "$d/in"
+  cat >"$d/in/fork.py" <<'EOF'
+import hashlib, os, sys, threading, time
+
+def churn(n, results):
+    # Builds and tears down dicts and lists of many sizes: the allocations
+    # a fork can land in the middle of.
+    d = {}
+    for i in range(6000):
+        d["t%d-%d" % (n, i % 1500)] = [i] * (i % 40)
+        if i % 5 == 0:
+            d.pop("t%d-%d" % (n, i * 7 % 1500), None)
+    results[n] = hashlib.sha256(repr(sorted((k, len(v)) for k, v in d.items())).encode()).hexdigest()[:16]
+
+def child_work():
+    # Runs in the forked child: allocates, sorts, starts a thread of its own.
+    out = {}
+    t = threading.Thread(target=churn, args=(99, out))
+    t.start()
+    words = sorted("".join(chr(97 + (i * j) % 26) for j in range(i % 30 + 1)) for i in range(20000))
+    t.join()
+    return "%d %s %s" % (len(words), hashlib.sha256("\n".join(words).encode()).hexdigest()[:16], out[99])
+
+def fork_from_thread(rnd, report):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.write(w, child_work().encode())
+            code = 0
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            report[rnd] = "child hung"
+            return
+        time.sleep(0.01)
+    report[rnd] = "child exit %d: %s" % (os.waitstatus_to_exitcode(status), data.decode())
+
+report = {}
+for rnd in range(8):
+    results = {}
+    threads = [threading.Thread(target=churn, args=(n, results)) for n in range(6)]
+    threads.append(threading.Thread(target=fork_from_thread, args=(rnd, report)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+        if t.is_alive():
+            print("a thread hangs")
+            sys.exit(1)
+    print("round", rnd, " ".join(results[n] for n in sorted(results)))
+    print("round", rnd, report[rnd])
+ok = all(v.startswith("child exit 0:") for v in report.values())
+print("children:", "all exit 0" if ok else "FAILED")
+sys.exit(0 if ok else 1)
+EOF
+  run "python3 (threads and fork)" "$d" env PYTHONMALLOC=malloc python3 fork.py
+fi
+
+# --- perl: 100000 generated words in hashes, sorted, matched and rewritten
+# by regular expressions (Debian's perl calls the system malloc).
+if have perl; then
+  d=$tmp/perl && mkdir -p "$d/in"
+  cat >"$d/in/work.pl" <<'EOF'
+use strict;
+use warnings;
+use Digest::MD5 qw(md5_hex);
+my (%seen, %prefix, @words);
+for my $i (0 .. 99999) {
+    my $w = sprintf "w%06d-%s", ($i * 7919) % 100003,
+        join '', map { chr(97 + ($i * $_) % 26) } 1 .. $i % 12 + 1;
+    push @words, $w;
+    $seen{$w}++;
+    $prefix{substr $w, 0, 4} .= substr $w, -1;
+}
+my @sorted = sort { length($a) <=> length($b) or $a cmp $b } keys %seen;
+my $doubled = grep { /^w0*([1-9])\1/ } @words;
+my %vowels;
+$vowels{ ($_ =~ tr/aeiou//) }++ for @words;
+my $text = join ' ', @sorted[0 .. 9999];
+(my $upper = $text) =~ s/-(\w)(\w*)/-\U$1\E$2/g;
+my @fields = split /[-\s]+/, $upper;
+my %by_len;
+push @{ $by_len{ length $_ } }, $_ for @fields;
+delete $prefix{$_} for grep { /[13579]$/ } keys %prefix;
+print scalar(@sorted), " words, $doubled doubled, ", scalar(keys %prefix), " prefixes\n";
+print "$_ vowels: $vowels{$_}\n" for sort { $a <=> $b } keys %vowels;
+print "$_: ", scalar(@{ $by_len{$_} }), "\n" for sort { $a <=> $b } keys %by_len;
+print md5_hex(join "\n", @sorted), "\n";
+print md5_hex($upper), "\n";
+print md5_hex(join ',', map { "$_=$prefix{$_}" } sort keys %prefix), "\n";
+EOF
+  run perl "$d" perl work.pl
+fi
+
 # --- sort: 200000 generated lines, several keys, two threads.
 if have sort && have awk; then
   d=$tmp/sort && mkdir -p "$d/in"
@@ -285,6 +403,225 @@ int main(void)
 }
 EOF
   run gcc "$d" sh -c 'gcc -O2 -S -o - prog.c && gcc -O2 -o prog prog.c && ./prog'
+fi
+
+# --- redis-server: a command script over every data type through
+# redis-cli, SAVE and DEBUG RELOAD, values freed by the lazy-free thread,
+# redis-benchmark while BGSAVE's child (a fork of a threaded server) writes
+# the RDB, a restart that loads it, then redis-benchmark again with
+# io-threads and a maxmemory that evicts.  The script prints only what must
+# not depend on the allocator; figures that do (INFO memory, MEMORY USAGE)
+# are checked against bounds instead.
+if have redis-server && have redis-cli && have redis-benchmark; then
+  d=$tmp/redis && mkdir -p "$d/in"
+  cat >"$d/in/redis.sh" <<'EOF'
+# Runs in its own directory: the server listens on a unix socket here and
+# saves its RDB here; nothing is written anywhere else.
+set -u
+# The server lives 2 minutes at most; a TERM it does not act on within 5 s
+# (the one sent on exit below included) becomes a KILL.
+if command -v timeout >/dev/null 2>&1; then t="timeout 30" long="timeout -k 5 120"; else t= long=; fi
+cli() { $t redis-cli -s redis.sock "$@"; }
+fail() { echo "redis: $*" >&2; tail -n 30 redis.log >&2 2>/dev/null; exit 1; }
+server=
+trap '[ -n "$server" ] && kill $server 2>/dev/null; exit 1' HUP INT TERM
+trap '[ -n "$server" ] && kill $server 2>/dev/null' EXIT
+# start_server ARGS...: the server on ./redis.sock with no periodic saves;
+# waits up to 10 s for its PING.
+start_server() {
+  $long redis-server --port 0 --unixsocket redis.sock --dir . --dbfilename dump.rdb \
+    --save '' --appendonly no --logfile redis.log --enable-debug-command yes \
+    --lazyfree-lazy-user-del yes --lazyfree-lazy-user-flush yes "$@" &
+  server=$!
+  i=0
+  until [ "$(cli ping 2>/dev/null)" = PONG ]; do
+    i=$((i + 1))
+    [ $i -lt 100 ] || fail "server does not answer PING"
+    sleep 0.1
+  done
+}
+# stop_server: SHUTDOWN NOSAVE; the server must exit with status 0.
+stop_server() {
+  cli shutdown nosave >/dev/null 2>&1
+  wait $server
+  rc=$?
+  server=
+  [ $rc -eq 0 ] || fail "server exits with status $rc on SHUTDOWN NOSAVE"
+}
+
+start_server
+cli <<'CMDS' || fail "redis-cli exits with status $?"
+FLUSHALL
+SET greeting "hello world"
+APPEND greeting ", again"
+SETRANGE greeting 6 WORLD
+GET greeting
+GETRANGE greeting 0 4
+INCRBY counter 41
+INCRBYFLOAT fcounter 2.5
+MSET k1 v1 k2 v2 k3 v3
+MGET k1 k2 k3 missing
+SETRANGE big1 1048575 x
+APPEND big1 tail
+EVAL "redis.call('SET', KEYS[1], string.rep('abcdefgh', 131072)) return redis.call('STRLEN', KEYS[1])" 1 big2
+SETRANGE big2 0 XYZ
+GETRANGE big2 0 10
+GETRANGE big2 524284 524300
+EVAL "for i = 1, 20000 do redis.call('SET', 's:' .. i, string.rep(string.char(97 + i % 26), i % 600 + 1)) end for i = 1, 20000, 3 do redis.call('APPEND', 's:' .. i, string.rep('z', i % 1000)) end local n = 0 for i = 1, 20000 do n = n + redis.call('STRLEN', 's:' .. i) end return n" 0
+GET s:7
+EVAL "for i = 1, 30000 do redis.call('RPUSH', KEYS[1], 'item-' .. i) end for i = 1, 200 do redis.call('LPUSH', KEYS[2], string.rep('q', i * 97)) end return redis.call('LLEN', KEYS[1])" 2 list biglist
+LRANGE list 0 4
+LINDEX list 15000
+LTRIM list 100 20099
+LPOP list 3
+RPOP list 3
+LINSERT list BEFORE item-5000 inserted
+LLEN list
+EVAL "local n = 0 for _, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do n = n + #v end return n" 1 biglist
+HSET small f1 v1 f2 v2 f3 v3
+HGETALL small
+EVAL "for i = 1, 20000 do redis.call('HSET', KEYS[1], 'f' .. i, i * i) end for i = 1, 20000, 2 do redis.call('HDEL', KEYS[1], 'f' .. i) end return redis.call('HLEN', KEYS[1])" 1 hbig
+HGET hbig f778
+HINCRBY hbig f778 5
+EVAL "for i = 1, 300 do redis.call('SADD', KEYS[1], i * 3) end for i = 1, 5000 do redis.call('SADD', KEYS[2], 'm' .. i) end return redis.call('SCARD', KEYS[2])" 2 iset sset
+SMEMBERS iset
+SISMEMBER sset m4321
+SINTERSTORE both iset sset
+SUNIONSTORE either iset sset
+SCARD either
+SORT sset ALPHA LIMIT 0 5
+EVAL "for i = 1, 20000 do redis.call('ZADD', KEYS[1], (i * 7919) % 10007, 'm' .. i) end return redis.call('ZCARD', KEYS[1])" 1 zs
+ZRANGE zs 0 4 WITHSCORES
+ZRANGEBYSCORE zs 100 102
+ZINCRBY zs 0.5 m10
+ZREMRANGEBYRANK zs 0 999
+ZCARD zs
+ZRANK zs m10
+ZADD zsmall 1 a 2 b 3 c
+ZRANGE zsmall 0 -1 WITHSCORES
+EVAL "for i = 1, 10000 do redis.call('SET', 'e:' .. i, string.rep('e', i % 300)) redis.call('PEXPIRE', 'e:' .. i, 100) end for i = 1, 10000, 2 do redis.call('DEL', 'e:' .. i) end return redis.call('EXISTS', 'e:2')" 0
+DEBUG SLEEP 0.3
+EVAL "local n = 0 for i = 1, 10000 do n = n + redis.call('EXISTS', 'e:' .. i) end return n" 0
+EVAL "for r = 1, 5 do for i = 1, 4000 do redis.call('SET', 'c:' .. i, string.rep('c', (i * r) % 2000)) end for i = 1, 4000 do redis.call('UNLINK', 'c:' .. i) end end return redis.call('EXISTS', 'c:1')" 0
+UNLINK big1
+COPY hbig hcopy
+COPY sset scopy
+COPY zs zcopy
+UNLINK hcopy scopy zcopy
+OBJECT ENCODING greeting
+OBJECT ENCODING list
+OBJECT ENCODING hbig
+OBJECT ENCODING small
+OBJECT ENCODING iset
+OBJECT ENCODING sset
+OBJECT ENCODING zs
+DEBUG DIGEST-VALUE list biglist hbig iset sset zs big2
+DBSIZE
+DEBUG DIGEST
+SAVE
+DEBUG RELOAD
+DBSIZE
+DEBUG DIGEST
+MEMORY PURGE
+CONFIG SET activedefrag yes
+CMDS
+
+# INFO memory, MEMORY USAGE, STATS and DOCTOR describe the allocator, so
+# their figures differ between allocators: check them, print the verdict.
+used=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')
+rss=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory_rss:\([0-9]*\)$/\1/p')
+big=$(cli memory usage big2)
+if [ -n "$used" ] && [ "$used" -gt 4000000 ] && [ "$used" -lt 400000000 ] &&
+   [ -n "$rss" ] && [ "$rss" -gt 4000000 ] &&
+   [ -n "$big" ] && [ "$big" -ge 1048576 ] && [ "$big" -lt 2097152 ]; then
+  echo "info memory: used_memory, used_memory_rss and MEMORY USAGE in range"
+else
+  fail "info memory out of range: used_memory '$used', rss '$rss', MEMORY USAGE big2 '$big'"
+fi
+# UNLINK of the three copies above handed them to the lazy-free thread,
+# which frees blocks the main thread allocated.
+i=0
+until cli info memory | tr -d '\r' | grep -q '^lazyfree_pending_objects:0$'; do
+  i=$((i + 1))
+  [ $i -lt 100 ] || fail "the lazy-free thread does not finish"
+  sleep 0.1
+done
+lazy=$(cli info memory | tr -d '\r' | sed -n 's/^lazyfreed_objects:\([0-9]*\)$/\1/p')
+[ -n "$lazy" ] && [ "$lazy" -ge 3 ] || fail "lazyfreed_objects is '$lazy', not 3 or more"
+echo "lazy free: the background thread freed the unlinked values"
+cli memory stats | grep -q '^keys.count$' || fail "MEMORY STATS has no keys.count"
+[ -n "$(cli memory doctor)" ] || fail "MEMORY DOCTOR gives no answer"
+cli memory malloc-stats >/dev/null || fail "MEMORY MALLOC-STATS fails"
+# redis-benchmark: 15 tests from 20 clients, pipelined; threads > 1 runs
+# the client's own threads too.
+bench() {
+  threads=$1 requests=$2
+  $t redis-benchmark -s redis.sock -q -n $requests -c 20 -P 16 -r 10000 -d 100 \
+      --threads $threads -t set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,zpopmin,lrange_100,mset \
+      >bench$threads.txt 2>&1 ||
+    fail "redis-benchmark --threads $threads exits with status $?: $(tail -c 300 bench$threads.txt)"
+  tr '\r' '\n' <bench$threads.txt | grep -i error >bench$threads.err &&
+    fail "redis-benchmark --threads $threads reports errors: $(head -n 3 bench$threads.err)"
+  n=$(tr '\r' '\n' <bench$threads.txt | grep -c ': [0-9.]* requests per second')
+  [ "$n" -eq 15 ] || fail "redis-benchmark --threads $threads completes $n of 15 tests"
+  [ "$(cli ping)" = PONG ] || fail "no PONG after redis-benchmark --threads $threads"
+  echo "redis-benchmark --threads $threads: 15 tests completed without errors, then PONG"
+}
+# BGSAVE forks the server, which has threads of its own (redis's
+# background jobs and lazy free); the child writes the RDB and gives each
+# large value it wrote back to the kernel (madvise over the block's
+# malloc_usable_size) while the parent serves the benchmark.
+digest=$(cli debug digest)
+cli bgsave >/dev/null
+bench 1 20000
+i=0
+until cli info persistence | tr -d '\r' | grep -q '^rdb_bgsave_in_progress:0$'; do
+  i=$((i + 1))
+  [ $i -lt 300 ] || fail "BGSAVE does not finish"
+  sleep 0.1
+done
+cli info persistence | tr -d '\r' | grep -q '^rdb_last_bgsave_status:ok$' ||
+  fail "BGSAVE fails: $(cli info persistence | grep bgsave)"
+stop_server
+
+# A restart loads the RDB the child wrote.  With io-threads, other threads
+# read and parse the queries, so blocks are allocated on one thread and
+# freed on another; the I/O threads spin, so this run is short.
+start_server --io-threads 2 --io-threads-do-reads yes
+[ "$(cli debug digest)" = "$digest" ] || fail "the RDB written by BGSAVE does not hold the dataset"
+echo "restart: the RDB written by BGSAVE reloads the same dataset"
+# Eviction weighs each value by malloc_usable_size: under a maxmemory
+# below the dataset the benchmark's writes evict keys, and what remains
+# must fit.
+limit=12000000
+cli config set maxmemory-policy allkeys-lru >/dev/null
+cli config set maxmemory $limit >/dev/null
+bench 2 2000
+evicted=$(cli info stats | tr -d '\r' | sed -n 's/^evicted_keys:\([0-9]*\)$/\1/p')
+used=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')
+[ -n "$evicted" ] && [ "$evicted" -gt 0 ] && [ -n "$used" ] && [ "$used" -le $((limit + 1048576)) ] ||
+  fail "maxmemory $limit: evicted_keys '$evicted', used_memory '$used'"
+echo "maxmemory: keys evicted, used_memory within the limit"
+io=$(cli info stats | tr -d '\r' | sed -n 's/^io_threaded_reads_processed:\([0-9]*\)$/\1/p')
+[ -n "$io" ] && [ "$io" -gt 0 ] || fail "the I/O threads read no query (io_threaded_reads_processed '$io')"
+echo "io-threads: the I/O threads read queries"
+cli flushall async
+stop_server
+echo "SHUTDOWN NOSAVE: exit status 0"
+EOF
+  failed_before=$failed
+  run redis-server "$d" sh redis.sh
+  # redis-server's own reports (one per server started) prove it, and not
+  # only redis-cli, ran on hakmem.
+  if [ "$failed" -eq "$failed_before" ]; then
+    servers=$(awk '/^hakmem: stats pid=/ { prog = $4 }
+                   /^hakmem: malloc_calls [1-9]/ { if (prog == "program=redis-server") n++ }
+                   END { print n + 0 }' "$d/hak.stats")
+    if [ "$servers" -ne 2 ]; then
+      echo "$me: redis-server: FAIL: $servers of 2 servers report allocations served by hakmem" >&2
+      failed=$((failed + 1))
+    fi
+  fi
 fi
 
 if [ "$ran" -eq 0 ]; then

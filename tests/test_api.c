@@ -1261,6 +1261,33 @@ START_TEST(stats_counters_move)
 }
 END_TEST
 
+/* A daemon that rewrites its argv for ps, as postgres does ("postgres:
+ * checkpointer"), writes over the string program_invocation_short_name
+ * points into; the report still names the program as it was invoked. */
+START_TEST(report_names_the_program_after_argv_is_rewritten)
+{
+  T_FREE(T_MALLOC(opaque(100)));
+  char name[256];
+  snprintf(name, sizeof name, "%s", program_invocation_short_name);
+  size_t len = strlen(name);
+  ck_assert_uint_gt(len, 2);
+  memset(program_invocation_short_name, ' ', len);
+  program_invocation_short_name[0] = 'p';
+  program_invocation_short_name[len - 1] = 'q';
+  FILE *f = tmpfile();
+  ck_assert_ptr_nonnull(f);
+  hakmem_stats_print(fileno(f));
+  char buf[65536];
+  rewind(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  char want[300];
+  snprintf(want, sizeof want, " program=%s ", name);
+  REQUIRE(strstr(buf, want) != NULL, "report without \"%s\":\n%s", want, buf);
+}
+END_TEST
+
 START_TEST(version_and_report)
 {
   char want[32];
@@ -1557,6 +1584,7 @@ int main(void)
 #endif
   tcase_add_test(t, stats_counters_move);
   tcase_add_test(t, version_and_report);
+  tcase_add_test(t, report_names_the_program_after_argv_is_rewritten);
   tcase_add_test(t, invalid_free_aborts);
   tcase_add_test(t, random_mix_keeps_contents);
   tcase_add_test(t, cross_thread_free);

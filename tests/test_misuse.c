@@ -1,8 +1,8 @@
 /* Heap misuse under the real interposition: double frees (same thread,
  * cross-thread, behind the list head), interior and never-allocated
- * pointers, use of freed blocks by realloc and malloc_usable_size,
- * free-list poisoning (local list, medium class, remote stack) and forged
- * large-block headers.
+ * pointers, another allocator's blocks, use of freed blocks by realloc
+ * and malloc_usable_size, free-list poisoning (local list, medium class,
+ * remote stack) and forged large-block headers.
  *
  * The contract (hardening work in progress): each detected misuse writes
  * ONE line on stderr that starts with "hakmem: " and names the function and
@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -606,6 +607,65 @@ START_TEST(usable_size_of_freed_pointer)
 }
 END_TEST
 
+/* --- another allocator's blocks ------------------------------------------
+ * A program linked with jemalloc and run with hakmem preloaded gets
+ * hakmem's free, realloc and malloc_usable_size but jemalloc's mallocx; a
+ * block from mallocx passed to one of them lives in jemalloc's own mapping,
+ * 2 MiB-aligned like a SuperSlab.  That mapping, filled with a pattern, is
+ * read as no header: the call reports an invalid pointer. */
+
+static void *other_allocators_block(void)
+{
+  char *m = mmap(NULL, 4 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    child_say("misuse-test: mmap of 4 MiB failed\n");
+    _exit(CHILD_PRECONDITION);
+  }
+  char *base = (char *)(((uintptr_t)m + 2 * MiB - 1) & ~(uintptr_t)(2 * MiB - 1));
+  memset(base, 0xa5, 64 * 1024);
+  return base + 32 * 1024;
+}
+
+static void free_other_allocators(void)
+{
+  void *volatile p = other_allocators_block();
+  free(p);
+}
+
+static void realloc_other_allocators(void)
+{
+  void *volatile p = other_allocators_block();
+  void *volatile r = realloc(p, opaque(200));
+  (void)r;
+}
+
+static void usable_size_other_allocators(void)
+{
+  void *volatile p = other_allocators_block();
+  volatile size_t n = malloc_usable_size(p);
+  (void)n;
+}
+
+START_TEST(free_of_other_allocators_block)
+{
+  expect_abort(free_other_allocators, "free of another allocator's block", FREE_INVALID);
+}
+END_TEST
+
+START_TEST(realloc_of_other_allocators_block)
+{
+  expect_abort(realloc_other_allocators, "realloc of another allocator's block",
+               ((struct expect){ "realloc()", { "invalid pointer", NULL } }));
+}
+END_TEST
+
+START_TEST(usable_size_of_other_allocators_block)
+{
+  expect_abort(usable_size_other_allocators, "malloc_usable_size of another allocator's block",
+               ((struct expect){ "malloc_usable_size()", { "invalid pointer", NULL } }));
+}
+END_TEST
+
 /* --- free-list poisoning --------------------------------------------------
  * A write into a freed block (use after free) replaces its link with the
  * address of an attacker's buffer.  The allocator must notice when it
@@ -1007,6 +1067,9 @@ int main(int argc, char **argv)
   tcase_add_test(t, realloc_of_freed_moving);
   tcase_add_test(t, realloc_of_freed_large);
   tcase_add_test(t, usable_size_of_freed_pointer);
+  tcase_add_test(t, free_of_other_allocators_block);
+  tcase_add_test(t, realloc_of_other_allocators_block);
+  tcase_add_test(t, usable_size_of_other_allocators_block);
   tcase_add_test(t, poisoned_free_list_small);
   tcase_add_test(t, poisoned_free_list_medium);
   tcase_add_test(t, poisoned_remote_stack);
