@@ -355,6 +355,7 @@ static inline void fill_small(unsigned char *p, size_t n)
 static inline void fill_pieces8(unsigned char *p, size_t n)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+#pragma GCC unroll 8
   for (size_t k = 0; k < 128; k += 16)
     memcpy(p + small_piece(k, n), &fill, sizeof fill);
 }
