@@ -80,7 +80,7 @@ static inline const unsigned char *odd_vector(const unsigned char *p, const unsi
     return *(const vec_any_##name *)(mask_edges + 128 - j);                                        \
   }                                                                                                \
                                                                                                    \
-  attributes static bool filled_range_##name(const unsigned char *a, const unsigned char *b)      \
+  attributes static inline __attribute__((always_inline)) bool filled_range_##name(const unsigned char *a, const unsigned char *b)      \
   {                                                                                                \
     const uintptr_t w = (bytes);                                                                   \
     const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
@@ -102,6 +102,11 @@ static inline const unsigned char *odd_vector(const unsigned char *p, const unsi
     for (uintptr_t c = first + 2 * w; c < last; c += w)                                            \
       diff |= *(const vec_at_##name *)c ^ fill;                                                       \
     return is_zero_##name(diff);                                                                   \
+  }                                                                                                \
+  /* The same, out of line, for callers compiled for another target. */                           \
+  attributes static bool filled_range_call_##name(const unsigned char *a, const unsigned char *b) \
+  {                                                                                                \
+    return filled_range_##name(a, b);                                                              \
   }                                                                                                \
                                                                                                    \
   /* Whether [p, p+n), n a multiple of 16, holds the fill, read with the */                       \
@@ -176,9 +181,11 @@ CHECK_BYTE_LOOPS(avx512, 64, __attribute__((target("avx512f"))))
 #else
 #define CHECK_HAVE_WIDE 0
 #define filled_range_avx2 filled_range_sse2
+#define filled_range_call_avx2 filled_range_call_sse2
 #define filled_run_avx2 filled_run_sse2
 #define fill_avx2 fill_sse2
 #define filled_range_avx512 filled_range_sse2
+#define filled_range_call_avx512 filled_range_call_sse2
 #define filled_run_avx512 filled_run_sse2
 #define fill_avx512 fill_sse2
 #endif
@@ -265,10 +272,10 @@ static inline size_t fill_end(size_t bs)
 static inline bool filled_range(const unsigned char *a, const unsigned char *b)
 {
   if (check_width == CHECK_VECTORS_AVX512)
-    return filled_range_avx512(a, b);
+    return filled_range_call_avx512(a, b);
   if (check_width == CHECK_VECTORS_AVX2)
-    return filled_range_avx2(a, b);
-  return filled_range_sse2(a, b);
+    return filled_range_call_avx2(a, b);
+  return filled_range_call_sse2(a, b);
 }
 
 /* Whether [p, p+n), n a multiple of 16, holds CHECK_FILL, read exactly
@@ -398,7 +405,116 @@ static inline bool canary_short(const unsigned char *p, size_t size, size_t bs)
   return (diff[0] | diff[1]) == 0;
 }
 
-void *check_hand_out(unsigned char *p, size_t size, size_t bs)
+size_t check_block_size(const struct slab *s, const void *p)
+{
+  size_t bs = slab_block_size(s);
+  uint32_t code;
+  memcpy(&code, trailer((void *)(uintptr_t)p, bs), sizeof code);
+  size_t size = code ^ (uint32_t)hak_secret_free_tag;
+  if (size > bs - CHECK_TRAILER)
+    hak_fatal_pointer("free(): heap overflow: the block's trailer was overwritten, at", p);
+  return size;
+}
+
+/* check_hand_out and check_free_block, once per vector width, with that
+ * width's loops in line (a call into them would save and restore the
+ * caller's registers around every block).  CHECK_BLOCK_OPS(name, bytes,
+ * attributes) defines hand_out_name and free_block_name. */
+#define CHECK_BLOCK_OPS(name, bytes, attributes)                                                   \
+  attributes static void *hand_out_##name(unsigned char *p, size_t size, size_t bs)               \
+  {                                                                                                \
+    /* Read with the vectors that filled it: a load that straddles a */                           \
+    /* store still in flight (the block freed just before, as in a */                             \
+    /* malloc-free loop) waits for it to reach the cache, and one that */                         \
+    /* does not straddle the link and tag words, just written by the */                           \
+    /* free list, does not wait for them either. */                                                \
+    size_t end = fill_end(bs), n = end - FREE_WORDS;                                               \
+    if (end <= SMALL_BLOCK ? n != 0 && !filled_small(p + FREE_WORDS, n)                             \
+                           : !filled_run_##name(p + FREE_WORDS, n))                                 \
+      hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);         \
+    /* A block filled only up to end holds the last program's bytes */                            \
+    /* after it: the new canary is stored, from the 16-byte piece */                               \
+    /* holding the request's end (the program's bytes before it have no */                         \
+    /* value to keep) to the block's end.  Up to 128 bytes, which covers */                        \
+    /* the canary of every unaligned request of a class up to 1 KiB, it */                        \
+    /* takes 128 / bytes whole vectors in line, at from, from + bytes... */                        \
+    /* capped at the block's last vector (a block with a canary has at */                         \
+    /* least 96 bytes), with no branch on its length.  The first branch */                        \
+    /* goes the same way for every block of a class. */                                            \
+    if (end < bs) {                                                                                \
+      size_t from = size & ~(size_t)15;                                                            \
+      from = from > end ? from : end;                                                              \
+      if (bs - from <= 128) {                                                                      \
+        const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                               \
+        size_t last = bs - (bytes);                                                                \
+        _Pragma("GCC unroll 8") for (size_t k = 0; k < 128; k += (bytes))                           \
+        {                                                                                          \
+          size_t at = from + k < last ? from + k : last;                                           \
+          *(vec_any_##name *)(p + at) = fill;                                                      \
+        }                                                                                          \
+      } else {                                                                                     \
+        fill_##name(p + from, bs - from);                                                          \
+      }                                                                                            \
+    }                                                                                              \
+    /* The canary is the fill already there, except in the link and tag */                        \
+    /* words, which the free list used: both are filled whatever the */                           \
+    /* size (the program's part of them is its to write), which costs */                          \
+    /* two stores and no branch.  A block of 16 bytes has its trailer in */                        \
+    /* the tag word, written just after. */                                                        \
+    const check_vec fill16 = { CHECK_FILL_WORD, CHECK_FILL_WORD };                                 \
+    memcpy(p, &fill16, sizeof fill16);                                                             \
+    uint32_t code = trailer_code(size);                                                            \
+    memcpy(trailer(p, bs), &code, sizeof code);                                                    \
+    return p;                                                                                      \
+  }                                                                                                \
+                                                                                                   \
+  attributes static size_t free_block_##name(const struct slab *s, void *p)                        \
+  {                                                                                                \
+    size_t bs = slab_block_size(s);                                                                \
+    size_t size = check_block_size(s, p);                                                          \
+    unsigned char *b = p;                                                                          \
+    /* A canary of up to 128 bytes in a block of more than 128 takes */                           \
+    /* 128 / bytes whole vectors in line, the very pieces malloc stores: */                        \
+    /* at size, size + bytes... capped at the last vector before the */                            \
+    /* trailer, all masked below size, which only a capped one reaches. */                         \
+    /* An aligned request may take a class well above its size: its */                            \
+    /* canary is longer, and takes the loop. */                                                    \
+    const unsigned char *lo = b + size, *hi = b + bs - CHECK_TRAILER;                              \
+    bool intact;                                                                                   \
+    if (bs > SHORT_CANARY_BLOCK && (size_t)(hi - lo) <= 128) {                                     \
+      const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                 \
+      const unsigned char *last = hi - (bytes);                                                    \
+      vec_##name diff = (vec_##name){ 0 };                                                         \
+      _Pragma("GCC unroll 8") for (size_t k = 0; k < 128; k += (bytes))                             \
+      {                                                                                            \
+        const unsigned char *at = lo + k < last ? lo + k : last;                                   \
+        diff |= *(const vec_any_##name *)at ^ fill;                                                \
+      }                                                                                            \
+      intact = is_zero_##name(diff & from_lane_##name(lo > last ? (uintptr_t)(lo - last) : 0));    \
+    } else {                                                                                       \
+      intact = (bs <= SHORT_CANARY_BLOCK) & (size + 32 >= bs) ? canary_short(b, size, bs)          \
+                                                              : filled_range_##name(lo, hi);       \
+    }                                                                                              \
+    if (!intact)                                                                                   \
+      hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p); \
+    /* Past the link and tag words (the free list's) up to fill_end: the */                       \
+    /* whole block, canary and trailer included, unless check_fill_bytes */                       \
+    /* bounds it.  The next malloc reads it with the same vectors */                               \
+    /* (hand_out_name), and the length is the class's, not the */                                  \
+    /* request's, so the branches go the same way for every block of a */                         \
+    /* class. */                                                                                   \
+    size_t end = fill_end(bs);                                                                     \
+    if (end > SMALL_BLOCK)                                                                         \
+      fill_##name(b + FREE_WORDS, end - FREE_WORDS);                                               \
+    else if (end > FREE_WORDS)                                                                     \
+      fill_small(b + FREE_WORDS, end - FREE_WORDS);                                                \
+    return size;                                                                                   \
+  }
+
+/* The blocks of up to SHORT_CANARY_BLOCK bytes, and every block when
+ * the CPU has no wide vectors: there the wide vectors save nothing, and
+ * their functions' set-up would cost the smallest blocks the most. */
+static HAK_NOINLINE void *hand_out_generic(unsigned char *p, size_t size, size_t bs)
 {
   /* Read with the vectors that filled it: a load that straddles a store
    * still in flight (the block freed just before, as in a malloc-free
@@ -433,19 +549,7 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
   memcpy(trailer(p, bs), &code, sizeof code);
   return p;
 }
-
-size_t check_block_size(const struct slab *s, const void *p)
-{
-  size_t bs = slab_block_size(s);
-  uint32_t code;
-  memcpy(&code, trailer((void *)(uintptr_t)p, bs), sizeof code);
-  size_t size = code ^ (uint32_t)hak_secret_free_tag;
-  if (size > bs - CHECK_TRAILER)
-    hak_fatal_pointer("free(): heap overflow: the block's trailer was overwritten, at", p);
-  return size;
-}
-
-size_t check_free_block(const struct slab *s, void *p)
+static HAK_NOINLINE size_t free_block_generic(const struct slab *s, void *p)
 {
   size_t bs = slab_block_size(s);
   size_t size = check_block_size(s, p);
@@ -468,6 +572,34 @@ size_t check_free_block(const struct slab *s, void *p)
   else if (end > FREE_WORDS)
     fill_small(b + FREE_WORDS, end - FREE_WORDS);
   return size;
+}
+
+#if CHECK_HAVE_WIDE
+CHECK_BLOCK_OPS(avx2, 32, __attribute__((target("avx2"))))
+CHECK_BLOCK_OPS(avx512, 64, __attribute__((target("avx512f"))))
+#endif
+
+void *check_hand_out(unsigned char *p, size_t size, size_t bs)
+{
+#if CHECK_HAVE_WIDE
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX512)
+    return hand_out_avx512(p, size, bs);
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX2)
+    return hand_out_avx2(p, size, bs);
+#endif
+  return hand_out_generic(p, size, bs);
+}
+
+size_t check_free_block(const struct slab *s, void *p)
+{
+#if CHECK_HAVE_WIDE
+  size_t bs = slab_block_size(s);
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX512)
+    return free_block_avx512(s, p);
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX2)
+    return free_block_avx2(s, p);
+#endif
+  return free_block_generic(s, p);
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)
