@@ -80,7 +80,8 @@ static inline const unsigned char *odd_vector(const unsigned char *p, const unsi
     return *(const vec_any_##name *)(mask_edges + 128 - j);                                        \
   }                                                                                                \
                                                                                                    \
-  attributes static inline __attribute__((always_inline)) bool filled_range_##name(const unsigned char *a, const unsigned char *b)      \
+  attributes static inline __attribute__((always_inline)) bool filled_range_##name(               \
+      const unsigned char *a, const unsigned char *b)                                            \
   {                                                                                                \
     const uintptr_t w = (bytes);                                                                   \
     const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
