@@ -80,7 +80,8 @@ static inline const unsigned char *odd_vector(const unsigned char *p, const unsi
     return *(const vec_any_##name *)(mask_edges + 128 - j);                                        \
   }                                                                                                \
                                                                                                    \
-  attributes static bool filled_range_##name(const unsigned char *a, const unsigned char *b)      \
+  attributes static inline __attribute__((always_inline)) bool filled_range_##name(               \
+      const unsigned char *a, const unsigned char *b)                                            \
   {                                                                                                \
     const uintptr_t w = (bytes);                                                                   \
     const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
@@ -102,6 +103,11 @@ static inline const unsigned char *odd_vector(const unsigned char *p, const unsi
     for (uintptr_t c = first + 2 * w; c < last; c += w)                                            \
       diff |= *(const vec_at_##name *)c ^ fill;                                                       \
     return is_zero_##name(diff);                                                                   \
+  }                                                                                                \
+  /* The same, out of line, for callers compiled for another target. */                           \
+  attributes static bool filled_range_call_##name(const unsigned char *a, const unsigned char *b) \
+  {                                                                                                \
+    return filled_range_##name(a, b);                                                              \
   }                                                                                                \
                                                                                                    \
   /* Whether [p, p+n), n a multiple of 16, holds the fill, read with the */                       \
@@ -176,9 +182,11 @@ CHECK_BYTE_LOOPS(avx512, 64, __attribute__((target("avx512f"))))
 #else
 #define CHECK_HAVE_WIDE 0
 #define filled_range_avx2 filled_range_sse2
+#define filled_range_call_avx2 filled_range_call_sse2
 #define filled_run_avx2 filled_run_sse2
 #define fill_avx2 fill_sse2
 #define filled_range_avx512 filled_range_sse2
+#define filled_range_call_avx512 filled_range_call_sse2
 #define filled_run_avx512 filled_run_sse2
 #define fill_avx512 fill_sse2
 #endif
@@ -265,10 +273,10 @@ static inline size_t fill_end(size_t bs)
 static inline bool filled_range(const unsigned char *a, const unsigned char *b)
 {
   if (check_width == CHECK_VECTORS_AVX512)
-    return filled_range_avx512(a, b);
+    return filled_range_call_avx512(a, b);
   if (check_width == CHECK_VECTORS_AVX2)
-    return filled_range_avx2(a, b);
-  return filled_range_sse2(a, b);
+    return filled_range_call_avx2(a, b);
+  return filled_range_call_sse2(a, b);
 }
 
 /* Whether [p, p+n), n a multiple of 16, holds CHECK_FILL, read exactly
@@ -304,6 +312,15 @@ void check_fill(unsigned char *p, size_t n)
 
 /* The first two words of a free block are its link and tag. */
 #define FREE_WORDS (2 * sizeof(uintptr_t))
+
+/* Blocks of up to SHORT_CANARY_BLOCK bytes (the classes 16 bytes apart)
+ * have a canary of less than 16 bytes: a request of size bytes takes the
+ * first class with room for size + CHECK_TRAILER, so bs - 20 < size
+ * (unless it asked for an alignment).  Such a canary lies in the two
+ * 16-byte pieces that end the block, which are compared
+ * in line, each masked to the canary's lanes (mask_edges, loaded at an
+ * offset: no branch on the size). */
+#define SHORT_CANARY_BLOCK 128
 
 static uint32_t *trailer(void *p, size_t bs)
 {
@@ -355,18 +372,10 @@ static inline void fill_small(unsigned char *p, size_t n)
 static inline void fill_pieces8(unsigned char *p, size_t n)
 {
   const check_vec fill = { CHECK_FILL_WORD, CHECK_FILL_WORD };
+#pragma GCC unroll 8
   for (size_t k = 0; k < 128; k += 16)
     memcpy(p + small_piece(k, n), &fill, sizeof fill);
 }
-
-/* Blocks of up to SHORT_CANARY_BLOCK bytes (the classes 16 bytes apart)
- * have a canary of less than 16 bytes: a request of size bytes takes the
- * first class with room for size + CHECK_TRAILER, so bs - 20 < size
- * (unless it asked for an alignment).  Such a canary lies in the two
- * 16-byte pieces that end the block, which are compared
- * in line, each masked to the canary's lanes (mask_edges, loaded at an
- * offset: no branch on the size). */
-#define SHORT_CANARY_BLOCK 128
 
 /* Lanes k and up of 16 bytes, -48 <= k <= 64, and lanes below j,
  * 0 <= j <= 64. */
@@ -397,7 +406,124 @@ static inline bool canary_short(const unsigned char *p, size_t size, size_t bs)
   return (diff[0] | diff[1]) == 0;
 }
 
-void *check_hand_out(unsigned char *p, size_t size, size_t bs)
+size_t check_block_size(const struct slab *s, const void *p)
+{
+  size_t bs = slab_block_size(s);
+  uint32_t code;
+  memcpy(&code, trailer((void *)(uintptr_t)p, bs), sizeof code);
+  size_t size = code ^ (uint32_t)hak_secret_free_tag;
+  if (size > bs - CHECK_TRAILER)
+    hak_fatal_pointer("free(): heap overflow: the block's trailer was overwritten, at", p);
+  return size;
+}
+
+/* check_hand_out and check_free_block for blocks of more than
+ * SHORT_CANARY_BLOCK bytes, once per wide vector width, with that width's
+ * loops in line (a call into them would save and restore the caller's
+ * registers around every block).  CHECK_BLOCK_OPS(name, bytes,
+ * attributes, store_canary) defines hand_out_name and free_block_name;
+ * store_canary(p, from, bs) stores a canary of up to 128 bytes. */
+#define CHECK_BLOCK_OPS(name, bytes, attributes, store_canary)                                     \
+  attributes static void *hand_out_##name(unsigned char *p, size_t size, size_t bs)               \
+  {                                                                                                \
+    /* A head of up to 64 bytes past the link and tag words is read as */                         \
+    /* whole vectors over those 64 bytes, as free_block_name stored them */                        \
+    /* (a load that straddles a store still in flight waits for it), */                            \
+    /* masked past the head. */                                                                    \
+    const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                   \
+    size_t end = fill_end(bs), n = end - FREE_WORDS;                                               \
+    bool written;                                                                                  \
+    if (n <= 64) {                                                                                 \
+      vec_##name diff = (vec_##name){ 0 };                                                         \
+      _Pragma("GCC unroll 4") for (size_t k = 0; k < 64; k += (bytes))                              \
+      {                                                                                            \
+        size_t lanes = n > k ? (n - k < (bytes) ? n - k : (bytes)) : 0;                            \
+        diff |= (*(const vec_any_##name *)(p + FREE_WORDS + k) ^ fill) & below_lane_##name(lanes); \
+      }                                                                                            \
+      written = !is_zero_##name(diff);                                                             \
+    } else {                                                                                       \
+      written = !filled_run_##name(p + FREE_WORDS, n);                                             \
+    }                                                                                              \
+    if (written)                                                                                   \
+      hak_fatal_pointer("malloc(): use after free: a freed block was written to, at", p);         \
+    /* A block filled only up to end holds the last program's bytes */                            \
+    /* after it: the new canary is stored, from the 16-byte piece */                               \
+    /* holding the request's end (the program's bytes before it have no */                         \
+    /* value to keep) to the block's end; in line (store_canary) up to */                          \
+    /* 128 bytes, which covers the canary of every unaligned request of */                         \
+    /* a class up to 1 KiB.  The first branch goes the same way for */                             \
+    /* every block of a class. */                                                                  \
+    if (end < bs) {                                                                                \
+      size_t from = size & ~(size_t)15;                                                            \
+      from = from > end ? from : end;                                                              \
+      if (bs - from <= 128)                                                                        \
+        store_canary(p, from, bs);                                                                 \
+      else                                                                                         \
+        fill_##name(p + from, bs - from);                                                          \
+    }                                                                                              \
+    /* The canary is the fill already there, except in the link and tag */                        \
+    /* words, which the free list used: both are filled whatever the */                           \
+    /* size (the program's part of them is its to write). */                                       \
+    *(vec_any_sse2 *)p = (vec_sse2){ CHECK_FILL_WORD, CHECK_FILL_WORD };                           \
+    uint32_t code = trailer_code(size);                                                            \
+    memcpy(trailer(p, bs), &code, sizeof code);                                                    \
+    return p;                                                                                      \
+  }                                                                                                \
+                                                                                                   \
+  attributes static size_t free_block_##name(const struct slab *s, void *p)                        \
+  {                                                                                                \
+    size_t bs = slab_block_size(s);                                                                \
+    size_t size = check_block_size(s, p);                                                          \
+    unsigned char *b = p;                                                                          \
+    /* With 64-byte vectors, a canary that ends at most 128 bytes before */                        \
+    /* the block's end takes the block's last two 64-byte pieces, its */                            \
+    /* last two lines in a class of a multiple of 64 bytes, in line: the */                         \
+    /* last masked below size and at the trailer, the one before it */                             \
+    /* masked below size, or, when the canary lies in the last piece, */                           \
+    /* the last read again and masked off, so that no line outside the */                          \
+    /* canary is read.  Other canaries (other widths, an aligned */                                \
+    /* request's longer one) take the three-vector loop. */                                        \
+    const unsigned char *lo = b + size;                                                            \
+    bool intact;                                                                                   \
+    if ((bytes) == 64 && bs - size <= 128) {                                                       \
+      const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                 \
+      const unsigned char *last = b + bs - 64;                                                     \
+      /* All ones when the canary begins before the last piece: masks, */                          \
+      /* not selects, which GCC would make a branch on the size. */                                \
+      uintptr_t into_last = (uintptr_t)(lo - last);                                                \
+      uintptr_t two = (uintptr_t)((intptr_t)into_last >> 63);                                      \
+      __asm__("" : "+r"(two));                                                                     \
+      const unsigned char *before = last - (64 & two);                                             \
+      uintptr_t before_from = 64 + (into_last & two), last_from = into_last & ~two;                \
+      vec_##name diff = ((*(const vec_any_##name *)before ^ fill) & from_lane_##name(before_from)) | \
+                        ((*(const vec_any_##name *)last ^ fill) & from_lane_##name(last_from) &     \
+                         below_lane_##name(64 - CHECK_TRAILER));                                   \
+      intact = is_zero_##name(diff);                                                               \
+    } else {                                                                                       \
+      intact = filled_range_##name(lo, b + bs - CHECK_TRAILER);                                    \
+    }                                                                                              \
+    if (!intact)                                                                                   \
+      hak_fatal_pointer("free(): heap overflow: bytes past the requested size were written, in", p); \
+    /* Past the link and tag words up to fill_end, or, for a head of up */                        \
+    /* to 64 bytes, those 64 bytes whatever the bound, in whole vectors */                         \
+    /* (the block is free, and larger than that: what lies past the */                             \
+    /* head is the last program's, or the canary, fill already), which */                         \
+    /* hand_out_name reads back. */                                                                \
+    size_t end = fill_end(bs);                                                                     \
+    if (end - FREE_WORDS <= 64) {                                                                  \
+      const vec_##name fill = (vec_##name){ 0 } + CHECK_FILL_WORD;                                 \
+      _Pragma("GCC unroll 4") for (size_t k = 0; k < 64; k += (bytes))                              \
+        *(vec_any_##name *)(b + FREE_WORDS + k) = fill;                                            \
+    } else {                                                                                       \
+      fill_##name(b + FREE_WORDS, end - FREE_WORDS);                                               \
+    }                                                                                              \
+    return size;                                                                                   \
+  }
+
+/* The blocks of up to SHORT_CANARY_BLOCK bytes, and every block when
+ * the CPU has no wide vectors: there the wide vectors save nothing, and
+ * their functions' set-up would cost the smallest blocks the most. */
+static HAK_NOINLINE void *hand_out_generic(unsigned char *p, size_t size, size_t bs)
 {
   /* Read with the vectors that filled it: a load that straddles a store
    * still in flight (the block freed just before, as in a malloc-free
@@ -432,19 +558,7 @@ void *check_hand_out(unsigned char *p, size_t size, size_t bs)
   memcpy(trailer(p, bs), &code, sizeof code);
   return p;
 }
-
-size_t check_block_size(const struct slab *s, const void *p)
-{
-  size_t bs = slab_block_size(s);
-  uint32_t code;
-  memcpy(&code, trailer((void *)(uintptr_t)p, bs), sizeof code);
-  size_t size = code ^ (uint32_t)hak_secret_free_tag;
-  if (size > bs - CHECK_TRAILER)
-    hak_fatal_pointer("free(): heap overflow: the block's trailer was overwritten, at", p);
-  return size;
-}
-
-size_t check_free_block(const struct slab *s, void *p)
+static HAK_NOINLINE size_t free_block_generic(const struct slab *s, void *p)
 {
   size_t bs = slab_block_size(s);
   size_t size = check_block_size(s, p);
@@ -467,6 +581,54 @@ size_t check_free_block(const struct slab *s, void *p)
   else if (end > FREE_WORDS)
     fill_small(b + FREE_WORDS, end - FREE_WORDS);
   return size;
+}
+
+#if CHECK_HAVE_WIDE
+/* A canary [from, bs) of up to 128 bytes, in 16-byte pieces. */
+__attribute__((target("avx2"))) static inline void store_canary_avx2(unsigned char *p, size_t from, size_t bs)
+{
+  fill_pieces8(p + from, bs - from);
+}
+
+/* The same in two 64-byte stores, at from and at the block's last 64
+ * bytes, or both there: with no branch on its length, and no line
+ * outside the canary in a class of a multiple of 64 bytes.  What the
+ * first may cover before from are the last program's bytes, of no value
+ * to keep. */
+__attribute__((target("avx512f"))) static inline void store_canary_avx512(unsigned char *p, size_t from,
+                                                                          size_t bs)
+{
+  size_t last = bs - 64;
+  __m512i fill = _mm512_set1_epi64((long long)CHECK_FILL_WORD);
+  _mm512_storeu_si512(p + (from < last ? from : last), fill);
+  _mm512_storeu_si512(p + last, fill);
+}
+
+CHECK_BLOCK_OPS(avx2, 32, __attribute__((target("avx2"))), store_canary_avx2)
+CHECK_BLOCK_OPS(avx512, 64, __attribute__((target("avx512f"))), store_canary_avx512)
+#endif
+
+void *check_hand_out(unsigned char *p, size_t size, size_t bs)
+{
+#if CHECK_HAVE_WIDE
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX512)
+    return hand_out_avx512(p, size, bs);
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX2)
+    return hand_out_avx2(p, size, bs);
+#endif
+  return hand_out_generic(p, size, bs);
+}
+
+size_t check_free_block(const struct slab *s, void *p)
+{
+#if CHECK_HAVE_WIDE
+  size_t bs = slab_block_size(s);
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX512)
+    return free_block_avx512(s, p);
+  if (bs > SHORT_CANARY_BLOCK && check_width == CHECK_VECTORS_AVX2)
+    return free_block_avx2(s, p);
+#endif
+  return free_block_generic(s, p);
 }
 
 void check_fill_carved(const struct slab *s, uint32_t n)

@@ -18,9 +18,11 @@
  *
  * The bytes are filled and compared with the widest vectors the CPU has
  * (SSE2, AVX2 or AVX-512), chosen once by check_configure, in loops whose
- * only data-dependent branch is their exit (checkmode.c says how).  The
- * choice is one variable written at initialisation, before any checked
- * block exists, and only read afterwards.
+ * only data-dependent branch is their exit (checkmode.c says how); the
+ * blocks of more than 128 bytes take whole bodies compiled for the
+ * width, those loops in line.  The choice is one variable written at
+ * initialisation, before any checked block exists, and only read
+ * afterwards.
  *
  * All entry points run on the slow paths only: with check = 1 the front
  * door sends every malloc and free there (alloc_fast_bound = 0, and the

@@ -4,6 +4,7 @@
  * the run (which its aligned loads read); the fill writes exactly its run,
  * and the comparison of a filled run (malloc's) finds every byte of it. */
 #include <check.h>
+#include <signal.h>
 #include "test_util.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "checkmode.h"
+#include "slab.h"
 #include "config.h"
 
 static const enum check_vectors widths[] = { CHECK_VECTORS_SSE2, CHECK_VECTORS_AVX2,
@@ -161,6 +163,82 @@ START_TEST(bound_above_the_block_compares_it_whole)
 }
 END_TEST
 
+/* Blocks of more than 128 bytes take bodies compiled for each vector
+ * width: a canary of up to 128 bytes stored and compared as whole vectors
+ * in line, and the head run, past the link and tag words, of 64 bytes.
+ * Each case below prepares big as a freed block of one of these classes
+ * under the default bound (the program's old bytes, 0x5a, with the head
+ * filled) and hands it out with check_hand_out, as malloc does. */
+static const unsigned canary_blocks[] = { 160, 640, 1024, 1280, 4096 };
+#define NBLOCKS (sizeof canary_blocks / sizeof canary_blocks[0])
+static unsigned char big[64 + 4096 + 64] __attribute__((aligned(64)));
+
+static unsigned char *hand_out_big(struct slab *s, unsigned bs, size_t size)
+{
+  memset(s, 0, sizeof *s);
+  s->cls = (uint8_t)size_class_of(bs);
+  ck_assert_uint_eq(slab_block_size(s), bs);
+  unsigned char *p = big + 64;
+  check_bound_fill(64);
+  memset(p, 0x5a, bs);
+  memset(p + 16, CHECK_FILL, 64 - 16);
+  ck_assert_ptr_eq(check_hand_out(p, size, bs), p);
+  return p;
+}
+
+/* Every request of the class's last 200 sizes (canaries of 0 to 199
+ * bytes, in whole vectors or in the loop): the canary is stored whole,
+ * and nothing between the head and the 16-byte piece holding the
+ * request's end or the block's last 64 bytes (which 64-byte vectors
+ * store whole); the trailer records the size, and free accepts the
+ * block, returns the size and fills its head for the next malloc. */
+START_TEST(wide_bodies_store_every_canary_and_free_accepts_it)
+{
+  enum check_vectors w = widths[_i];
+  if (!check_use_vectors(w))
+    return; /* this CPU lacks the width: nothing to test */
+  unsigned wrong = 0;
+  for (size_t c = 0; c < NBLOCKS; c++) {
+    unsigned bs = canary_blocks[c];
+    for (size_t size = bs - CHECK_TRAILER - 199; size <= bs - CHECK_TRAILER; size++) {
+      struct slab s;
+      unsigned char *p = hand_out_big(&s, bs, size);
+      size_t from = size & ~(size_t)15, kept = from < bs - 64 ? from : bs - 64;
+      for (size_t i = 64; i < kept; i++)
+        wrong += p[i] != 0x5a;
+      for (size_t i = size; i < bs - CHECK_TRAILER; i++)
+        wrong += p[i] != CHECK_FILL;
+      wrong += check_block_size(&s, p) != size;
+      wrong += check_free_block(&s, p) != size;
+      for (size_t i = 16; i < 64; i++)
+        wrong += p[i] != CHECK_FILL;
+    }
+  }
+  ck_assert_msg(wrong == 0, "width %d: %u wrong", (int)w, wrong);
+}
+END_TEST
+
+/* A write into the first or the last byte of a canary of 1, 60, 124 or
+ * 200 bytes is caught at free (SIGABRT), at every width the CPU has (the
+ * others: at SSE2's). */
+#define CANARY_CASES 8
+START_TEST(wide_bodies_catch_a_write_into_any_canary)
+{
+  int i = _i;
+  enum check_vectors w = widths[i / (int)(NBLOCKS * CANARY_CASES)];
+  unsigned bs = canary_blocks[i / CANARY_CASES % NBLOCKS];
+  static const size_t canary_len[] = { 1, 60, 124, 200 };
+  size_t len = canary_len[i % CANARY_CASES / 2];
+  if (!check_use_vectors(w))
+    ck_assert(check_use_vectors(CHECK_VECTORS_SSE2));
+  size_t size = bs - CHECK_TRAILER - len;
+  struct slab s;
+  unsigned char *p = hand_out_big(&s, bs, size);
+  p[i % 2 ? bs - CHECK_TRAILER - 1 : size] = 0x11;
+  check_free_block(&s, p);
+}
+END_TEST
+
 static char warning[256];
 static void keep_warning(void *ctx, const char *msg)
 {
@@ -225,6 +303,9 @@ int main(void)
   tcase_add_test(t, bounded_fill_compares_the_head_and_stores_the_canary);
   tcase_add_test(t, bound_above_the_block_compares_it_whole);
   tcase_add_test(t, fill_bytes_option_parses_and_refuses);
+  tcase_add_loop_test(t, wide_bodies_store_every_canary_and_free_accepts_it, 0, NWIDTHS);
+  tcase_add_loop_test_raise_signal(t, wide_bodies_catch_a_write_into_any_canary, SIGABRT, 0,
+                                   (int)(NWIDTHS * NBLOCKS * CANARY_CASES));
   suite_add_tcase(s, t);
   return check_run(s);
 }
