@@ -353,9 +353,13 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
    * alloc_large for the retry). */
   void *n;
   if (!h && size > HAK_MEDIUM_MAX && !hak_config.check) {
+    int saved = errno;
     n = large_alloc_to_grow(size);
     if (!n && purge_reclaim())
       n = large_alloc_to_grow(size);
+    /* The first attempt's ENOMEM does not show when the second succeeds. */
+    if (n)
+      errno = saved;
   } else {
     n = alloc_malloc(size);
   }
