@@ -56,7 +56,9 @@
  * errno unchanged), and a failed realloc leaves its block allocated, whole
  * and of the same usable size.  Every other check stays.  The fuzzer's own
  * needs (the shadow tree's nodes, the threads' stacks) lift the limit for
- * a moment. */
+ * a moment.  Each limited round starts with every thread idle for 20 ms,
+ * which lets the purge thread take back what they hold while allocations
+ * are refused. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -75,6 +77,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef FUZZ_GLIBC
@@ -824,6 +827,11 @@ static void *worker_main(void *arg)
       else if (g_limit_mode == LIMIT_FIXED && g_round == 0)
         limit_lower();
       g_round++;
+      /* Every thread idle a moment with the limit in force: the purge
+       * thread may take back what they hold (idle reclaim) and give
+       * memory back while allocations are refused. */
+      if (atomic_load(&g_limited))
+        nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
     }
     pthread_barrier_wait(&barrier);
     uint64_t n = w->ops_left < g_round_ops ? w->ops_left : g_round_ops;
