@@ -24,7 +24,8 @@
  *  - malloc_usable_size of a block does not change while it lives;
  *  - errno is unchanged by every call that succeeds (free included; glibc
  *    is let off for the allocating calls, see strict_errno);
- *  - impossible requests give NULL and ENOMEM and leave the block intact.
+ *  - impossible requests give NULL and ENOMEM and leave the block intact;
+ *  - a realloc that shrinks (to at most the usable size) never fails.
  * Every round (ROUND_OPS operations per thread) the threads stop at a
  * barrier and each calls hakmem_check_heap() (which walks the caller's own
  * slabs and the shared ones), which must return 0; the main thread calls
@@ -704,6 +705,10 @@ static void op_realloc(struct worker *w, struct rec *r, bool array, bool to_zero
     return;
   }
   if (!p) {
+    /* A shrink never fails (glibc's neither): the block can stay. */
+    if (size <= old.usable)
+      fail("%s(%p, %zu) of a block of usable size %zu returned NULL (errno %d)", how,
+           (void *)old.p, size, old.usable, errno);
     /* Refused: the block stays allocated, whole and as usable as it was. */
     refusal_allowed(w, how, size, 0, errno);
     tree_add(r);

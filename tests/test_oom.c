@@ -3,7 +3,7 @@
  * an internal attempt was refused leaves errno alone; the C library's
  * corner cases keep their answers when no memory is left; and memory
  * comes back: with the limit lifted, every kind of allocation succeeds
- * again.  The differential fuzzer (tests/fuzz_heap.c, MEMLIMIT) does the
+ * again.  A realloc that shrinks never fails.  The differential fuzzer (tests/fuzz_heap.c, MEMLIMIT) does the
  * same at random; the cases here are the ones it found, and the rules it
  * cannot reach by chance. */
 #include <check.h>
@@ -245,7 +245,7 @@ START_TEST(corner_cases_with_no_memory_left)
 }
 END_TEST
 
-/* ---- memory comes back ---- */
+/* ---- refusals and memory coming back ---- */
 
 /* Blocks of size n until one is refused (ENOMEM), chained through their
  * first word; *count how many.  NULL with *count 0 if the first was. */
@@ -276,6 +276,58 @@ static void free_chain(void **head)
     head = next;
   }
 }
+
+/* ---- a shrink never fails ---- */
+
+/* With no address space to spare and the target class used up, a realloc
+ * that shrinks a block keeps the block (glibc's never fails either): from
+ * a large block, a medium one and a small one. */
+static int shrink_child(void)
+{
+  static const struct { size_t from, to; } cases[] = {
+    { 3 * MiB, 100 }, { 100 * KiB, 40 }, { 1000, 300 }, { 200 * KiB, 20 * KiB },
+  };
+  enum { N = sizeof cases / sizeof cases[0] };
+  unsigned char *b[N];
+  for (int i = 0; i < N; i++) {
+    if (!(b[i] = hak_malloc(cases[i].from)))
+      return 1;
+    memset(b[i], 0x40 + i, cases[i].from);
+  }
+  bigcache_flush();
+  limit_address_space(0);
+  void **held[N];
+  for (int i = 0; i < N; i++) {
+    size_t n;
+    held[i] = fill(cases[i].to, &n, (size_t)1 << 26);
+    errno = ERRNO_SENTINEL;
+    unsigned char *q = hak_realloc(b[i], cases[i].to);
+    if (!q)
+      return 10 + i;
+    if (errno != ERRNO_SENTINEL)
+      return 20 + i;
+    if (!holds(q, cases[i].to, (unsigned char)(0x40 + i)) || hak_malloc_usable_size(q) < cases[i].to)
+      return 30 + i;
+    b[i] = q;
+  }
+  for (int i = 0; i < N; i++) {
+    free_chain(held[i]);
+    hak_free(b[i]);
+  }
+  if (hakmem_check_heap() != 0)
+    return 40;
+  return 0;
+}
+
+START_TEST(shrinking_realloc_never_fails)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return;
+#endif
+  int rc = in_limited_child(shrink_child);
+  ck_assert_msg(rc == 0, "step %d failed (see shrink_child)", rc);
+}
+END_TEST
 
 struct filler {
   pthread_barrier_t *go;
@@ -367,6 +419,7 @@ int main(void)
   tcase_set_timeout(t, 120);
   tcase_add_test(t, success_after_refusal_keeps_errno);
   tcase_add_test(t, corner_cases_with_no_memory_left);
+  tcase_add_test(t, shrinking_realloc_never_fails);
   tcase_add_test(t, memory_comes_back_after_the_limit_is_lifted);
   suite_add_tcase(s, t);
   return check_run(s);
