@@ -352,15 +352,25 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
   /* A slab block growing into a large one: see large_alloc_to_grow (and
    * alloc_large for the retry). */
   void *n;
+  int saved = errno;
   if (!h && size > HAK_MEDIUM_MAX && !hak_config.check) {
     n = large_alloc_to_grow(size);
     if (!n && purge_reclaim())
       n = large_alloc_to_grow(size);
+    /* The first attempt's ENOMEM does not show when the second succeeds. */
+    if (n)
+      errno = saved;
   } else {
     n = alloc_malloc(size);
   }
-  if (!n)
-    return NULL;
+  if (!n) {
+    /* A shrink keeps its block when no smaller one can be had, as
+     * glibc's never fails: few programs check a shrinking realloc. */
+    if (size > usable)
+      return NULL;
+    errno = saved;
+    return p;
+  }
   memcpy(n, p, size < usable ? size : usable);
   alloc_free(p);
   return n;

@@ -1,7 +1,7 @@
 /* Differential heap fuzzer: random sequences of every allocation entry
  * point, in several threads, checked against a shadow model of the heap.
  *
- *   fuzz_heap SEED OPS [THREADS [DEADLINE_S]]
+ *   fuzz_heap SEED OPS [THREADS [DEADLINE_S [MEMLIMIT]]]
  *
  * Each thread owns a table of slots; a slot holds one live block or none,
  * described by a shadow record: requested size, alignment, usable size
@@ -24,7 +24,8 @@
  *  - malloc_usable_size of a block does not change while it lives;
  *  - errno is unchanged by every call that succeeds (free included; glibc
  *    is let off for the allocating calls, see strict_errno);
- *  - impossible requests give NULL and ENOMEM and leave the block intact.
+ *  - impossible requests give NULL and ENOMEM and leave the block intact;
+ *  - a realloc that shrinks (to at most the usable size) never fails.
  * Every round (ROUND_OPS operations per thread) the threads stop at a
  * barrier and each calls hakmem_check_heap() (which walks the caller's own
  * slabs and the shared ones), which must return 0; the main thread calls
@@ -40,7 +41,25 @@
  * depends on scheduling.  Any mismatch prints one "fuzz_heap: FAIL" line
  * (seed, thread, operation, block) and aborts; a hang hits the deadline
  * (alarm) and exits with status 2 after a "fuzz_heap: FAIL ... deadline"
- * line.  Success prints one "fuzz_heap: ok" line with the counts. */
+ * line.  Success prints one "fuzz_heap: ok" line with the counts.
+ *
+ * MEMLIMIT runs the same operations where the kernel refuses memory
+ * (RLIMIT_AS), with a limit chosen by the seed: from nothing to 512 MiB
+ * above what the process has mapped when it is set.
+ *  - none (the default): no limit; every allocation must succeed.
+ *  - fixed: one limit from the first round to the end.
+ *  - cycle: rounds are shorter and alternate: a limited round (a new limit
+ *    each time), then an open one (the limit the process started with), in
+ *    which every allocation must succeed again: running out of memory
+ *    leaves no lasting trace.
+ * While a limit is set, an allocating call may fail, but only as the rules
+ * say: NULL with errno ENOMEM (posix_memalign: ENOMEM returned, *memptr and
+ * errno unchanged), and a failed realloc leaves its block allocated, whole
+ * and of the same usable size.  Every other check stays.  The fuzzer's own
+ * needs (the shadow tree's nodes, the threads' stacks) lift the limit for
+ * a moment.  Each limited round starts with every thread idle for 20 ms,
+ * which lets the purge thread take back what they hold while allocations
+ * are refused. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -57,6 +76,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef FUZZ_GLIBC
@@ -73,6 +95,8 @@
 #define XCHG 64               /* exchange slots */
 #define MAX_THREADS 16
 #define ROUND_OPS 20000       /* per thread, between two heap checks */
+#define CYCLE_ROUND_OPS 2500  /* the same with MEMLIMIT cycle */
+#define THREAD_STACK (256 * KiB) /* little address space under a limit */
 #define ROUNDS_PER_EPOCH 4    /* then the threads exit and new ones start */
 #define FULL_LIMIT (256 * KiB) /* blocks up to this are checked whole */
 #define BIG_BUDGET (768 * MiB) /* requested bytes in live blocks >= 1 MiB */
@@ -156,6 +180,82 @@ static void on_alarm(int sig)
   say(buf);
   _exit(2);
 }
+
+/* --- the memory limit ------------------------------------------------------ */
+
+static size_t below(uint64_t *s, size_t n);
+
+enum limit_mode { LIMIT_NONE, LIMIT_FIXED, LIMIT_CYCLE };
+
+static enum limit_mode g_limit_mode;
+static struct rlimit g_rlimit_open;          /* as the process started */
+static rlim_t g_rlimit_cur;                  /* in force (RLIM_INFINITY: none) */
+static _Atomic bool g_limited;               /* an allocation may fail */
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t g_limit_rng;
+static _Atomic uint64_t limits_set;
+
+/* Address space mapped now, from /proc/self/statm, without stdio (whose
+ * buffer would come from the allocator under test). */
+static size_t vm_size_now(void)
+{
+  char buf[64];
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  return (size_t)strtoull(buf, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void set_as_limit_locked(rlim_t cur)
+{
+  struct rlimit rl = { cur, g_rlimit_open.rlim_max };
+  if (setrlimit(RLIMIT_AS, &rl) != 0)
+    fail("setrlimit(RLIMIT_AS, %llu): errno %d", (unsigned long long)cur, errno);
+}
+
+/* Sets a new limit: what is mapped now plus a headroom chosen by the seed,
+ * log-uniform from 1 MiB to 512 MiB, and one time in eight none at all. */
+static void limit_lower(void)
+{
+  pthread_mutex_lock(&limit_lock);
+  uint64_t *s = &g_limit_rng;
+  size_t head = 0;
+  if (below(s, 8) != 0) {
+    size_t b = MiB << below(s, 9);
+    head = b + below(s, b);
+  }
+  g_rlimit_cur = (rlim_t)(vm_size_now() + head);
+  set_as_limit_locked(g_rlimit_cur);
+  atomic_store(&g_limited, true);
+  atomic_fetch_add(&limits_set, 1);
+  pthread_mutex_unlock(&limit_lock);
+}
+
+/* Back to the limit the process started with: every call must succeed. */
+static void limit_lift(void)
+{
+  pthread_mutex_lock(&limit_lock);
+  atomic_store(&g_limited, false);
+  g_rlimit_cur = g_rlimit_open.rlim_cur;
+  set_as_limit_locked(g_rlimit_cur);
+  pthread_mutex_unlock(&limit_lock);
+}
+
+/* The fuzzer's own allocation (a tree node, a thread) failed under the
+ * limit: lifts it, retries, and puts it back. */
+#define WITHOUT_LIMIT(stmt)                                     \
+  do {                                                          \
+    pthread_mutex_lock(&limit_lock);                            \
+    set_as_limit_locked(g_rlimit_open.rlim_cur);                \
+    stmt;                                                       \
+    set_as_limit_locked(g_rlimit_cur);                          \
+    pthread_mutex_unlock(&limit_lock);                          \
+  } while (0)
 
 /* --- randomness and patterns --------------------------------------------- */
 
@@ -292,6 +392,8 @@ static void tree_add(struct rec *r)
   r->hi = r->lo + (r->usable ? r->usable : 1);
   pthread_mutex_lock(&tree_lock);
   void **n = tsearch(r, &tree, ival_cmp);
+  if (!n && atomic_load(&g_limited))
+    WITHOUT_LIMIT(n = tsearch(r, &tree, ival_cmp));
   if (!n) {
     pthread_mutex_unlock(&tree_lock);
     fail("tsearch: out of memory");
@@ -334,7 +436,7 @@ static void big_account(const struct rec *r, int sign)
 /* --- per-thread state ------------------------------------------------------ */
 
 struct stats {
-  uint64_t ops, allocs, frees, reallocs, usable, exchanges, impossible, checks;
+  uint64_t ops, allocs, frees, reallocs, usable, exchanges, impossible, checks, refused;
 };
 
 struct worker {
@@ -349,6 +451,8 @@ struct worker {
 static struct worker *workers;
 static pthread_barrier_t barrier;
 static unsigned g_rounds_this_epoch;
+static uint64_t g_round_ops = ROUND_OPS;
+static uint64_t g_round;             /* rounds begun, all epochs */
 static _Atomic uint64_t heap_checks;
 
 static void verify(const struct rec *r, size_t lim, const char *when)
@@ -376,12 +480,29 @@ static size_t fundamental(size_t size)
   return size <= 8 ? 8 : 16;
 }
 
-/* Checks a block just returned for r's request and makes it live. */
+/* Whether a call that returned NULL (errno now e) failed as it may:
+ * under a memory limit, with ENOMEM.  Otherwise the run fails. */
+static void refusal_allowed(struct worker *w, const char *how, size_t size, size_t align, int e)
+{
+  if (!atomic_load(&g_limited))
+    fail("%s(size %zu, align %zu) returned NULL (errno %d)%s", how, size, align, e,
+         g_limit_mode == LIMIT_NONE ? "" : " with no memory limit in force");
+  if (e != ENOMEM)
+    fail("%s(size %zu, align %zu) failed under the memory limit with errno %d, not ENOMEM",
+         how, size, align, e);
+  w->st.refused++;
+}
+
+/* Checks a block just returned for r's request and makes it live; a NULL
+ * is a refusal, which leaves the slot empty. */
 static void adopt(struct worker *w, struct rec *r, void *p, size_t size, size_t align,
                   const char *how, bool zero, int saved_errno)
 {
-  if (!p)
-    fail("%s(size %zu, align %zu) returned NULL (errno %d)", how, size, align, errno);
+  if (!p) {
+    refusal_allowed(w, how, size, align, errno);
+    w->st.allocs--;
+    return;
+  }
   if (strict_errno && errno != saved_errno)
     fail("%s(size %zu, align %zu) = %p succeeded but changed errno %d -> %d", how, size,
          align, p, saved_errno, errno);
@@ -497,9 +618,18 @@ static void op_fill_empty(struct worker *w, struct rec *r)
   } else if (k < 72) {
     how = "posix_memalign";
     align = rand_align(s);
+    void *const untouched = &p;
+    p = untouched;
     int e = posix_memalign(&p, align, size);
-    if (e)
-      fail("posix_memalign(%zu, %zu) = %d", align, size, e);
+    if (e) {
+      /* glibc's sets errno too. */
+      if (p != untouched || (strict_errno && errno != ERRNO_SENTINEL))
+        fail("posix_memalign(%zu, %zu) = %d changed *memptr to %p or errno to %d", align,
+             size, e, p, errno);
+      refusal_allowed(w, how, size, align, e);
+      w->st.allocs--;
+      return;
+    }
   } else if (k < 82) {
     how = "aligned_alloc";
     align = rand_align(s);
@@ -574,8 +704,24 @@ static void op_realloc(struct worker *w, struct rec *r, bool array, bool to_zero
     w->st.frees++;
     return;
   }
-  if (!p)
-    fail("%s(%p, %zu) returned NULL (errno %d)", how, (void *)old.p, size, errno);
+  if (!p) {
+    /* A shrink never fails (glibc's neither): the block can stay. */
+    if (size <= old.usable)
+      fail("%s(%p, %zu) of a block of usable size %zu returned NULL (errno %d)", how,
+           (void *)old.p, size, old.usable, errno);
+    /* Refused: the block stays allocated, whole and as usable as it was. */
+    refusal_allowed(w, how, size, 0, errno);
+    tree_add(r);
+    big_account(r, +1);
+    verify(r, r->usable, "after a refused realloc");
+    size_t u = malloc_usable_size(r->p);
+    if (u != r->usable) {
+      char a[256];
+      describe(r, a, sizeof a);
+      fail("%s(%zu) of %s was refused, and now its usable size is %zu", how, size, a, u);
+    }
+    return;
+  }
   size_t keep = old.size < size ? old.size : size;
   /* The kept prefix, with the old pattern, before adopt rewrites it. */
   size_t bad = visit(p, old.usable, old.id, keep, V_CHECK);
@@ -677,7 +823,23 @@ static void *worker_main(void *arg)
   t_index = w->index;
   t_op = w->st.ops;
   for (unsigned round = 0; round < g_rounds_this_epoch; round++) {
-    uint64_t n = w->ops_left < ROUND_OPS ? w->ops_left : ROUND_OPS;
+    /* One thread sets the round's memory limit while the others wait. */
+    if (pthread_barrier_wait(&barrier) == PTHREAD_BARRIER_SERIAL_THREAD) {
+      if (g_limit_mode == LIMIT_CYCLE && g_round % 2 == 0)
+        limit_lower();
+      else if (g_limit_mode == LIMIT_CYCLE)
+        limit_lift();
+      else if (g_limit_mode == LIMIT_FIXED && g_round == 0)
+        limit_lower();
+      g_round++;
+      /* Every thread idle a moment with the limit in force: the purge
+       * thread may take back what they hold (idle reclaim) and give
+       * memory back while allocations are refused. */
+      if (atomic_load(&g_limited))
+        nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+    }
+    pthread_barrier_wait(&barrier);
+    uint64_t n = w->ops_left < g_round_ops ? w->ops_left : g_round_ops;
     for (uint64_t i = 0; i < n; i++)
       one_op(w);
     w->ops_left -= n;
@@ -694,7 +856,7 @@ static void *worker_main(void *arg)
 int main(int argc, char **argv)
 {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s SEED OPS [THREADS [DEADLINE_S]]\n", argv[0]);
+    fprintf(stderr, "usage: %s SEED OPS [THREADS [DEADLINE_S [none|fixed|cycle]]]\n", argv[0]);
     return 64;
   }
   g_seed = strtoull(argv[1], NULL, 0);
@@ -705,6 +867,24 @@ int main(int argc, char **argv)
     fprintf(stderr, "fuzz_heap: THREADS must be 1..%d\n", MAX_THREADS);
     return 64;
   }
+  const char *limit_arg = argc > 5 ? argv[5] : "none";
+  if (strcmp(limit_arg, "none") == 0) {
+    g_limit_mode = LIMIT_NONE;
+  } else if (strcmp(limit_arg, "fixed") == 0) {
+    g_limit_mode = LIMIT_FIXED;
+  } else if (strcmp(limit_arg, "cycle") == 0) {
+    g_limit_mode = LIMIT_CYCLE;
+    g_round_ops = CYCLE_ROUND_OPS;
+  } else {
+    fprintf(stderr, "fuzz_heap: MEMLIMIT must be none, fixed or cycle, not '%s'\n", limit_arg);
+    return 64;
+  }
+  if (getrlimit(RLIMIT_AS, &g_rlimit_open) != 0) {
+    perror("fuzz_heap: getrlimit");
+    return 1;
+  }
+  g_rlimit_cur = g_rlimit_open.rlim_cur;
+  g_limit_rng = mix64(g_seed ^ 0x6c696d6974ull);
   signal(SIGALRM, on_alarm);
   signal(SIGABRT, on_fatal);
   signal(SIGSEGV, on_fatal);
@@ -728,14 +908,19 @@ int main(int argc, char **argv)
     xchg[j] = g_threads * SLOTS + j;
 
   uint64_t per_thread = ops / g_threads + 1;
-  uint64_t rounds = (per_thread + ROUND_OPS - 1) / ROUND_OPS;
+  uint64_t rounds = (per_thread + g_round_ops - 1) / g_round_ops;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, THREAD_STACK);
   for (uint64_t done = 0; done < rounds; done += g_rounds_this_epoch) {
     g_rounds_this_epoch = (unsigned)(rounds - done < ROUNDS_PER_EPOCH ? rounds - done : ROUNDS_PER_EPOCH);
     pthread_barrier_init(&barrier, NULL, g_threads);
     pthread_t tid[MAX_THREADS];
-    for (unsigned t = 0; t < g_threads; t++)
-      if (pthread_create(&tid[t], NULL, worker_main, &workers[t]) != 0)
-        fail("pthread_create failed");
+    int rc = 0;
+    for (unsigned t = 0; t < g_threads && rc == 0; t++)
+      WITHOUT_LIMIT(rc = pthread_create(&tid[t], &attr, worker_main, &workers[t]));
+    if (rc != 0)
+      fail("pthread_create failed: %d", rc);
     for (unsigned t = 0; t < g_threads; t++)
       pthread_join(tid[t], NULL);
     pthread_barrier_destroy(&barrier);
@@ -750,7 +935,7 @@ int main(int argc, char **argv)
     struct stats *s = &workers[t].st;
     tot.ops += s->ops, tot.allocs += s->allocs, tot.frees += s->frees;
     tot.reallocs += s->reallocs, tot.usable += s->usable, tot.exchanges += s->exchanges;
-    tot.impossible += s->impossible;
+    tot.impossible += s->impossible, tot.refused += s->refused;
   }
   for (size_t i = 0; i < nrec; i++)
     if (recs[i].p)
@@ -768,6 +953,20 @@ int main(int argc, char **argv)
   if (tree != NULL)
     fail("the shadow tree is not empty after every block was freed");
   heap_check("at the end, every block freed");
+  /* Memory comes back: with the limit lifted, every size works again. */
+  if (g_limit_mode != LIMIT_NONE) {
+    limit_lift();
+    static const size_t sizes[] = { 16, 1000, 40000, 300 * KiB, 5 * MiB, 64 * MiB };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+      errno = ERRNO_SENTINEL;
+      char *p = malloc(sizes[i]);
+      if (!p)
+        fail("malloc(%zu) with the limit lifted returned NULL (errno %d)", sizes[i], errno);
+      memset(p, 0x5A, sizes[i]);
+      free(p);
+    }
+    heap_check("at the end, the limit lifted");
+  }
 #ifndef FUZZ_GLIBC
   /* The calls above were hakmem's. */
   hak_stats_t st;
@@ -778,9 +977,10 @@ int main(int argc, char **argv)
   printf("fuzz_heap: ok " ALLOCATOR " seed %" PRIu64 " threads %u ops %" PRIu64
          " (allocs %" PRIu64 ", frees %" PRIu64 ", reallocs %" PRIu64 ", usable %" PRIu64
          ", exchanges %" PRIu64 ", impossible %" PRIu64 ", heap checks %" PRIu64
-         ", freed at the end %zu)\n",
+         ", freed at the end %zu, memory limit %s: %" PRIu64 " set, %" PRIu64 " refused)\n",
          g_seed, g_threads, tot.ops, tot.allocs, tot.frees, tot.reallocs, tot.usable,
-         tot.exchanges, tot.impossible, (uint64_t)atomic_load(&heap_checks), live);
+         tot.exchanges, tot.impossible, (uint64_t)atomic_load(&heap_checks), live, limit_arg,
+         (uint64_t)atomic_load(&limits_set), tot.refused);
   free(recs);
   free(workers);
   return 0;

@@ -7,8 +7,10 @@
 #                                seeds, a few seconds
 #   tests/fuzz_heap.sh --long    'make fuzz': seeds one after another for
 #                                FUZZ_SECONDS (default 600), with 1 to 8
-#                                threads; FUZZ_SEED picks the first seed
-#                                (default: from the clock, printed)
+#                                threads, one in three under a memory limit
+#                                (fixed or cycle, see the fuzzer's MEMLIMIT);
+#                                FUZZ_SEED picks the first seed (default:
+#                                from the clock, printed)
 #
 # Every run has a deadline (the fuzzer's own alarm, and timeout(1) as a
 # backstop); a mismatch, a crash, a hang or any "hakmem: " line on its
@@ -42,15 +44,15 @@ ops=0
 hak_runs=0
 glibc_runs=0
 
-# run PROGRAM SEED OPS THREADS DEADLINE
+# run PROGRAM SEED OPS THREADS DEADLINE [MEMLIMIT]
 run() {
-  prog=$1 seed=$2 n=$3 threads=$4 deadline=$5
-  backstop "$deadline" "$prog" "$seed" "$n" "$threads" "$deadline" >"$tmp/out" 2>&1
+  prog=$1 seed=$2 n=$3 threads=$4 deadline=$5 limit=${6:-none}
+  backstop "$deadline" "$prog" "$seed" "$n" "$threads" "$deadline" "$limit" >"$tmp/out" 2>&1
   rc=$?
   # A "hakmem: " line is a failure too: a warning (e.g. "munmap refused")
   # means the allocator's own bookkeeping went wrong.
   if [ $rc -ne 0 ] || ! grep -q '^fuzz_heap: ok ' "$tmp/out" || grep -q '^hakmem: ' "$tmp/out"; then
-    echo "$me: FAIL: $prog $seed $n $threads $deadline: exit status $rc" \
+    echo "$me: FAIL: $prog $seed $n $threads $deadline $limit: exit status $rc" \
       "$( [ $rc -gt 128 ] && echo "(signal $((rc - 128)))")" >&2
     tail -n 20 "$tmp/out" >&2
     echo "$me: FAIL after $seeds seeds, $ops operations" >&2
@@ -74,15 +76,20 @@ if [ "${1:-}" = --long ]; then
     case $((seeds % 4)) in
       0) threads=4 ;; 1) threads=1 ;; 2) threads=2 ;; *) threads=8 ;;
     esac
+    # One seed in three where memory runs out (see MEMLIMIT in the
+    # fuzzer): one limit for the run, or limits lowered and lifted.
+    case $((seeds % 6)) in
+      2) limit=fixed ;; 5) limit=cycle ;; *) limit=none ;;
+    esac
     if [ $((seeds % 4)) -eq 3 ]; then
       # Every fourth seed with check = 1 (canaries, free-block fills).
-      HAKMEM_CHECK=1 run "$hak" "$seed" 100000 "$threads" 300
+      HAKMEM_CHECK=1 run "$hak" "$seed" 100000 "$threads" 300 "$limit"
     else
-      run "$hak" "$seed" 400000 "$threads" 300
+      run "$hak" "$seed" 400000 "$threads" 300 "$limit"
     fi
     # Every eighth seed once more on glibc: the harness stays honest.
     if [ $((seeds % 8)) -eq 0 ]; then
-      run "$glibc" "$seed" 400000 "$threads" 300
+      run "$glibc" "$seed" 400000 "$threads" 300 "$limit"
     fi
     seeds=$((seeds + 1))
     seed=$((seed + 1))
@@ -106,5 +113,14 @@ else
   # program.
   HAKMEM_CHECK=1 run "$hak" 5 40000 4 60
   seeds=$((seeds + 1))
+  # Out of memory: a refusal is NULL with ENOMEM and changes nothing;
+  # once the limit is lifted every call succeeds again.
+  run "$hak" 6 30000 2 60 fixed
+  run "$glibc" 6 30000 2 60 fixed
+  seeds=$((seeds + 1))
+  run "$hak" 7 30000 1 60 cycle
+  run "$hak" 8 30000 4 60 cycle
+  run "$glibc" 8 30000 4 60 cycle
+  seeds=$((seeds + 2))
 fi
 echo "$me: ok: $seeds seeds, $ops operations ($hak_runs runs on hakmem, $glibc_runs on glibc)"

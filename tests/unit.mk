@@ -128,3 +128,15 @@ tests_test_large_SOURCES = tests/test_large.c
 tests_test_large_CFLAGS = $(CORE_TESTS_CC_FLAGS)
 tests_test_large_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
 tests_test_large_LDADD = $(CORE_TESTS_LIBS)
+
+# Out of memory under RLIMIT_AS: refusals change nothing, a retried
+# success keeps errno, the C corner cases with no memory left, memory
+# coming back once the limit is lifted (core-linked).
+if HAVE_CHECK
+check_PROGRAMS += tests/test_oom
+TESTS += tests/test_oom
+endif
+tests_test_oom_SOURCES = tests/test_oom.c
+tests_test_oom_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_oom_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_oom_LDADD = $(CORE_TESTS_LIBS)
