@@ -1261,6 +1261,18 @@ START_TEST(stats_counters_move)
 }
 END_TEST
 
+/* hakmem_stats_print's report, read back through a file into buf. */
+static void report_text(char *buf, size_t size)
+{
+  FILE *f = tmpfile();
+  ck_assert_ptr_nonnull(f);
+  hakmem_stats_print(fileno(f));
+  rewind(f);
+  size_t n = fread(buf, 1, size - 1, f);
+  buf[n] = 0;
+  fclose(f);
+}
+
 /* A daemon that rewrites its argv for ps, as postgres does ("postgres:
  * checkpointer"), writes over the string program_invocation_short_name
  * points into; the report still names the program as it was invoked. */
@@ -1274,14 +1286,8 @@ START_TEST(report_names_the_program_after_argv_is_rewritten)
   memset(program_invocation_short_name, ' ', len);
   program_invocation_short_name[0] = 'p';
   program_invocation_short_name[len - 1] = 'q';
-  FILE *f = tmpfile();
-  ck_assert_ptr_nonnull(f);
-  hakmem_stats_print(fileno(f));
   char buf[65536];
-  rewind(f);
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  buf[n] = 0;
-  fclose(f);
+  report_text(buf, sizeof buf);
   char want[300];
   snprintf(want, sizeof want, " program=%s ", name);
   REQUIRE(strstr(buf, want) != NULL, "report without \"%s\":\n%s", want, buf);
@@ -1299,27 +1305,21 @@ START_TEST(version_and_report)
   ck_assert_str_eq(hakmem_version(), PACKAGE_VERSION);
 #endif
   T_FREE(T_MALLOC(opaque(100)));
-  FILE *f = tmpfile();
-  ck_assert_ptr_nonnull(f);
-  hakmem_stats_print(fileno(f));
   char buf[65536];
-  rewind(f);
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  buf[n] = 0;
-  fclose(f);
+  report_text(buf, sizeof buf);
   REQUIRE(strstr(buf, "malloc_calls") != NULL, "report without malloc_calls:\n%s", buf);
   REQUIRE(strstr(buf, "hakmem: ") != NULL, "report lines not prefixed:\n%s", buf);
 #ifndef HAK_TEST_DIRECT
   /* malloc_stats writes the same report on stderr. */
   int saved = dup(2);
-  f = tmpfile();
+  FILE *f = tmpfile();
   ck_assert_ptr_nonnull(f);
   dup2(fileno(f), 2);
   malloc_stats();
   dup2(saved, 2);
   close(saved);
   rewind(f);
-  n = fread(buf, 1, sizeof buf - 1, f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
   buf[n] = 0;
   fclose(f);
   REQUIRE(strstr(buf, "malloc_calls") != NULL, "malloc_stats wrote:\n%s", buf);

@@ -829,21 +829,6 @@ END_TEST
 
 /* ---- 7: out of memory: reclaim, then one more try ---- */
 
-/* Limits the address space to what is mapped now plus slack bytes. */
-static void limit_address_space(size_t slack)
-{
-  long pages = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (!f || fscanf(f, "%ld", &pages) != 1)
-    _exit(100);
-  fclose(f);
-  struct rlimit rl;
-  getrlimit(RLIMIT_AS, &rl);
-  rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + slack;
-  if (setrlimit(RLIMIT_AS, &rl) != 0)
-    _exit(101);
-}
-
 /* Four freed 4 MiB blocks: BigCache holds 20 MiB of mappings. */
 static int fill_bigcache(void)
 {
@@ -865,21 +850,6 @@ static unsigned bigcache_count(void)
   struct bigcache_usage u;
   bigcache_usage(&u);
   return (unsigned)u.count;
-}
-
-/* Runs body in a child, whose address-space limit dies with it, and
- * returns its exit status: 0, or the number of the step that failed
- * (Check's own calls allocate, so the child reports by status). */
-static int in_limited_child(int (*body)(void))
-{
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0)
-    _exit(body());
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFEXITED(status), "the child died of signal %d", WTERMSIG(status));
-  return WEXITSTATUS(status);
 }
 
 /* A large request the system refuses: BigCache's mappings go back and

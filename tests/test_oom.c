@@ -23,53 +23,6 @@
 
 #define ERRNO_SENTINEL 4242
 
-static struct rlimit open_limit;
-
-/* Address space mapped now. */
-static size_t vm_size_now(void)
-{
-  long pages = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (!f || fscanf(f, "%ld", &pages) != 1)
-    _exit(100);
-  fclose(f);
-  return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* Limits the address space to what is mapped now plus slack bytes. */
-static void limit_address_space(size_t slack)
-{
-  getrlimit(RLIMIT_AS, &open_limit);
-  struct rlimit rl = open_limit;
-  rl.rlim_cur = (rlim_t)(vm_size_now() + slack);
-  if (setrlimit(RLIMIT_AS, &rl) != 0)
-    _exit(101);
-}
-
-static void lift_limit(void)
-{
-  if (setrlimit(RLIMIT_AS, &open_limit) != 0)
-    _exit(102);
-}
-
-/* Runs body in a child, whose address-space limit dies with it, and
- * returns its exit status: 0, or the number of the step that failed
- * (Check's own calls allocate, so the child reports by status). */
-static int in_limited_child(int (*body)(void))
-{
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    alarm(60);
-    _exit(body());
-  }
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFEXITED(status), "the child died of signal %d", WTERMSIG(status));
-  return WEXITSTATUS(status);
-}
-
 /* Whether the n bytes at p all hold byte c. */
 static bool holds(const unsigned char *p, size_t n, unsigned char c)
 {

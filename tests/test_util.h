@@ -1,8 +1,8 @@
 /* What the Check test programs share: their main (check_run), a case run
  * in a fresh process with options in its environment, a way to hide a
  * size from the compiler, a snapshot of hakmem's counters, the resident
- * set, and children that must die of a signal (an abort with a given
- * message, a fault). */
+ * set, children that must die of a signal (an abort with a given
+ * message, a fault), and children that run out of address space. */
 #ifndef HAKMEM_TESTS_TEST_UTIL_H
 #define HAKMEM_TESTS_TEST_UTIL_H
 
@@ -109,6 +109,54 @@ static inline long rss_kb(void)
   if (n != 2)
     ck_abort_msg("cannot read /proc/self/statm");
   return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Out of memory without harming the test program: the address space
+ * limited (RLIMIT_AS) to what is mapped now plus slack bytes, in a child
+ * (in_limited_child) whose limit dies with it.  The limit in force
+ * before is kept for lift_limit. */
+static inline struct rlimit *limit_before(void)
+{
+  static struct rlimit before;
+  return &before;
+}
+
+static inline void limit_address_space(size_t slack)
+{
+  long pages = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f || fscanf(f, "%ld", &pages) != 1)
+    _exit(100);
+  fclose(f);
+  getrlimit(RLIMIT_AS, limit_before());
+  struct rlimit rl = *limit_before();
+  rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + slack;
+  if (setrlimit(RLIMIT_AS, &rl) != 0)
+    _exit(101);
+}
+
+static inline void lift_limit(void)
+{
+  if (setrlimit(RLIMIT_AS, limit_before()) != 0)
+    _exit(102);
+}
+
+/* Runs body in a child and returns its exit status: 0, or the number of
+ * the step that failed (Check's own calls allocate, so the child reports
+ * by status); a child still running after 60 s dies of SIGALRM. */
+static inline int in_limited_child(int (*body)(void))
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(60);
+    _exit(body());
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status), "the child died of signal %d", WTERMSIG(status));
+  return WEXITSTATUS(status);
 }
 
 /* Forks a child for a misuse case: it leaves no core file, takes the
