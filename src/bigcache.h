@@ -48,9 +48,8 @@ bool bigcache_flush(void);
 bool bigcache_purge(uint64_t now_ms, bool idle);
 /* Decommits whole cached mappings, the longest cached first, until at
  * least bytes have been given back or none is left resident; returns the
- * bytes given back.  For the shared pool, about to map a new SuperSlab:
- * memory the cache keeps resident cannot serve small blocks, so it goes
- * back before the heap grows (callers may hold the pool lock). */
+ * bytes given back.  For the purge, after the pool mapped SuperSlabs
+ * (purge_heap_growth). */
 size_t bigcache_decommit_oldest(size_t bytes);
 bool bigcache_purge_wanted(void);
 bool bigcache_take_purge_wanted(void);

@@ -1,6 +1,5 @@
 /* Shared pool: slab hand-out stages, EMPTY recycling, SuperSlab lists. */
 #include "shared_pool.h"
-#include "bigcache.h"
 #include "learn.h"
 #include "os.h"
 #include "locks.h"
@@ -431,23 +430,6 @@ static struct slab *pool_claim_slot_locked(void)
   return NULL;
 }
 
-/* Maps a SuperSlab for the pool.  The heap grows: first BigCache gives
- * back as many resident bytes as the new SuperSlab may fault in, since
- * the pages of a freed large block cannot serve slabs (redis-server,
- * whose 1 MiB strings come and go among its small objects: 4.6 MiB off
- * its peak; see doc/internals.md). */
-static struct superslab *pool_new_superslab_locked(void)
-{
-  bigcache_decommit_oldest((size_t)1 << hak_config.superslab_lg);
-  struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
-  if (!ss)
-    return NULL;
-  all_list_add(ss);
-  unused_list_add(ss);
-  counters_add(&hak_counters.pool_new_superslab, 1);
-  return ss;
-}
-
 /* What claiming the run of slots run of ss costs: a slot to fault in
  * (decommitted) weighs most, then an EMPTY slab given up, then a fully
  * free SuperSlab taken back into use (kept, it could go back whole). */
@@ -495,9 +477,12 @@ static struct slab *pool_claim_span_locked(unsigned cls)
     superslab_unformat_empty_locked(ss, best_run);
     counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    ss = pool_new_superslab_locked();
+    ss = superslab_create((unsigned)hak_config.superslab_lg);
     if (!ss)
       return NULL;
+    all_list_add(ss);
+    unused_list_add(ss);
+    counters_add(&hak_counters.pool_new_superslab, 1);
     unsigned k = superslab_span_slots(cls, ss->nslabs);
     best_run = (uint32_t)((((uint64_t)1 << k) - 1) << (ss->nslabs - k));
   }
@@ -544,11 +529,15 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   if (s) {
     counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
-    if (!pool_new_superslab_locked()) {
+    struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
+    if (!ss) {
       pthread_mutex_unlock(&pool_lock);
       errno = ENOMEM;
       return NULL;
     }
+    all_list_add(ss);
+    unused_list_add(ss);
+    counters_add(&hak_counters.pool_new_superslab, 1);
     s = pool_claim_slot_locked();
   }
   slab_format(s, cls, (uint32_t)size_class_size(cls), HAK_SLAB_SIZE);

@@ -20,6 +20,7 @@
 #include "alloc.h"
 #include "superslab.h"
 #include "shared_pool.h"
+#include "purge.h"
 #include "tcache.h"
 #include "diag.h"
 
@@ -556,9 +557,10 @@ static size_t resident_pages(void *p, size_t len)
   return r;
 }
 
-/* A freed large block's resident pages go back when the pool maps a new
- * SuperSlab, before their delay: they could not serve the slabs the heap
- * grows by.  The mapping stays cached and serves the next large block. */
+/* A freed large block's resident pages go back at the purge's next pass
+ * after the pool mapped a new SuperSlab, before their delay: they could
+ * not serve the slabs the heap grows by.  The mapping stays cached and
+ * serves the next large block. */
 START_TEST(new_superslab_decommits_cached_large_blocks)
 {
   hak_free(hak_malloc(1));
@@ -570,6 +572,8 @@ START_TEST(new_superslab_decommits_cached_large_blocks)
   hak_free(big);
   char *page = (char *)((uintptr_t)(big + len / 2) & ~(uintptr_t)4095);
   ck_assert_uint_eq(resident_pages(page, 64 * 4096), 64);
+  purge_heap_growth();
+  ck_assert_uint_eq(purge_heap_growth(), 0);
 
   /* Blocks of 8 KiB until the pool maps a SuperSlab. */
   static void *held[4096];
@@ -578,6 +582,8 @@ START_TEST(new_superslab_decommits_cached_large_blocks)
   while (n < 4096 && stats_now().pool_new_superslab == a.pool_new_superslab)
     held[n++] = hak_malloc(8192);
   ck_assert_uint_gt(stats_now().pool_new_superslab, a.pool_new_superslab);
+  ck_assert_uint_eq(resident_pages(page, 64 * 4096), 64);
+  ck_assert_uint_ge(purge_heap_growth(), len);
   ck_assert_uint_eq(resident_pages(page, 64 * 4096), 0);
 
   hak_stats_t b = stats_now();
