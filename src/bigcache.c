@@ -265,6 +265,32 @@ bool bigcache_purge(uint64_t now_ms, bool idle)
   return pending;
 }
 
+size_t bigcache_decommit_oldest(size_t bytes)
+{
+  size_t given = 0;
+  lock_take(&bigcache_lock);
+  while (given < bytes && committed_bytes > 0) {
+    struct large_hdr *oldest = NULL;
+    uint64_t now = hak_now_ms(), oldest_age = 0;
+    for (int b = 0; b < BIGCACHE_BUCKETS; b++)
+      for (struct large_hdr *h = bucket[b]; h; h = h->cache_next)
+        if (!h->decommitted && (!oldest || hak_ms_elapsed(h->cached_at_ms, now) > oldest_age)) {
+          oldest = h;
+          oldest_age = hak_ms_elapsed(h->cached_at_ms, now);
+        }
+    if (!oldest)
+      break;
+    size_t before = committed_bytes;
+    bigcache_decommit(oldest);
+    if (committed_bytes == before)
+      break;   /* refused by the OS: nothing more to gain now */
+    given += before - committed_bytes;
+  }
+  learn_retained(LEARN_BIGCACHE_MAX_MB, committed_bytes);
+  pthread_mutex_unlock(&bigcache_lock);
+  return given;
+}
+
 void bigcache_usage(struct bigcache_usage *u)
 {
   lock_take(&bigcache_lock);

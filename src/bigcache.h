@@ -46,6 +46,11 @@ bool bigcache_flush(void);
  * = 1 freed blocks wait for it, with 0 each is decommitted as it is freed.
  * Returns true if some wait for later. */
 bool bigcache_purge(uint64_t now_ms, bool idle);
+/* Decommits whole cached mappings, the longest cached first, until at
+ * least bytes have been given back or none is left resident; returns the
+ * bytes given back.  For the purge, after the pool mapped SuperSlabs
+ * (purge_heap_growth). */
+size_t bigcache_decommit_oldest(size_t bytes);
 bool bigcache_purge_wanted(void);
 bool bigcache_take_purge_wanted(void);
 

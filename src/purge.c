@@ -61,6 +61,18 @@ static void purge_wake(void)
     syscall(SYS_futex, &purge_dozing, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+size_t purge_heap_growth(void)
+{
+  /* Only the pass that holds purge_running, or a test, calls this. */
+  static uint64_t mapped_seen = UINT64_MAX;
+  uint64_t mapped = atomic_load_explicit(&hak_counters.pool_new_superslab, memory_order_relaxed);
+  size_t given = 0;
+  if (mapped_seen != UINT64_MAX && mapped > mapped_seen)
+    given = bigcache_decommit_oldest((size_t)(mapped - mapped_seen) << hak_config.superslab_lg);
+  mapped_seen = mapped;
+  return given;
+}
+
 static void *purge_main(void *arg)
 {
   (void)arg;
@@ -84,6 +96,7 @@ static void *purge_main(void *arg)
      * with the others. */
     bool held = tcache_reclaim_idle(now);
     bool pending = shared_pool_purge(now, &idle, &activity);
+    purge_heap_growth();
     if (now - bigcache_last >= period) {
       bigcache_last = now;
       /* Taken only here: a mapping cached between two of its passes
@@ -137,6 +150,7 @@ static void purge_pass_here(uint64_t now)
   shared_pool_take_purge_wanted();
   bool pending = tcache_reclaim_idle(now);
   pending |= shared_pool_purge(now, &idle, &activity);
+  purge_heap_growth();
   bigcache_take_purge_wanted();
   pending |= bigcache_purge(now, idle);
   pending |= prof_stash_purge();

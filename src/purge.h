@@ -39,6 +39,12 @@ void purge_kick(void);
  * (unmapped).  Called with no hakmem lock held; errno is unchanged.  Returns true if anything was
  * released, and only then is a refused allocation worth one more try. */
 bool purge_reclaim(void);
+/* The heap grew: BigCache gives back as many of its resident bytes as
+ * the pool mapped in SuperSlabs since the last call (the first call only
+ * takes note).  The pages of a freed large block cannot serve slabs, so
+ * they go back before their purge_delay_ms when the slabs need new
+ * memory.  Run by every pass of the purge; returns the bytes given back. */
+size_t purge_heap_growth(void);
 /* Fork: the child has no purge thread. */
 void purge_postfork_child(void);
 

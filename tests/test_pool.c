@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "alloc.h"
 #include "superslab.h"
 #include "shared_pool.h"
+#include "purge.h"
 #include "tcache.h"
 #include "diag.h"
 
@@ -539,6 +541,59 @@ START_TEST(burst_slabs_reused_then_purged_by_time)
   hak_stats_t d = stats_now();
   ck_assert_uint_ge(d.pool_claim_unused - c.pool_claim_unused, BURST_BLOCKS / 16 - 2);
   ck_assert_uint_eq(d.pool_reuse_empty, c.pool_reuse_empty);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
+/* Pages of [p, p + len) resident, by mincore. */
+static size_t resident_pages(void *p, size_t len)
+{
+  unsigned char vec[256];
+  size_t n = len / 4096, r = 0;
+  ck_assert_uint_le(n, sizeof vec);
+  ck_assert_int_eq(mincore(p, len, vec), 0);
+  for (size_t i = 0; i < n; i++)
+    r += vec[i] & 1;
+  return r;
+}
+
+/* A freed large block's resident pages go back at the purge's next pass
+ * after the pool mapped a new SuperSlab, before their delay: they could
+ * not serve the slabs the heap grows by.  The mapping stays cached and
+ * serves the next large block. */
+START_TEST(new_superslab_decommits_cached_large_blocks)
+{
+  hak_free(hak_malloc(1));
+  hak_config.purge_delay_ms = -1;
+  size_t len = 1u << 20;
+  char *big = hak_malloc(len);
+  ck_assert_ptr_nonnull(big);
+  memset(big, 1, len);
+  hak_free(big);
+  char *page = (char *)((uintptr_t)(big + len / 2) & ~(uintptr_t)4095);
+  ck_assert_uint_eq(resident_pages(page, 64 * 4096), 64);
+  purge_heap_growth();
+  ck_assert_uint_eq(purge_heap_growth(), 0);
+
+  /* Blocks of 8 KiB until the pool maps a SuperSlab. */
+  static void *held[4096];
+  hak_stats_t a = stats_now();
+  unsigned n = 0;
+  while (n < 4096 && stats_now().pool_new_superslab == a.pool_new_superslab)
+    held[n++] = hak_malloc(8192);
+  ck_assert_uint_gt(stats_now().pool_new_superslab, a.pool_new_superslab);
+  ck_assert_uint_eq(resident_pages(page, 64 * 4096), 64);
+  ck_assert_uint_ge(purge_heap_growth(), len);
+  ck_assert_uint_eq(resident_pages(page, 64 * 4096), 0);
+
+  hak_stats_t b = stats_now();
+  char *again = hak_malloc(len);
+  ck_assert_uint_eq(stats_now().bigcache_hits, b.bigcache_hits + 1);
+  ck_assert_ptr_eq(again, big);
+  ck_assert_int_eq(again[len / 2], 0);
+  hak_free(again);
+  for (unsigned i = 0; i < n; i++)
+    hak_free(held[i]);
   ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
@@ -1250,6 +1305,7 @@ int main(void)
   tcase_add_test(t, medium_cache_emptied_by_trim_purge_and_exit);
   tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
   tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
+  tcase_add_test(t, new_superslab_decommits_cached_large_blocks);
   tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);
   tcase_add_test(t, cross_thread_cache_flushed_at_thread_exit);
   tcase_add_test(t, cross_thread_cache_flushed_by_malloc_trim);
