@@ -423,6 +423,21 @@ set -u
 if command -v timeout >/dev/null 2>&1; then t="timeout 30" long="timeout -k 5 120"; else t= long=; fi
 cli() { $t redis-cli -s redis.sock "$@"; }
 fail() { echo "redis: $*" >&2; tail -n 30 redis.log >&2 2>/dev/null; exit 1; }
+# info SECTION FIELD: the field's value in INFO SECTION, "" if absent.
+info() { cli info "$1" | tr -d '\r' | sed -n "s/^$2:\(.*\)\$/\1/p"; }
+# wait_for TENTHS WHAT CMD...: polls CMD every 0.1 s until it succeeds;
+# fails with "WHAT" after TENTHS tries.
+wait_for() {
+  tries=$1 what=$2
+  shift 2
+  i=0
+  until "$@"; do
+    i=$((i + 1))
+    [ $i -lt "$tries" ] || fail "$what"
+    sleep 0.1
+  done
+}
+answers_ping() { [ "$(cli ping 2>/dev/null)" = PONG ]; }
 server=
 trap '[ -n "$server" ] && kill $server 2>/dev/null; exit 1' HUP INT TERM
 trap '[ -n "$server" ] && kill $server 2>/dev/null' EXIT
@@ -433,12 +448,7 @@ start_server() {
     --save '' --appendonly no --logfile redis.log --enable-debug-command yes \
     --lazyfree-lazy-user-del yes --lazyfree-lazy-user-flush yes "$@" &
   server=$!
-  i=0
-  until [ "$(cli ping 2>/dev/null)" = PONG ]; do
-    i=$((i + 1))
-    [ $i -lt 100 ] || fail "server does not answer PING"
-    sleep 0.1
-  done
+  wait_for 100 "server does not answer PING" answers_ping
 }
 # stop_server: SHUTDOWN NOSAVE; the server must exit with status 0.
 stop_server() {
@@ -528,8 +538,8 @@ CMDS
 
 # INFO memory, MEMORY USAGE, STATS and DOCTOR describe the allocator, so
 # their figures differ between allocators: check them, print the verdict.
-used=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')
-rss=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory_rss:\([0-9]*\)$/\1/p')
+used=$(info memory used_memory)
+rss=$(info memory used_memory_rss)
 big=$(cli memory usage big2)
 if [ -n "$used" ] && [ "$used" -gt 4000000 ] && [ "$used" -lt 400000000 ] &&
    [ -n "$rss" ] && [ "$rss" -gt 4000000 ] &&
@@ -540,13 +550,9 @@ else
 fi
 # UNLINK of the three copies above handed them to the lazy-free thread,
 # which frees blocks the main thread allocated.
-i=0
-until cli info memory | tr -d '\r' | grep -q '^lazyfree_pending_objects:0$'; do
-  i=$((i + 1))
-  [ $i -lt 100 ] || fail "the lazy-free thread does not finish"
-  sleep 0.1
-done
-lazy=$(cli info memory | tr -d '\r' | sed -n 's/^lazyfreed_objects:\([0-9]*\)$/\1/p')
+lazy_free_done() { [ "$(info memory lazyfree_pending_objects)" = 0 ]; }
+wait_for 100 "the lazy-free thread does not finish" lazy_free_done
+lazy=$(info memory lazyfreed_objects)
 [ -n "$lazy" ] && [ "$lazy" -ge 3 ] || fail "lazyfreed_objects is '$lazy', not 3 or more"
 echo "lazy free: the background thread freed the unlinked values"
 cli memory stats | grep -q '^keys.count$' || fail "MEMORY STATS has no keys.count"
@@ -574,13 +580,9 @@ bench() {
 digest=$(cli debug digest)
 cli bgsave >/dev/null
 bench 1 20000
-i=0
-until cli info persistence | tr -d '\r' | grep -q '^rdb_bgsave_in_progress:0$'; do
-  i=$((i + 1))
-  [ $i -lt 300 ] || fail "BGSAVE does not finish"
-  sleep 0.1
-done
-cli info persistence | tr -d '\r' | grep -q '^rdb_last_bgsave_status:ok$' ||
+bgsave_done() { [ "$(info persistence rdb_bgsave_in_progress)" = 0 ]; }
+wait_for 300 "BGSAVE does not finish" bgsave_done
+[ "$(info persistence rdb_last_bgsave_status)" = ok ] ||
   fail "BGSAVE fails: $(cli info persistence | grep bgsave)"
 stop_server
 
@@ -597,12 +599,12 @@ limit=12000000
 cli config set maxmemory-policy allkeys-lru >/dev/null
 cli config set maxmemory $limit >/dev/null
 bench 2 2000
-evicted=$(cli info stats | tr -d '\r' | sed -n 's/^evicted_keys:\([0-9]*\)$/\1/p')
-used=$(cli info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)$/\1/p')
+evicted=$(info stats evicted_keys)
+used=$(info memory used_memory)
 [ -n "$evicted" ] && [ "$evicted" -gt 0 ] && [ -n "$used" ] && [ "$used" -le $((limit + 1048576)) ] ||
   fail "maxmemory $limit: evicted_keys '$evicted', used_memory '$used'"
 echo "maxmemory: keys evicted, used_memory within the limit"
-io=$(cli info stats | tr -d '\r' | sed -n 's/^io_threaded_reads_processed:\([0-9]*\)$/\1/p')
+io=$(info stats io_threaded_reads_processed)
 [ -n "$io" ] && [ "$io" -gt 0 ] || fail "the I/O threads read no query (io_threaded_reads_processed '$io')"
 echo "io-threads: the I/O threads read queries"
 cli flushall async
