@@ -269,9 +269,10 @@ size_t bigcache_decommit_oldest(size_t bytes)
 {
   size_t given = 0;
   lock_take(&bigcache_lock);
+  uint64_t now = hak_now_ms();
   while (given < bytes && committed_bytes > 0) {
     struct large_hdr *oldest = NULL;
-    uint64_t now = hak_now_ms(), oldest_age = 0;
+    uint64_t oldest_age = 0;
     for (int b = 0; b < BIGCACHE_BUCKETS; b++)
       for (struct large_hdr *h = bucket[b]; h; h = h->cache_next)
         if (!h->decommitted && (!oldest || hak_ms_elapsed(h->cached_at_ms, now) > oldest_age)) {
