@@ -44,6 +44,18 @@ __thread struct slab tcache_xfree_slab[TCACHE_XFREE_CLASSES] __attribute__((tls_
  * an older value flushes it at its next refill. */
 static _Atomic uint32_t tcache_xfree_trim_epoch;
 static __thread uint32_t tcache_xfree_flushed_epoch __attribute__((tls_model("initial-exec")));
+/* Per tiny class, bumped by a thread about to carve fresh blocks of the
+ * class (tcache_xfree_want): every other thread hands back the blocks of
+ * the class it holds, at its next refill. */
+static _Atomic uint32_t tcache_xfree_wanted[TCACHE_XFREE_CLASSES];
+static __thread uint32_t tcache_xfree_wanted_seen[TCACHE_XFREE_CLASSES] __attribute__((tls_model("initial-exec")));
+/* Bumped with the trim epoch and with each class's count, so that the
+ * refill tests one word for both (tcache_xfree_answer). */
+static _Atomic uint32_t tcache_xfree_epoch;
+static __thread uint32_t tcache_xfree_answered_epoch __attribute__((tls_model("initial-exec")));
+/* Set at the first put of any thread: until then no thread holds another
+ * thread's blocks, and a carve asks nobody for them. */
+static _Atomic bool tcache_xfree_in_use;
 
 /* The threads whose held blocks (cross-thread and medium caches) the
  * purge takes back when they go idle (tcache_reclaim_idle) and the child
@@ -269,7 +281,9 @@ void tcache_xfree_put_full(unsigned cls, void *p)
   /* The thread's first put, or the first since the reclaimer last took
    * blocks back (it set every class's capacity to 0): every class may
    * hold again. */
-  if (x->capacity == 0)
+  if (x->capacity == 0) {
+    if (!atomic_load_explicit(&tcache_xfree_in_use, memory_order_relaxed))
+      atomic_store_explicit(&tcache_xfree_in_use, true, memory_order_relaxed);
     for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
       struct slab *y = &tcache_xfree_slab[c];
       /* The thread's first put: the puts that follow, inline, link each
@@ -279,6 +293,7 @@ void tcache_xfree_put_full(unsigned cls, void *p)
         y->free = SLAB_LIST_END;
       y->capacity = TCACHE_XFREE_CAP;
     }
+  }
   tcache_guard_leave();
   if (!tcache_held.watched)
     tcache_watch_kick();
@@ -298,6 +313,44 @@ static void tcache_xfree_flush_all(unsigned except)
       tcache_xfree_deactivate(c);
   }
   tcache_xfree_flushed_epoch = atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed);
+}
+
+/* The calling thread is about to carve fresh blocks of tiny class cls:
+ * every other thread hands back the blocks of the class it holds in its
+ * cross-thread cache at its next refill, so that the owners reuse them
+ * before their heap grows.  Held until one of the other conditions
+ * flushed them, they kept the owners' slabs carving (bench/larson: peak
+ * RSS 5.2 MiB against 4.9).  A carve is a page of blocks at most, so the
+ * requests come at most once a page a class. */
+static HAK_NOINLINE void tcache_xfree_want(unsigned cls)
+{
+  uint32_t e = atomic_fetch_add_explicit(&tcache_xfree_wanted[cls], 1, memory_order_relaxed);
+  /* The caller's own cache holds other threads' blocks, not its own. */
+  if (tcache_xfree_wanted_seen[cls] == e)
+    tcache_xfree_wanted_seen[cls] = e + 1;
+  atomic_fetch_add_explicit(&tcache_xfree_epoch, 1, memory_order_relaxed);
+}
+
+/* At a refill of class cls, some thread asked since the calling thread
+ * last looked: a malloc_trim (the whole cross-thread cache goes back) or
+ * carves of classes (each such class's cache but cls's, which the refill
+ * is about to use). */
+static HAK_NOINLINE void tcache_xfree_answer(unsigned cls)
+{
+  tcache_xfree_answered_epoch = atomic_load_explicit(&tcache_xfree_epoch, memory_order_relaxed);
+  bool trimmed = tcache_xfree_flushed_epoch !=
+                 atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed);
+  tcache_guard_enter();
+  for (unsigned c = 0; c < TCACHE_XFREE_CLASSES; c++) {
+    uint32_t e = atomic_load_explicit(&tcache_xfree_wanted[c], memory_order_relaxed);
+    bool wanted = e != tcache_xfree_wanted_seen[c];
+    tcache_xfree_wanted_seen[c] = e;
+    if (wanted && !trimmed && c != cls && !slab_list_is_end(tcache_xfree_slab[c].free))
+      tcache_xfree_flush(c);
+  }
+  if (trimmed)
+    tcache_xfree_flush_all(HAK_NUM_CLASSES);
+  tcache_guard_leave();
 }
 
 /* Pops the head of x, class cls's cross-thread cache, which is not
@@ -396,6 +449,9 @@ static bool slab_refill(struct slab *s)
     return true;
   if (tcache_drain(s))
     return true;
+  if (s->cls < TCACHE_XFREE_CLASSES &&
+      atomic_load_explicit(&tcache_xfree_in_use, memory_order_relaxed))
+    tcache_xfree_want(s->cls);
   uint32_t n = slab_carve(s);
   if (HAK_UNLIKELY(hak_config.check) && n)
     check_fill_carved(s, n);
@@ -479,12 +535,9 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
 {
   if (HAK_UNLIKELY(tcache_self.id == 0))
     tcache_thread_init();
-  if (HAK_UNLIKELY(tcache_xfree_flushed_epoch !=
-                   atomic_load_explicit(&tcache_xfree_trim_epoch, memory_order_relaxed))) {
-    tcache_guard_enter();
-    tcache_xfree_flush_all(HAK_NUM_CLASSES);
-    tcache_guard_leave();
-  }
+  if (HAK_UNLIKELY(tcache_xfree_answered_epoch !=
+                   atomic_load_explicit(&tcache_xfree_epoch, memory_order_relaxed)))
+    tcache_xfree_answer(cls);
   /* A mapping refused and retried must not show in errno on success. */
   int saved_errno = errno;
   struct slab *s = tcache_self.active[cls];
@@ -880,6 +933,7 @@ void tcache_flush(void)
 void tcache_collect(void)
 {
   atomic_fetch_add_explicit(&tcache_xfree_trim_epoch, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&tcache_xfree_epoch, 1, memory_order_relaxed);
   if (tcache_self.id == 0)
     return;
   tcache_guard_enter();
