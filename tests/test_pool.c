@@ -689,8 +689,8 @@ static void *xfree_free_and_reuse(void *arg)
   return NULL;
 }
 
-/* As xfree_free_blocks, waits while the main thread trims, then refills
- * another class (its next refill). */
+/* As xfree_free_blocks, waits while the main thread trims (or carves
+ * the blocks' class), then refills another class (its next refill). */
 static void *xfree_free_and_see_trim(void *arg)
 {
   struct xfree_run *r = arg;
@@ -786,6 +786,43 @@ START_TEST(cross_thread_cache_flushed_by_malloc_trim)
   ck_assert_uint_eq(x.s->used, x.used - XFREE_BLOCKS);
   pthread_barrier_destroy(&held);
   pthread_barrier_destroy(&trimmed);
+}
+END_TEST
+
+/* Fresh blocks of the class, more than a carve gives: the calling
+ * thread's slab, whose freed blocks another thread holds, must carve. */
+#define XFREE_CARVE_BLOCKS 256
+
+START_TEST(cross_thread_cache_flushed_when_the_owner_carves)
+{
+  struct xfree_setup x;
+  xfree_setup(&x);
+  pthread_barrier_t held, carved;
+  pthread_barrier_init(&held, NULL, 2);
+  pthread_barrier_init(&carved, NULL, 2);
+  struct xfree_run r = { .blocks = x.v, .held = &held, .trimmed = &carved };
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, xfree_free_and_see_trim, &r), 0);
+  pthread_barrier_wait(&held);
+  ck_assert_uint_eq(x.s->used, x.used);
+  /* Our slab's list runs dry with our blocks held over there: it
+   * carves fresh blocks, and asks for those. */
+  static void *fresh[XFREE_CARVE_BLOCKS];
+  uint32_t carved_before = x.s->carved;
+  for (int i = 0; i < XFREE_CARVE_BLOCKS; i++)
+    fresh[i] = hak_malloc(XFREE_SIZE);
+  ck_assert_uint_gt(x.s->carved, carved_before);
+  pthread_barrier_wait(&carved);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_uint_eq(r.held_after_free, XFREE_BLOCKS);
+  /* Its next refill, of another class, handed them back. */
+  ck_assert_uint_eq(r.held_after_trim, 0);
+  ck_assert_uint_eq(tcache_drain(x.s), XFREE_BLOCKS);
+  for (int i = 0; i < XFREE_CARVE_BLOCKS; i++)
+    hak_free(fresh[i]);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  pthread_barrier_destroy(&held);
+  pthread_barrier_destroy(&carved);
 }
 END_TEST
 
@@ -1309,6 +1346,7 @@ int main(void)
   tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);
   tcase_add_test(t, cross_thread_cache_flushed_at_thread_exit);
   tcase_add_test(t, cross_thread_cache_flushed_by_malloc_trim);
+  tcase_add_test(t, cross_thread_cache_flushed_when_the_owner_carves);
   tcase_add_test(t, cross_thread_cache_skips_classes_not_allocated);
   tcase_add_test(t, cross_thread_cache_is_bounded);
   tcase_add_test(t, idle_thread_medium_cache_reclaimed_by_time);
