@@ -32,8 +32,9 @@
  * cache goes back to the owners' remote stacks, one CAS per run of
  * blocks of one slab, when it holds TCACHE_XFREE_CAP blocks, every
  * SWEEP_REFILLS refills (every class but the one refilled), at thread
- * exit, and when any thread calls malloc_trim (the caller at once, the
- * others at their next refill); once the thread has not touched it for
+ * exit, when any thread calls malloc_trim (the caller at once, the
+ * others at their next refill), when another thread is about to carve
+ * fresh blocks of the class (at the next refill of another class); once the thread has not touched it for
  * purge_delay_ms, the purge takes back every block but the list's head,
  * unless the cache is the class's active list (tcache_reclaim_idle).  In
  * the child of a fork, the forking thread keeps its cache, and the
