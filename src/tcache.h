@@ -34,9 +34,10 @@
  * SWEEP_REFILLS refills (every class but the one refilled), at thread
  * exit, when any thread calls malloc_trim (the caller at once, the
  * others at their next refill), when another thread is about to carve
- * fresh blocks of the class (at the next refill of another class); once the thread has not touched it for
- * purge_delay_ms, the purge takes back every block but the list's head,
- * unless the cache is the class's active list (tcache_reclaim_idle).  In
+ * fresh blocks of the class (at the next refill of another class); once
+ * the thread has not touched it for purge_delay_ms, the purge takes back
+ * every block but the list's head, unless the cache is the class's
+ * active list (tcache_reclaim_idle).  In
  * the child of a fork, the forking thread keeps its cache, and the
  * caches of the threads the child does not have go back to their slabs'
  * remote stacks (every thread with a cache is on a list the fork

@@ -806,7 +806,7 @@ START_TEST(cross_thread_cache_flushed_when_the_owner_carves)
   pthread_barrier_wait(&held);
   ck_assert_uint_eq(x.s->used, x.used);
   /* Our slab's list runs dry with our blocks held over there: it
-   * carves fresh blocks, and asks for those. */
+   * carves fresh blocks, and so asks for ours back. */
   static void *fresh[XFREE_CARVE_BLOCKS];
   uint32_t carved_before = x.s->carved;
   for (int i = 0; i < XFREE_CARVE_BLOCKS; i++)
