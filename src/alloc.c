@@ -521,7 +521,7 @@ static HAK_NOINLINE void *alloc_malloc_checked_tiny(size_t size)
 void *alloc_malloc_generic(size_t size)
 {
   if (HAK_LIKELY(size <= HAK_SMALL_MAX && alloc_fast_bound != 0))
-    return tcache_alloc(size_class_of_small(size));
+    return tcache_alloc_small(size_class_of_small(size));
   if (size < alloc_checked_tiny_bound)
     return alloc_malloc_checked_tiny(size);
   if (HAK_UNLIKELY(prof_active))

@@ -387,11 +387,16 @@ static struct slab *pool_take_unused_locked(struct superslab *ss, unsigned i)
   return s;
 }
 
-/* Claims a free slot for a small slab, the warmest first: an UNUSED slot
- * whose pages are still resident, then another class's EMPTY slab
- * (re-formatted), then any UNUSED slot.  Reusing resident memory before
- * touching more keeps both page faults and the resident set down. */
-static struct slab *pool_claim_slot_locked(void)
+/* How deep pool_claim_slot_locked looks into each other class's EMPTY
+ * list for a slab that held the claiming class before. */
+#define CLAIM_PREV_SCAN 8
+
+/* Claims a free slot for a small slab of class cls, the warmest first: an
+ * UNUSED slot whose pages are still resident, then another class's EMPTY
+ * slab (re-formatted), then any UNUSED slot.  Reusing resident memory
+ * before touching more keeps both page faults and the resident set
+ * down. */
+static struct slab *pool_claim_slot_locked(unsigned cls)
 {
   unsigned k = 0;
   for (struct superslab *ss = unused_list; ss && k < CLAIM_SCAN_SUPERSLABS;
@@ -402,12 +407,20 @@ static struct slab *pool_claim_slot_locked(void)
     if (warm)
       return pool_take_unused_locked(ss, (unsigned)__builtin_ctz(warm));
   }
-  /* Of the other classes' EMPTY slabs (each list's head, the last given
-   * back), the one whose carving reached furthest: its pages are
-   * resident, where a slab of small blocks that was never carved past a
-   * page or two would fault in the rest as the new class carves it. */
-  struct slab *best = NULL;
+  /* Of the other classes' EMPTY slabs, one that was formatted for cls
+   * before its present class, from the class that has the most: the
+   * lines of its blocks' first and last bytes, which the program touched
+   * then, may still be in the cache, where a slot re-formatted for a new
+   * class puts nearly every block boundary on a line not touched for
+   * long (bench/burst, whose classes' demand varies from burst to burst,
+   * re-formats about two slabs a burst).  Otherwise, of each list's
+   * head (the last given back), the one whose carving reached furthest:
+   * its pages are resident, where a slab of small blocks that was never
+   * carved past a page or two would fault in the rest as the new class
+   * carves it. */
+  struct slab *best = NULL, *held = NULL;
   size_t best_touched = 0;
+  unsigned held_count = 0;
   for (unsigned c = 0; c < HAK_NUM_SMALL_CLASSES; c++) {
     struct slab *s = empty_list[c];
     size_t touched = s ? (size_t)s->carved * slab_block_size(s) : 0;
@@ -415,7 +428,17 @@ static struct slab *pool_claim_slot_locked(void)
       best = s;
       best_touched = touched;
     }
+    if (empty_count[c] <= held_count)
+      continue;
+    for (unsigned depth = 0; s && depth < CLAIM_PREV_SCAN; depth++, s = s->next)
+      if (s->prev_cls == cls) {
+        held = s;
+        held_count = empty_count[c];
+        break;
+      }
   }
+  if (held)
+    best = held;
   if (best) {
     unsigned c = best->cls;
     slab_list_remove(&empty_list[c], best);
@@ -525,7 +548,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
                 (size_t)superslab_span_slots(cls, superslab_of_slab(s)->nslabs) << HAK_SLAB_SHIFT);
     goto out;
   }
-  s = pool_claim_slot_locked();
+  s = pool_claim_slot_locked(cls);
   if (s) {
     counters_add(&hak_counters.pool_claim_unused, 1);
   } else {
@@ -538,7 +561,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
     all_list_add(ss);
     unused_list_add(ss);
     counters_add(&hak_counters.pool_new_superslab, 1);
-    s = pool_claim_slot_locked();
+    s = pool_claim_slot_locked(cls);
   }
   slab_format(s, cls, (uint32_t)size_class_size(cls), HAK_SLAB_SIZE);
 out:

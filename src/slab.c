@@ -13,6 +13,8 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
   s->used = 0;
   s->carved = 0;
   s->capacity = (uint16_t)(span_bytes / block_size);
+  if (s->cls != cls)
+    s->prev_cls = s->cls;
   s->cls = (uint8_t)cls;
   unsigned shift = (unsigned)__builtin_ctz(block_size);
   uint32_t odd = block_size >> shift, inv = odd;

@@ -65,6 +65,11 @@ struct slab {
   _Atomic uint64_t owner;     /* owning thread id (| SLAB_OWNER_MEDIUM) or HAK_NO_OWNER */
   uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
   struct slab *next, *prev;   /* owner ring or pool list */
+  /* The class the slot was formatted for before cls (pool lock, or
+   * slab_format's caller): the pool re-formats another class's EMPTY
+   * slab for a class that held it before, whose block boundaries the
+   * program touched then (see pool_claim_slot_locked). */
+  uint8_t prev_cls;
 
   _Alignas(SLAB_LINE) _Atomic(void *) remote; /* cross-thread free stack (links encoded) */
 };

@@ -637,6 +637,52 @@ START_TEST(claim_takes_the_most_carved_empty_slab)
 }
 END_TEST
 
+/* A class that finds no resident UNUSED slot and no EMPTY slab of its
+ * own re-formats another class's EMPTY slab that it held before, here a
+ * 2 KiB class's slab lent to the 4 KiB class, rather than the one the
+ * fallback would pick (a 1 KiB class's, as fully carved and earlier in
+ * the class order). */
+START_TEST(claim_takes_back_a_slab_it_held)
+{
+  hak_free(hak_malloc(1));
+  hak_config.purge_delay_ms = -1;
+  void *two[32], *four[16], *one[64];
+  for (int i = 0; i < 32; i++) {
+    two[i] = hak_malloc(2048);
+    memset(two[i], i, 2048);
+  }
+  uintptr_t lent = (uintptr_t)two[0] & ~(uintptr_t)0xffff;
+  for (int i = 0; i < 32; i++)
+    hak_free(two[i]);
+  tcache_collect();
+  /* The 4 KiB class takes the 2 KiB class's EMPTY slab... */
+  for (int i = 0; i < 16; i++) {
+    four[i] = hak_malloc(4096);
+    memset(four[i], i, 4096);
+    ck_assert_uint_eq((uintptr_t)four[i] & ~(uintptr_t)0xffff, lent);
+  }
+  /* ...and the 1 KiB class, finding none, a slot of its own. */
+  for (int i = 0; i < 64; i++) {
+    one[i] = hak_malloc(1024);
+    memset(one[i], i, 1024);
+  }
+  uintptr_t other = (uintptr_t)one[0] & ~(uintptr_t)0xffff;
+  ck_assert_uint_ne(other, lent);
+  for (int i = 0; i < 16; i++)
+    hak_free(four[i]);
+  for (int i = 0; i < 64; i++)
+    hak_free(one[i]);
+  tcache_collect();
+  hak_stats_t a = stats_now();
+  void *p = hak_malloc(2048);
+  hak_stats_t b = stats_now();
+  ck_assert_uint_eq(b.pool_claim_unused - a.pool_claim_unused, 1);
+  ck_assert_uint_eq((uintptr_t)p & ~(uintptr_t)0xffff, lent);
+  hak_free(p);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 /* ---- the cross-thread cache (tcache.h) ---- */
 
 #define XFREE_BLOCKS 16
@@ -1342,6 +1388,7 @@ int main(void)
   tcase_add_test(t, medium_cache_emptied_by_trim_purge_and_exit);
   tcase_add_test(t, burst_slabs_reused_then_purged_by_time);
   tcase_add_test(t, claim_takes_the_most_carved_empty_slab);
+  tcase_add_test(t, claim_takes_back_a_slab_it_held);
   tcase_add_test(t, new_superslab_decommits_cached_large_blocks);
   tcase_add_test(t, cross_thread_free_is_reused_by_the_freeing_thread);
   tcase_add_test(t, cross_thread_cache_flushed_at_thread_exit);

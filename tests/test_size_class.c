@@ -33,6 +33,10 @@ START_TEST(size_class_lookup_is_smallest_fit)
       ck_abort_msg("size %zu: tiny table disagrees", n);
     if (n > HAK_TINY_MAX && n <= HAK_SMALL_MAX && size_class_of_small(n) != c)
       ck_abort_msg("size %zu: small table disagrees", n);
+    /* malloc's small requests pop with tcache_alloc_small, which has no
+     * medium test. */
+    if (n <= HAK_SMALL_MAX && size_class_is_medium(c))
+      ck_abort_msg("size %zu: a medium class", n);
     /* The 16-byte minimum dictates the waste of tiny requests; from 48 B
      * on it stays within 25 % of the block, above 64 B under 20 %. */
     if (n >= 48 && (b - n) * 4 > b)
