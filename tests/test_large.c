@@ -613,6 +613,52 @@ START_TEST(growing_block_stays_in_a_larger_mapping)
 }
 END_TEST
 
+/* A large block that grows moves into a cached mapping large enough when
+ * its pages keep their offset in a 2 MiB page table span there, though
+ * the addresses after it are free: the cached mapping's pages serve the
+ * growth instead of new ones.  At another offset it grows in place and
+ * the cached mapping stays cached.  Placement is random: the test
+ * retries until it has seen both. */
+START_TEST(growing_block_moves_into_a_cached_mapping_at_its_offset)
+{
+  start_with_empty_cache();
+  bool moved = false, stayed = false;
+  for (int attempt = 0; attempt < 80 && !(moved && stayed); attempt++) {
+    char *c = hak_malloc(3 * MiB);
+    memset(unbounded(c), 0x11, 3 * MiB);
+    char *p = hak_malloc(400 * KiB);
+    memset(p, 0x5a, 400 * KiB);
+    struct large_hdr *hc = hdr_of(c), *hp = hdr_of(p);
+    size_t c_map = hc->map_size, p_map = hp->map_size;
+    bool same_offset = ((uintptr_t)hc - (uintptr_t)hp) % (2 * MiB) == 0;
+    hak_free(c);
+    hak_stats_t s0 = stats_now();
+    char *q = hak_realloc(p, 600 * KiB);
+    hak_stats_t s1 = stats_now();
+    ck_assert_ptr_nonnull(q);
+    assert_pages_hold(q, 400 * KiB, 0x5a);
+    ck_assert_uint_eq((unsigned char)q[0], 0x5a);
+    struct large_hdr *h = hdr_of(q);
+    if (same_offset) {
+      ck_assert_ptr_eq(h, hc);
+      ck_assert_uint_eq(h->map_size, c_map);
+      ck_assert_uint_eq(h->seam, p_map);
+      ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes - c_map);
+      moved = true;
+    } else {
+      ck_assert_ptr_eq(q, p);
+      ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes);
+      stayed = true;
+    }
+    CHECK_INV(q, "grown by realloc next to a cached mapping");
+    memset(unbounded(q), 1, 600 * KiB);
+    hak_free(q);
+    bigcache_flush();
+  }
+  ck_assert_msg(moved && stayed, "placement never gave both offsets (moved %d, stayed %d)", moved, stayed);
+}
+END_TEST
+
 /* Issue 13's loop: multi-MiB blocks replaced at random and written whole.
  * With the purge off (no timing in the test), freed mappings are reused
  * with their pages: the loop faults in a small part of what it writes. */
@@ -1034,6 +1080,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, cached_pages_move_at_their_offset_in_a_page_table);
   tcase_add_test(t, much_smaller_cached_mapping_is_grown);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
+  tcase_add_test(t, growing_block_moves_into_a_cached_mapping_at_its_offset);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);
   tcase_add_test(t, forged_header_aborts);
