@@ -613,49 +613,59 @@ START_TEST(growing_block_stays_in_a_larger_mapping)
 }
 END_TEST
 
-/* A large block that grows moves into a cached mapping large enough when
- * its pages keep their offset in a 2 MiB page table span there, though
- * the addresses after it are free: the cached mapping's pages serve the
- * growth instead of new ones.  At another offset it grows in place and
+/* A large block that grows moves into a cached mapping large enough,
+ * though the addresses after it are free, when that mapping is at least
+ * twice its own (whatever their offsets), or when its pages keep their
+ * offset in a 2 MiB page table span there: the cached mapping's pages
+ * serve the growth instead of new ones.  Otherwise it grows in place and
  * the cached mapping stays cached.  Placement is random: the test
- * retries until it has seen both. */
-START_TEST(growing_block_moves_into_a_cached_mapping_at_its_offset)
+ * retries until it has seen both offsets. */
+static bool grow_next_to_cached(size_t block, size_t grown, size_t cached, bool expect_move_anyway)
+{
+  char *c = hak_malloc(cached);
+  memset(unbounded(c), 0x11, cached);
+  char *p = hak_malloc(block);
+  memset(unbounded(p), 0x5a, block);
+  struct large_hdr *hc = hdr_of(c), *hp = hdr_of(p);
+  size_t c_map = hc->map_size, p_map = hp->map_size;
+  bool same_offset = ((uintptr_t)hc - (uintptr_t)hp) % (2 * MiB) == 0;
+  ck_assert_uint_eq(c_map >= 2 * p_map, expect_move_anyway);
+  hak_free(c);
+  hak_stats_t s0 = stats_now();
+  char *q = hak_realloc(p, grown);
+  hak_stats_t s1 = stats_now();
+  ck_assert_ptr_nonnull(q);
+  assert_pages_hold(q, block, 0x5a);
+  ck_assert_uint_eq((unsigned char)q[0], 0x5a);
+  struct large_hdr *h = hdr_of(q);
+  if (same_offset || expect_move_anyway) {
+    ck_assert_ptr_eq(h, hc);
+    ck_assert_uint_eq(h->map_size, c_map);
+    ck_assert_uint_eq(h->seam, p_map);
+    ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes - c_map);
+  } else {
+    ck_assert_ptr_eq(q, p);
+    ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes);
+  }
+  CHECK_INV(q, "grown by realloc next to a cached mapping");
+  memset(unbounded(q), 1, grown);
+  hak_free(q);
+  bigcache_flush();
+  return same_offset;
+}
+
+START_TEST(growing_block_moves_into_a_cached_mapping)
 {
   start_with_empty_cache();
-  bool moved = false, stayed = false;
-  for (int attempt = 0; attempt < 80 && !(moved && stayed); attempt++) {
-    char *c = hak_malloc(3 * MiB);
-    memset(unbounded(c), 0x11, 3 * MiB);
-    char *p = hak_malloc(400 * KiB);
-    memset(p, 0x5a, 400 * KiB);
-    struct large_hdr *hc = hdr_of(c), *hp = hdr_of(p);
-    size_t c_map = hc->map_size, p_map = hp->map_size;
-    bool same_offset = ((uintptr_t)hc - (uintptr_t)hp) % (2 * MiB) == 0;
-    hak_free(c);
-    hak_stats_t s0 = stats_now();
-    char *q = hak_realloc(p, 600 * KiB);
-    hak_stats_t s1 = stats_now();
-    ck_assert_ptr_nonnull(q);
-    assert_pages_hold(q, 400 * KiB, 0x5a);
-    ck_assert_uint_eq((unsigned char)q[0], 0x5a);
-    struct large_hdr *h = hdr_of(q);
-    if (same_offset) {
-      ck_assert_ptr_eq(h, hc);
-      ck_assert_uint_eq(h->map_size, c_map);
-      ck_assert_uint_eq(h->seam, p_map);
-      ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes - c_map);
-      moved = true;
-    } else {
-      ck_assert_ptr_eq(q, p);
-      ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes);
-      stayed = true;
-    }
-    CHECK_INV(q, "grown by realloc next to a cached mapping");
-    memset(unbounded(q), 1, 600 * KiB);
-    hak_free(q);
-    bigcache_flush();
+  bool seen[2] = { false, false };
+  for (int attempt = 0; attempt < 80 && !(seen[0] && seen[1]); attempt++) {
+    /* 448 KiB mapping, 3.5 MiB cached: moves at any offset. */
+    grow_next_to_cached(400 * KiB, 600 * KiB, 3 * MiB, true);
+    /* 1.25 MiB mapping, 2 MiB cached: moves only at the same offset. */
+    seen[grow_next_to_cached(MiB, 1300 * KiB, 2 * MiB - 8 * KiB, false)] = true;
   }
-  ck_assert_msg(moved && stayed, "placement never gave both offsets (moved %d, stayed %d)", moved, stayed);
+  ck_assert_msg(seen[0] && seen[1], "placement never gave both offsets (other %d, same %d)", seen[0],
+                seen[1]);
 }
 END_TEST
 
@@ -1080,7 +1090,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, cached_pages_move_at_their_offset_in_a_page_table);
   tcase_add_test(t, much_smaller_cached_mapping_is_grown);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
-  tcase_add_test(t, growing_block_moves_into_a_cached_mapping_at_its_offset);
+  tcase_add_test(t, growing_block_moves_into_a_cached_mapping);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);
   tcase_add_test(t, forged_header_aborts);
