@@ -613,6 +613,62 @@ START_TEST(growing_block_stays_in_a_larger_mapping)
 }
 END_TEST
 
+/* A large block that grows moves into a cached mapping large enough,
+ * though the addresses after it are free, when that mapping is at least
+ * twice its own (whatever their offsets), or when its pages keep their
+ * offset in a 2 MiB page table span there: the cached mapping's pages
+ * serve the growth instead of new ones.  Otherwise it grows in place and
+ * the cached mapping stays cached.  Placement is random: the test
+ * retries until it has seen both offsets. */
+static bool grow_next_to_cached(size_t block, size_t grown, size_t cached, bool expect_move_anyway)
+{
+  char *c = hak_malloc(cached);
+  memset(unbounded(c), 0x11, cached);
+  char *p = hak_malloc(block);
+  memset(unbounded(p), 0x5a, block);
+  struct large_hdr *hc = hdr_of(c), *hp = hdr_of(p);
+  size_t c_map = hc->map_size, p_map = hp->map_size;
+  bool same_offset = ((uintptr_t)hc - (uintptr_t)hp) % (2 * MiB) == 0;
+  ck_assert_uint_eq(c_map >= 2 * p_map, expect_move_anyway);
+  hak_free(c);
+  hak_stats_t s0 = stats_now();
+  char *q = hak_realloc(p, grown);
+  hak_stats_t s1 = stats_now();
+  ck_assert_ptr_nonnull(q);
+  assert_pages_hold(q, block, 0x5a);
+  ck_assert_uint_eq((unsigned char)q[0], 0x5a);
+  struct large_hdr *h = hdr_of(q);
+  if (same_offset || expect_move_anyway) {
+    ck_assert_ptr_eq(h, hc);
+    ck_assert_uint_eq(h->map_size, c_map);
+    ck_assert_uint_eq(h->seam, p_map);
+    ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes - c_map);
+  } else {
+    ck_assert_ptr_eq(q, p);
+    ck_assert_uint_eq(s1.bigcache_bytes, s0.bigcache_bytes);
+  }
+  CHECK_INV(q, "grown by realloc next to a cached mapping");
+  memset(unbounded(q), 1, grown);
+  hak_free(q);
+  bigcache_flush();
+  return same_offset;
+}
+
+START_TEST(growing_block_moves_into_a_cached_mapping)
+{
+  start_with_empty_cache();
+  bool seen[2] = { false, false };
+  for (int attempt = 0; attempt < 80 && !(seen[0] && seen[1]); attempt++) {
+    /* 448 KiB mapping, 3.5 MiB cached: moves at any offset. */
+    grow_next_to_cached(400 * KiB, 600 * KiB, 3 * MiB, true);
+    /* 1.25 MiB mapping, 2 MiB cached: moves only at the same offset. */
+    seen[grow_next_to_cached(MiB, 1300 * KiB, 2 * MiB - 8 * KiB, false)] = true;
+  }
+  ck_assert_msg(seen[0] && seen[1], "placement never gave both offsets (other %d, same %d)", seen[0],
+                seen[1]);
+}
+END_TEST
+
 /* Issue 13's loop: multi-MiB blocks replaced at random and written whole.
  * With the purge off (no timing in the test), freed mappings are reused
  * with their pages: the loop faults in a small part of what it writes. */
@@ -1034,6 +1090,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, cached_pages_move_at_their_offset_in_a_page_table);
   tcase_add_test(t, much_smaller_cached_mapping_is_grown);
   tcase_add_test(t, growing_block_stays_in_a_larger_mapping);
+  tcase_add_test(t, growing_block_moves_into_a_cached_mapping);
   tcase_add_test(t, replacing_large_blocks_reuses_pages);
   tcase_add_test(t, overflow_past_a_mapping_faults);
   tcase_add_test(t, forged_header_aborts);
