@@ -372,6 +372,12 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     return p;
   }
   memcpy(n, p, size < usable ? size : usable);
+  /* Bytes the program never wrote may hold a stale copy of the free tag
+   * (a mapping reused at another offset shows an old block's copy of a
+   * medium block's interior): copied into a slab block's second word, it
+   * would mark the live block free. */
+  if (HAK_UNLIKELY(slab_block_tagged(n)))
+    slab_block_words(n)[1] = 0;
   alloc_free(p);
   return n;
 }
