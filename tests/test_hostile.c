@@ -4,7 +4,8 @@
  * that allocate after hakmem's own thread-exit work (and one that calls
  * pthread_exit), fork while other threads allocate, vfork and
  * posix_spawn, thousands of threads, exit from one thread while others
- * allocate, aligned allocation at its edges and glibc's extensions.
+ * allocate, pthread_cancel, aligned allocation at its edges and glibc's
+ * extensions.
  * Each must work as on glibc: no crash, no hang, no spurious NULL or
  * report.  Every case runs in a forked child (check_run) under Check's
  * timeout, so that a hang fails.  The thread and signal cases run again
@@ -535,6 +536,53 @@ START_TEST(glibc_extensions_answer)
 }
 END_TEST
 
+/* --- pthread_cancel ---------------------------------------------------- */
+
+static void *sample_until_cancelled(void *arg)
+{
+  (void)arg;
+  for (;;) {
+    char *p = malloc(3000);
+    memset(p, 1, 64);
+    free(p);
+    pthread_testcancel();
+  }
+  return NULL;
+}
+
+/* malloc is no cancellation point, but the profile it writes every
+ * prof_interval_mb was made of some (open, write, close): a thread
+ * cancelled in one died holding the profiler's lock, and the next sample
+ * of any thread hung.  Run with prof = 1 and a profile every MiB. */
+START_TEST(cancel_during_profile_dump)
+{
+  for (int i = 0; i < 30; i++) {
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, sample_until_cancelled, NULL), 0);
+    usleep(2000);
+    pthread_cancel(t);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+  }
+  for (int i = 0; i < 20000; i++)
+    free(opaque_ptr(malloc(3000)));
+}
+END_TEST
+
+START_TEST(cancel_with_profile_dumps)
+{
+  char dir[] = "/tmp/hakmem-hostile.XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  static char prefix[64];
+  snprintf(prefix, sizeof prefix, "HAKMEM_PROF_PREFIX=%s/p", dir);
+  char *const env[] = { "HAKMEM_PROF=1", "HAKMEM_PROF_SAMPLE_KB=1", "HAKMEM_PROF_INTERVAL_MB=1",
+                        prefix, NULL };
+  run_case_in_env("prof_dump_cancel", env);
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* --- the same with stats, check and prof on ------------------------------ */
 
 static char *const with_stats[] = { "HAKMEM_STATS=1", "HAKMEM_STATS_FILE=/dev/null", NULL };
@@ -560,6 +608,10 @@ static Suite *fresh_suite(void)
   tcase_add_test(t, destructors_allocate_after_thread_exit);
   tcase_add_test(t, realloc_into_slab_copies_no_free_tag);
   suite_add_tcase(s, t);
+  t = tcase_create("prof_dump_cancel");
+  tcase_set_timeout(t, 30);
+  tcase_add_test(t, cancel_during_profile_dump);
+  suite_add_tcase(s, t);
   return s;
 }
 
@@ -581,6 +633,7 @@ int main(void)
   tcase_add_test(t, aligned_allocation_edges);
   tcase_add_test(t, glibc_extensions_answer);
   tcase_add_test(t, threads_and_signals_with_options);
+  tcase_add_test(t, cancel_with_profile_dumps);
   suite_add_tcase(s, t);
   return check_run(s);
 }
