@@ -4,8 +4,8 @@
  * that allocate after hakmem's own thread-exit work (and one that calls
  * pthread_exit), fork while other threads allocate, vfork and
  * posix_spawn, thousands of threads, exit from one thread while others
- * allocate, pthread_cancel, aligned allocation at its edges and glibc's
- * extensions.
+ * allocate, pthread_cancel, a sandbox that refuses mremap, aligned
+ * allocation at its edges and glibc's extensions.
  * Each must work as on glibc: no crash, no hang, no spurious NULL or
  * report.  Every case runs in a forked child (check_run) under Check's
  * timeout, so that a hang fails.  The thread and signal cases run again
@@ -28,6 +28,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -434,6 +439,66 @@ START_TEST(exit_while_threads_allocate)
 }
 END_TEST
 
+/* --- a sandbox that refuses mremap --------------------------------------- */
+
+/* Makes syscall nr fail with err in this process from now on, as a
+ * seccomp filter of a sandbox (systemd's SystemCallFilter, a container's
+ * profile) does. */
+static void refuse_syscall(int nr, int err)
+{
+  struct sock_filter f[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = { .len = sizeof f / sizeof *f, .filter = f };
+  ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+  ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+/* A large block's realloc moves its pages with mremap; refused (EPERM,
+ * or ENOSYS), it returned NULL where glibc's copies.  So does a malloc
+ * that grows a smaller mapping BigCache kept, when the addresses after it
+ * are taken: that refusal was taken for the kernel refusing memory, and
+ * BigCache was emptied (purge_reclaim) before a new mapping was made, or,
+ * when another thread cached a mapping meanwhile, the malloc returned
+ * NULL. */
+START_TEST(realloc_without_mremap)
+{
+  refuse_syscall(SYS_mremap, _i == 0 ? EPERM : ENOSYS);
+  /* A cached 8 MiB mapping split for 1 MiB, its rest taken by 6 MiB: the
+   * 1 MiB one, freed, cannot grow in place to serve 2 MiB. */
+  free(opaque_ptr(malloc(8 * MiB)));
+  char *head = malloc(1 * MiB), *rest = malloc(6 * MiB);
+  ck_assert_ptr_nonnull(head);
+  ck_assert_ptr_nonnull(rest);
+  free(head);
+  char *two = malloc(2 * MiB);
+  ck_assert_ptr_nonnull(two);
+  ck_assert_msg(stats_now().bigcache_bytes > 0, "BigCache was emptied");
+  free(two);
+  free(rest);
+  for (int round = 0; round < 20; round++) {
+    unsigned char *p = malloc(100 * KiB);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 0xa5, 100 * KiB);
+    for (size_t n = 300 * KiB; n <= 32 * MiB; n *= 2) {
+      p = realloc(p, n);
+      ck_assert_msg(p != NULL, "realloc to %zu bytes: NULL", n);
+      ck_assert_int_eq(p[0], 0xa5);
+      ck_assert_int_eq(p[100 * KiB - 1], 0xa5);
+      p[n - 1] = 1;
+    }
+    p = realloc(p, 500 * KiB);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(p[100 * KiB - 1], 0xa5);
+    free(p);
+  }
+  malloc_trim(0);
+}
+END_TEST
+
 /* --- aligned allocation at its edges ------------------------------------- */
 
 START_TEST(aligned_allocation_edges)
@@ -630,6 +695,7 @@ int main(void)
   tcase_add_test(t, vfork_and_posix_spawn);
   tcase_add_test(t, thousands_of_threads);
   tcase_add_test(t, exit_while_threads_allocate);
+  tcase_add_loop_test(t, realloc_without_mremap, 0, 2);
   tcase_add_test(t, aligned_allocation_edges);
   tcase_add_test(t, glibc_extensions_answer);
   tcase_add_test(t, threads_and_signals_with_options);
