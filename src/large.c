@@ -13,6 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The first alignment large_alloc refuses. */
+#define LARGE_ALIGN_LIMIT ((size_t)1 << 44)
+
 static size_t large_offset(size_t align)
 {
   return align > LARGE_HEADER_SIZE ? align : LARGE_HEADER_SIZE;
@@ -417,7 +420,10 @@ static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_gr
   int saved = errno;
   size_t offset = large_offset(align);
   size_t map_size = large_map_size(size, offset);
-  if (map_size == 0) {
+  /* An alignment of 16 TiB or more has no room in the OS layer's
+   * placement region (32 TiB), whose search for one did not end: refused
+   * at once, as glibc refuses far smaller ones. */
+  if (map_size == 0 || align >= LARGE_ALIGN_LIMIT) {
     errno = ENOMEM;
     return NULL;
   }

@@ -560,6 +560,21 @@ START_TEST(aligned_allocation_edges)
   ck_assert_int_eq(errno, ENOMEM);
   errno = 0;
   ck_assert_ptr_null(memalign(opaque((size_t)1 << 63), 1));
+  /* Alignments of tens of TiB: ENOMEM at once (they hung, hakmem looking
+   * for such an address in its region of 32 TiB forever). */
+  for (unsigned lg = 44; lg <= 62; lg++) {
+    size_t huge = opaque((size_t)1 << lg);
+    errno = 0;
+    void *h = memalign(huge, 100);
+    ck_assert_msg(h == NULL ? errno == ENOMEM : (uintptr_t)h % huge == 0, "memalign(2^%u)", lg);
+    free(h);
+    h = &h;
+    int r = posix_memalign(&h, huge, 1);
+    ck_assert_msg(r == ENOMEM || r == 0, "posix_memalign(2^%u): %d", lg, r);
+    if (r == 0)
+      free(h);
+    free(aligned_alloc(huge, huge));
+  }
   errno = 0;
   ck_assert_ptr_null(reallocarray(NULL, opaque(SIZE_MAX / 2), 3));
   ck_assert_int_eq(errno, ENOMEM);
