@@ -331,6 +331,43 @@ START_TEST(fork_while_threads_allocate)
 }
 END_TEST
 
+/* Fork handlers of the program's that allocate, registered once hakmem's
+ * are (a second thread took one of its locks): glibc runs prepare
+ * handlers last registered first, so hakmem's take its locks after the
+ * program's ran, and the child handlers first registered first, so the
+ * locks are released before the program's run.  (Registered before
+ * hakmem's, they deadlock: man page, BUGS.) */
+static void allocating_fork_handler(void)
+{
+  free(opaque_ptr(malloc(100)));
+  free(opaque_ptr(malloc(300 * KiB)));
+  free(opaque_ptr(malloc(5000)));
+}
+
+START_TEST(fork_handlers_of_the_program_allocate)
+{
+  pthread_t t[2];
+  start_churn(t, 2);
+  usleep(10000);
+  ck_assert_int_eq(pthread_atfork(allocating_fork_handler, allocating_fork_handler,
+                                  allocating_fork_handler), 0);
+  for (int round = 0; round < 30; round++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      free(opaque_ptr(malloc(1000)));
+      _exit(7);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "round %d: child status %#x",
+                  round, status);
+  }
+  stop_churning(t, 2);
+}
+END_TEST
+
 START_TEST(vfork_and_posix_spawn)
 {
   pthread_t t[2];
@@ -707,6 +744,7 @@ int main(void)
   tcase_add_test(t, malloc_in_signal_handler_on_small_altstack);
   tcase_add_test(t, destructors_allocate_after_thread_exit);
   tcase_add_test(t, fork_while_threads_allocate);
+  tcase_add_test(t, fork_handlers_of_the_program_allocate);
   tcase_add_test(t, vfork_and_posix_spawn);
   tcase_add_test(t, thousands_of_threads);
   tcase_add_test(t, exit_while_threads_allocate);
