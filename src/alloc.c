@@ -329,8 +329,8 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
   }
   struct large_hdr *h;
   size_t usable = usable_size(p, registry_lookup((uintptr_t)p), &h, "realloc()");
+  int saved = errno;
   if (h && size > HAK_MEDIUM_MAX) {
-    int saved = errno;
     /* The profiler sees a move as a free and a new block (a failed one
      * loses the old block's sample). */
     if (HAK_UNLIKELY(prof_active))
@@ -338,11 +338,15 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     void *n = large_realloc(h, size);
     if (!n && purge_reclaim())
       n = large_realloc(h, size);
-    if (n)
+    if (n) {
       errno = saved;
-    if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
-      prof_record(n, size);
-    return n;
+      if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
+        prof_record(n, size);
+      return n;
+    }
+    /* The pages could not move: mremap refused (a sandbox's seccomp
+     * filter says EPERM or ENOSYS) or no room.  Copied to a new block
+     * below, as glibc's realloc does. */
   }
   /* Small block: stay in place while the request fits and uses at least
    * half of the block; otherwise move to the right class.  With check = 1
@@ -352,7 +356,6 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
   /* A slab block growing into a large one: see large_alloc_to_grow (and
    * alloc_large for the retry). */
   void *n;
-  int saved = errno;
   if (!h && size > HAK_MEDIUM_MAX && !hak_config.check) {
     n = large_alloc_to_grow(size);
     if (!n && purge_reclaim())
@@ -371,7 +374,14 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     errno = saved;
     return p;
   }
+  errno = saved;
   memcpy(n, p, size < usable ? size : usable);
+  /* Bytes the program never wrote may hold a stale copy of the free tag
+   * (a mapping reused at another offset shows an old block's copy of a
+   * medium block's interior): copied into a slab block's second word, it
+   * would mark the live block free. */
+  if (HAK_UNLIKELY(slab_block_tagged(n)))
+    slab_block_words(n)[1] = 0;
   alloc_free(p);
   return n;
 }

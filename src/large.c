@@ -13,6 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The first alignment large_alloc refuses. */
+#define LARGE_ALIGN_LIMIT ((size_t)1 << 44)
+
 static size_t large_offset(size_t align)
 {
   return align > LARGE_HEADER_SIZE ? align : LARGE_HEADER_SIZE;
@@ -182,8 +185,10 @@ static bool large_grow_in_place(struct large_hdr *h, size_t map_size)
 
 /* Moves h's pages to a new mapping of map_size bytes (no copy: mremap),
  * the rest of which is new, placed at the same offset in a page table
- * span as h.  Returns the header at its new place, or NULL with errno
- * ENOMEM and h untouched.  Leaves large_live_bytes to the caller. */
+ * span as h.  Returns the header at its new place, or NULL with h
+ * untouched and errno ENOMEM, or mremap's error when the kernel refused
+ * the move itself (EPERM or ENOSYS from a sandbox's seccomp filter).
+ * Leaves large_live_bytes to the caller. */
 static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
 {
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
@@ -203,11 +208,12 @@ static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
     return NULL;
   }
   large_unregister(old_base, off);
-  if (os_move(h, old_size, seam, n, map_size) != 0) {
+  int err = os_move(h, old_size, seam, n, map_size);
+  if (err != 0) {
     large_unregister((uintptr_t)n, off);
     large_register(old_base, off);
     os_unmap(n, map_size);
-    errno = ENOMEM;
+    errno = err;
     return NULL;
   }
   n->map_size = map_size;
@@ -382,8 +388,9 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
     if (!n) {
       /* A new mapping of the size was refused: the caller's would be
        * too, so it fails at once (one attempt's calls, see
-       * refused_request_reclaims_and_retries_once). */
-      *refused = true;
+       * refused_request_reclaims_and_retries_once).  Not when only the
+       * move was (mremap forbidden): a new mapping serves. */
+      *refused = errno == ENOMEM;
       if (!bigcache_put_back(h))
         large_unmap(h);
       return NULL;
@@ -413,7 +420,10 @@ static void *large_alloc_from(size_t size, size_t align, bool *fresh, bool to_gr
   int saved = errno;
   size_t offset = large_offset(align);
   size_t map_size = large_map_size(size, offset);
-  if (map_size == 0) {
+  /* An alignment of 16 TiB or more has no room in the OS layer's
+   * placement region (32 TiB), whose search for one did not end: refused
+   * at once, as glibc refuses far smaller ones. */
+  if (map_size == 0 || align >= LARGE_ALIGN_LIMIT) {
     errno = ENOMEM;
     return NULL;
   }

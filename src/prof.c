@@ -646,6 +646,11 @@ static void profile_path(char *path, size_t size, const char *what)
 static void prof_dump(const char *what, bool answering)
 {
   char path[256], tmp[272];
+  /* open, write and close are cancellation points, and malloc is not: a
+   * thread cancelled in a dump would die holding prof_lock, and every
+   * other thread would then hang at its next sample. */
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   lock_take(&prof_lock);
   /* Every thread that samples while a request is pending comes here: the
    * first answers it, the others find it answered.  Tested outside the
@@ -654,6 +659,7 @@ static void prof_dump(const char *what, bool answering)
   uint64_t asked = atomic_load_explicit(&hakmem_prof_control.requests, memory_order_acquire);
   if (answering && asked <= atomic_load_explicit(&hakmem_prof_control.answered, memory_order_relaxed)) {
     pthread_mutex_unlock(&prof_lock);
+    pthread_setcancelstate(cancel_state, NULL);
     return;
   }
   profile_path(path, sizeof path, what);
@@ -688,6 +694,7 @@ static void prof_dump(const char *what, bool answering)
     char msg[320];
     hak_warn(hak_concat(msg, sizeof msg, "prof: cannot write the profile ", path));
   }
+  pthread_setcancelstate(cancel_state, NULL);
 }
 
 /* ---- exit ---- */

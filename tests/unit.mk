@@ -68,6 +68,20 @@ tests_test_config_parse_CFLAGS = $(CORE_TESTS_CC_FLAGS)
 tests_test_config_parse_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
 tests_test_config_parse_LDADD = $(CORE_TESTS_LIBS)
 
+# What a program that takes hakmem as the system's malloc may do: small
+# thread stacks, signal handlers, destructors, fork, thousands of threads,
+# exit while allocating, aligned edges, glibc's extensions.  It replaces
+# malloc: normal build only.
+if !SANITIZE
+if HAVE_CHECK
+check_PROGRAMS += tests/test_hostile
+TESTS += tests/test_hostile
+endif
+endif
+tests_test_hostile_SOURCES = tests/test_hostile.c
+tests_test_hostile_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
+tests_test_hostile_LDADD = src/libhakmem.la $(CHECK_LIBS)
+
 # Integration: what the built and installed library looks like from outside.
 if !SANITIZE
 TESTS += tests/exports.sh tests/install.sh tests/footprint.sh

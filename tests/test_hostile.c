@@ -1,0 +1,761 @@
+/* What a program that takes hakmem as the system's malloc may do, beyond
+ * plain misuse (tests/test_misuse.c): threads with small stacks, malloc
+ * in signal handlers on an alternate stack, thread-specific destructors
+ * that allocate after hakmem's own thread-exit work (and one that calls
+ * pthread_exit), fork while other threads allocate, vfork and
+ * posix_spawn, thousands of threads, exit from one thread while others
+ * allocate, pthread_cancel, a sandbox that refuses mremap, aligned
+ * allocation at its edges and glibc's extensions.
+ * Each must work as on glibc: no crash, no hang, no spurious NULL or
+ * report.  Every case runs in a forked child (check_run) under Check's
+ * timeout, so that a hang fails.  The thread and signal cases run again
+ * with stats, check and prof on (run_case_in_env).
+ *
+ * Linked against libhakmem (tests/unit.mk): malloc and free are
+ * hakmem's. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <check.h>
+#include "test_util.h"
+#include <errno.h>
+#include <limits.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Hides a pointer from the compiler, which may elide a malloc and free
+ * pair or warn about a read of freed memory. */
+static void *opaque_ptr(void *p)
+{
+  void *volatile v = p;
+  return v;
+}
+
+/* --- realloc must not copy a free tag into a slab block --------------- */
+
+/* A slab block is free when its second word holds the free tag, a
+ * per-process secret.  Memory the program never wrote may hold a stale
+ * copy of it: a large mapping reused by BigCache at another offset (a
+ * sampled block with prof = 1, an aligned one) shows the bytes of an old
+ * block that a realloc had copied from a medium block, whose interior
+ * held the tags of the smaller blocks its slab carved before.  A realloc
+ * that moves such a block into a slab block copied the tag along, and
+ * the block's free then aborted with "double free" (or its
+ * malloc_usable_size with "already freed").  The test plants the tag
+ * where the stale copy would be, in a large block, and moves it into
+ * slab blocks of each kind. */
+static uintptr_t learn_free_tag(void)
+{
+  char *a = opaque_ptr(malloc(16)), *b = opaque_ptr(malloc(16));
+  free(a);
+  uintptr_t tag = ((volatile uintptr_t *)opaque_ptr(a))[1];
+  free(b);
+  return tag;
+}
+
+START_TEST(realloc_into_slab_copies_no_free_tag)
+{
+  uintptr_t tag = learn_free_tag();
+  size_t sizes[] = { 100 * KiB, 1000, 24 };
+  for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    uintptr_t *q = malloc(300 * KiB); /* large */
+    ck_assert_ptr_nonnull(q);
+    q[0] = 0x1234;
+    q[1] = tag;
+    q[2] = 0x5678;
+    uintptr_t *n = realloc(q, sizes[i]); /* into a slab block */
+    ck_assert_ptr_nonnull(n);
+    ck_assert_uint_eq(n[0], 0x1234);
+    ck_assert_uint_eq(n[2], 0x5678);
+    ck_assert_uint_ge(malloc_usable_size(n), sizes[i]);
+    free(n); /* aborted with "double free" */
+  }
+}
+END_TEST
+
+/* --- threads with small stacks ----------------------------------------- */
+
+/* Everything a thread may do: its first malloc (thread init), refills,
+ * large blocks, realloc both ways, aligned blocks, malloc_trim,
+ * cross-thread frees, and its exit. */
+static void *every_call(void *arg)
+{
+  void **give = arg;
+  char *p = malloc(16);
+  memset(p, 1, 16);
+  void *a[300];
+  for (int i = 0; i < 300; i++)
+    a[i] = malloc(16 + (size_t)i * 7);
+  for (int i = 0; i < 300; i++)
+    free(a[i]);
+  char *big = malloc(4 * MiB);
+  if (!big)
+    return NULL;
+  memset(big, 2, 4096);
+  big = realloc(big, 8 * MiB);
+  big = realloc(big, 100);
+  free(big);
+  void *q;
+  if (posix_memalign(&q, 4096, 100 * KiB) != 0)
+    return NULL;
+  free(q);
+  free(memalign(64, 1000));
+  p = realloc(p, 100 * KiB);
+  free(p);
+  malloc_trim(0);
+  if (give)
+    free(*give);
+  void *r = calloc(10, 10);
+  free(r);
+  return (void *)1;
+}
+
+static void run_with_stack(size_t stack)
+{
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  ck_assert_int_eq(pthread_attr_setstacksize(&at, stack), 0);
+  void *given = malloc(48), *ret = NULL;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, &at, every_call, &given), 0);
+  ck_assert_int_eq(pthread_join(t, &ret), 0);
+  ck_assert_msg(ret == (void *)1, "stack of %zu bytes: a call failed", stack);
+  pthread_attr_destroy(&at);
+}
+
+START_TEST(threads_with_small_stacks)
+{
+  size_t stacks[] = { PTHREAD_STACK_MIN, 16 * KiB, 32 * KiB, 64 * KiB };
+  for (unsigned i = 0; i < sizeof stacks / sizeof *stacks; i++)
+    if (stacks[i] >= (size_t)PTHREAD_STACK_MIN)
+      run_with_stack(stacks[i]);
+}
+END_TEST
+
+/* --- signal handlers ----------------------------------------------------- */
+
+static volatile sig_atomic_t handled;
+
+static void allocating_handler(int sig)
+{
+  (void)sig;
+  char *p = malloc(40), *q = malloc(200 * KiB), *r = malloc(1 * MiB);
+  if (p && q && r) {
+    memset(p, 3, 40);
+    q[0] = r[0] = 1;
+    handled++;
+  }
+  free(p);
+  free(q);
+  free(r);
+}
+
+static void *wait_for_signals(void *arg)
+{
+  (void)arg;
+  for (;;)
+    pause();
+  return NULL;
+}
+
+/* A handler interrupting the thread outside malloc may allocate (only
+ * interrupting malloc itself is undefined); on an alternate stack of
+ * 16 KiB too. */
+START_TEST(malloc_in_signal_handler_on_small_altstack)
+{
+  static char alt[16 * 1024];
+  stack_t ss = { .ss_sp = alt, .ss_size = sizeof alt };
+  ck_assert_int_eq(sigaltstack(&ss, NULL), 0);
+  struct sigaction sa = { .sa_handler = allocating_handler, .sa_flags = SA_ONSTACK };
+  sigemptyset(&sa.sa_mask);
+  ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+  for (int i = 0; i < 100; i++)
+    raise(SIGUSR1);
+  ck_assert_int_eq(handled, 100);
+  /* And in a thread whose first call to hakmem is the handler's. */
+  handled = 0;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, wait_for_signals, NULL), 0);
+  usleep(10000);
+  pthread_kill(t, SIGUSR1);
+  for (int i = 0; i < 500 && handled == 0; i++)
+    usleep(1000);
+  ck_assert_int_eq(handled, 1);
+  pthread_cancel(t);
+  pthread_join(t, NULL);
+}
+END_TEST
+
+/* --- thread-specific destructors -------------------------------------- */
+
+static pthread_key_t realloc_key, exit_key;
+static __thread int rounds;
+
+/* Runs after hakmem's own thread-exit work, perhaps: frees, allocates,
+ * and sets the value again (glibc calls it again, up to
+ * PTHREAD_DESTRUCTOR_ITERATIONS times). */
+static void allocating_destructor(void *v)
+{
+  free(v);
+  char *p = malloc(64);
+  memset(p, 5, 64);
+  char *big = malloc(300 * KiB);
+  free(big);
+  if (rounds++ < 3)
+    pthread_setspecific(realloc_key, p);
+  else
+    free(p);
+}
+
+static void exiting_destructor(void *v)
+{
+  free(v);
+  free(malloc(128));
+  pthread_exit(NULL);
+}
+
+static void *set_both_keys(void *arg)
+{
+  (void)arg;
+  pthread_setspecific(realloc_key, malloc(32));
+  pthread_setspecific(exit_key, malloc(32));
+  free(malloc(100));
+  return NULL;
+}
+
+START_TEST(destructors_allocate_after_thread_exit)
+{
+  ck_assert_int_eq(pthread_key_create(&realloc_key, allocating_destructor), 0);
+  ck_assert_int_eq(pthread_key_create(&exit_key, exiting_destructor), 0);
+  hak_stats_t before = stats_now();
+  for (int i = 0; i < 200; i++) {
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, set_both_keys, NULL), 0);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+  }
+  malloc_trim(0);
+  hak_stats_t after = stats_now();
+  /* The destructors' blocks were freed: at most one SuperSlab's worth of
+   * growth, not one per thread. */
+  ck_assert_uint_le(after.mapped_bytes, before.mapped_bytes + 8 * MiB);
+}
+END_TEST
+
+/* --- fork, vfork, posix_spawn ----------------------------------------- */
+
+static _Atomic int stop_churn;
+
+/* Mallocs, frees and reallocs of every size kind, and malloc_trim now
+ * and then, until stop_churn. */
+static void *churn(void *arg)
+{
+  unsigned s = (unsigned)(uintptr_t)arg;
+  void *slots[64] = { 0 };
+  while (!stop_churn) {
+    s = s * 1103515245u + 12345u;
+    unsigned i = (s >> 8) % 64;
+    size_t n = (s >> 16) % 3 == 0 ? (s >> 4) % (300 * KiB) : (s >> 4) % 1000;
+    if ((s >> 20) % 5 == 0) {
+      void *r = realloc(slots[i], n);
+      if (r || n == 0)
+        slots[i] = r;
+    } else {
+      free(slots[i]);
+      slots[i] = malloc(n);
+    }
+    if ((s & 0xfff) == 7)
+      malloc_trim(0);
+  }
+  for (int i = 0; i < 64; i++)
+    free(slots[i]);
+  return NULL;
+}
+
+static void start_churn(pthread_t *t, int n)
+{
+  stop_churn = 0;
+  for (int i = 0; i < n; i++)
+    ck_assert_int_eq(pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1)), 0);
+}
+
+static void stop_churning(pthread_t *t, int n)
+{
+  stop_churn = 1;
+  for (int i = 0; i < n; i++)
+    pthread_join(t[i], NULL);
+}
+
+/* The child of a fork taken while other threads were inside malloc, free,
+ * realloc or malloc_trim: everything works in it, a thread included. */
+START_TEST(fork_while_threads_allocate)
+{
+  pthread_t t[3];
+  start_churn(t, 3);
+  for (int round = 0; round < 100; round++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      alarm(10);
+      void *a = malloc(50), *b = malloc(500 * KiB);
+      free(a);
+      free(b);
+      malloc_trim(0);
+      pthread_t x;
+      void *ret = NULL;
+      if (pthread_create(&x, NULL, every_call, NULL) != 0 || pthread_join(x, &ret) != 0)
+        _exit(3);
+      _exit(ret == (void *)1 ? 7 : 4);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "round %d: child status %#x",
+                  round, status);
+  }
+  stop_churning(t, 3);
+}
+END_TEST
+
+/* Fork handlers of the program's that allocate, registered once hakmem's
+ * are (a second thread took one of its locks): glibc runs prepare
+ * handlers last registered first, so hakmem's take its locks after the
+ * program's ran, and the child handlers first registered first, so the
+ * locks are released before the program's run.  (Registered before
+ * hakmem's, they deadlock: man page, BUGS.) */
+static void allocating_fork_handler(void)
+{
+  free(opaque_ptr(malloc(100)));
+  free(opaque_ptr(malloc(300 * KiB)));
+  free(opaque_ptr(malloc(5000)));
+}
+
+START_TEST(fork_handlers_of_the_program_allocate)
+{
+  pthread_t t[2];
+  start_churn(t, 2);
+  usleep(10000);
+  ck_assert_int_eq(pthread_atfork(allocating_fork_handler, allocating_fork_handler,
+                                  allocating_fork_handler), 0);
+  for (int round = 0; round < 30; round++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      free(opaque_ptr(malloc(1000)));
+      _exit(7);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "round %d: child status %#x",
+                  round, status);
+  }
+  stop_churning(t, 2);
+}
+END_TEST
+
+START_TEST(vfork_and_posix_spawn)
+{
+  pthread_t t[2];
+  start_churn(t, 2);
+  for (int round = 0; round < 30; round++) {
+    int status;
+    pid_t pid = vfork();
+    if (pid == 0) {
+      execl("/bin/true", "true", (char *)NULL);
+      _exit(9);
+    }
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *argv[] = { "true", NULL };
+    ck_assert_int_eq(posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ), 0);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  stop_churning(t, 2);
+}
+END_TEST
+
+/* --- many threads -------------------------------------------------------- */
+
+static void *short_lived(void *arg)
+{
+  void *p = malloc((uintptr_t)arg % 2000 + 1);
+  free(p);
+  return p ? (void *)1 : NULL;
+}
+
+static _Atomic int alive_go;
+
+static void *stays_alive(void *arg)
+{
+  void *p = malloc((uintptr_t)arg % 5000 + 1);
+  while (!alive_go)
+    usleep(1000);
+  free(p);
+  return p ? (void *)1 : NULL;
+}
+
+/* 2000 threads one after another (their ids reused), then 500 alive at
+ * once, each with blocks of its own. */
+START_TEST(thousands_of_threads)
+{
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setstacksize(&at, 64 * KiB);
+  for (int i = 0; i < 2000; i++) {
+    pthread_t t;
+    void *ret = NULL;
+    ck_assert_int_eq(pthread_create(&t, &at, short_lived, (void *)(uintptr_t)i), 0);
+    ck_assert_int_eq(pthread_join(t, &ret), 0);
+    ck_assert_ptr_eq(ret, (void *)1);
+  }
+  static pthread_t alive[500];
+  for (int i = 0; i < 500; i++)
+    ck_assert_int_eq(pthread_create(&alive[i], &at, stays_alive, (void *)(uintptr_t)i), 0);
+  alive_go = 1;
+  for (int i = 0; i < 500; i++) {
+    void *ret = NULL;
+    ck_assert_int_eq(pthread_join(alive[i], &ret), 0);
+    ck_assert_ptr_eq(ret, (void *)1);
+  }
+  pthread_attr_destroy(&at);
+}
+END_TEST
+
+/* --- exit while other threads allocate ------------------------------------ */
+
+static void *exit_soon(void *arg)
+{
+  usleep(5000);
+  if (arg)
+    quick_exit(5);
+  exit(5);
+}
+
+static void exits_while_allocating(bool quick)
+{
+  for (int round = 0; round < 10; round++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      alarm(10);
+      pthread_t t[3], e;
+      start_churn(t, 3);
+      pthread_create(&e, NULL, exit_soon, quick ? &e : NULL);
+      for (;;)
+        free(malloc(100));
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 5, "round %d: status %#x", round,
+                  status);
+  }
+}
+
+START_TEST(exit_while_threads_allocate)
+{
+  exits_while_allocating(false);
+  exits_while_allocating(true);
+}
+END_TEST
+
+/* --- a sandbox that refuses mremap --------------------------------------- */
+
+/* Makes syscall nr fail with err in this process from now on, as a
+ * seccomp filter of a sandbox (systemd's SystemCallFilter, a container's
+ * profile) does. */
+static void refuse_syscall(int nr, int err)
+{
+  struct sock_filter f[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = { .len = sizeof f / sizeof *f, .filter = f };
+  ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+  ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+/* A large block's realloc moves its pages with mremap; refused (EPERM,
+ * or ENOSYS), it returned NULL where glibc's copies.  So does a malloc
+ * that grows a smaller mapping BigCache kept, when the addresses after it
+ * are taken: that refusal was taken for the kernel refusing memory, and
+ * BigCache was emptied (purge_reclaim) before a new mapping was made, or,
+ * when another thread cached a mapping meanwhile, the malloc returned
+ * NULL. */
+START_TEST(realloc_without_mremap)
+{
+  refuse_syscall(SYS_mremap, _i == 0 ? EPERM : ENOSYS);
+  /* A cached 8 MiB mapping split for 1 MiB, its rest taken by 6 MiB: the
+   * 1 MiB one, freed, cannot grow in place to serve 2 MiB. */
+  free(opaque_ptr(malloc(8 * MiB)));
+  char *head = malloc(1 * MiB), *rest = malloc(6 * MiB);
+  ck_assert_ptr_nonnull(head);
+  ck_assert_ptr_nonnull(rest);
+  free(head);
+  char *two = malloc(2 * MiB);
+  ck_assert_ptr_nonnull(two);
+  ck_assert_msg(stats_now().bigcache_bytes > 0, "BigCache was emptied");
+  free(two);
+  free(rest);
+  for (int round = 0; round < 20; round++) {
+    unsigned char *p = malloc(100 * KiB);
+    ck_assert_ptr_nonnull(p);
+    memset(p, 0xa5, 100 * KiB);
+    for (size_t n = 300 * KiB; n <= 32 * MiB; n *= 2) {
+      p = realloc(p, n);
+      ck_assert_msg(p != NULL, "realloc to %zu bytes: NULL", n);
+      ck_assert_int_eq(p[0], 0xa5);
+      ck_assert_int_eq(p[100 * KiB - 1], 0xa5);
+      p[n - 1] = 1;
+    }
+    p = realloc(p, 500 * KiB);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(p[100 * KiB - 1], 0xa5);
+    free(p);
+  }
+  malloc_trim(0);
+}
+END_TEST
+
+/* --- aligned allocation at its edges ------------------------------------- */
+
+START_TEST(aligned_allocation_edges)
+{
+  size_t aligns[] = { 1, 2, 8, 16, 32, 64, 4096, 64 * KiB, 2 * MiB, 4 * MiB };
+  for (unsigned i = 0; i < sizeof aligns / sizeof *aligns; i++) {
+    size_t al = aligns[i];
+    size_t sizes[] = { 0, 1, al, al + 1, 3 * al, 100 * KiB };
+    for (unsigned j = 0; j < sizeof sizes / sizeof *sizes; j++) {
+      size_t n = sizes[j];
+      char *p = memalign(al, n);
+      ck_assert_msg(p && (uintptr_t)p % al == 0, "memalign(%zu, %zu)", al, n);
+      ck_assert_uint_ge(malloc_usable_size(p), n);
+      memset(p, 1, n);
+      p = realloc(p, 2 * n + 5);
+      ck_assert_ptr_nonnull(p);
+      size_t k = 0;
+      while (k < n && p[k] == 1)
+        k++;
+      ck_assert_msg(k == n, "memalign(%zu, %zu): byte %zu lost by realloc", al, n, k);
+      free(p);
+      if (al >= sizeof(void *)) {
+        void *q = NULL;
+        ck_assert_int_eq(posix_memalign(&q, al, n), 0);
+        ck_assert_uint_eq((uintptr_t)q % al, 0);
+        free(q);
+      }
+      void *a = aligned_alloc(al, n);
+      ck_assert_ptr_nonnull(a);
+      ck_assert_uint_eq((uintptr_t)a % al, 0);
+      free(a);
+    }
+  }
+  void *v = valloc(10);
+  ck_assert_uint_eq((uintptr_t)v % 4096, 0);
+  free(v);
+  v = pvalloc(10);
+  ck_assert_uint_eq((uintptr_t)v % 4096, 0);
+  ck_assert_uint_ge(malloc_usable_size(v), 4096);
+  free(v);
+  v = pvalloc(0);
+  ck_assert_ptr_nonnull(v);
+  free(v);
+  void *q = &q;
+  ck_assert_int_eq(posix_memalign(&q, 3, 10), EINVAL);
+  ck_assert_int_eq(posix_memalign(&q, 4, 10), EINVAL);
+  ck_assert_int_eq(posix_memalign(&q, 64, opaque(SIZE_MAX - 10)), ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(memalign(1 * MiB, opaque(SIZE_MAX - 100)));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(pvalloc(opaque(SIZE_MAX - 100)));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(valloc(opaque(SIZE_MAX - 100)));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(aligned_alloc(64, opaque(SIZE_MAX - 63)));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(memalign(opaque((size_t)1 << 63), 1));
+  /* Alignments of tens of TiB: ENOMEM at once (they hung, hakmem looking
+   * for such an address in its region of 32 TiB forever). */
+  for (unsigned lg = 44; lg <= 62; lg++) {
+    size_t huge = opaque((size_t)1 << lg);
+    errno = 0;
+    void *h = memalign(huge, 100);
+    ck_assert_msg(h == NULL ? errno == ENOMEM : (uintptr_t)h % huge == 0, "memalign(2^%u)", lg);
+    free(h);
+    h = &h;
+    int r = posix_memalign(&h, huge, 1);
+    ck_assert_msg(r == ENOMEM || r == 0, "posix_memalign(2^%u): %d", lg, r);
+    if (r == 0)
+      free(h);
+    free(aligned_alloc(huge, huge));
+  }
+  errno = 0;
+  ck_assert_ptr_null(reallocarray(NULL, opaque(SIZE_MAX / 2), 3));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(malloc(opaque((size_t)PTRDIFF_MAX + 1)));
+  ck_assert_int_eq(errno, ENOMEM);
+  char *z = malloc(10);
+  errno = 0;
+  ck_assert_ptr_null(realloc(z, opaque(SIZE_MAX)));
+  ck_assert_int_eq(errno, ENOMEM);
+  free(z);
+  ck_assert_uint_eq(malloc_usable_size(NULL), 0);
+}
+END_TEST
+
+/* --- glibc's extensions ----------------------------------------------- */
+
+START_TEST(glibc_extensions_answer)
+{
+  char *held = malloc(1000);
+  struct mallinfo2 mi = mallinfo2();
+  ck_assert_uint_ge(mi.uordblks, 1000);
+  free(held);
+  malloc_stats(); /* on stderr */
+  FILE *f = fopen("/dev/null", "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(malloc_info(0, f), 0);
+  errno = 0;
+  ck_assert_int_eq(malloc_info(1, f), -1);
+  ck_assert_int_eq(errno, EINVAL);
+  fclose(f);
+  int params[] = { M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX,
+                   M_CHECK_ACTION, M_PERTURB, M_ARENA_TEST, M_MXFAST, 12345, -1 };
+  for (unsigned i = 0; i < sizeof params / sizeof *params; i++) {
+    int r = mallopt(params[i], 1);
+    ck_assert_msg(r == 0 || r == 1, "mallopt(%d, 1) = %d", params[i], r);
+  }
+  char *p = malloc(10);
+  memset(p, 0, 10);
+  free(p);
+  malloc_trim(opaque(SIZE_MAX));
+}
+END_TEST
+
+/* --- pthread_cancel ---------------------------------------------------- */
+
+static void *sample_until_cancelled(void *arg)
+{
+  (void)arg;
+  for (;;) {
+    char *p = malloc(3000);
+    memset(p, 1, 64);
+    free(p);
+    pthread_testcancel();
+  }
+  return NULL;
+}
+
+/* malloc is no cancellation point, but the profile it writes every
+ * prof_interval_mb was made of some (open, write, close): a thread
+ * cancelled in one died holding the profiler's lock, and the next sample
+ * of any thread hung.  Run with prof = 1 and a profile every MiB. */
+START_TEST(cancel_during_profile_dump)
+{
+  for (int i = 0; i < 30; i++) {
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, sample_until_cancelled, NULL), 0);
+    usleep(2000);
+    pthread_cancel(t);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+  }
+  for (int i = 0; i < 20000; i++)
+    free(opaque_ptr(malloc(3000)));
+}
+END_TEST
+
+START_TEST(cancel_with_profile_dumps)
+{
+  char dir[] = "/tmp/hakmem-hostile.XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  static char prefix[64];
+  snprintf(prefix, sizeof prefix, "HAKMEM_PROF_PREFIX=%s/p", dir);
+  char *const env[] = { "HAKMEM_PROF=1", "HAKMEM_PROF_SAMPLE_KB=1", "HAKMEM_PROF_INTERVAL_MB=1",
+                        prefix, NULL };
+  run_case_in_env("prof_dump_cancel", env);
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* --- the same with stats, check and prof on ------------------------------ */
+
+static char *const with_stats[] = { "HAKMEM_STATS=1", "HAKMEM_STATS_FILE=/dev/null", NULL };
+static char *const with_check[] = { "HAKMEM_CHECK=1", NULL };
+static char *const with_prof[] = { "HAKMEM_PROF=1", "HAKMEM_PROF_SAMPLE_KB=1",
+                                   "HAKMEM_PROF_PREFIX=/nonexistent/hostile", NULL };
+
+START_TEST(threads_and_signals_with_options)
+{
+  char *const *envs[] = { with_stats, with_check, with_prof };
+  for (unsigned i = 0; i < 3; i++)
+    run_case_in_env("with_options", envs[i]);
+}
+END_TEST
+
+static Suite *fresh_suite(void)
+{
+  Suite *s = suite_create("hostile (fresh process)");
+  TCase *t = tcase_create("with_options");
+  tcase_set_timeout(t, 60);
+  tcase_add_test(t, threads_with_small_stacks);
+  tcase_add_test(t, malloc_in_signal_handler_on_small_altstack);
+  tcase_add_test(t, destructors_allocate_after_thread_exit);
+  tcase_add_test(t, realloc_into_slab_copies_no_free_tag);
+  suite_add_tcase(s, t);
+  t = tcase_create("prof_dump_cancel");
+  tcase_set_timeout(t, 30);
+  tcase_add_test(t, cancel_during_profile_dump);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void)
+{
+  if (fresh_case_requested())
+    return check_run(fresh_suite());
+  Suite *s = suite_create("hostile (libhakmem)");
+  TCase *t = tcase_create("hostile");
+  tcase_set_timeout(t, 60);
+  tcase_add_test(t, realloc_into_slab_copies_no_free_tag);
+  tcase_add_test(t, threads_with_small_stacks);
+  tcase_add_test(t, malloc_in_signal_handler_on_small_altstack);
+  tcase_add_test(t, destructors_allocate_after_thread_exit);
+  tcase_add_test(t, fork_while_threads_allocate);
+  tcase_add_test(t, fork_handlers_of_the_program_allocate);
+  tcase_add_test(t, vfork_and_posix_spawn);
+  tcase_add_test(t, thousands_of_threads);
+  tcase_add_test(t, exit_while_threads_allocate);
+  tcase_add_loop_test(t, realloc_without_mremap, 0, 2);
+  tcase_add_test(t, aligned_allocation_edges);
+  tcase_add_test(t, glibc_extensions_answer);
+  tcase_add_test(t, threads_and_signals_with_options);
+  tcase_add_test(t, cancel_with_profile_dumps);
+  suite_add_tcase(s, t);
+  return check_run(s);
+}
