@@ -237,8 +237,11 @@ static uintptr_t os_hint_take(size_t size, size_t align, size_t phase, size_t ro
 {
   if (room > OS_ROOM_MAX)
     room = OS_ROOM_MAX;
-  if (size > OS_HINT_END - OS_HINT_START_HI - align - OS_GUARD_SIZE - OS_ROOM_MAX -
-                 OS_JITTER_UNITS * HAK_UNIT_SIZE)
+  /* The alignment first: a larger one would wrap the subtraction below
+   * and send the loop after a start that never comes. */
+  const uintptr_t span = OS_HINT_END - OS_HINT_START_HI - OS_GUARD_SIZE - OS_ROOM_MAX -
+                         OS_JITTER_UNITS * HAK_UNIT_SIZE;
+  if (align >= span || size > span - align)
     return 0;
   /* Before hak_init (registry leaves of a very early free) the generator
    * must be seeded too; secret_init is idempotent. */

@@ -44,6 +44,21 @@ static void start(void)
   hak_free(hak_malloc(1));
 }
 
+/* An alignment beyond the whole placement region (32 TiB) is refused at
+ * once: it used to wrap the region's bound and loop for ever (Check's
+ * timeout fails a hang). */
+START_TEST(alignment_past_the_region_refused)
+{
+  start();
+  for (unsigned shift = 45; shift <= 62; shift += 17) {
+    errno = 0;
+    void *m = os_map_aligned((size_t)512 << 10, (size_t)1 << shift);
+    ck_assert_msg(m == NULL, "2^%u alignment: %p", shift, m);
+    ck_assert_int_eq(errno, ENOMEM);
+  }
+}
+END_TEST
+
 START_TEST(os_guard_refuses_foreign_ranges)
 {
   start();
@@ -158,6 +173,7 @@ int main(void)
   tcase_add_test(t, decommit_enomem_fails_fast_to_unmap);
   tcase_add_test(t, join_only_what_split_made);
   tcase_add_test(t, cut_pieces_are_not_joined);
+  tcase_add_test(t, alignment_past_the_region_refused);
   suite_add_tcase(s, t);
   return check_run(s);
 }
