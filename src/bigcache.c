@@ -150,7 +150,7 @@ struct large_hdr *bigcache_take(size_t least, size_t want, size_t most)
     cache_unlink_locked(found, h);
   struct large_hdr *evicted = NULL;
   cache_event_locked(&evicted);
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
   unmap_list(evicted);
   counters_add(h ? &hak_counters.bigcache_hits : &hak_counters.bigcache_misses, 1);
   return h;
@@ -175,7 +175,7 @@ struct large_hdr *bigcache_take_adjacent(const struct large_hdr *h, bool after)
         break;
       }
     }
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
   return h_found;
 }
 
@@ -227,7 +227,7 @@ static bool cache_put(struct large_hdr *h, bool back)
   }
   struct large_hdr *evicted = NULL;
   cache_event_locked(&evicted);
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
   unmap_list(evicted);
   return kept;
 }
@@ -261,7 +261,7 @@ bool bigcache_purge(uint64_t now_ms, bool idle)
         pending = true;
     }
   learn_retained(LEARN_BIGCACHE_MAX_MB, committed_bytes);
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
   return pending;
 }
 
@@ -288,7 +288,7 @@ size_t bigcache_decommit_oldest(size_t bytes)
     given += before - committed_bytes;
   }
   learn_retained(LEARN_BIGCACHE_MAX_MB, committed_bytes);
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
   return given;
 }
 
@@ -297,7 +297,7 @@ void bigcache_usage(struct bigcache_usage *u)
   lock_take(&bigcache_lock);
   u->bytes = cached_bytes;
   u->count = cached_count;
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
 }
 
 bool bigcache_flush(void)
@@ -316,7 +316,7 @@ bool bigcache_flush(void)
   committed_bytes = 0;
   cached_count = 0;
   learn_retained(LEARN_BIGCACHE_MAX_MB, 0);
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
   bool any = all != NULL;
   unmap_list(all);
   return any;
@@ -338,7 +338,7 @@ const struct large_hdr *bigcache_check(void)
     }
   if (!bad && (count != cached_count || bytes != cached_bytes))
     bad = (const struct large_hdr *)&bucket[0];
-  pthread_mutex_unlock(&bigcache_lock);
+  lock_give(&bigcache_lock);
   return bad;
 }
 

@@ -38,10 +38,12 @@ static void fork_prepare(void)
   bigcache_prefork();
   superslab_registry_lock();
   tcache_prefork();
+  locks_held_for_fork = true;
 }
 
 static void fork_parent(void)
 {
+  locks_held_for_fork = false;
   tcache_postfork_parent();
   superslab_registry_unlock();
   bigcache_postfork_parent();
@@ -51,6 +53,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+  locks_held_for_fork = false;
   superslab_registry_reinit();
   bigcache_postfork_child();
   shared_pool_postfork_child(tcache_self.id);

@@ -29,6 +29,7 @@ extern void *__dso_handle __attribute__((visibility("hidden")));
  * the registering thread, whose pthread_atfork may allocate and so come
  * back to lock_take. */
 _Atomic long locks_fork_state;
+__thread bool locks_held_for_fork __attribute__((tls_model("initial-exec")));
 static __thread bool registering;
 static void (*fork_prepare)(void), (*fork_parent)(void), (*fork_child)(void);
 

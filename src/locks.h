@@ -1,7 +1,8 @@
 /* The locks the fork handlers take (init.c): the shared pool's, BigCache's,
  * the SuperSlab registry's and the profiler's.  Each is taken through
  * lock_take, never by pthread_mutex_lock directly, so that the fork
- * handlers are registered before a second thread can hold one of them.
+ * handlers are registered before a second thread can hold one of them,
+ * and released through lock_give (see locks_held_for_fork).
  *
  * A process that never starts a second thread never registers them: a
  * fork by the only thread cannot find one of these locks held by another,
@@ -52,15 +53,35 @@ void locks_arm_fork_handlers(void (*prepare)(void), void (*parent)(void), void (
  * the others wait for it.  Before they are armed it does nothing. */
 void locks_register_fork_handlers(void);
 
-/* Takes m, one of the locks above.  One load and a branch more than
+/* True in the forking thread from the end of hakmem's fork preparation
+ * (which took every lock above) to the start of its parent or child
+ * handler.  glibc runs the prepare handlers registered before hakmem's
+ * after it, and their parent and child handlers before hakmem's: a
+ * program that registered its own, allocating ones while it had one
+ * thread (hakmem registers at the second) would otherwise wait for the
+ * locks its own thread holds.  No other thread can take them meanwhile,
+ * so the forking thread's lock_take and lock_give pass. */
+extern HAK_HIDDEN __thread bool locks_held_for_fork __attribute__((tls_model("initial-exec")));
+
+/* Takes m, one of the locks above.  Two loads and two branches more than
  * pthread_mutex_lock once the handlers are registered or while the
  * process has a single thread. */
 HAK_INLINE void lock_take(pthread_mutex_t *m)
 {
+  if (HAK_UNLIKELY(locks_held_for_fork))
+    return;
   if (HAK_UNLIKELY(!atomic_load_explicit(&locks_fork_handlers_on, memory_order_acquire)) &&
       !LOCKS_SINGLE_THREADED())
     locks_register_fork_handlers();
   pthread_mutex_lock(m);
+}
+
+/* Releases m, taken by lock_take. */
+HAK_INLINE void lock_give(pthread_mutex_t *m)
+{
+  if (HAK_UNLIKELY(locks_held_for_fork))
+    return;
+  pthread_mutex_unlock(m);
 }
 
 #endif

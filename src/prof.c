@@ -315,7 +315,7 @@ HAK_INLINE void prof_sample(void *p, size_t size, bool tagged, const struct prof
       t->last_stack = (uint32_t)id + 1;
     if (id < 0 || (!tagged && !block_insert((uintptr_t)p, size, (uint32_t)id))) {
       prof_dropped++;
-      pthread_mutex_unlock(&prof_lock);
+      lock_give(&prof_lock);
       return;
     }
   }
@@ -330,7 +330,7 @@ HAK_INLINE void prof_sample(void *p, size_t size, bool tagged, const struct prof
       atomic_store_explicit(f, (uint8_t)(c + 1), memory_order_relaxed);
   }
   if (locked)
-    pthread_mutex_unlock(&prof_lock);
+    lock_give(&prof_lock);
 }
 
 static void prof_dump(const char *what, bool answering);
@@ -415,7 +415,7 @@ void prof_before_free(const void *p)
     if (c != UINT8_MAX)
       atomic_store_explicit(f, (uint8_t)(c - 1), memory_order_relaxed);
   }
-  pthread_mutex_unlock(&prof_lock);
+  lock_give(&prof_lock);
 }
 
 /* ---- start-up ---- */
@@ -658,7 +658,7 @@ static void prof_dump(const char *what, bool answering)
    * rewrite last_path while hakmemctl reads it. */
   uint64_t asked = atomic_load_explicit(&hakmem_prof_control.requests, memory_order_acquire);
   if (answering && asked <= atomic_load_explicit(&hakmem_prof_control.answered, memory_order_relaxed)) {
-    pthread_mutex_unlock(&prof_lock);
+    lock_give(&prof_lock);
     pthread_setcancelstate(cancel_state, NULL);
     return;
   }
@@ -689,7 +689,7 @@ static void prof_dump(const char *what, bool answering)
     hak_concat(hakmem_prof_control.last_path, sizeof hakmem_prof_control.last_path, path, "");
   if (answering)
     atomic_store_explicit(&hakmem_prof_control.answered, asked, memory_order_release);
-  pthread_mutex_unlock(&prof_lock);
+  lock_give(&prof_lock);
   if (err) {
     char msg[320];
     hak_warn(hak_concat(msg, sizeof msg, "prof: cannot write the profile ", path));
@@ -802,7 +802,7 @@ HAK_STARTUP_TEXT void prof_exit(void)
       prof_leak_report(hakmem_prof_control.last_path);
     else
       prof_leak_report("(no profile written)");
-    pthread_mutex_unlock(&prof_lock);
+    lock_give(&prof_lock);
   }
   prof_self.busy = false;
 }

@@ -540,7 +540,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   if (size_class_is_medium(cls)) {
     s = pool_claim_span_locked(cls);
     if (!s) {
-      pthread_mutex_unlock(&pool_lock);
+      lock_give(&pool_lock);
       errno = ENOMEM;
       return NULL;
     }
@@ -554,7 +554,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
   } else {
     struct superslab *ss = superslab_create((unsigned)hak_config.superslab_lg);
     if (!ss) {
-      pthread_mutex_unlock(&pool_lock);
+      lock_give(&pool_lock);
       errno = ENOMEM;
       return NULL;
     }
@@ -567,7 +567,7 @@ struct slab *shared_pool_acquire(unsigned cls, uint64_t owner)
 out:
   slab_hand_out(s, owner);
   pool_learn_event_locked();
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
   return s;
 }
 
@@ -640,7 +640,7 @@ void shared_pool_release_empty(struct slab *s)
 {
   lock_take(&pool_lock);
   pool_release_empty_locked(s);
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
 }
 
 /* Collects the remote stacks of orphaned slabs, which no thread drains,
@@ -681,7 +681,7 @@ void shared_pool_orphan(struct slab *s)
   atomic_store_explicit(&s->owner, HAK_NO_OWNER, memory_order_release);
   s->state = SLAB_ORPHAN;
   slab_list_push(&orphan_list[s->cls], s);
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
 }
 
 bool shared_pool_trim(void)
@@ -706,7 +706,7 @@ bool shared_pool_trim(void)
       released |= superslab_decommit_unused_locked(ss, ALL_SLOTS, true);
     }
   }
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
   return released;
 }
 
@@ -759,7 +759,7 @@ void shared_pool_usage(struct shared_pool_usage *u)
       u->free_class[s->cls] += (carved - used) * slab_block_size(s);
     }
   }
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
 }
 
 bool shared_pool_take_purge_wanted(void)
@@ -835,7 +835,7 @@ bool shared_pool_purge(uint64_t now_ms, bool *idle_io, uint64_t *activity_io)
       pending = true;
   }
   learn_retained(LEARN_SUPERSLAB_KEEP, kept_committed);
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
   return pending;
 }
 
@@ -856,7 +856,7 @@ void shared_pool_prewarm(void)
     counters_add(&hak_counters.prewarm_bytes, bytes);
     counters_add(&hak_counters.pool_new_superslab, 1);
   }
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
 }
 
 void shared_pool_prefork(void) { pthread_mutex_lock(&pool_lock); }
@@ -1001,6 +1001,6 @@ int shared_pool_check_heap(uint64_t me)
       if (s->state != SLAB_ORPHAN || s->cls != c)
         rc = heap_problem("orphan list holds a slab of another state or class", s);
   }
-  pthread_mutex_unlock(&pool_lock);
+  lock_give(&pool_lock);
   return rc;
 }

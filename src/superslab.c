@@ -50,13 +50,13 @@ bool registry_set(uintptr_t base, size_t size, uintptr_t entry)
     struct registry_leaf *leaf = registry_leaf_get_locked(a);
     if (!leaf) {
       registry_clear_locked(base, a - base);
-      pthread_mutex_unlock(&registry_lock);
+      lock_give(&registry_lock);
       return true;
     }
     atomic_store_explicit(&leaf->entry[(a >> HAK_UNIT_SHIFT) & ((1u << REGISTRY_L2_BITS) - 1)],
                           entry, memory_order_release);
   }
-  pthread_mutex_unlock(&registry_lock);
+  lock_give(&registry_lock);
   return false;
 }
 
@@ -64,7 +64,7 @@ void registry_clear(uintptr_t base, size_t size)
 {
   lock_take(&registry_lock);
   registry_clear_locked(base, size);
-  pthread_mutex_unlock(&registry_lock);
+  lock_give(&registry_lock);
 }
 
 struct superslab *superslab_create(unsigned lg)

@@ -128,7 +128,7 @@ static HAK_NOINLINE void tcache_guard_wait(void)
     atomic_signal_fence(memory_order_seq_cst);
     tcache_held.seq--;
     lock_take(&tcache_threads_lock);
-    pthread_mutex_unlock(&tcache_threads_lock);
+    lock_give(&tcache_threads_lock);
     tcache_held.seq++;
     atomic_signal_fence(memory_order_seq_cst);
   } while (TCACHE_PEEK(tcache_held.claimed));
@@ -156,7 +156,7 @@ static void tcache_thread_link(void)
   n->next = tcache_threads.next;
   tcache_threads.next->prev = n;
   tcache_threads.next = n;
-  pthread_mutex_unlock(&tcache_threads_lock);
+  lock_give(&tcache_threads_lock);
   n->linked = true;
 }
 
@@ -169,7 +169,7 @@ static void tcache_thread_unlink(void)
   lock_take(&tcache_threads_lock);
   n->prev->next = n->next;
   n->next->prev = n->prev;
-  pthread_mutex_unlock(&tcache_threads_lock);
+  lock_give(&tcache_threads_lock);
   n->next = n->prev = NULL;
   n->linked = false;
 }
@@ -1109,7 +1109,7 @@ bool tcache_reclaim_idle(uint64_t now_ms)
     atomic_thread_fence(memory_order_release);
     TCACHE_PEEK(n->held->claimed) = 0;
   }
-  pthread_mutex_unlock(&tcache_threads_lock);
+  lock_give(&tcache_threads_lock);
   for (struct slab *s = empty, *next; s; s = next) {
     next = s->next;
     s->next = NULL;

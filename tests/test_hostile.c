@@ -335,8 +335,8 @@ END_TEST
  * are (a second thread took one of its locks): glibc runs prepare
  * handlers last registered first, so hakmem's take its locks after the
  * program's ran, and the child handlers first registered first, so the
- * locks are released before the program's run.  (Registered before
- * hakmem's, they deadlock: man page, BUGS.) */
+ * locks are released before the program's run.  Registered before
+ * hakmem's, they run inside hakmem's fork window: the next test. */
 static void allocating_fork_handler(void)
 {
   free(opaque_ptr(malloc(100)));
@@ -365,6 +365,36 @@ START_TEST(fork_handlers_of_the_program_allocate)
                   round, status);
   }
   stop_churning(t, 2);
+}
+END_TEST
+
+/* The program registers allocating handlers while it has one thread,
+ * so before hakmem's (registered at the second thread): its prepare
+ * handler runs after hakmem's took its locks, its parent and child
+ * handlers before hakmem's release them.  They used to wait for those
+ * locks for ever; the forking thread now passes through them. */
+START_TEST(fork_handlers_registered_before_hakmems_allocate)
+{
+  ck_assert_int_eq(pthread_atfork(allocating_fork_handler, allocating_fork_handler,
+                                  allocating_fork_handler), 0);
+  pthread_t t[2];
+  start_churn(t, 2);
+  usleep(10000);
+  for (int round = 0; round < 30; round++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      free(opaque_ptr(malloc(1000)));
+      _exit(hakmem_check_heap() == 0 ? 7 : 8);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "round %d: child status %#x",
+                  round, status);
+  }
+  stop_churning(t, 2);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
 
@@ -748,6 +778,7 @@ int main(void)
   tcase_add_test(t, destructors_allocate_after_thread_exit);
   tcase_add_test(t, fork_while_threads_allocate);
   tcase_add_test(t, fork_handlers_of_the_program_allocate);
+  tcase_add_test(t, fork_handlers_registered_before_hakmems_allocate);
   tcase_add_test(t, vfork_and_posix_spawn);
   tcase_add_test(t, thousands_of_threads);
   tcase_add_test(t, exit_while_threads_allocate);
