@@ -8,14 +8,14 @@ const uint32_t size_class_block[HAK_NUM_CLASSES] = {
   640, 768, 896, 1024, 1280, 1536, 1792, 2048,
   2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
   10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
-  40960, 49152, 57344, 65536, 81920, 98304, 114688, 131072,
-  163840, 196608, 229376, 262144,
+  40960, 49152, 57344, 65536, 81920, 98304, 131072,
+  163840, 196608, 262144,
 };
 
-/* Slots per slab: a medium block of m * 8 KiB (m = 5..32) fills a run of
- * slots exactly; the run holds 4 blocks where that takes 3 to 8 slots
- * (48, 64 and 80-128 KiB), else the nearest count that does: 8 blocks of
- * 40 and 56 KiB (5 and 7 slots), 2 of 160-256 KiB.  Fewer blocks per slab
+/* Slots per slab: a medium block of m * 8 KiB fills a run of slots
+ * exactly; the run holds 4 blocks where that takes 3 to 8 slots (48, 64
+ * and 80-128 KiB), else the nearest count that does: 8 blocks of 40 and
+ * 56 KiB (5 and 7 slots), 2 of 160-256 KiB.  Fewer blocks per slab
  * keep a thread's partly used medium slabs, and what they touch, small
  * (bench/thread_stress: 4 blocks of 48 and 64 KiB rather than 8 took 5 %
  * off the faults and the peak); one block a slab would send every
@@ -24,7 +24,7 @@ const uint8_t size_class_slot_count[HAK_NUM_CLASSES] = {
   1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
   1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
   1, 1, 1, 1, 1, 1, 1, 1,
-  5, 3, 7, 4, 5, 6, 7, 8, 5, 6, 7, 8,
+  5, 3, 7, 4, 5, 6, 8, 5, 6, 8,
 };
 
 /* Index: (n + 15) / 16 for n <= 1 KiB. */
@@ -61,9 +61,9 @@ const uint8_t size_class_small[HAK_SMALL_MAX / 128 + 1] = {
 /* Index: (n + 8191) / 8192 for n <= 256 KiB; medium classes are multiples
  * of 8 KiB. */
 const uint8_t size_class_medium[HAK_MEDIUM_MAX / 8192 + 1] = {
-  0, 31, 35, 37, 39, 40, 41, 42, 43, 44, 44, 45, 45, 46, 46, 47,
-  47, 48, 48, 48, 48, 49, 49, 49, 49, 50, 50, 50, 50, 51, 51, 51,
-  51,
+  0, 31, 35, 37, 39, 40, 41, 42, 43, 44, 44, 45, 45, 46, 46, 46,
+  46, 47, 47, 47, 47, 48, 48, 48, 48, 49, 49, 49, 49, 49, 49, 49,
+  49,
 };
 
 /* Medium classes serve aligned requests too: an interpreter's 64 KiB

@@ -23,9 +23,9 @@ struct slab tcache_no_slab = { .free = SLAB_LIST_END, .state = SLAB_HEADER };
 __thread struct tcache tcache_self __attribute__((tls_model("initial-exec"))) = {
   .active = { NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4,
               NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4,
-              NO_SLAB_X4, NO_SLAB_X4, NO_SLAB_X4 },
+              NO_SLAB_X4, NO_SLAB_X4, &tcache_no_slab, &tcache_no_slab },
 };
-_Static_assert(HAK_NUM_CLASSES == 52, "tcache_self initialiser covers every class");
+_Static_assert(HAK_NUM_CLASSES == 50, "tcache_self initialiser covers every class");
 
 static _Atomic uint64_t tcache_next_id = 1;
 
