@@ -13,8 +13,9 @@
  *    with the block's own address, so a write into a freed block cannot
  *    name an address of the attacker's choosing; its top bit is set, so
  *    that the end of a local list decodes outside every slot (slab.h);
- *  - free_tag: written into the second word of every free block; a free
- *    that finds it there is a double free (confirmed before aborting);
+ *  - free_tag: XOR-ed with a free block's address, written into its
+ *    second word (slab_free_tag); a free that finds it there is a double
+ *    free, and a copy of it at another address matches nothing;
  *  - large: the check word of a large block's in-band header. */
 #ifndef HAKMEM_SECRET_H
 #define HAKMEM_SECRET_H

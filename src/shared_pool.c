@@ -897,7 +897,7 @@ static int heap_check_free_list(const struct slab *s)
   for (const uintptr_t *p = s->free; !slab_list_is_end(p);) {
     if (!slab_is_block(s, p))
       return heap_problem("free list links outside its slab, to", p);
-    if (hak_hardened && p[1] != hak_secret_free_tag)
+    if (hak_hardened && !slab_block_tagged(p))
       return heap_problem("block on a free list without the free tag (written after free?)", p);
     if (++k > limit)
       return heap_problem("free list longer than the free blocks of its slab (cycle?) at", p);

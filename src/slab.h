@@ -81,10 +81,15 @@ _Static_assert(sizeof(struct slab) == 2 * SLAB_LINE, "slab descriptor is two cac
  * hak_secret_list, so that a write into a freed block (use after free, an
  * overflow of the neighbour) decodes to a random address instead of one
  * the writer chose, and every decoded link is checked to stay inside the
- * slab before it is followed.  The tag, hak_secret_free_tag, marks the
- * block as free: free finds it in a block it is given only if the block
- * is already free (a double free), or if the program wrote exactly that
- * secret value there.  A block being handed out gets its tag cleared.
+ * slab before it is followed.  The tag, hak_secret_free_tag ^ block,
+ * marks the block as free: free finds it in a block it is given only if
+ * the block is already free (a double free), or if the program wrote
+ * exactly that secret value there.  A block being handed out gets its tag
+ * cleared, but a freed block's tag stays in bytes a later, bigger block
+ * over it leaves unwritten; keyed by its own block's address, such a
+ * stale tag, copied by the program into another block's second word,
+ * does not match there (one copied to the same address would, but that
+ * block's own hand-out cleared it).
  *
  * A remote stack ends with a link to NULL.  A slab's local list ends with
  * a link to SLAB_LIST_END (and an empty list is that pointer): with
@@ -114,21 +119,27 @@ HAK_INLINE uintptr_t slab_link_encode(const void *p, const void *next)
   return hak_hardened ? (uintptr_t)next ^ (uintptr_t)p ^ hak_secret_list : (uintptr_t)next;
 }
 
+/* The free tag of block p: the secret keyed by p's address. */
+HAK_INLINE uintptr_t slab_free_tag(const void *p)
+{
+  return hak_secret_free_tag ^ (uintptr_t)p;
+}
+
 /* Marks p free and links it to next. */
 HAK_INLINE void slab_block_set_free(void *p, const void *next)
 {
   uintptr_t *w = slab_block_words(p);
-  uintptr_t tag = hak_secret_free_tag, link = slab_link_encode(p, next);
+  uintptr_t tag = slab_free_tag(p), link = slab_link_encode(p, next);
   w[0] = link;
   if (hak_hardened)
     w[1] = tag;
 }
 
-/* Whether p carries the free tag (it is free, or the program wrote the
- * secret there: callers confirm before reporting). */
+/* Whether p carries its free tag (it is free, or the program wrote the
+ * secret keyed by p there). */
 HAK_INLINE bool slab_block_tagged(const void *p)
 {
-  return hak_hardened && ((const uintptr_t *)p)[1] == hak_secret_free_tag;
+  return hak_hardened && ((const uintptr_t *)p)[1] == slab_free_tag(p);
 }
 
 /* Whether p may carry the free tag: the tag's low half only, read with a
@@ -144,7 +155,7 @@ HAK_INLINE bool slab_block_maybe_tagged(const void *p)
 {
   uint32_t low;
   memcpy(&low, (const char *)p + sizeof(uintptr_t), sizeof low);
-  return hak_hardened && low == (uint32_t)hak_secret_free_tag;
+  return hak_hardened && low == (uint32_t)slab_free_tag(p);
 }
 
 /* The decoded link of a free block whose link does not point into its own

@@ -50,7 +50,7 @@ END_TEST
 START_TEST(half_of_free_tag_in_live_block_frees)
 {
   unsigned char *p = hak_malloc(opaque(16));
-  uint32_t half = (uint32_t)hak_secret_free_tag, other = ~(uint32_t)(hak_secret_free_tag >> 32);
+  uint32_t half = (uint32_t)slab_free_tag(p), other = ~(uint32_t)(slab_free_tag(p) >> 32);
   memcpy(p + sizeof(uintptr_t), &half, sizeof half);
   memcpy(p + sizeof(uintptr_t) + sizeof half, &other, sizeof other);
   hak_free(p);

@@ -36,6 +36,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hakmem.h"
+
 extern char **environ;
 
 /* Hides a pointer from the compiler, which may elide a malloc and free
@@ -85,6 +87,50 @@ START_TEST(realloc_into_slab_copies_no_free_tag)
     ck_assert_uint_ge(malloc_usable_size(n), sizes[i]);
     free(n); /* aborted with "double free" */
   }
+}
+END_TEST
+
+/* --- a program's own copy of a stale free tag -------------------------- */
+
+/* A freed block's tag stays in bytes that a later, bigger block over it
+ * leaves unwritten; a program may copy such bytes (a struct's padding, a
+ * buffer it never filled) into another block's second word.  glibc frees
+ * that block; so must hakmem, whose tag is keyed by the block's address.
+ * The test copies the tag a freed 32-byte block holds into live blocks of
+ * the same class, of other classes and of a medium one, frees them (one
+ * from another thread), and walks the heap. */
+static void *free_in_thread(void *p)
+{
+  free(p);
+  return NULL;
+}
+
+START_TEST(copied_stale_free_tag_is_no_double_free)
+{
+  size_t sizes[] = { 32, 32, 16, 100, 1000, 40 * KiB };
+  enum { N = sizeof sizes / sizeof *sizes };
+  uintptr_t *q[N];
+  uintptr_t *a = opaque_ptr(malloc(32)), *b = opaque_ptr(malloc(32));
+  for (unsigned i = 0; i < N; i++) { /* live while a is: none is at a */
+    q[i] = malloc(sizes[i]);
+    ck_assert_ptr_nonnull(q[i]);
+  }
+  free(a);
+  uintptr_t stale = ((volatile uintptr_t *)opaque_ptr(a))[1];
+  ck_assert_uint_ne(stale, 0);
+  for (unsigned i = 0; i < N; i++) {
+    memcpy(&q[i][1], &stale, sizeof stale);
+    if (i == 1) {
+      pthread_t t;
+      ck_assert_int_eq(pthread_create(&t, NULL, free_in_thread, q[i]), 0);
+      ck_assert_int_eq(pthread_join(t, NULL), 0);
+    } else {
+      free(q[i]); /* aborted with "double free" when every block's tag was the same */
+    }
+  }
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  free(b);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
 
@@ -761,6 +807,7 @@ static Suite *fresh_suite(void)
   tcase_add_test(t, malloc_in_signal_handler_on_small_altstack);
   tcase_add_test(t, destructors_allocate_after_thread_exit);
   tcase_add_test(t, realloc_into_slab_copies_no_free_tag);
+  tcase_add_test(t, copied_stale_free_tag_is_no_double_free);
   suite_add_tcase(s, t);
   t = tcase_create("prof_dump_cancel");
   tcase_set_timeout(t, 30);
@@ -777,6 +824,7 @@ int main(void)
   TCase *t = tcase_create("hostile");
   tcase_set_timeout(t, 60);
   tcase_add_test(t, realloc_into_slab_copies_no_free_tag);
+  tcase_add_test(t, copied_stale_free_tag_is_no_double_free);
   tcase_add_test(t, threads_with_small_stacks);
   tcase_add_test(t, malloc_in_signal_handler_on_small_altstack);
   tcase_add_test(t, destructors_allocate_after_thread_exit);

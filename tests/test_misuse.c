@@ -370,6 +370,30 @@ static void double_free_held_then_third_thread(void)
   double_free_while_held(free_in_a_third_thread);
 }
 
+/* A block whose second word holds another block's stale free tag (a
+ * program's copy of bytes it never wrote) is live: its first free
+ * succeeds (tests/test_hostile.c), and its second is still a double free. */
+static void double_free_with_copied_tag(size_t size)
+{
+  uintptr_t *volatile a = malloc(opaque(32));
+  uintptr_t *volatile q = malloc(opaque(size));
+  free(a);
+  uintptr_t stale = a[1];
+  memcpy(&q[1], &stale, sizeof stale);
+  free(q);
+  free(q);
+}
+
+static void double_free_copied_tag_same_class(void)
+{
+  double_free_with_copied_tag(32);
+}
+
+static void double_free_copied_tag_other_class(void)
+{
+  double_free_with_copied_tag(1000);
+}
+
 static void double_free_large(void)
 {
   void *volatile p = malloc(opaque(1 * MiB));
@@ -436,6 +460,16 @@ START_TEST(double_free_held_and_third_thread)
   expect_abort(double_free_held_then_third_thread,
                "another thread frees p into its cross-thread cache, then a third thread frees p",
                FREE_DOUBLE);
+}
+END_TEST
+
+START_TEST(double_free_after_copied_tag)
+{
+  expect_abort(double_free_copied_tag_same_class,
+               "another 32 B block's freed tag copied into q; free(q); free(q) (32 B)",
+               FREE_DOUBLE);
+  expect_abort(double_free_copied_tag_other_class,
+               "a 32 B block's freed tag copied into q; free(q); free(q) (1000 B)", FREE_DOUBLE);
 }
 END_TEST
 
@@ -1056,6 +1090,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, double_free_held_by_freeing_thread);
   tcase_add_test(t, double_free_held_and_owner);
   tcase_add_test(t, double_free_held_and_third_thread);
+  tcase_add_test(t, double_free_after_copied_tag);
   tcase_add_test(t, double_free_large_block);
   tcase_add_test(t, free_interior_pointer);
   tcase_add_test(t, free_never_handed_out);
