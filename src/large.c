@@ -581,16 +581,9 @@ void *large_realloc(struct large_hdr *h, size_t size)
    * took half as many minor faults again and 14 % more CPU time. */
   bool move_first = c && (c->map_size >= 2 * old_size ||
                           (((uintptr_t)h ^ (uintptr_t)c) & (LARGE_PMD_SPAN - 1)) == 0);
-  if (move_first) {
-    void *p = large_move_into(h, c);
-    if (p) {
-      c->live_size = size;
-      errno = saved;
-      return p;
-    }
-  }
+  void *p = move_first ? large_move_into(h, c) : NULL;
   /* Grow in place if the following address range is free. */
-  if (large_grow_in_place(h, map_size)) {
+  if (!p && large_grow_in_place(h, map_size)) {
     if (c && !bigcache_put_back(c))
       large_unmap(c);
     counters_add(&hak_counters.large_live_bytes, map_size - old_size);
@@ -598,16 +591,15 @@ void *large_realloc(struct large_hdr *h, size_t size)
     errno = saved;
     return large_block(h);
   }
-  if (c) {
-    void *p = move_first ? NULL : large_move_into(h, c);
-    if (p) {
-      c->live_size = size;
-      errno = saved;
-      return p;
-    }
-    if (!bigcache_put_back(c))
-      large_unmap(c);
+  if (!p && c && !move_first)
+    p = large_move_into(h, c);
+  if (p) {
+    c->live_size = size;
+    errno = saved;
+    return p;
   }
+  if (c && !bigcache_put_back(c))
+    large_unmap(c);
   /* Otherwise move the pages to a new aligned mapping: no copy. */
   struct large_hdr *n = large_move_to_new(h, map_size);
   if (!n)
