@@ -274,11 +274,13 @@ size_t bigcache_decommit_oldest(size_t bytes)
     struct large_hdr *oldest = NULL;
     uint64_t oldest_age = 0;
     for (int b = 0; b < BIGCACHE_BUCKETS; b++)
-      for (struct large_hdr *h = bucket[b]; h; h = h->cache_next)
-        if (!h->decommitted && (!oldest || hak_ms_elapsed(h->cached_at_ms, now) > oldest_age)) {
+      for (struct large_hdr *h = bucket[b]; h; h = h->cache_next) {
+        uint64_t age = hak_ms_elapsed(h->cached_at_ms, now);
+        if (!h->decommitted && (!oldest || age > oldest_age)) {
           oldest = h;
-          oldest_age = hak_ms_elapsed(h->cached_at_ms, now);
+          oldest_age = age;
         }
+      }
     if (!oldest)
       break;
     size_t before = committed_bytes;
