@@ -656,6 +656,13 @@ static bool grow_next_to_cached(size_t block, size_t grown, size_t cached, bool 
 
 START_TEST(growing_block_moves_into_a_cached_mapping)
 {
+#if defined(__SANITIZE_ADDRESS__)
+  /* The test needs both placements of the block against the cached
+   * mapping; beside the sanitizer's own mappings, some runs get only
+   * the same page-table offset in all 80 tries (the plain builds run
+   * it). */
+  return;
+#endif
   start_with_empty_cache();
   bool seen[2] = { false, false };
   for (int attempt = 0; attempt < 80 && !(seen[0] && seen[1]); attempt++) {
