@@ -9,12 +9,16 @@ const uintptr_t slab_list_end_block[2] = { 0, 0 };
 
 void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_bytes)
 {
+  /* A slot never formatted has capacity 0 (a new SuperSlab's
+   * descriptors are zero): its cls, 0, is no class it held. */
+  if (s->capacity == 0)
+    s->prev_cls = SLAB_NO_CLASS;
+  else if (s->cls != cls)
+    s->prev_cls = s->cls;
   s->free = SLAB_LIST_END;
   s->used = 0;
   s->carved = 0;
   s->capacity = (uint16_t)(span_bytes / block_size);
-  if (s->cls != cls)
-    s->prev_cls = s->cls;
   s->cls = (uint8_t)cls;
   unsigned shift = (unsigned)__builtin_ctz(block_size);
   uint32_t odd = block_size >> shift, inv = odd;

@@ -65,15 +65,19 @@ struct slab {
   _Atomic uint64_t owner;     /* owning thread id (| SLAB_OWNER_MEDIUM) or HAK_NO_OWNER */
   uint64_t allocs;            /* owner: allocations served; others read it racily for reports */
   struct slab *next, *prev;   /* owner ring or pool list */
-  /* The class the slot was formatted for before cls (pool lock, or
-   * slab_format's caller): the pool re-formats another class's EMPTY
-   * slab for a class that held it before, whose block boundaries the
-   * program touched then (see pool_claim_slot_locked). */
+  /* The class the slot was formatted for before cls, or SLAB_NO_CLASS
+   * (pool lock, or slab_format's caller): the pool re-formats another
+   * class's EMPTY slab for a class that held it before, whose block
+   * boundaries the program touched then (see pool_claim_slot_locked). */
   uint8_t prev_cls;
 
   _Alignas(SLAB_LINE) _Atomic(void *) remote; /* cross-thread free stack (links encoded) */
 };
 _Static_assert(sizeof(struct slab) == 2 * SLAB_LINE, "slab descriptor is two cache lines");
+
+/* prev_cls of a slot that held no other class: no class's number. */
+#define SLAB_NO_CLASS UINT8_MAX
+_Static_assert(HAK_NUM_CLASSES <= SLAB_NO_CLASS, "SLAB_NO_CLASS is no class");
 
 /* ---- free blocks ----
  * A free block holds two words: its link to the next free block, and the

@@ -168,6 +168,29 @@ START_TEST(slab_link_poison_is_fatal)
 }
 END_TEST
 
+/* A slot remembers the class it held before the current one, and no
+ * class at all before its first format: a new SuperSlab's descriptors
+ * are zero, which is class 0's number, not a class the slot held. */
+START_TEST(slab_format_remembers_the_previous_class)
+{
+  struct superslab *ss = superslab_create(HAK_SS_LG_DEFAULT);
+  ck_assert_ptr_nonnull(ss);
+  struct slab *s = &ss->slabs[2];
+  slab_format(s, 0, (uint32_t)size_class_size(0), HAK_SLAB_SIZE);
+  ck_assert_uint_eq(s->prev_cls, SLAB_NO_CLASS);
+  slab_format(s, 0, (uint32_t)size_class_size(0), HAK_SLAB_SIZE);
+  ck_assert_uint_eq(s->prev_cls, SLAB_NO_CLASS);
+  unsigned c = size_class_of(256);
+  slab_format(s, c, (uint32_t)size_class_size(c), HAK_SLAB_SIZE);
+  ck_assert_uint_eq(s->prev_cls, 0);
+  slab_format(s, c, (uint32_t)size_class_size(c), HAK_SLAB_SIZE);
+  ck_assert_uint_eq(s->prev_cls, 0);
+  slab_format(s, 1, (uint32_t)size_class_size(1), HAK_SLAB_SIZE);
+  ck_assert_uint_eq(s->prev_cls, c);
+  superslab_destroy(ss);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("slab");
@@ -177,6 +200,7 @@ int main(void)
   tcase_add_test(t, slab_carve_batch_per_class);
   tcase_add_test(t, slab_block_index_exact);
   tcase_add_test(t, slab_list_end_fails_the_link_check);
+  tcase_add_test(t, slab_format_remembers_the_previous_class);
   tcase_add_test_raise_signal(t, slab_link_poison_is_fatal, SIGABRT);
   suite_add_tcase(s, t);
   return check_run(s);
