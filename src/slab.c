@@ -15,6 +15,7 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
     s->prev_cls = SLAB_NO_CLASS;
   else if (s->cls != cls)
     s->prev_cls = s->cls;
+  s->forked_orphan = false;
   s->free = SLAB_LIST_END;
   s->used = 0;
   s->carved = 0;
@@ -79,6 +80,27 @@ uint32_t slab_drain_remote(struct slab *s)
   s->free = list;
   s->used = (uint16_t)(s->used - n);
   return n;
+}
+
+void slab_recount(struct slab *s)
+{
+  slab_drain_remote(s);
+  size_t bs = slab_block_size(s);
+  uint32_t listed = 0, end = s->carved;
+  for (uintptr_t *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p)) {
+    /* slab_link_next keeps every link inside the slab; the bound stops a
+     * cycle. */
+    if (++listed > s->capacity)
+      hak_fatal_pointer("malloc(): corrupted free list: cycle in slab", s);
+    uint32_t i = (uint32_t)(((uintptr_t)p - (uintptr_t)slab_start(s)) / bs);
+    if (i >= end)
+      end = i + 1;
+    if (hak_hardened)
+      p[1] = slab_free_tag(p);
+  }
+  s->carved = end;
+  s->used = (uint16_t)(end - listed);
+  s->forked_orphan = false;
 }
 
 uint32_t slab_carve(struct slab *s)

@@ -70,6 +70,13 @@ struct slab {
    * class's EMPTY slab for a class that held it before, whose block
    * boundaries the program touched then (see pool_claim_slot_locked). */
   uint8_t prev_cls;
+  /* Orphaned in a fork child (shared_pool_postfork_child): its owner,
+   * which the child lacks, may have stopped between a list change and
+   * its count, so used may be off by a block; slab_format clears it.
+   * A block the dead thread held is only lost to the child (a slab that
+   * never empties, or one that empties with that block unreachable), but
+   * hakmem_check_heap does not compare such a slab's count with its list. */
+  bool forked_orphan;
 
   _Alignas(SLAB_LINE) _Atomic(void *) remote; /* cross-thread free stack (links encoded) */
 };
@@ -235,6 +242,15 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
  * stack longer than the blocks in use (a cycle: the same block freed twice
  * at once by two threads) is a fatal error, never an endless walk. */
 uint32_t slab_drain_remote(struct slab *s);
+
+/* The new owner of a slab orphaned by a fork (forked_orphan), before its
+ * first use: drains the remote stack, then makes carved and used what the
+ * local list says (carved covers every block on it, used is the carved
+ * blocks not on it) and tags every listed block free, so that a list
+ * change its dead owner left without its count neither stops an
+ * allocation nor rejects a free.  A block the dead owner held counts as
+ * used for ever: a leak in the child, never a block handed out twice. */
+void slab_recount(struct slab *s);
 
 /* Owner: cuts up to a page's worth of never-used blocks, but at least
  * SLAB_CARVE_MIN (a slab's first carve: only those that start in its

@@ -917,6 +917,110 @@ START_TEST(fork_hands_back_other_threads_cross_thread_caches)
 }
 END_TEST
 
+/* A thread that fork stops between a list change and its count leaves
+ * its slab's free list and counts apart in the child: a pop or a push
+ * before used changes, a carve before carved does.  The thread makes that
+ * state by hand, holds it across the fork, then completes it.  The
+ * child's heap check accepts the orphaned slab, and the child allocates
+ * and frees its class through it (a push left used a block too high and
+ * the child's malloc aborted on an empty list; a carve left listed
+ * blocks that free rejected). */
+enum torn_kind { TORN_POP, TORN_PUSH, TORN_CARVE };
+
+struct fork_torn {
+  pthread_barrier_t torn, forked;
+  enum torn_kind kind;
+};
+
+static void *tear_a_slab_across_fork(void *arg)
+{
+  struct fork_torn *f = arg;
+  void *keep = hak_malloc(48), *b = hak_malloc(48);
+  struct slab *s = slab_of_block(b);
+  uint32_t carved = 0;
+  switch (f->kind) {
+  case TORN_POP:
+    hak_free(b);                       /* b heads the list */
+    s->free = slab_link_next(s, b);
+    break;
+  case TORN_PUSH:
+    slab_block_set_free(b, s->free);
+    s->free = b;
+    break;
+  case TORN_CARVE:
+    carved = slab_carve(s);
+    s->carved -= carved;
+    break;
+  }
+  pthread_barrier_wait(&f->torn);
+  pthread_barrier_wait(&f->forked);
+  switch (f->kind) {
+  case TORN_POP:
+    s->free = b;                       /* b's link and tag are intact */
+    break;
+  case TORN_PUSH:
+    s->used--;
+    break;
+  case TORN_CARVE:
+    s->carved += carved;
+    hak_free(b);
+    break;
+  }
+  hak_free(keep);
+  return NULL;
+}
+
+static void fork_with_a_torn_slab(enum torn_kind kind)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  struct fork_torn f = { .kind = kind };
+  pthread_barrier_init(&f.torn, NULL, 2);
+  pthread_barrier_init(&f.forked, NULL, 2);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, tear_a_slab_across_fork, &f), 0);
+  pthread_barrier_wait(&f.torn);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = (hakmem_check_heap() != 0);
+    void *v[2000];
+    for (int i = 0; i < 2000; i++)
+      v[i] = hak_malloc(48);
+    for (int i = 0; i < 2000; i++)
+      hak_free(v[i]);
+    bad |= (hakmem_check_heap() != 0) << 1;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  pthread_barrier_wait(&f.forked);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: heap check after the fork, 2: after allocating)", status);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  pthread_barrier_destroy(&f.torn);
+  pthread_barrier_destroy(&f.forked);
+}
+
+START_TEST(fork_child_accepts_a_pop_stopped_before_its_count)
+{
+  fork_with_a_torn_slab(TORN_POP);
+}
+END_TEST
+
+START_TEST(fork_child_accepts_a_push_stopped_before_its_count)
+{
+  fork_with_a_torn_slab(TORN_PUSH);
+}
+END_TEST
+
+START_TEST(fork_child_accepts_a_carve_stopped_before_its_count)
+{
+  fork_with_a_torn_slab(TORN_CARVE);
+}
+END_TEST
+
 /* The cases run by run_case_in_env, each in a process of its own whose
  * environment sets the mode. */
 static Suite *fresh_suite(void)
@@ -963,6 +1067,9 @@ int main(void)
   tcase_add_test(t, fork_handlers_registered_inside_a_fork);
   tcase_add_test(t, fork_during_registration_child_takes_over);
   tcase_add_test(t, fork_hands_back_other_threads_cross_thread_caches);
+  tcase_add_test(t, fork_child_accepts_a_pop_stopped_before_its_count);
+  tcase_add_test(t, fork_child_accepts_a_push_stopped_before_its_count);
+  tcase_add_test(t, fork_child_accepts_a_carve_stopped_before_its_count);
   suite_add_tcase(s, t);
   return check_run(s);
 }
