@@ -656,7 +656,11 @@ static bool pool_collect_orphans_locked(void)
     struct slab *next;
     for (struct slab *s = orphan_list[c]; s; s = next) {
       next = s->next;
-      slab_drain_remote(s);
+      /* A fork's orphan is recounted before its count decides. */
+      if (s->forked_orphan)
+        slab_recount(s);
+      else
+        slab_drain_remote(s);
       if (s->used == 0) {
         slab_list_remove(&orphan_list[c], s);
         pool_release_empty_locked(s);

@@ -243,8 +243,8 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
  * at once by two threads) is a fatal error, never an endless walk. */
 uint32_t slab_drain_remote(struct slab *s);
 
-/* The new owner of a slab orphaned by a fork (forked_orphan), before its
- * first use: drains the remote stack, then makes carved and used what the
+/* Under the pool lock, for a slab orphaned by a fork (forked_orphan),
+ * before it is adopted or its count lets it go back to the pool: drains the remote stack, then makes carved and used what the
  * local list says (carved covers every block on it, used is the carved
  * blocks not on it) and tags every listed block free, so that a list
  * change its dead owner left without its count neither stops an

@@ -23,6 +23,7 @@
 #include "hakmem.h"
 #include "bigcache.h"
 #include "config.h"
+#include "diag.h"
 #include "locks.h"
 #include "shared_pool.h"
 #include "stats.h"
@@ -930,6 +931,7 @@ enum torn_kind { TORN_POP, TORN_PUSH, TORN_CARVE };
 struct fork_torn {
   pthread_barrier_t torn, forked;
   enum torn_kind kind;
+  void *live[2];      /* the thread's blocks in use at the fork */
 };
 
 static void *tear_a_slab_across_fork(void *arg)
@@ -952,6 +954,8 @@ static void *tear_a_slab_across_fork(void *arg)
     s->carved -= carved;
     break;
   }
+  f->live[0] = keep;
+  f->live[1] = f->kind == TORN_CARVE ? b : NULL;
   pthread_barrier_wait(&f->torn);
   pthread_barrier_wait(&f->forked);
   switch (f->kind) {
@@ -984,6 +988,13 @@ static void fork_with_a_torn_slab(enum torn_kind kind)
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
     int bad = (hakmem_check_heap() != 0);
+    /* The dead thread's blocks come back, and a purge pass collects the
+     * orphan, to the EMPTY list, if its count says every block has. */
+    hak_free(f.live[0]);
+    hak_free(f.live[1]);
+    bool idle;
+    uint64_t activity = 0;
+    shared_pool_purge(hak_now_ms(), &idle, &activity);
     void *v[2000];
     for (int i = 0; i < 2000; i++)
       v[i] = hak_malloc(48);
