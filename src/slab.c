@@ -85,18 +85,20 @@ uint32_t slab_drain_remote(struct slab *s)
 void slab_recount(struct slab *s)
 {
   slab_drain_remote(s);
-  size_t bs = slab_block_size(s);
+  uintptr_t start = (uintptr_t)slab_start(s), bs = slab_block_size(s);
   uint32_t listed = 0, end = s->carved;
-  for (uintptr_t *p = s->free; !slab_list_is_end(p); p = slab_link_next(s, p)) {
-    /* slab_link_next keeps every link inside the slab; the bound stops a
-     * cycle. */
-    if (++listed > s->capacity)
-      hak_fatal_pointer("malloc(): corrupted free list: cycle in slab", s);
-    uint32_t i = (uint32_t)(((uintptr_t)p - (uintptr_t)slab_start(s)) / bs);
-    if (i >= end)
-      end = i + 1;
+  for (uintptr_t *p = s->free; !slab_list_is_end(p);) {
+    /* Every listed block lies at a block's start within the capacity,
+     * carved or not (slab_link_next would stop at carved); the bound
+     * stops a cycle. */
+    uintptr_t off = (uintptr_t)p - start;
+    if (off >= s->capacity * bs || off % bs != 0 || ++listed > s->capacity)
+      hak_fatal_pointer("malloc(): corrupted free list in slab", s);
+    if (off / bs >= end)
+      end = (uint32_t)(off / bs) + 1;
     if (hak_hardened)
       p[1] = slab_free_tag(p);
+    p = (uintptr_t *)(hak_hardened ? p[0] ^ hak_secret_list ^ (uintptr_t)p : p[0]);
   }
   s->carved = end;
   s->used = (uint16_t)(end - listed);

@@ -931,14 +931,16 @@ enum torn_kind { TORN_POP, TORN_PUSH, TORN_CARVE };
 struct fork_torn {
   pthread_barrier_t torn, forked;
   enum torn_kind kind;
+  size_t size;        /* of the blocks: a small or a medium class */
   void *live[2];      /* the thread's blocks in use at the fork */
 };
 
 static void *tear_a_slab_across_fork(void *arg)
 {
   struct fork_torn *f = arg;
-  void *keep = hak_malloc(48), *b = hak_malloc(48);
+  void *keep = hak_malloc(f->size), *b = hak_malloc(f->size);
   struct slab *s = slab_of_block(b);
+  s -= s->head_offset;
   uint32_t carved = 0;
   switch (f->kind) {
   case TORN_POP:
@@ -974,11 +976,11 @@ static void *tear_a_slab_across_fork(void *arg)
   return NULL;
 }
 
-static void fork_with_a_torn_slab(enum torn_kind kind)
+static void fork_with_a_torn_slab(enum torn_kind kind, size_t size)
 {
   start();
   hak_config.purge_delay_ms = -1;
-  struct fork_torn f = { .kind = kind };
+  struct fork_torn f = { .kind = kind, .size = size };
   pthread_barrier_init(&f.torn, NULL, 2);
   pthread_barrier_init(&f.forked, NULL, 2);
   pthread_t t;
@@ -996,9 +998,10 @@ static void fork_with_a_torn_slab(enum torn_kind kind)
     uint64_t activity = 0;
     shared_pool_purge(hak_now_ms(), &idle, &activity);
     void *v[2000];
-    for (int i = 0; i < 2000; i++)
-      v[i] = hak_malloc(48);
-    for (int i = 0; i < 2000; i++)
+    int n = size > HAK_SMALL_MAX ? 200 : 2000;
+    for (int i = 0; i < n; i++)
+      v[i] = hak_malloc(size);
+    for (int i = 0; i < n; i++)
       hak_free(v[i]);
     bad |= (hakmem_check_heap() != 0) << 1;
     _exit(bad);
@@ -1016,19 +1019,27 @@ static void fork_with_a_torn_slab(enum torn_kind kind)
 
 START_TEST(fork_child_accepts_a_pop_stopped_before_its_count)
 {
-  fork_with_a_torn_slab(TORN_POP);
+  fork_with_a_torn_slab(TORN_POP, 48);
 }
 END_TEST
 
 START_TEST(fork_child_accepts_a_push_stopped_before_its_count)
 {
-  fork_with_a_torn_slab(TORN_PUSH);
+  fork_with_a_torn_slab(TORN_PUSH, 48);
 }
 END_TEST
 
 START_TEST(fork_child_accepts_a_carve_stopped_before_its_count)
 {
-  fork_with_a_torn_slab(TORN_CARVE);
+  fork_with_a_torn_slab(TORN_CARVE, 48);
+}
+END_TEST
+
+/* A medium slab's links leave their 64 KiB slot: the recount's walk
+ * checks them against the capacity too. */
+START_TEST(fork_child_accepts_a_medium_carve_stopped_before_its_count)
+{
+  fork_with_a_torn_slab(TORN_CARVE, 40000);
 }
 END_TEST
 
@@ -1081,6 +1092,7 @@ int main(void)
   tcase_add_test(t, fork_child_accepts_a_pop_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_push_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_carve_stopped_before_its_count);
+  tcase_add_test(t, fork_child_accepts_a_medium_carve_stopped_before_its_count);
   suite_add_tcase(s, t);
   return check_run(s);
 }
