@@ -66,27 +66,15 @@ void *alloc_malloc_tiny_slow(size_t size);
  * (alloc_malloc_generic's).  operator new passes its own, which turn NULL
  * into the C++ runtime's answer, so that its fast path, like malloc's,
  * needs no test of the block and no stack frame. */
-/* The pop of a tiny request, with the line of the class's next block
- * prefetched (tcache_pop_else): one instruction.  A program that frees
- * its blocks long before it asks again (a collector's sweep, here
- * bench/interp) finds their lines out of the cache, and its next malloc
- * of the class, and its first write into the block, then need not wait
- * for them: bench/interp took 0.94 of the CPU time; malloc-free loops,
- * whose lines are in L1, showed no loss. */
-HAK_INLINE void *alloc_tiny_pop(size_t size, void *(*refill)(size_t))
-{
-  return tcache_pop_else(alloc_tiny_class[size], refill, size, true);
-}
-
 HAK_INLINE void *alloc_malloc_via(size_t size, void *(*refill)(size_t),
                                   void *(*counted)(size_t), void *(*generic)(size_t))
 {
   if (HAK_LIKELY(size < alloc_fast_bound))
-    return alloc_tiny_pop(size, refill);
+    return tcache_alloc_else(alloc_tiny_class[size], refill, size);
   if (size < alloc_profiled_bound) {
     if (HAK_UNLIKELY(prof_countdown_crossed(&tcache_self.prof_countdown, size)))
       return counted(size);
-    void *p = alloc_tiny_pop(size, refill);
+    void *p = tcache_alloc_else(alloc_tiny_class[size], refill, size);
     /* Keeps GCC from merging this pop into the one above with a jump
      * back (cross-jumping), one more instruction here. */
     __asm__("" : "+r"(p));

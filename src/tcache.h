@@ -104,8 +104,8 @@ HAK_INLINE void *tcache_pop(struct slab *s)
  * class's next malloc need not wait for the line its pop reads: on
  * bench/burst, whose blocks' lines have left the cache by the time they
  * are handed out again, that wait was 60 % of alloc_malloc_generic's
- * time.  One instruction; malloc's inline path of tiny requests takes it
- * too (alloc_tiny_pop). */
+ * time.  One instruction, which the inline path of malloc's tiny
+ * requests goes without. */
 HAK_INLINE void *tcache_pop_else(unsigned cls, void *(*slow)(size_t), size_t arg, bool prefetch_next)
 {
   struct slab *s = tcache_self.active[cls];
