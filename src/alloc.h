@@ -142,7 +142,8 @@ HAK_INLINE bool alloc_slab_of(uintptr_t e, const void *p, struct slab **s)
 {
   uintptr_t base = (uintptr_t)p & alloc_superslab_mask;
   /* One shift and one mask give the descriptor's offset: a subtract of
-   * the base, two shifts and the add back take one instruction more. */
+   * the base and two shifts take two instructions more (a copy of p
+   * among them). */
   *s = (struct slab *)(base + (((uintptr_t)p >> ALLOC_SLAB_DESC_SHIFT) & alloc_slab_desc_mask));
   return e == base + REGISTRY_TAG_SUPERSLAB;
 }

@@ -105,8 +105,8 @@ END_TEST
 
 /* free's fast path takes the slab descriptor from the address alone
  * (alloc_slab_of), for every SuperSlab size: it must be the one the
- * registry entry gives, in every slot of a SuperSlab, and the blocks
- * freed through it come back. */
+ * registry entry gives, in every slot that blocks of six classes, tiny
+ * to medium, reach, and the blocks freed through it come back. */
 START_TEST(slab_of_address_matches_registry)
 {
   enum { N = 4096 };
