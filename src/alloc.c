@@ -44,6 +44,8 @@ size_t alloc_profiled_bound = 0;
 
 uintptr_t alloc_superslab_mask = 0;
 
+uintptr_t alloc_slab_desc_mask = 0;
+
 uint8_t alloc_tiny_class[HAK_TINY_MAX + 1];
 
 /* check = 1 with prof = 0: requests below this, whose checked blocks
@@ -57,6 +59,7 @@ void alloc_configure(void)
   for (size_t n = 0; n <= HAK_TINY_MAX; n++)
     alloc_tiny_class[n] = (uint8_t)size_class_of_tiny(n);
   alloc_superslab_mask = ~(((uintptr_t)1 << hak_config.superslab_lg) - 1);
+  alloc_slab_desc_mask = ~alloc_superslab_mask >> ALLOC_SLAB_DESC_SHIFT & ~(uintptr_t)(sizeof(struct slab) - 1);
   alloc_fast_bound = hak_config.check || prof_active ? 0 : HAK_TINY_MAX + 1;
   alloc_profiled_bound = hak_config.check ? 0 : HAK_TINY_MAX + 1;
   alloc_checked_tiny_bound = hak_config.check && !prof_active ? HAK_TINY_MAX - CHECK_TRAILER + 1 : 0;

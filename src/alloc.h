@@ -118,6 +118,14 @@ HAK_INLINE bool alloc_free_try_local(struct slab *s, void *p)
  * initialisation, which makes the base of any address 0, a SuperSlab
  * no registry entry names).  Set once, at initialisation. */
 extern HAK_HIDDEN uintptr_t alloc_superslab_mask;
+/* The bits of an address shifted right by ALLOC_SLAB_DESC_SHIFT that give
+ * its slot's descriptor offset in its SuperSlab's header: the slot index
+ * bits (below superslab_lg, from HAK_SLAB_SHIFT up) moved to where the
+ * index times sizeof(struct slab) lies (0 until initialisation).  Set
+ * once, at initialisation. */
+extern HAK_HIDDEN uintptr_t alloc_slab_desc_mask;
+#define ALLOC_SLAB_DESC_SHIFT (HAK_SLAB_SHIFT - 7)
+_Static_assert(sizeof(struct slab) == (size_t)1 << 7, "a descriptor offset is the slot index shifted by 7");
 
 /* Sets *s to the slab descriptor of p's 64 KiB slot in the SuperSlab
  * that p's address gives (alloc_superslab_mask) and returns whether p's
@@ -133,7 +141,10 @@ extern HAK_HIDDEN uintptr_t alloc_superslab_mask;
 HAK_INLINE bool alloc_slab_of(uintptr_t e, const void *p, struct slab **s)
 {
   uintptr_t base = (uintptr_t)p & alloc_superslab_mask;
-  *s = (struct slab *)(base + (((uintptr_t)p - base) >> HAK_SLAB_SHIFT) * sizeof(struct slab));
+  /* One shift and one mask give the descriptor's offset: a subtract of
+   * the base and two shifts take two instructions more (a copy of p
+   * among them). */
+  *s = (struct slab *)(base + (((uintptr_t)p >> ALLOC_SLAB_DESC_SHIFT) & alloc_slab_desc_mask));
   return e == base + REGISTRY_TAG_SUPERSLAB;
 }
 

@@ -103,6 +103,48 @@ START_TEST(check_mode_case)
 }
 END_TEST
 
+/* free's fast path takes the slab descriptor from the address alone
+ * (alloc_slab_of), for every SuperSlab size: it must be the one the
+ * registry entry gives, in every slot that blocks of six classes, tiny
+ * to medium, reach, and the blocks freed through it come back. */
+START_TEST(slab_of_address_matches_registry)
+{
+  enum { N = 4096 };
+  static void *blocks[N];
+  const size_t sizes[] = { 16, 40, 200, 1024, 3000, 20000 };
+  unsigned slots_seen = 0;
+  uintptr_t last_slot = 0;
+  for (unsigned i = 0; i < N; i++) {
+    void *p = hak_malloc(opaque(sizes[i % 6]));
+    ck_assert_ptr_nonnull(p);
+    uintptr_t e = registry_lookup((uintptr_t)p);
+    ck_assert(registry_is_superslab(e));
+    struct slab *s;
+    ck_assert(alloc_slab_of(e, p, &s));
+    ck_assert_ptr_eq(s, superslab_slab_of(e, (uintptr_t)p));
+    struct slab *other;
+    ck_assert(!alloc_slab_of(e + ((uintptr_t)1 << hak_config.superslab_lg), p, &other));
+    if (((uintptr_t)p >> HAK_SLAB_SHIFT) != last_slot)
+      slots_seen++;
+    last_slot = (uintptr_t)p >> HAK_SLAB_SHIFT;
+    blocks[i] = p;
+  }
+  ck_assert_uint_gt(slots_seen, 8);
+  for (unsigned i = N; i-- > 0;)
+    hak_free(blocks[i]);
+  ck_assert_ptr_eq(hak_malloc(opaque(sizes[0])), blocks[0]);
+}
+END_TEST
+
+START_TEST(slab_of_address_case)
+{
+  char *lg19[] = { "HAKMEM_SUPERSLAB_LG=19", NULL };
+  char *lg21[] = { "HAKMEM_SUPERSLAB_LG=21", NULL };
+  run_case_in_env("slab_of_address", lg19);
+  run_case_in_env("slab_of_address", lg21);
+}
+END_TEST
+
 /* The cases run by run_case_in_env, each in a process of its own whose
  * environment sets the options. */
 static Suite *fresh_suite(void)
@@ -110,6 +152,9 @@ static Suite *fresh_suite(void)
   Suite *s = suite_create("alloc");
   TCase *t = tcase_create("check_mode");
   tcase_add_test_raise_signal(t, check_mode_catches_interior_pointer, SIGABRT);
+  suite_add_tcase(s, t);
+  t = tcase_create("slab_of_address");
+  tcase_add_test(t, slab_of_address_matches_registry);
   suite_add_tcase(s, t);
   return s;
 }
@@ -127,6 +172,8 @@ int main(void)
   tcase_add_test(t, generic_free_takes_slab_blocks);
   tcase_add_test_raise_signal(t, free_into_header_slab_aborts, SIGABRT);
   tcase_add_test(t, check_mode_case);
+  tcase_add_test(t, slab_of_address_matches_registry);
+  tcase_add_test(t, slab_of_address_case);
   suite_add_tcase(s, t);
   return check_run(s);
 }
