@@ -75,7 +75,10 @@ BENCHES = [
           "server-style cross-thread frees"),
     Bench("xthread", "xthread", "xthread",
           "400000 4096 {seed} 2", "4000000 4096 {seed} 2", "1000 256 1 2",
-          "producer allocates, consumer frees"),
+          "producer allocates, consumer frees (column queue_peak: the most "
+          "blocks the queue held at once, which sets most of the peak RSS "
+          "and differs from run to run)",
+          extra=("queue_peak",)),
     Bench("vm", "vm", "vm", "6000 1 {seed}", "60000 1 {seed}", "10 1 1",
           "2 MiB blocks allocated, touched and freed"),
     Bench("vm_mixed", "vm", "vm_mixed",
