@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -551,20 +552,26 @@ END_TEST
 
 /* --- a sandbox that refuses mremap --------------------------------------- */
 
-/* Makes syscall nr fail with err in this process from now on, as a
- * seccomp filter of a sandbox (systemd's SystemCallFilter, a container's
- * profile) does. */
-static void refuse_syscall(int nr, int err)
+/* Gives every call of syscall nr in this process from now on the seccomp
+ * action (SECCOMP_RET_ERRNO | an errno, SECCOMP_RET_TRAP for SIGSYS). */
+static void filter_syscall(int nr, unsigned action)
 {
   struct sock_filter f[] = {
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+    BPF_STMT(BPF_RET | BPF_K, action),
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   struct sock_fprog prog = { .len = sizeof f / sizeof *f, .filter = f };
   ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
   ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+/* Makes syscall nr fail with err, as a seccomp filter of a sandbox
+ * (systemd's SystemCallFilter, a container's profile) does. */
+static void refuse_syscall(int nr, int err)
+{
+  filter_syscall(nr, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA));
 }
 
 /* A large block's realloc moves its pages with mremap; refused (EPERM,
@@ -606,6 +613,65 @@ START_TEST(realloc_without_mremap)
     free(p);
   }
   malloc_trim(0);
+}
+END_TEST
+
+/* --- malloc entered again while it holds a lock ------------------------- */
+
+static sigjmp_buf reentry_jump;
+static volatile sig_atomic_t reentry_by_longjmp;
+
+/* Blocks of a class the process has not used yet: its first refill takes
+ * the shared pool's lock. */
+static void allocate_in_a_new_class(void)
+{
+  for (int i = 0; i < 300; i++)
+    opaque_ptr(malloc(7000));
+}
+
+/* The SIGSYS of a trapped mmap: the SuperSlab's, which the shared pool
+ * maps under its lock. */
+static void reenter_malloc(int sig)
+{
+  (void)sig;
+  if (reentry_by_longjmp)
+    siglongjmp(reentry_jump, 1);
+  allocate_in_a_new_class();
+}
+
+/* Small blocks until a new SuperSlab is mapped, whose mmap is trapped;
+ * the handler allocates, or jumps out and the program allocates.  The
+ * thread asks for the lock it holds: that hung, waiting for itself (glibc
+ * aborts in the second case, finding its arena half changed).  alarm
+ * turns the hang into a failure.  The purge thread is started first (a
+ * large block freed asks for it), so that the trapped mmap is not the one
+ * of its stack, made with every signal blocked. */
+static void reenter_malloc_holding_its_lock(void)
+{
+  alarm(10);
+  uint64_t started = stats_now().purge_threads;
+  for (int i = 0; i < 100 && stats_now().purge_threads == started; i++) {
+    free(opaque_ptr(malloc(4 * MiB)));
+    usleep(1000);
+  }
+  if (stats_now().purge_threads == started)
+    _exit(3);
+  struct sigaction sa = { .sa_handler = reenter_malloc };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSYS, &sa, NULL);
+  filter_syscall(SYS_mmap, SECCOMP_RET_TRAP);
+  if (sigsetjmp(reentry_jump, 1) == 0)
+    for (;;)
+      opaque_ptr(malloc(48));
+  allocate_in_a_new_class();
+}
+
+START_TEST(malloc_reentered_inside_its_lock_aborts)
+{
+  reentry_by_longjmp = _i;
+  expect_child_aborts(reenter_malloc_holding_its_lock,
+                      _i ? "malloc after a longjmp out of malloc" : "malloc in a handler",
+                      "malloc entered again");
 }
 END_TEST
 
@@ -828,6 +894,7 @@ int main(void)
   tcase_add_test(t, thousands_of_threads);
   tcase_add_test(t, exit_while_threads_allocate);
   tcase_add_loop_test(t, realloc_without_mremap, 0, 2);
+  tcase_add_loop_test(t, malloc_reentered_inside_its_lock_aborts, 0, 2);
   tcase_add_test(t, aligned_allocation_edges);
   tcase_add_test(t, glibc_extensions_answer);
   tcase_add_test(t, threads_and_signals_with_options);
