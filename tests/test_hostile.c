@@ -4,7 +4,8 @@
  * that allocate after hakmem's own thread-exit work (and one that calls
  * pthread_exit), fork while other threads allocate, vfork and
  * posix_spawn, thousands of threads, exit from one thread while others
- * allocate, pthread_cancel, a sandbox that refuses mremap, aligned
+ * allocate, pthread_cancel, a sandbox that refuses mremap, malloc
+ * entered again from a signal handler that interrupted it, aligned
  * allocation at its edges and glibc's extensions.
  * Each must work as on glibc: no crash, no hang, no spurious NULL or
  * report.  Every case runs in a forked child (check_run) under Check's
