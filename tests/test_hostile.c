@@ -36,6 +36,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -676,6 +677,53 @@ START_TEST(malloc_reentered_inside_its_lock_aborts)
 }
 END_TEST
 
+/* --- a sandbox that answers a system call from its SIGSYS handler ------- */
+
+static volatile sig_atomic_t mmap_refused;
+
+/* Answers the trapped mmap with ENOMEM, in whichever thread made it. */
+static void refuse_mmap(int sig, siginfo_t *si, void *ucv)
+{
+  (void)sig;
+  (void)si;
+  ucontext_t *uc = ucv;
+  uc->uc_mcontext.gregs[REG_RAX] = -ENOMEM;
+  mmap_refused++;
+}
+
+/* A sandbox may trap a system call (SIGSYS) and answer it in its handler.
+ * The purge thread's stack was mapped with every signal blocked, SIGSYS
+ * included, and the kernel then killed the process instead.  The free of
+ * a large block starts the purge thread; its stack is refused, and the
+ * purge runs in the freeing thread. */
+static void mmap_answered_by_handler(void)
+{
+  alarm(20);
+  char *p = malloc(4 * MiB);
+  memset(p, 1, 4 * MiB);
+  struct sigaction sa = { .sa_sigaction = refuse_mmap, .sa_flags = SA_SIGINFO };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSYS, &sa, NULL);
+  filter_syscall(SYS_mmap, SECCOMP_RET_TRAP);
+  uint64_t started = stats_now().purge_threads;
+  free(p);
+  _exit(stats_now().purge_threads > started && mmap_refused ? 0 : 3);
+}
+
+START_TEST(purge_thread_takes_a_sandboxs_sigsys)
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0)
+    mmap_answered_by_handler();
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x (signal %d)",
+                status, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+END_TEST
+
 /* --- aligned allocation at its edges ------------------------------------- */
 
 START_TEST(aligned_allocation_edges)
@@ -896,6 +944,7 @@ int main(void)
   tcase_add_test(t, exit_while_threads_allocate);
   tcase_add_loop_test(t, realloc_without_mremap, 0, 2);
   tcase_add_loop_test(t, malloc_reentered_inside_its_lock_aborts, 0, 2);
+  tcase_add_test(t, purge_thread_takes_a_sandboxs_sigsys);
   tcase_add_test(t, aligned_allocation_edges);
   tcase_add_test(t, glibc_extensions_answer);
   tcase_add_test(t, threads_and_signals_with_options);
