@@ -650,6 +650,7 @@ static void reenter_malloc(int sig)
  * of its stack, made with every signal blocked. */
 static void reenter_malloc_holding_its_lock(void)
 {
+  signal(SIGALRM, SIG_DFL);
   alarm(10);
   uint64_t started = stats_now().purge_threads;
   for (int i = 0; i < 100 && stats_now().purge_threads == started; i++) {
@@ -698,6 +699,7 @@ static void refuse_mmap(int sig, siginfo_t *si, void *ucv)
  * purge runs in the freeing thread. */
 static void mmap_answered_by_handler(void)
 {
+  signal(SIGALRM, SIG_DFL);
   alarm(20);
   char *p = malloc(4 * MiB);
   memset(p, 1, 4 * MiB);
