@@ -98,14 +98,8 @@ void locks_register_fork_handlers(void)
   }
 }
 
-void lock_wait(pthread_mutex_t *m)
+void locks_relock_fatal(const pthread_mutex_t *m)
 {
-#ifdef __GLIBC__
-  /* The owner's thread id, which glibc's mutexes of every type record;
-   * gettid only here, where the lock is taken. */
-  if (atomic_load_explicit((_Atomic int *)&m->__data.__owner, memory_order_relaxed) == gettid())
-    hak_fatal_pointer("malloc entered again by a thread inside it (from a signal handler, or after "
-                      "a longjmp out of one): lock", m);
-#endif
-  pthread_mutex_lock(m);
+  hak_fatal_pointer("malloc entered again by a thread inside it (from a signal handler, or after "
+                    "a longjmp out of one): lock", m);
 }
