@@ -1,8 +1,9 @@
 /* The locks the fork handlers take (init.c): the shared pool's, BigCache's,
- * the SuperSlab registry's, the profiler's and the thread caches' list's.  Each is taken through
- * lock_take, never by pthread_mutex_lock directly, so that the fork
- * handlers are registered before a second thread can hold one of them,
- * and released through lock_give (see locks_held_for_fork).
+ * the SuperSlab registry's, the profiler's and the thread caches' list's.
+ * Each is taken through lock_take, never by pthread_mutex_lock directly,
+ * so that the fork handlers are registered before a second thread can
+ * hold one of them, and released through lock_give (see
+ * locks_held_for_fork); the fork handlers take them by lock_hold.
  *
  * A process that never starts a second thread never registers them: a
  * fork by the only thread cannot find one of these locks held by another,
