@@ -29,7 +29,7 @@ static unsigned bigcache_max_count(void)
 
 static _Atomic bool bigcache_wanted;
 
-static pthread_mutex_t bigcache_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t bigcache_lock = LOCK_INITIALIZER;
 static struct large_hdr *bucket[BIGCACHE_BUCKETS];
 /* Bumped by every take and put: a program that only churns large blocks
  * is not idle even if the shared pool sees nothing. */
@@ -344,6 +344,6 @@ const struct large_hdr *bigcache_check(void)
   return bad;
 }
 
-void bigcache_prefork(void) { pthread_mutex_lock(&bigcache_lock); }
+void bigcache_prefork(void) { lock_hold(&bigcache_lock); }
 void bigcache_postfork_parent(void) { pthread_mutex_unlock(&bigcache_lock); }
-void bigcache_postfork_child(void) { pthread_mutex_init(&bigcache_lock, NULL); }
+void bigcache_postfork_child(void) { lock_reset(&bigcache_lock); }

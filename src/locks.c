@@ -1,5 +1,6 @@
 /* Lazy registration of the fork handlers (see locks.h). */
 #include "locks.h"
+#include "diag.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -95,4 +96,10 @@ void locks_register_fork_handlers(void)
     }
     sched_yield();
   }
+}
+
+void locks_relock_fatal(const pthread_mutex_t *m)
+{
+  hak_fatal_pointer("malloc entered again by a thread inside it (from a signal handler, or after "
+                    "a longjmp out of one): lock", m);
 }

@@ -1,8 +1,9 @@
 /* The locks the fork handlers take (init.c): the shared pool's, BigCache's,
- * the SuperSlab registry's and the profiler's.  Each is taken through
- * lock_take, never by pthread_mutex_lock directly, so that the fork
- * handlers are registered before a second thread can hold one of them,
- * and released through lock_give (see locks_held_for_fork).
+ * the SuperSlab registry's, the profiler's and the thread caches' list's.
+ * Each is taken through lock_take, never by pthread_mutex_lock directly,
+ * so that the fork handlers are registered before a second thread can
+ * hold one of them, and released through lock_give (see
+ * locks_held_for_fork); the fork handlers take them by lock_hold.
  *
  * A process that never starts a second thread never registers them: a
  * fork by the only thread cannot find one of these locks held by another,
@@ -63,9 +64,38 @@ void locks_register_fork_handlers(void);
  * so the forking thread's lock_take and lock_give pass. */
 extern HAK_HIDDEN __thread bool locks_held_for_fork __attribute__((tls_model("initial-exec")));
 
+/* Every lock above is error-checking (LOCK_INITIALIZER, lock_reset): a
+ * thread that asks again for one it holds, which a signal handler that
+ * allocates while malloc holds it does, or the next malloc after a
+ * longjmp out of such a handler, is refused (EDEADLK) instead of waiting
+ * for itself forever.  lock_take then reports it and aborts, as glibc
+ * aborts on the arena it finds half changed. */
+#ifdef PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP
+#define LOCK_INITIALIZER PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP
+#else
+#define LOCK_INITIALIZER PTHREAD_MUTEX_INITIALIZER
+#endif
+
+/* Makes m a new, free lock: in the child of fork. */
+HAK_INLINE void lock_reset(pthread_mutex_t *m)
+{
+  *m = (pthread_mutex_t)LOCK_INITIALIZER;
+}
+
+/* One line on stderr, then abort: the calling thread asked for lock m,
+ * which it holds. */
+void locks_relock_fatal(const pthread_mutex_t *m) __attribute__((noreturn, cold));
+
+/* Takes m for the fork handlers: as lock_take, without its checks. */
+HAK_INLINE void lock_hold(pthread_mutex_t *m)
+{
+  if (HAK_UNLIKELY(pthread_mutex_lock(m) != 0))
+    locks_relock_fatal(m);
+}
+
 /* Takes m, one of the locks above.  Two loads and two branches more than
  * pthread_mutex_lock once the handlers are registered or while the
- * process has a single thread. */
+ * process has a single thread, and the test of its result. */
 HAK_INLINE void lock_take(pthread_mutex_t *m)
 {
   if (HAK_UNLIKELY(locks_held_for_fork))
@@ -73,7 +103,7 @@ HAK_INLINE void lock_take(pthread_mutex_t *m)
   if (HAK_UNLIKELY(!atomic_load_explicit(&locks_fork_handlers_on, memory_order_acquire)) &&
       !LOCKS_SINGLE_THREADED())
     locks_register_fork_handlers();
-  pthread_mutex_lock(m);
+  lock_hold(m);
 }
 
 /* Releases m, taken by lock_take. */

@@ -76,7 +76,7 @@ struct prof_block {
 __thread struct prof_thread prof_self __attribute__((tls_model("initial-exec")));
 bool prof_every_block;
 
-static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t prof_lock = LOCK_INITIALIZER;
 static _Atomic bool prof_ready;
 static uint64_t sample_bytes;         /* mean distance; 0 = every allocation */
 static uint64_t interval_bytes;       /* 0 = no periodic profiles */
@@ -812,7 +812,7 @@ HAK_STARTUP_TEXT void prof_exit(void)
 void prof_prefork(void)
 {
   if (prof_active)
-    pthread_mutex_lock(&prof_lock);
+    lock_hold(&prof_lock);
 }
 
 void prof_postfork_parent(void)
@@ -824,7 +824,7 @@ void prof_postfork_parent(void)
 void prof_postfork_child(void)
 {
   if (prof_active) {
-    pthread_mutex_init(&prof_lock, NULL);
+    lock_reset(&prof_lock);
     prof_unwind_postfork_child();
   }
 }

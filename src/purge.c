@@ -177,9 +177,16 @@ void purge_kick(void)
     return;
   int saved_errno = errno;
   counters_add(&hak_counters.purge_threads, 1);
-  /* The thread takes no signals meant for the program. */
+  /* The thread takes no signals meant for the program, but those its own
+   * instructions raise: blocked, they would kill the process instead of
+   * reaching the program's handler (a sandbox's SIGSYS for a system call
+   * it traps and answers, a SIGSEGV or SIGBUS on a page the program
+   * protected). */
   sigset_t all, old;
   sigfillset(&all);
+  static const int synchronous[] = { SIGSYS, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP };
+  for (unsigned i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++)
+    sigdelset(&all, synchronous[i]);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_attr_t attr;
   pthread_attr_init(&attr);

@@ -8,7 +8,7 @@
 
 #include <errno.h>
 
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pool_lock = LOCK_INITIALIZER;
 
 static struct slab *empty_list[HAK_NUM_CLASSES];
 static unsigned empty_count[HAK_NUM_CLASSES];
@@ -865,12 +865,12 @@ void shared_pool_prewarm(void)
   lock_give(&pool_lock);
 }
 
-void shared_pool_prefork(void) { pthread_mutex_lock(&pool_lock); }
+void shared_pool_prefork(void) { lock_hold(&pool_lock); }
 void shared_pool_postfork_parent(void) { pthread_mutex_unlock(&pool_lock); }
 
 void shared_pool_postfork_child(uint64_t survivor)
 {
-  pthread_mutex_init(&pool_lock, NULL);
+  lock_reset(&pool_lock);
   for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
     for (unsigned i = 1; i < ss->nslabs; i++) {
       struct slab *s = &ss->slabs[i];

@@ -10,7 +10,7 @@
 
 HAK_BSS_APART(registry_l1) _Atomic uintptr_t registry_l1[1u << REGISTRY_L1_BITS];
 HAK_BSS_APART(registry_empty_leaf) const struct registry_leaf registry_empty_leaf;
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t registry_lock = LOCK_INITIALIZER;
 
 static struct registry_leaf *registry_leaf_at(uintptr_t a)
 {
@@ -188,6 +188,6 @@ int superslab_decommit_slots(struct superslab *ss, unsigned first, unsigned last
   return err;
 }
 
-void superslab_registry_lock(void) { pthread_mutex_lock(&registry_lock); }
+void superslab_registry_lock(void) { lock_hold(&registry_lock); }
 void superslab_registry_unlock(void) { pthread_mutex_unlock(&registry_lock); }
-void superslab_registry_reinit(void) { pthread_mutex_init(&registry_lock, NULL); }
+void superslab_registry_reinit(void) { lock_reset(&registry_lock); }

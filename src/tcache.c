@@ -92,7 +92,7 @@ struct tcache_thread_node {
 };
 static __thread struct tcache_thread_node tcache_thread_node __attribute__((tls_model("initial-exec")));
 static struct tcache_thread_node tcache_threads = { .next = &tcache_threads, .prev = &tcache_threads };
-static pthread_mutex_t tcache_threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t tcache_threads_lock = LOCK_INITIALIZER;
 /* Some thread started holding blocks with nobody watching them. */
 static _Atomic bool tcache_reclaim_flag;
 
@@ -1122,7 +1122,7 @@ bool tcache_reclaim_idle(uint64_t now_ms)
 
 void tcache_prefork(void)
 {
-  pthread_mutex_lock(&tcache_threads_lock);
+  lock_hold(&tcache_threads_lock);
 }
 
 void tcache_postfork_parent(void)
@@ -1190,7 +1190,7 @@ static bool tcache_medium_hand_back(const struct tcache_thread_node *n)
 
 void tcache_postfork_child(void)
 {
-  pthread_mutex_init(&tcache_threads_lock, NULL);
+  lock_reset(&tcache_threads_lock);
   /* The child's mm is not registered for membarrier. */
   tcache_membarrier_state = 0;
   bool orphan = false;

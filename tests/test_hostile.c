@@ -4,7 +4,8 @@
  * that allocate after hakmem's own thread-exit work (and one that calls
  * pthread_exit), fork while other threads allocate, vfork and
  * posix_spawn, thousands of threads, exit from one thread while others
- * allocate, pthread_cancel, a sandbox that refuses mremap, aligned
+ * allocate, pthread_cancel, a sandbox that refuses mremap, malloc
+ * entered again from a signal handler that interrupted it, aligned
  * allocation at its edges and glibc's extensions.
  * Each must work as on glibc: no crash, no hang, no spurious NULL or
  * report.  Every case runs in a forked child (check_run) under Check's
@@ -22,6 +23,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -34,6 +36,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -551,20 +554,26 @@ END_TEST
 
 /* --- a sandbox that refuses mremap --------------------------------------- */
 
-/* Makes syscall nr fail with err in this process from now on, as a
- * seccomp filter of a sandbox (systemd's SystemCallFilter, a container's
- * profile) does. */
-static void refuse_syscall(int nr, int err)
+/* Gives every call of syscall nr in this process from now on the seccomp
+ * action (SECCOMP_RET_ERRNO | an errno, SECCOMP_RET_TRAP for SIGSYS). */
+static void filter_syscall(int nr, unsigned action)
 {
   struct sock_filter f[] = {
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+    BPF_STMT(BPF_RET | BPF_K, action),
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   struct sock_fprog prog = { .len = sizeof f / sizeof *f, .filter = f };
   ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
   ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+}
+
+/* Makes syscall nr fail with err, as a seccomp filter of a sandbox
+ * (systemd's SystemCallFilter, a container's profile) does. */
+static void refuse_syscall(int nr, int err)
+{
+  filter_syscall(nr, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA));
 }
 
 /* A large block's realloc moves its pages with mremap; refused (EPERM,
@@ -606,6 +615,114 @@ START_TEST(realloc_without_mremap)
     free(p);
   }
   malloc_trim(0);
+}
+END_TEST
+
+/* --- malloc entered again while it holds a lock ------------------------- */
+
+static sigjmp_buf reentry_jump;
+static volatile sig_atomic_t reentry_by_longjmp;
+
+/* Blocks of a class the process has not used yet: its first refill takes
+ * the shared pool's lock. */
+static void allocate_in_a_new_class(void)
+{
+  for (int i = 0; i < 300; i++)
+    opaque_ptr(malloc(7000));
+}
+
+/* The SIGSYS of a trapped mmap: the SuperSlab's, which the shared pool
+ * maps under its lock. */
+static void reenter_malloc(int sig)
+{
+  (void)sig;
+  if (reentry_by_longjmp)
+    siglongjmp(reentry_jump, 1);
+  allocate_in_a_new_class();
+}
+
+/* Small blocks until a new SuperSlab is mapped, whose mmap is trapped;
+ * the handler allocates, or jumps out and the program allocates.  The
+ * thread asks for the lock it holds: that hung, waiting for itself (glibc
+ * aborts in the second case, finding its arena half changed).  alarm
+ * turns the hang into a failure.  The purge thread is started first (a
+ * large block freed asks for it), so that the trapped mmap is not the one
+ * of its stack, made with every signal blocked. */
+static void reenter_malloc_holding_its_lock(void)
+{
+  signal(SIGALRM, SIG_DFL);
+  alarm(10);
+  uint64_t started = stats_now().purge_threads;
+  for (int i = 0; i < 100 && stats_now().purge_threads == started; i++) {
+    free(opaque_ptr(malloc(4 * MiB)));
+    usleep(1000);
+  }
+  if (stats_now().purge_threads == started)
+    _exit(3);
+  struct sigaction sa = { .sa_handler = reenter_malloc };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSYS, &sa, NULL);
+  filter_syscall(SYS_mmap, SECCOMP_RET_TRAP);
+  if (sigsetjmp(reentry_jump, 1) == 0)
+    for (;;)
+      opaque_ptr(malloc(48));
+  allocate_in_a_new_class();
+}
+
+START_TEST(malloc_reentered_inside_its_lock_aborts)
+{
+  reentry_by_longjmp = _i;
+  expect_child_aborts(reenter_malloc_holding_its_lock,
+                      _i ? "malloc after a longjmp out of malloc" : "malloc in a handler",
+                      "malloc entered again");
+}
+END_TEST
+
+/* --- a sandbox that answers a system call from its SIGSYS handler ------- */
+
+static volatile sig_atomic_t mmap_refused;
+
+/* Answers the trapped mmap with ENOMEM, in whichever thread made it. */
+static void refuse_mmap(int sig, siginfo_t *si, void *ucv)
+{
+  (void)sig;
+  (void)si;
+  ucontext_t *uc = ucv;
+  uc->uc_mcontext.gregs[REG_RAX] = -ENOMEM;
+  mmap_refused++;
+}
+
+/* A sandbox may trap a system call (SIGSYS) and answer it in its handler.
+ * The purge thread's stack was mapped with every signal blocked, SIGSYS
+ * included, and the kernel then killed the process instead.  The free of
+ * a large block starts the purge thread; its stack is refused, and the
+ * purge runs in the freeing thread. */
+static void mmap_answered_by_handler(void)
+{
+  signal(SIGALRM, SIG_DFL);
+  alarm(20);
+  char *p = malloc(4 * MiB);
+  memset(p, 1, 4 * MiB);
+  struct sigaction sa = { .sa_sigaction = refuse_mmap, .sa_flags = SA_SIGINFO };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSYS, &sa, NULL);
+  filter_syscall(SYS_mmap, SECCOMP_RET_TRAP);
+  uint64_t started = stats_now().purge_threads;
+  free(p);
+  _exit(stats_now().purge_threads > started && mmap_refused ? 0 : 3);
+}
+
+START_TEST(purge_thread_takes_a_sandboxs_sigsys)
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0)
+    mmap_answered_by_handler();
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x (signal %d)",
+                status, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 END_TEST
 
@@ -828,6 +945,8 @@ int main(void)
   tcase_add_test(t, thousands_of_threads);
   tcase_add_test(t, exit_while_threads_allocate);
   tcase_add_loop_test(t, realloc_without_mremap, 0, 2);
+  tcase_add_loop_test(t, malloc_reentered_inside_its_lock_aborts, 0, 2);
+  tcase_add_test(t, purge_thread_takes_a_sandboxs_sigsys);
   tcase_add_test(t, aligned_allocation_edges);
   tcase_add_test(t, glibc_extensions_answer);
   tcase_add_test(t, threads_and_signals_with_options);
