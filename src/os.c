@@ -276,6 +276,11 @@ static uintptr_t os_hint_take(size_t size, size_t align, size_t phase, size_t ro
   }
 }
 
+uintptr_t os_hint_peek(void)
+{
+  return atomic_load_explicit(&os_hint_next, memory_order_relaxed);
+}
+
 /* After a mapping grew in place to end: the cursor must not hand out its
  * new pages or their guard. */
 void os_hint_skip(uintptr_t start, uintptr_t end)
@@ -545,8 +550,15 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   void *p = mremap(old, from, new_size, 0);
   if (p == MAP_FAILED) {
     int err = errno;
-    if (unguarded && mprotect((void *)end, guard_end - end, PROT_NONE) != 0)
-      hak_fatal_pointer("mprotect: cannot put back a guard page", (void *)end);
+    if (unguarded && mprotect((void *)end, guard_end - end, PROT_NONE) != 0) {
+      /* Refused at the mapping-count limit (it would split the entry the
+       * guard merged into): the guard's pages stay the mapping's. */
+      if (errno != ENOMEM)
+        hak_fatal_pointer("mprotect: cannot put back a guard page", (void *)end);
+      atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+      split_clear(guard_end);
+      os_limit_guard_lost(end, guard_end);
+    }
     errno = saved;
     return err; /* the units after it may be another mapping's: leave them */
   }

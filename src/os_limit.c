@@ -218,6 +218,16 @@ void os_limit_keep(uintptr_t start, uintptr_t end)
   errno = saved;
 }
 
+void os_limit_guard_lost(uintptr_t end, uintptr_t guard_end)
+{
+  uintptr_t unit_end = hak_align_up(end, HAK_UNIT_SIZE);
+  atomic_fetch_or_explicit(&os_limit_state, OS_LIMIT_SEEN, memory_order_relaxed);
+  pad_set(end);
+  os_limit_bare(end, true);
+  if (guard_end > unit_end)
+    os_limit_keep(unit_end, guard_end);
+}
+
 /* A mapping of size bytes at phase past a multiple of align made of kept
  * units (its pages read as zero), the rest of its last unit padded.  NULL
  * if no run of them fits. */
@@ -492,8 +502,11 @@ static void *map_packed(size_t size, size_t align, size_t phase)
       if (from == 0 || !mapped_before(from))
         continue;
     } else {
-      /* A new run at a random unit of the hint region. */
-      from = hak_align_up(random_address(), HAK_UNIT_SIZE);
+      /* A new run at the hint cursor (the addresses after it are free;
+       * every mapping is placed under the lock here), or at a random
+       * unit of the region. */
+      from = os_hint_peek();
+      from = hak_align_up(from && k == PACK_ENDS ? from : random_address(), HAK_UNIT_SIZE);
     }
     uintptr_t a = os_align_phase(from, align, phase);
     if (a < from || a + size < a || a + size > OS_HINT_END)

@@ -49,8 +49,9 @@ enum os_units {
  * set, stays. */
 struct guard_leaf;
 extern HAK_HIDDEN _Atomic(struct guard_leaf *) guard_l1[OS_UNITS_LEAVES];
-/* os.c's hint cursor must skip [start, end), taken by a mapping placed
- * elsewhere. */
+/* os.c's hint cursor: where its next mapping goes (0: not used yet), and
+ * the range [start, end) it must skip, taken by a mapping placed here. */
+uintptr_t os_hint_peek(void);
 void os_hint_skip(uintptr_t start, uintptr_t end);
 /* The first address at or above a that is phase past a multiple of align. */
 uintptr_t os_align_phase(uintptr_t a, size_t align, size_t phase);
@@ -129,6 +130,11 @@ bool os_limit_make_leaf(uintptr_t a);
 uintptr_t os_limit_pad_end(uintptr_t end, bool clear);
 /* Records whether the mapping ending at end has no guard after it. */
 void os_limit_bare(uintptr_t end, bool bare);
+/* The PROT_NONE guard [end, guard_end) after a mapping was made part of
+ * it and the kernel refused to make it a guard again (at the limit): the
+ * mapping is bare, the rest of its last unit its pad, and whole units
+ * after it are kept. */
+void os_limit_guard_lost(uintptr_t end, uintptr_t guard_end);
 /* After a move the kernel refused with ENOMEM: mremap unmaps the
  * destination [d, d+size) before it checks the count; what it unmapped
  * is mapped again (zero pages; it held nothing yet). */
