@@ -26,6 +26,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 _Atomic unsigned os_limit_state;
@@ -389,23 +390,35 @@ static long proc_lines(const char *path, char *first, size_t first_size)
   return lines;
 }
 
-/* Whether the process's map is three quarters full. */
-static bool map_count_near(void)
+/* How many entries the process's map has left before it is three
+ * quarters full (0: it is). */
+static long map_count_left(void)
 {
   char text[24];
   int saved = errno;
   long max = proc_lines("/proc/sys/vm/max_map_count", text, sizeof text) < 0 ? 0 : strtol(text, NULL, 10);
   long entries = proc_lines("/proc/self/maps", NULL, 0);
   errno = saved;
-  return max > 0 && entries > max - max / 4;
+  if (max <= 0 || entries < 0)
+    return 1 << 20;
+  return entries >= max - max / 4 ? 0 : max - max / 4 - entries;
 }
 
 void os_limit_granted_slow(size_t n)
 {
   size_t watch = atomic_load_explicit(&os_limit_watch, memory_order_relaxed);
   if (watch) {
-    if (n < watch || !atomic_compare_exchange_strong(&os_limit_watch, &watch, 2 * n) || !map_count_near())
+    /* The next look: when the mappings have doubled, or before hakmem's
+     * own could fill the map to three quarters (each takes an entry). */
+    if (n < watch || !atomic_compare_exchange_strong(&os_limit_watch, &watch, 2 * n))
       return;
+    long left = map_count_left();
+    if (left > 0) {
+      size_t next = n + (size_t)(left / 2 > 0 ? left / 2 : 1);
+      if (next < 2 * n)
+        atomic_compare_exchange_strong(&os_limit_watch, &(size_t){ 2 * n }, next);
+      return;
+    }
     near_set();
   }
   if (atomic_load_explicit(&reserve_held, memory_order_relaxed) < RESERVE_PAGES)
@@ -434,7 +447,14 @@ static bool leaf_merged(uintptr_t a)
 {
   if (os_units_leaf((a >> 32) & 0xffff, OS_UNITS_OWNED))
     return true;
-  for (size_t i = 0; i < OS_UNITS_LEAVES; i++) {
+  /* The leaves of the 64 regions of 4 GiB either side first (mappings
+   * are placed upwards from the hint cursor, so their leaves are close),
+   * then every other. */
+  size_t mid = (a >> 32) & 0xffff;
+  for (size_t j = 1; j <= 2 * 64 + OS_UNITS_LEAVES; j++) {
+    size_t i = j <= 64 ? mid - j : j <= 2 * 64 ? mid + (j - 64) : j - 2 * 64 - 1;
+    if (i >= OS_UNITS_LEAVES)
+      continue;
     char *near = (char *)os_units_leaf(i, OS_UNITS_OWNED);
     for (int step = 1; near && step <= 2 * 64; step++) {
       /* Down, then up, past the leaves already there. */
@@ -536,7 +556,7 @@ static void *map_packed(size_t size, size_t align, size_t phase)
     pad_set(a + size);
     os_limit_bare(a + size, true);
     pack_note(to);
-    os_hint_skip(a, to);
+    os_hint_skip(from - 1, to); /* the cursor may stand at from */
     return (void *)a;
   }
   return NULL;
@@ -564,7 +584,8 @@ bool os_limit_make_leaf(uintptr_t a)
  * the process is within three of the limit; the kernel grants an mmap up
  * to one past it, so four lone pages are all granted only below that. */
 /* Under an address-space limit (RLIMIT_AS) the pages can be refused too:
- * the count is then read from /proc/self/maps. */
+ * the count is then read from /proc/self/maps (slow with 65 000 entries:
+ * not without such a limit). */
 static bool map_count_reached(void)
 {
   uintptr_t pages[4];
@@ -577,6 +598,9 @@ static bool map_count_reached(void)
     os_munmap_raw((void *)pages[--n], HAK_PAGE_SIZE);
   if (err != ENOMEM)
     return false;
+  struct rlimit as;
+  if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur == RLIM_INFINITY)
+    return true;
   char text[24];
   long max = proc_lines("/proc/sys/vm/max_map_count", text, sizeof text) < 0 ? 0 : strtol(text, NULL, 10);
   long entries = proc_lines("/proc/self/maps", NULL, 0);

@@ -126,8 +126,8 @@ else
   # request is still granted, as with glibc (one thread: with more, the
   # first requests at the limit can still fail, doc/internals.md).
   for seed in 11 12; do
-    run "$hak" "$seed" 30000 1 60 maps
-    run "$glibc" "$seed" 30000 1 60 maps
+    run "$hak" "$seed" 20000 1 60 maps
+    run "$glibc" "$seed" 20000 1 60 maps
     seeds=$((seeds + 1))
   done
 fi
