@@ -209,7 +209,13 @@ static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
   }
   large_unregister(old_base, off);
   int err = os_move(h, old_size, seam, n, map_size);
-  if (err != 0) {
+  if (err == ENOMEM) {
+    /* Refused at the mapping-count limit (mremap would split a VMA):
+     * the pages are copied instead. */
+    memcpy(n, h, old_size);
+    os_unmap(h, old_size);
+    n->seam = 0;
+  } else if (err != 0) {
     large_unregister((uintptr_t)n, off);
     large_register(old_base, off);
     os_unmap(n, map_size);
@@ -700,8 +706,8 @@ int large_check_invariants(const struct large_hdr *h)
       bad = 5; /* map_size exceeds what is mapped read-write from the header */
     else if (m.split_elsewhere || m.vmas > 2 || (m.vmas == 2 && h->seam == 0))
       bad = 6; /* VMAs other than the recorded seam: mremap would fail */
-    else if (m.after_accessible)
-      bad = 7; /* no guard after the mapping */
+    else if (m.after_accessible && os_has_guard(h, h->map_size))
+      bad = 7; /* no guard after the mapping (one placed at the map-count limit has none) */
   }
   if (!bad) {
     size_t units = large_units(h->offset);

@@ -10,6 +10,7 @@
  * PROT_NONE region after it, up to the next unit boundary, which the
  * kernel cannot hand to anyone else. */
 #include "os.h"
+#include "os_limit.h"
 #include "diag.h"
 #include "secret.h"
 
@@ -23,26 +24,32 @@ struct os_counters os_counters;
 
 /* ---- the ownership map: which registry units os_map_aligned handed out ----
  * A bit per 512 KiB unit in a two-level table (one leaf per 4 GiB, mapped
- * on first use and never freed; a leaf is 3 KiB of address space).  tail
+ * on first use and never freed; a leaf is 8 KiB of address space).  tail
  * has a bit per unit too: set for the unit holding the first byte of a
  * PROT_NONE tail guard (a mapping placed by the kernel, or split).  split
  * has one per unit as well: set for the first unit of a mapping that
  * os_split cut off the one before it, for as long as that one's guard
  * still ends there; the two came from one VMA, so that os_join can give
- * the guard back and the kernel merges the three VMAs into one again. */
-#define GUARD_L2_BITS (32 - HAK_UNIT_SHIFT)
-#define GUARD_WORDS ((1u << GUARD_L2_BITS) / 64)
+ * the guard back and the kernel merges the three VMAs into one again.
+ * pad, kept and bare are os_limit.c's, in use once the mapping-count
+ * limit was met (os_limit.h). */
+#define GUARD_L2_BITS OS_UNITS_LEAF_BITS
+#define GUARD_WORDS OS_UNITS_LEAF_WORDS
 struct guard_leaf {
   _Atomic uint64_t bits[GUARD_WORDS];
   _Atomic uint64_t tail[GUARD_WORDS];
   _Atomic uint64_t split[GUARD_WORDS];
+  _Atomic uint64_t pad[GUARD_WORDS];
+  _Atomic uint64_t kept[GUARD_WORDS];
+  _Atomic uint64_t bare[GUARD_WORDS];
 };
-HAK_BSS_APART(guard_l1) static _Atomic(struct guard_leaf *) guard_l1[1u << 16];
-
-/* Same flags for every mapping: no MAP_NORESERVE, so that the kernel's
- * overcommit policy refuses what cannot be backed (malloc of 64 TiB fails
- * at once with ENOMEM, as with glibc). */
-#define OS_MAP_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS)
+#define GUARD_LEAF_MAP_SIZE OS_UNITS_LEAF_MAP_SIZE
+_Static_assert(sizeof(struct guard_leaf) <= OS_UNITS_LEAF_MAP_SIZE, "the leaf's mapping holds it");
+HAK_BSS_APART(guard_l1) _Atomic(struct guard_leaf *) guard_l1[OS_UNITS_LEAVES];
+_Static_assert(offsetof(struct guard_leaf, pad) == OS_UNITS_PAD * sizeof(uint64_t) * GUARD_WORDS &&
+                   offsetof(struct guard_leaf, kept) == OS_UNITS_KEPT * sizeof(uint64_t) * GUARD_WORDS &&
+                   offsetof(struct guard_leaf, bare) == OS_UNITS_BARE * sizeof(uint64_t) * GUARD_WORDS,
+               "os_limit.c finds its maps at these offsets");
 
 static struct guard_leaf *guard_leaf_get(uintptr_t a, bool create)
 {
@@ -50,12 +57,12 @@ static struct guard_leaf *guard_leaf_get(uintptr_t a, bool create)
   struct guard_leaf *leaf = atomic_load_explicit(slot, memory_order_acquire);
   if (leaf || !create)
     return leaf;
-  struct guard_leaf *fresh = mmap(NULL, sizeof *fresh, PROT_READ | PROT_WRITE, OS_MAP_FLAGS, -1, 0);
+  struct guard_leaf *fresh = mmap(NULL, GUARD_LEAF_MAP_SIZE, PROT_READ | PROT_WRITE, OS_MAP_FLAGS, -1, 0);
   if (fresh == MAP_FAILED)
-    return NULL;
+    return errno == ENOMEM && os_limit_make_leaf(a) ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
   atomic_fetch_add_explicit(&os_counters.mmap_calls, 1, memory_order_relaxed);
   if (!atomic_compare_exchange_strong(slot, &leaf, fresh)) {
-    munmap(fresh, sizeof *fresh);
+    munmap(fresh, GUARD_LEAF_MAP_SIZE);
     atomic_fetch_add_explicit(&os_counters.munmap_calls, 1, memory_order_relaxed);
     return leaf;
   }
@@ -133,7 +140,15 @@ static _Atomic uint64_t *tail_word(uintptr_t a, bool create, uint64_t *bit)
   struct guard_leaf *leaf = guard_leaf_get(a, create);
   size_t i = unit_of(a) & ((1u << GUARD_L2_BITS) - 1);
   *bit = (uint64_t)1 << (i % 64);
-  return leaf ? &leaf->tail[i / 64] : NULL;
+  if (!leaf)
+    return NULL;
+  /* A mapping ending on a unit boundary has a guard there only if the
+   * unit is no mapping's and not kept: one placed at the mapping-count
+   * limit can start right there, and the bit is then that one's (the
+   * guard of a split it ends in). */
+  if (!create && a % HAK_UNIT_SIZE == 0 && os_limit_seen() && os_limit_unit_taken(a))
+    return NULL;
+  return &leaf->tail[i / 64];
 }
 
 /* The split bit of the unit holding address a. */
@@ -196,9 +211,7 @@ static bool os_refuse(const void *addr, size_t size, const char *what)
  * leaves the cursor alone, so that no request resets placement to an
  * address known in advance. */
 static _Atomic uintptr_t os_hint_next;
-#define OS_HINT_LO       ((uintptr_t)1 << 40)
 #define OS_HINT_START_HI ((uintptr_t)64 << 40)
-#define OS_HINT_END      ((uintptr_t)96 << 40)
 #define OS_GUARD_SIZE    ((size_t)HAK_PAGE_SIZE)
 #define OS_JITTER_UNITS  4u
 /* The most address space left free after a mapping for it to grow into. */
@@ -217,14 +230,14 @@ static void *os_mmap(void *hint, size_t size)
   return p == MAP_FAILED ? NULL : p;
 }
 
-static void os_munmap_raw(void *addr, size_t size)
+void os_munmap_raw(void *addr, size_t size)
 {
   atomic_fetch_add_explicit(&os_counters.munmap_calls, 1, memory_order_relaxed);
   munmap(addr, size);
 }
 
 /* The first address at or above a that is phase past a multiple of align. */
-static uintptr_t os_align_phase(uintptr_t a, size_t align, size_t phase)
+uintptr_t os_align_phase(uintptr_t a, size_t align, size_t phase)
 {
   uintptr_t p = hak_align_up(a, align) + phase;
   return p >= align && p - align >= a ? p - align : p;
@@ -263,9 +276,14 @@ static uintptr_t os_hint_take(size_t size, size_t align, size_t phase, size_t ro
   }
 }
 
+uintptr_t os_hint_peek(void)
+{
+  return atomic_load_explicit(&os_hint_next, memory_order_relaxed);
+}
+
 /* After a mapping grew in place to end: the cursor must not hand out its
  * new pages or their guard. */
-static void os_hint_skip(uintptr_t start, uintptr_t end)
+void os_hint_skip(uintptr_t start, uintptr_t end)
 {
   uintptr_t h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
   while (h > start && h < end + OS_GUARD_SIZE &&
@@ -273,7 +291,16 @@ static void os_hint_skip(uintptr_t start, uintptr_t end)
     ;
 }
 
-static void *os_map_aligned_raw(size_t size, size_t align, size_t phase, size_t room)
+/* Unmaps [start, end); if the kernel refuses (at the mapping-count limit,
+ * where the unmap would split a VMA), the range is kept (os_limit_keep). */
+static void os_unmap_or_keep(uintptr_t start, uintptr_t end)
+{
+  atomic_fetch_add_explicit(&os_counters.munmap_calls, 1, memory_order_relaxed);
+  if (HAK_UNLIKELY(munmap((void *)start, end - start) != 0))
+    os_limit_keep(start, end);
+}
+
+HAK_NOINLINE void *os_map_raw(size_t size, size_t align, size_t phase, size_t room)
 {
   uintptr_t hint = os_hint_take(size, align, phase, room);
   if (hint) {
@@ -281,7 +308,7 @@ static void *os_map_aligned_raw(size_t size, size_t align, size_t phase, size_t 
     if (p && (uintptr_t)p == hint)
       return p;
     if (p)
-      os_munmap_raw(p, size);
+      os_unmap_or_keep((uintptr_t)p, (uintptr_t)p + size);
   }
   /* Over-map, then trim the unaligned head and the tail beyond the guard;
    * the guard stays mapped PROT_NONE, as the kernel may place anything
@@ -297,14 +324,16 @@ static void *os_map_aligned_raw(size_t size, size_t align, size_t phase, size_t 
   uint64_t bit;
   _Atomic uint64_t *w = tail_word((uintptr_t)aligned + size, true, &bit);
   if (!w || mprotect(aligned + size, (size_t)(guard_end - (aligned + size)), PROT_NONE) != 0) {
-    os_munmap_raw(raw, size + extra);
+    os_unmap_or_keep((uintptr_t)raw, (uintptr_t)raw + size + extra);
     return NULL;
   }
   atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+  /* At the mapping-count limit these trims can be refused (the mapping
+   * merged with a neighbour): what they leave is kept. */
   if (aligned > raw)
-    os_munmap_raw(raw, (size_t)(aligned - raw));
+    os_unmap_or_keep((uintptr_t)raw, (uintptr_t)aligned);
   if (raw + size + extra > guard_end)
-    os_munmap_raw(guard_end, (size_t)(raw + size + extra - guard_end));
+    os_unmap_or_keep((uintptr_t)guard_end, (uintptr_t)raw + size + extra);
   return aligned;
 }
 
@@ -327,16 +356,24 @@ void *os_map_aligned_room(size_t size, size_t align, size_t phase, size_t room)
   int saved = errno;
   if (align < HAK_UNIT_SIZE)
     align = HAK_UNIT_SIZE;
-  void *p = os_map_aligned_raw(size, align, phase & (align - 1), room);
+  phase &= align - 1;
+  void *p;
+  if (os_limit_seen())
+    p = os_limit_map_room(size, align, phase, room);
+  else if (HAK_UNLIKELY(!(p = os_map_raw(size, align, phase, room))))
+    p = os_limit_map(size, align, phase, false);
   if (p && !guard_mark((uintptr_t)p, size, true)) {
-    os_munmap_raw(p, size);
-    os_drop_tail_guard((uintptr_t)p + size);
+    uintptr_t end = (uintptr_t)p + size;
+    uintptr_t stop = os_limit_seen() ? os_limit_unmapping(end) : end;
+    os_drop_tail_guard(end);
+    os_unmap_or_keep((uintptr_t)p, stop);
     p = NULL;
   }
   if (!p) {
     errno = ENOMEM;
     return NULL;
   }
+  os_limit_granted();
   errno = saved;
   atomic_fetch_add_explicit(&os_counters.mapped_bytes, size, memory_order_relaxed);
   return p;
@@ -352,8 +389,14 @@ void os_unmap(void *addr, size_t size)
   guard_mark((uintptr_t)addr, size, false);
   split_clear((uintptr_t)addr);
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, size, memory_order_relaxed);
-  os_munmap_raw(addr, size);
-  os_drop_tail_guard((uintptr_t)addr + size);
+  /* The guard first: a VMA of its own, its unmap is never refused for
+   * the mapping count, while the mapping's may be (it merged with a
+   * neighbour at the limit), and the range kept then has no guard. */
+  uintptr_t end = (uintptr_t)addr + size;
+  uintptr_t stop = os_limit_seen() ? os_limit_unmapping(end) : end;
+  os_drop_tail_guard(end);
+  os_unmap_or_keep((uintptr_t)addr, stop);
+  os_limit_released();
   errno = saved;
 }
 
@@ -387,6 +430,10 @@ int os_advise_huge(void *addr, size_t size, bool huge)
 {
   if (os_refuse(addr, size, "madvise refused: range not mapped by hakmem"))
     return EINVAL;
+  /* A mapping placed at the mapping-count limit keeps the flags of those
+   * it merged with (advice would split their VMA). */
+  if (!os_has_guard(addr, size))
+    return EPERM;
   int saved = errno;
   atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
   int err = madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 ? 0 : errno;
@@ -428,7 +475,18 @@ static int os_shrink(uintptr_t a, size_t old_size, size_t new_size)
       os_munmap_raw((void *)new_guard_end, old_guard_end - new_guard_end);
     }
   } else {
-    os_munmap_raw((void *)new_end, old_size - new_size);
+    /* Refused at the mapping-count limit (the unmap splits a VMA): the
+     * mapping stays as it was. */
+    uintptr_t to = os_limit_seen() ? os_limit_pad_end(old_end, false) : old_end;
+    atomic_fetch_add_explicit(&os_counters.munmap_calls, 1, memory_order_relaxed);
+    if (HAK_UNLIKELY(munmap((void *)new_end, to - new_end) != 0)) {
+      int err = errno;
+      if (old_end > keep)
+        guard_mark(keep, old_end - keep, true);
+      return err;
+    }
+    if (os_limit_seen())
+      os_limit_unmapping(old_end); /* unmapped addresses follow it now */
   }
   atomic_fetch_sub_explicit(&os_counters.mapped_bytes, old_size - new_size, memory_order_relaxed);
   return 0;
@@ -469,22 +527,49 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   size_t from = old_size;
   uint64_t bit;
   _Atomic uint64_t *w = tail_word(end, false, &bit);
-  if (w && (atomic_load_explicit(w, memory_order_relaxed) & bit) && reach >= unit_of(guard_end) &&
-      a + new_size > guard_end && mprotect((void *)end, guard_end - end, PROT_READ | PROT_WRITE) == 0)
+  bool unguarded = false;
+  /* A padded mapping's last unit is mapped to its end already: a growth
+   * within it needs no call, and one beyond it grows the pad. */
+  uintptr_t padded = os_limit_seen() ? os_limit_pad_end(end, false) : end;
+  if (a + new_size <= padded) {
+    if (a + new_size == padded)
+      os_limit_pad_end(end, true);
+    atomic_fetch_add_explicit(&os_counters.mapped_bytes, new_size - old_size, memory_order_relaxed);
+    errno = saved;
+    return 0;
+  }
+  if (padded > end)
+    from = padded - a;
+  else if (w && (atomic_load_explicit(w, memory_order_relaxed) & bit) && reach >= unit_of(guard_end) &&
+           a + new_size > guard_end &&
+           mprotect((void *)end, guard_end - end, PROT_READ | PROT_WRITE) == 0) {
     from = guard_end - a;
+    unguarded = true;
+  }
   atomic_fetch_add_explicit(&os_counters.mremap_calls, 1, memory_order_relaxed);
   void *p = mremap(old, from, new_size, 0);
   if (p == MAP_FAILED) {
     int err = errno;
-    if (from != old_size && mprotect((void *)end, guard_end - end, PROT_NONE) != 0)
-      hak_fatal_pointer("mprotect: cannot put back a guard page", (void *)end);
+    if (unguarded && mprotect((void *)end, guard_end - end, PROT_NONE) != 0) {
+      /* Refused at the mapping-count limit (it would split the entry the
+       * guard merged into): the guard's pages stay the mapping's. */
+      if (errno != ENOMEM)
+        hak_fatal_pointer("mprotect: cannot put back a guard page", (void *)end);
+      atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+      split_clear(guard_end);
+      os_limit_guard_lost(end, guard_end);
+    }
     errno = saved;
     return err; /* the units after it may be another mapping's: leave them */
   }
-  if (from != old_size) {
+  if (unguarded) {
     atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
     split_clear(guard_end);
+  } else if (padded > end) {
+    os_limit_pad_end(end, true);
   }
+  if (os_limit_seen())
+    os_limit_bare(end, false); /* the growth left a guard's worth of free units */
   if (!guard_mark(a + old_size, new_size - old_size, true)) {
     os_shrink(a, new_size, old_size);
     atomic_fetch_add_explicit(&os_counters.mapped_bytes, new_size - old_size, memory_order_relaxed);
@@ -633,6 +718,10 @@ int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size
   if (os_refuse(old, old_size, "mremap refused: range not mapped by hakmem") ||
       os_refuse(dest, new_size, "mremap refused: range not mapped by hakmem"))
     return EINVAL;
+  /* At the mapping-count limit mremap refuses to move pages (within
+   * three VMAs of it), after unmapping the destination: not tried. */
+  if (os_limit_seen() && os_limit_no_move())
+    return ENOMEM;
   int saved = errno, err = 0;
   char *o = old, *d = dest;
   /* Withdraw old's marks while its range is still mapped: once mremap
@@ -664,10 +753,19 @@ int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size
   }
   if (err) {
     guard_mark((uintptr_t)old, old_size, true); /* the leaves exist: cannot fail */
+    if (err == ENOMEM)
+      os_limit_restore_dest(d, new_size);
     errno = saved;
     return err;
   }
   os_drop_tail_guard((uintptr_t)old + old_size);
+  /* old's pad stays mapped, unused, if the kernel refuses its unmap (at
+   * the mapping-count limit, when it merged with a neighbour). */
+  if (os_limit_seen()) {
+    uintptr_t old_end = (uintptr_t)old + old_size, old_pad_end = os_limit_unmapping(old_end);
+    if (old_pad_end > old_end)
+      os_munmap_raw((void *)old_end, old_pad_end - old_end);
+  }
   if (new_size > old_size)
     memcheck_grown_by_mremap(d + old_size, new_size - old_size);
   /* dest's old pages were replaced; old's range is now unmapped. */

@@ -4,7 +4,11 @@
  * accounted by the kernel (no MAP_NORESERVE): what the overcommit policy
  * cannot back is refused.  Each is followed by a guard of at least one
  * page where nothing of hakmem's is placed (see os.c), and starts at a
- * random address.  No function changes errno except as stated. */
+ * random address; except at the kernel's mapping-count limit, where a
+ * mapping is placed, without a guard, so that the kernel merges it with
+ * others (os_has_guard), and a range whose unmap the kernel refuses is
+ * kept, decommitted, for a later mapping (os_limit.h).  No function
+ * changes errno except as stated. */
 #ifndef HAKMEM_OS_H
 #define HAKMEM_OS_H
 
@@ -17,6 +21,8 @@ struct os_counters {
   _Atomic uint64_t mremap_calls;
   _Atomic uint64_t mapped_bytes;   /* currently mapped */
   _Atomic uint64_t refused;        /* calls refused: range not hakmem's */
+  _Atomic uint64_t unguarded;      /* mappings placed without a guard at the map-count limit */
+  _Atomic uint64_t kept;           /* units kept mapped, their unmap refused, for reuse */
 };
 extern struct os_counters os_counters;
 
@@ -45,9 +51,14 @@ int os_decommit(void *addr, size_t size, bool dontneed);
 /* False once decommit has failed with ENOMEM. */
 bool os_decommit_enabled(void);
 /* Transparent huge page advice for a mapping: huge true -> MADV_HUGEPAGE,
- * false -> MADV_NOHUGEPAGE.  Returns 0 or an errno value. */
+ * false -> MADV_NOHUGEPAGE.  Returns 0 or an errno value (EPERM for a
+ * mapping placed at the mapping-count limit, which takes no advice). */
 int os_advise_huge(void *addr, size_t size, bool huge);
 
+/* Whether the mapping [addr, addr+size) has a guard after it: false for
+ * one placed at the mapping-count limit, and for one such a mapping was
+ * placed right after. */
+bool os_has_guard(const void *addr, size_t size);
 /* Whether [addr, addr+size) lies in memory os_map_aligned handed out (at
  * the granularity of the 512 KiB registry unit); unmap, decommit and
  * advice refuse any other range. */
@@ -91,7 +102,8 @@ int os_join(void *addr, size_t size, void *next, size_t next_size, bool huge);
  * at least new_size bytes obtained from os_map_aligned; no data is copied.
  * seam, if not 0, is where the second of the two VMAs the range may be
  * made of starts (mremap moves one VMA at a time); the moved range has the
- * same seam.  Returns 0, or an errno value with nothing changed. */
+ * same seam.  Returns 0, or an errno value with nothing changed (ENOMEM
+ * at the mapping-count limit, where mremap refuses). */
 int os_move(void *old, size_t old_size, size_t seam, void *dest, size_t new_size);
 
 #endif

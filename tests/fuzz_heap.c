@@ -52,6 +52,10 @@
  *    each time), then an open one (the limit the process started with), in
  *    which every allocation must succeed again: running out of memory
  *    leaves no lasting trace.
+ *  - maps: no memory limit, but the process starts MAPS_HEADROOM entries
+ *    short of the kernel's limit on its mappings (vm.max_map_count): the
+ *    fuzzer takes the rest with pages of its own, of alternating
+ *    protection.  Every allocation must still succeed, as with glibc.
  * While a limit is set, an allocating call may fail, but only as the rules
  * say: NULL with errno ENOMEM (posix_memalign: ENOMEM returned, *memptr and
  * errno unchanged), and a failed realloc leaves its block allocated, whole
@@ -77,6 +81,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +106,7 @@
 #define FULL_LIMIT (256 * KiB) /* blocks up to this are checked whole */
 #define BIG_BUDGET (768 * MiB) /* requested bytes in live blocks >= 1 MiB */
 #define ERRNO_SENTINEL 4242
+#define MAPS_HEADROOM 30      /* mappings left free with MEMLIMIT maps */
 
 /* --- the heap check under test ------------------------------------------ */
 
@@ -185,7 +191,7 @@ static void on_alarm(int sig)
 
 static size_t below(uint64_t *s, size_t n);
 
-enum limit_mode { LIMIT_NONE, LIMIT_FIXED, LIMIT_CYCLE };
+enum limit_mode { LIMIT_NONE, LIMIT_FIXED, LIMIT_CYCLE, LIMIT_MAPS };
 
 static enum limit_mode g_limit_mode;
 static struct rlimit g_rlimit_open;          /* as the process started */
@@ -256,6 +262,46 @@ static void limit_lift(void)
     set_as_limit_locked(g_rlimit_cur);                          \
     pthread_mutex_unlock(&limit_lock);                          \
   } while (0)
+
+/* The lines of /proc/self/maps (the process's mappings, or one more with
+ * [vsyscall]: a safe overestimate). */
+static long map_count(void)
+{
+  static char buf[1 << 16];
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    fail("/proc/self/maps: errno %d", errno);
+  long lines = 0;
+  ssize_t r;
+  while ((r = read(fd, buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < r; i++)
+      lines += buf[i] == '\n';
+  close(fd);
+  return lines;
+}
+
+/* MEMLIMIT maps: takes all but MAPS_HEADROOM of the mappings the kernel
+ * allows, with one reservation every other page of which is PROT_NONE
+ * (each such page adds two entries that cannot merge). */
+static void consume_map_count(void)
+{
+  char text[32] = { 0 };
+  int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || read(fd, text, sizeof text - 1) <= 0)
+    fail("/proc/sys/vm/max_map_count: errno %d", errno);
+  close(fd);
+  long max = strtol(text, NULL, 10), splits = (max - MAPS_HEADROOM - map_count()) / 2;
+  if (splits <= 0)
+    fail("vm.max_map_count %ld leaves no room to consume", max);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  char *r = mmap(NULL, (size_t)(2 * splits + 1) * page, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r == MAP_FAILED)
+    fail("mmap for the map count: errno %d", errno);
+  for (long i = 0; i < splits; i++)
+    if (mprotect(r + (2 * i + 1) * page, page, PROT_NONE) != 0)
+      fail("mprotect %ld of %ld for the map count: errno %d", i, splits, errno);
+}
 
 /* --- randomness and patterns --------------------------------------------- */
 
@@ -486,7 +532,7 @@ static void refusal_allowed(struct worker *w, const char *how, size_t size, size
 {
   if (!atomic_load(&g_limited))
     fail("%s(size %zu, align %zu) returned NULL (errno %d)%s", how, size, align, e,
-         g_limit_mode == LIMIT_NONE ? "" : " with no memory limit in force");
+         g_limit_mode == LIMIT_FIXED || g_limit_mode == LIMIT_CYCLE ? " with no memory limit in force" : "");
   if (e != ENOMEM)
     fail("%s(size %zu, align %zu) failed under the memory limit with errno %d, not ENOMEM",
          how, size, align, e);
@@ -856,7 +902,7 @@ static void *worker_main(void *arg)
 int main(int argc, char **argv)
 {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s SEED OPS [THREADS [DEADLINE_S [none|fixed|cycle]]]\n", argv[0]);
+    fprintf(stderr, "usage: %s SEED OPS [THREADS [DEADLINE_S [none|fixed|cycle|maps]]]\n", argv[0]);
     return 64;
   }
   g_seed = strtoull(argv[1], NULL, 0);
@@ -875,8 +921,10 @@ int main(int argc, char **argv)
   } else if (strcmp(limit_arg, "cycle") == 0) {
     g_limit_mode = LIMIT_CYCLE;
     g_round_ops = CYCLE_ROUND_OPS;
+  } else if (strcmp(limit_arg, "maps") == 0) {
+    g_limit_mode = LIMIT_MAPS;
   } else {
-    fprintf(stderr, "fuzz_heap: MEMLIMIT must be none, fixed or cycle, not '%s'\n", limit_arg);
+    fprintf(stderr, "fuzz_heap: MEMLIMIT must be none, fixed, cycle or maps, not '%s'\n", limit_arg);
     return 64;
   }
   if (getrlimit(RLIMIT_AS, &g_rlimit_open) != 0) {
@@ -891,6 +939,9 @@ int main(int argc, char **argv)
   signal(SIGBUS, on_fatal);
   alarm(deadline);
 
+  /* Before the first allocation: the process starts near the limit. */
+  if (g_limit_mode == LIMIT_MAPS)
+    consume_map_count();
   size_t nrec = (size_t)g_threads * SLOTS + XCHG;
   recs = calloc(nrec, sizeof *recs);
   workers = calloc(g_threads, sizeof *workers);
@@ -954,7 +1005,7 @@ int main(int argc, char **argv)
     fail("the shadow tree is not empty after every block was freed");
   heap_check("at the end, every block freed");
   /* Memory comes back: with the limit lifted, every size works again. */
-  if (g_limit_mode != LIMIT_NONE) {
+  if (g_limit_mode == LIMIT_FIXED || g_limit_mode == LIMIT_CYCLE) {
     limit_lift();
     static const size_t sizes[] = { 16, 1000, 40000, 300 * KiB, 5 * MiB, 64 * MiB };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {

@@ -18,7 +18,7 @@ size_class secret
 counters
 options
 config config_parse
-os
+os os_limit
 learn learn_machine
 slab
 superslab
@@ -42,6 +42,7 @@ override
 # Pairs that use each other, and why (no quote marks in the text).
 PEERS='
 config config_parse: the loader (config.c) runs the parsers, which fill the fields of the option table it declares
+os os_limit: the placement at the mapping-count limit works on the ownership map and the hint cursor of os.c, which calls it on its failure paths
 learn learn_machine: the phase machine of learn.c, declared apart so that the tests can drive it; only learn.c includes it
 alloc init: lazy start-up: the first call of the allocation entry points starts the library, and starting it configures those entry points (alloc_configure)
 tcache purge: memory back by time: the thread cache starts the purge when it frees memory, and the purge takes back the blocks an idle thread holds (tcache_reclaim_idle)

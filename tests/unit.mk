@@ -154,3 +154,15 @@ tests_test_oom_SOURCES = tests/test_oom.c
 tests_test_oom_CFLAGS = $(CORE_TESTS_CC_FLAGS)
 tests_test_oom_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
 tests_test_oom_LDADD = $(CORE_TESTS_LIBS)
+
+# The mapping-count limit: a few dozen VMAs short of vm.max_map_count,
+# every large block and new SuperSlab is granted and keeps its bytes, as
+# with the C library's malloc (core-linked, so that both run).
+if HAVE_CHECK
+check_PROGRAMS += tests/test_maplimit
+TESTS += tests/test_maplimit
+endif
+tests_test_maplimit_SOURCES = tests/test_maplimit.c
+tests_test_maplimit_CFLAGS = $(CORE_TESTS_CC_FLAGS)
+tests_test_maplimit_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_maplimit_LDADD = $(CORE_TESTS_LIBS)
