@@ -11,9 +11,10 @@
  *
  * Only os.c calls it: on its failure paths (a refused mapping, unmap or
  * move), and behind os_limit_seen(), one relaxed load, on the others.  A
- * process that never meets the limit makes no system call here.  Once it
- * is met (or hakmem's own mappings pass a quarter of the limit), a
- * reserve of lone pages is mapped, each a map entry to give back when one
+ * process that never gets near the limit makes no system call here but a
+ * read of /proc/self/maps each time hakmem's live mappings first pass
+ * 16, 32, 64 and so on.  Once the limit is met (or the process's map is
+ * three quarters full), a reserve of lone pages is mapped, each a map entry to give back when one
  * is needed for a placement here.  Placement here is one thread at a time
  * (a lock that a forked child takes over); everything else is lock-free.
  * No function allocates; none changes errno except as stated. */
