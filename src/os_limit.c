@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -383,9 +384,15 @@ static long proc_lines_locked(const char *path, char *first, size_t first_size)
 
 static long proc_lines(const char *path, char *first, size_t first_size)
 {
-  while (atomic_exchange_explicit(&proc_busy, true, memory_order_acquire))
-    sched_yield();
+  /* Never waits: a thread that fork, or a cancellation at read (a
+   * cancellation point, hence disabled here), stopped in the middle would
+   * leave every later caller spinning. */
+  if (atomic_exchange_explicit(&proc_busy, true, memory_order_acquire))
+    return -1;
+  int cancel;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
   long lines = proc_lines_locked(path, first, first_size);
+  pthread_setcancelstate(cancel, NULL);
   atomic_store_explicit(&proc_busy, false, memory_order_release);
   return lines;
 }
