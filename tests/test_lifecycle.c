@@ -875,6 +875,18 @@ static struct slab *slab_of_block(void *p)
   return superslab_slab_of(registry_lookup((uintptr_t)p), (uintptr_t)p);
 }
 
+/* Waits for the forked child pid, then lets thread t, which holds its
+ * state across the fork, go on past forked and joins it; returns the
+ * child's status. */
+static int reap_child_then_thread(pid_t pid, pthread_barrier_t *forked, pthread_t t)
+{
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  pthread_barrier_wait(forked);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  return status;
+}
+
 START_TEST(fork_hands_back_other_threads_cross_thread_caches)
 {
   start();
@@ -903,10 +915,7 @@ START_TEST(fork_hands_back_other_threads_cross_thread_caches)
     bad |= (hakmem_check_heap() != 0) << 2;
     _exit(bad);
   }
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  pthread_barrier_wait(&f.forked);
-  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  int status = reap_child_then_thread(pid, &f.forked, t);
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                 "child: status %d (exit 1: blocks not on the remote stack, 2: used, 4: heap check)",
                 status);
@@ -1006,10 +1015,7 @@ static void fork_with_a_torn_slab(enum torn_kind kind, size_t size)
     bad |= (hakmem_check_heap() != 0) << 1;
     _exit(bad);
   }
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  pthread_barrier_wait(&f.forked);
-  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  int status = reap_child_then_thread(pid, &f.forked, t);
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                 "child: status %#x (exit 1: heap check after the fork, 2: after allocating)", status);
   ck_assert_int_eq(hakmem_check_heap(), 0);
