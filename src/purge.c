@@ -47,8 +47,10 @@ static void purge_doze(uint64_t ms)
   atomic_thread_fence(memory_order_seq_cst);
   if (!purge_wanted()) {
     struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
-    /* A wake, the timeout or a value already changed: all end the doze. */
-    syscall(SYS_futex, &purge_dozing, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
+    /* A wake, the timeout or a value already changed: all end the doze.
+     * UINT64_MAX: until a wake. */
+    syscall(SYS_futex, &purge_dozing, FUTEX_WAIT_PRIVATE, 1, ms == UINT64_MAX ? NULL : &ts,
+            NULL, 0);
   }
   atomic_store(&purge_dozing, 0);
 }
@@ -114,20 +116,17 @@ static void *purge_main(void *arg)
     dozing = !pending && held && !purge_wanted();
     if (pending || held || purge_wanted())
       continue;
-    /* Nothing left: stop, unless memory became purgeable meanwhile and no
-     * kicker saw purge_running false yet.  The fence pairs with
-     * purge_kick's: a store of a flag and a later load of another
-     * variable may pass each other (even on x86), and without a fence on
-     * each side this thread could miss a flag while its kicker still saw
-     * purge_running true: nobody would purge until the next kick. */
-    atomic_store(&purge_running, false);
-    atomic_thread_fence(memory_order_seq_cst);
-    if (!purge_wanted())
-      return NULL;
-    bool expected = false;
-    if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
-      return NULL;
+    /* Nothing left: wait for the next kick, without a timeout, rather than
+     * end.  A thread that ended would be started again by a later kick,
+     * maybe from a free that glibc makes holding the lock of its stack
+     * cache (the TLS of a cached stack, freed when the cache outgrows its
+     * limit, as a thread exits or is joined), which pthread_create takes:
+     * the free waited for ever for its own thread. */
+    purge_doze(UINT64_MAX);
+    period = shared_pool_purge_period_ms();
+    tick = period / 4 < 10 ? 10 : period / 4;
   }
+  return NULL;
 }
 
 /* When the thread could not be started (RLIMIT_NPROC, a cgroup's pids
@@ -138,6 +137,8 @@ static _Atomic uint64_t purge_retry_ms;
 /* Whether the last pass done by a kicker left memory due later: the kicks
  * after it must come back for it, though no flag is raised again. */
 static _Atomic bool purge_pass_pending;
+
+_Atomic bool purge_start_deferred;
 
 /* One pass of the purge thread's work, done by the kicker that could not
  * start the thread, so that memory still goes back by time (on the
@@ -169,6 +170,9 @@ void purge_kick(void)
     purge_wake();
     return;
   }
+  /* The flags stay raised: the start comes with the next allocation. */
+  if (atomic_load_explicit(&purge_start_deferred, memory_order_relaxed))
+    return;
   uint64_t retry = atomic_load_explicit(&purge_retry_ms, memory_order_relaxed);
   if (retry && hak_now_ms() < retry)
     return;
@@ -212,8 +216,15 @@ bool purge_reclaim(void)
   return released;
 }
 
+void purge_start_now(void)
+{
+  atomic_store_explicit(&purge_start_deferred, false, memory_order_relaxed);
+  purge_kick();
+}
+
 void purge_postfork_child(void)
 {
+  atomic_store_explicit(&purge_start_deferred, true, memory_order_relaxed);
   atomic_store(&purge_running, false);
   atomic_store(&purge_dozing, 0);
   atomic_store_explicit(&purge_retry_ms, 0, memory_order_relaxed);
