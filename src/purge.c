@@ -9,9 +9,11 @@
 #include "diag.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,10 +49,8 @@ static void purge_doze(uint64_t ms)
   atomic_thread_fence(memory_order_seq_cst);
   if (!purge_wanted()) {
     struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
-    /* A wake, the timeout or a value already changed: all end the doze.
-     * UINT64_MAX: until a wake. */
-    syscall(SYS_futex, &purge_dozing, FUTEX_WAIT_PRIVATE, 1, ms == UINT64_MAX ? NULL : &ts,
-            NULL, 0);
+    /* A wake, the timeout or a value already changed: all end the doze. */
+    syscall(SYS_futex, &purge_dozing, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
   }
   atomic_store(&purge_dozing, 0);
 }
@@ -73,6 +73,30 @@ size_t purge_heap_growth(void)
     given = bigcache_decommit_oldest((size_t)(mapped - mapped_seen) << hak_config.superslab_lg);
   mapped_seen = mapped;
   return given;
+}
+
+/* How often the thread, with nothing to purge, looks whether it is all
+ * that keeps the process alive (purge_leader_gone). */
+#define PURGE_PARK_CHECK_MS 10000
+
+/* Whether the thread group's leader has ended (or that cannot be read):
+ * with exit(2), not exit_group, as a clone(2) child's function that
+ * returns does, the process lives as long as this thread. */
+static bool purge_leader_gone(void)
+{
+  char buf[512];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return true;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return true;
+  buf[n] = '\0';
+  /* "pid (comm) state ...": the name may hold any byte but ends at the
+   * last ')'. */
+  char *end = strrchr(buf, ')');
+  return !end || end[1] != ' ' || end[2] == 'Z' || end[2] == 'X';
 }
 
 static void *purge_main(void *arg)
@@ -116,17 +140,32 @@ static void *purge_main(void *arg)
     dozing = !pending && held && !purge_wanted();
     if (pending || held || purge_wanted())
       continue;
-    /* Nothing left: wait for the next kick, without a timeout, rather than
-     * end.  A thread that ended would be started again by a later kick,
-     * maybe from a free that glibc makes holding the lock of its stack
-     * cache (the TLS of a cached stack, freed when the cache outgrows its
-     * limit, as a thread exits or is joined), which pthread_create takes:
-     * the free waited for ever for its own thread. */
-    purge_doze(UINT64_MAX);
-    period = shared_pool_purge_period_ms();
-    tick = period / 4 < 10 ? 10 : period / 4;
+    /* Nothing left: wait for the next kick rather than end.  A thread
+     * that ended would be started again by a later kick, maybe from a
+     * free that glibc makes holding the lock of its stack cache (the TLS
+     * of a cached stack, freed when the cache outgrows its limit, as a
+     * thread exits or is joined), which pthread_create takes: the free
+     * waited for ever for its own thread. */
+    purge_doze(PURGE_PARK_CHECK_MS);
+    if (purge_wanted() || !purge_leader_gone()) {
+      period = shared_pool_purge_period_ms();
+      tick = period / 4 < 10 ? 10 : period / 4;
+      continue;
+    }
+    /* Stop, unless memory became purgeable meanwhile and no kicker saw
+     * purge_running false yet.  The fence pairs with purge_kick's: a
+     * store of a flag and a later load of another variable may pass each
+     * other (even on x86), and without a fence on each side this thread
+     * could miss a flag while its kicker still saw purge_running true:
+     * nobody would purge until the next kick. */
+    atomic_store(&purge_running, false);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!purge_wanted())
+      return NULL;
+    bool expected = false;
+    if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
+      return NULL;
   }
-  return NULL;
 }
 
 /* When the thread could not be started (RLIMIT_NPROC, a cgroup's pids

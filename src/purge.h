@@ -23,7 +23,8 @@
  * released), it wakes four times per purge period (purge_delay_ms held
  * between 10 ms and 1 s; at most every 10 ms), purges BigCache once per
  * period, and sleeps until the next kick when nothing purgeable is left
- * (it does not end: see purge_main).  It is never started when
+ * (it ends only when it is all that keeps the process alive: see
+ * purge_main).  It is never started when
  * purge_delay_ms is -1 (modes minimal and fast).  After fork the child has
  * no purge thread; its first allocation to leave the thread cache or go
  * to the large layer starts one if memory waits (purge_start_deferred),
