@@ -245,7 +245,7 @@ static int child_churn(uint64_t seed, int count)
 
 static void *child_thread(void *arg)
 {
-  return child_churn((uintptr_t)arg, 3000) ? arg : NULL;
+  return child_churn((uintptr_t)arg, 1000) ? arg : NULL;
 }
 
 static int heap_ok(void)
@@ -265,7 +265,7 @@ static int child_run(struct block *mine, int n_mine, uint64_t seed, int depth)
   for (int i = 0; i < n_mine; i++)
     if (mine[i].p && !marked(&mine[i]))
       rc |= 2;
-  if (!child_churn(seed, 6000))
+  if (!child_churn(seed, 3000))
     rc |= 2;
   if (depth == 0) {
     free_all(mine, n_mine);

@@ -6,7 +6,7 @@
 # inherits every layer as the other threads left it, stopped anywhere.
 #
 #   tests/fork_stress.sh          the short set 'make check' runs: 100
-#                                 forks under the default options, 40
+#                                 forks under the default options, 30
 #                                 under each other mode (a few seconds
 #                                 each on an idle machine)
 #   tests/fork_stress.sh --long   'make fork-stress': seeds and modes in
@@ -79,7 +79,7 @@ else
   run 100 3 1
   seed=2
   for m in $modes; do
-    run 40 $((seed % 4 + 1)) "$seed" "$m"
+    run 30 $((seed % 4 + 1)) "$seed" "$m"
     seed=$((seed + 1))
   done
 fi
