@@ -146,8 +146,11 @@ static void *purge_main(void *arg)
      * of a cached stack, freed when the cache outgrows its limit, as a
      * thread exits or is joined), which pthread_create takes: the free
      * waited for ever for its own thread. */
-    purge_doze(PURGE_PARK_CHECK_MS);
-    if (purge_wanted() || !purge_leader_gone()) {
+    bool wanted;
+    do
+      purge_doze(PURGE_PARK_CHECK_MS);
+    while (!(wanted = purge_wanted()) && !purge_leader_gone());
+    if (wanted) {
       period = shared_pool_purge_period_ms();
       tick = period / 4 < 10 ? 10 : period / 4;
       continue;
