@@ -27,6 +27,7 @@ static void *alloc_large(size_t size, size_t align, bool *fresh)
 {
   int saved = errno;
   hak_init();
+  purge_start_if_deferred();
   void *p = large_alloc(size, align, fresh);
   if (!p && purge_reclaim())
     p = large_alloc(size, align, fresh);

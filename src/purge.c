@@ -9,9 +9,11 @@
 #include "diag.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +75,30 @@ size_t purge_heap_growth(void)
   return given;
 }
 
+/* How often the thread, with nothing to purge, looks whether it is all
+ * that keeps the process alive (purge_leader_gone). */
+#define PURGE_PARK_CHECK_MS 10000
+
+/* Whether the thread group's leader has ended (or that cannot be read):
+ * with exit(2), not exit_group, as a clone(2) child's function that
+ * returns does, the process lives as long as this thread. */
+static bool purge_leader_gone(void)
+{
+  char buf[512];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return true;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return true;
+  buf[n] = '\0';
+  /* "pid (comm) state ...": the name may hold any byte but ends at the
+   * last ')'. */
+  char *end = strrchr(buf, ')');
+  return !end || end[1] != ' ' || end[2] == 'Z' || end[2] == 'X';
+}
+
 static void *purge_main(void *arg)
 {
   (void)arg;
@@ -114,12 +140,27 @@ static void *purge_main(void *arg)
     dozing = !pending && held && !purge_wanted();
     if (pending || held || purge_wanted())
       continue;
-    /* Nothing left: stop, unless memory became purgeable meanwhile and no
-     * kicker saw purge_running false yet.  The fence pairs with
-     * purge_kick's: a store of a flag and a later load of another
-     * variable may pass each other (even on x86), and without a fence on
-     * each side this thread could miss a flag while its kicker still saw
-     * purge_running true: nobody would purge until the next kick. */
+    /* Nothing left: wait for the next kick rather than end.  A thread
+     * that ended would be started again by a later kick, maybe from a
+     * free that glibc makes holding the lock of its stack cache (the TLS
+     * of a cached stack, freed when the cache outgrows its limit, as a
+     * thread exits or is joined), which pthread_create takes: the free
+     * waited for ever for its own thread. */
+    bool wanted;
+    do
+      purge_doze(PURGE_PARK_CHECK_MS);
+    while (!(wanted = purge_wanted()) && !purge_leader_gone());
+    if (wanted) {
+      period = shared_pool_purge_period_ms();
+      tick = period / 4 < 10 ? 10 : period / 4;
+      continue;
+    }
+    /* Stop, unless memory became purgeable meanwhile and no kicker saw
+     * purge_running false yet.  The fence pairs with purge_kick's: a
+     * store of a flag and a later load of another variable may pass each
+     * other (even on x86), and without a fence on each side this thread
+     * could miss a flag while its kicker still saw purge_running true:
+     * nobody would purge until the next kick. */
     atomic_store(&purge_running, false);
     atomic_thread_fence(memory_order_seq_cst);
     if (!purge_wanted())
@@ -138,6 +179,8 @@ static _Atomic uint64_t purge_retry_ms;
 /* Whether the last pass done by a kicker left memory due later: the kicks
  * after it must come back for it, though no flag is raised again. */
 static _Atomic bool purge_pass_pending;
+
+_Atomic bool purge_start_deferred;
 
 /* One pass of the purge thread's work, done by the kicker that could not
  * start the thread, so that memory still goes back by time (on the
@@ -169,6 +212,9 @@ void purge_kick(void)
     purge_wake();
     return;
   }
+  /* The flags stay raised: the start comes with the next allocation. */
+  if (atomic_load_explicit(&purge_start_deferred, memory_order_relaxed))
+    return;
   uint64_t retry = atomic_load_explicit(&purge_retry_ms, memory_order_relaxed);
   if (retry && hak_now_ms() < retry)
     return;
@@ -219,8 +265,15 @@ bool purge_reclaim(void)
   return released;
 }
 
+void purge_start_now(void)
+{
+  atomic_store_explicit(&purge_start_deferred, false, memory_order_relaxed);
+  purge_kick();
+}
+
 void purge_postfork_child(void)
 {
+  atomic_store_explicit(&purge_start_deferred, true, memory_order_relaxed);
   atomic_store(&purge_running, false);
   atomic_store(&purge_dozing, 0);
   atomic_store_explicit(&purge_retry_ms, 0, memory_order_relaxed);

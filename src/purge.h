@@ -18,13 +18,20 @@
  * (tcache_reclaim_idle), so that the slabs they empty are purged with
  * the others.
  *
- * The thread exists only while something is waiting to be purged: the
+ * The thread exists once something was waiting to be purged: the
  * first free that leaves purgeable memory starts it (after every lock is
  * released), it wakes four times per purge period (purge_delay_ms held
  * between 10 ms and 1 s; at most every 10 ms), purges BigCache once per
- * period, and exits when nothing purgeable is left.  It is never started when
+ * period, and sleeps until the next kick when nothing purgeable is left
+ * (it ends only when it is all that keeps the process alive: see
+ * purge_main).  It is never started when
  * purge_delay_ms is -1 (modes minimal and fast).  After fork the child has
- * no purge thread; the next purgeable free starts one. */
+ * no purge thread; its first allocation to leave the thread cache or go
+ * to the large layer starts one if memory waits (purge_start_deferred),
+ * never a free: glibc frees the TLS of the stacks it caches holding the
+ * lock that pthread_create takes, and the stacks of the threads the
+ * child lacks are in that cache, their TLS in orphaned slabs whose every
+ * free kicks. */
 #ifndef HAKMEM_PURGE_H
 #define HAKMEM_PURGE_H
 
@@ -45,7 +52,20 @@ bool purge_reclaim(void);
  * they go back before their purge_delay_ms when the slabs need new
  * memory.  Run by every pass of the purge; returns the bytes given back. */
 size_t purge_heap_growth(void);
-/* Fork: the child has no purge thread. */
+/* Fork: the child has no purge thread, and starts none before
+ * purge_start_now. */
 void purge_postfork_child(void);
+/* Set in a fork's child until its first allocation's slow path: kicks
+ * only raise flags meanwhile. */
+extern _Atomic bool purge_start_deferred;
+/* Lifts purge_start_deferred and kicks; an allocation's slow path calls it
+ * when the flag is set (never from a free). */
+void purge_start_now(void);
+
+static inline void purge_start_if_deferred(void)
+{
+  if (HAK_UNLIKELY(atomic_load_explicit(&purge_start_deferred, memory_order_relaxed)))
+    purge_start_now();
+}
 
 #endif

@@ -36,6 +36,9 @@ dist_check_SCRIPTS += tests/hakmemctl_watch.sh
 check_PROGRAMS += tests/prof_sites tests/prof_stash
 TESTS += tests/prof_sites.sh tests/prof_stash.sh
 dist_check_SCRIPTS += tests/prof_sites.sh tests/prof_stash.sh
+check_PROGRAMS += tests/fork_stress
+TESTS += tests/fork_stress.sh
+dist_check_SCRIPTS += tests/fork_stress.sh
 endif
 
 # Monitoring: a daemon read from outside by hakmemctl stats --pid and top
@@ -111,3 +114,15 @@ FUZZ_SECONDS = 600
 fuzz: tests/fuzz_heap$(EXEEXT) tests/fuzz_heap_glibc$(EXEEXT)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(SHELL) $(srcdir)/tests/fuzz_heap.sh --long
 .PHONY: fuzz
+
+# Forks from a multithreaded program while its threads allocate, the
+# library preloaded (tests/fork_stress.sh); 'make fork-stress' runs seeds
+# and modes for FORK_SECONDS.  A plain program: it finds hakmem_check_heap
+# with dlsym, so it runs on any build of the library (HAKMEM_LIB).
+tests_fork_stress_SOURCES = tests/fork_stress.c
+tests_fork_stress_CFLAGS = $(AM_CFLAGS) -fno-builtin
+
+FORK_SECONDS = 600
+fork-stress: tests/fork_stress$(EXEEXT)
+	FORK_SECONDS=$(FORK_SECONDS) $(SHELL) $(srcdir)/tests/fork_stress.sh --long
+.PHONY: fork-stress

@@ -1049,6 +1049,76 @@ START_TEST(fork_child_accepts_a_medium_carve_stopped_before_its_count)
 }
 END_TEST
 
+/* The purge thread, with nothing left to purge, waits for the next kick
+ * instead of ending: a later start could come from a free that glibc
+ * makes holding the lock of its stack cache, which pthread_create takes
+ * (tests/fork_stress.sh: a fork's child hung so).  The second burst of
+ * purgeable memory is purged without a second start. */
+START_TEST(purge_thread_waits_for_the_next_kick)
+{
+  start();
+  hak_config.purge_delay_ms = 20;
+  hak_stats_t a = stats_now();
+  void **v = malloc(20000 * sizeof *v);
+  for (int round = 0; round < 2; round++) {
+    hak_stats_t b = stats_now();
+    alloc_filled(v, 20000, 500, 1);
+    for (int i = 0; i < 20000; i++)
+      hak_free(v[i]);
+    hak_stats_t s = stats_now();
+    for (int i = 0; i < 3000 && s.purge_decommit == b.purge_decommit; i++) {
+      usleep(10000);
+      s = stats_now();
+    }
+    ck_assert_uint_gt(s.purge_decommit, b.purge_decommit);
+    /* Long enough for the thread to find nothing left, many periods. */
+    usleep(300000);
+  }
+  free(v);
+  ck_assert_uint_eq(stats_now().purge_threads - a.purge_threads, 1);
+}
+END_TEST
+
+/* A fork's child has no purge thread, and the stacks of the threads it
+ * lacks fill glibc's stack cache, their TLS in orphaned slabs: the frees
+ * glibc makes of it as the cache outgrows its limit, holding its lock,
+ * each kick.  So the child's frees never start the thread; its first
+ * allocation's slow path does. */
+START_TEST(fork_child_starts_the_purge_thread_at_an_allocation)
+{
+  start();
+  hak_config.purge_delay_ms = 20;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, allocate_in_thread, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  void **v = malloc(20000 * sizeof *v);
+  alloc_filled(v, 20000, 500, 1);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(30);
+    hak_stats_t a = stats_now();
+    for (int i = 0; i < 20000; i++)
+      hak_free(v[i]);
+    hak_stats_t b = stats_now();
+    int bad = b.purge_threads != a.purge_threads;
+    /* A class the process has not used: the refill. */
+    hak_free(hak_malloc(7000));
+    hak_stats_t c = stats_now();
+    bad |= (c.purge_threads != b.purge_threads + 1) << 1;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: a free started the purge thread, 2: the allocation did not)",
+                status);
+  for (int i = 0; i < 20000; i++)
+    hak_free(v[i]);
+  free(v);
+}
+END_TEST
+
 /* The cases run by run_case_in_env, each in a process of its own whose
  * environment sets the mode. */
 static Suite *fresh_suite(void)
@@ -1099,6 +1169,8 @@ int main(void)
   tcase_add_test(t, fork_child_accepts_a_push_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_carve_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_medium_carve_stopped_before_its_count);
+  tcase_add_test(t, purge_thread_waits_for_the_next_kick);
+  tcase_add_test(t, fork_child_starts_the_purge_thread_at_an_allocation);
   suite_add_tcase(s, t);
   return check_run(s);
 }
