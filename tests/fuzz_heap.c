@@ -86,6 +86,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc_maps.h"
+
 #ifndef FUZZ_GLIBC
 #include "hakmem.h"
 #define ALLOCATOR "hakmem"
@@ -263,21 +265,13 @@ static void limit_lift(void)
     pthread_mutex_unlock(&limit_lock);                          \
   } while (0)
 
-/* The lines of /proc/self/maps (the process's mappings, or one more with
- * [vsyscall]: a safe overestimate). */
+/* The process's mappings; fails if they cannot be counted. */
 static long map_count(void)
 {
-  static char buf[1 << 16];
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+  long n = proc_maps_lines();
+  if (n < 0)
     fail("/proc/self/maps: errno %d", errno);
-  long lines = 0;
-  ssize_t r;
-  while ((r = read(fd, buf, sizeof buf)) > 0)
-    for (ssize_t i = 0; i < r; i++)
-      lines += buf[i] == '\n';
-  close(fd);
-  return lines;
+  return n;
 }
 
 /* MEMLIMIT maps: takes all but MAPS_HEADROOM of the mappings the kernel

@@ -104,10 +104,10 @@ tests_valgrind_move_LDADD = src/libhakmem_core.la
 # second shows the harness is right).  'make check' runs a few seeds
 # (tests/fuzz_heap.sh); 'make fuzz' runs seeds for FUZZ_SECONDS.
 FUZZ_CFLAGS = $(AM_CFLAGS) -fno-builtin
-tests_fuzz_heap_SOURCES = tests/fuzz_heap.c
+tests_fuzz_heap_SOURCES = tests/fuzz_heap.c tests/proc_maps.h
 tests_fuzz_heap_CFLAGS = $(FUZZ_CFLAGS)
 tests_fuzz_heap_LDADD = src/libhakmem.la
-tests_fuzz_heap_glibc_SOURCES = tests/fuzz_heap.c
+tests_fuzz_heap_glibc_SOURCES = tests/fuzz_heap.c tests/proc_maps.h
 tests_fuzz_heap_glibc_CFLAGS = $(FUZZ_CFLAGS) -DFUZZ_GLIBC
 
 FUZZ_SECONDS = 600

@@ -10,6 +10,7 @@
  * with its own pages of alternating protection (each a VMA of its own). */
 #include <check.h>
 #include "test_util.h"
+#include "proc_maps.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -69,20 +70,12 @@ static size_t read_proc(const char *path, char *buf, size_t cap)
   return n;
 }
 
-/* The process's VMAs: the lines of /proc/self/maps (one more than the
- * count with [vsyscall], which is on no list: a safe overestimate). */
+/* The process's VMAs (proc_maps.h). */
 static long map_count(void)
 {
-  static char buf[1 << 16];
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  ck_assert_int_ge(fd, 0);
-  long lines = 0;
-  ssize_t r;
-  while ((r = read(fd, buf, sizeof buf)) > 0)
-    for (ssize_t i = 0; i < r; i++)
-      lines += buf[i] == '\n';
-  close(fd);
-  return lines;
+  long n = proc_maps_lines();
+  ck_assert_int_ge(n, 0);
+  return n;
 }
 
 /* Leaves the process HEADROOM VMAs short of the limit: one reservation,

@@ -162,7 +162,7 @@ if HAVE_CHECK
 check_PROGRAMS += tests/test_maplimit
 TESTS += tests/test_maplimit
 endif
-tests_test_maplimit_SOURCES = tests/test_maplimit.c
+tests_test_maplimit_SOURCES = tests/test_maplimit.c tests/proc_maps.h
 tests_test_maplimit_CFLAGS = $(CORE_TESTS_CC_FLAGS)
 tests_test_maplimit_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
 tests_test_maplimit_LDADD = $(CORE_TESTS_LIBS)
