@@ -29,6 +29,13 @@
  * paths or the purge thread call in most programs (the clock, the
  * learner's event count, the profiler stash's purge test). */
 #define HAK_COMMON_TEXT HAK_STARTUP_TEXT
+/* The opposite: for a function of a file every process runs (the pool,
+ * the thread caches) that only a rare event calls (the heap check, a fork
+ * child's clean-up).  The section's name matches none of the linker's
+ * text patterns, so the linker places it after all of the text, beyond
+ * the rarely run files, instead of in the first 64 KiB window among the
+ * code every process runs. */
+#define HAK_RARE_TEXT __attribute__((section(".text_rare_hakmem")))
 /* For extern declarations of the library's own variables: -fvisibility
  * covers definitions only, and without this a fast path reaches each
  * variable through the GOT (one load more). */

@@ -868,7 +868,7 @@ void shared_pool_prewarm(void)
 void shared_pool_prefork(void) { lock_hold(&pool_lock); }
 void shared_pool_postfork_parent(void) { pthread_mutex_unlock(&pool_lock); }
 
-void shared_pool_postfork_child(uint64_t survivor)
+HAK_RARE_TEXT void shared_pool_postfork_child(uint64_t survivor)
 {
   lock_reset(&pool_lock);
   for (struct superslab *ss = all_list; ss; ss = ss->all_next) {
@@ -888,7 +888,7 @@ void shared_pool_postfork_child(uint64_t survivor)
 
 /* Reports one problem found by the heap walk: "hakmem: check_heap: what
  * 0x<where>" on stderr.  Returns -1. */
-static int heap_problem(const char *what, const void *where)
+HAK_RARE_TEXT static int heap_problem(const char *what, const void *where)
 {
   char line[160];
   hak_warn_pointer(hak_concat(line, sizeof line, "check_heap: ", what), where);
@@ -902,7 +902,7 @@ static int heap_problem(const char *what, const void *where)
  * change away from its counts (slab_recount), and its head may be a
  * block whose tag its thread had cleared: its walk checks that every
  * link reaches a block's start in the slab, and stops at its capacity. */
-static int heap_check_free_list(const struct slab *s)
+HAK_RARE_TEXT static int heap_check_free_list(const struct slab *s)
 {
   bool exact = !s->forked_orphan;
   uint32_t limit = exact ? (uint32_t)s->carved - s->used : s->capacity, k = 0;
@@ -924,7 +924,7 @@ static int heap_check_free_list(const struct slab *s)
 }
 
 /* The descriptor of a slab that holds blocks. */
-static int heap_check_slab(const struct slab *s)
+HAK_RARE_TEXT static int heap_check_slab(const struct slab *s)
 {
   if (s->cls >= HAK_NUM_CLASSES)
     return heap_problem("slab with a bad class", s);
@@ -945,7 +945,7 @@ static int heap_check_slab(const struct slab *s)
   return 0;
 }
 
-static int heap_check_superslab(struct superslab *ss, uint64_t me)
+HAK_RARE_TEXT static int heap_check_superslab(struct superslab *ss, uint64_t me)
 {
   if (ss->magic != SUPERSLAB_MAGIC || ss->lg < HAK_SS_LG_MIN || ss->lg > HAK_SS_LG_MAX ||
       ss->nslabs != 1u << (ss->lg - HAK_SLAB_SHIFT))
@@ -997,7 +997,7 @@ static int heap_check_superslab(struct superslab *ss, uint64_t me)
   return 0;
 }
 
-int shared_pool_check_heap(uint64_t me)
+HAK_RARE_TEXT int shared_pool_check_heap(uint64_t me)
 {
   int rc = 0;
   size_t free_committed = 0;

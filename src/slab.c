@@ -82,7 +82,7 @@ uint32_t slab_drain_remote(struct slab *s)
   return n;
 }
 
-void slab_recount(struct slab *s)
+HAK_RARE_TEXT void slab_recount(struct slab *s)
 {
   slab_drain_remote(s);
   uintptr_t start = (uintptr_t)slab_start(s), bs = slab_block_size(s);

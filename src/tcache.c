@@ -884,7 +884,7 @@ static int tcache_check_medium_held(void)
   return 0;
 }
 
-int tcache_check_heap(void)
+HAK_RARE_TEXT int tcache_check_heap(void)
 {
   tcache_guard_enter();
   int rc = shared_pool_check_heap(tcache_self.id) || tcache_check_medium_held() ? -1 : 0;
@@ -1189,7 +1189,7 @@ static bool tcache_medium_hand_back(const struct tcache_thread_node *n)
   return any;
 }
 
-void tcache_postfork_child(void)
+HAK_RARE_TEXT void tcache_postfork_child(void)
 {
   lock_reset(&tcache_threads_lock);
   /* The child's mm is not registered for membarrier. */
