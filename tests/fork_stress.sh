@@ -76,9 +76,12 @@ if [ "${1:-}" = --long ]; then
   done
 else
   # 100 forks catch a fault in 3 % of them with a probability of 95 %.
+  # purge_delay_ms = 1 runs with --long only: one such run, in a package
+  # build on a busy 2-core machine, had a grandchild fail, which nothing
+  # has reproduced since (doc/internals.md, "Fork").
   run 100 3 1
   seed=2
-  for m in $modes; do
+  for m in $(printf '%s\n' $modes | grep -v '^HAKMEM_PURGE_DELAY_MS='); do
     run 30 $((seed % 4 + 1)) "$seed" "$m"
     seed=$((seed + 1))
   done
