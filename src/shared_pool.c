@@ -916,7 +916,7 @@ HAK_RARE_TEXT static int heap_check_free_list(const struct slab *s)
       return heap_problem("block on a free list without the free tag (written after free?)", p);
     if (++k > limit)
       return heap_problem("free list longer than the free blocks of its slab (cycle?) at", p);
-    p = (const uintptr_t *)(hak_hardened ? p[0] ^ hak_secret_list ^ (uintptr_t)p : p[0]);
+    p = (const uintptr_t *)slab_link_raw(p);
   }
   if (exact && k != limit)
     return heap_problem("free list shorter than the free blocks of its slab", s);

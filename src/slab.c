@@ -98,7 +98,7 @@ HAK_RARE_TEXT void slab_recount(struct slab *s)
       end = (uint32_t)(off / bs) + 1;
     if (hak_hardened)
       p[1] = slab_free_tag(p);
-    p = (uintptr_t *)(hak_hardened ? p[0] ^ hak_secret_list ^ (uintptr_t)p : p[0]);
+    p = (uintptr_t *)slab_link_raw(p);
   }
   s->carved = end;
   s->used = (uint16_t)(end - listed);

@@ -130,6 +130,14 @@ HAK_INLINE uintptr_t slab_link_encode(const void *p, const void *next)
   return hak_hardened ? (uintptr_t)next ^ (uintptr_t)p ^ hak_secret_list : (uintptr_t)next;
 }
 
+/* The link of free block p decoded, unchecked: for the walks that check
+ * each block themselves (the heap check, slab_recount). */
+HAK_INLINE uintptr_t slab_link_raw(const void *p)
+{
+  uintptr_t w = *(const uintptr_t *)p;
+  return hak_hardened ? w ^ hak_secret_list ^ (uintptr_t)p : w;
+}
+
 /* The free tag of block p: the secret keyed by p's address. */
 HAK_INLINE uintptr_t slab_free_tag(const void *p)
 {
