@@ -907,10 +907,7 @@ HAK_RARE_TEXT static int heap_check_free_list(const struct slab *s)
   bool exact = !s->forked_orphan;
   uint32_t limit = exact ? (uint32_t)s->carved - s->used : s->capacity, k = 0;
   for (const uintptr_t *p = s->free; !slab_list_is_end(p);) {
-    uintptr_t off = (uintptr_t)p - (uintptr_t)slab_start(s);
-    if (exact ? !slab_is_block(s, p)
-              : off >= (uintptr_t)s->capacity * slab_block_size(s) ||
-                slab_block_index(s, (uint32_t)off) >= s->capacity)
+    if (!slab_is_block_below(s, p, exact ? s->carved : s->capacity))
       return heap_problem("free list links outside its slab, to", p);
     if (hak_hardened && exact && !slab_block_tagged(p))
       return heap_problem("block on a free list without the free tag (written after free?)", p);

@@ -31,13 +31,18 @@ void slab_format(struct slab *s, unsigned cls, uint32_t block_size, size_t span_
   atomic_store_explicit(&s->remote, NULL, memory_order_relaxed);
 }
 
-bool slab_is_block(const struct slab *s, const void *p)
+bool slab_is_block_below(const struct slab *s, const void *p, uint32_t below)
 {
   uintptr_t off = (uintptr_t)p - (uintptr_t)slab_start(s);
   /* Both tests, without a branch between them (the index of an offset
    * out of range is harmless arithmetic): see slab_link_decode_far. */
   return (off < (uintptr_t)s->capacity * slab_block_size(s)) &
-         (slab_block_index(s, (uint32_t)off) < s->carved);
+         (slab_block_index(s, (uint32_t)off) < below);
+}
+
+bool slab_is_block(const struct slab *s, const void *p)
+{
+  return slab_is_block_below(s, p, s->carved);
 }
 
 void *slab_link_decode_far(const struct slab *s, const void *p, uintptr_t delta)
@@ -85,17 +90,17 @@ uint32_t slab_drain_remote(struct slab *s)
 HAK_RARE_TEXT void slab_recount(struct slab *s)
 {
   slab_drain_remote(s);
-  uintptr_t start = (uintptr_t)slab_start(s), bs = slab_block_size(s);
+  uintptr_t start = (uintptr_t)slab_start(s);
   uint32_t listed = 0, end = s->carved;
   for (uintptr_t *p = s->free; !slab_list_is_end(p);) {
     /* Every listed block lies at a block's start within the capacity,
      * carved or not (slab_link_next would stop at carved); the bound
      * stops a cycle. */
-    uintptr_t off = (uintptr_t)p - start;
-    if (off >= s->capacity * bs || off % bs != 0 || ++listed > s->capacity)
+    if (!slab_is_block_below(s, p, s->capacity) || ++listed > s->capacity)
       hak_fatal_pointer("malloc(): corrupted free list in slab", s);
-    if (off / bs >= end)
-      end = (uint32_t)(off / bs) + 1;
+    uint32_t i = slab_block_index(s, (uint32_t)((uintptr_t)p - start));
+    if (i >= end)
+      end = i + 1;
     if (hak_hardened)
       p[1] = slab_free_tag(p);
     p = (uintptr_t *)slab_link_raw(p);

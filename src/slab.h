@@ -297,6 +297,12 @@ HAK_INLINE size_t slab_block_size(const struct slab *s)
  * (a medium one spans several slots); the slow paths use it. */
 bool slab_is_block(const struct slab *s, const void *p);
 
+/* Whether p is the start of one of the first below blocks of s, carved
+ * or not (below at most the capacity): slab_is_block with below =
+ * carved; the walks of a slab orphaned by a fork, whose carved may be
+ * behind its list, pass the capacity. */
+bool slab_is_block_below(const struct slab *s, const void *p, uint32_t below);
+
 /* Set in the owner of a medium slab, beside its thread's id: no thread's
  * free_key has it, so free's fast path leaves every medium block to the
  * slow path, which frees it with tcache_free_local_medium (a block in the
