@@ -1,9 +1,11 @@
 #!/bin/sh
 # The man pages: hakmem(3)'s SYNOPSIS has every function of
 # include/hakmem.h (from include/hakmem.h.in) and its STATISTICS every field
-# of hak_stats_t; the three pages name no HAKMEM_ variable that is neither
-# an option (hakmemctl config --list), HAKMEM_CONF nor a macro of the
-# header; and man and lexgrog accept each page.  The option entries
+# of hak_stats_t; the three pages, README.md and doc/internals.md name no
+# HAKMEM_ variable that is neither an option (hakmemctl config --list),
+# HAKMEM_CONF nor a macro of the header; a page's title names this
+# version; every abort message they quote is printed by the sources; and
+# man and lexgrog accept each page.  The option entries
 # themselves are written from src/options.def and checked by
 # tests/options_generated.sh.
 # Automake harness: exit 0 pass, 1 fail.  The man and lexgrog checks are
@@ -20,7 +22,8 @@ ctl=tools/hakmemctl
 header=$srcdir/include/hakmem.h.in
 page=$srcdir/man/hakmem.3
 pages="$page $srcdir/man/hakmem.conf.5 $srcdir/man/hakmemctl.1"
-for f in "$header" $pages; do
+docs="$srcdir/README.md $srcdir/doc/internals.md"
+for f in "$header" $pages $docs; do
   [ -r "$f" ] || { echo "$me: cannot read $f" >&2; exit 1; }
 done
 [ -x "$ctl" ] || { echo "$me: $ctl not built" >&2; exit 1; }
@@ -34,17 +37,38 @@ fail() {
 # hakmem(3) without its comments.
 text=$(sed 's/\\".*//' "$page")
 
-# The variables: HAKMEM_ + the key of each option, and HAKMEM_CONF.
+# The variables: HAKMEM_ + the key of each option, and HAKMEM_CONF; the
+# README and doc/internals.md are held to the same list.
 vars=$("$ctl" config --list | awk -F '\t' '!/^#/ { print $2 }')
 [ -n "$vars" ] || { echo "$me: hakmemctl config --list printed no option" >&2; exit 1; }
 header_macros=$(sed -n 's/^#define[[:space:]]\{1,\}\(HAKMEM_[A-Z0-9_]*[A-Z0-9]\).*/\1/p' "$header" | sort -u)
-for p in $pages; do
+for p in $pages $docs; do
   named=$(sed 's/\\".*//' "$p" | grep -o 'HAKMEM_[A-Z0-9_]*[A-Z0-9]' | sort -u)
   for v in $named; do
     printf '%s\n' $vars HAKMEM_CONF $header_macros | grep -qx "$v" ||
       fail "$p names $v, which is not an option"
   done
 done
+
+# The version a page's title line names is this release's.
+version=$("$ctl" --version | sed -n 's/^hakmemctl //p')
+[ -n "$version" ] || fail "hakmemctl --version printed no version"
+for p in $pages; do
+  named=$(sed -n 's/^\.TH.*"hakmem \([0-9][0-9.]*\)".*/\1/p' "$p")
+  [ -z "$named" ] || [ "$named" = "$version" ] ||
+    fail "$p is titled for hakmem $named, this is $version"
+done
+
+# The messages an abort prints, as the pages and the README quote them
+# ("hakmem: free(): double free of 0x..."): the text after the function's
+# name is in the sources, where the function's name may be a variable.
+quoted=$(for p in $pages $docs; do sed 's/\\".*//; s/\\f[BIRP]//g; s/\\(lq//g; s/\\(rq//g' "$p"; done |
+  grep -o 'hakmem: [a-z_]*(): [^"`]* 0x[.0-9a-f]*' | sed 's/^hakmem: [a-z_]*()//; s/ 0x[.0-9a-f]*$//' | sort -u)
+[ -n "$quoted" ] || fail "no abort message quoted in the pages"
+printf '%s\n' "$quoted" | while IFS= read -r m; do
+  cat "$srcdir"/src/*.c | grep -qF -- "$m\"" ||
+    { echo "$me: FAIL: the pages quote the message '...()$m', which no source file prints" >&2; echo x; }
+done | grep -q x && failed=1
 
 # The public functions: 'HAKMEM_API type name(' lines of the header.
 funcs=$(sed -n 's/^HAKMEM_API[^(]*[^A-Za-z0-9_(]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p' "$header")
