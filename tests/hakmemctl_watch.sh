@@ -126,6 +126,34 @@ grep -q "^hakmemctl: no process $child\$" "$dir/err" ||
   fail "the end of the process is not reported as such: $(cat "$dir/err")"
 stop_process
 
+echo "== readings across a run of execve"
+# One process execs itself 300 times, with and without libhakmem in
+# turn, while it is read again and again.  A reading whose block the
+# execve replaced under it (the maps read before, the memory after) must
+# say what the maps say now, not report a block of another version or a
+# failed read.
+cat >"$dir/flip.sh" <<'EOF'
+n=$1
+[ "$n" -gt 0 ] || { touch "$3"; exit 0; }
+if [ $((n % 2)) = 1 ]; then exec env LD_PRELOAD="$2" /bin/sh "$0" $((n - 1)) "$2" "$3"; fi
+exec env -u LD_PRELOAD /bin/sh "$0" $((n - 1)) "$2" "$3"
+EOF
+: >"$dir/err"
+/bin/sh "$dir/flip.sh" 300 "$lib" "$dir/flipped" &
+pid=$!
+readings=0
+while [ ! -e "$dir/flipped" ] && kill -0 "$pid" 2>/dev/null; do
+  "$ctl" stats --pid "$pid" >/dev/null 2>>"$dir/err"
+  readings=$((readings + 1))
+done
+wait "$pid" || fail "the process that execs itself exited $?"
+pid=
+test -e "$dir/flipped" || fail "the process that execs itself did not finish"
+if grep -E "not understood|reading its memory failed" "$dir/err" >"$dir/bad"; then
+  fail "$(lines "$dir/bad") of $readings readings across execve reported the old image's block: $(head -n 3 "$dir/bad")"
+fi
+echo "  $readings readings"
+
 echo "== a kernel thread"
 # Its maps read empty, as a refused reader's do: it must not be reported
 # as a refusal.  Kernel threads are visible only outside a pid namespace.

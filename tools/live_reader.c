@@ -215,6 +215,23 @@ static bool find_symbol(FILE *f, const char *want, uint64_t *rel)
 }
 
 /* Finds and reads the block of process pid into v. */
+/* A reading of the block that failed, or found no block, may have
+ * crossed an execve that replaced the memory the maps described: then
+ * what the maps say now is the answer (no libhakmem, or a library not
+ * yet started), not the failure. */
+static enum probe_status probe_failed(pid_t pid, const struct live_view *v, uint64_t start,
+                                      enum probe_status st)
+{
+  char now[sizeof v->library];
+  uint64_t now_start;
+  enum probe_status again = find_library(pid, now, sizeof now, &now_start);
+  if (again != PROBE_OK)
+    return again;
+  if (now_start != start || strcmp(now, v->library) != 0)
+    return PROBE_NOT_STARTED;
+  return st;
+}
+
 enum probe_status live_probe(pid_t pid, struct live_view *v)
 {
   memset(&v->header, 0, sizeof v->header);
@@ -235,11 +252,14 @@ enum probe_status live_probe(pid_t pid, struct live_view *v)
   v->block = start + rel;
   int err = live_read_mem(pid, v->block, &v->header, sizeof v->header);
   if (err)
-    return errno_status(err);
+    return probe_failed(pid, v, start, errno_status(err));
   if (v->header.magic != HAKMEM_LIVE_MAGIC || v->header.version != HAKMEM_LIVE_VERSION ||
       v->header.entry_size < sizeof(struct live_entry) || v->header.entry_size > 4096 ||
       v->header.header_size < sizeof(struct live_header) || v->header.header_size > 4096)
-    return PROBE_BAD_BLOCK;
+    /* Without the magic, the library's file is mapped but its data
+     * segment not yet mapped over it: the loader is at work. */
+    return probe_failed(pid, v, start,
+                        v->header.magic == HAKMEM_LIVE_MAGIC ? PROBE_BAD_BLOCK : PROBE_NOT_STARTED);
   unsigned n = v->header.entry_count;
   if (n > HAKMEM_LIVE_MAX_ENTRIES)
     n = HAKMEM_LIVE_MAX_ENTRIES;
@@ -247,7 +267,7 @@ enum probe_status live_probe(pid_t pid, struct live_view *v)
     err = live_read_mem(pid, v->block + v->header.header_size + (uint64_t)i * v->header.entry_size,
                    &v->entries[i], sizeof v->entries[i]);
     if (err)
-      return errno_status(err);
+      return probe_failed(pid, v, start, errno_status(err));
     v->entries[i].name[HAKMEM_LIVE_NAME_MAX - 1] = '\0';
   }
   /* Until the dynamic loader has relocated the library (during an execve
