@@ -4,8 +4,9 @@
 # of hak_stats_t; the three pages, README.md and doc/internals.md name no
 # HAKMEM_ variable that is neither an option (hakmemctl config --list),
 # HAKMEM_CONF nor a macro of the header; a page's title names this
-# version; every abort message they quote is printed by the sources; and
-# man and lexgrog accept each page.  The option entries
+# version; every abort message they quote is printed by the sources; the
+# settings they give as examples are valid; and man and lexgrog accept
+# each page.  The option entries
 # themselves are written from src/options.def and checked by
 # tests/options_generated.sh.
 # Automake harness: exit 0 pass, 1 fail.  The man and lexgrog checks are
@@ -69,6 +70,28 @@ printf '%s\n' "$quoted" | while IFS= read -r m; do
   cat "$srcdir"/src/*.c | grep -qF -- "$m\"" ||
     { echo "$me: FAIL: the pages quote the message '...()$m', which no source file prints" >&2; echo x; }
 done | grep -q x && failed=1
+
+# The settings the pages and the README show as examples are valid: each
+# HAKMEM_KEY=value (not those quoted in a warning, "HAKMEM_THP=maybe:")
+# draws no warning from hakmemctl config, and the README's key = value,
+# in its text and its configuration blocks, passes hakmemctl check.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-man.XXXXXX") || exit 1
+trap 'rm -rf "$scratch"' EXIT
+: >"$scratch/empty.conf"
+settings=$(for p in $pages $docs; do sed 's/\\".*//; s/\\-/-/g; s/\\&//g' "$p"; done |
+  grep -oE 'HAKMEM_[A-Z0-9_]+=[A-Za-z0-9_.-]+:?' | grep -v ':$' | sort -u)
+[ -n "$settings" ] || fail "no HAKMEM_KEY=value example found"
+for a in $settings; do
+  warned=$(env HAKMEM_CONF="$scratch/empty.conf" "$a" "$ctl" config 2>&1 >/dev/null)
+  [ -z "$warned" ] || fail "the example setting $a is not valid: $warned"
+done
+{
+  grep -o '`[a-z_]* = [^`]*`' "$srcdir/README.md" | tr -d '`'
+  awk '/^```/ { inb = !inb; next } inb && /^[a-z_]+ *= / { print }' "$srcdir/README.md"
+} >"$scratch/readme.conf"
+[ -s "$scratch/readme.conf" ] || fail "no key = value example found in README.md"
+"$ctl" check "$scratch/readme.conf" >"$scratch/check.out" 2>&1 ||
+  fail "README.md's key = value examples do not pass hakmemctl check: $(sed "s|$scratch/||" "$scratch/check.out")"
 
 # The public functions: 'HAKMEM_API type name(' lines of the header.
 funcs=$(sed -n 's/^HAKMEM_API[^(]*[^A-Za-z0-9_(]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p' "$header")
