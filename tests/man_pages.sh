@@ -81,8 +81,10 @@ trap 'rm -rf "$scratch"' EXIT
 settings=$(for p in $pages $docs; do sed 's/\\".*//; s/\\-/-/g; s/\\&//g' "$p"; done |
   grep -oE 'HAKMEM_[A-Z0-9_]+=[A-Za-z0-9_.-]+:?' | grep -v ':$' | sort -u)
 [ -n "$settings" ] || fail "no HAKMEM_KEY=value example found"
+# Each alone: the caller's HAKMEM_ variables are left out.
+unset_hakmem=$(env | sed -n 's/^\(HAKMEM_[A-Za-z0-9_]*\)=.*/-u \1/p')
 for a in $settings; do
-  warned=$(env HAKMEM_CONF="$scratch/empty.conf" "$a" "$ctl" config 2>&1 >/dev/null)
+  warned=$(env $unset_hakmem HAKMEM_CONF="$scratch/empty.conf" "$a" "$ctl" config 2>&1 >/dev/null)
   [ -z "$warned" ] || fail "the example setting $a is not valid: $warned"
 done
 {
