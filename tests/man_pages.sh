@@ -5,8 +5,8 @@
 # HAKMEM_ variable that is neither an option (hakmemctl config --list),
 # HAKMEM_CONF nor a macro of the header; a page's title names this
 # version; every abort message they quote is printed by the sources; the
-# settings they give as examples are valid; and man and lexgrog accept
-# each page.  The option entries
+# settings they give as examples are valid, and the warnings they quote
+# are printed as quoted; and man and lexgrog accept each page.  The option entries
 # themselves are written from src/options.def and checked by
 # tests/options_generated.sh.
 # Automake harness: exit 0 pass, 1 fail.  The man and lexgrog checks are
@@ -94,6 +94,42 @@ done
 [ -s "$scratch/readme.conf" ] || fail "no key = value example found in README.md"
 "$ctl" check "$scratch/readme.conf" >"$scratch/check.out" 2>&1 ||
   fail "README.md's key = value examples do not pass hakmemctl check: $(sed "s|$scratch/||" "$scratch/check.out")"
+
+# The warnings the pages quote are the ones printed: each "hakmem:
+# HAKMEM_KEY=value: message" line is what hakmemctl config prints for
+# that setting, and each "/etc/hakmem.conf:N: message" line what
+# hakmemctl check prints for a file with that line at N (an unknown key
+# 'k' as "k = 1", a bad value as the "key = value" the message begins
+# with).
+unroff() { sed 's/\\".*//; s/\\-/-/g; s/\\&//g; s/\\(aq/'"'"'/g; s/\\f[BIRP]//g'; }
+for p in $pages; do unroff <"$p"; done | sort -u >"$scratch/pages.txt"
+grep '^hakmem: HAKMEM_[A-Z0-9_]*=[^ :]*: ' "$scratch/pages.txt" >"$scratch/env.quoted"
+[ -s "$scratch/env.quoted" ] || fail "no environment warning quoted in the pages"
+while IFS= read -r line; do
+  a=${line#hakmem: }
+  a=${a%%: *}
+  warned=$(env $unset_hakmem HAKMEM_CONF="$scratch/empty.conf" "$a" "$ctl" config 2>&1 >/dev/null)
+  printf '%s\n' "$warned" | grep -qxF -- "$line" ||
+    fail "the pages quote '$line'; hakmemctl config prints '$warned'"
+done <"$scratch/env.quoted"
+sed -n 's|^\(hakmem: \)\{0,1\}/etc/hakmem.conf:\([0-9]*\): \(.*\)$|\2 \3|p' "$scratch/pages.txt" |
+  sort -u >"$scratch/conf.quoted"
+[ -s "$scratch/conf.quoted" ] || fail "no configuration file warning quoted in the pages"
+awk '{
+    n = $1; msg = substr($0, length(n) + 2)
+    if (msg ~ /^unknown key \047/) { split(msg, q, "\047"); line = q[2] " = 1" }
+    else if (match(msg, /^[a-z_]+ = [^:]*: /)) line = substr(msg, 1, RLENGTH - 2)
+    else next
+    if (n in at && at[n] != line) { print "line " n " quoted as both \047" at[n] "\047 and \047" line "\047" > "/dev/stderr"; bad = 1 }
+    at[n] = line; if (n + 0 > max) max = n + 0
+  }
+  END { for (i = 1; i <= max; i++) print (i in at) ? at[i] : ""; exit bad }' \
+  "$scratch/conf.quoted" >"$scratch/quoted.conf" || fail "the pages quote two lines at one line number"
+"$ctl" check "$scratch/quoted.conf" >/dev/null 2>"$scratch/check.err"
+while read -r n msg; do
+  grep -qxF -- "$scratch/quoted.conf:$n: $msg" "$scratch/check.err" ||
+    fail "the pages quote '/etc/hakmem.conf:$n: $msg'; hakmemctl check prints: $(sed "s|$scratch/||" "$scratch/check.err")"
+done <"$scratch/conf.quoted"
 
 # The public functions: 'HAKMEM_API type name(' lines of the header.
 funcs=$(sed -n 's/^HAKMEM_API[^(]*[^A-Za-z0-9_(]\([A-Za-z_][A-Za-z0-9_]*\)(.*/\1/p' "$header")
