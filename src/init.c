@@ -72,7 +72,7 @@ static void init_print_config(void)
   diag_put(&b, config_mode_words[hak_config.mode]);
   diag_put(&b, hak_config.ss_mem_lean ? ", memory-lean" : "");
   diag_put(&b, hak_config.bigcache ? ", bigcache" : ", no bigcache");
-  diag_put(&b, hak_config.prewarm ? ", prewarm" : "");
+  diag_put(&b, hak_config.prewarm && !hak_config.ss_mem_lean ? ", prewarm" : "");
   diag_put(&b, hak_config.purge_delay_ms >= 0 ? ", purge after delay" : ", no purge");
   diag_put(&b, ", thp ");
   diag_put(&b, thp[hak_config.thp % 3]);

@@ -127,6 +127,12 @@ if [ -e "$lib" ]; then
     >"$dir/out" 2>"$dir/err" || fail "run exited $?"
   grep -q "^fast .*libhakmem.so.0" "$dir/out" || fail "run: environment not set: $(cat "$dir/out")"
   grep -q '^hakmem: config: mode fast' "$dir/err" || fail "run: the library did not start in mode fast: $(cat "$dir/err")"
+  grep -q '^hakmem: config: mode fast, bigcache, prewarm,' "$dir/err" || fail "run: mode fast without prewarm: $(cat "$dir/err")"
+  # The line gives the effective configuration: no prewarm in memory-lean mode.
+  HAKMEMCTL_LIBRARY="$lib" "$ctl" run --mode fast --set ss_mem_lean=1 --set verbose=1 -- true 2>"$dir/err" ||
+    fail "run exited $?"
+  grep -q '^hakmem: config: mode fast, memory-lean, bigcache, no purge,' "$dir/err" ||
+    fail "run: memory-lean mode fast: $(cat "$dir/err")"
   # Without "--": the command starts at the first argument that is not an option.
   out=$(HAKMEMCTL_LIBRARY="$lib" "$ctl" run --mode minimal sh -c 'echo "$HAKMEM_MODE $LD_PRELOAD"') ||
     fail "run without -- exited $?"
