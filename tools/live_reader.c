@@ -214,7 +214,6 @@ static bool find_symbol(FILE *f, const char *want, uint64_t *rel)
   return found;
 }
 
-/* Finds and reads the block of process pid into v. */
 /* A reading of the block that failed, or found no block, may have
  * crossed an execve that replaced the memory the maps described: then
  * what the maps say now is the answer (no libhakmem, or a library not
@@ -232,6 +231,7 @@ static enum probe_status probe_failed(pid_t pid, const struct live_view *v, uint
   return st;
 }
 
+/* Finds and reads the block of process pid into v. */
 enum probe_status live_probe(pid_t pid, struct live_view *v)
 {
   memset(&v->header, 0, sizeof v->header);
