@@ -185,11 +185,17 @@ static bool large_grow_in_place(struct large_hdr *h, size_t map_size)
 
 /* Moves h's pages to a new mapping of map_size bytes (no copy: mremap),
  * the rest of which is new, placed at the same offset in a page table
- * span as h.  Returns the header at its new place, or NULL with h
- * untouched and errno ENOMEM, or mremap's error when the kernel refused
- * the move itself (EPERM or ENOSYS from a sandbox's seccomp filter).
- * Leaves large_live_bytes to the caller. */
-static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
+ * span as h.  Where the kernel will not move them, a live block (live)
+ * is copied into the new mapping instead and its old one unmapped: the
+ * one fallback for a block whose pages cannot move, whether mremap is
+ * forbidden (EPERM or ENOSYS from a sandbox's seccomp filter) or refused
+ * at the mapping-count limit (ENOMEM).  A cached mapping's contents do
+ * not matter: at the limit only its header is carried over (the new
+ * mapping replaces it, one map entry rather than two); under a sandbox
+ * it stays as it was, for a request it fits.  Returns the header at its
+ * new place, or NULL with h untouched and errno ENOMEM (no new mapping)
+ * or mremap's error.  Leaves large_live_bytes to the caller. */
+static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size, bool live)
 {
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
   if (align < LARGE_PMD_SPAN)
@@ -209,18 +215,20 @@ static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
   }
   large_unregister(old_base, off);
   int err = os_move(h, old_size, seam, n, map_size);
-  if (err == ENOMEM) {
-    /* Refused at the mapping-count limit (mremap would split a VMA):
-     * the pages are copied instead. */
-    memcpy(n, h, old_size);
-    os_unmap(h, old_size);
-    n->seam = 0;
-  } else if (err != 0) {
+  if (err != 0 && !live && err != ENOMEM) {
     large_unregister((uintptr_t)n, off);
     large_register(old_base, off);
     os_unmap(n, map_size);
     errno = err;
     return NULL;
+  }
+  if (err != 0) {
+    memcpy(n, h, live ? old_size : LARGE_HEADER_SIZE);
+    os_unmap(h, old_size);
+    n->seam = 0;
+    /* The new mapping's flags are its own. */
+    if (n->huge_advised)
+      n->huge_advised = os_advise_huge(n, map_size, true) == 0;
   }
   n->map_size = map_size;
   large_seal(n);
@@ -336,7 +344,7 @@ static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_
   size_t tail = c->map_size > want ? c->map_size : want;
   size_t total = head + tail;
   if (!large_grow_in_place(h, total)) {
-    struct large_hdr *n = large_move_to_new(h, total);
+    struct large_hdr *n = large_move_to_new(h, total, false);
     if (!n) {
       if (!bigcache_put_back(c))
         large_unmap(c);
@@ -390,7 +398,7 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
   if (h->map_size < map_size)
     h = large_grow_with_cached(h, map_size);
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
-    struct large_hdr *n = large_move_to_new(h, map_size);
+    struct large_hdr *n = large_move_to_new(h, map_size, false);
     if (!n) {
       /* A new mapping of the size was refused: the caller's would be
        * too, so it fails at once (one attempt's calls, see
@@ -606,8 +614,9 @@ void *large_realloc(struct large_hdr *h, size_t size)
   }
   if (c && !bigcache_put_back(c))
     large_unmap(c);
-  /* Otherwise move the pages to a new aligned mapping: no copy. */
-  struct large_hdr *n = large_move_to_new(h, map_size);
+  /* Otherwise move the pages to a new aligned mapping: no copy, unless
+   * the kernel will not move them. */
+  struct large_hdr *n = large_move_to_new(h, map_size, true);
   if (!n)
     return NULL;
   counters_add(&hak_counters.large_live_bytes, map_size - old_size);
