@@ -1054,10 +1054,11 @@ static bool refuse_mremap(int err)
 }
 
 /* Where mremap is forbidden, large_realloc itself copies a growing block
- * into the one new mapping it made for the move (hak_realloc has no copy
- * of its own for large blocks): one mapping made and one unmapped each
- * time, and the block is whole.  A cached mapping too small for a request
- * is not copied: it stays cached, and a new mapping serves. */
+ * (hak_realloc has no copy of its own for large blocks): into the one new
+ * mapping it made for the move, one mapping made and one unmapped each
+ * time, or over the head of a cached mapping large enough, with no
+ * mapping made; the block is whole.  A cached mapping too small for a
+ * request is not copied: it stays cached, and a new mapping serves. */
 START_TEST(pages_that_cannot_move_are_copied_by_large_realloc)
 {
   start_with_empty_cache();
@@ -1082,6 +1083,30 @@ START_TEST(pages_that_cannot_move_are_copied_by_large_realloc)
       ck_assert_uint_eq(p[i], (unsigned char)(i * 7));
     ck_assert_uint_eq(p[n - 1], (unsigned char)((n - 1) * 7));
   }
+  /* A cached mapping twice the block's: the block is copied over its
+   * head, and no new mapping is made. */
+  unsigned char *q = hak_malloc(n);
+  ck_assert_ptr_nonnull(q);
+  memset(q, 0x3c, n);
+  unsigned char *spare = hak_malloc(6 * MiB);
+  ck_assert_ptr_nonnull(spare);
+  struct large_hdr *spare_h = hdr_of(spare);
+  memset(spare, 0x77, 6 * MiB);
+  hak_free(spare);
+  ck_assert_uint_gt(stats_now().bigcache_bytes, 0);
+  hak_stats_t a = stats_now();
+  q = large_realloc(hdr_of(q), 3 * MiB);
+  hak_stats_t b = stats_now();
+  ck_assert_ptr_nonnull(q);
+  ck_assert_ptr_eq(hdr_of(q), spare_h);
+  ck_assert_uint_eq(b.os_mmap, a.os_mmap);
+  ck_assert_uint_eq(b.bigcache_bytes, 0);
+  CHECK_INV(q, "after a copy into a cached mapping");
+  for (size_t i = 0; i < n; i += 4093)
+    ck_assert_uint_eq(q[i], 0x3c);
+  ck_assert_uint_eq(q[n - 1], 0x3c);
+  hak_free(q);
+  bigcache_flush();
   /* A cached 2 MiB mapping, too small for 4 MiB, whose addresses after
    * it are taken. */
   unsigned char *c = hak_malloc(2 * MiB);
