@@ -342,15 +342,16 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size)
     void *n = large_realloc(h, size);
     if (!n && purge_reclaim())
       n = large_realloc(h, size);
+    /* Where the pages cannot move (mremap refused by a sandbox or at the
+     * mapping-count limit) large_realloc copies them itself; NULL means
+     * no mapping of the size could be had (ENOMEM), which a new block
+     * would need too. */
     if (n) {
       errno = saved;
       if (HAK_UNLIKELY(prof_active) && prof_sample_due(&tcache_self.prof_countdown, size))
         prof_record(n, size);
-      return n;
     }
-    /* The pages could not move: mremap refused (a sandbox's seccomp
-     * filter says EPERM or ENOSYS) or no room.  Copied to a new block
-     * below, as glibc's realloc does. */
+    return n;
   }
   /* Small block: stay in place while the request fits and uses at least
    * half of the block; otherwise move to the right class.  With check = 1

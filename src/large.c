@@ -183,13 +183,31 @@ static bool large_grow_in_place(struct large_hdr *h, size_t map_size)
  * move of whole tables (see doc/internals.md). */
 #define LARGE_PMD_SPAN ((size_t)2 << 20)
 
+/* Where the kernel will not move h's pages (a sandbox's seccomp filter
+ * forbids mremap: EPERM or ENOSYS; or the mapping-count limit: ENOMEM):
+ * copies the first copy bytes of h's mapping of old_size bytes (all of a
+ * live block's, a cached mapping's header alone) to dest, a mapping at
+ * least as large that is hakmem's already, and unmaps h, whose registry
+ * entries the caller has withdrawn.  The one copy for pages that cannot
+ * move: it costs no mapping beyond the one the move would have used. */
+static void large_copy_instead(struct large_hdr *h, size_t old_size, size_t copy, void *dest)
+{
+  memcpy(dest, h, copy);
+  os_unmap(h, old_size);
+}
+
 /* Moves h's pages to a new mapping of map_size bytes (no copy: mremap),
  * the rest of which is new, placed at the same offset in a page table
- * span as h.  Returns the header at its new place, or NULL with h
- * untouched and errno ENOMEM, or mremap's error when the kernel refused
- * the move itself (EPERM or ENOSYS from a sandbox's seccomp filter).
- * Leaves large_live_bytes to the caller. */
-static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
+ * span as h.  Where the kernel will not move them, a live block (live)
+ * is copied into the new mapping instead (large_copy_instead), whether
+ * mremap is forbidden (EPERM or ENOSYS from a sandbox's seccomp filter)
+ * or refused at the mapping-count limit (ENOMEM).  A cached mapping's
+ * contents do not matter: at the limit only its header is carried over
+ * (the new mapping replaces it, one map entry rather than two); under a
+ * sandbox it stays as it was, for a request it fits.  Returns the header
+ * at its new place, or NULL with h untouched and errno ENOMEM (no new
+ * mapping) or mremap's error.  Leaves large_live_bytes to the caller. */
+static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size, bool live)
 {
   size_t align = h->offset > LARGE_HEADER_SIZE ? h->offset : 0;
   if (align < LARGE_PMD_SPAN)
@@ -209,18 +227,19 @@ static struct large_hdr *large_move_to_new(struct large_hdr *h, size_t map_size)
   }
   large_unregister(old_base, off);
   int err = os_move(h, old_size, seam, n, map_size);
-  if (err == ENOMEM) {
-    /* Refused at the mapping-count limit (mremap would split a VMA):
-     * the pages are copied instead. */
-    memcpy(n, h, old_size);
-    os_unmap(h, old_size);
-    n->seam = 0;
-  } else if (err != 0) {
+  if (err != 0 && !live && err != ENOMEM) {
     large_unregister((uintptr_t)n, off);
     large_register(old_base, off);
     os_unmap(n, map_size);
     errno = err;
     return NULL;
+  }
+  if (err != 0) {
+    large_copy_instead(h, old_size, live ? old_size : LARGE_HEADER_SIZE, n);
+    n->seam = 0;
+    /* The new mapping's flags are its own. */
+    if (n->huge_advised)
+      n->huge_advised = os_advise_huge(n, map_size, true) == 0;
   }
   n->map_size = map_size;
   large_seal(n);
@@ -336,7 +355,7 @@ static struct large_hdr *large_grow_with_cached(struct large_hdr *h, size_t map_
   size_t tail = c->map_size > want ? c->map_size : want;
   size_t total = head + tail;
   if (!large_grow_in_place(h, total)) {
-    struct large_hdr *n = large_move_to_new(h, total);
+    struct large_hdr *n = large_move_to_new(h, total, false);
     if (!n) {
       if (!bigcache_put_back(c))
         large_unmap(c);
@@ -390,7 +409,7 @@ static struct large_hdr *large_from_cache(size_t map_size, size_t offset, bool t
   if (h->map_size < map_size)
     h = large_grow_with_cached(h, map_size);
   if (h->map_size < map_size && !large_grow_in_place(h, map_size)) {
-    struct large_hdr *n = large_move_to_new(h, map_size);
+    struct large_hdr *n = large_move_to_new(h, map_size, false);
     if (!n) {
       /* A new mapping of the size was refused: the caller's would be
        * too, so it fails at once (one attempt's calls, see
@@ -501,8 +520,10 @@ bool large_free(struct large_hdr *h, void *p)
 
 /* Moves the pages of live block h over the head of cached mapping c (at
  * least as large), which becomes the block's mapping: c's tail keeps its
- * pages, as a second VMA.  Returns the block, or NULL with h and c
- * untouched (also when the result would be more than two VMAs). */
+ * pages, as a second VMA; where the kernel will not move them, the block
+ * is copied over c's head instead (c's VMAs stay as they were).  Returns
+ * the block, or NULL with h and c untouched (also when the result would
+ * be more than two VMAs). */
 static void *large_move_into(struct large_hdr *h, struct large_hdr *c)
 {
   size_t old_size = h->map_size, c_size = c->map_size, c_off = c->offset, off = h->offset;
@@ -515,15 +536,14 @@ static void *large_move_into(struct large_hdr *h, struct large_hdr *c)
   if (!large_registry_move(c_base, c_off, off))
     return NULL;
   large_unregister(old_base, off);
-  if (os_move(h, old_size, 0, c, old_size) != 0) {
-    large_register(old_base, off);
-    large_registry_move(c_base, off, c_off);
-    return NULL;
-  }
+  size_t c_seam = c->seam;
+  bool c_huge = c->huge_advised, moved = os_move(h, old_size, 0, c, old_size) == 0;
+  if (!moved)
+    large_copy_instead(h, old_size, old_size, c);
   struct large_hdr *n = c; /* now holds h's header page */
   n->map_size = c_size;
-  n->seam = old_size;
-  n->huge_advised = false;
+  n->seam = moved ? old_size : c_seam;
+  n->huge_advised = !moved && c_huge;
   n->decommitted = false;
   n->cache_next = NULL;
   large_seal(n);
@@ -606,8 +626,9 @@ void *large_realloc(struct large_hdr *h, size_t size)
   }
   if (c && !bigcache_put_back(c))
     large_unmap(c);
-  /* Otherwise move the pages to a new aligned mapping: no copy. */
-  struct large_hdr *n = large_move_to_new(h, map_size);
+  /* Otherwise move the pages to a new aligned mapping: no copy, unless
+   * the kernel will not move them. */
+  struct large_hdr *n = large_move_to_new(h, map_size, true);
   if (!n)
     return NULL;
   counters_add(&hak_counters.large_live_bytes, map_size - old_size);

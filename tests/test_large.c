@@ -15,6 +15,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "hakmem.h"
 #include "config.h"
@@ -1033,6 +1038,93 @@ START_TEST(bigcache_reuses_mappings)
 }
 END_TEST
 
+/* Makes every mremap of this process fail with err, as a sandbox's
+ * seccomp filter does.  False if the kernel refuses the filter. */
+static bool refuse_mremap(int err)
+{
+  struct sock_filter f[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mremap, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = { .len = sizeof f / sizeof f[0], .filter = f };
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+/* Where mremap is forbidden, large_realloc itself copies a growing block
+ * (hak_realloc has no copy of its own for large blocks): into the one new
+ * mapping it made for the move, one mapping made and one unmapped each
+ * time, or over the head of a cached mapping large enough, with no
+ * mapping made; the block is whole.  A cached mapping too small for a
+ * request is not copied: it stays cached, and a new mapping serves. */
+START_TEST(pages_that_cannot_move_are_copied_by_large_realloc)
+{
+  start_with_empty_cache();
+  if (!refuse_mremap(_i == 0 ? EPERM : ENOSYS)) {
+    printf("pages_that_cannot_move_are_copied_by_large_realloc: the kernel refuses a seccomp filter; not tested\n");
+    return;
+  }
+  size_t n = 1 * MiB;
+  unsigned char *p = hak_malloc(n);
+  ck_assert_ptr_nonnull(p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = (unsigned char)(i * 7);
+  for (size_t m = 2 * n; m <= 16 * n; m *= 2) {
+    hak_stats_t a = stats_now();
+    p = large_realloc(hdr_of(p), m);
+    hak_stats_t b = stats_now();
+    ck_assert_msg(p != NULL, "large_realloc to %zu bytes: NULL (errno %d)", m, errno);
+    CHECK_INV(p, "after a copying growth");
+    ck_assert_uint_eq(b.os_munmap - a.os_munmap, 1);
+    ck_assert_uint_le(b.os_mmap - a.os_mmap, 2); /* the mapping, and a registry leaf */
+    for (size_t i = 0; i < n; i += 997)
+      ck_assert_uint_eq(p[i], (unsigned char)(i * 7));
+    ck_assert_uint_eq(p[n - 1], (unsigned char)((n - 1) * 7));
+  }
+  /* A cached mapping twice the block's: the block is copied over its
+   * head, and no new mapping is made. */
+  unsigned char *q = hak_malloc(n);
+  ck_assert_ptr_nonnull(q);
+  memset(q, 0x3c, n);
+  unsigned char *spare = hak_malloc(6 * MiB);
+  ck_assert_ptr_nonnull(spare);
+  struct large_hdr *spare_h = hdr_of(spare);
+  memset(spare, 0x77, 6 * MiB);
+  hak_free(spare);
+  ck_assert_uint_gt(stats_now().bigcache_bytes, 0);
+  hak_stats_t a = stats_now();
+  q = large_realloc(hdr_of(q), 3 * MiB);
+  hak_stats_t b = stats_now();
+  ck_assert_ptr_nonnull(q);
+  ck_assert_ptr_eq(hdr_of(q), spare_h);
+  ck_assert_uint_eq(b.os_mmap, a.os_mmap);
+  ck_assert_uint_eq(b.bigcache_bytes, 0);
+  CHECK_INV(q, "after a copy into a cached mapping");
+  for (size_t i = 0; i < n; i += 4093)
+    ck_assert_uint_eq(q[i], 0x3c);
+  ck_assert_uint_eq(q[n - 1], 0x3c);
+  hak_free(q);
+  bigcache_flush();
+  /* A cached 2 MiB mapping, too small for 4 MiB, whose addresses after
+   * it are taken. */
+  unsigned char *c = hak_malloc(2 * MiB);
+  ck_assert_ptr_nonnull(c);
+  memset(c, 0x5a, 2 * MiB);
+  hak_free(c);
+  uint64_t cached = stats_now().bigcache_bytes;
+  ck_assert_uint_gt(cached, 0);
+  unsigned char *d = hak_malloc(4 * MiB);
+  ck_assert_ptr_nonnull(d);
+  CHECK_INV(d, "a new mapping beside a cached one that cannot grow");
+  ck_assert_uint_eq(stats_now().bigcache_bytes, cached);
+  memset(d, 1, 4 * MiB);
+  hak_free(d);
+  hak_free(p);
+}
+END_TEST
+
 START_TEST(large_realloc_moves_pages)
 {
   size_t n = 1 << 20;
@@ -1110,6 +1202,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, bigcache_reuses_mappings);
   tcase_add_test(t, large_realloc_moves_pages);
   tcase_add_test(t, large_realloc_neighbours);
+  tcase_add_loop_test(t, pages_that_cannot_move_are_copied_by_large_realloc, 0, 2);
   suite_add_tcase(s, t);
   return check_run(s);
 }
