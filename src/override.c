@@ -6,7 +6,8 @@
  * hakmem's.  C++ operator new and delete are hakmem's too (cxx_operators.c).
  * glibc's introspection and tuning calls (malloc_stats, mallinfo,
  * mallinfo2, malloc_info, mallopt) are answered from hakmem's own state
- * and options, never glibc's. */
+ * and options, never glibc's.  unshare and setns end the purge thread for
+ * the calls that the kernel grants only to a single-threaded process. */
 #include "alloc.h"
 #include "diag.h"
 #include "config.h"
