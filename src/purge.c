@@ -24,9 +24,10 @@ static _Atomic bool purge_running;
  * ends at its next wake, which the stop hastens (futex on this word), and
  * no start is made meanwhile. */
 static _Atomic int purge_stopping;
-/* The thread's id in the kernel and its process's, stored as it starts:
- * purge_stop waits until the kernel has released that thread, and a
- * vfork child, whose memory is its parent's, leaves the parent's alone. */
+/* The thread's id in the kernel, stored as it starts, and its process's,
+ * stored by its starter: purge_stop waits until the kernel has released
+ * that thread, and a vfork child, whose memory is its parent's, leaves
+ * the parent's alone. */
 static _Atomic pid_t purge_thread_tid, purge_thread_pid;
 /* 1 while the thread sleeps a whole period for threads that hold blocks
  * and keep using them: a kick wakes it (purge_wake). */
@@ -122,7 +123,6 @@ static void *purge_end_stopped(void)
 static void *purge_main(void *arg)
 {
   (void)arg;
-  atomic_store(&purge_thread_pid, getpid());
   atomic_store(&purge_thread_tid, (pid_t)syscall(SYS_gettid));
   /* The pool is purged every quarter of the purge period, so that its
    * memory goes back within 1.25 delays of becoming due, not two.
@@ -293,8 +293,11 @@ void purge_start_now(void)
   if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
     return;
   /* Lowered before the thread exists: a thread stopped at once raises it
-   * again (purge_end_stopped), and that must not be lost. */
+   * again (purge_end_stopped), and that must not be lost.  The process
+   * is noted before too: an unshare right after this call must find the
+   * thread its own, though it may not have run yet. */
   atomic_store(&purge_start_wanted, false);
+  atomic_store(&purge_thread_pid, getpid());
   int saved_errno = errno;
   counters_add(&hak_counters.purge_threads, 1);
   /* The thread takes no signals meant for the program, but those its own
