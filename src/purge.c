@@ -33,13 +33,12 @@ static _Atomic pid_t purge_thread_tid, purge_thread_pid;
  * and keep using them: a kick wakes it (purge_wake). */
 static _Atomic int purge_dozing;
 
-/* Sleeps ms, or until a stop is asked (purge_stop): returns whether one
- * was.  A wake cut short by anything else only makes a tick shorter. */
-static bool purge_sleep(uint64_t ms)
+/* Sleeps ms, or until a stop is asked (purge_stop).  A wake cut short by
+ * anything else only makes a tick shorter. */
+static void purge_sleep(uint64_t ms)
 {
   struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
   syscall(SYS_futex, &purge_stopping, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
-  return atomic_load(&purge_stopping) != 0;
 }
 
 /* Whether some layer raised its flag: memory to purge, or a thread
@@ -371,11 +370,13 @@ void purge_stop_end(void)
 {
   atomic_store(&purge_stopping, 0);
 }
+
 void purge_postfork_child(void)
 {
   atomic_store(&purge_start_wanted, true);
   atomic_store(&purge_running, false);
   atomic_store(&purge_dozing, 0);
   atomic_store(&purge_stopping, 0);
+  atomic_store(&purge_thread_tid, 0);
   atomic_store_explicit(&purge_retry_ms, 0, memory_order_relaxed);
 }
