@@ -27,10 +27,11 @@ static void *alloc_large(size_t size, size_t align, bool *fresh)
 {
   int saved = errno;
   hak_init();
-  purge_start_if_deferred();
   void *p = large_alloc(size, align, fresh);
   if (!p && purge_reclaim())
     p = large_alloc(size, align, fresh);
+  /* After the mapping, which counts towards the heap that starts it. */
+  purge_start_if_wanted();
   if (p)
     errno = saved;
   return p;

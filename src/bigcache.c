@@ -235,7 +235,7 @@ static bool cache_put(struct large_hdr *h, bool back)
 bool bigcache_put(struct large_hdr *h) { return cache_put(h, false); }
 bool bigcache_put_back(struct large_hdr *h) { return cache_put(h, true); }
 
-bool bigcache_purge_wanted(void)
+HAK_COMMON_TEXT bool bigcache_purge_wanted(void)
 {
   return atomic_load_explicit(&bigcache_wanted, memory_order_relaxed);
 }

@@ -6,19 +6,24 @@
  * hakmem's.  C++ operator new and delete are hakmem's too (cxx_operators.c).
  * glibc's introspection and tuning calls (malloc_stats, mallinfo,
  * mallinfo2, malloc_info, mallopt) are answered from hakmem's own state
- * and options, never glibc's. */
+ * and options, never glibc's.  unshare and setns end the purge thread for
+ * the calls that the kernel grants only to a single-threaded process. */
 #include "alloc.h"
 #include "diag.h"
 #include "config.h"
 #include "hakmem.h"
+#include "purge.h"
 #include "report.h"
 #include "shared_pool.h"
 #include "stats.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define HAK_ALIAS(name) __attribute__((alias(#name), copy(name), visibility("default")))
 
@@ -227,4 +232,35 @@ HAK_EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
   if (__builtin_expect(hak_config.check && p && !hak_is_pow2(align), 0))
     hak_fatal_pointer("free_aligned_sized(): alignment not a power of two, for", p);
   alloc_free_sized(p, size, align, "free_aligned_sized()");
+}
+
+/* The kernel refuses unshare of these, and setns into a user or mount
+ * namespace, to a process with more than one thread (EINVAL): hakmem's
+ * purge thread must not be the one that makes a single-threaded program
+ * fail.  It is ended for the call and started again by a later
+ * allocation (purge_stop).  A namespace file of any type (nstype 0) may
+ * be either.  The calls are glibc's, made with syscall(2). */
+#define SINGLE_THREAD_UNSHARE (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)
+#define SINGLE_THREAD_SETNS (CLONE_NEWUSER | CLONE_NEWNS)
+
+HAK_EXPORT int unshare(int flags)
+{
+  bool stop = flags & SINGLE_THREAD_UNSHARE;
+  if (stop)
+    purge_stop();
+  int rc = (int)syscall(SYS_unshare, flags);
+  if (stop)
+    purge_stop_end();
+  return rc;
+}
+
+HAK_EXPORT int setns(int fd, int nstype)
+{
+  bool stop = nstype == 0 || (nstype & SINGLE_THREAD_SETNS);
+  if (stop)
+    purge_stop();
+  int rc = (int)syscall(SYS_setns, fd, nstype);
+  if (stop)
+    purge_stop_end();
+  return rc;
 }

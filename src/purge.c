@@ -7,6 +7,7 @@
 #include "shared_pool.h"
 #include "counters.h"
 #include "diag.h"
+#include "os.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,15 +20,25 @@
 #include <unistd.h>
 
 static _Atomic bool purge_running;
+/* 1 while a caller of purge_stop waits for the thread to end: the thread
+ * ends at its next wake, which the stop hastens (futex on this word), and
+ * no start is made meanwhile. */
+static _Atomic int purge_stopping;
+/* The thread's id in the kernel, stored as it starts, and its process's,
+ * stored by its starter: purge_stop waits until the kernel has released
+ * that thread, and a vfork child, whose memory is its parent's, leaves
+ * the parent's alone. */
+static _Atomic pid_t purge_thread_tid, purge_thread_pid;
 /* 1 while the thread sleeps a whole period for threads that hold blocks
  * and keep using them: a kick wakes it (purge_wake). */
 static _Atomic int purge_dozing;
 
+/* Sleeps ms, or until a stop is asked (purge_stop).  A wake cut short by
+ * anything else only makes a tick shorter. */
 static void purge_sleep(uint64_t ms)
 {
   struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
-  while (nanosleep(&ts, &ts) != 0)
-    ;
+  syscall(SYS_futex, &purge_stopping, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
 }
 
 /* Whether some layer raised its flag: memory to purge, or a thread
@@ -38,16 +49,16 @@ static bool purge_wanted(void)
          tcache_reclaim_wanted();
 }
 
-/* Sleeps ms, or until a kick (purge_wake).  The store of purge_dozing
- * and the load of the flags, with a full fence between, pair with the
- * kicker's store of a flag and load of purge_dozing (purge_kick's
- * fence): either this thread sees the flag and does not sleep, or the
- * kicker sees it dozing and wakes it. */
+/* Sleeps ms, or until a kick (purge_wake) or a stop.  The store of
+ * purge_dozing and the load of the flags, with a full fence between, pair
+ * with the kicker's store of a flag and load of purge_dozing (purge_kick's
+ * fence, purge_stop's): either this thread sees the flag and does not
+ * sleep, or the kicker sees it dozing and wakes it. */
 static void purge_doze(uint64_t ms)
 {
   atomic_store(&purge_dozing, 1);
   atomic_thread_fence(memory_order_seq_cst);
-  if (!purge_wanted()) {
+  if (!purge_wanted() && !atomic_load_explicit(&purge_stopping, memory_order_relaxed)) {
     struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
     /* A wake, the timeout or a value already changed: all end the doze. */
     syscall(SYS_futex, &purge_dozing, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
@@ -99,9 +110,19 @@ static bool purge_leader_gone(void)
   return !end || end[1] != ' ' || end[2] == 'Z' || end[2] == 'X';
 }
 
+/* The thread stops (purge_stop): it lets the next allocation's slow path
+ * start it again, before purge_running says it has gone. */
+static void *purge_end_stopped(void)
+{
+  atomic_store(&purge_start_wanted, true);
+  atomic_store(&purge_running, false);
+  return NULL;
+}
+
 static void *purge_main(void *arg)
 {
   (void)arg;
+  atomic_store(&purge_thread_tid, (pid_t)syscall(SYS_gettid));
   /* The pool is purged every quarter of the purge period, so that its
    * memory goes back within 1.25 delays of becoming due, not two.
    * BigCache, which tells an idle program by its own activity between
@@ -116,6 +137,8 @@ static void *purge_main(void *arg)
       purge_doze(period);
     else
       purge_sleep(tick);
+    if (atomic_load(&purge_stopping))
+      return purge_end_stopped();
     bool idle;
     uint64_t now = hak_now_ms();
     /* Idle threads' held blocks first: the slabs they empty are purged
@@ -140,16 +163,14 @@ static void *purge_main(void *arg)
     dozing = !pending && held && !purge_wanted();
     if (pending || held || purge_wanted())
       continue;
-    /* Nothing left: wait for the next kick rather than end.  A thread
-     * that ended would be started again by a later kick, maybe from a
-     * free that glibc makes holding the lock of its stack cache (the TLS
-     * of a cached stack, freed when the cache outgrows its limit, as a
-     * thread exits or is joined), which pthread_create takes: the free
-     * waited for ever for its own thread. */
+    /* Nothing left: wait for the next kick rather than end, so that the
+     * thread is not started again and again. */
     bool wanted;
     do
       purge_doze(PURGE_PARK_CHECK_MS);
-    while (!(wanted = purge_wanted()) && !purge_leader_gone());
+    while (!(wanted = purge_wanted()) && !atomic_load(&purge_stopping) && !purge_leader_gone());
+    if (atomic_load(&purge_stopping))
+      return purge_end_stopped();
     if (wanted) {
       period = shared_pool_purge_period_ms();
       tick = period / 4 < 10 ? 10 : period / 4;
@@ -174,18 +195,27 @@ static void *purge_main(void *arg)
 /* When the thread could not be started (RLIMIT_NPROC, a cgroup's pids
  * limit, a seccomp filter): the earliest time of the next try, 0 if the
  * last start succeeded.  A failed pthread_create costs a clone and more;
- * tried on every kick, it made such a program several times slower. */
+ * tried on every allocation's slow path, it made such a program several
+ * times slower. */
 static _Atomic uint64_t purge_retry_ms;
-/* Whether the last pass done by a kicker left memory due later: the kicks
- * after it must come back for it, though no flag is raised again. */
+/* Whether the last pass done in the thread's place left memory due later:
+ * the kicks after it must come back for it, though no flag is raised
+ * again. */
 static _Atomic bool purge_pass_pending;
 
-_Atomic bool purge_start_deferred;
+_Atomic bool purge_start_wanted = true;
 
-/* One pass of the purge thread's work, done by the kicker that could not
- * start the thread, so that memory still goes back by time (on the
- * program's calls, at most once per period).  Its caller holds
- * purge_running, so no other pass runs meanwhile. */
+/* The heap from which an allocation's slow path starts the thread before
+ * anything waits to be purged: a program that frees its memory and then
+ * sleeps makes no allocation after the frees that could start it.  Four
+ * SuperSlabs (of 2 MiB by default): a smaller program keeps at most that
+ * much free, if it never allocates again after freeing it. */
+#define PURGE_THREAD_HEAP_MIN ((uint64_t)8 << 20)
+
+/* One pass of the purge thread's work, done in its place while it cannot
+ * be started, so that memory still goes back by time (on the program's
+ * calls, at most once per period).  Its caller holds purge_running, so no
+ * other pass runs meanwhile. */
 static void purge_pass_here(uint64_t now)
 {
   static uint64_t activity = UINT64_MAX;
@@ -200,6 +230,24 @@ static void purge_pass_here(uint64_t now)
   atomic_store_explicit(&purge_pass_pending, pending, memory_order_relaxed);
 }
 
+/* A pass in the thread's place, if its start failed and a period has
+ * passed since the last try.  Called with purge_running free. */
+static void purge_pass_if_due(void)
+{
+  uint64_t retry = atomic_load_explicit(&purge_retry_ms, memory_order_relaxed);
+  if (!retry)
+    return;
+  uint64_t now = hak_now_ms();
+  bool expected = false;
+  if (now < retry || !atomic_compare_exchange_strong(&purge_running, &expected, true))
+    return;
+  int saved_errno = errno;
+  purge_pass_here(now);
+  atomic_store_explicit(&purge_retry_ms, now + shared_pool_purge_period_ms(), memory_order_relaxed);
+  atomic_store(&purge_running, false);
+  errno = saved_errno;
+}
+
 void purge_kick(void)
 {
   if (hak_config.purge_delay_ms < 0 ||
@@ -212,8 +260,30 @@ void purge_kick(void)
     purge_wake();
     return;
   }
-  /* The flags stay raised: the start comes with the next allocation. */
-  if (atomic_load_explicit(&purge_start_deferred, memory_order_relaxed))
+  /* No thread: only an allocation's slow path starts it (purge_start_now),
+   * never a kick, which may come from a free that glibc makes holding
+   * the lock of its stack cache, which pthread_create takes.  The flags
+   * stay raised for that start. */
+  purge_pass_if_due();
+}
+
+bool purge_reclaim(void)
+{
+  int saved = errno;
+  bool released = shared_pool_trim();
+  released |= bigcache_flush();
+  released |= prof_stash_release();
+  errno = saved;
+  return released;
+}
+
+void purge_start_now(void)
+{
+  if (hak_config.purge_delay_ms < 0 || atomic_load_explicit(&purge_running, memory_order_relaxed) ||
+      atomic_load_explicit(&purge_stopping, memory_order_relaxed))
+    return;
+  if (!purge_wanted() && !atomic_load_explicit(&purge_pass_pending, memory_order_relaxed) &&
+      atomic_load_explicit(&os_counters.mapped_bytes, memory_order_relaxed) < PURGE_THREAD_HEAP_MIN)
     return;
   uint64_t retry = atomic_load_explicit(&purge_retry_ms, memory_order_relaxed);
   if (retry && hak_now_ms() < retry)
@@ -221,6 +291,12 @@ void purge_kick(void)
   bool expected = false;
   if (!atomic_compare_exchange_strong(&purge_running, &expected, true))
     return;
+  /* Lowered before the thread exists: a thread stopped at once raises it
+   * again (purge_end_stopped), and that must not be lost.  The process
+   * is noted before too: an unshare right after this call must find the
+   * thread its own, though it may not have run yet. */
+  atomic_store(&purge_start_wanted, false);
+  atomic_store(&purge_thread_pid, getpid());
   int saved_errno = errno;
   counters_add(&hak_counters.purge_threads, 1);
   /* The thread takes no signals meant for the program, but those its own
@@ -250,31 +326,57 @@ void purge_kick(void)
     purge_pass_here(now);
     atomic_store_explicit(&purge_retry_ms, now + shared_pool_purge_period_ms(),
                           memory_order_relaxed);
+    atomic_store(&purge_start_wanted, true);
     atomic_store(&purge_running, false);
   }
   errno = saved_errno;
 }
 
-bool purge_reclaim(void)
+/* How long purge_stop waits for the thread at most: a pass in progress
+ * ends in milliseconds, but a signal handler that interrupted hakmem
+ * holding a lock the pass waits for would wait for ever. */
+#define PURGE_STOP_WAIT_MS 2000
+
+static void purge_stop_pause(void)
 {
-  int saved = errno;
-  bool released = shared_pool_trim();
-  released |= bigcache_flush();
-  released |= prof_stash_release();
-  errno = saved;
-  return released;
+  struct timespec ts = { .tv_sec = 0, .tv_nsec = 200000 };
+  nanosleep(&ts, NULL);
 }
 
-void purge_start_now(void)
+void purge_stop(void)
 {
-  atomic_store_explicit(&purge_start_deferred, false, memory_order_relaxed);
-  purge_kick();
+  if (!atomic_load(&purge_running) || atomic_load(&purge_thread_pid) != getpid())
+    return;
+  int saved_errno = errno;
+  atomic_store(&purge_stopping, 1);
+  atomic_thread_fence(memory_order_seq_cst);
+  syscall(SYS_futex, &purge_stopping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  purge_wake();
+  uint64_t deadline = hak_now_ms() + PURGE_STOP_WAIT_MS;
+  while (atomic_load(&purge_running) && hak_now_ms() < deadline)
+    purge_stop_pause();
+  /* Gone from purge_main is not gone from the thread group: the kernel
+   * clears the thread's id (what pthread_join waits for) before it leaves
+   * the group, and until it has left, the call still fails.  A signal to
+   * a thread that has left finds none. */
+  pid_t pid = getpid(), tid = atomic_load(&purge_thread_tid);
+  if (tid && tid != pid && !atomic_load(&purge_running))
+    while (syscall(SYS_tgkill, pid, tid, 0) == 0 && hak_now_ms() < deadline)
+      purge_stop_pause();
+  errno = saved_errno;
+}
+
+void purge_stop_end(void)
+{
+  atomic_store(&purge_stopping, 0);
 }
 
 void purge_postfork_child(void)
 {
-  atomic_store_explicit(&purge_start_deferred, true, memory_order_relaxed);
+  atomic_store(&purge_start_wanted, true);
   atomic_store(&purge_running, false);
   atomic_store(&purge_dozing, 0);
+  atomic_store(&purge_stopping, 0);
+  atomic_store(&purge_thread_tid, 0);
   atomic_store_explicit(&purge_retry_ms, 0, memory_order_relaxed);
 }

@@ -18,27 +18,29 @@
  * (tcache_reclaim_idle), so that the slabs they empty are purged with
  * the others.
  *
- * The thread exists once something was waiting to be purged: the
- * first free that leaves purgeable memory starts it (after every lock is
- * released), it wakes four times per purge period (purge_delay_ms held
- * between 10 ms and 1 s; at most every 10 ms), purges BigCache once per
- * period, and sleeps until the next kick when nothing purgeable is left
- * (it ends only when it is all that keeps the process alive: see
- * purge_main).  It is never started when
- * purge_delay_ms is -1 (modes minimal and fast).  After fork the child has
- * no purge thread; its first allocation to leave the thread cache or go
- * to the large layer starts one if memory waits (purge_start_deferred),
- * never a free: glibc frees the TLS of the stacks it caches holding the
- * lock that pthread_create takes, and the stacks of the threads the
- * child lacks are in that cache, their TLS in orphaned slabs whose every
- * free kicks. */
+ * The thread is started only by an allocation's slow path (a refill of
+ * the thread cache, a large block: purge_start_if_wanted), never by a
+ * free: glibc frees the TLS of the stacks it caches holding the lock
+ * that pthread_create takes.  It starts once memory waits to be purged
+ * or the heap has grown past a few SuperSlabs (so that a program that
+ * frees its memory and then only sleeps finds it running), wakes four
+ * times per purge period (purge_delay_ms held between 10 ms and 1 s; at
+ * most every 10 ms), purges BigCache once per period, and sleeps until
+ * the next kick when nothing purgeable is left (it ends only when it is
+ * all that keeps the process alive: see purge_main).  It is never
+ * started when purge_delay_ms is -1 (modes minimal and fast).  A fork's
+ * child has none until its own slow path starts one.  purge_stop ends it
+ * for a system call that the kernel grants only to a single-threaded
+ * process (unshare, setns: override.c); the next slow path starts it
+ * again. */
 #ifndef HAKMEM_PURGE_H
 #define HAKMEM_PURGE_H
 
 #include "hakmem_internal.h"
 
-/* Starts the purge thread if memory waits to be purged and none runs.
- * Called with no hakmem lock held. */
+/* Memory waits to be purged: wakes the purge thread, if it runs; if not,
+ * the flags stay raised for the next allocation's slow path to start it.
+ * Called with no hakmem lock held, from frees too. */
 void purge_kick(void);
 /* Gives back now every byte hakmem keeps free: the pool's EMPTY slabs and
  * collected orphans, fully free SuperSlabs (unmapped), the pages of free
@@ -52,20 +54,29 @@ bool purge_reclaim(void);
  * they go back before their purge_delay_ms when the slabs need new
  * memory.  Run by every pass of the purge; returns the bytes given back. */
 size_t purge_heap_growth(void);
-/* Fork: the child has no purge thread, and starts none before
- * purge_start_now. */
+/* Fork: the child has no purge thread until its first allocation's slow
+ * path. */
 void purge_postfork_child(void);
-/* Set in a fork's child until its first allocation's slow path: kicks
- * only raise flags meanwhile. */
-extern _Atomic bool purge_start_deferred;
-/* Lifts purge_start_deferred and kicks; an allocation's slow path calls it
- * when the flag is set (never from a free). */
+/* Set while no purge thread runs: an allocation's slow path then calls
+ * purge_start_now. */
+extern _Atomic bool purge_start_wanted;
+/* Starts the thread if none runs and memory waits to be purged or the
+ * heap is big enough for a purge to matter; called only where no glibc
+ * lock can be held (an allocation's slow path), with no hakmem lock. */
 void purge_start_now(void);
 
-static inline void purge_start_if_deferred(void)
+static inline void purge_start_if_wanted(void)
 {
-  if (HAK_UNLIKELY(atomic_load_explicit(&purge_start_deferred, memory_order_relaxed)))
+  if (HAK_UNLIKELY(atomic_load_explicit(&purge_start_wanted, memory_order_relaxed)))
     purge_start_now();
 }
+
+/* Ends the purge thread and waits until the kernel has released it, so
+ * that a program with one thread of its own is single-threaded for a
+ * system call, until purge_stop_end; no start is made in between.
+ * Async-signal-safe; errno is unchanged.  Waits at most 2 s (a pass
+ * that cannot finish: a signal handler that interrupted hakmem). */
+void purge_stop(void);
+void purge_stop_end(void);
 
 #endif

@@ -539,7 +539,7 @@ static HAK_NOINLINE void *tcache_refill(unsigned cls)
   if (HAK_UNLIKELY(tcache_xfree_answered_epoch !=
                    atomic_load_explicit(&tcache_xfree_epoch, memory_order_relaxed)))
     tcache_xfree_answer(cls);
-  purge_start_if_deferred();
+  purge_start_if_wanted();
   /* A mapping refused and retried must not show in errno on success. */
   int saved_errno = errno;
   struct slab *s = tcache_self.active[cls];

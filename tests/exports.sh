@@ -1,8 +1,9 @@
 #!/bin/sh
 # libhakmem.so exports the public API, the standard allocation names (C23's
 # free_sized and free_aligned_sized among them), C++'s operators new and
-# delete, and hakmem_prof_control, the block hakmemctl profile --pid writes
-# its requests into (src/prof.h); nothing else.  It holds no test hook.
+# delete, unshare and setns (which end the purge thread for the call),
+# and hakmem_prof_control, the block hakmemctl profile --pid writes its
+# requests into (src/prof.h); nothing else.  It holds no test hook.
 set -eu
 lib=src/.libs/libhakmem.so.0
 [ -f "$lib" ] || { echo "exports.sh: $lib not built" >&2; exit 1; }
@@ -17,7 +18,7 @@ hak_posix_memalign hak_pvalloc hak_realloc hak_reallocarray hak_trim
 hak_valloc hakmem_check_heap hakmem_live_stats hakmem_prof_control hakmem_stats_get
 hakmem_stats_print hakmem_stats_read hakmem_version mallinfo mallinfo2 malloc malloc_info malloc_stats
 malloc_trim malloc_usable_size mallopt memalign
-posix_memalign pvalloc realloc reallocarray valloc'
+posix_memalign pvalloc realloc reallocarray setns unshare valloc'
 # C++: new and new[], each plain, nothrow, aligned and aligned nothrow;
 # delete and delete[], each plain, nothrow, sized, aligned, aligned nothrow
 # and sized aligned (size_t is "m" on LP64, "j" elsewhere).

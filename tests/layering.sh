@@ -45,7 +45,7 @@ config config_parse: the loader (config.c) runs the parsers, which fill the fiel
 os os_limit: the placement at the mapping-count limit works on the ownership map and the hint cursor of os.c, which calls it on its failure paths
 learn learn_machine: the phase machine of learn.c, declared apart so that the tests can drive it; only learn.c includes it
 alloc init: lazy start-up: the first call of the allocation entry points starts the library, and starting it configures those entry points (alloc_configure)
-tcache purge: memory back by time: the thread cache starts the purge when it frees memory, and the purge takes back the blocks an idle thread holds (tcache_reclaim_idle)
+tcache purge: memory back by time: the thread cache kicks the purge when it frees memory and starts its thread at a refill, and the purge takes back the blocks an idle thread holds (tcache_reclaim_idle)
 tcache init: lazy start-up: the first refill of a thread starts the library and arms the thread-exit hook, which flushes the cache of the thread
 '
 

@@ -21,8 +21,8 @@ tests_test_api_direct_LDADD = $(CORE_TESTS_LIBS)
 # combined with AddressSanitizer: normal build only.
 if !SANITIZE
 if HAVE_CHECK
-check_PROGRAMS += tests/test_api tests/test_stress tests/test_misuse
-TESTS += tests/test_api tests/test_stress tests/test_misuse
+check_PROGRAMS += tests/test_api tests/test_stress tests/test_misuse tests/test_purge_thread
+TESTS += tests/test_api tests/test_stress tests/test_misuse tests/test_purge_thread
 endif
 check_PROGRAMS += tests/stress_small tests/valgrind_move tests/fuzz_heap tests/fuzz_heap_glibc
 TESTS += tests/real_programs.sh tests/valgrind_stress.sh tests/fuzz_heap.sh
@@ -78,6 +78,12 @@ tests_test_api_LDADD = src/libhakmem.la $(CHECK_LIBS)
 tests_test_stress_SOURCES = tests/test_stress.c
 tests_test_stress_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -fno-builtin
 tests_test_stress_LDADD = src/libhakmem.la $(CHECK_LIBS)
+
+# The purge thread against unshare and setns, which the kernel grants only
+# to a single-threaded process, and against glibc's stack-cache lock.
+tests_test_purge_thread_SOURCES = tests/test_purge_thread.c
+tests_test_purge_thread_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_purge_thread_LDADD = src/libhakmem.la $(CHECK_LIBS)
 
 # Misuse (double, invalid and cross-thread frees, use after free, poisoned
 # free lists, forged large headers): each case in a child that must abort

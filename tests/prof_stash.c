@@ -94,15 +94,20 @@ int main(int argc, char **argv)
   } else if (strcmp(mode, "purge") == 0) {
     /* With purge_delay_ms = 20, a stash no sample takes from is unmapped
      * by the purge thread within a few periods; waited for up to 60 s.
-     * Two slots: the first free starts the thread, and pthread_create's
-     * own allocation may be sampled and take one of them for good.  The
-     * second free finds the stash's purge flag raised and does not kick
-     * the purge; the second round's first free, after the purge cleared
-     * the flag, must kick it again. */
+     * A free never starts the thread: the allocation of a large block
+     * (not stashed) after the first round's frees does; it is kept to
+     * the end, as BigCache would serve samples from it.  Two slots:
+     * pthread_create's own allocation may be sampled and take one of
+     * them for good.  The second free finds the stash's purge flag
+     * raised and does not kick the purge; the second round's first
+     * free, after the purge cleared the flag, must kick it again. */
+    void *big = NULL;
     for (int round = 0; round < 2; round++) {
       void *p = sampled_block(), *q = sampled_block();
       free(p);
       free(q);
+      if (round == 0)
+        big = malloc(1 << 20);
       int gone = 0;
       for (int i = 0; i < 6000 && !gone; i++) {
         struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -112,6 +117,7 @@ int main(int argc, char **argv)
       check(gone, round == 0 ? "the purge thread unmaps an unused stash"
                              : "and again once the stash was used after its purge");
     }
+    free(big);
   } else {
     fprintf(stderr, "usage: prof_stash reuse|double|trim|purge\n");
     return 2;

@@ -695,8 +695,9 @@ static void refuse_mmap(int sig, siginfo_t *si, void *ucv)
 /* A sandbox may trap a system call (SIGSYS) and answer it in its handler.
  * The purge thread's stack was mapped with every signal blocked, SIGSYS
  * included, and the kernel then killed the process instead.  The free of
- * a large block starts the purge thread; its stack is refused, and the
- * purge runs in the freeing thread. */
+ * a large block makes memory to purge, and the next allocation (of the
+ * block BigCache kept: no mmap) starts the purge thread; its stack is
+ * refused, and the purge runs in the allocating thread. */
 static void mmap_answered_by_handler(void)
 {
   signal(SIGALRM, SIG_DFL);
@@ -709,6 +710,7 @@ static void mmap_answered_by_handler(void)
   filter_syscall(SYS_mmap, SECCOMP_RET_TRAP);
   uint64_t started = stats_now().purge_threads;
   free(p);
+  free(malloc(4 * MiB));
   _exit(stats_now().purge_threads > started && mmap_refused ? 0 : 3);
 }
 

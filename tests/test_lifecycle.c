@@ -335,8 +335,8 @@ END_TEST
  * sets them, so that their presets, and what init derives from them, are
  * the ones a user gets. */
 
-/* fast: no purge thread is ever started (purge_kick counts a start before
- * the thread exists), so nothing can decommit later either. */
+/* fast: no purge thread is ever started (purge_start_now counts a start
+ * before the thread exists), so nothing can decommit later either. */
 START_TEST(fast_mode_never_decommits)
 {
   ck_assert_int_eq(hak_config.mode, HAK_MODE_FAST);

@@ -1065,7 +1065,8 @@ START_TEST(idle_thread_medium_cache_reclaimed_by_time)
 END_TEST
 
 /* The same through the purge thread, on the real clock: the thread's
- * first block held starts it. */
+ * first block held asks for it, and the next allocation's slow path (a
+ * large block here) starts it. */
 START_TEST(idle_thread_medium_cache_reclaimed_by_the_purge_thread)
 {
   hak_config.purge_delay_ms = 20;
@@ -1073,6 +1074,7 @@ START_TEST(idle_thread_medium_cache_reclaimed_by_the_purge_thread)
   struct idle_holder h;
   pthread_t t;
   idle_holder_start(&h, &t);
+  hak_free(hak_malloc(1 << 20));
   struct shared_pool_usage u;
   for (int i = 0; i < 500; i++) {
     shared_pool_usage(&u);
@@ -1145,7 +1147,11 @@ START_TEST(purge_thread_waits_a_period_for_busy_holders)
   ck_assert_int_eq(pthread_create(&t, NULL, hold_medium_busily, &b), 0);
   while (!atomic_load(&b.tid))
     sched_yield();
-  nanosleep(&(struct timespec){ .tv_nsec = 500 * 1000 * 1000 }, NULL);
+  nanosleep(&(struct timespec){ .tv_nsec = 400 * 1000 * 1000 }, NULL);
+  /* The held block asked for the purge thread; an allocation's slow path
+   * starts it. */
+  hak_free(hak_malloc(1 << 20));
+  nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
   long before = purge_thread_switches(atomic_load(&b.tid));
   ck_assert_msg(before >= 0, "the held block did not start the purge thread");
   nanosleep(&(struct timespec){ .tv_sec = 1, .tv_nsec = 600 * 1000 * 1000 }, NULL);
