@@ -196,6 +196,29 @@ START_TEST(threads_with_small_stacks)
 }
 END_TEST
 
+/* Threads on stacks the program provides (pthread_attr_setstack): glibc
+ * frees such a thread's TLS blocks as it is joined, holding the lock of
+ * its stack cache, which pthread_create takes too; hakmem's frees there
+ * must start no thread.  The stacks are static: the program owns them. */
+START_TEST(threads_on_stacks_of_their_own)
+{
+  static char stacks[2][64 * 1024] __attribute__((aligned(4096)));
+  size_t sizes[] = { PTHREAD_STACK_MIN, sizeof stacks[0] };
+  for (int round = 0; round < 20; round++) {
+    unsigned k = round % 2;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    ck_assert_int_eq(pthread_attr_setstack(&at, stacks[k], sizes[k]), 0);
+    void *given = malloc(48), *ret = NULL;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, &at, every_call, &given), 0);
+    ck_assert_int_eq(pthread_join(t, &ret), 0);
+    ck_assert_msg(ret == (void *)1, "stack of %zu bytes: a call failed", sizes[k]);
+    pthread_attr_destroy(&at);
+  }
+}
+END_TEST
+
 /* --- signal handlers ----------------------------------------------------- */
 
 static volatile sig_atomic_t handled;
@@ -302,6 +325,59 @@ START_TEST(destructors_allocate_after_thread_exit)
   /* The destructors' blocks were freed: at most one SuperSlab's worth of
    * growth, not one per thread. */
   ck_assert_uint_le(after.mapped_bytes, before.mapped_bytes + 8 * MiB);
+}
+END_TEST
+
+/* --- exit handlers and thread_local destructors ------------------------ */
+
+/* C++ thread_local destructors are registered with this; they run at a
+ * thread's exit before its pthread key destructors (hakmem's thread-exit
+ * work among them) on threads, and at exit() on the main thread, before
+ * the atexit handlers and hakmem's own destructor (the exit report). */
+int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso);
+extern void *__dso_handle;
+
+static void allocate_or_exit(void *status)
+{
+  if (every_call(NULL) != (void *)1)
+    _exit((int)(uintptr_t)status);
+}
+
+static void atexit_allocates(void)
+{
+  allocate_or_exit((void *)4);
+}
+
+static void *register_thread_local_destructor(void *arg)
+{
+  (void)arg;
+  __cxa_thread_atexit_impl(allocate_or_exit, (void *)3, &__dso_handle);
+  free(opaque_ptr(malloc(200)));
+  return NULL;
+}
+
+/* Every size kind allocated in thread_local destructors of threads and of
+ * the main thread, and in an atexit handler; the process exits 7. */
+START_TEST(exit_handlers_allocate)
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(20);
+    atexit(atexit_allocates);
+    __cxa_thread_atexit_impl(allocate_or_exit, (void *)5, &__dso_handle);
+    for (int i = 0; i < 4; i++) {
+      pthread_t t;
+      if (pthread_create(&t, NULL, register_thread_local_destructor, NULL) != 0 ||
+          pthread_join(t, NULL) != 0)
+        _exit(6);
+    }
+    exit(7);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 7, "child status %#x", status);
 }
 END_TEST
 
@@ -916,8 +992,10 @@ static Suite *fresh_suite(void)
   TCase *t = tcase_create("with_options");
   tcase_set_timeout(t, 60);
   tcase_add_test(t, threads_with_small_stacks);
+  tcase_add_test(t, threads_on_stacks_of_their_own);
   tcase_add_test(t, malloc_in_signal_handler_on_small_altstack);
   tcase_add_test(t, destructors_allocate_after_thread_exit);
+  tcase_add_test(t, exit_handlers_allocate);
   tcase_add_test(t, realloc_into_slab_copies_no_free_tag);
   tcase_add_test(t, copied_stale_free_tag_is_no_double_free);
   suite_add_tcase(s, t);
@@ -938,8 +1016,10 @@ int main(void)
   tcase_add_test(t, realloc_into_slab_copies_no_free_tag);
   tcase_add_test(t, copied_stale_free_tag_is_no_double_free);
   tcase_add_test(t, threads_with_small_stacks);
+  tcase_add_test(t, threads_on_stacks_of_their_own);
   tcase_add_test(t, malloc_in_signal_handler_on_small_altstack);
   tcase_add_test(t, destructors_allocate_after_thread_exit);
+  tcase_add_test(t, exit_handlers_allocate);
   tcase_add_test(t, fork_while_threads_allocate);
   tcase_add_test(t, fork_handlers_of_the_program_allocate);
   tcase_add_test(t, fork_handlers_registered_before_hakmems_allocate);
