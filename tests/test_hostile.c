@@ -895,6 +895,56 @@ START_TEST(aligned_allocation_edges)
 }
 END_TEST
 
+/* Blocks aligned up to 1 GiB: usable size, then realloc down to a slab
+ * block and up again to a large one, the bytes kept; calloc's and
+ * reallocarray's products at the overflow edge; sizes a few bytes short
+ * of SIZE_MAX. */
+START_TEST(aligned_up_to_a_gib_and_product_edges)
+{
+  for (size_t al = 8; al <= 1024 * MiB; al *= 2) {
+    size_t sizes[] = { 1, 100, al, 300 * KiB };
+    for (unsigned j = 0; j < sizeof sizes / sizeof *sizes; j++) {
+      size_t n = sizes[j], head = n < 4096 ? n : 4096;
+      unsigned char *p = memalign(al, n);
+      ck_assert_msg(p && (uintptr_t)p % al == 0, "memalign(%zu, %zu)", al, n);
+      ck_assert_uint_ge(malloc_usable_size(p), n);
+      memset(p, 7, head);
+      p = realloc(p, 100);
+      ck_assert_ptr_nonnull(p);
+      ck_assert_int_eq(p[0], 7);
+      ck_assert_int_eq(p[(head < 100 ? head : 100) - 1], 7);
+      p = realloc(p, 2 * MiB);
+      ck_assert_ptr_nonnull(p);
+      ck_assert_int_eq(p[0], 7);
+      free(p);
+    }
+  }
+  errno = 0;
+  ck_assert_ptr_null(calloc(opaque(SIZE_MAX / 2 + 1), 2));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(calloc(opaque((size_t)1 << 32), opaque((size_t)1 << 32)));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(calloc(opaque(PTRDIFF_MAX), 1));
+  ck_assert_int_eq(errno, ENOMEM);
+  void *z = calloc(0, opaque(SIZE_MAX));
+  ck_assert_ptr_nonnull(z);
+  free(z);
+  z = reallocarray(NULL, 0, opaque(SIZE_MAX));
+  ck_assert_ptr_nonnull(z);
+  free(z);
+  for (size_t k = 0; k < 70; k += 7) {
+    errno = 0;
+    ck_assert_ptr_null(malloc(opaque(SIZE_MAX - k)));
+    ck_assert_int_eq(errno, ENOMEM);
+  }
+  void *q = &q;
+  ck_assert_int_eq(posix_memalign(&q, 64, 0), 0);
+  free(q);
+}
+END_TEST
+
 /* --- glibc's extensions ----------------------------------------------- */
 
 START_TEST(glibc_extensions_answer)
@@ -1030,6 +1080,7 @@ int main(void)
   tcase_add_loop_test(t, malloc_reentered_inside_its_lock_aborts, 0, 2);
   tcase_add_test(t, purge_thread_takes_a_sandboxs_sigsys);
   tcase_add_test(t, aligned_allocation_edges);
+  tcase_add_test(t, aligned_up_to_a_gib_and_product_edges);
   tcase_add_test(t, glibc_extensions_answer);
   tcase_add_test(t, threads_and_signals_with_options);
   tcase_add_test(t, cancel_with_profile_dumps);
