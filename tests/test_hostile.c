@@ -1,12 +1,15 @@
 /* What a program that takes hakmem as the system's malloc may do, beyond
- * plain misuse (tests/test_misuse.c): threads with small stacks, malloc
- * in signal handlers on an alternate stack, thread-specific destructors
- * that allocate after hakmem's own thread-exit work (and one that calls
- * pthread_exit), fork while other threads allocate, vfork and
- * posix_spawn, thousands of threads, exit from one thread while others
- * allocate, pthread_cancel, a sandbox that refuses mremap, malloc
+ * plain misuse (tests/test_misuse.c): threads with small stacks or
+ * stacks of the program's own, malloc in signal handlers on an alternate
+ * stack, thread-specific destructors that allocate after hakmem's own
+ * thread-exit work (and one that calls pthread_exit), thread_local
+ * destructors and atexit handlers that allocate at exit, fork while
+ * other threads allocate, vfork and posix_spawn, thousands of threads,
+ * exit from one thread while others allocate, pthread_cancel, a sandbox
+ * that refuses mremap, malloc
  * entered again from a signal handler that interrupted it, aligned
- * allocation at its edges and glibc's extensions.
+ * allocation at its edges (alignments up to 1 GiB, products that
+ * overflow) and glibc's extensions.
  * Each must work as on glibc: no crash, no hang, no spurious NULL or
  * report.  Every case runs in a forked child (check_run) under Check's
  * timeout, so that a hang fails.  The thread and signal cases run again
