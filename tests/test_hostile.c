@@ -6,10 +6,9 @@
  * destructors and atexit handlers that allocate at exit, fork while
  * other threads allocate, vfork and posix_spawn, thousands of threads,
  * exit from one thread while others allocate, pthread_cancel, a sandbox
- * that refuses mremap, malloc
- * entered again from a signal handler that interrupted it, aligned
- * allocation at its edges (alignments up to 1 GiB, products that
- * overflow) and glibc's extensions.
+ * that refuses mremap, malloc entered again from a signal handler that
+ * interrupted it, aligned allocation at its edges (alignments up to
+ * 1 GiB, products that overflow) and glibc's extensions.
  * Each must work as on glibc: no crash, no hang, no spurious NULL or
  * report.  Every case runs in a forked child (check_run) under Check's
  * timeout, so that a hang fails.  The thread and signal cases run again
