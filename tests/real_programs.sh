@@ -7,8 +7,8 @@
 # stderr: coreutils programs close stderr before exit, and a script may
 # send stderr into the output under comparison.
 #
-# Programs: python3 (also with threads and fork), perl, sort, sqlite3,
-# git, gcc, redis-server.  One that is not installed is reported and
+# Programs: python3 (also with threads and fork), perl (also with
+# threads), tar, gzip, xz and bash, sort, sqlite3, git, gcc, redis-server.  One that is not installed is reported and
 # skipped; if none is installed the test is skipped (77).
 #
 # Run by 'make check' from the top build directory; by hand:
@@ -264,6 +264,70 @@ print md5_hex($upper), "\n";
 print md5_hex(join ',', map { "$_=$prefix{$_}" } sort keys %prefix), "\n";
 EOF
   run perl "$d" perl work.pl
+fi
+
+# --- perl with threads: eight interpreter threads each build and sort a
+# hash of 20000 keys (a perl built without threads is skipped).
+if have perl && perl -Mthreads -e 1 >/dev/null 2>&1; then
+  d=$tmp/perl-threads && mkdir -p "$d/in"
+  cat >"$d/in/threads.pl" <<'EOF'
+use strict;
+use warnings;
+use threads;
+use threads::shared;
+my %total :shared;
+my @t = map {
+    my $n = $_;
+    threads->create(sub {
+        my %h;
+        $h{"k$n-$_"} = 'v' x ($_ % 100) for 1 .. 20000;
+        my $sum = 0;
+        $sum += length $h{$_} for sort keys %h;
+        lock %total;
+        $total{$n} = $sum;
+        return $sum;
+    });
+} 1 .. 8;
+my $all = 0;
+$all += $_->join for @t;
+print "$all\n", join(',', map { "$_=$total{$_}" } sort keys %total), "\n";
+EOF
+  run perl-threads "$d" perl threads.pl
+elif command -v perl >/dev/null 2>&1; then
+  echo "$me: perl-threads: perl without threads, skipped"
+fi
+
+# --- tar, gzip, xz and bash: a generated tree of 2000 files archived and
+# compressed (gzip with no name or time in its header, xz with two
+# threads), unpacked again, and a script of many
+# subshells and command substitutions.
+if have tar && have gzip && have xz && have bash; then
+  d=$tmp/archive && mkdir -p "$d/in/tree"
+  awk -v dir="$d/in/tree" 'BEGIN { x = 7
+    for (f = 0; f < 2000; f++) {
+      if (f < 40) system(sprintf("mkdir -p %s/d%02d", dir, f))
+      file = sprintf("%s/d%02d/f%04d.txt", dir, f % 40, f)
+      for (l = 0; l < f % 50 + 1; l++) {
+        x = (x * 1103515245 + 12345) % 2147483648
+        printf "%d %s %d\n", x, (x % 3 ? "alpha" : "beta"), l > file
+      }
+      close(file)
+    } }'
+  cat >"$d/in/archive.sh" <<'EOF'
+set -e
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf tree.tar tree
+gzip -6 -n -c tree.tar | cksum
+xz -T2 -3 -c tree.tar | cksum
+mkdir out
+xz -T2 -3 -c tree.tar | xz -d | tar -xf - -C out
+diff -r tree out/tree && echo same
+s=0
+for i in $(seq 1 200); do x=$( (echo "$i" | (read -r a; echo $((a * 2)))) ); s=$((s + x)); done
+echo "$s"
+f() { local a=( $(seq 1 "$1") ); echo "${#a[@]}"; }
+for n in 1 10 100 1000 10000; do f "$n"; done | paste -sd,
+EOF
+  run archive "$d" bash archive.sh
 fi
 
 # --- sort: 200000 generated lines, several keys, two threads.
