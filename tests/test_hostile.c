@@ -21,6 +21,7 @@
 #endif
 #include <check.h>
 #include "test_util.h"
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <malloc.h>
@@ -218,6 +219,38 @@ START_TEST(threads_on_stacks_of_their_own)
     ck_assert_msg(ret == (void *)1, "stack of %zu bytes: a call failed", sizes[k]);
     pthread_attr_destroy(&at);
   }
+}
+END_TEST
+
+static void (*touch_big_tls)(void);
+
+static void *touch_tls_and_wait(void *arg)
+{
+  (void)arg;
+  touch_big_tls();
+  usleep(20000);
+  return NULL;
+}
+
+/* Twelve threads at once, each touching a megabyte of thread-local
+ * storage of a dlopened library (a large block glibc mallocs per thread),
+ * in a process that freed no large block before: as they are joined,
+ * glibc's stack cache outgrows its 40 MiB and frees their TLS holding
+ * the cache's lock, and that free, the first to leave memory to purge,
+ * started the purge thread, whose pthread_create waited for that lock:
+ * the join hung. */
+START_TEST(big_tls_of_a_dlopened_library)
+{
+  const char *lib = getenv("DLOPEN_LIB");
+  void *h = lib ? dlopen(lib, RTLD_NOW) : NULL;
+  ck_assert_msg(h != NULL, "DLOPEN_LIB: %s", lib ? dlerror() : "not set");
+  touch_big_tls = (void (*)(void))(uintptr_t)dlsym(h, "dlopen_lib_touch_tls");
+  ck_assert_ptr_nonnull(touch_big_tls);
+  pthread_t t[12];
+  for (int i = 0; i < 12; i++)
+    ck_assert_int_eq(pthread_create(&t[i], NULL, touch_tls_and_wait, NULL), 0);
+  for (int i = 0; i < 12; i++)
+    ck_assert_int_eq(pthread_join(t[i], NULL), 0);
 }
 END_TEST
 
@@ -1030,6 +1063,37 @@ static char *const with_check[] = { "HAKMEM_CHECK=1", NULL };
 static char *const with_prof[] = { "HAKMEM_PROF=1", "HAKMEM_PROF_SAMPLE_KB=1",
                                    "HAKMEM_PROF_PREFIX=/nonexistent/hostile", NULL };
 
+/* Runs big_tls_of_a_dlopened_library in a process that is no fork's
+ * child (whose purge thread would start at an allocation anyway) and
+ * does not fork per test (CK_FORK=no), killed after 20 s: a thread hung
+ * inside pthread_create holds every signal blocked, so only SIGKILL ends
+ * it. */
+START_TEST(join_frees_big_tls_of_a_dlopened_library)
+{
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    setenv(FRESH_CASE_VAR, "big_tls", 1);
+    setenv("CK_RUN_CASE", "big_tls", 1);
+    setenv("CK_FORK", "no", 1);
+    unsetenv("CK_RUN_SUITE");
+    execl("/proc/self/exe", program_invocation_name, (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  pid_t done = 0;
+  for (int tenths = 0; tenths < 200 && (done = waitpid(pid, &status, WNOHANG)) == 0; tenths++)
+    usleep(100000);
+  if (done == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  ck_assert_msg(done == pid, "the joins of threads with a dlopened library's TLS hung");
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+END_TEST
+
 START_TEST(threads_and_signals_with_options)
 {
   char *const *envs[] = { with_stats, with_check, with_prof };
@@ -1054,6 +1118,9 @@ static Suite *fresh_suite(void)
   t = tcase_create("prof_dump_cancel");
   tcase_set_timeout(t, 30);
   tcase_add_test(t, cancel_during_profile_dump);
+  suite_add_tcase(s, t);
+  t = tcase_create("big_tls");
+  tcase_add_test(t, big_tls_of_a_dlopened_library);
   suite_add_tcase(s, t);
   return s;
 }
@@ -1085,6 +1152,7 @@ int main(void)
   tcase_add_test(t, aligned_up_to_a_gib_and_product_edges);
   tcase_add_test(t, glibc_extensions_answer);
   tcase_add_test(t, threads_and_signals_with_options);
+  tcase_add_test(t, join_frees_big_tls_of_a_dlopened_library);
   tcase_add_test(t, cancel_with_profile_dumps);
   suite_add_tcase(s, t);
   return check_run(s);
