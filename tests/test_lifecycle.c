@@ -935,13 +935,14 @@ END_TEST
  * and frees its class through it (a push left used a block too high and
  * the child's malloc aborted on an empty list; a carve left listed
  * blocks that free rejected). */
-enum torn_kind { TORN_POP, TORN_PUSH, TORN_CARVE };
+enum torn_kind { TORN_POP, TORN_PUSH, TORN_CARVE, TORN_DRAIN };
 
 struct fork_torn {
   pthread_barrier_t torn, forked;
   enum torn_kind kind;
   size_t size;        /* of the blocks: a small or a medium class */
   void *live[2];      /* the thread's blocks in use at the fork */
+  void *lost;         /* a block the thread held free: the child's leak */
 };
 
 static void *tear_a_slab_across_fork(void *arg)
@@ -951,6 +952,7 @@ static void *tear_a_slab_across_fork(void *arg)
   struct slab *s = slab_of_block(b);
   s -= s->head_offset;
   uint32_t carved = 0;
+  void *taken = NULL;
   switch (f->kind) {
   case TORN_POP:
     hak_free(b);                       /* b heads the list */
@@ -964,9 +966,16 @@ static void *tear_a_slab_across_fork(void *arg)
     carved = slab_carve(s);
     s->carved -= carved;
     break;
+  case TORN_DRAIN:
+    /* b freed by another thread, then the owner's drain took the stack
+     * (its exchange) and stopped before linking it to its list. */
+    slab_free_remote(s, b);
+    taken = atomic_exchange(&s->remote, NULL);
+    break;
   }
   f->live[0] = keep;
   f->live[1] = f->kind == TORN_CARVE ? b : NULL;
+  f->lost = f->kind == TORN_DRAIN ? b : NULL;
   pthread_barrier_wait(&f->torn);
   pthread_barrier_wait(&f->forked);
   switch (f->kind) {
@@ -979,6 +988,9 @@ static void *tear_a_slab_across_fork(void *arg)
   case TORN_CARVE:
     s->carved += carved;
     hak_free(b);
+    break;
+  case TORN_DRAIN:
+    atomic_store(&s->remote, taken);
     break;
   }
   hak_free(keep);
@@ -1008,8 +1020,10 @@ static void fork_with_a_torn_slab(enum torn_kind kind, size_t size)
     shared_pool_purge(hak_now_ms(), &idle, &activity);
     void *v[2000];
     int n = size > HAK_SMALL_MAX ? 200 : 2000;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
       v[i] = hak_malloc(size);
+      bad |= (v[i] == f.lost) << 2;
+    }
     for (int i = 0; i < n; i++)
       hak_free(v[i]);
     bad |= (hakmem_check_heap() != 0) << 1;
@@ -1017,7 +1031,8 @@ static void fork_with_a_torn_slab(enum torn_kind kind, size_t size)
   }
   int status = reap_child_then_thread(pid, &f.forked, t);
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                "child: status %#x (exit 1: heap check after the fork, 2: after allocating)", status);
+                "child: status %#x (exit 1: heap check after the fork, 2: after allocating, "
+                "4: a block the dead thread held handed out)", status);
   ck_assert_int_eq(hakmem_check_heap(), 0);
   pthread_barrier_destroy(&f.torn);
   pthread_barrier_destroy(&f.forked);
@@ -1038,6 +1053,55 @@ END_TEST
 START_TEST(fork_child_accepts_a_carve_stopped_before_its_count)
 {
   fork_with_a_torn_slab(TORN_CARVE, 48);
+}
+END_TEST
+
+/* The drain's stack taken and not yet on the list: its blocks stay in
+ * use in the child (a leak), counted as such, never listed twice. */
+START_TEST(fork_child_accepts_a_drain_stopped_before_its_list)
+{
+  fork_with_a_torn_slab(TORN_DRAIN, 48);
+}
+END_TEST
+
+/* The reclaim of an idle thread (tcache_reclaim_idle) takes the medium
+ * slabs it emptied out of the thread's ring, owned by nobody, under the
+ * thread list's lock, and gives them to the pool after it: a fork in
+ * between leaves the child slabs that no list holds.  The child orphans
+ * them, and its purge gives them back. */
+START_TEST(fork_child_collects_the_slabs_a_reclaim_had_not_given_back)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  /* The fork handlers wait for a second thread. */
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, allocate_in_thread, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  unsigned cls = size_class_of(40000);
+  struct slab *s = shared_pool_acquire(cls, tcache_self.id);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_uint_eq(s->used, 0);
+  atomic_store(&s->owner, HAK_NO_OWNER);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = s->state != SLAB_ORPHAN;
+    bad |= (hakmem_check_heap() != 0) << 1;
+    shared_pool_orphan_freed();
+    bool idle;
+    uint64_t activity = 0;
+    shared_pool_purge(hak_now_ms(), &idle, &activity);
+    bad |= (s->state != SLAB_EMPTY && s->state != SLAB_UNUSED) << 2;
+    bad |= (hakmem_check_heap() != 0) << 3;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: not orphaned, 2: heap check, 4: not collected, "
+                "8: heap check after)", status);
+  shared_pool_release_empty(s);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
 
@@ -1169,6 +1233,8 @@ int main(void)
   tcase_add_test(t, fork_child_accepts_a_push_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_carve_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_medium_carve_stopped_before_its_count);
+  tcase_add_test(t, fork_child_accepts_a_drain_stopped_before_its_list);
+  tcase_add_test(t, fork_child_collects_the_slabs_a_reclaim_had_not_given_back);
   tcase_add_test(t, purge_thread_waits_for_the_next_kick);
   tcase_add_test(t, fork_child_starts_the_purge_thread_at_an_allocation);
   suite_add_tcase(s, t);
