@@ -1064,6 +1064,76 @@ START_TEST(fork_child_accepts_a_drain_stopped_before_its_list)
 }
 END_TEST
 
+/* What a fork child of a fork child meets: the slabs its parent's fork
+ * orphaned and nothing adopted yet (still to be recounted), and one that
+ * its parent's own thread left torn.  Returns a bit per failure. */
+static int grandchild_with_torn_slabs(struct fork_torn *outer, struct fork_torn *inner)
+{
+  int bad = hakmem_check_heap() != 0;
+  hak_free(inner->live[0]);
+  hak_free(inner->live[1]);
+  shared_pool_orphan_freed();
+  bool idle;
+  uint64_t activity = 0;
+  shared_pool_purge(hak_now_ms(), &idle, &activity);
+  static void *v[2000];
+  const struct fork_torn *f[2] = { outer, inner };
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < 2000; i++)
+      v[i] = hak_malloc(f[k]->size);
+    for (int i = 0; i < 2000; i++)
+      hak_free(v[i]);
+  }
+  bad |= (hakmem_check_heap() != 0) << 1;
+  return bad;
+}
+
+/* A fork of a fork child, as tests/fork_stress's grandchildren: the
+ * child forks again while the orphans of the first fork wait for their
+ * recount and a thread of its own holds another slab torn. */
+START_TEST(fork_child_forks_again_with_slabs_torn_by_both_generations)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  struct fork_torn outer = { .kind = TORN_PUSH, .size = 48 };
+  pthread_barrier_init(&outer.torn, NULL, 2);
+  pthread_barrier_init(&outer.forked, NULL, 2);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, tear_a_slab_across_fork, &outer), 0);
+  pthread_barrier_wait(&outer.torn);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(60);
+    struct fork_torn inner = { .kind = TORN_POP, .size = 96 };
+    pthread_barrier_init(&inner.torn, NULL, 2);
+    pthread_barrier_init(&inner.forked, NULL, 2);
+    pthread_t u;
+    if (pthread_create(&u, NULL, tear_a_slab_across_fork, &inner) != 0)
+      _exit(64);
+    pthread_barrier_wait(&inner.torn);
+    pid_t g = fork();
+    if (g == 0)
+      _exit(grandchild_with_torn_slabs(&outer, &inner));
+    int status = 0;
+    if (g < 0 || waitpid(g, &status, 0) != g)
+      _exit(32);
+    pthread_barrier_wait(&inner.forked);
+    pthread_join(u, NULL);
+    int bad = WIFEXITED(status) ? WEXITSTATUS(status) : 16;
+    bad |= (hakmem_check_heap() != 0) << 2;
+    _exit(bad);
+  }
+  int status = reap_child_then_thread(pid, &outer.forked, t);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: grandchild's heap check after the fork, 2: after "
+                "allocating, 4: child's heap check, 16: grandchild killed)", status);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  pthread_barrier_destroy(&outer.torn);
+  pthread_barrier_destroy(&outer.forked);
+}
+END_TEST
+
 /* The reclaim of an idle thread (tcache_reclaim_idle) takes the medium
  * slabs it emptied out of the thread's ring, owned by nobody, under the
  * thread list's lock, and gives them to the pool after it: a fork in
@@ -1235,6 +1305,7 @@ int main(void)
   tcase_add_test(t, fork_child_accepts_a_medium_carve_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_drain_stopped_before_its_list);
   tcase_add_test(t, fork_child_collects_the_slabs_a_reclaim_had_not_given_back);
+  tcase_add_test(t, fork_child_forks_again_with_slabs_torn_by_both_generations);
   tcase_add_test(t, purge_thread_waits_for_the_next_kick);
   tcase_add_test(t, fork_child_starts_the_purge_thread_at_an_allocation);
   suite_add_tcase(s, t);
