@@ -927,6 +927,88 @@ START_TEST(fork_hands_back_other_threads_cross_thread_caches)
 }
 END_TEST
 
+/* A fork while another thread flushes its cross-thread cache: the list
+ * detached, its first blocks pushed to their slab's remote stack, the
+ * rest not yet.  The child finds the cache empty, so no block is pushed
+ * twice; the rest stay in use there (a leak). */
+#define FORK_XFREE_PUSHED 6
+struct fork_xfree_flush {
+  struct fork_xfree f;
+  void *rest;         /* the blocks the flush had not pushed */
+};
+
+static void *flush_half_across_fork(void *arg)
+{
+  struct fork_xfree_flush *ff = arg;
+  hak_free(hak_malloc(FORK_XFREE_SIZE));
+  for (int i = 0; i < FORK_XFREE_BLOCKS; i++)
+    hak_free(ff->f.blocks[i]);
+  struct slab *x = &tcache_xfree_slab[size_class_of(FORK_XFREE_SIZE)];
+  void *p = x->free;
+  x->free = SLAB_LIST_END;
+  for (int i = 0; i < FORK_XFREE_PUSHED; i++) {
+    void *next = (void *)slab_link_raw(p);
+    slab_free_remote(slab_of_block(p), p);
+    p = next;
+  }
+  ff->rest = p;
+  pthread_barrier_wait(&ff->f.held);
+  pthread_barrier_wait(&ff->f.forked);
+  while (!slab_list_is_end(p)) {
+    void *next = (void *)slab_link_raw(p);
+    slab_free_remote(slab_of_block(p), p);
+    p = next;
+  }
+  x->carved = 0;
+  x->used = 0;
+  return NULL;
+}
+
+START_TEST(fork_child_takes_a_cross_thread_flush_half_done)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  void *v[FORK_XFREE_BLOCKS];
+  alloc_filled(v, FORK_XFREE_BLOCKS, FORK_XFREE_SIZE, 0x5a);
+  struct slab *s = slab_of_block(v[0]);
+  for (int i = 1; i < FORK_XFREE_BLOCKS; i++)
+    ck_assert_ptr_eq(slab_of_block(v[i]), s);
+  unsigned used = s->used;
+  struct fork_xfree_flush ff = { .f = { .blocks = v } };
+  pthread_barrier_init(&ff.f.held, NULL, 2);
+  pthread_barrier_init(&ff.f.forked, NULL, 2);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, flush_half_across_fork, &ff), 0);
+  pthread_barrier_wait(&ff.f.held);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    bad |= tcache_drain(s) != FORK_XFREE_PUSHED;
+    bad |= (s->used != used - FORK_XFREE_PUSHED) << 1;
+    bad |= (hakmem_check_heap() != 0) << 2;
+    static void *w[2000];
+    for (int i = 0; i < 2000; i++) {
+      w[i] = hak_malloc(FORK_XFREE_SIZE);
+      for (void *p = ff.rest; !slab_list_is_end(p); p = (void *)slab_link_raw(p))
+        bad |= (w[i] == p) << 3;
+    }
+    for (int i = 0; i < 2000; i++)
+      hak_free(w[i]);
+    bad |= (hakmem_check_heap() != 0) << 4;
+    _exit(bad);
+  }
+  int status = reap_child_then_thread(pid, &ff.f.forked, t);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: remote stack, 2: used, 4: heap check, 8: a block "
+                "not pushed handed out, 16: heap check after allocating)", status);
+  ck_assert_uint_eq(tcache_drain(s), FORK_XFREE_BLOCKS);
+  ck_assert_uint_eq(s->used, used - FORK_XFREE_BLOCKS);
+  pthread_barrier_destroy(&ff.f.held);
+  pthread_barrier_destroy(&ff.f.forked);
+}
+END_TEST
+
 /* A thread that fork stops between a list change and its count leaves
  * its slab's free list and counts apart in the child: a pop or a push
  * before used changes, a carve before carved does.  The thread makes that
@@ -1303,6 +1385,7 @@ int main(void)
   tcase_add_test(t, fork_child_accepts_a_push_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_carve_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_medium_carve_stopped_before_its_count);
+  tcase_add_test(t, fork_child_takes_a_cross_thread_flush_half_done);
   tcase_add_test(t, fork_child_accepts_a_drain_stopped_before_its_list);
   tcase_add_test(t, fork_child_collects_the_slabs_a_reclaim_had_not_given_back);
   tcase_add_test(t, fork_child_forks_again_with_slabs_torn_by_both_generations);
