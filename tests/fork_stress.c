@@ -253,6 +253,19 @@ static int heap_ok(void)
   return !check_heap || check_heap() == 0;
 }
 
+/* One line on what a failed grandchild did: its parent's status has
+ * one bit for all of it. */
+static void report_grandchild(int st)
+{
+  if (WIFSIGNALED(st))
+    fprintf(stderr, "fork_stress: grandchild killed (signal %d)\n", WTERMSIG(st));
+  else
+    fprintf(stderr, "fork_stress: grandchild failed (%s%s%s)\n",
+            WEXITSTATUS(st) & 1 ? "heap check after the fork " : "",
+            WEXITSTATUS(st) & 2 ? "contents " : "",
+            WEXITSTATUS(st) & 4 ? "heap check at the end" : "");
+}
+
 /* What each child (DEPTH 0) and grandchild (DEPTH 1) does; a bit per
  * kind of failure in the result. */
 static int child_run(struct block *mine, int n_mine, uint64_t seed, int depth)
@@ -295,8 +308,10 @@ static int child_run(struct block *mine, int n_mine, uint64_t seed, int depth)
       int st;
       while (waitpid(pid, &st, 0) < 0)
         ;
-      if (!WIFEXITED(st) || WEXITSTATUS(st))
+      if (!WIFEXITED(st) || WEXITSTATUS(st)) {
         rc |= 8;
+        report_grandchild(st);
+      }
     }
   }
   if (!heap_ok())

@@ -927,6 +927,88 @@ START_TEST(fork_hands_back_other_threads_cross_thread_caches)
 }
 END_TEST
 
+/* A fork while another thread flushes its cross-thread cache: the list
+ * detached, its first blocks pushed to their slab's remote stack, the
+ * rest not yet.  The child finds the cache empty, so no block is pushed
+ * twice; the rest stay in use there (a leak). */
+#define FORK_XFREE_PUSHED 6
+struct fork_xfree_flush {
+  struct fork_xfree f;
+  void *rest;         /* the blocks the flush had not pushed */
+};
+
+static void *flush_half_across_fork(void *arg)
+{
+  struct fork_xfree_flush *ff = arg;
+  hak_free(hak_malloc(FORK_XFREE_SIZE));
+  for (int i = 0; i < FORK_XFREE_BLOCKS; i++)
+    hak_free(ff->f.blocks[i]);
+  struct slab *x = &tcache_xfree_slab[size_class_of(FORK_XFREE_SIZE)];
+  void *p = x->free;
+  x->free = SLAB_LIST_END;
+  for (int i = 0; i < FORK_XFREE_PUSHED; i++) {
+    void *next = (void *)slab_link_raw(p);
+    slab_free_remote(slab_of_block(p), p);
+    p = next;
+  }
+  ff->rest = p;
+  pthread_barrier_wait(&ff->f.held);
+  pthread_barrier_wait(&ff->f.forked);
+  while (!slab_list_is_end(p)) {
+    void *next = (void *)slab_link_raw(p);
+    slab_free_remote(slab_of_block(p), p);
+    p = next;
+  }
+  x->carved = 0;
+  x->used = 0;
+  return NULL;
+}
+
+START_TEST(fork_child_takes_a_cross_thread_flush_half_done)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  void *v[FORK_XFREE_BLOCKS];
+  alloc_filled(v, FORK_XFREE_BLOCKS, FORK_XFREE_SIZE, 0x5a);
+  struct slab *s = slab_of_block(v[0]);
+  for (int i = 1; i < FORK_XFREE_BLOCKS; i++)
+    ck_assert_ptr_eq(slab_of_block(v[i]), s);
+  unsigned used = s->used;
+  struct fork_xfree_flush ff = { .f = { .blocks = v } };
+  pthread_barrier_init(&ff.f.held, NULL, 2);
+  pthread_barrier_init(&ff.f.forked, NULL, 2);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, flush_half_across_fork, &ff), 0);
+  pthread_barrier_wait(&ff.f.held);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = 0;
+    bad |= tcache_drain(s) != FORK_XFREE_PUSHED;
+    bad |= (s->used != used - FORK_XFREE_PUSHED) << 1;
+    bad |= (hakmem_check_heap() != 0) << 2;
+    static void *w[2000];
+    for (int i = 0; i < 2000; i++) {
+      w[i] = hak_malloc(FORK_XFREE_SIZE);
+      for (void *p = ff.rest; !slab_list_is_end(p); p = (void *)slab_link_raw(p))
+        bad |= (w[i] == p) << 3;
+    }
+    for (int i = 0; i < 2000; i++)
+      hak_free(w[i]);
+    bad |= (hakmem_check_heap() != 0) << 4;
+    _exit(bad);
+  }
+  int status = reap_child_then_thread(pid, &ff.f.forked, t);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: remote stack, 2: used, 4: heap check, 8: a block "
+                "not pushed handed out, 16: heap check after allocating)", status);
+  ck_assert_uint_eq(tcache_drain(s), FORK_XFREE_BLOCKS);
+  ck_assert_uint_eq(s->used, used - FORK_XFREE_BLOCKS);
+  pthread_barrier_destroy(&ff.f.held);
+  pthread_barrier_destroy(&ff.f.forked);
+}
+END_TEST
+
 /* A thread that fork stops between a list change and its count leaves
  * its slab's free list and counts apart in the child: a pop or a push
  * before used changes, a carve before carved does.  The thread makes that
@@ -935,13 +1017,14 @@ END_TEST
  * and frees its class through it (a push left used a block too high and
  * the child's malloc aborted on an empty list; a carve left listed
  * blocks that free rejected). */
-enum torn_kind { TORN_POP, TORN_PUSH, TORN_CARVE };
+enum torn_kind { TORN_POP, TORN_PUSH, TORN_CARVE, TORN_DRAIN };
 
 struct fork_torn {
   pthread_barrier_t torn, forked;
   enum torn_kind kind;
   size_t size;        /* of the blocks: a small or a medium class */
   void *live[2];      /* the thread's blocks in use at the fork */
+  void *lost;         /* a block the thread held free: the child's leak */
 };
 
 static void *tear_a_slab_across_fork(void *arg)
@@ -951,6 +1034,7 @@ static void *tear_a_slab_across_fork(void *arg)
   struct slab *s = slab_of_block(b);
   s -= s->head_offset;
   uint32_t carved = 0;
+  void *taken = NULL;
   switch (f->kind) {
   case TORN_POP:
     hak_free(b);                       /* b heads the list */
@@ -964,9 +1048,16 @@ static void *tear_a_slab_across_fork(void *arg)
     carved = slab_carve(s);
     s->carved -= carved;
     break;
+  case TORN_DRAIN:
+    /* b freed by another thread, then the owner's drain took the stack
+     * (its exchange) and stopped before linking it to its list. */
+    slab_free_remote(s, b);
+    taken = atomic_exchange(&s->remote, NULL);
+    break;
   }
   f->live[0] = keep;
   f->live[1] = f->kind == TORN_CARVE ? b : NULL;
+  f->lost = f->kind == TORN_DRAIN ? b : NULL;
   pthread_barrier_wait(&f->torn);
   pthread_barrier_wait(&f->forked);
   switch (f->kind) {
@@ -979,6 +1070,9 @@ static void *tear_a_slab_across_fork(void *arg)
   case TORN_CARVE:
     s->carved += carved;
     hak_free(b);
+    break;
+  case TORN_DRAIN:
+    atomic_store(&s->remote, taken);
     break;
   }
   hak_free(keep);
@@ -1008,8 +1102,10 @@ static void fork_with_a_torn_slab(enum torn_kind kind, size_t size)
     shared_pool_purge(hak_now_ms(), &idle, &activity);
     void *v[2000];
     int n = size > HAK_SMALL_MAX ? 200 : 2000;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
       v[i] = hak_malloc(size);
+      bad |= (v[i] == f.lost) << 2;
+    }
     for (int i = 0; i < n; i++)
       hak_free(v[i]);
     bad |= (hakmem_check_heap() != 0) << 1;
@@ -1017,7 +1113,8 @@ static void fork_with_a_torn_slab(enum torn_kind kind, size_t size)
   }
   int status = reap_child_then_thread(pid, &f.forked, t);
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                "child: status %#x (exit 1: heap check after the fork, 2: after allocating)", status);
+                "child: status %#x (exit 1: heap check after the fork, 2: after allocating, "
+                "4: a block the dead thread held handed out)", status);
   ck_assert_int_eq(hakmem_check_heap(), 0);
   pthread_barrier_destroy(&f.torn);
   pthread_barrier_destroy(&f.forked);
@@ -1038,6 +1135,125 @@ END_TEST
 START_TEST(fork_child_accepts_a_carve_stopped_before_its_count)
 {
   fork_with_a_torn_slab(TORN_CARVE, 48);
+}
+END_TEST
+
+/* The drain's stack taken and not yet on the list: its blocks stay in
+ * use in the child (a leak), counted as such, never listed twice. */
+START_TEST(fork_child_accepts_a_drain_stopped_before_its_list)
+{
+  fork_with_a_torn_slab(TORN_DRAIN, 48);
+}
+END_TEST
+
+/* What a fork child of a fork child meets: the slabs its parent's fork
+ * orphaned and nothing adopted yet (still to be recounted), and one that
+ * its parent's own thread left torn.  Returns a bit per failure. */
+static int grandchild_with_torn_slabs(struct fork_torn *outer, struct fork_torn *inner)
+{
+  int bad = hakmem_check_heap() != 0;
+  hak_free(inner->live[0]);
+  hak_free(inner->live[1]);
+  shared_pool_orphan_freed();
+  bool idle;
+  uint64_t activity = 0;
+  shared_pool_purge(hak_now_ms(), &idle, &activity);
+  static void *v[2000];
+  const struct fork_torn *f[2] = { outer, inner };
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < 2000; i++)
+      v[i] = hak_malloc(f[k]->size);
+    for (int i = 0; i < 2000; i++)
+      hak_free(v[i]);
+  }
+  bad |= (hakmem_check_heap() != 0) << 1;
+  return bad;
+}
+
+/* A fork of a fork child, as tests/fork_stress's grandchildren: the
+ * child forks again while the orphans of the first fork wait for their
+ * recount and a thread of its own holds another slab torn. */
+START_TEST(fork_child_forks_again_with_slabs_torn_by_both_generations)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  struct fork_torn outer = { .kind = TORN_PUSH, .size = 48 };
+  pthread_barrier_init(&outer.torn, NULL, 2);
+  pthread_barrier_init(&outer.forked, NULL, 2);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, tear_a_slab_across_fork, &outer), 0);
+  pthread_barrier_wait(&outer.torn);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(60);
+    struct fork_torn inner = { .kind = TORN_POP, .size = 96 };
+    pthread_barrier_init(&inner.torn, NULL, 2);
+    pthread_barrier_init(&inner.forked, NULL, 2);
+    pthread_t u;
+    if (pthread_create(&u, NULL, tear_a_slab_across_fork, &inner) != 0)
+      _exit(64);
+    pthread_barrier_wait(&inner.torn);
+    pid_t g = fork();
+    if (g == 0)
+      _exit(grandchild_with_torn_slabs(&outer, &inner));
+    int status = 0;
+    if (g < 0 || waitpid(g, &status, 0) != g)
+      _exit(32);
+    pthread_barrier_wait(&inner.forked);
+    pthread_join(u, NULL);
+    int bad = WIFEXITED(status) ? WEXITSTATUS(status) : 16;
+    bad |= (hakmem_check_heap() != 0) << 2;
+    _exit(bad);
+  }
+  int status = reap_child_then_thread(pid, &outer.forked, t);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: grandchild's heap check after the fork, 2: after "
+                "allocating, 4: child's heap check, 16: grandchild killed)", status);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+  pthread_barrier_destroy(&outer.torn);
+  pthread_barrier_destroy(&outer.forked);
+}
+END_TEST
+
+/* The reclaim of an idle thread (tcache_reclaim_idle) takes the medium
+ * slabs it emptied out of the thread's ring, owned by nobody, under the
+ * thread list's lock, and gives them to the pool after it: a fork in
+ * between leaves the child slabs that no list holds.  The child orphans
+ * them, and its purge gives them back. */
+START_TEST(fork_child_collects_the_slabs_a_reclaim_had_not_given_back)
+{
+  start();
+  hak_config.purge_delay_ms = -1;
+  /* The fork handlers wait for a second thread. */
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, allocate_in_thread, NULL), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  unsigned cls = size_class_of(40000);
+  struct slab *s = shared_pool_acquire(cls, tcache_self.id);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_uint_eq(s->used, 0);
+  atomic_store(&s->owner, HAK_NO_OWNER);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int bad = s->state != SLAB_ORPHAN;
+    bad |= (hakmem_check_heap() != 0) << 1;
+    shared_pool_orphan_freed();
+    bool idle;
+    uint64_t activity = 0;
+    shared_pool_purge(hak_now_ms(), &idle, &activity);
+    bad |= (s->state != SLAB_EMPTY && s->state != SLAB_UNUSED) << 2;
+    bad |= (hakmem_check_heap() != 0) << 3;
+    _exit(bad);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "child: status %#x (exit 1: not orphaned, 2: heap check, 4: not collected, "
+                "8: heap check after)", status);
+  shared_pool_release_empty(s);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
 }
 END_TEST
 
@@ -1169,6 +1385,10 @@ int main(void)
   tcase_add_test(t, fork_child_accepts_a_push_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_carve_stopped_before_its_count);
   tcase_add_test(t, fork_child_accepts_a_medium_carve_stopped_before_its_count);
+  tcase_add_test(t, fork_child_takes_a_cross_thread_flush_half_done);
+  tcase_add_test(t, fork_child_accepts_a_drain_stopped_before_its_list);
+  tcase_add_test(t, fork_child_collects_the_slabs_a_reclaim_had_not_given_back);
+  tcase_add_test(t, fork_child_forks_again_with_slabs_torn_by_both_generations);
   tcase_add_test(t, purge_thread_waits_for_the_next_kick);
   tcase_add_test(t, fork_child_starts_the_purge_thread_at_an_allocation);
   suite_add_tcase(s, t);
