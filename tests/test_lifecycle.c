@@ -887,15 +887,23 @@ static int reap_child_then_thread(pid_t pid, pthread_barrier_t *forked, pthread_
   return status;
 }
 
+/* FORK_XFREE_BLOCKS blocks of FORK_XFREE_SIZE, filled, all of one slab,
+ * which it returns. */
+static struct slab *alloc_fork_xfree_blocks(void **v)
+{
+  alloc_filled(v, FORK_XFREE_BLOCKS, FORK_XFREE_SIZE, 0x5a);
+  struct slab *s = slab_of_block(v[0]);
+  for (int i = 1; i < FORK_XFREE_BLOCKS; i++)
+    ck_assert_ptr_eq(slab_of_block(v[i]), s);
+  return s;
+}
+
 START_TEST(fork_hands_back_other_threads_cross_thread_caches)
 {
   start();
   hak_config.purge_delay_ms = -1;
   void *v[FORK_XFREE_BLOCKS];
-  alloc_filled(v, FORK_XFREE_BLOCKS, FORK_XFREE_SIZE, 0x5a);
-  struct slab *s = slab_of_block(v[0]);
-  for (int i = 1; i < FORK_XFREE_BLOCKS; i++)
-    ck_assert_ptr_eq(slab_of_block(v[i]), s);
+  struct slab *s = alloc_fork_xfree_blocks(v);
   unsigned used = s->used;
   struct fork_xfree f = { .blocks = v };
   pthread_barrier_init(&f.held, NULL, 2);
@@ -969,10 +977,7 @@ START_TEST(fork_child_takes_a_cross_thread_flush_half_done)
   start();
   hak_config.purge_delay_ms = -1;
   void *v[FORK_XFREE_BLOCKS];
-  alloc_filled(v, FORK_XFREE_BLOCKS, FORK_XFREE_SIZE, 0x5a);
-  struct slab *s = slab_of_block(v[0]);
-  for (int i = 1; i < FORK_XFREE_BLOCKS; i++)
-    ck_assert_ptr_eq(slab_of_block(v[i]), s);
+  struct slab *s = alloc_fork_xfree_blocks(v);
   unsigned used = s->used;
   struct fork_xfree_flush ff = { .f = { .blocks = v } };
   pthread_barrier_init(&ff.f.held, NULL, 2);
