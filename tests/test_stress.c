@@ -571,29 +571,6 @@ static void fork_child(int round)
   _exit(0);
 }
 
-/* Waits for pid for at most seconds; kills it and returns -1 if it does
- * not finish.  Otherwise returns its wait status. */
-static int wait_deadline(pid_t pid, int seconds)
-{
-  struct timespec start, now, nap = { 0, 5 * 1000 * 1000 };
-  clock_gettime(CLOCK_MONOTONIC, &start);
-  for (;;) {
-    int status;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid)
-      return status;
-    if (r < 0 && errno != EINTR)
-      return -2;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec - start.tv_sec > seconds) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    nanosleep(&nap, NULL);
-  }
-}
-
 START_TEST(fork_while_threads_allocate)
 {
   pthread_t t[BUSY_THREADS];

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hakmem.h"
@@ -224,6 +225,31 @@ static inline void expect_child_aborts(void (*fn)(void), const char *what, const
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), buf);
   if (!strstr(buf, "hakmem: ") || !strstr(buf, needle))
     ck_abort_msg("%s: aborted, but stderr does not say \"%s\": %s", what, needle, buf);
+}
+
+/* Waits for child pid for at most seconds; kills it (SIGKILL: a child
+ * hung inside hakmem may have every signal blocked) and returns -1 if it
+ * does not finish, -2 if waitpid fails.  Otherwise returns its wait
+ * status. */
+static inline int wait_deadline(pid_t pid, int seconds)
+{
+  struct timespec start, now, nap = { 0, 5 * 1000 * 1000 };
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    int status;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid)
+      return status;
+    if (r < 0 && errno != EINTR)
+      return -2;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - start.tv_sec > seconds) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    nanosleep(&nap, NULL);
+  }
 }
 
 #endif
