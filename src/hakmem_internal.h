@@ -31,7 +31,8 @@
 #define HAK_COMMON_TEXT HAK_STARTUP_TEXT
 /* The opposite: for a function of a file every process runs (the pool,
  * the thread caches) that only a rare event calls (the heap check, a fork
- * child's clean-up).  The section's name matches none of the linker's
+ * child's clean-up, malloc_info, verbose's start-up line, unshare and
+ * setns).  The section's name matches none of the linker's
  * text patterns, so the linker places it after all of the text, beyond
  * the rarely run files, instead of in the first 64 KiB window among the
  * code every process runs. */

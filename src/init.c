@@ -63,7 +63,7 @@ static void fork_child(void)
 }
 
 /* verbose = 1: one line with the effective configuration. */
-static void init_print_config(void)
+HAK_RARE_TEXT static void init_print_config(void)
 {
   static const char *const thp[] = { "off", "auto", "on" };
   char line[256];

@@ -114,7 +114,7 @@ static void xml_total(struct diag_buf *b, const char *elem, const char *type, bo
  * hblkhd), "current" the SuperSlab memory (arena).  hakmem keeps no
  * high-water mark, so "max" is the current figure.  The snapshot is taken
  * before anything is written to fp, whose buffer may be allocated then. */
-HAK_EXPORT int malloc_info(int options, FILE *fp)
+HAK_RARE_TEXT HAK_EXPORT int malloc_info(int options, FILE *fp)
 {
   if (options != 0 || !fp) {
     errno = EINVAL;
@@ -243,7 +243,7 @@ HAK_EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 #define SINGLE_THREAD_UNSHARE (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)
 #define SINGLE_THREAD_SETNS (CLONE_NEWUSER | CLONE_NEWNS)
 
-HAK_EXPORT int unshare(int flags)
+HAK_RARE_TEXT HAK_EXPORT int unshare(int flags)
 {
   bool stop = flags & SINGLE_THREAD_UNSHARE;
   if (stop)
@@ -254,7 +254,7 @@ HAK_EXPORT int unshare(int flags)
   return rc;
 }
 
-HAK_EXPORT int setns(int fd, int nstype)
+HAK_RARE_TEXT HAK_EXPORT int setns(int fd, int nstype)
 {
   bool stop = nstype == 0 || (nstype & SINGLE_THREAD_SETNS);
   if (stop)

@@ -343,7 +343,7 @@ static void purge_stop_pause(void)
   nanosleep(&ts, NULL);
 }
 
-void purge_stop(void)
+HAK_RARE_TEXT void purge_stop(void)
 {
   if (!atomic_load(&purge_running) || atomic_load(&purge_thread_pid) != getpid())
     return;
@@ -366,12 +366,12 @@ void purge_stop(void)
   errno = saved_errno;
 }
 
-void purge_stop_end(void)
+HAK_RARE_TEXT void purge_stop_end(void)
 {
   atomic_store(&purge_stopping, 0);
 }
 
-void purge_postfork_child(void)
+HAK_RARE_TEXT void purge_postfork_child(void)
 {
   atomic_store(&purge_start_wanted, true);
   atomic_store(&purge_running, false);
