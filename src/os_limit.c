@@ -601,10 +601,9 @@ static void *map_packed(size_t size, size_t align, size_t phase)
     } else {
       from = hak_align_up(random_address(), HAK_UNIT_SIZE);
     }
-    uintptr_t a = os_align_phase(from, align, phase);
-    if (a < from || a + size < a || a + size > OS_HINT_END)
+    uintptr_t a = os_align_phase(from, align, phase), to = packed_end(from, size, align, phase);
+    if (!to)
       continue;
-    uintptr_t to = hak_align_up(a + size, HAK_UNIT_SIZE);
     /* The ownership map's leaves first (a new one costs no entry either). */
     if (!leaf_merged(from) || !leaf_merged(to - 1))
       continue;
