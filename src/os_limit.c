@@ -521,8 +521,9 @@ static uintptr_t packed_end(uintptr_t from, size_t size, size_t align, size_t ph
   return hak_align_up(a + size, HAK_UNIT_SIZE);
 }
 
-/* The first unit boundary at or above from where a run for size, align
- * and phase fits between the process's mappings, read from
+/* The first unit boundary at or above from, and a page or more past a
+ * mapping, where a run for size, align and phase fits between the
+ * process's mappings, read from
  * /proc/self/maps (its lines are in address order); 0 if it cannot be
  * read (or another thread is reading a /proc file) or no place fits. */
 static uintptr_t free_place_after(uintptr_t from, size_t size, size_t align, size_t phase)
@@ -551,7 +552,9 @@ static uintptr_t free_place_after(uintptr_t from, size_t size, size_t align, siz
         if (range[0] >= end) {
           found = true; /* the place before this mapping is free */
         } else if (range[1] > from) {
-          from = hak_align_up(range[1], HAK_UNIT_SIZE);
+          /* A page at least left free: the guard of a mapping placed by
+           * hint is the unmapped space after it. */
+          from = hak_align_up(range[1] + HAK_PAGE_SIZE, HAK_UNIT_SIZE);
           end = from ? packed_end(from, size, align, phase) : 0;
         }
       } else if (field < 2) {
