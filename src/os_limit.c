@@ -522,8 +522,8 @@ static uintptr_t packed_end(uintptr_t from, size_t size, size_t align, size_t ph
 }
 
 /* The first unit boundary at or above from, and a page or more past a
- * mapping, where a run for size, align and phase fits between the
- * process's mappings, read from
+ * mapping of hakmem's that has a guard, where a run for size, align and
+ * phase fits between the process's mappings, read from
  * /proc/self/maps (its lines are in address order); 0 if it cannot be
  * read (or another thread is reading a /proc file) or no place fits. */
 static uintptr_t free_place_after(uintptr_t from, size_t size, size_t align, size_t phase)
@@ -552,9 +552,11 @@ static uintptr_t free_place_after(uintptr_t from, size_t size, size_t align, siz
         if (range[0] >= end) {
           found = true; /* the place before this mapping is free */
         } else if (range[1] > from) {
-          /* A page at least left free: the guard of a mapping placed by
-           * hint is the unmapped space after it. */
-          from = hak_align_up(range[1] + HAK_PAGE_SIZE, HAK_UNIT_SIZE);
+          /* A mapping of hakmem's with a guard keeps it: placed by hint,
+           * the guard is the unmapped space after it.  After a bare one
+           * (or kept units) the run merges and takes no entry. */
+          bool guarded = unit_has(range[1] - 1, OS_UNITS_OWNED) && !unit_has(range[1] - 1, OS_UNITS_BARE);
+          from = hak_align_up(range[1] + (guarded ? HAK_PAGE_SIZE : 0), HAK_UNIT_SIZE);
           end = from ? packed_end(from, size, align, phase) : 0;
         }
       } else if (field < 2) {
