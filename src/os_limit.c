@@ -510,16 +510,84 @@ static bool mapped_before(uintptr_t at)
   return unit_has(at - 1, OS_UNITS_OWNED) || unit_has(at - 1, OS_UNITS_KEPT);
 }
 
+/* Where a run placed at from ends: the mapping of size bytes at phase
+ * past a multiple of align, and the rest of its last unit; 0 if it does
+ * not fit the hint region. */
+static uintptr_t packed_end(uintptr_t from, size_t size, size_t align, size_t phase)
+{
+  uintptr_t a = os_align_phase(from, align, phase);
+  if (a < from || a + size < a || a + size > OS_HINT_END)
+    return 0;
+  return hak_align_up(a + size, HAK_UNIT_SIZE);
+}
+
+/* The first unit boundary at or above from, and a page or more past a
+ * mapping of hakmem's that has a guard, where a run for size, align and
+ * phase fits between the process's mappings, read from
+ * /proc/self/maps (its lines are in address order); 0 if it cannot be
+ * read (or another thread is reading a /proc file) or no place fits. */
+static uintptr_t free_place_after(uintptr_t from, size_t size, size_t align, size_t phase)
+{
+  if (atomic_exchange_explicit(&proc_busy, true, memory_order_acquire))
+    return 0;
+  int cancel; /* read is a cancellation point: see proc_lines */
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+  int saved = errno;
+  from = hak_align_up(from, HAK_UNIT_SIZE);
+  uintptr_t end = packed_end(from, size, align, phase), range[2] = { 0, 0 };
+  unsigned field = 0; /* 0, 1: a line's start and end address; 2: the rest of it */
+  bool found = false;
+  ssize_t r = -1;
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  while (fd >= 0 && end && !found && (r = read(fd, proc_buf, sizeof proc_buf)) > 0) {
+    for (ssize_t i = 0; i < r && end && !found; i++) {
+      char c = proc_buf[i];
+      if (c == '\n') {
+        field = 0;
+        range[0] = range[1] = 0;
+      } else if (field == 0 && c == '-') {
+        field = 1;
+      } else if (field == 1 && c == ' ') {
+        field = 2;
+        if (range[0] >= end) {
+          found = true; /* the place before this mapping is free */
+        } else if (range[1] > from) {
+          /* A mapping of hakmem's with a guard keeps it: placed by hint,
+           * the guard is the unmapped space after it.  After a bare one
+           * (or kept units) the run merges and takes no entry. */
+          bool guarded = unit_has(range[1] - 1, OS_UNITS_OWNED) && !unit_has(range[1] - 1, OS_UNITS_BARE);
+          from = hak_align_up(range[1] + (guarded ? HAK_PAGE_SIZE : 0), HAK_UNIT_SIZE);
+          end = from ? packed_end(from, size, align, phase) : 0;
+        }
+      } else if (field < 2) {
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
+        range[field] = range[field] << 4 | (d & 15);
+      }
+    }
+  }
+  if (fd >= 0)
+    close(fd);
+  errno = saved;
+  pthread_setcancelstate(cancel, NULL);
+  atomic_store_explicit(&proc_busy, false, memory_order_release);
+  /* Past the last line (r == 0) everything is free. */
+  return end && (found || r == 0) ? from : 0;
+}
+
 /* A mapping of size bytes at phase past a multiple of align placed right
  * after the last one placed here, so that the kernel merges the two
  * entries: one mmap maps the units skipped to reach the alignment (kept
  * for later), the new mapping and the rest of its last unit.  If no
- * recent end can take it, a new run starts at the hint cursor (four
- * tries), which takes the entry the reserve gave back.  NULL if that
- * fails too. */
+ * recent end can take it, a new run starts at the hint cursor, which
+ * takes the entry the reserve gave back; if a mapping is there (a
+ * foreign one, or a run placed after a recent end above the cursor), at
+ * the first free place after it, and the cursor moves past the run.
+ * Then at a random unit of the region (two tries: its ownership-map leaf
+ * may find no place to merge).  NULL if that fails too. */
 static void *map_packed(size_t size, size_t align, size_t phase)
 {
   unsigned newest = atomic_load_explicit(&pack_next, memory_order_relaxed);
+  uintptr_t hint = 0, cursor = 0; /* cursor: the hint, once a mapping was found there */
   for (unsigned k = 0; k < PACK_ENDS + 4; k++) {
     _Atomic uintptr_t *slot = NULL;
     uintptr_t from;
@@ -528,24 +596,29 @@ static void *map_packed(size_t size, size_t align, size_t phase)
       from = atomic_load_explicit(slot, memory_order_relaxed);
       if (from == 0 || !mapped_before(from))
         continue;
+    } else if (k == PACK_ENDS) {
+      hint = os_hint_peek();
+      if (!(from = hak_align_up(hint, HAK_UNIT_SIZE)))
+        continue;
+    } else if (k == PACK_ENDS + 1) {
+      if (!cursor || !(from = free_place_after(cursor, size, align, phase)))
+        continue;
     } else {
-      /* A new run at the hint cursor (the addresses after it are free;
-       * every mapping is placed under the lock here), or at a random
-       * unit of the region. */
-      from = os_hint_peek();
-      from = hak_align_up(from && k == PACK_ENDS ? from : random_address(), HAK_UNIT_SIZE);
+      from = hak_align_up(random_address(), HAK_UNIT_SIZE);
     }
-    uintptr_t a = os_align_phase(from, align, phase);
-    if (a < from || a + size < a || a + size > OS_HINT_END)
+    uintptr_t a = os_align_phase(from, align, phase), to = packed_end(from, size, align, phase);
+    if (!to)
       continue;
-    uintptr_t to = hak_align_up(a + size, HAK_UNIT_SIZE);
     /* The ownership map's leaves first (a new one costs no entry either). */
     if (!leaf_merged(from) || !leaf_merged(to - 1))
       continue;
     atomic_fetch_add_explicit(&os_counters.mmap_calls, 1, memory_order_relaxed);
     void *p = mmap((void *)from, to - from, PROT_READ | PROT_WRITE, OS_MAP_FLAGS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (p == MAP_FAILED)
+    if (p == MAP_FAILED) {
+      if (k == PACK_ENDS && errno == EEXIST)
+        cursor = hint;
       continue;
+    }
     if ((uintptr_t)p != from) { /* a kernel before 4.17 took it as a hint */
       os_munmap_raw(p, to - from);
       continue;
@@ -563,7 +636,8 @@ static void *map_packed(size_t size, size_t align, size_t phase)
     pad_set(a + size);
     os_limit_bare(a + size, true);
     pack_note(to);
-    os_hint_skip(from - 1, to); /* the cursor may stand at from */
+    /* The cursor may stand at from, or before the mappings skipped. */
+    os_hint_skip((k == PACK_ENDS + 1 ? cursor : from) - 1, to);
     return (void *)a;
   }
   return NULL;

@@ -22,6 +22,7 @@
 #include "hakmem.h"
 #include "large.h"
 #include "os.h"
+#include "os_limit.h"
 #include "superslab.h"
 
 /* VMAs left free for the workload: each guarded mapping takes one. */
@@ -210,6 +211,64 @@ START_TEST(hakmem_grants_every_request_at_the_limit)
 }
 END_TEST
 
+/* At the limit a new run of mappings starts at the hint cursor; where
+ * another mapping holds the cursor (another library's, or a run placed
+ * after an earlier one, above the cursor), it starts at the first free
+ * place after that mapping, in the ownership map's leaves hakmem has,
+ * rather than failing or at a random address whose leaf finds no place
+ * to merge. */
+START_TEST(placement_at_the_limit_looks_past_an_occupied_cursor)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  return; /* the sanitizer maps memory of its own as the test runs */
+#endif
+  const uintptr_t region = (uintptr_t)4 << 30; /* an ownership-map leaf's */
+  const size_t foreign_size = 32 * MiB, page = (size_t)sysconf(_SC_PAGESIZE);
+  void *kept[8];
+  int nkept = 0;
+  hak_free(hak_malloc(1));
+  /* The cursor well inside a region of 4 GiB hakmem has a leaf for, so
+   * that the foreign mapping and the place after it stay in it. */
+  do {
+    ck_assert_int_lt(nkept, 8);
+    ck_assert((kept[nkept++] = hak_malloc(8 * MiB)) != NULL);
+  } while ((os_hint_peek() & (region - 1)) > region - 4 * foreign_size);
+  consume_map_count();
+  uintptr_t at = hak_align_up(os_hint_peek(), page);
+  char *foreign = mmap((void *)at, foreign_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+                       -1, 0);
+  ck_assert_msg(foreign == (char *)at, "foreign mapping at %#lx: errno %d", (unsigned long)at, errno);
+  /* The rest of the map: lone pages of alternating protection (none
+   * merges with the next) until the kernel refuses, then one given back,
+   * so that hakmem's usual placement fails (its over-map needs two). */
+  static void *fill[4 * HEADROOM];
+  size_t nfill = 0;
+  while (nfill < sizeof fill / sizeof fill[0]) {
+    void *q = mmap(NULL, page, nfill % 2 ? PROT_READ : PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (q == MAP_FAILED)
+      break;
+    fill[nfill++] = q;
+  }
+  ck_assert_msg(nfill >= 2 && nfill < sizeof fill / sizeof fill[0], "%zu pages filled the map", nfill);
+  ck_assert_int_eq(munmap(fill[nfill - 2], page), 0); /* between two of the other protection */
+  fill[nfill - 2] = NULL;
+  void *p = hak_malloc(1 * MiB);
+  ck_assert_msg(p, "malloc at the limit failed, errno %d", errno);
+  ck_assert_msg((char *)p >= foreign + foreign_size && (char *)p < foreign + foreign_size + 8 * MiB,
+                "placed at %p, not after the mapping at the cursor [%p, %p)", p, (void *)foreign,
+                (void *)(foreign + foreign_size));
+  memset(p, 0x5a, 1 * MiB);
+  hak_free(p);
+  for (size_t i = 0; i < nfill; i++)
+    if (fill[i])
+      munmap(fill[i], page);
+  munmap(foreign, foreign_size);
+  while (nkept > 0)
+    hak_free(kept[--nkept]);
+  ck_assert_int_eq(hakmem_check_heap(), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("maplimit");
@@ -217,6 +276,7 @@ int main(void)
   tcase_set_timeout(t, 120);
   tcase_add_test(t, glibc_grants_every_request_at_the_limit);
   tcase_add_test(t, hakmem_grants_every_request_at_the_limit);
+  tcase_add_test(t, placement_at_the_limit_looks_past_an_occupied_cursor);
   suite_add_tcase(s, t);
   return check_run(s);
 }
