@@ -570,7 +570,11 @@ int os_resize_in_place(void *old, size_t old_size, size_t new_size)
   }
   if (os_limit_seen())
     os_limit_bare(end, false); /* the growth left a guard's worth of free units */
-  if (!guard_mark(a + old_size, new_size - old_size, true)) {
+  /* The units the growth reached, from the first after the old last
+   * one: that one is marked, and a failed marking clears what it tried
+   * to mark (the block would lose it, and os_unmap refuse the block). */
+  uintptr_t grown = (last + 1) << HAK_UNIT_SHIFT;
+  if (a + new_size > grown && !guard_mark(grown, a + new_size - grown, true)) {
     os_shrink(a, new_size, old_size);
     atomic_fetch_add_explicit(&os_counters.mapped_bytes, new_size - old_size, memory_order_relaxed);
     errno = saved;

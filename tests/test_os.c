@@ -1,11 +1,14 @@
 /* The OS layer (os.c): it refuses to unmap, decommit or advise a range
  * hakmem did not map; the first ENOMEM from a decommit turns decommit off
  * for good, and free memory is unmapped instead; it joins only the pieces
- * of a split that still stand as the split left them.
+ * of a split that still stand as the split left them; a growth in place
+ * that cannot be recorded in the ownership map leaves the mapping as it
+ * was, still hakmem's.
  *
- * The failure is the test's own madvise: this program is linked with
- * -Wl,--wrap=madvise (tests/unit.mk), so that os.c's calls reach
- * __wrap_madvise below, while libhakmem has no hook and pays nothing. */
+ * The failures are the test's own madvise and mmap: this program is
+ * linked with -Wl,--wrap=madvise,--wrap=mmap (tests/unit.mk), so that
+ * os.c's calls reach __wrap_madvise and __wrap_mmap below, while
+ * libhakmem has no hook and pays nothing. */
 #include <check.h>
 #include "core_util.h"
 #include <errno.h>
@@ -18,6 +21,7 @@
 
 #include "config.h"
 #include "os.h"
+#include "os_limit.h"
 
 /* The next decommit (MADV_FREE or MADV_DONTNEED) fails with this errno
  * value; 0: madvise runs. */
@@ -36,6 +40,25 @@ int __wrap_madvise(void *addr, size_t len, int advice)
     }
   }
   return __real_madvise(addr, len, advice);
+}
+
+/* While set, the mapping of a new leaf of the ownership map fails with
+ * ENOMEM (counted), as the kernel's refusal at the mapping-count limit
+ * or under an address-space limit does. */
+static _Atomic bool leaf_map_fails;
+static _Atomic unsigned leaf_maps_failed;
+
+void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+  if (atomic_load(&leaf_map_fails) && len == OS_UNITS_LEAF_MAP_SIZE) {
+    atomic_fetch_add(&leaf_maps_failed, 1);
+    errno = ENOMEM;
+    return MAP_FAILED;
+  }
+  return __real_mmap(addr, len, prot, flags, fd, off);
 }
 
 /* Makes sure hakmem is initialised (its constructor normally has). */
@@ -164,6 +187,46 @@ START_TEST(cut_pieces_are_not_joined)
 }
 END_TEST
 
+/* A mapping whose growth in place reaches a 4 GiB region the ownership
+ * map has no leaf for yet, where the leaf cannot be mapped: the growth
+ * is undone, and the mapping's own last unit, which the growth started
+ * in, stays hakmem's.  It used to be cleared with the units the growth
+ * had tried to mark: the block lost its last unit, and a later realloc
+ * and free of it were refused ("mremap refused", "munmap refused": the
+ * mapping leaked). */
+START_TEST(growth_refused_for_the_ownership_map_keeps_the_mapping_its_own)
+{
+  start();
+  const size_t unit = 512 * 1024, half = unit / 2;
+  /* The last unit before a 4 GiB boundary high in the placement region,
+   * past where its cursor starts: the region after it has no leaf. */
+  const uintptr_t boundary = (uintptr_t)95 << 40, at = boundary - unit;
+  ck_assert_ptr_null(atomic_load(&guard_l1[(boundary >> 32) & 0xffff]));
+  ck_assert_uint_ne(os_hint_peek(), 0);
+  ck_assert_uint_lt(os_hint_peek(), at);
+  os_hint_skip(0, at - 4096); /* the cursor moves to at */
+  char *m = os_map_aligned(half, unit);
+  ck_assert_ptr_eq(m, (char *)at);
+  memset(m, 0x33, half);
+  hak_stats_t a = stats_now();
+  atomic_store(&leaf_map_fails, true);
+  int err = os_resize_in_place(m, half, 2 * unit);
+  atomic_store(&leaf_map_fails, false);
+  ck_assert_int_eq(err, ENOMEM);
+  ck_assert_uint_ge(atomic_load(&leaf_maps_failed), 1);
+  ck_assert(os_owns_range(m, half));
+  ck_assert(!os_owns_range((void *)boundary, unit));
+  ck_assert_uint_eq((unsigned char)m[half - 1], 0x33);
+  /* Still a mapping of its own size: it grows and is unmapped, neither
+   * refused. */
+  ck_assert_int_eq(os_resize_in_place(m, half, unit), 0);
+  ck_assert_uint_eq((unsigned char)m[half - 1], 0x33);
+  os_unmap(m, unit);
+  ck_assert_uint_eq(stats_now().os_refused - a.os_refused, 0);
+  ck_assert(!os_owns_range(m, unit));
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("os");
@@ -174,6 +237,7 @@ int main(void)
   tcase_add_test(t, join_only_what_split_made);
   tcase_add_test(t, cut_pieces_are_not_joined);
   tcase_add_test(t, alignment_past_the_region_refused);
+  tcase_add_test(t, growth_refused_for_the_ownership_map_keeps_the_mapping_its_own);
   suite_add_tcase(s, t);
   return check_run(s);
 }

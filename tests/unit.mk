@@ -55,7 +55,7 @@ tests_test_checkmode_LDADD = $(CORE_TESTS_LIBS)
 # the library needs no test hook.
 tests_test_os_SOURCES = tests/test_os.c
 tests_test_os_CFLAGS = $(CORE_TESTS_CC_FLAGS)
-tests_test_os_LDFLAGS = $(CORE_TESTS_LINK_FLAGS) -Wl,--wrap=madvise
+tests_test_os_LDFLAGS = $(CORE_TESTS_LINK_FLAGS) -Wl,--wrap=madvise,--wrap=mmap
 tests_test_os_LDADD = $(CORE_TESTS_LIBS)
 # Transparent huge page advice (skipped, 77, without THP).
 tests_test_thp_SOURCES = tests/test_thp.c
