@@ -382,18 +382,31 @@ static long proc_lines_locked(const char *path, char *first, size_t first_size)
   return r < 0 ? -1 : lines;
 }
 
-static long proc_lines(const char *path, char *first, size_t first_size)
+/* Takes proc_buf for a read of a /proc file; false if another thread
+ * has it.  Never waits: a thread that fork, or a cancellation at read (a
+ * cancellation point, hence disabled until proc_give), stopped in the
+ * middle would leave every later caller spinning. */
+static bool proc_take(int *cancel)
 {
-  /* Never waits: a thread that fork, or a cancellation at read (a
-   * cancellation point, hence disabled here), stopped in the middle would
-   * leave every later caller spinning. */
   if (atomic_exchange_explicit(&proc_busy, true, memory_order_acquire))
-    return -1;
-  int cancel;
-  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
-  long lines = proc_lines_locked(path, first, first_size);
+    return false;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cancel);
+  return true;
+}
+
+static void proc_give(int cancel)
+{
   pthread_setcancelstate(cancel, NULL);
   atomic_store_explicit(&proc_busy, false, memory_order_release);
+}
+
+static long proc_lines(const char *path, char *first, size_t first_size)
+{
+  int cancel;
+  if (!proc_take(&cancel))
+    return -1;
+  long lines = proc_lines_locked(path, first, first_size);
+  proc_give(cancel);
   return lines;
 }
 
@@ -528,10 +541,9 @@ static uintptr_t packed_end(uintptr_t from, size_t size, size_t align, size_t ph
  * read (or another thread is reading a /proc file) or no place fits. */
 static uintptr_t free_place_after(uintptr_t from, size_t size, size_t align, size_t phase)
 {
-  if (atomic_exchange_explicit(&proc_busy, true, memory_order_acquire))
+  int cancel;
+  if (!proc_take(&cancel))
     return 0;
-  int cancel; /* read is a cancellation point: see proc_lines */
-  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
   int saved = errno;
   from = hak_align_up(from, HAK_UNIT_SIZE);
   uintptr_t end = packed_end(from, size, align, phase), range[2] = { 0, 0 };
@@ -568,8 +580,7 @@ static uintptr_t free_place_after(uintptr_t from, size_t size, size_t align, siz
   if (fd >= 0)
     close(fd);
   errno = saved;
-  pthread_setcancelstate(cancel, NULL);
-  atomic_store_explicit(&proc_busy, false, memory_order_release);
+  proc_give(cancel);
   /* Past the last line (r == 0) everything is free. */
   return end && (found || r == 0) ? from : 0;
 }
