@@ -28,11 +28,11 @@ for f in "$prog" "$lib"; do
   fi
 done
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/hakmem-fork.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' HUP INT TERM
+. "${srcdir:-.}/tests/lib.sh"
+scratch_setup
+tmp=$dir
 unset LD_PRELOAD MALLOC_CHECK_ MALLOC_PERTURB_ 2>/dev/null || true
-for v in $(env | sed -n 's/^\(HAKMEM_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
+clear_hakmem_env
 
 if command -v timeout >/dev/null 2>&1; then limit="timeout 600"; else limit=; fi
 
