@@ -130,5 +130,5 @@ tests_fork_stress_CFLAGS = $(AM_CFLAGS) -fno-builtin
 
 FORK_SECONDS = 600
 fork-stress: tests/fork_stress$(EXEEXT)
-	FORK_SECONDS=$(FORK_SECONDS) $(SHELL) $(srcdir)/tests/fork_stress.sh --long
+	srcdir=$(srcdir) FORK_SECONDS=$(FORK_SECONDS) $(SHELL) $(srcdir)/tests/fork_stress.sh --long
 .PHONY: fork-stress
