@@ -216,6 +216,8 @@ static _Atomic uintptr_t os_hint_next;
 #define OS_JITTER_UNITS  4u
 /* The most address space left free after a mapping for it to grow into. */
 #define OS_ROOM_MAX      ((size_t)64 << 20)
+/* How far past a mapping's end the cursor can be after taking its hint. */
+#define OS_HINT_REACH    (OS_GUARD_SIZE + OS_ROOM_MAX + OS_JITTER_UNITS * HAK_UNIT_SIZE)
 
 static uintptr_t os_hint_random_start(void)
 {
@@ -223,10 +225,10 @@ static uintptr_t os_hint_random_start(void)
   return OS_HINT_LO + (uintptr_t)(secret_random() % pages) * HAK_PAGE_SIZE;
 }
 
-static void *os_mmap(void *hint, size_t size)
+static void *os_mmap(void *hint, size_t size, int flags)
 {
   atomic_fetch_add_explicit(&os_counters.mmap_calls, 1, memory_order_relaxed);
-  void *p = mmap(hint, size, PROT_READ | PROT_WRITE, OS_MAP_FLAGS, -1, 0);
+  void *p = mmap(hint, size, PROT_READ | PROT_WRITE, OS_MAP_FLAGS | flags, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
@@ -300,15 +302,35 @@ static void os_unmap_or_keep(uintptr_t start, uintptr_t end)
     os_limit_keep(start, end);
 }
 
+/* After a hint met a mapping not ours: the space around the cursor is
+ * likely taken further on too (a sanitizer's shadow, a virtual machine's
+ * heap reservation), so the cursor moves to a new random start instead of
+ * meeting it again on every later mapping. */
+static void os_hint_redraw(uintptr_t missed, size_t size)
+{
+  uintptr_t h = atomic_load_explicit(&os_hint_next, memory_order_relaxed);
+  /* Unless another thread moved the cursor elsewhere meanwhile. */
+  while (h > missed && h - missed <= size + OS_HINT_REACH &&
+         !atomic_compare_exchange_weak(&os_hint_next, &h, os_hint_random_start()))
+    ;
+}
+
 HAK_NOINLINE void *os_map_raw(size_t size, size_t align, size_t phase, size_t room)
 {
   uintptr_t hint = os_hint_take(size, align, phase, room);
+  bool missed = false;
   if (hint) {
-    void *p = os_mmap((void *)hint, size);
+    /* MAP_FIXED_NOREPLACE: an occupied hint fails with EEXIST instead of
+     * giving a mapping elsewhere to unmap again; kernels before 4.17
+     * ignore the flag and may place it elsewhere. */
+    void *p = os_mmap((void *)hint, size, MAP_FIXED_NOREPLACE);
     if (p && (uintptr_t)p == hint)
       return p;
     if (p)
       os_unmap_or_keep((uintptr_t)p, (uintptr_t)p + size);
+    missed = p || errno == EEXIST;
+    if (missed)
+      atomic_fetch_add_explicit(&os_counters.hint_misses, 1, memory_order_relaxed);
   }
   /* Over-map, then trim the unaligned head and the tail beyond the guard;
    * the guard stays mapped PROT_NONE, as the kernel may place anything
@@ -316,7 +338,7 @@ HAK_NOINLINE void *os_map_raw(size_t size, size_t align, size_t phase, size_t ro
   size_t extra = align + HAK_UNIT_SIZE + OS_GUARD_SIZE;
   if (size + extra < size)
     return NULL;
-  char *raw = os_mmap(NULL, size + extra);
+  char *raw = os_mmap(NULL, size + extra, 0);
   if (!raw)
     return NULL;
   char *aligned = (char *)os_align_phase((uintptr_t)raw, align, phase);
@@ -334,6 +356,10 @@ HAK_NOINLINE void *os_map_raw(size_t size, size_t align, size_t phase, size_t ro
     os_unmap_or_keep((uintptr_t)raw, (uintptr_t)aligned);
   if (raw + size + extra > guard_end)
     os_unmap_or_keep((uintptr_t)guard_end, (uintptr_t)raw + size + extra);
+  /* Only once the kernel's placement worked: at the mapping-count limit
+   * the limit's placement starts from the cursor, in leaves hakmem has. */
+  if (missed)
+    os_hint_redraw(hint, size);
   return aligned;
 }
 

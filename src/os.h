@@ -23,6 +23,7 @@ struct os_counters {
   _Atomic uint64_t refused;        /* calls refused: range not hakmem's */
   _Atomic uint64_t unguarded;      /* mappings placed without a guard at the map-count limit */
   _Atomic uint64_t kept;           /* units kept mapped, their unmap refused, for reuse */
+  _Atomic uint64_t hint_misses;    /* placement hints already taken by a mapping not ours */
 };
 extern struct os_counters os_counters;
 
