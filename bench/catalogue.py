@@ -101,7 +101,7 @@ BENCHES = [
           "faults after the first burst)",
           extra=("minflt",)),
     Bench("thread_stress", "thread_stress", "thread_stress",
-          "100000 1000 {seed} 2 10", "1000000 1000 {seed} 2 10", "1000 100 1 2 2",
+          "100000 1000 {seed} 2 10", "10000000 1000 {seed} 2 10", "1000 100 1 2 2",
           "2 threads re-created for each of 10 rounds, replacing blocks of "
           "16 B-1 KiB, some up to 64 KiB and now and then of 256 KiB-4 MiB; a "
           "quarter of the replaced blocks go through a mutex-guarded exchange "
