@@ -119,4 +119,24 @@ if [ -z "${2:-}" ] || [ "$2" -gt 64 ]; then
   echo "footprint.sh: ${2:-?} KiB of hakmem's text ($1 KiB) resident: the code every process runs must fit the text's first 64 KiB (is a function every process runs linked among the rare files, or taken from a static library?  doc/internals.md, HAK_COMMON_TEXT)" >&2
   exit 1
 fi
-echo "footprint.sh: ok (libc read-only data $libc_seen KiB; hakmem text $2 of $1 KiB)"
+text_seen="$2 of $1"
+# hakmem's read-only data: linked after the unwind tables, on a 64 KiB
+# boundary of its own (src/libhakmem.ld), .rodata is all that a program
+# that unwinds nothing keeps resident of the segment.  Without the script
+# (a linker that does not take it) .rodata comes first: nothing to check.
+rodata=$(objdump -h "$lib" | awk '$2 == ".rodata" { r = $4; size = $3 } $2 == ".eh_frame" { e = $4 }
+  END { if (r != "" && e != "") print r, e, size }')
+set -- $rodata
+if [ -n "${3:-}" ] && [ $((0x$1)) -gt $((0x$2)) ]; then
+  limit=$(( (0x$3 + 4095) / 4096 * 4 ))
+  ro=$(for i in 1 2 3; do
+    env LD_PRELOAD="$PWD/$lib" "$probe" | awk '$1 ~ /^libhakmem/ && $2 == "r-xp" { text = 1; next }
+      $1 ~ /^libhakmem/ && text && $2 == "r--p" { print $5; exit }'
+  done | sort -n | tail -n 1)
+  if [ -z "$ro" ] || [ "$ro" -gt "$limit" ]; then
+    echo "footprint.sh: ${ro:-?} KiB of hakmem's read-only data resident, more than .rodata's $limit KiB: are the unwind tables in its window? (src/libhakmem.ld)" >&2
+    exit 1
+  fi
+  text_seen="$text_seen KiB; read-only data $ro of $limit"
+fi
+echo "footprint.sh: ok (libc read-only data $libc_seen KiB; hakmem text $text_seen KiB)"
