@@ -139,4 +139,15 @@ if [ -n "${3:-}" ] && [ $((0x$1)) -gt $((0x$2)) ]; then
   fi
   text_seen="$text_seen KiB; read-only data $ro of $limit"
 fi
+# The dynamic symbols and relocations, read by the loader in every
+# process: three pages with the relative relocations packed (.relr.dyn,
+# LIB_RELOC_LDFLAGS in configure.ac), four without.
+if objdump -h "$lib" | awk '$2 == ".relr.dyn" { found = 1 } END { exit !found }'; then
+  dyn=$(env LD_PRELOAD="$PWD/$lib" "$probe" | awk '$1 ~ /^libhakmem/ && $2 == "r--p" { print $5; exit }')
+  if [ -z "$dyn" ] || [ "$dyn" -gt 12 ]; then
+    echo "footprint.sh: ${dyn:-?} KiB of hakmem's dynamic symbols and relocations resident, more than 12 KiB: a new exported symbol or relocated pointer table?" >&2
+    exit 1
+  fi
+  text_seen="$text_seen KiB; dynamic symbols and relocations $dyn"
+fi
 echo "footprint.sh: ok (libc read-only data $libc_seen KiB; hakmem text $text_seen KiB)"
