@@ -67,9 +67,25 @@ static void *opaque_ptr(void *p)
  * malloc_usable_size with "already freed").  The test plants the tag
  * where the stale copy would be, in a large block, and moves it into
  * slab blocks of each kind. */
+/* A live block of size bytes (a size class's) that its slab serves: with
+ * prof = 1, a sampled request is served as a large block instead (its
+ * usable size is its mapping's), whose freed words hold no free tag. */
+static void *slab_block(size_t size)
+{
+  for (int i = 0; i < 64; i++) {
+    void *p = opaque_ptr(malloc(size));
+    ck_assert_ptr_nonnull(p);
+    if (malloc_usable_size(p) == size)
+      return p;
+    free(p);
+  }
+  ck_abort_msg("64 blocks of %zu bytes in a row were not slab blocks", size);
+  return NULL;
+}
+
 static uintptr_t learn_free_tag(void)
 {
-  char *a = opaque_ptr(malloc(16)), *b = opaque_ptr(malloc(16));
+  char *a = slab_block(16), *b = opaque_ptr(malloc(16));
   free(a);
   uintptr_t tag = ((volatile uintptr_t *)opaque_ptr(a))[1];
   free(b);
@@ -116,7 +132,7 @@ START_TEST(copied_stale_free_tag_is_no_double_free)
   size_t sizes[] = { 32, 32, 16, 100, 1000, 40 * KiB };
   enum { N = sizeof sizes / sizeof *sizes };
   uintptr_t *q[N];
-  uintptr_t *a = opaque_ptr(malloc(32)), *b = opaque_ptr(malloc(32));
+  uintptr_t *a = slab_block(32), *b = opaque_ptr(malloc(32));
   for (unsigned i = 0; i < N; i++) { /* live while a is: none is at a */
     q[i] = malloc(sizes[i]);
     ck_assert_ptr_nonnull(q[i]);

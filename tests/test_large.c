@@ -74,10 +74,12 @@ static struct large_hdr *hdr_of(void *p)
     ck_assert_msg(bad_ == 0, "%s: invariant %d broken (see large.c)", what, bad_); \
   } while (0)
 
-static double now_s(void)
+/* The CPU time of the calling thread: what a call costs, which a loaded
+ * machine that takes the processor away for a while does not change. */
+static double thread_cpu_s(void)
 {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -801,24 +803,24 @@ START_TEST(huge_request_fails_fast)
 {
   start();
   long before = rss_kb();
-  double t = now_s();
+  double t = thread_cpu_s();
   errno = 0;
   void *p = hak_malloc((size_t)64 << 40);
-  double took = now_s() - t;
+  double took = thread_cpu_s() - t;
   int err = errno;
   ck_assert_ptr_null(p);
   ck_assert_int_eq(err, ENOMEM);
-  ck_assert_msg(took < 1.0, "malloc(64 TiB) took %.2f s", took);
+  ck_assert_msg(took < 1.0, "malloc(64 TiB) took %.2f s of CPU time", took);
   ck_assert_int_le(rss_kb() - before, 8 * 1024);
   /* 1 GiB is mapped, registered and unmapped at a cost independent of
    * its size. */
-  t = now_s();
+  t = thread_cpu_s();
   char *g = hak_malloc((size_t)1 << 30);
   ck_assert_ptr_nonnull(g);
   CHECK_INV(g, "malloc(1 GiB)");
   hak_free(g);
-  took = now_s() - t;
-  ck_assert_msg(took < 0.1, "malloc+free of 1 GiB took %.3f s", took);
+  took = thread_cpu_s() - t;
+  ck_assert_msg(took < 0.1, "malloc+free of 1 GiB took %.3f s of CPU time", took);
   ck_assert_int_le(rss_kb() - before, 8 * 1024);
 }
 END_TEST
