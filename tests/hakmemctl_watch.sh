@@ -37,9 +37,11 @@ while [ ! -e "$d/go.$k" ]; do
   [ $i -le 15000 ] || exit 3
   sleep 0.02
 done
+# The shell itself changes LD_PRELOAD: an env in between would be one
+# more image (on libhakmem after stage 1, read between two gaps).
 case $k in
-  1) exec env -u LD_PRELOAD /bin/sh "$0" 2 ;;
-  2) exec env LD_PRELOAD="$HAK_LIB" /bin/sh "$0" 3 ;;
+  1) unset LD_PRELOAD; exec /bin/sh "$0" 2 ;;
+  2) LD_PRELOAD=$HAK_LIB; export LD_PRELOAD; exec /bin/sh "$0" 3 ;;
 esac
 exit 0
 EOF
@@ -62,6 +64,7 @@ watch_ended_early() {
 # readings into $dir/watch, messages into $dir/err, and waits for its
 # first reading.
 start_watch() {
+  : >"$dir/watch"
   "$ctl" stats --pid "$1" --watch 0.05 --json >"$dir/watch" 2>"$dir/err" &
   wpid=$!
   wait_until "the first reading" more_lines_or_ended 0 "$dir/watch"
@@ -95,8 +98,12 @@ pid=
 wait "$wpid"
 rc=$?
 [ "$rc" = 0 ] || fail "the watch ended with status $rc when the process exited: $(cat "$dir/err")"
+# A gap is announced once, however many ticks it lasts.  Under load a
+# reading has been seen to succeed between the two execve calls (a second
+# announcement means one did: see had_gap in hakmemctl), which ends the
+# first gap; so one gap per execve at most.
 gaps=$(grep -c 'watching on' "$dir/err")
-[ "$gaps" = 1 ] || fail "$gaps gaps announced (want 1): $(cat "$dir/err")"
+[ "$gaps" -ge 1 ] && [ "$gaps" -le 2 ] || fail "$gaps gaps announced (want 1 or 2, one per execve at most): $(cat "$dir/err")"
 grep -q "^hakmemctl: no process" "$dir/err" || fail "the end of the process is not reported"
 while read -r line; do
   case $line in
