@@ -64,10 +64,7 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
                                             large_room(map_size));
   if (!h)
     return NULL;
-  /* The advice before the header's first write (see superslab_create). */
-  bool huge_advised = false;
-  if (hak_config.thp != HAK_THP_AUTO)
-    huge_advised = os_advise_huge(h, map_size, hak_config.thp == HAK_THP_ON) == 0 && hak_config.thp == HAK_THP_ON;
+  bool huge_advised = os_advise_new_mapping(h, map_size, hak_config.thp);
   h->magic = LARGE_MAGIC;
   h->map_size = map_size;
   h->offset = offset;

@@ -467,6 +467,13 @@ int os_advise_huge(void *addr, size_t size, bool huge)
   return err;
 }
 
+bool os_advise_new_mapping(void *addr, size_t size, enum hak_thp thp)
+{
+  if (thp == HAK_THP_AUTO)
+    return false;
+  return os_advise_huge(addr, size, thp == HAK_THP_ON) == 0 && thp == HAK_THP_ON;
+}
+
 /* Shrinks the mapping [a, a+old_size) to new_size by unmapping its tail
  * (which, unlike mremap, works across the seam of a mapping made of two
  * VMAs); a PROT_NONE tail guard moves to the new end.  Returns 0, or an

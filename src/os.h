@@ -13,6 +13,7 @@
 #define HAKMEM_OS_H
 
 #include "hakmem_internal.h"
+#include "config.h"
 
 struct os_counters {
   _Atomic uint64_t mmap_calls;
@@ -55,6 +56,14 @@ bool os_decommit_enabled(void);
  * false -> MADV_NOHUGEPAGE.  Returns 0 or an errno value (EPERM for a
  * mapping placed at the mapping-count limit, which takes no advice). */
 int os_advise_huge(void *addr, size_t size, bool huge);
+/* The advice a new mapping takes before its first write, by the thp
+ * option: off -> MADV_NOHUGEPAGE, on -> MADV_HUGEPAGE, auto -> none (the
+ * owner advises once the mapping is worth a huge page).  Before the first
+ * write: where the system's THP setting is "always", a write into a
+ * mapping not yet advised faults in a whole huge page, which later advice
+ * does not split (2 MiB resident for a 4 KiB header).  Returns whether
+ * MADV_HUGEPAGE now applies. */
+bool os_advise_new_mapping(void *addr, size_t size, enum hak_thp thp);
 
 /* Whether the mapping [addr, addr+size) has a guard after it: false for
  * one placed at the mapping-count limit, and for one such a mapping was

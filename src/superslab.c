@@ -73,12 +73,7 @@ struct superslab *superslab_create(unsigned lg)
   struct superslab *ss = os_map_aligned(size, size);
   if (!ss)
     return NULL;
-  /* The advice before the header's first write: where the system's THP
-   * setting is "always", that write would otherwise fault in a huge page,
-   * 2 MiB resident for the 4 KiB of the header. */
-  bool huge_advised = false;
-  if (hak_config.thp != HAK_THP_AUTO)
-    huge_advised = os_advise_huge(ss, size, hak_config.thp == HAK_THP_ON) == 0 && hak_config.thp == HAK_THP_ON;
+  bool huge_advised = os_advise_new_mapping(ss, size, hak_config.thp);
   /* Fresh anonymous memory is zero: only non-zero fields are set. */
   ss->magic = SUPERSLAB_MAGIC;
   ss->huge_advised = huge_advised;
