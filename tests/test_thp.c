@@ -1,7 +1,12 @@
 /* Transparent huge page advice (os.c, thp = on/off): a SuperSlab and a
  * large block are advised MADV_HUGEPAGE, or MADV_NOHUGEPAGE, as the
- * kernel's VmFlags show.  A kernel without THP has nothing to show: the
- * program then exits 77, which automake's harness reports as SKIP. */
+ * kernel's VmFlags show; the advice comes before the mapping's first
+ * write, which on a system whose THP setting is "always" would otherwise
+ * fault in a whole huge page (this program is linked with
+ * -Wl,--wrap=madvise, tests/unit.mk: __wrap_madvise below sees whether the
+ * first page was resident when the advice came, whatever the system's
+ * setting).  A kernel without THP has nothing to show: the program then
+ * exits 77, which automake's harness reports as SKIP. */
 #include <check.h>
 #include "test_util.h"
 #include <stdbool.h>
@@ -9,11 +14,42 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 
 #include "config.h"
 #include "superslab.h"
 
 #define THP_SYSFS "/sys/kernel/mm/transparent_hugepage/enabled"
+
+/* The last huge page advice: its range, and whether the range's first
+ * page was resident when it came. */
+static void *_Atomic advised_at;
+static _Atomic size_t advised_len;
+static _Atomic bool advised_resident;
+
+int __real_madvise(void *addr, size_t len, int advice);
+int __wrap_madvise(void *addr, size_t len, int advice);
+
+int __wrap_madvise(void *addr, size_t len, int advice)
+{
+  if (advice == MADV_HUGEPAGE || advice == MADV_NOHUGEPAGE) {
+    unsigned char vec = 0;
+    atomic_store(&advised_resident, mincore(addr, 1, &vec) == 0 && (vec & 1));
+    atomic_store(&advised_len, len);
+    atomic_store(&advised_at, addr);
+  }
+  return __real_madvise(addr, len, advice);
+}
+
+/* Whether the last advice covered p with the first page of its range not
+ * yet resident. */
+static bool advised_before_written(const void *p)
+{
+  uintptr_t a = (uintptr_t)atomic_load(&advised_at);
+  return a && (uintptr_t)p >= a && (uintptr_t)p < a + atomic_load(&advised_len) &&
+         !atomic_load(&advised_resident);
+}
 
 static void start(void)
 {
@@ -65,6 +101,29 @@ START_TEST(thp_advice_is_applied)
 }
 END_TEST
 
+START_TEST(advice_comes_before_the_first_write)
+{
+  start();
+  /* Both blocks stay live until the end: a freed one would be cached and
+   * serve the next request, already written. */
+  void *big[2];
+  for (int on = 0; on < 2; on++) {
+    hak_config.thp = on ? HAK_THP_ON : HAK_THP_OFF;
+    atomic_store(&advised_at, NULL);
+    struct superslab *ss = superslab_create(21);
+    ck_assert_ptr_nonnull(ss);
+    ck_assert_msg(advised_before_written(ss), "thp=%d: SuperSlab header written before the advice", on);
+    atomic_store(&advised_at, NULL);
+    big[on] = hak_malloc(4 << 20);
+    ck_assert_ptr_nonnull(big[on]);
+    ck_assert_msg(advised_before_written(big[on]), "thp=%d: large header written before the advice", on);
+    superslab_destroy(ss);
+  }
+  hak_free(big[0]);
+  hak_free(big[1]);
+}
+END_TEST
+
 int main(void)
 {
   if (access(THP_SYSFS, R_OK) != 0) {
@@ -74,6 +133,7 @@ int main(void)
   Suite *s = suite_create("thp");
   TCase *t = tcase_create("thp");
   tcase_add_test(t, thp_advice_is_applied);
+  tcase_add_test(t, advice_comes_before_the_first_write);
   suite_add_tcase(s, t);
   return check_run(s);
 }

@@ -60,7 +60,7 @@ tests_test_os_LDADD = $(CORE_TESTS_LIBS)
 # Transparent huge page advice (skipped, 77, without THP).
 tests_test_thp_SOURCES = tests/test_thp.c
 tests_test_thp_CFLAGS = $(CORE_TESTS_CC_FLAGS)
-tests_test_thp_LDFLAGS = $(CORE_TESTS_LINK_FLAGS)
+tests_test_thp_LDFLAGS = $(CORE_TESTS_LINK_FLAGS) -Wl,--wrap=madvise
 tests_test_thp_LDADD = $(CORE_TESTS_LIBS)
 # The option value parsers and the environment as init reads it.
 tests_test_config_parse_SOURCES = tests/test_config_parse.c
