@@ -3,7 +3,8 @@
  * for good, and free memory is unmapped instead; it joins only the pieces
  * of a split that still stand as the split left them; a growth in place
  * that cannot be recorded in the ownership map leaves the mapping as it
- * was, still hakmem's.
+ * was, still hakmem's; a placement hint that meets a reservation not
+ * hakmem's moves the cursor away from it.
  *
  * The failures are the test's own madvise and mmap: this program is
  * linked with -Wl,--wrap=madvise,--wrap=mmap (tests/unit.mk), so that
@@ -227,6 +228,41 @@ START_TEST(growth_refused_for_the_ownership_map_keeps_the_mapping_its_own)
 }
 END_TEST
 
+/* A hint that meets a reservation not hakmem's (a sanitizer's shadow, a
+ * virtual machine's heap) costs one miss, not one per later mapping: the
+ * kernel's placement serves that request, and the cursor then starts
+ * again at a random address away from the reservation. */
+START_TEST(cursor_leaves_a_foreign_reservation_after_one_miss)
+{
+  start();
+  const size_t unit = 512 * 1024, len = (size_t)64 << 20;
+  uintptr_t at = (os_hint_peek() + unit - 1) & ~(uintptr_t)(unit - 1);
+  ck_assert_uint_ne(at, 0);
+  void *foreign = mmap((void *)at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ck_assert_ptr_eq(foreign, (void *)at);
+  uint64_t misses = atomic_load(&os_counters.hint_misses);
+  char *m = os_map_aligned(unit, unit);
+  ck_assert_ptr_nonnull(m);
+  ck_assert_uint_eq(atomic_load(&os_counters.hint_misses) - misses, 1);
+  ck_assert((uintptr_t)m + unit <= at || (uintptr_t)m >= at + len);
+  /* Redrawn: not where the reservation would meet it again. */
+  uintptr_t cursor = os_hint_peek();
+  ck_assert(cursor < at || cursor >= at + len + ((size_t)128 << 20));
+  /* The next mapping takes the new cursor's hint, unless that too lies in
+   * something already mapped (under AddressSanitizer, a start in its
+   * shadow: about one in four), which is then a miss of its own. */
+  misses = atomic_load(&os_counters.hint_misses);
+  char *n = os_map_aligned(unit, unit);
+  ck_assert_ptr_nonnull(n);
+  ck_assert((uintptr_t)n + unit <= at || (uintptr_t)n >= at + len);
+  if (atomic_load(&os_counters.hint_misses) == misses)
+    ck_assert_uint_eq((uintptr_t)n, (cursor + unit - 1) & ~(uintptr_t)(unit - 1));
+  os_unmap(n, unit);
+  os_unmap(m, unit);
+  munmap(foreign, len);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("os");
@@ -238,6 +274,7 @@ int main(void)
   tcase_add_test(t, cut_pieces_are_not_joined);
   tcase_add_test(t, alignment_past_the_region_refused);
   tcase_add_test(t, growth_refused_for_the_ownership_map_keeps_the_mapping_its_own);
+  tcase_add_test(t, cursor_leaves_a_foreign_reservation_after_one_miss);
   suite_add_tcase(s, t);
   return check_run(s);
 }
