@@ -15,6 +15,7 @@
 #include "secret.h"
 
 #include <errno.h>
+#include <link.h>
 #include <sys/mman.h>
 #ifdef HAVE_VALGRIND_MEMCHECK_H
 #include <valgrind/memcheck.h>
@@ -465,6 +466,37 @@ int os_advise_huge(void *addr, size_t size, bool huge)
   int err = madvise(addr, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0 ? 0 : errno;
   errno = saved;
   return err;
+}
+
+/* The library's ELF header, mapped with its first segment; the linker
+ * defines the symbol. */
+extern const ElfW(Ehdr) __ehdr_start HAK_HIDDEN;
+
+void os_advise_rare_text(const void *from)
+{
+  const ElfW(Ehdr) *eh = &__ehdr_start;
+  const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+  /* The load bias: the header is at file offset 0, in the segment that
+   * maps offset 0. */
+  uintptr_t bias = 0;
+  for (unsigned i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0)
+      bias = (uintptr_t)eh - ph[i].p_vaddr;
+  uintptr_t at = (uintptr_t)from;
+  for (unsigned i = 0; i < eh->e_phnum; i++) {
+    if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
+      continue;
+    uintptr_t lo = bias + ph[i].p_vaddr, hi = lo + ph[i].p_memsz;
+    if (at < lo || at >= hi)
+      continue;
+    uintptr_t start = at & ~(uintptr_t)(HAK_PAGE_SIZE - 1);
+    uintptr_t end = hak_align_up(hi, HAK_PAGE_SIZE);
+    int saved = errno;
+    atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
+    (void)madvise((void *)start, end - start, MADV_RANDOM);
+    errno = saved;
+    return;
+  }
 }
 
 /* Shrinks the mapping [a, a+old_size) to new_size by unmapping its tail
