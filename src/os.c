@@ -468,14 +468,15 @@ int os_advise_huge(void *addr, size_t size, bool huge)
   return err;
 }
 
-/* The library's ELF header, mapped with its first segment; GNU ld, gold,
- * lld and mold define the symbol (weak: a linker that does not leaves no
- * advice). */
-extern const ElfW(Ehdr) __ehdr_start __attribute__((weak)) HAK_HIDDEN;
+/* The library's ELF header, mapped with its first segment, the program
+ * headers after it; GNU ld, gold, lld and mold define the symbol (weak:
+ * a linker that does not leaves no advice). */
+extern const char __ehdr_start[] __attribute__((weak)) HAK_HIDDEN;
 
 void os_advise_rare_text(const void *from)
 {
-  const ElfW(Ehdr) *eh = &__ehdr_start;
+  /* An array of unknown size: the program headers follow the header. */
+  const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)(const void *)__ehdr_start;
   if (!eh)
     return;
   const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
