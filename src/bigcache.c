@@ -30,7 +30,8 @@ static unsigned bigcache_max_count(void)
 static _Atomic bool bigcache_wanted;
 
 static pthread_mutex_t bigcache_lock = LOCK_INITIALIZER;
-static struct large_hdr *bucket[BIGCACHE_BUCKETS];
+/* Apart: only a program with large blocks writes it. */
+HAK_BSS_APART(bigcache_bucket) static struct large_hdr *bucket[BIGCACHE_BUCKETS];
 /* Bumped by every take and put: a program that only churns large blocks
  * is not idle even if the shared pool sees nothing. */
 static uint64_t cache_activity, cache_activity_seen;

@@ -30,6 +30,7 @@ struct hak_config hak_config = {
 };
 bool config_secure;
 struct config_source config_sources[CONFIG_OPTION_MAX];
+HAK_BSS_APART(config_source_sections) char config_source_sections[CONFIG_OPTION_MAX][CONFIG_SECTION_MAX];
 
 const char *const config_mode_words[] = {
 #define CONFIG_MODE(NAME, word, help, man) #word,
@@ -131,7 +132,8 @@ static void set_value(const struct config_option *o, int v, const char *text,
     *o->value = v;
   src->origin = origin;
   src->line = line;
-  config_copy_str(src->section, sizeof src->section, section ? section : "");
+  if (origin == CONFIG_FROM_SECTION)
+    config_copy_str(config_source_sections[o - config_options], CONFIG_SECTION_MAX, section ? section : "");
 }
 
 static void errno_word(struct config_msg *m, int err)
@@ -627,7 +629,7 @@ void config_source_format(unsigned i, char *buf, size_t size)
     config_msg_str(&m, ":");
     if (src->origin == CONFIG_FROM_SECTION) {
       config_msg_str(&m, "[");
-      config_msg_text(&m, src->section, 63);
+      config_msg_text(&m, config_source_sections[i], CONFIG_SECTION_MAX - 1);
       config_msg_str(&m, "]:");
     }
     config_msg_int(&m, src->line);

@@ -82,10 +82,14 @@ enum config_origin {
 struct config_source {
   enum config_origin origin;
   unsigned line;            /* CONFIG_FROM_FILE / CONFIG_FROM_SECTION */
-  char section[64];         /* CONFIG_FROM_SECTION: the section's pattern (cut) */
 };
 #define CONFIG_OPTION_MAX 48
 extern struct config_source config_sources[CONFIG_OPTION_MAX];
+/* CONFIG_FROM_SECTION: the section's pattern (cut), written only for a
+ * value from a section, so that the pages of a process without one stay
+ * untouched (doc/internals.md, "The library's own memory"). */
+#define CONFIG_SECTION_MAX 64
+extern char config_source_sections[CONFIG_OPTION_MAX][CONFIG_SECTION_MAX];
 
 /* Limits of the conf file and of the warnings shown on stderr. */
 #define CONFIG_FILE_MAX     65536   /* bytes; the lines after it are ignored */

@@ -8,6 +8,7 @@
 #include "learn.h"
 #include "shared_pool.h"
 #include "diag.h"
+#include "os.h"
 #include "tcache.h"
 #include "purge.h"
 #include "prof.h"
@@ -97,6 +98,10 @@ void hak_init_slow(void)
   learn_init();
   prof_init();
   alloc_configure();
+  /* diag.c is the first of the files whose code a program rarely runs
+   * (Makefile.am): the large blocks' code before it then stays resident
+   * without them (doc/internals.md, "The library's own memory"). */
+  os_advise_rare_text((const void *)(uintptr_t)hak_warn);
   atomic_store_explicit(&hak_init_state, 2, memory_order_release);
   /* From here malloc works fully, so these may allocate. */
   if (pthread_key_create(&tcache_key, thread_exit) == 0)

@@ -15,6 +15,7 @@
 #include "secret.h"
 
 #include <errno.h>
+#include <link.h>
 #include <sys/mman.h>
 #ifdef HAVE_VALGRIND_MEMCHECK_H
 #include <valgrind/memcheck.h>
@@ -472,6 +473,41 @@ bool os_advise_new_mapping(void *addr, size_t size, enum hak_thp thp)
   if (thp == HAK_THP_AUTO)
     return false;
   return os_advise_huge(addr, size, thp == HAK_THP_ON) == 0 && thp == HAK_THP_ON;
+}
+
+/* The library's ELF header, mapped with its first segment, the program
+ * headers after it; GNU ld, gold, lld and mold define the symbol (weak:
+ * a linker that does not leaves no advice). */
+extern const char __ehdr_start[] __attribute__((weak)) HAK_HIDDEN;
+
+void os_advise_rare_text(const void *from)
+{
+  /* An array of unknown size: the program headers follow the header. */
+  const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)(const void *)__ehdr_start;
+  if (!eh)
+    return;
+  const ElfW(Phdr) *ph = (const ElfW(Phdr) *)((const char *)eh + eh->e_phoff);
+  /* The load bias: the header is at file offset 0, in the segment that
+   * maps offset 0. */
+  uintptr_t bias = 0;
+  for (unsigned i = 0; i < eh->e_phnum; i++)
+    if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0)
+      bias = (uintptr_t)eh - ph[i].p_vaddr;
+  uintptr_t at = (uintptr_t)from;
+  for (unsigned i = 0; i < eh->e_phnum; i++) {
+    if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
+      continue;
+    uintptr_t lo = bias + ph[i].p_vaddr, hi = lo + ph[i].p_memsz;
+    if (at < lo || at >= hi)
+      continue;
+    uintptr_t start = at & ~(uintptr_t)(HAK_PAGE_SIZE - 1);
+    uintptr_t end = hak_align_up(hi, HAK_PAGE_SIZE);
+    int saved = errno;
+    atomic_fetch_add_explicit(&os_counters.madvise_calls, 1, memory_order_relaxed);
+    (void)madvise((void *)start, end - start, MADV_RANDOM);
+    errno = saved;
+    return;
+  }
 }
 
 /* Shrinks the mapping [a, a+old_size) to new_size by unmapping its tail

@@ -65,6 +65,16 @@ int os_advise_huge(void *addr, size_t size, bool huge);
  * MADV_HUGEPAGE now applies. */
 bool os_advise_new_mapping(void *addr, size_t size, enum hak_thp thp);
 
+/* Advises the library's own code from from's page to the end of its
+ * segment as rarely run (MADV_RANDOM), which makes it a mapping (VMA) of
+ * its own: fault-around, which maps up to 64 KiB of a file around a
+ * faulting page, stops at the edge of a mapping, so code linked just
+ * before from (the large blocks' paths) no longer brings the rare code
+ * after it into the resident set.  from must be code of the library.
+ * The one call on memory hakmem did not map; counted, its failure
+ * ignored.  errno unchanged. */
+void os_advise_rare_text(const void *from);
+
 /* Whether the mapping [addr, addr+size) has a guard after it: false for
  * one placed at the mapping-count limit, and for one such a mapping was
  * placed right after. */

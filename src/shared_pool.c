@@ -12,7 +12,8 @@ static pthread_mutex_t pool_lock = LOCK_INITIALIZER;
 
 static struct slab *empty_list[HAK_NUM_CLASSES];
 static unsigned empty_count[HAK_NUM_CLASSES];
-static struct slab *orphan_list[HAK_NUM_CLASSES];
+/* Apart: only a thread that exits holding blocks writes it. */
+HAK_BSS_APART(orphan_list) static struct slab *orphan_list[HAK_NUM_CLASSES];
 static struct superslab *all_list;
 static struct superslab *unused_list, *unused_tail;
 static unsigned kept_empty;       /* SuperSlabs kept fully free ... */
@@ -21,8 +22,9 @@ static size_t kept_committed;     /* ... and their committed bytes */
  * the sum of their free_committed counts.  Lean mode holds it under
  * ss_mem_lean_target_mb. */
 static size_t pool_free_committed;
-/* Allocation counts of slabs that were re-formatted or unmapped. */
-static uint64_t retired_allocs[HAK_NUM_CLASSES];
+/* Allocation counts of slabs that were re-formatted or unmapped.  Apart:
+ * a program whose slabs never change class or go back writes none. */
+HAK_BSS_APART(retired_allocs) static uint64_t retired_allocs[HAK_NUM_CLASSES];
 
 /* Bumped on every hand-out and hand-back: the purge compares it between
  * ticks to tell an idle program. */

@@ -1,5 +1,7 @@
 /* What a small program keeps resident of the libraries it runs on: it
- * allocates and frees three blocks (32, 500 and 5000 bytes), then prints
+ * allocates and frees three blocks (32, 500 and 5000 bytes; with the
+ * argument "large", a block of 1 MiB too, twice, so that BigCache keeps
+ * and hands it back), then prints
  * one line per mapping of a file named libc.so.6 or libhakmem.so*:
  *
  *   LIBRARY PERMS OFFSET SIZE_KIB RSS_KIB
@@ -26,7 +28,7 @@ static const char *library_of(const char *line, const char *end)
   return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
   char *volatile a = malloc(32), *volatile b = malloc(500), *volatile c = malloc(5000);
   if (!a || !b || !c)
@@ -35,6 +37,15 @@ int main(void)
   free(a);
   free(b);
   free(c);
+  if (argc > 1 && strcmp(argv[1], "large") == 0) {
+    for (int i = 0; i < 2; i++) {
+      char *volatile d = malloc(1 << 20);
+      if (!d)
+        return 1;
+      d[0] = 1;
+      free(d);
+    }
+  }
 
   int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
   if (fd < 0)
