@@ -144,13 +144,20 @@ static void large_split(struct large_hdr *h, size_t map_size)
   size_t total = h->map_size, guard = HAK_UNIT_SIZE + HAK_PAGE_SIZE; /* at most */
   size_t seam = h->seam;
   if (seam != 0 && map_size <= seam && total - seam >= guard + LARGE_CUT_MIN) {
-    struct large_hdr *t = os_cut(h, total, seam);
+    /* At a unit boundary the rest starts at the seam itself, the head's
+     * last page its guard: one page of the first VMA is given up rather
+     * than a unit of the second's (bigcache_round makes most seams of
+     * multi-MiB mappings unit boundaries). */
+    size_t cut = seam;
+    if ((((uintptr_t)h + seam) & (HAK_UNIT_SIZE - 1)) == 0 && map_size <= seam - HAK_PAGE_SIZE)
+      cut = seam - HAK_PAGE_SIZE;
+    struct large_hdr *t = os_cut(h, total, cut);
     if (t) {
-      h->map_size = seam;
+      h->map_size = cut;
       h->seam = 0;
       large_seal(h);
       large_cache_rest(h, t, total);
-      total = seam;
+      total = cut;
     }
   }
   if (h->seam != 0 || total - map_size < guard + LARGE_SPLIT_MIN ||

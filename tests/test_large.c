@@ -489,8 +489,9 @@ END_TEST
 /* A cached mapping of two VMAs taken for a request that its first holds
  * is cut where the second starts, if the second is large (8 MiB or
  * more): the block gets the first, one VMA, and the second, one VMA too,
- * is cached with its pages (less the guard's unit) and serves the next
- * request, rather than the block holding it unused. */
+ * is cached with its pages and serves the next request, rather than the
+ * block holding it unused.  The seam here is a unit boundary, so the
+ * guard is the first's last page and the second keeps every page. */
 START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
 {
   start_with_empty_cache();
@@ -507,14 +508,16 @@ START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
   char *q = hak_malloc(4 * MiB);
   ck_assert_ptr_eq(q, p);
   ck_assert_uint_eq(h->seam, 0);
-  ck_assert_uint_eq(h->map_size, piece);
+  ck_assert_uint_eq(h->map_size, piece - 4096);
   CHECK_INV(q, "first VMA of a cut mapping");
-  ck_assert_int_eq(child_signal(write_at, (char *)h + piece), SIGSEGV);
-  const struct large_hdr *rest = (const struct large_hdr *)((char *)h + piece + HAK_UNIT_SIZE);
+  ck_assert_int_eq(child_signal(write_at, (char *)h + piece - 4096), SIGSEGV);
+  const struct large_hdr *rest = (const struct large_hdr *)((char *)h + piece);
   ck_assert_uint_eq(rest->magic, LARGE_MAGIC);
   ck_assert_uint_eq(rest->state, LARGE_CACHED);
   ck_assert_uint_eq(rest->seam, 0);
-  ck_assert_uint_eq(rest->map_size, piece - HAK_UNIT_SIZE);
+  ck_assert_uint_eq(rest->map_size, piece);
+  /* Its pages are the block's old ones, none given back. */
+  assert_pages_hold((const char *)rest, piece - 8 * 4096, 0x6b);
   hak_stats_t s0 = stats_now();
   char *r = hak_malloc(9 * MiB);
   /* Served by the cut-off piece, with its pages: whether it grows in
@@ -523,7 +526,7 @@ START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
    * calls are not counted here. */
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
   CHECK_INV(r, "second VMA of a cut mapping, grown");
-  assert_pages_hold(r, piece - HAK_UNIT_SIZE - 8 * 4096, 0x6b);
+  assert_pages_hold(r, piece - 8 * 4096, 0x6b);
   memset(r, 1, 9 * MiB);
   memset(q, 2, 4 * MiB);
   hak_free(r);
