@@ -95,7 +95,8 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
 
 /* A mapping of two VMAs is cut where the second starts when that one is
  * at least this large: the cut drops up to a unit of its pages (the
- * guard) and leaves two pieces for the cache to hold, which pays only for
+ * guard; a page of the first's at a unit boundary, see large_split) and
+ * leaves two pieces for the cache to hold, which pays only for
  * a large one (bench/vm --mixed, whose pieces are mostly smaller, kept
  * more resident with cuts of 1 or 4 MiB). */
 #define LARGE_CUT_MIN ((size_t)8 << 20)
