@@ -444,6 +444,39 @@ START_TEST(much_smaller_cached_mapping_is_grown)
 }
 END_TEST
 
+/* A mapping grown with a whole cached mapping's pages past the largest
+ * BigCache keeps, for a request that fits in that, is cached when freed:
+ * its tail beyond BIGCACHE_MAX_BLOCK is given back, the rest keeps its
+ * pages (it used to be unmapped whole). */
+START_TEST(mapping_grown_past_the_cache_limit_is_trimmed_and_cached)
+{
+  start_with_empty_cache();
+  char *a = hak_malloc(20 * MiB), *b = hak_malloc(14 * MiB);
+  ck_assert_uint_eq(hdr_of(a)->map_size, 24 * MiB);
+  ck_assert_uint_eq(hdr_of(b)->map_size, 16 * MiB);
+  hak_free(a);
+  hak_free(b);
+  char *p = hak_malloc(28 * MiB);
+  struct large_hdr *h = hdr_of(p);
+  ck_assert_uint_gt(h->map_size, BIGCACHE_MAX_BLOCK);
+  memset(p, 0x5a, 28 * MiB);
+  hak_free(p);
+  ck_assert_uint_eq(stats_now().bigcache_bytes, BIGCACHE_MAX_BLOCK);
+  char *q = hak_malloc(28 * MiB);
+  ck_assert_ptr_eq(q, p);
+  ck_assert_uint_eq(hdr_of(q)->map_size, BIGCACHE_MAX_BLOCK);
+  CHECK_INV(q, "a mapping trimmed to the cache's limit");
+  assert_pages_hold(q, 28 * MiB, 0x5a);
+  memset(q, 1, 28 * MiB);
+  hak_free(q);
+  /* A block asked for at more than the limit is not trimmed: it goes. */
+  bigcache_flush();
+  char *r = hak_malloc(BIGCACHE_MAX_BLOCK + 4096);
+  hak_free(r);
+  ck_assert_uint_eq(stats_now().bigcache_bytes, 0);
+}
+END_TEST
+
 /* A larger request than any cached mapping takes two of them: the one
  * grown gets the other's pages moved after its own (their old contents
  * show: nothing was faulted in anew), not new ones while the other stays
@@ -1200,6 +1233,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, smaller_cached_mapping_grows_with_another_ones_pages);
+  tcase_add_test(t, mapping_grown_past_the_cache_limit_is_trimmed_and_cached);
   tcase_add_test(t, two_vma_mapping_is_cut_for_a_request_its_first_holds);
   tcase_add_test(t, cached_pages_move_at_their_offset_in_a_page_table);
   tcase_add_test(t, much_smaller_cached_mapping_is_grown);
