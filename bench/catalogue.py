@@ -51,8 +51,9 @@ class Bench:
 
 
 # Sized so that a full run takes about a second under mimalloc on a 2-core
-# machine (glibc takes up to 15 times longer on larson, vm_mixed and
-# realloc), and a quick one a tenth of that: about 10 minutes for the whole
+# machine (glibc takes up to 15 times longer on larson and realloc, glibc
+# and jemalloc 25 to 30 times on vm_mixed, which therefore runs at most 3
+# times), and a quick one a tenth of that: about 12 minutes for the whole
 # default run, under a minute for --quick.
 BENCHES = [
     Bench("random_mixed/ws400", "random_mixed", "random_mixed",
@@ -81,9 +82,15 @@ BENCHES = [
           extra=("queue_peak",)),
     Bench("vm", "vm", "vm", "6000 1 {seed}", "60000 1 {seed}", "10 1 1",
           "2 MiB blocks allocated, touched and freed"),
+    # 80000 iterations, about half a second under mimalloc: at 1000 the
+    # run took 25 ms, mostly the first faults of each allocator's
+    # mappings, and its peak RSS came before the sizes had reached their
+    # largest live total.  glibc (trimming its heap) and jemalloc
+    # (purging) give freed pages back and fault them in again, some
+    # 150 us an operation: about 12 s a run, hence at most 3 runs.
     Bench("vm_mixed", "vm", "vm_mixed",
-          "--mixed 100 4 {seed}", "--mixed 1000 4 {seed}", "--mixed 10 4 1",
-          "64 KiB-8 MiB blocks, 4 of them live"),
+          "--mixed 8000 4 {seed}", "--mixed 80000 4 {seed}", "--mixed 10 4 1",
+          "64 KiB-8 MiB blocks, 4 of them live", max_reps=3),
     Bench("realloc", "realloc", "realloc",
           "5000 16 {seed}", "50000 16 {seed}", "1000 16 1",
           "vectors grown by realloc"),

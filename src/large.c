@@ -92,7 +92,8 @@ static struct large_hdr *large_map(size_t map_size, size_t align, size_t offset)
 
 /* A mapping of two VMAs is cut where the second starts when that one is
  * at least this large: the cut drops up to a unit of its pages (the
- * guard) and leaves two pieces for the cache to hold, which pays only for
+ * guard; a page of the first's at a unit boundary, see large_split) and
+ * leaves two pieces for the cache to hold, which pays only for
  * a large one (bench/vm --mixed, whose pieces are mostly smaller, kept
  * more resident with cuts of 1 or 4 MiB). */
 #define LARGE_CUT_MIN ((size_t)8 << 20)
@@ -141,13 +142,20 @@ static void large_split(struct large_hdr *h, size_t map_size)
   size_t total = h->map_size, guard = HAK_UNIT_SIZE + HAK_PAGE_SIZE; /* at most */
   size_t seam = h->seam;
   if (seam != 0 && map_size <= seam && total - seam >= guard + LARGE_CUT_MIN) {
-    struct large_hdr *t = os_cut(h, total, seam);
+    /* At a unit boundary the rest starts at the seam itself, the head's
+     * last page its guard: one page of the first VMA is given up rather
+     * than a unit of the second's (bigcache_round makes most seams of
+     * multi-MiB mappings unit boundaries). */
+    size_t cut = seam;
+    if ((((uintptr_t)h + seam) & (HAK_UNIT_SIZE - 1)) == 0 && map_size <= seam - HAK_PAGE_SIZE)
+      cut = seam - HAK_PAGE_SIZE;
+    struct large_hdr *t = os_cut(h, total, cut);
     if (t) {
-      h->map_size = seam;
+      h->map_size = cut;
       h->seam = 0;
       large_seal(h);
       large_cache_rest(h, t, total);
-      total = seam;
+      total = cut;
     }
   }
   if (h->seam != 0 || total - map_size < guard + LARGE_SPLIT_MIN ||
@@ -500,6 +508,24 @@ struct large_hdr *large_from_entry(uintptr_t entry, const void *p)
   return h;
 }
 
+/* A freed mapping grown past the largest BigCache keeps, for a request
+ * that fits in that (large_grow_with_cached took a whole cached mapping,
+ * or grew in place, for the difference), gives back its tail beyond
+ * BIGCACHE_MAX_BLOCK and is cached with the rest of its pages, rather
+ * than unmapped whole and its pages faulted in again by the next
+ * requests (bench/large_replace: 133 MiB unmapped so in some runs). */
+static void large_trim_for_cache(struct large_hdr *h)
+{
+  if (h->map_size <= BIGCACHE_MAX_BLOCK || !hak_config.bigcache || h->offset >= BIGCACHE_MAX_BLOCK ||
+      h->live_size > BIGCACHE_MAX_BLOCK - h->offset ||
+      os_resize_in_place(h, h->map_size, BIGCACHE_MAX_BLOCK) != 0)
+    return;
+  h->map_size = BIGCACHE_MAX_BLOCK;
+  if (h->seam >= BIGCACHE_MAX_BLOCK)
+    h->seam = 0;
+  large_seal(h);
+}
+
 bool large_free(struct large_hdr *h, void *p)
 {
   large_verify(h, "free(): corrupted large block header", p);
@@ -510,6 +536,7 @@ bool large_free(struct large_hdr *h, void *p)
   int saved = errno;
   counters_add(&hak_counters.large_frees, 1);
   atomic_fetch_sub_explicit(&hak_counters.large_live_bytes, h->map_size, memory_order_relaxed);
+  large_trim_for_cache(h);
   bool cached = bigcache_put(h);
   if (!cached)
     large_unmap(h);

@@ -444,6 +444,39 @@ START_TEST(much_smaller_cached_mapping_is_grown)
 }
 END_TEST
 
+/* A mapping grown with a whole cached mapping's pages past the largest
+ * BigCache keeps, for a request that fits in that, is cached when freed:
+ * its tail beyond BIGCACHE_MAX_BLOCK is given back, the rest keeps its
+ * pages (it used to be unmapped whole). */
+START_TEST(mapping_grown_past_the_cache_limit_is_trimmed_and_cached)
+{
+  start_with_empty_cache();
+  char *a = hak_malloc(20 * MiB), *b = hak_malloc(14 * MiB);
+  ck_assert_uint_eq(hdr_of(a)->map_size, 24 * MiB);
+  ck_assert_uint_eq(hdr_of(b)->map_size, 16 * MiB);
+  hak_free(a);
+  hak_free(b);
+  char *p = hak_malloc(28 * MiB);
+  struct large_hdr *h = hdr_of(p);
+  ck_assert_uint_gt(h->map_size, BIGCACHE_MAX_BLOCK);
+  memset(p, 0x5a, 28 * MiB);
+  hak_free(p);
+  ck_assert_uint_eq(stats_now().bigcache_bytes, BIGCACHE_MAX_BLOCK);
+  char *q = hak_malloc(28 * MiB);
+  ck_assert_ptr_eq(q, p);
+  ck_assert_uint_eq(hdr_of(q)->map_size, BIGCACHE_MAX_BLOCK);
+  CHECK_INV(q, "a mapping trimmed to the cache's limit");
+  assert_pages_hold(q, 28 * MiB, 0x5a);
+  memset(q, 1, 28 * MiB);
+  hak_free(q);
+  /* A block asked for at more than the limit is not trimmed: it goes. */
+  bigcache_flush();
+  char *r = hak_malloc(BIGCACHE_MAX_BLOCK + 4096);
+  hak_free(r);
+  ck_assert_uint_eq(stats_now().bigcache_bytes, 0);
+}
+END_TEST
+
 /* A larger request than any cached mapping takes two of them: the one
  * grown gets the other's pages moved after its own (their old contents
  * show: nothing was faulted in anew), not new ones while the other stays
@@ -489,8 +522,9 @@ END_TEST
 /* A cached mapping of two VMAs taken for a request that its first holds
  * is cut where the second starts, if the second is large (8 MiB or
  * more): the block gets the first, one VMA, and the second, one VMA too,
- * is cached with its pages (less the guard's unit) and serves the next
- * request, rather than the block holding it unused. */
+ * is cached with its pages and serves the next request, rather than the
+ * block holding it unused.  The seam here is a unit boundary, so the
+ * guard is the first's last page and the second keeps every page. */
 START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
 {
   start_with_empty_cache();
@@ -507,14 +541,16 @@ START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
   char *q = hak_malloc(4 * MiB);
   ck_assert_ptr_eq(q, p);
   ck_assert_uint_eq(h->seam, 0);
-  ck_assert_uint_eq(h->map_size, piece);
+  ck_assert_uint_eq(h->map_size, piece - 4096);
   CHECK_INV(q, "first VMA of a cut mapping");
-  ck_assert_int_eq(child_signal(write_at, (char *)h + piece), SIGSEGV);
-  const struct large_hdr *rest = (const struct large_hdr *)((char *)h + piece + HAK_UNIT_SIZE);
+  ck_assert_int_eq(child_signal(write_at, (char *)h + piece - 4096), SIGSEGV);
+  const struct large_hdr *rest = (const struct large_hdr *)((char *)h + piece);
   ck_assert_uint_eq(rest->magic, LARGE_MAGIC);
   ck_assert_uint_eq(rest->state, LARGE_CACHED);
   ck_assert_uint_eq(rest->seam, 0);
-  ck_assert_uint_eq(rest->map_size, piece - HAK_UNIT_SIZE);
+  ck_assert_uint_eq(rest->map_size, piece);
+  /* Its pages are the block's old ones, none given back. */
+  assert_pages_hold((const char *)rest, piece - 8 * 4096, 0x6b);
   hak_stats_t s0 = stats_now();
   char *r = hak_malloc(9 * MiB);
   /* Served by the cut-off piece, with its pages: whether it grows in
@@ -523,7 +559,7 @@ START_TEST(two_vma_mapping_is_cut_for_a_request_its_first_holds)
    * calls are not counted here. */
   ck_assert_uint_eq(stats_now().bigcache_hits - s0.bigcache_hits, 1);
   CHECK_INV(r, "second VMA of a cut mapping, grown");
-  assert_pages_hold(r, piece - HAK_UNIT_SIZE - 8 * 4096, 0x6b);
+  assert_pages_hold(r, piece - 8 * 4096, 0x6b);
   memset(r, 1, 9 * MiB);
   memset(q, 2, 4 * MiB);
   hak_free(r);
@@ -1197,6 +1233,7 @@ int main(int argc, char **argv)
   tcase_add_test(t, smaller_cached_mapping_is_grown);
   tcase_add_test(t, smaller_cached_mapping_moves_when_it_cannot_grow);
   tcase_add_test(t, smaller_cached_mapping_grows_with_another_ones_pages);
+  tcase_add_test(t, mapping_grown_past_the_cache_limit_is_trimmed_and_cached);
   tcase_add_test(t, two_vma_mapping_is_cut_for_a_request_its_first_holds);
   tcase_add_test(t, cached_pages_move_at_their_offset_in_a_page_table);
   tcase_add_test(t, much_smaller_cached_mapping_is_grown);
