@@ -12,25 +12,30 @@ me=monitor_compat
 [ -x "$ctl" ] || fail "$ctl not built"
 : "${CC:=cc}"
 command -v "${CC%% *}" >/dev/null 2>&1 || skip "no C compiler ($CC)"
-command -v sleep >/dev/null 2>&1 || skip "no sleep"
+command -v mkfifo >/dev/null 2>&1 || skip "no mkfifo"
 scratch_setup
+mkfifo "$dir/hold" || fail "cannot make a FIFO"
 
-# Starts sleep with the stand-in library preloaded; waits until it is
-# mapped (the dynamic loader runs before sleep's main).
+# Starts a shell with the stand-in library preloaded, which waits on a
+# FIFO no one writes; waits until the shell has written a file, which it
+# does after the dynamic loader is done.  The library in the maps is not
+# enough: until the loader has mapped and relocated its data, hakmemctl
+# rightly answers "loaded but not yet started".
 start() { # variant-define
   mkdir -p "$dir/$1"
   $CC -shared -fPIC -I"$srcdir/src" -D"$1" -o "$dir/$1/libhakmem.so.0" \
     "$srcdir/tests/monitor_compat_lib.c" || fail "cannot build the stand-in library"
-  LD_PRELOAD="$dir/$1/libhakmem.so.0" sleep 300 &
+  LD_PRELOAD="$dir/$1/libhakmem.so.0" sh -c ': >"$1"; read line <"$2"' sh "$dir/$1/started" \
+    "$dir/hold" &
   pid=$!
-  wait_until "the stand-in library was loaded" grep -qs "$dir/$1/libhakmem.so.0" "/proc/$pid/maps"
+  wait_until "the shell with the stand-in library started" test -e "$dir/$1/started"
 }
 
 echo "== a block with fewer entries and an unknown one"
 start MONITOR_COMPAT_OLD
 "$ctl" stats --pid "$pid" >"$dir/out" 2>"$dir/err" || fail "stats --pid exited $?: $(cat "$dir/err")"
 cat "$dir/out"
-grep -q "^hakmem: stats pid=$pid program=sleep .* version=0.0.9$" "$dir/out" || fail "no header"
+grep -q "^hakmem: stats pid=$pid program=sh .* version=0.0.9$" "$dir/out" || fail "no header"
 grep -q '^hakmem: mode  *fast (env HAKMEM_MODE)$' "$dir/out" || fail "no mode"
 grep -q '^hakmem: large in use  *1.0 MiB  (slab blocks unknown' "$dir/out" || fail "missing heap walk not said"
 grep -q '^hakmem: mapped  *3.0 MiB' "$dir/out" || fail "no mapped bytes"
