@@ -588,8 +588,12 @@ void *large_realloc(struct large_hdr *h, size_t size)
   }
   /* Room enough: stay, unless the block shrinks to under a quarter of
    * its mapping.  A block that grows inside a larger mapping (one taken
-   * from BigCache, say) costs nothing, however much room is left. */
-  if (map_size <= h->map_size && (map_size >= h->map_size / 4 || size >= h->live_size)) {
+   * from BigCache, say) costs nothing, however much room is left.  A
+   * request within the block's usable size stays too when BigCache's
+   * rounding makes map_size larger than a mapping of no size class (cut,
+   * split or trimmed): a shrink that moved could fail with ENOMEM. */
+  if ((map_size <= h->map_size && (map_size >= h->map_size / 4 || size >= h->live_size)) ||
+      (map_size > h->map_size && size <= h->map_size - h->offset)) {
     h->live_size = size;
     return large_block(h);
   }
