@@ -586,14 +586,15 @@ void *large_realloc(struct large_hdr *h, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  /* Room enough: stay, unless the block shrinks to under a quarter of
-   * its mapping.  A block that grows inside a larger mapping (one taken
-   * from BigCache, say) costs nothing, however much room is left.  A
-   * request within the block's usable size stays too when BigCache's
-   * rounding makes map_size larger than a mapping of no size class (cut,
-   * split or trimmed): a shrink that moved could fail with ENOMEM. */
-  if ((map_size <= h->map_size && (map_size >= h->map_size / 4 || size >= h->live_size)) ||
-      (map_size > h->map_size && size <= h->map_size - h->offset)) {
+  /* A request within the block's usable size stays, unless the block
+   * shrinks to under a quarter of its mapping.  A block that grows inside
+   * a larger mapping (one taken from BigCache, say) costs nothing,
+   * however much room is left.  map_size, rounded by BigCache, can exceed
+   * a mapping of no size class (cut, split or trimmed) for a request that
+   * fits it: that stays too, since a shrink that moved could fail with
+   * ENOMEM. */
+  if (size <= h->map_size - h->offset &&
+      (map_size > h->map_size || map_size >= h->map_size / 4 || size >= h->live_size)) {
     h->live_size = size;
     return large_block(h);
   }
